@@ -1,1 +1,52 @@
-fn main(){}
+//! `padtrim`: report, check, rewrite and verify RISC-V patchable function entries, and record
+//! and replay traces of programs that carry the padtrim runtime.
+//!
+//! Exit status: 0 success, 1 a failed check, 2 unusable input.
+
+mod input;
+mod report_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Trim RISC-V patchable function entries to 4-byte slots, and trace through them.
+#[derive(Parser)]
+#[command(name = "padtrim", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report pads: sizes, histogram, per section and function, projected savings.
+    Report(report_cmd::ReportArgs),
+    /// CI gate: fail (exit 1) when pads grow past a limit or a baseline, or sites go missing.
+    Check(report_cmd::CheckArgs),
+}
+
+/// How a command ended, mapped to the exit status.
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1: a check failed (details already printed).
+    CheckFailed,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Report(args) => report_cmd::report(&args),
+        Command::Check(args) => report_cmd::check(&args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Err(e) => {
+            // One line: the file and the reason (anyhow's context chain, joined).
+            eprintln!("padtrim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,2 +1,13 @@
 //! padtrim: scan, rewrite and verify RISC-V patchable function entries.
+//!
+//! Data flows one way: bytes → [`elf`] model → [`scan`] (patch sites) → plan → new image →
+//! bytes. [`report`] and [`check`] consume the scan.
+pub mod check;
+pub mod elf;
+pub mod error;
+pub mod plan;
+pub mod report;
 pub mod riscv;
+pub mod scan;
+
+pub use error::{Error, Result};

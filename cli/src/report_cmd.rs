@@ -1,0 +1,165 @@
+//! `padtrim report` and `padtrim check`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use padtrim::check::{check as run_check, CheckOptions, Verdict};
+use padtrim::report::{Report, ReportDiff};
+use padtrim::scan::scan;
+
+use crate::input::Input;
+use crate::Outcome;
+
+/// Arguments of `padtrim report`.
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The ELF file (object, executable, shared object or vmlinux).
+    pub file: PathBuf,
+    /// Slot size in bytes the savings projection assumes.
+    #[arg(long, default_value_t = 4, value_parser = parse_slot)]
+    pub slot: u32,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// How many functions the table lists.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Compare with a saved `report --json` and print the differences.
+    #[arg(long, value_name = "OLD.json")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// Arguments of `padtrim check`.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("gate").required(true).multiple(true).args(["max_pad", "baseline", "min_sites"])))]
+pub struct CheckArgs {
+    /// The ELF file to gate.
+    pub file: PathBuf,
+    /// Fail when any pad is larger than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_pad: Option<u32>,
+    /// Fail when any function's pad grew, the total grew, or sites were lost versus this report.
+    #[arg(long, value_name = "REPORT.json")]
+    pub baseline: Option<PathBuf>,
+    /// Fail when fewer than N sites are found.
+    #[arg(long, value_name = "N")]
+    pub min_sites: Option<usize>,
+    /// Do not fail on zero table entries.
+    #[arg(long)]
+    pub allow_zero_entries: bool,
+    /// Do not fail on invalid table entries (outside text, mid-instruction, misplaced).
+    #[arg(long)]
+    pub allow_invalid_entries: bool,
+    /// Print the verdict and every finding as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Output format for findings.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// How `check` prints findings.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// One line per finding.
+    Text,
+    /// GitHub Actions `::error` annotations.
+    Github,
+}
+
+fn parse_slot(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(v @ (0 | 4 | 8 | 16)) => Ok(v),
+        _ => Err("slot must be 0, 4, 8 or 16".into()),
+    }
+}
+
+/// Scans `path` and builds its report.
+pub fn build_report(path: &PathBuf, slot: u32) -> Result<Report> {
+    let input = Input::open(path)?;
+    let file = input.elf()?;
+    let scan = scan(&file).with_context(|| input.name())?;
+    Ok(Report::new(&input.name(), &file, &scan, slot))
+}
+
+fn load_baseline(path: &PathBuf) -> Result<Report> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read baseline", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a padtrim report --json", path.display()))
+}
+
+/// `padtrim report`.
+pub fn report(args: &ReportArgs) -> Result<Outcome> {
+    let report = build_report(&args.file, args.slot)?;
+    if let Some(base) = &args.baseline {
+        let diff = ReportDiff::new(&load_baseline(base)?, &report);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&diff)?);
+        } else {
+            print!("{}", diff.to_text());
+        }
+    } else if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text(args.top));
+    }
+    let bad = report.zero_entries + report.invalid_entries;
+    if bad > 0 {
+        let first = &report.problems[0];
+        anyhow::bail!(
+            "{}: {} of {} table entries are unusable (first: {:#x} {})",
+            report.file,
+            bad,
+            report.sites,
+            first.address,
+            first.reason
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+/// `padtrim check`.
+pub fn check(args: &CheckArgs) -> Result<Outcome> {
+    let report = build_report(&args.file, 4)?;
+    let baseline = args.baseline.as_ref().map(load_baseline).transpose()?;
+    let opts = CheckOptions {
+        max_pad: args.max_pad,
+        baseline,
+        min_sites: args.min_sites,
+        allow_zero_entries: args.allow_zero_entries,
+        allow_invalid_entries: args.allow_invalid_entries,
+    };
+    let verdict = run_check(&report, &opts);
+    print_verdict(&report, &verdict, args);
+    Ok(if verdict.pass { Outcome::Success } else { Outcome::CheckFailed })
+}
+
+fn print_verdict(report: &Report, verdict: &Verdict, args: &CheckArgs) {
+    if args.json {
+        let v = serde_json::json!({
+            "file": report.file,
+            "pass": verdict.pass,
+            "sites": verdict.sites,
+            "pad_bytes_total": report.pad_bytes_total,
+            "findings": verdict.findings,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    for f in &verdict.findings {
+        match args.format {
+            Format::Text => println!("{}: {}", report.file, f.message),
+            Format::Github => println!(
+                "::error file={},title=padtrim check ({})::{}",
+                report.file,
+                f.kind,
+                f.message.replace('%', "%25").replace('\n', "%0A")
+            ),
+        }
+    }
+    if verdict.pass {
+        println!("{}: ok: {} sites, {} pad bytes", report.file, report.sites, report.pad_bytes_total);
+    } else {
+        eprintln!("{}: check failed: {} findings", report.file, verdict.findings.len());
+    }
+}

@@ -1,0 +1,259 @@
+//! Reading the model from bytes: one generic path over `FileHeader32`/`FileHeader64`.
+
+use object::elf;
+use object::read::elf::{Dyn, FileHeader, ProgramHeader, Rel, Rela, SectionHeader, Sym};
+use object::Endianness;
+
+use super::{ElfFile, FileKind, Reloc, RelocSection, Section, Segment, Symbol};
+use crate::error::{Error, Result};
+
+type Header32 = elf::FileHeader32<Endianness>;
+type Header64 = elf::FileHeader64<Endianness>;
+
+/// Parses a RISC-V little-endian ELF32 or ELF64 file.
+pub fn parse(data: &[u8]) -> Result<ElfFile<'_>> {
+    if data.len() < 16 || &data[..4] != b"\x7fELF" {
+        return Err(Error::malformed(if data.is_empty() {
+            "empty file, not an ELF file".to_string()
+        } else {
+            "not an ELF file (bad magic)".to_string()
+        }));
+    }
+    if data[5] != elf::ELFDATA2LSB.0 {
+        return Err(Error::Unsupported("big-endian ELF: RISC-V files are little-endian".into()));
+    }
+    match data[4] {
+        c if c == elf::ELFCLASS32.0 => parse_generic::<Header32>(data, false),
+        c if c == elf::ELFCLASS64.0 => parse_generic::<Header64>(data, true),
+        c => Err(Error::malformed(format!("unknown ELF class {c}"))),
+    }
+}
+
+fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
+    data: &[u8],
+    is_64: bool,
+) -> Result<ElfFile<'_>> {
+    let header = Elf::parse(data).map_err(|e| Error::malformed(format!("ELF header: {e}")))?;
+    let endian = header.endian()?;
+    if header.e_machine(endian) != elf::EM_RISCV {
+        return Err(Error::Unsupported(format!(
+            "not a RISC-V ELF file (e_machine {})",
+            header.e_machine(endian).0
+        )));
+    }
+    let table = header
+        .sections(endian, data)
+        .map_err(|e| Error::malformed(format!("section headers: {e}")))?;
+    let mut sections = Vec::with_capacity(table.len());
+    for (index, sh) in table.iter().enumerate() {
+        let name = table
+            .section_name(endian, sh)
+            .map(lossy)
+            .map_err(|e| Error::malformed(format!("section {index} name: {e}")))?;
+        sections.push(Section {
+            index,
+            name,
+            sh_type: sh.sh_type(endian).0,
+            flags: sh.sh_flags(endian).0,
+            addr: sh.sh_addr(endian).into(),
+            offset: sh.sh_offset(endian).into(),
+            size: sh.sh_size(endian).into(),
+            align: sh.sh_addralign(endian).into().max(1),
+            link: sh.sh_link(endian),
+            info: sh.sh_info(endian),
+            entsize: sh.sh_entsize(endian).into(),
+        });
+    }
+    let segments = header
+        .program_headers(endian, data)
+        .map_err(|e| Error::malformed(format!("program headers: {e}")))?
+        .iter()
+        .map(|ph| Segment {
+            p_type: ph.p_type(endian).0,
+            flags: ph.p_flags(endian).0,
+            offset: ph.p_offset(endian).into(),
+            vaddr: ph.p_vaddr(endian).into(),
+            filesz: ph.p_filesz(endian).into(),
+            memsz: ph.p_memsz(endian).into(),
+            align: ph.p_align(endian).into(),
+        })
+        .collect::<Vec<_>>();
+
+    let symtab = table
+        .symbols(endian, data, elf::SHT_SYMTAB)
+        .map_err(|e| Error::malformed(format!(".symtab: {e}")))?;
+    let symtab_index = (!symtab.is_empty()).then(|| symtab.section().0);
+    let symbols = collect_symbols::<Elf>(endian, &symtab)?;
+
+    let e_type = header.e_type(endian).0;
+    let mut file = ElfFile {
+        data,
+        is_64,
+        kind: FileKind::Relocatable,
+        e_type,
+        e_flags: header.e_flags(endian).0,
+        entry: header.e_entry(endian).into(),
+        sections,
+        segments,
+        symbols,
+        symtab_index,
+    };
+    file.kind = classify::<Elf>(&file, header, endian)?;
+    Ok(file)
+}
+
+fn lossy(bytes: &[u8]) -> &str {
+    // Names are ASCII in practice; a non-UTF-8 name is shown up to its first bad byte.
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+    }
+}
+
+fn collect_symbols<'data, Elf: FileHeader<Endian = Endianness>>(
+    endian: Endianness,
+    table: &object::read::elf::SymbolTable<'data, Elf, &'data [u8]>,
+) -> Result<Vec<Symbol<'data>>> {
+    let mut out = Vec::with_capacity(table.len());
+    for (index, sym) in table.iter().enumerate() {
+        let name = table
+            .symbol_name(endian, sym)
+            .map(lossy)
+            .map_err(|e| Error::malformed(format!("symbol {index} name: {e}")))?;
+        let shndx = match sym.st_shndx(endian) {
+            elf::SHN_XINDEX => table
+                .shndx(endian, object::SymbolIndex(index))
+                .unwrap_or(0),
+            s => u32::from(s.0),
+        };
+        out.push(Symbol {
+            index,
+            name,
+            value: sym.st_value(endian).into(),
+            size: sym.st_size(endian).into(),
+            kind: sym.st_type().0,
+            bind: sym.st_bind().0,
+            shndx,
+        });
+    }
+    Ok(out)
+}
+
+fn classify<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_>,
+    header: &Elf,
+    endian: Endianness,
+) -> Result<FileKind> {
+    Ok(match file.e_type {
+        t if t == elf::ET_REL.0 => FileKind::Relocatable,
+        t if t == elf::ET_EXEC.0 => {
+            if file.symbol_by_name("__start_mcount_loc").is_some() {
+                FileKind::Vmlinux
+            } else {
+                FileKind::Executable
+            }
+        }
+        t if t == elf::ET_DYN.0 => {
+            let has_interp = file.segments.iter().any(|s| s.p_type == elf::PT_INTERP.0);
+            if has_interp || dyn_flags_1::<Elf>(file, header, endian)? & u64::from(elf::DF_1_PIE.0) != 0 {
+                FileKind::Pie
+            } else {
+                FileKind::Shared
+            }
+        }
+        t => return Err(Error::Unsupported(format!("unsupported ELF type {t}"))),
+    })
+}
+
+fn dyn_flags_1<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_>,
+    header: &Elf,
+    endian: Endianness,
+) -> Result<u64> {
+    let table = header.sections(endian, file.data)?;
+    for sh in table.iter() {
+        if let Some((dyns, _)) = sh.dynamic(endian, file.data)? {
+            for d in dyns {
+                if d.d_tag(endian) == elf::DT_FLAGS_1 {
+                    return Ok(d.d_val(endian).into());
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// All `SHT_RELA` and `SHT_REL` sections, parsed.
+pub(super) fn relocation_sections(file: &ElfFile<'_>) -> Result<Vec<RelocSection>> {
+    if file.is_64 {
+        relocation_sections_generic::<Header64>(file)
+    } else {
+        relocation_sections_generic::<Header32>(file)
+    }
+}
+
+fn relocation_sections_generic<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_>,
+) -> Result<Vec<RelocSection>> {
+    let header = Elf::parse(file.data)?;
+    let endian = header.endian()?;
+    let table = header.sections(endian, file.data)?;
+    let mut out = Vec::new();
+    for (index, sh) in table.iter().enumerate() {
+        let section = &file.sections[index];
+        let relocs: Vec<Reloc> = if let Some((rela, _)) = sh.rela(endian, file.data)? {
+            rela.iter()
+                .map(|r| Reloc {
+                    offset: r.r_offset(endian).into(),
+                    r_type: r.r_type(endian, false).0,
+                    sym: r.r_sym(endian, false),
+                    addend: r.r_addend(endian).into(),
+                })
+                .collect()
+        } else if let Some((rel, _)) = sh.rel(endian, file.data)? {
+            rel.iter()
+                .map(|r| Reloc {
+                    offset: r.r_offset(endian).into(),
+                    r_type: r.r_type(endian).0,
+                    sym: r.r_sym(endian),
+                    addend: 0,
+                })
+                .collect()
+        } else {
+            continue;
+        };
+        let target = section.info as usize;
+        if target >= file.sections.len() {
+            return Err(Error::malformed(format!(
+                "relocation section {} applies to section {} which does not exist",
+                section.name, target
+            )));
+        }
+        out.push(RelocSection {
+            index,
+            target,
+            symtab: section.link as usize,
+            relocs,
+        });
+    }
+    Ok(out)
+}
+
+/// The `.dynsym` symbols (empty without a dynamic symbol table).
+pub(super) fn dynamic_symbols<'data>(file: &ElfFile<'data>) -> Result<Vec<Symbol<'data>>> {
+    fn generic<'data, Elf: FileHeader<Endian = Endianness>>(
+        file: &ElfFile<'data>,
+    ) -> Result<Vec<Symbol<'data>>> {
+        let header = Elf::parse(file.data)?;
+        let endian = header.endian()?;
+        let table = header.sections(endian, file.data)?;
+        let dynsym = table.symbols(endian, file.data, elf::SHT_DYNSYM)?;
+        collect_symbols::<Elf>(endian, &dynsym)
+    }
+    if file.is_64 {
+        generic::<Header64>(file)
+    } else {
+        generic::<Header32>(file)
+    }
+}
+
