@@ -1,0 +1,341 @@
+/*
+ * PID 1 of padtrim's kernel-check initramfs (riscv64, static).
+ *
+ * It checks that dynamic ftrace works on the booted kernel, which is what a pad rewrite can
+ * break: for each of the tracers "function" and "function_graph" it filters a few named
+ * kernel functions (set_ftrace_filter), triggers them with read/write/open syscalls, stops
+ * tracing and checks that the trace names only filtered functions and names each of them.
+ * Results are console lines starting with "PADTRIM-"; scripts/kernel-boot collects them:
+ *   PADTRIM-TRACE-CHECK: PASS <tracer> ...     or     PADTRIM-TRACE-CHECK: FAIL <reason>
+ * Then it powers the machine off, so qemu exits.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TRACING "/sys/kernel/tracing"
+#define MAX_FUNCS 3
+
+/* Candidate functions per syscall, best first: the first one the kernel lists in
+ * available_filter_functions is used. Static ones may be inlined away by -Os. */
+static const char *const candidates[MAX_FUNCS][5] = {
+    {"ksys_read", "vfs_read", NULL},
+    {"ksys_write", "vfs_write", NULL},
+    {"do_sys_openat2", "do_sys_open", "do_filp_open", "getname_flags", NULL},
+};
+
+static const char *chosen[MAX_FUNCS];
+static int failures;
+static char buf[4 << 20]; /* whole trace / available_filter_functions (bss: costs no file size) */
+
+/* Print one console line. */
+static void say(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (n > (int)sizeof line - 2)
+        n = sizeof line - 2;
+    line[n++] = '\n';
+    (void)!write(1, line, n);
+}
+
+/* Print a FAIL line for the check named `what` and count it. */
+static void fail(const char *what, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    say("PADTRIM-TRACE-CHECK: FAIL %s: %s", what, reason);
+    failures++;
+}
+
+/* Write `text` to a tracefs file (truncating it); returns 0 or an errno value. */
+static int put(const char *file, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, TRACING "/%s", file);
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = 0;
+    size_t len = strlen(text);
+    if (len > 0 && write(fd, text, len) != (ssize_t)len)
+        err = errno ? errno : EIO;
+    close(fd);
+    return err;
+}
+
+/* Read a whole file into buf (NUL-terminated); returns its length or -1. */
+static long slurp(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    long len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n <= 0)
+            break;
+        len += n;
+        if (len == (long)sizeof buf - 1)
+            break;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return len;
+}
+
+/* Mount a filesystem, creating its mount point; reports failures. */
+static void mount_fs(const char *type, const char *dir)
+{
+    mkdir(dir, 0755);
+    if (mount(type, dir, type, 0, NULL) != 0 && errno != EBUSY)
+        say("PADTRIM-INIT: mount %s on %s failed: %s", type, dir, strerror(errno));
+}
+
+/* Does a line of available_filter_functions name exactly `name`? ("name" or "name [mod]") */
+static int names(const char *line, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    return len >= n && memcmp(line, name, n) == 0 && (len == n || line[n] == ' ');
+}
+
+/* Count available_filter_functions and pick one traceable function per syscall. */
+static int choose_functions(void)
+{
+    long len = slurp(TRACING "/available_filter_functions");
+    if (len < 0) {
+        fail("setup", "cannot read available_filter_functions: %s", strerror(errno));
+        return -1;
+    }
+    long count = 0;
+    int best[MAX_FUNCS] = {99, 99, 99};
+    for (char *line = buf; line < buf + len;) {
+        char *end = memchr(line, '\n', buf + len - line);
+        if (!end)
+            end = buf + len;
+        count++;
+        for (int g = 0; g < MAX_FUNCS; g++)
+            for (int c = 0; c < best[g] && candidates[g][c]; c++)
+                if (names(line, end - line, candidates[g][c])) {
+                    best[g] = c;
+                    chosen[g] = candidates[g][c];
+                }
+        line = end + 1;
+    }
+    say("PADTRIM-FTRACE: available_filter_functions=%ld", count);
+    for (int g = 0; g < MAX_FUNCS; g++)
+        if (!chosen[g]) {
+            fail("setup", "none of the candidates for %s is traceable", candidates[g][0]);
+            return -1;
+        }
+    say("PADTRIM-TRACE-FUNCS: %s %s %s", chosen[0], chosen[1], chosen[2]);
+    return 0;
+}
+
+/* Print a small tracefs file on one line, e.g. dyn_ftrace_total_info. */
+static void show(const char *file)
+{
+    char path[256];
+    snprintf(path, sizeof path, TRACING "/%s", file);
+    long len = slurp(path);
+    if (len < 0) {
+        say("PADTRIM-FTRACE: %s unreadable: %s", file, strerror(errno));
+        return;
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+        buf[--len] = '\0';
+    for (char *p = buf; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    say("PADTRIM-FTRACE: %s=%s", file, buf);
+}
+
+/* Count lines of a tracefs file (e.g. enabled_functions); -1 when unreadable. */
+static long count_lines(const char *file)
+{
+    char path[256];
+    snprintf(path, sizeof path, TRACING "/%s", file);
+    long len = slurp(path), lines = 0;
+    if (len < 0)
+        return -1;
+    for (long i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    if (len > 0 && buf[len - 1] != '\n')
+        lines++;
+    return lines;
+}
+
+/* The syscalls that run the filtered functions: open (openat), read and write, a few times. */
+static void trigger(void)
+{
+    char small[64];
+    for (int i = 0; i < 3; i++) {
+        int fd = open("/proc/version", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)!read(fd, small, sizeof small);
+            close(fd);
+        }
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0) {
+            (void)!write(null, "padtrim\n", 8);
+            close(null);
+        }
+    }
+}
+
+/*
+ * The function name a trace line reports, or NULL for lines that carry none.
+ *   function:        "  init-1  [000] .....  12.345678: ksys_read <-__riscv_sys_read"
+ *   function_graph:  " 0)   1.234 us    |  ksys_read();"   or   " 0)  |  ksys_read() {"
+ * `*bad` is set for a line of the function tracer that does not have that shape.
+ */
+static const char *traced_name(char *line, int graph, int *bad, char *name, size_t cap)
+{
+    const char *start, *end;
+    *bad = 0;
+    if (line[0] == '#' || line[0] == '\0')
+        return NULL;
+    if (!graph) {
+        end = strstr(line, " <-");
+        if (!end) {
+            *bad = 1;
+            return NULL;
+        }
+        start = end;
+        while (start > line && start[-1] != ' ')
+            start--;
+    } else {
+        const char *bar = strchr(line, '|');
+        if (!bar)
+            return NULL; /* "------" / CPU switch separators */
+        end = strstr(bar, "()");
+        if (!end)
+            return NULL; /* "}" closing lines */
+        start = end;
+        while (start > bar + 1 && start[-1] != ' ')
+            start--;
+    }
+    size_t n = end - start;
+    if (n == 0 || n >= cap) {
+        *bad = 1;
+        return NULL;
+    }
+    memcpy(name, start, n);
+    name[n] = '\0';
+    return name;
+}
+
+/* Run one tracer over the chosen functions and check what it recorded. */
+static void check_tracer(const char *tracer)
+{
+    int graph = strcmp(tracer, "function_graph") == 0;
+    char filter[256];
+    int err;
+    snprintf(filter, sizeof filter, "%s %s %s", chosen[0], chosen[1], chosen[2]);
+
+    if ((err = put("current_tracer", "nop")) || (err = put("set_ftrace_filter", filter))) {
+        fail(tracer, "cannot set the filter: %s", strerror(err));
+        return;
+    }
+    long filtered = count_lines("set_ftrace_filter");
+    if (filtered != MAX_FUNCS) {
+        fail(tracer, "set_ftrace_filter has %ld entries, expected %d", filtered, MAX_FUNCS);
+        return;
+    }
+    put("trace", ""); /* clear the ring buffer */
+    if ((err = put("current_tracer", tracer)) || (err = put("tracing_on", "1"))) {
+        fail(tracer, "cannot start the tracer: %s", strerror(err));
+        put("current_tracer", "nop");
+        return;
+    }
+    long enabled = count_lines("enabled_functions"); /* the patched call sites */
+    trigger();
+    put("tracing_on", "0");
+    long len = slurp(TRACING "/trace");
+    put("current_tracer", "nop");
+    put("tracing_on", "1");
+    if (len < 0) {
+        fail(tracer, "cannot read trace: %s", strerror(errno));
+        return;
+    }
+
+    long hits[MAX_FUNCS] = {0}, lines = 0, before = failures;
+    char name[128];
+    for (char *line = buf; line < buf + len;) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        int bad;
+        const char *fn = traced_name(line, graph, &bad, name, sizeof name);
+        if (bad && failures - before < 3)
+            fail(tracer, "unparsable trace line: %.200s", line);
+        if (fn) {
+            lines++;
+            int g = 0;
+            while (g < MAX_FUNCS && strcmp(fn, chosen[g]) != 0)
+                g++;
+            if (g < MAX_FUNCS)
+                hits[g]++;
+            else if (failures - before < 3)
+                fail(tracer, "traced function %s is not in the filter", fn);
+        }
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    for (int g = 0; g < MAX_FUNCS; g++)
+        if (hits[g] == 0)
+            fail(tracer, "%s was called but not traced", chosen[g]);
+    if (enabled != MAX_FUNCS)
+        fail(tracer, "enabled_functions has %ld entries, expected %d", enabled, MAX_FUNCS);
+    if (failures == before)
+        say("PADTRIM-TRACE-CHECK: PASS %s (%s=%ld %s=%ld %s=%ld; %ld traced lines, "
+            "%ld enabled functions)",
+            tracer, chosen[0], hits[0], chosen[1], hits[1], chosen[2], hits[2], lines, enabled);
+}
+
+int main(void)
+{
+    /* The kernel opens /dev/console for us when the initramfs has it (its default list
+     * does); otherwise there is no stdout until devtmpfs is up. */
+    mount_fs("devtmpfs", "/dev");
+    if (fcntl(1, F_GETFD) < 0) {
+        int fd = open("/dev/console", O_RDWR);
+        if (fd >= 0) {
+            dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
+            if (fd > 2)
+                close(fd);
+        }
+    }
+    say("PADTRIM-INIT: start");
+    mount_fs("proc", "/proc");
+    mount_fs("sysfs", "/sys");
+    mount_fs("tracefs", TRACING);
+
+    if (choose_functions() == 0) {
+        show("dyn_ftrace_total_info");
+        show("available_tracers");
+        check_tracer("function");
+        check_tracer("function_graph");
+    }
+    say("PADTRIM-INIT: done, %d failure(s)", failures);
+    sync();
+    reboot(RB_POWER_OFF);
+    say("PADTRIM-INIT: power off failed: %s", strerror(errno));
+    return 1;
+}
