@@ -1,1 +1,183 @@
+//! padtrim-testsuite: end-to-end tests over real RISC-V programs built at test time.
+//!
+//! The corpus (C/C++ sources in `testsuite/corpus/`, plus one generated file) is compiled with
+//! `riscv64-linux-gnu-gcc`, `-g++` and `clang++ --target=riscv64-linux-gnu` over a matrix of
+//! `-march`, `-fpatchable-function-entry`, optimisation and linkage options (see
+//! `src/matrix.rs`), once per process and cached across runs in
+//! `<target dir>/padtrim-corpus/`. Every linked artifact keeps its relocations (`-Wl,-q`).
+//! Run `scripts/setup` first to install the cross toolchain, qemu-user and clang.
+//!
+//! Helpers: [`corpus`] (the artifacts), [`run_qemu`], [`padtrim`] (the CLI under test),
+//! [`scratch_dir`], [`report_json`] and the [`binutils`] parsers.
 
+pub mod artifact;
+pub mod binutils;
+mod build;
+pub mod generate;
+mod matrix;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use artifact::{Artifact, ArtifactKind, Compiler, Linkage};
+
+/// Sysroot qemu-riscv64 uses to find the dynamic loader and libc (`-L`).
+pub const RISCV_SYSROOT: &str = "/usr/riscv64-linux-gnu";
+/// Longest a program may run under qemu before [`run_qemu`] gives up.
+pub const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The cargo target directory the running test binary lives in (`target/`), from
+/// `current_exe` = `<target>/<profile>/deps/<test>`; falls back to `$CARGO_TARGET_DIR`, then
+/// to the system temp dir.
+pub fn target_dir() -> PathBuf {
+    if let Some(profile) = profile_dir() {
+        if let Some(target) = profile.parent() {
+            return target.to_path_buf();
+        }
+    }
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+}
+
+/// `<target>/<profile>` of the running test executable (`None` if not run from `deps/`).
+fn profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    if deps.file_name()? != "deps" {
+        return None;
+    }
+    Some(deps.parent()?.to_path_buf())
+}
+
+/// Every corpus artifact (built on first call, cached on disk). Panics with a clear message
+/// if the cross toolchain is missing or a build fails.
+pub fn corpus() -> &'static [Artifact] {
+    static CORPUS: OnceLock<Vec<Artifact>> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let mut specs = matrix::corpus_specs();
+        specs.push(matrix::without_table_spec());
+        let mut all = build::build_all(&specs, &target_dir().join("padtrim-corpus"));
+        let untabled = all.pop().expect("without-table artifact");
+        WITHOUT_TABLE.set(untabled).expect("corpus built once");
+        all
+    })
+}
+
+static WITHOUT_TABLE: OnceLock<Artifact> = OnceLock::new();
+
+/// A RISC-V program (`basic.c`, rv64gc, -O2, non-PIE, `-Wl,-q`) built *without*
+/// `-fpatchable-function-entry`, so it has no `__patchable_function_entries`. Not part of
+/// [`corpus`].
+pub fn program_without_table() -> &'static Artifact {
+    corpus();
+    WITHOUT_TABLE.get().expect("built with the corpus")
+}
+
+/// The corpus artifact called `name`; panics if there is none.
+pub fn artifact(name: &str) -> &'static Artifact {
+    corpus()
+        .iter()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("no corpus artifact named {name:?}"))
+}
+
+/// Runs a riscv64 Linux program under `qemu-riscv64 -L /usr/riscv64-linux-gnu`, passing
+/// `env` with `-E NAME=VALUE` (use `("LD_LIBRARY_PATH", dir)` for shared libraries) and
+/// `args` to the program. Captures stdout and stderr; panics if qemu is missing or the
+/// program runs longer than [`QEMU_TIMEOUT`].
+pub fn run_qemu(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("qemu-riscv64");
+    cmd.arg("-L").arg(RISCV_SYSROOT);
+    for (k, v) in env {
+        cmd.arg("-E").arg(format!("{k}={v}"));
+    }
+    cmd.arg(path).args(args);
+    run_with_timeout(cmd, QEMU_TIMEOUT)
+}
+
+/// Runs a command to completion with captured output, killing it after `timeout`.
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {desc}: {e} (run scripts/setup)"));
+    // Drain both pipes on threads so a chatty program cannot block on a full pipe.
+    let mut out_pipe = child.stdout.take().expect("stdout piped");
+    let mut err_pipe = child.stderr.take().expect("stderr piped");
+    let out_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out_pipe.read_to_end(&mut buf);
+        buf
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err_pipe.read_to_end(&mut buf);
+        buf
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{desc} did not finish within {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output { status, stdout: out_thread.join().unwrap_or_default(), stderr: err_thread.join().unwrap_or_default() }
+}
+
+/// A `Command` for the padtrim CLI under test: `$PADTRIM_BIN` if set, else `padtrim` in the
+/// profile directory of the running test executable (`target/<profile>/padtrim`). Panics
+/// if it does not exist, saying how to build it.
+pub fn padtrim() -> Command {
+    Command::new(padtrim_path())
+}
+
+/// Path of the padtrim CLI binary (see [`padtrim`]).
+pub fn padtrim_path() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PADTRIM_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "PADTRIM_BIN={} does not exist", bin.display());
+        return bin;
+    }
+    let candidate = profile_dir().map(|p| p.join("padtrim"));
+    match candidate {
+        Some(path) if path.is_file() => path,
+        other => panic!(
+            "padtrim CLI not found{}: build it first: cargo build -p padtrim-cli",
+            other.map(|p| format!(" at {}", p.display())).unwrap_or_default()
+        ),
+    }
+}
+
+/// A fresh, empty directory for one test's output files:
+/// `<target dir>/padtrim-scratch/<test_name>/`.
+pub fn scratch_dir(test_name: &str) -> PathBuf {
+    let dir = target_dir().join("padtrim-scratch").join(test_name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+/// Runs `padtrim report --json FILE`, asserts exit status 0, and returns the parsed object.
+pub fn report_json(path: &Path) -> serde_json::Value {
+    let out = padtrim().arg("report").arg("--json").arg(path).output().expect("run padtrim");
+    assert!(
+        out.status.success(),
+        "padtrim report --json {} exited with {}: {}",
+        path.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("padtrim report --json {} printed invalid JSON: {e}\n{}", path.display(), String::from_utf8_lossy(&out.stdout))
+    })
+}
