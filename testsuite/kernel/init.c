@@ -72,9 +72,16 @@ static int put(const char *file, const char *text)
     if (fd < 0)
         return errno;
     int err = 0;
-    size_t len = strlen(text);
-    if (len > 0 && write(fd, text, len) != (ssize_t)len)
-        err = errno ? errno : EIO;
+    size_t len = strlen(text), done = 0;
+    /* set_ftrace_filter takes one word per write() and reports a short count: loop. */
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n <= 0) {
+            err = n < 0 ? errno : EIO;
+            break;
+        }
+        done += n;
+    }
     close(fd);
     return err;
 }

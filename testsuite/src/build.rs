@@ -330,11 +330,11 @@ pub(crate) fn build_all(specs: &[Spec], cache_root: &Path) -> Vec<Artifact> {
     let mut libs = HashMap::new();
     let first: Vec<Job> = specs
         .iter()
-        .filter(|s| !(s.program == "use_shared" && !s.object))
+        .filter(|s| s.program != "use_shared" || s.object)
         .map(|s| plan(s, &generated_dir, cache_root, &versions, &libs))
         .collect();
     run_jobs(&first);
-    for (spec, job) in specs.iter().filter(|s| !(s.program == "use_shared" && !s.object)).zip(&first) {
+    for (spec, job) in specs.iter().filter(|s| s.program != "use_shared" || s.object).zip(&first) {
         if job.artifact.kind == ArtifactKind::SharedLib {
             libs.insert(variant_key(spec), job.artifact.path.clone());
         }
