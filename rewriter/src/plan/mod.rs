@@ -1,5 +1,11 @@
 //! Planning a rewrite: how each pad is cut ([`SlotLayout`]) and where every byte goes.
 
+mod address_map;
+mod layout;
+
+pub use address_map::{AddressMap, Edit, SectionMove};
+pub use layout::{plan, Layout, Plan, PlanOptions, PlannedSlot};
+
 use crate::scan::PatchSite;
 
 /// How one pad is cut: what stays before and after the function symbol, and the padding
