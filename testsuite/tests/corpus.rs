@@ -102,3 +102,33 @@ fn the_program_without_table_has_none_and_runs() {
     let out = a.run(&[]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn objects_link_with_their_link_command_and_run_like_the_programs() {
+    let dir = padtrim_testsuite::scratch_dir("corpus_objects_link");
+    let mut linked = 0;
+    for a in corpus().iter().filter(|a| a.kind == ArtifactKind::Object) {
+        let out_path = dir.join(&a.name);
+        let Some(mut cmd) = a.link_command(&a.path, &out_path) else {
+            assert_eq!(a.pointer_size, 4, "{}: only rv32 objects lack a link line", a.name);
+            continue;
+        };
+        let out = cmd.output().expect("run linker");
+        assert!(out.status.success(), "{}: link failed: {}", a.name, String::from_utf8_lossy(&out.stderr));
+        linked += 1;
+        if a.linkage == Linkage::Shared {
+            continue;
+        }
+        // Compare with a linked build of the same program.
+        let reference = corpus()
+            .iter()
+            .find(|p| p.runnable && p.program == a.program)
+            .unwrap_or_else(|| panic!("no runnable build of {}", a.program));
+        let got = padtrim_testsuite::run_qemu(&out_path, &[], &[]);
+        let want = reference.run(&[]);
+        assert_eq!(got.status.code(), Some(3), "{}", a.name);
+        assert_eq!(got.stdout, want.stdout, "{}: stdout differs from {}", a.name, reference.name);
+        assert_eq!(got.stderr, want.stderr, "{}: stderr differs from {}", a.name, reference.name);
+    }
+    assert!(linked >= 8, "only {linked} objects linked");
+}
