@@ -1,0 +1,80 @@
+//! `padtrim record` and `padtrim replay`: run a program with the padtrim runtime tracing it,
+//! and turn the binary trace into text (ftrace function_graph style), Chrome trace-event
+//! JSON, folded stacks, or a per-function summary.
+
+mod model;
+mod record;
+mod render;
+
+use std::path::PathBuf;
+
+pub use record::record;
+
+/// Arguments of `padtrim record`.
+#[derive(clap::Args, Debug)]
+pub struct RecordArgs {
+    /// Only trace functions matching these globs (comma list; `*`, `?`; `!glob` excludes).
+    #[arg(long, value_name = "GLOBS")]
+    pub filter: Option<String>,
+    /// Record exits too (function graph with durations), not only entries.
+    #[arg(long)]
+    pub graph: bool,
+    /// Trace file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE", default_value = "padtrim.trace")]
+    pub output: PathBuf,
+    /// Emulator used when the host is not riscv64.
+    #[arg(long, value_name = "PATH", default_value = "qemu-riscv64")]
+    pub qemu: String,
+    /// Sysroot handed to the emulator (`qemu -L`).
+    #[arg(long, value_name = "DIR", default_value = "/usr/riscv64-linux-gnu")]
+    pub sysroot: PathBuf,
+    /// The program (linked with the padtrim runtime) and its arguments, after `--`.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    pub command: Vec<String>,
+}
+
+/// Output formats of `padtrim replay`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Indented call graph per thread with durations in microseconds (like ftrace's function_graph).
+    Text,
+    /// Chrome trace-event JSON (opens in Perfetto / chrome://tracing).
+    Chrome,
+    /// `a;b;c weight` lines for flamegraph.pl / inferno (weight: ns of self time, or calls).
+    Folded,
+}
+
+/// Arguments of `padtrim replay`.
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// Trace file written by `padtrim record` (or a program run with PADTRIM_TRACE set).
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+    /// The traced program, for symbols (default: the path stored in the trace).
+    #[arg(long, value_name = "PROGRAM")]
+    pub elf: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Print per-function calls, total and self time instead of the events.
+    #[arg(long)]
+    pub summary: bool,
+}
+
+/// Decode a trace and print it in the requested form on stdout.
+pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
+    let trace = model::Trace::load(&args.trace, args.elf.as_deref())?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.summary {
+        render::summary(&trace, &mut out)?;
+    } else {
+        match args.format {
+            Format::Text => render::text(&trace, &mut out)?,
+            Format::Chrome => render::chrome(&trace, &mut out)?,
+            Format::Folded => render::folded(&trace, &mut out)?,
+        }
+    }
+    use std::io::Write;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The descriptor the rewriter fills in (see notes/contracts.md), and the address and
+//! instruction arithmetic for patching slots. Portable so it is unit-tested on the host.
+
+/// The 4-byte `nop` (`addi x0, x0, 0`) a patchable slot must hold.
+pub const NOP: u32 = 0x0000_0013;
+/// `jal` reaches targets within [-1 MiB, +1 MiB - 2] of the slot.
+pub const JAL_REACH: i64 = 1 << 20;
+/// Descriptor magic, set by the runtime's static initializer.
+pub const DESCRIPTOR_MAGIC: [u8; 8] = *b"PADTRIM\0";
+/// Descriptor layout version.
+pub const DESCRIPTOR_VERSION: u32 = 1;
+
+/// Where the slot table is; filled in the file by `padtrim rewrite`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Descriptor {
+    /// `b"PADTRIM\0"`.
+    pub magic: [u8; 8],
+    /// 1.
+    pub version: u32,
+    /// 0 = file not rewritten by padtrim; else slot bytes (4).
+    pub slot_size: u32,
+    /// Link-time address of this descriptor.
+    pub self_addr: u64,
+    /// Link-time address of the sorted `__mcount_loc` table.
+    pub table_addr: u64,
+    /// Entries in the table.
+    pub table_count: u64,
+    /// Link-time address of the sorted island table, or 0.
+    pub islands_addr: u64,
+    /// Entries in the island table.
+    pub islands_count: u64,
+}
+
+impl Descriptor {
+    /// The value the runtime links in: valid magic, not rewritten.
+    pub const EMPTY: Descriptor = Descriptor {
+        magic: DESCRIPTOR_MAGIC,
+        version: DESCRIPTOR_VERSION,
+        slot_size: 0,
+        self_addr: 0,
+        table_addr: 0,
+        table_count: 0,
+        islands_addr: 0,
+        islands_count: 0,
+    };
+
+    /// Was this descriptor filled by the rewriter (and is it one we understand)?
+    pub fn is_filled(&self) -> bool {
+        self.magic == DESCRIPTOR_MAGIC && self.version == DESCRIPTOR_VERSION && self.slot_size == 4
+    }
+
+    /// Load bias given the descriptor's runtime address.
+    pub fn load_bias(&self, runtime_addr: u64) -> u64 {
+        runtime_addr.wrapping_sub(self.self_addr)
+    }
+}
+
+/// Encode `jal t0, to` placed at `from`, or `None` when out of reach or misaligned.
+pub fn encode_jal_t0(from: u64, to: u64) -> Option<u32> {
+    let off = to.wrapping_sub(from) as i64;
+    if off < -JAL_REACH || off >= JAL_REACH || off & 1 != 0 {
+        return None;
+    }
+    let imm = off as u32;
+    let insn = ((imm >> 20) & 1) << 31
+        | ((imm >> 1) & 0x3ff) << 21
+        | ((imm >> 11) & 1) << 20
+        | ((imm >> 12) & 0xff) << 12
+        | 5 << 7 // rd = t0
+        | 0x6f;
+    Some(insn)
+}
+
+/// If `insn` is `jal t0, X`, the target X for an instruction at `at`.
+pub fn decode_jal_t0(at: u64, insn: u32) -> Option<u64> {
+    if insn & 0xfff != (5 << 7 | 0x6f) {
+        return None;
+    }
+    let imm = ((insn >> 31) & 1) << 20
+        | ((insn >> 21) & 0x3ff) << 1
+        | ((insn >> 20) & 1) << 11
+        | ((insn >> 12) & 0xff) << 12;
+    let off = ((imm << 11) as i32 >> 11) as i64; // sign-extend 21 bits
+    Some(at.wrapping_add(off as u64))
+}
+
+/// Choose the `jal` target for the slot at runtime address `slot`: the trampoline if in
+/// reach, else the nearest island in reach. `islands` holds sorted link-time addresses;
+/// `bias` converts them to runtime addresses.
+pub fn pick_target(slot: u64, trampoline: u64, islands: &[u64], bias: u64) -> Option<u64> {
+    if encode_jal_t0(slot, trampoline).is_some() {
+        return Some(trampoline);
+    }
+    let link = slot.wrapping_sub(bias);
+    let i = islands.partition_point(|&a| a < link);
+    let mut best: Option<u64> = None;
+    for j in [i.wrapping_sub(1), i] {
+        if let Some(&isl) = islands.get(j) {
+            let rt = isl.wrapping_add(bias);
+            if encode_jal_t0(slot, rt).is_some() {
+                let d = (rt as i64).wrapping_sub(slot as i64).unsigned_abs();
+                if best.map_or(true, |b| d < (b as i64).wrapping_sub(slot as i64).unsigned_abs()) {
+                    best = Some(rt);
+                }
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jal_round_trips_across_the_range() {
+        for &(from, to) in &[
+            (0x1000u64, 0x1000u64),
+            (0x1000, 0x1004),
+            (0x20_0000, 0x10_0000),
+            (0x10_0000, 0x1f_fffe),
+            (0x7fff_0000, 0x7fef_0000),
+        ] {
+            let insn = encode_jal_t0(from, to).unwrap();
+            assert_eq!(decode_jal_t0(from, insn), Some(to), "{:#x}->{:#x}", from, to);
+        }
+        assert_eq!(encode_jal_t0(0, 1 << 20), None);
+        assert!(encode_jal_t0(1 << 20, 0).is_some());
+        assert_eq!(encode_jal_t0(0, 3), None);
+        assert_eq!(decode_jal_t0(0, NOP), None);
+        // `jal t0, +8` as the GNU assembler encodes it.
+        assert_eq!(encode_jal_t0(0, 8), Some(0x008002ef));
+        // `jal t0, -4`.
+        assert_eq!(encode_jal_t0(4, 0), Some(0xffdff2ef));
+    }
+
+    #[test]
+    fn picks_trampoline_then_nearest_island() {
+        let bias = 0x4000_0000;
+        let islands = [0x10_0000u64, 0x30_0000, 0x50_0000];
+        let tramp = bias + 0x8_0000;
+        assert_eq!(pick_target(bias + 0x1000, tramp, &islands, bias), Some(tramp));
+        assert_eq!(pick_target(bias + 0x31_0000, tramp, &islands, bias), Some(bias + 0x30_0000));
+        assert_eq!(pick_target(bias + 0x4f_0000, tramp, &islands, bias), Some(bias + 0x50_0000));
+        assert_eq!(pick_target(bias + 0x90_0000, tramp, &islands, bias), None);
+        assert_eq!(pick_target(bias + 0x90_0000, tramp, &[], bias), None);
+    }
+
+    #[test]
+    fn bias_from_descriptor() {
+        let d = Descriptor { self_addr: 0x12000, table_addr: 0x13000, table_count: 2, slot_size: 4, ..Descriptor::EMPTY };
+        assert!(d.is_filled());
+        assert!(!Descriptor::EMPTY.is_filled());
+        assert_eq!(d.load_bias(0x5555_5556_6000 + 0x12000), 0x5555_5556_6000);
+        assert_eq!(d.load_bias(0x12000), 0);
+        assert_eq!(core::mem::size_of::<Descriptor>(), 56);
+    }
+}

@@ -1,0 +1,392 @@
+//! The trace file format, shared by the writer (the runtime in the traced process) and the
+//! reader (`padtrim replay` on the host).
+//!
+//! Layout (all integers little-endian):
+//! ```text
+//! header:  magic "PADTRACE" | version u32 | header_size u32 | mode u32 | flags u32
+//!          | load_bias u64 | tick0 u64 | ns0 u64 | pid u32 | path_len u32 | path bytes
+//!          | zero padding to a multiple of 8 (header_size counts all of it)
+//! records: RECORD_SIZE bytes each, appended in blocks (one block per flushed thread buffer):
+//!          time u64 | addr u64 | tid u32 | depth u16 | kind u8 | reserved u8
+//! ```
+//! `time` is in clock ticks (`rdtime`); `Clock` records pair ticks with CLOCK_MONOTONIC
+//! nanoseconds so the reader can convert. Addresses are link-time (runtime minus load bias).
+//! A crash can leave a partial record at the end; readers ignore it.
+
+/// The 8 bytes every trace file starts with.
+pub const MAGIC: [u8; 8] = *b"PADTRACE";
+/// Version of the layout described in this module.
+pub const VERSION: u32 = 1;
+/// Size of the fixed part of the header, before the executable path.
+pub const HEADER_FIXED_SIZE: usize = 56;
+/// Size of one encoded record.
+pub const RECORD_SIZE: usize = 24;
+/// Longest executable path stored in a header.
+pub const MAX_PATH: usize = 4096;
+
+/// What the runtime records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing is patched, nothing recorded.
+    Off,
+    /// Function entries only.
+    Entry,
+    /// Entries and exits (return hooks).
+    Graph,
+}
+
+impl Mode {
+    /// The number stored in the header.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            Mode::Off => 0,
+            Mode::Entry => 1,
+            Mode::Graph => 2,
+        }
+    }
+    /// Inverse of `to_u32`.
+    pub fn from_u32(v: u32) -> Option<Mode> {
+        match v {
+            0 => Some(Mode::Off),
+            1 => Some(Mode::Entry),
+            2 => Some(Mode::Graph),
+            _ => None,
+        }
+    }
+}
+
+/// Kind of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A traced function was entered; `addr` is its entry (link-time).
+    Entry,
+    /// A traced function returned through the return hook.
+    Exit,
+    /// A traced function's frame was found dead (longjmp, exception): its exit was inferred
+    /// at `time`, which is when the runtime noticed, not when the function left.
+    ExitUnwound,
+    /// Clock calibration: `time` = ticks, `addr` = CLOCK_MONOTONIC nanoseconds, same instant.
+    Clock,
+    /// Records the runtime could not keep (no thread slot, shadow stack full): `addr` = count.
+    Lost,
+    /// Startup patching finished at `time`: `addr` = patched slots, `depth`/`tid` unused,
+    /// skipped slots (not a 4-byte aligned `nop`, or out of reach) in the upper 32 bits of addr.
+    Patched,
+}
+
+impl Kind {
+    /// The byte stored in a record.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Kind::Entry => 0,
+            Kind::Exit => 1,
+            Kind::ExitUnwound => 2,
+            Kind::Clock => 3,
+            Kind::Lost => 4,
+            Kind::Patched => 5,
+        }
+    }
+    /// Inverse of `to_u8`.
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        match v {
+            0 => Some(Kind::Entry),
+            1 => Some(Kind::Exit),
+            2 => Some(Kind::ExitUnwound),
+            3 => Some(Kind::Clock),
+            4 => Some(Kind::Lost),
+            5 => Some(Kind::Patched),
+            _ => None,
+        }
+    }
+}
+
+/// One trace event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Clock ticks (or, for `Clock`, the tick side of the pair).
+    pub time: u64,
+    /// Link-time function address (or the kind-specific payload).
+    pub addr: u64,
+    /// Kernel thread id.
+    pub tid: u32,
+    /// Call depth of the function on its thread (0 = outermost traced frame).
+    pub depth: u16,
+    /// What happened.
+    pub kind: Kind,
+}
+
+impl Record {
+    /// Encode into the on-disk form.
+    pub fn encode(&self) -> [u8; RECORD_SIZE] {
+        let mut out = [0u8; RECORD_SIZE];
+        out[0..8].copy_from_slice(&self.time.to_le_bytes());
+        out[8..16].copy_from_slice(&self.addr.to_le_bytes());
+        out[16..20].copy_from_slice(&self.tid.to_le_bytes());
+        out[20..22].copy_from_slice(&self.depth.to_le_bytes());
+        out[22] = self.kind.to_u8();
+        out
+    }
+
+    /// Decode one record; `None` if the kind byte is unknown or the slice is short.
+    pub fn decode(b: &[u8]) -> Option<Record> {
+        if b.len() < RECORD_SIZE {
+            return None;
+        }
+        Some(Record {
+            time: u64_at(b, 0)?,
+            addr: u64_at(b, 8)?,
+            tid: u32_at(b, 16)?,
+            depth: u16::from_le_bytes([b[20], b[21]]),
+            kind: Kind::from_u8(b[22])?,
+        })
+    }
+}
+
+/// The fixed header fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// What the runtime was asked to record.
+    pub mode: Mode,
+    /// Runtime address minus link-time address of the executable.
+    pub load_bias: u64,
+    /// Clock ticks when tracing started.
+    pub tick0: u64,
+    /// CLOCK_MONOTONIC nanoseconds at the same instant.
+    pub ns0: u64,
+    /// Process id of the traced program.
+    pub pid: u32,
+}
+
+/// Why a trace file could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatError {
+    /// Shorter than a header.
+    Truncated,
+    /// Does not start with `MAGIC`.
+    BadMagic,
+    /// A version this reader does not know.
+    UnsupportedVersion(u32),
+    /// Header fields contradict each other.
+    BadHeader,
+}
+
+impl core::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FormatError::Truncated => write!(f, "trace file is truncated (no complete header)"),
+            FormatError::BadMagic => write!(f, "not a padtrim trace (bad magic)"),
+            FormatError::UnsupportedVersion(v) => write!(f, "unsupported trace version {}", v),
+            FormatError::BadHeader => write!(f, "corrupt trace header"),
+        }
+    }
+}
+
+/// Bytes needed for a header carrying a path of `path_len` bytes.
+pub fn header_size(path_len: usize) -> usize {
+    (HEADER_FIXED_SIZE + path_len + 7) & !7
+}
+
+/// Encode a header into `out`; returns the bytes written, or `None` if `out` is too small or
+/// the path too long.
+pub fn encode_header(h: &Header, path: &[u8], out: &mut [u8]) -> Option<usize> {
+    if path.len() > MAX_PATH {
+        return None;
+    }
+    let size = header_size(path.len());
+    let out = out.get_mut(..size)?;
+    for b in out.iter_mut() {
+        *b = 0;
+    }
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&(size as u32).to_le_bytes());
+    out[16..20].copy_from_slice(&h.mode.to_u32().to_le_bytes());
+    // 20..24: flags, none defined yet.
+    out[24..32].copy_from_slice(&h.load_bias.to_le_bytes());
+    out[32..40].copy_from_slice(&h.tick0.to_le_bytes());
+    out[40..48].copy_from_slice(&h.ns0.to_le_bytes());
+    out[48..52].copy_from_slice(&h.pid.to_le_bytes());
+    out[52..56].copy_from_slice(&(path.len() as u32).to_le_bytes());
+    out[HEADER_FIXED_SIZE..HEADER_FIXED_SIZE + path.len()].copy_from_slice(path);
+    Some(size)
+}
+
+/// A parsed trace file borrowing the file's bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceFile<'a> {
+    /// Fixed header fields.
+    pub header: Header,
+    /// Path of the traced executable, as the process saw it.
+    pub exe_path: &'a [u8],
+    /// The record area (whole records only).
+    records: &'a [u8],
+    /// Bytes of an incomplete record at the end (a crash while writing).
+    pub trailing_bytes: usize,
+}
+
+impl<'a> TraceFile<'a> {
+    /// Parse the header and locate the records.
+    pub fn parse(bytes: &'a [u8]) -> Result<TraceFile<'a>, FormatError> {
+        if bytes.len() < HEADER_FIXED_SIZE {
+            return Err(FormatError::Truncated);
+        }
+        if bytes[0..8] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = u32_at(bytes, 8).ok_or(FormatError::Truncated)?;
+        if version != VERSION {
+            return Err(FormatError::UnsupportedVersion(version));
+        }
+        let size = u32_at(bytes, 12).ok_or(FormatError::Truncated)? as usize;
+        let mode = Mode::from_u32(u32_at(bytes, 16).ok_or(FormatError::Truncated)?)
+            .ok_or(FormatError::BadHeader)?;
+        let path_len = u32_at(bytes, 52).ok_or(FormatError::Truncated)? as usize;
+        if path_len > MAX_PATH || size != header_size(path_len) {
+            return Err(FormatError::BadHeader);
+        }
+        if bytes.len() < size {
+            return Err(FormatError::Truncated);
+        }
+        let header = Header {
+            mode,
+            load_bias: u64_at(bytes, 24).ok_or(FormatError::Truncated)?,
+            tick0: u64_at(bytes, 32).ok_or(FormatError::Truncated)?,
+            ns0: u64_at(bytes, 40).ok_or(FormatError::Truncated)?,
+            pid: u32_at(bytes, 48).ok_or(FormatError::Truncated)?,
+        };
+        let rest = &bytes[size..];
+        let whole = rest.len() - rest.len() % RECORD_SIZE;
+        Ok(TraceFile {
+            header,
+            exe_path: &bytes[HEADER_FIXED_SIZE..HEADER_FIXED_SIZE + path_len],
+            records: &rest[..whole],
+            trailing_bytes: rest.len() - whole,
+        })
+    }
+
+    /// Number of whole records.
+    pub fn record_count(&self) -> usize {
+        self.records.len() / RECORD_SIZE
+    }
+
+    /// The records in file order; records with an unknown kind are skipped.
+    pub fn records(&self) -> impl Iterator<Item = Record> + 'a {
+        self.records.chunks_exact(RECORD_SIZE).filter_map(Record::decode)
+    }
+
+    /// The tick-to-nanosecond conversion, fitted to the header and `Clock` records.
+    pub fn clock(&self) -> Clock {
+        let mut first = (self.header.tick0, self.header.ns0);
+        let mut last = first;
+        for r in self.records().filter(|r| r.kind == Kind::Clock) {
+            if r.time < first.0 {
+                first = (r.time, r.addr);
+            }
+            if r.time > last.0 {
+                last = (r.time, r.addr);
+            }
+        }
+        Clock::fit(first, last)
+    }
+}
+
+/// A linear map from clock ticks to nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clock {
+    /// Tick of the reference point.
+    pub tick0: u64,
+    /// Nanoseconds at the reference point.
+    pub ns0: u64,
+    /// Nanoseconds per tick.
+    pub ns_per_tick: f64,
+}
+
+impl Clock {
+    /// Fit through two (ticks, ns) points; with no usable span, one tick counts as one ns.
+    pub fn fit(a: (u64, u64), b: (u64, u64)) -> Clock {
+        let dt = b.0.wrapping_sub(a.0);
+        let dn = b.1.wrapping_sub(a.1);
+        let ns_per_tick = if b.0 > a.0 && b.1 > a.1 { dn as f64 / dt as f64 } else { 1.0 };
+        Clock { tick0: a.0, ns0: a.1, ns_per_tick }
+    }
+
+    /// Nanoseconds since the reference point (negative before it).
+    pub fn ns_since_start(&self, tick: u64) -> f64 {
+        (tick as i128 - self.tick0 as i128) as f64 * self.ns_per_tick
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at + 8)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_le_bytes(a))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at + 4)?;
+    let mut a = [0u8; 4];
+    a.copy_from_slice(s);
+    Some(u32::from_le_bytes(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn header() -> Header {
+        Header { mode: Mode::Graph, load_bias: 0x5555_0000, tick0: 1000, ns0: 50, pid: 42 }
+    }
+
+    #[test]
+    fn header_and_records_round_trip() {
+        let mut buf = [0u8; 256];
+        let n = encode_header(&header(), b"/tmp/prog", &mut buf).unwrap();
+        assert_eq!(n % 8, 0);
+        let mut file: Vec<u8> = buf[..n].to_vec();
+        let recs = [
+            Record { time: 1100, addr: 0x1000, tid: 7, depth: 0, kind: Kind::Entry },
+            Record { time: 1300, addr: 0x1000, tid: 7, depth: 0, kind: Kind::Exit },
+            Record { time: 2000, addr: 1050, tid: 7, depth: 0, kind: Kind::Clock },
+        ];
+        for r in &recs {
+            file.extend_from_slice(&r.encode());
+        }
+        file.extend_from_slice(&[1, 2, 3]); // a torn write
+        let t = TraceFile::parse(&file).unwrap();
+        assert_eq!(t.header, header());
+        assert_eq!(t.exe_path, b"/tmp/prog");
+        assert_eq!(t.trailing_bytes, 3);
+        assert_eq!(t.records().collect::<Vec<_>>(), recs.to_vec());
+        let c = t.clock();
+        assert!((c.ns_per_tick - 1.0).abs() < 1e-9);
+        assert!((c.ns_since_start(1300) - 300.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn clock_scales_ticks() {
+        let c = Clock::fit((100, 0), (300, 1000));
+        assert!((c.ns_since_start(200) - 500.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(TraceFile::parse(b"short").unwrap_err(), FormatError::Truncated);
+        let mut buf = [0u8; 64];
+        encode_header(&header(), b"", &mut buf).unwrap();
+        let mut bad = buf;
+        bad[0] = b'X';
+        assert_eq!(TraceFile::parse(&bad).unwrap_err(), FormatError::BadMagic);
+        let mut bad = buf;
+        bad[8] = 9;
+        assert_eq!(TraceFile::parse(&bad).unwrap_err(), FormatError::UnsupportedVersion(9));
+        let mut bad = buf;
+        bad[52] = 200; // path longer than the header says
+        assert_eq!(TraceFile::parse(&bad).unwrap_err(), FormatError::BadHeader);
+        assert!(Record::decode(&[0u8; 10]).is_none());
+        let mut r = Record { time: 1, addr: 2, tid: 3, depth: 4, kind: Kind::Exit }.encode();
+        r[22] = 99;
+        assert!(Record::decode(&r).is_none());
+    }
+}

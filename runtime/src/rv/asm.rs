@@ -1,0 +1,159 @@
+//! The assembly parts: the trampoline every patched slot jumps to, the return hook of graph
+//! mode, the per-thread pointer (a TLS word, since `#[thread_local]` is not stable), and
+//! addresses of linker-defined symbols (weak, so programs without them still link).
+
+use core::arch::{asm, global_asm};
+
+// Trampoline. Entered from a patched slot by `jal t0, padtrim_trampoline` (maybe through an
+// island that clobbers only t1): t0 = slot + 4, ra = the traced function's return address,
+// sp = its entry sp. Saves what a function may expect at entry (a0-a7, fa0-fa7, ra, t2 static
+// chain) plus t0, calls padtrim_on_entry(slot, &saved_ra, entry_sp), which may replace the
+// saved ra by padtrim_return_hook, and resumes the function with `jr t0`.
+// CFI: the "return address" of this frame is t0 (return column), so debuggers and unwinders
+// walking out of the handler land in the traced function with its ra restored.
+global_asm!(
+    ".text",
+    ".globl padtrim_trampoline",
+    ".type padtrim_trampoline, @function",
+    ".p2align 2",
+    "padtrim_trampoline:",
+    ".cfi_startproc",
+    ".cfi_return_column t0",
+    "addi sp, sp, -160",
+    ".cfi_def_cfa_offset 160",
+    "sd ra, 0(sp)",
+    "sd t0, 8(sp)",
+    "sd t2, 16(sp)",
+    ".cfi_offset ra, -160",
+    ".cfi_offset t0, -152",
+    "sd a0, 24(sp)",
+    "sd a1, 32(sp)",
+    "sd a2, 40(sp)",
+    "sd a3, 48(sp)",
+    "sd a4, 56(sp)",
+    "sd a5, 64(sp)",
+    "sd a6, 72(sp)",
+    "sd a7, 80(sp)",
+    "fsd fa0, 88(sp)",
+    "fsd fa1, 96(sp)",
+    "fsd fa2, 104(sp)",
+    "fsd fa3, 112(sp)",
+    "fsd fa4, 120(sp)",
+    "fsd fa5, 128(sp)",
+    "fsd fa6, 136(sp)",
+    "fsd fa7, 144(sp)",
+    "addi a0, t0, -4",
+    "mv a1, sp",
+    "addi a2, sp, 160",
+    "call padtrim_on_entry",
+    "ld ra, 0(sp)",
+    "ld t0, 8(sp)",
+    "ld t2, 16(sp)",
+    "ld a0, 24(sp)",
+    "ld a1, 32(sp)",
+    "ld a2, 40(sp)",
+    "ld a3, 48(sp)",
+    "ld a4, 56(sp)",
+    "ld a5, 64(sp)",
+    "ld a6, 72(sp)",
+    "ld a7, 80(sp)",
+    "fld fa0, 88(sp)",
+    "fld fa1, 96(sp)",
+    "fld fa2, 104(sp)",
+    "fld fa3, 112(sp)",
+    "fld fa4, 120(sp)",
+    "fld fa5, 128(sp)",
+    "fld fa6, 136(sp)",
+    "fld fa7, 144(sp)",
+    "addi sp, sp, 160",
+    ".cfi_def_cfa_offset 0",
+    "jr t0",
+    ".cfi_endproc",
+    ".size padtrim_trampoline, . - padtrim_trampoline",
+);
+
+// Return hook. A traced function "returns" here (graph mode) with sp = its entry sp and its
+// results in a0/a1/fa0/fa1. padtrim_on_exit(sp) records the exit, pops the shadow frame and
+// gives back the real return address, which we put in ra and return to.
+// The `nop` before the label keeps `hook - 1` (where unwinders look up a return address)
+// inside this function; see rv/unwind.rs for what C++ exceptions do about the hook.
+global_asm!(
+    ".text",
+    ".globl padtrim_return_hook",
+    ".type padtrim_return_hook, @function",
+    ".p2align 2",
+    "padtrim_return_hook_start:",
+    ".cfi_startproc",
+    "nop",
+    "padtrim_return_hook:",
+    "addi sp, sp, -48",
+    ".cfi_def_cfa_offset 48",
+    "sd a0, 0(sp)",
+    "sd a1, 8(sp)",
+    "fsd fa0, 16(sp)",
+    "fsd fa1, 24(sp)",
+    "addi a0, sp, 48",
+    "call padtrim_on_exit",
+    "mv ra, a0",
+    "ld a0, 0(sp)",
+    "ld a1, 8(sp)",
+    "fld fa0, 16(sp)",
+    "fld fa1, 24(sp)",
+    "addi sp, sp, 48",
+    ".cfi_def_cfa_offset 0",
+    "ret",
+    ".cfi_endproc",
+    ".size padtrim_return_hook, . - padtrim_return_hook",
+);
+
+// One pointer per thread (initial-exec TLS: valid in executables and in libraries loaded at
+// startup), zero until the thread's first traced call.
+global_asm!(
+    ".section .tbss,\"awT\",@nobits",
+    ".p2align 3",
+    ".type padtrim_tls_state, @object",
+    "padtrim_tls_state:",
+    ".zero 8",
+    ".size padtrim_tls_state, 8",
+    ".text",
+);
+
+extern "C" {
+    /// See the global_asm above.
+    pub fn padtrim_trampoline();
+    /// See the global_asm above.
+    pub fn padtrim_return_hook();
+}
+
+/// Address of this thread's state pointer.
+#[inline(always)]
+pub fn tls_slot() -> *mut usize {
+    let p: usize;
+    unsafe {
+        asm!("la.tls.ie {0}, padtrim_tls_state", "add {0}, {0}, tp", out(reg) p,
+             options(pure, readonly, nostack));
+    }
+    p as *mut usize
+}
+
+/// Runtime bounds of `__patchable_function_entries` (0, 0 when the program has none).
+pub fn pfe_table() -> (usize, usize) {
+    let (start, stop): (usize, usize);
+    unsafe {
+        asm!(".weak __start___patchable_function_entries",
+             ".weak __stop___patchable_function_entries",
+             "la {0}, __start___patchable_function_entries",
+             "la {1}, __stop___patchable_function_entries",
+             out(reg) start, out(reg) stop, options(pure, readonly, nostack));
+    }
+    (start, stop)
+}
+
+/// Runtime address of the program's ELF header (`__ehdr_start`), or 0 if not mapped.
+pub fn ehdr_start() -> usize {
+    let p: usize;
+    unsafe {
+        asm!(".weak __ehdr_start", "la {0}, __ehdr_start", out(reg) p, options(pure, readonly, nostack));
+    }
+    p
+}

@@ -1,0 +1,278 @@
+//! The process side: startup (`.init_array`), the entry/exit handlers the assembly calls,
+//! per-thread state, trace output, the exit flush (`.fini_array`) and the C API.
+
+pub mod asm;
+pub mod patch;
+pub mod sys;
+mod startup;
+
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::descriptor::Descriptor;
+use crate::format::{Kind, Mode, Record};
+use crate::thread::ThreadState;
+
+/// Filled in the file by `padtrim rewrite` (it must live in `.data`, not `.bss`).
+#[no_mangle]
+#[used]
+#[link_section = ".data.padtrim_descriptor"]
+pub static mut padtrim_descriptor: Descriptor = Descriptor::EMPTY;
+
+/// Threads that can hold a state at the same time (dead threads' states are reused).
+const MAX_THREADS: usize = 256;
+/// Marks a thread that could not get a state (never traced).
+const NO_STATE: usize = 1;
+/// Functions that can have a registered handler.
+const MAX_HANDLERS: usize = 64;
+
+static MODE: AtomicU32 = AtomicU32::new(0);
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static FINISHED: AtomicBool = AtomicBool::new(false);
+static TRACE_FD: AtomicI32 = AtomicI32::new(-1);
+static PID: AtomicU32 = AtomicU32::new(0);
+static BIAS: AtomicU64 = AtomicU64::new(0);
+static LOST: AtomicU64 = AtomicU64::new(0);
+static THREADS: [AtomicUsize; MAX_THREADS] = [ZERO_USIZE; MAX_THREADS];
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_USIZE: AtomicUsize = AtomicUsize::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_U64: AtomicU64 = AtomicU64::new(0);
+static HANDLER_FN: [AtomicU64; MAX_HANDLERS] = [ZERO_U64; MAX_HANDLERS];
+static HANDLER_CB: [AtomicU64; MAX_HANDLERS] = [ZERO_U64; MAX_HANDLERS];
+static HANDLER_COUNT: AtomicU32 = AtomicU32::new(0);
+
+fn mode() -> Mode {
+    Mode::from_u32(MODE.load(Ordering::Relaxed)).unwrap_or(Mode::Off)
+}
+
+/// Append bytes to the trace file, unless this is a forked child (which would duplicate
+/// the parent's buffered records).
+fn write_trace(bytes: &[u8]) {
+    let fd = TRACE_FD.load(Ordering::Relaxed);
+    if fd >= 0 && sys::getpid() == PID.load(Ordering::Relaxed) {
+        sys::write_all(fd, bytes);
+    }
+}
+
+/// A flushed buffer is followed by a clock pair, so even a trace cut short by a crash can
+/// convert ticks to nanoseconds.
+fn flush_block(bytes: &[u8]) {
+    write_trace(bytes);
+    write_clock_pair();
+}
+
+fn write_clock_pair() {
+    let r = Record { time: sys::ticks(), addr: sys::monotonic_ns(), tid: sys::gettid(), depth: 0, kind: Kind::Clock };
+    write_trace(&r.encode());
+}
+
+/// This thread's state, created on first use; `None` if none could be had.
+fn thread_state() -> Option<&'static mut ThreadState> {
+    let slot = asm::tls_slot();
+    let cur = unsafe { *slot };
+    if cur == NO_STATE {
+        return None;
+    }
+    if cur != 0 {
+        return Some(unsafe { &mut *(cur as *mut ThreadState) });
+    }
+    let st = claim_state();
+    unsafe { *slot = if st.is_null() { NO_STATE } else { st as usize } };
+    if st.is_null() {
+        LOST.fetch_add(1, Ordering::Relaxed);
+        None
+    } else {
+        Some(unsafe { &mut *st })
+    }
+}
+
+/// Get a state for the calling thread: a new mapping in a free registry slot, or the state
+/// of a thread that has exited (flushed first).
+fn claim_state() -> *mut ThreadState {
+    let tid = sys::gettid();
+    for entry in THREADS.iter() {
+        if entry.load(Ordering::Acquire) != 0 {
+            continue;
+        }
+        let p = sys::mmap(core::mem::size_of::<ThreadState>(), -1) as *mut ThreadState;
+        if p.is_null() {
+            return p;
+        }
+        if entry.compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            unsafe { (*p).tid = tid };
+            return p;
+        }
+        sys::munmap(p as *mut u8, core::mem::size_of::<ThreadState>());
+    }
+    // Registry full: take over a dead thread's state.
+    let pid = PID.load(Ordering::Relaxed);
+    for entry in THREADS.iter() {
+        let p = entry.load(Ordering::Acquire) as *mut ThreadState;
+        let st = unsafe { &mut *p };
+        if st.tid != tid && !sys::thread_alive(pid, st.tid)
+            && st.busy.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        {
+            st.flush(&mut flush_block);
+            st.depth = 0;
+            st.lost = 0;
+            st.tid = tid;
+            st.busy.store(0, Ordering::Release);
+            return p;
+        }
+    }
+    core::ptr::null_mut()
+}
+
+fn call_registered_handler(slot: usize, caller: usize) {
+    let n = (HANDLER_COUNT.load(Ordering::Acquire) as usize).min(MAX_HANDLERS);
+    for i in 0..n {
+        if HANDLER_FN[i].load(Ordering::Acquire) == slot as u64 {
+            let cb = HANDLER_CB[i].load(Ordering::Acquire);
+            if cb != 0 {
+                let f: extern "C" fn(usize, usize) = unsafe { core::mem::transmute(cb as usize) };
+                f(slot, caller);
+            }
+        }
+    }
+}
+
+/// Called by `padtrim_trampoline` on every entry of a patched function.
+///
+/// # Safety
+/// Only the trampoline calls this: `ret_slot` points at the saved ra, `sp` is the entry sp.
+#[no_mangle]
+pub unsafe extern "C" fn padtrim_on_entry(slot: usize, ret_slot: *mut usize, sp: usize) {
+    let now = sys::ticks();
+    if HANDLER_COUNT.load(Ordering::Relaxed) != 0 {
+        call_registered_handler(slot, *ret_slot);
+    }
+    let mode = mode();
+    if mode == Mode::Off || !ENABLED.load(Ordering::Relaxed) || FINISHED.load(Ordering::Relaxed) {
+        return;
+    }
+    let st = match thread_state() {
+        Some(s) => s,
+        None => return,
+    };
+    // A signal handler interrupting us here must not touch the state: skip its calls.
+    if st.busy.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        return;
+    }
+    let func = (slot as u64).wrapping_sub(BIAS.load(Ordering::Relaxed));
+    if mode == Mode::Graph {
+        if st.enter_hooked(func, sp as u64, *ret_slot as u64, now, &mut flush_block) {
+            *ret_slot = asm::padtrim_return_hook as usize;
+        }
+    } else {
+        st.enter(func, sp as u64, now, &mut flush_block);
+    }
+    st.busy.store(0, Ordering::Release);
+}
+
+/// Called by `padtrim_return_hook` with the sp at return; returns the real return address.
+///
+/// # Safety
+/// Only the return hook calls this.
+#[no_mangle]
+pub unsafe extern "C" fn padtrim_on_exit(sp: usize) -> usize {
+    let now = sys::ticks();
+    let st = match thread_state() {
+        Some(s) => s,
+        None => sys::fatal(b"padtrim: return hook reached without thread state\n"),
+    };
+    let was_busy = st.busy.swap(1, Ordering::Acquire);
+    let ret = st.exit_hooked(sp as u64, now, &mut flush_block);
+    st.busy.store(was_busy, Ordering::Release);
+    match ret {
+        Some(r) => r as usize,
+        None => sys::fatal(b"padtrim: return hook found no matching shadow frame\n"),
+    }
+}
+
+/// Flush every thread's buffer at exit (runs last among destructors).
+extern "C" fn padtrim_fini() {
+    if TRACE_FD.load(Ordering::Relaxed) < 0 {
+        return;
+    }
+    let mut lost = LOST.load(Ordering::Relaxed);
+    for entry in THREADS.iter() {
+        let p = entry.load(Ordering::Acquire) as *mut ThreadState;
+        if p.is_null() {
+            continue;
+        }
+        let st = unsafe { &mut *p };
+        // A thread still inside a handler keeps its buffer (it may be mid-update).
+        if st.busy.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            st.flush(&mut write_trace);
+            lost += st.lost;
+            st.busy.store(0, Ordering::Release);
+        }
+    }
+    FINISHED.store(true, Ordering::Relaxed);
+    if lost > 0 {
+        let r = Record { time: sys::ticks(), addr: lost, tid: sys::gettid(), depth: 0, kind: Kind::Lost };
+        write_trace(&r.encode());
+    }
+    write_clock_pair();
+}
+
+#[used]
+#[link_section = ".fini_array.00100"]
+static FINI: extern "C" fn() = padtrim_fini;
+
+/// Start or stop recording (patched slots stay patched; pending exits are still recorded).
+#[no_mangle]
+pub extern "C" fn padtrim_set_enabled(on: i32) {
+    ENABLED.store(on != 0, Ordering::Relaxed);
+}
+
+/// Patch (`on` != 0) or unpatch the slot of the function at `func`. Returns 0 on success, -1
+/// if `func` is not the entry of a slot (or the slot cannot be changed).
+#[no_mangle]
+pub extern "C" fn padtrim_enable_function(func: *const u8, on: i32) -> i32 {
+    let slots = patch::find_slots(unsafe { core::ptr::addr_of!(padtrim_descriptor) });
+    let addr = func as usize;
+    let found = (0..slots.count).any(|i| slots.slot(i) == addr);
+    if !found {
+        return -1;
+    }
+    let mut p = patch::Patcher::new();
+    let ok = if on != 0 {
+        let insn = unsafe { core::ptr::read_volatile(addr as *const u32) };
+        crate::descriptor::decode_jal_t0(addr as u64, insn).is_some() || p.enable(&slots, addr)
+    } else {
+        p.disable(&slots, addr)
+    };
+    p.finish();
+    if ok {
+        0
+    } else {
+        -1
+    }
+}
+
+/// Call `handler(func, caller)` on every entry of `func` (patching its slot if needed), in
+/// addition to recording; a null handler removes it. Returns 0, or -1 if `func` has no slot
+/// or the table (64 functions) is full.
+#[no_mangle]
+pub extern "C" fn padtrim_register_handler(func: *const u8, handler: Option<extern "C" fn(*const u8, *const u8)>) -> i32 {
+    let key = func as u64;
+    let cb = handler.map_or(0, |h| h as usize as u64);
+    let n = (HANDLER_COUNT.load(Ordering::Acquire) as usize).min(MAX_HANDLERS);
+    let existing = (0..n).find(|&i| HANDLER_FN[i].load(Ordering::Acquire) == key);
+    match existing {
+        Some(i) => HANDLER_CB[i].store(cb, Ordering::Release),
+        None if cb == 0 => return 0,
+        None if n < MAX_HANDLERS => {
+            HANDLER_CB[n].store(cb, Ordering::Release);
+            HANDLER_FN[n].store(key, Ordering::Release);
+            HANDLER_COUNT.store(n as u32 + 1, Ordering::Release);
+        }
+        None => return -1,
+    }
+    if cb != 0 {
+        padtrim_enable_function(func, 1)
+    } else {
+        0
+    }
+}

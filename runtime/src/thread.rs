@@ -1,0 +1,252 @@
+//! Per-thread tracing state: the record buffer and the shadow stack of traced frames.
+//! Portable logic, driven by the riscv entry/exit handlers and unit-tested on the host.
+//!
+//! Frames are keyed by the stack pointer at function entry (`sp`). Stacks grow down, so a
+//! frame whose `sp` is below the current one belongs to a function that is gone: its return
+//! hook was skipped by `longjmp` or an exception. Such frames are popped ("resync") and get
+//! an `ExitUnwound` record. A frame with the same `sp` as the current one is a live caller
+//! only if its return hook is still installed (a tail call reuses its caller's `sp`).
+
+use core::sync::atomic::AtomicU32;
+
+use crate::format::{Kind, Record, RECORD_SIZE};
+
+/// Deepest shadow stack kept per thread; deeper calls are counted as lost.
+pub const MAX_DEPTH: usize = 1024;
+/// Records buffered per thread before they are written out.
+pub const BUF_RECORDS: usize = 2048;
+
+/// One traced call still running (as far as the runtime knows).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// Stack pointer at function entry.
+    pub sp: u64,
+    /// The caller's return address the hook replaced (0 when no hook was installed).
+    pub ret: u64,
+    /// Link-time address of the function.
+    pub func: u64,
+    /// 1 if `padtrim_return_hook` is in place of `ret`, 0 otherwise.
+    pub hooked: u64,
+}
+
+/// Everything a thread needs; all-zero bytes are a valid empty state (so mmap'd memory is).
+#[repr(C)]
+pub struct ThreadState {
+    /// Guard against re-entry (signal handlers) and against the exit flush racing the owner.
+    pub busy: AtomicU32,
+    /// Kernel thread id of the owner.
+    pub tid: u32,
+    /// Frames in use.
+    pub depth: u32,
+    /// Records in `buf`.
+    pub len: u32,
+    /// Records dropped (shadow stack full).
+    pub lost: u64,
+    /// The shadow stack.
+    pub frames: [Frame; MAX_DEPTH],
+    /// Encoded records waiting to be written.
+    pub buf: [u8; BUF_RECORDS * RECORD_SIZE],
+}
+
+impl ThreadState {
+    fn push_record(&mut self, r: Record, flush: &mut dyn FnMut(&[u8])) {
+        if self.len as usize >= BUF_RECORDS {
+            self.flush(flush);
+        }
+        let at = self.len as usize * RECORD_SIZE;
+        self.buf[at..at + RECORD_SIZE].copy_from_slice(&r.encode());
+        self.len += 1;
+    }
+
+    /// Hand the buffered records to `flush` and empty the buffer.
+    pub fn flush(&mut self, flush: &mut dyn FnMut(&[u8])) {
+        let n = self.len as usize * RECORD_SIZE;
+        if n > 0 {
+            flush(&self.buf[..n]);
+        }
+        self.len = 0;
+    }
+
+    fn record(&mut self, kind: Kind, func: u64, depth: u32, now: u64, flush: &mut dyn FnMut(&[u8])) {
+        let r = Record { time: now, addr: func, tid: self.tid, depth: depth.min(u16::MAX as u32) as u16, kind };
+        self.push_record(r, flush);
+    }
+
+    /// Append a record that is not a call event (clock pairs, counters).
+    pub fn record_other(&mut self, kind: Kind, time: u64, payload: u64, flush: &mut dyn FnMut(&[u8])) {
+        self.record(kind, payload, 0, time, flush);
+    }
+
+    /// Pop frames that cannot be live at a call or return with stack pointer `sp`,
+    /// recording their exits as unwound when they had a hook.
+    fn resync(&mut self, sp: u64, now: u64, flush: &mut dyn FnMut(&[u8])) {
+        while self.depth > 0 {
+            let top = self.frames[self.depth as usize - 1];
+            let dead = top.sp < sp || (top.hooked == 0 && top.sp <= sp);
+            if !dead {
+                break;
+            }
+            self.depth -= 1;
+            if top.ret != 0 {
+                self.record(Kind::ExitUnwound, top.func, self.depth, now, flush);
+            }
+        }
+    }
+
+    /// Entry-only mode: record the call; the shadow stack just tracks the depth.
+    pub fn enter(&mut self, func: u64, sp: u64, now: u64, flush: &mut dyn FnMut(&[u8])) {
+        self.resync(sp, now, flush);
+        let depth = self.depth;
+        self.record(Kind::Entry, func, depth, now, flush);
+        if (depth as usize) < MAX_DEPTH {
+            self.frames[depth as usize] = Frame { sp, ret: 0, func, hooked: 0 };
+            self.depth += 1;
+        }
+    }
+
+    /// Graph mode: record the call and push a hooked frame remembering `ret`. Returns false
+    /// (nothing recorded, hook must not be installed) when the shadow stack is full.
+    pub fn enter_hooked(&mut self, func: u64, sp: u64, ret: u64, now: u64, flush: &mut dyn FnMut(&[u8])) -> bool {
+        self.resync(sp, now, flush);
+        let depth = self.depth;
+        if depth as usize >= MAX_DEPTH || ret == 0 {
+            self.lost += 1;
+            return false;
+        }
+        self.record(Kind::Entry, func, depth, now, flush);
+        self.frames[depth as usize] = Frame { sp, ret, func, hooked: 1 };
+        self.depth += 1;
+        true
+    }
+
+    /// The return hook ran with stack pointer `sp`: record the exit and give back the
+    /// original return address, or `None` if no hooked frame matches (state corrupt).
+    pub fn exit_hooked(&mut self, sp: u64, now: u64, flush: &mut dyn FnMut(&[u8])) -> Option<u64> {
+        self.resync(sp, now, flush);
+        if self.depth == 0 {
+            return None;
+        }
+        let top = self.frames[self.depth as usize - 1];
+        if top.sp != sp || top.hooked == 0 {
+            return None;
+        }
+        self.depth -= 1;
+        self.record(Kind::Exit, top.func, self.depth, now, flush);
+        Some(top.ret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Record;
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    fn new_state() -> Box<ThreadState> {
+        // All-zero is the documented initial state (the runtime gets it from mmap).
+        unsafe { Box::new(core::mem::zeroed()) }
+    }
+
+    fn events(out: &[u8]) -> Vec<(Kind, u64, u16, u64)> {
+        out.chunks(RECORD_SIZE).map(|c| Record::decode(c).unwrap()).map(|r| (r.kind, r.addr, r.depth, r.time)).collect()
+    }
+
+    #[test]
+    fn nested_calls_and_returns() {
+        let mut t = new_state();
+        let mut out = Vec::new();
+        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        assert!(t.enter_hooked(0xa, 1000, 0x111, 1, &mut sink));
+        assert!(t.enter_hooked(0xb, 960, 0x222, 2, &mut sink));
+        assert_eq!(t.exit_hooked(960, 3, &mut sink), Some(0x222));
+        assert!(t.enter_hooked(0xc, 960, 0x333, 4, &mut sink));
+        assert_eq!(t.exit_hooked(960, 5, &mut sink), Some(0x333));
+        assert_eq!(t.exit_hooked(1000, 6, &mut sink), Some(0x111));
+        t.flush(&mut sink);
+        assert_eq!(
+            events(&out),
+            [
+                (Kind::Entry, 0xa, 0, 1),
+                (Kind::Entry, 0xb, 1, 2),
+                (Kind::Exit, 0xb, 1, 3),
+                (Kind::Entry, 0xc, 1, 4),
+                (Kind::Exit, 0xc, 1, 5),
+                (Kind::Exit, 0xa, 0, 6)
+            ]
+        );
+    }
+
+    #[test]
+    fn tail_call_shares_sp_and_unwinds_in_order() {
+        let mut t = new_state();
+        let mut out = Vec::new();
+        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        assert!(t.enter_hooked(0xa, 1000, 0x111, 1, &mut sink));
+        // a tail-calls b: same sp, b's return address is the hook
+        assert!(t.enter_hooked(0xb, 1000, 0x999, 2, &mut sink));
+        assert_eq!(t.exit_hooked(1000, 3, &mut sink), Some(0x999));
+        assert_eq!(t.exit_hooked(1000, 4, &mut sink), Some(0x111));
+        assert_eq!(t.depth, 0);
+    }
+
+    #[test]
+    fn longjmp_skipped_frames_are_popped_as_unwound() {
+        let mut t = new_state();
+        let mut out = Vec::new();
+        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        assert!(t.enter_hooked(0xa, 1000, 0x111, 1, &mut sink));
+        assert!(t.enter_hooked(0xb, 900, 0x222, 2, &mut sink));
+        assert!(t.enter_hooked(0xc, 800, 0x333, 3, &mut sink));
+        // longjmp back into a: the next call from a happens at sp 900 again
+        assert!(t.enter_hooked(0xd, 900, 0x444, 4, &mut sink));
+        assert_eq!(t.depth, 3); // a, b (same sp, hooked: kept), d
+        assert_eq!(t.exit_hooked(900, 5, &mut sink), Some(0x444));
+        // a returns: b's frame (sp 900 < 1000) is dead
+        assert_eq!(t.exit_hooked(1000, 6, &mut sink), Some(0x111));
+        assert_eq!(t.exit_hooked(1000, 7, &mut sink), None);
+        t.flush(&mut sink);
+        let ev = events(&out);
+        assert!(ev.contains(&(Kind::ExitUnwound, 0xc, 2, 4)));
+        assert!(ev.contains(&(Kind::ExitUnwound, 0xb, 1, 6)));
+        assert_eq!(ev.last(), Some(&(Kind::Exit, 0xa, 0, 6)));
+    }
+
+    #[test]
+    fn entry_mode_tracks_depth_without_hooks() {
+        let mut t = new_state();
+        let mut out = Vec::new();
+        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        t.enter(0xa, 1000, 1, &mut sink);
+        t.enter(0xb, 960, 2, &mut sink);
+        t.enter(0xc, 960, 3, &mut sink); // sibling of b
+        t.enter(0xd, 920, 4, &mut sink); // child of c
+        t.enter(0xe, 1000, 5, &mut sink); // sibling of a
+        t.flush(&mut sink);
+        let depths: Vec<u16> = events(&out).iter().map(|e| e.2).collect();
+        assert_eq!(depths, [0, 1, 1, 2, 0]);
+    }
+
+    #[test]
+    fn full_buffer_flushes_and_full_stack_is_counted() {
+        let mut t = new_state();
+        let mut flushed = 0usize;
+        let mut sink = |b: &[u8]| flushed += b.len() / RECORD_SIZE;
+        for i in 0..MAX_DEPTH as u64 + 5 {
+            t.enter_hooked(i, 1_000_000 - i * 16, 1, i, &mut sink);
+        }
+        assert_eq!(t.lost, 5);
+        assert_eq!(t.depth as usize, MAX_DEPTH);
+        t.flush(&mut sink);
+        assert_eq!(flushed, MAX_DEPTH);
+        let mut t = new_state();
+        let mut flushed = 0usize;
+        let mut sink = |b: &[u8]| flushed += b.len() / RECORD_SIZE;
+        for i in 0..BUF_RECORDS as u64 + 1 {
+            t.enter(i, 1000, i, &mut sink);
+        }
+        assert_eq!(flushed, BUF_RECORDS);
+        assert_eq!(t.len, 1);
+    }
+}
