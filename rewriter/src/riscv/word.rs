@@ -145,13 +145,16 @@ pub(super) fn decode(raw: u32, xlen: Xlen) -> Option<Op> {
 /// MISC-MEM: fence (incl. pause), fence.tso, fence.i, Zicbom/Zicboz `cbo.*`.
 fn misc_mem(raw: u32) -> bool {
     match (raw >> 12) & 7 {
+        // rd and rs1 are reserved for future fences: refuse them, as objdump does
+        0 if raw & 0x000f_8f80 != 0 => false,
         0 => match raw >> 28 {
             0 => true,
             // fence.tso is only defined with pred = succ = rw
             0b1000 => (raw >> 20) & 0xff == 0x33,
             _ => false,
         },
-        1 => true,
+        // fence.i: the immediate, rs1 and rd are reserved
+        1 => raw == 0x0000_100f,
         2 => rd(raw) == 0 && matches!(raw >> 20, 0 | 1 | 2 | 4),
         _ => false,
     }
@@ -272,6 +275,9 @@ fn op_fp(raw: u32, rv64: bool) -> bool {
 
 /// Vector loads (`load`) and stores under LOAD-FP/STORE-FP with a vector width.
 fn vector_mem(raw: u32, load: bool) -> bool {
+    let nf = raw >> 29;
+    let vm = (raw >> 25) & 1 == 1;
+    let eew8 = (raw >> 12) & 7 == 0;
     // mew = 1 (EEW >= 128) is reserved.
     if (raw >> 28) & 1 != 0 {
         return false;
@@ -279,8 +285,13 @@ fn vector_mem(raw: u32, load: bool) -> bool {
     // Unit-stride forms use the rs2 field as a sub-opcode (lumop/sumop).
     if (raw >> 26) & 3 == 0 {
         return match rs2(raw) {
-            0 | 8 | 11 => true, // plain, whole register, mask
-            16 => load,         // fault-only-first
+            0 => true,
+            // whole-register: 1, 2, 4 or 8 registers, unmasked; stores only with EEW 8
+            8 => vm && matches!(nf, 0 | 1 | 3 | 7) && (load || eew8),
+            // mask load/store: one register, EEW 8, unmasked
+            11 => vm && nf == 0 && eew8,
+            // fault-only-first
+            16 => load,
             _ => false,
         };
     }
