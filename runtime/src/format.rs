@@ -227,11 +227,11 @@ pub struct TraceFile<'a> {
 impl<'a> TraceFile<'a> {
     /// Parse the header and locate the records.
     pub fn parse(bytes: &'a [u8]) -> Result<TraceFile<'a>, FormatError> {
+        if bytes.len() >= 8 && bytes[0..8] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
         if bytes.len() < HEADER_FIXED_SIZE {
             return Err(FormatError::Truncated);
-        }
-        if bytes[0..8] != MAGIC {
-            return Err(FormatError::BadMagic);
         }
         let version = u32_at(bytes, 8).ok_or(FormatError::Truncated)?;
         if version != VERSION {

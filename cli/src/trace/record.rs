@@ -35,12 +35,13 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
         }
         c
     } else {
+        // qemu-user hands its own environment to the guest. Not `-E`: it splits its value
+        // at commas (getsubopt), which would cut a PADTRIM_FILTER list apart.
         let mut c = Command::new(&args.qemu);
-        c.arg("-L").arg(&args.sysroot);
+        c.arg("-L").arg(&args.sysroot).arg(program).args(rest);
         for (k, v) in &env {
-            c.arg("-E").arg(format!("{k}={v}"));
+            c.env(k, v);
         }
-        c.arg(program).args(rest);
         c
     };
     let status = cmd.status().with_context(|| format!("record: cannot run {}", cmd.get_program().to_string_lossy()))?;

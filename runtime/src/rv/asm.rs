@@ -84,6 +84,9 @@ global_asm!(
     ".p2align 2",
     "padtrim_return_hook_start:",
     ".cfi_startproc",
+    // An unwinder that still meets the hook as a return address (see unwind.rs) must stop
+    // here rather than loop: the caller's return address is not recoverable from CFI.
+    ".cfi_undefined ra",
     "nop",
     "padtrim_return_hook:",
     "addi sp, sp, -48",

@@ -5,6 +5,7 @@ pub mod asm;
 pub mod patch;
 pub mod sys;
 mod startup;
+mod unwind;
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -67,7 +68,7 @@ fn write_clock_pair() {
 }
 
 /// This thread's state, created on first use; `None` if none could be had.
-fn thread_state() -> Option<&'static mut ThreadState> {
+pub(crate) fn thread_state() -> Option<&'static mut ThreadState> {
     let slot = asm::tls_slot();
     let cur = unsafe { *slot };
     if cur == NO_STATE {

@@ -1,0 +1,355 @@
+//! End-to-end tests of the padtrim runtime and `padtrim record` / `padtrim replay`: C (and
+//! one C++) programs from runtime/tests/programs are built for riscv64 with the runtime
+//! linked in (`-fpatchable-function-entry=1` without RVC: each pad is one 4-byte `nop`, so the
+//! runtime's fallback table is used), run under qemu-riscv64, and their traces checked.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn runtime_lib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/runtime-lib")).output().expect("run scripts/runtime-lib");
+        assert!(out.status.success(), "runtime-lib failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        PathBuf::from(stdout.lines().last().expect("runtime-lib printed a path").trim())
+    })
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("padtrim-trace-test-{}-{}", std::process::id(), name));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Build runtime/tests/programs/`src` into `dir` with the runtime linked in.
+fn build(dir: &Path, src: &str) -> PathBuf {
+    let source = repo().join("runtime/tests/programs").join(src);
+    let exe = dir.join(src.split('.').next().unwrap());
+    let mut cmd = if src.ends_with(".cc") {
+        let mut c = Command::new("clang++");
+        c.args(["--target=riscv64-linux-gnu", "-march=rv64g", "-O1"]);
+        c
+    } else {
+        let mut c = Command::new("riscv64-linux-gnu-gcc");
+        c.args(["-march=rv64g", "-mabi=lp64d", "-O0"]);
+        c
+    };
+    cmd.arg("-fpatchable-function-entry=1").arg(&source).arg(runtime_lib()).args(["-Wl,-q", "-lpthread", "-o"]).arg(&exe);
+    let out = cmd.output().expect("run the cross compiler");
+    assert!(out.status.success(), "building {src}: {}", String::from_utf8_lossy(&out.stderr));
+    exe
+}
+
+fn padtrim(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_padtrim")).args(args).output().expect("run padtrim")
+}
+
+/// `padtrim record` the program; returns (stdout, exit code, trace path).
+fn record(exe: &Path, mode: &str, filter: Option<&str>) -> (String, i32, PathBuf) {
+    let trace = exe.with_extension(format!("{mode}.trace"));
+    let mut args = vec!["record".to_string(), "-o".into(), trace.display().to_string()];
+    if mode == "graph" {
+        args.push("--graph".into());
+    }
+    if let Some(f) = filter {
+        args.push("--filter".into());
+        args.push(f.into());
+    }
+    args.push("--".into());
+    args.push(exe.display().to_string());
+    let out = Command::new(env!("CARGO_BIN_EXE_padtrim")).args(&args).output().unwrap();
+    assert!(trace.exists(), "no trace; stderr: {}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8(out.stdout).unwrap(), out.status.code().unwrap_or(-1), trace)
+}
+
+/// Run the program directly under qemu with PADTRIM_TRACE=`mode` (no trace wanted back).
+fn run_plain(exe: &Path, mode: &str) -> (String, i32) {
+    let out = Command::new("qemu-riscv64")
+        .args(["-L", "/usr/riscv64-linux-gnu"])
+        .arg("-E")
+        .arg(format!("PADTRIM_TRACE={mode}"))
+        .arg("-E")
+        .arg(format!("PADTRIM_OUT={}", exe.with_extension("plain.trace").display()))
+        .arg(exe)
+        .output()
+        .unwrap();
+    (String::from_utf8(out.stdout).unwrap(), out.status.code().unwrap_or(-1))
+}
+
+fn replay(trace: &Path, exe: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["replay", trace.to_str().unwrap(), "--elf", exe.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = padtrim(&args);
+    assert!(out.status.success(), "replay: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Folded output as a map stack -> weight.
+fn folded(trace: &Path, exe: &Path) -> BTreeMap<String, u64> {
+    replay(trace, exe, &["--format", "folded"])
+        .lines()
+        .map(|l| {
+            let (s, w) = l.rsplit_once(' ').unwrap();
+            (s.to_string(), w.parse().unwrap())
+        })
+        .collect()
+}
+
+/// A call from Chrome "X" events: (tid, name, start us, end us, end kind).
+#[derive(Debug, Clone)]
+struct Call {
+    tid: u64,
+    name: String,
+    ts: f64,
+    end: f64,
+    how: String,
+}
+
+fn chrome_calls(trace: &Path, exe: &Path) -> Vec<Call> {
+    let text = replay(trace, exe, &["--format", "chrome"]);
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("chrome output is JSON");
+    doc["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .map(|e| {
+            let ts = e["ts"].as_f64().unwrap();
+            let dur = e["dur"].as_f64().unwrap();
+            assert!(dur >= 0.0, "negative duration: {e}");
+            Call {
+                tid: e["tid"].as_u64().unwrap(),
+                name: e["name"].as_str().unwrap().to_string(),
+                ts,
+                end: ts + dur,
+                how: e["args"]["end"].as_str().unwrap_or("returned").to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Check proper nesting per thread and return, per thread, the call paths with counts
+/// (e.g. "main;mid;leaf" -> 2) and how each path ended.
+fn call_tree(calls: &[Call]) -> BTreeMap<u64, BTreeMap<String, (u64, String)>> {
+    let mut by_tid: BTreeMap<u64, Vec<&Call>> = BTreeMap::new();
+    for c in calls {
+        by_tid.entry(c.tid).or_default().push(c);
+    }
+    let mut trees = BTreeMap::new();
+    for (tid, mut cs) in by_tid {
+        // Events come in entry order per thread; a stable sort by start keeps parents first.
+        cs.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+        let mut stack: Vec<&Call> = Vec::new();
+        let mut tree: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        for c in cs {
+            while let Some(top) = stack.last() {
+                // ts + dur goes through floating point: compare with a tolerance. A call that
+                // starts where a non-empty one ends is its sibling, not its child.
+                let eps = 1e-6;
+                if c.ts > top.end + eps || (c.ts >= top.end - eps && top.end - top.ts > eps) {
+                    stack.pop();
+                } else {
+                    break;
+                }
+            }
+            if let Some(top) = stack.last() {
+                assert!(c.end <= top.end + 1e-6, "{c:?} not nested in {top:?}");
+            }
+            stack.push(c);
+            let path = stack.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(";");
+            let e = tree.entry(path).or_insert((0, c.how.clone()));
+            e.0 += 1;
+        }
+        trees.insert(tid, tree);
+    }
+    trees
+}
+
+fn expect(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+}
+
+#[test]
+fn program_output_is_identical_with_tracing_off_entry_and_graph() {
+    let dir = scratch("identical");
+    for src in ["calls.c", "jump.c", "threads.c", "exc.cc"] {
+        let exe = build(&dir, src);
+        let base = run_plain(&exe, "off");
+        assert!(!base.0.is_empty());
+        assert!(!exe.with_extension("plain.trace").exists(), "tracing off must not write a trace");
+        for mode in ["entry", "graph"] {
+            let (stdout, code, _) = record(&exe, mode, None);
+            assert_eq!((stdout, code), base, "{src} with {mode}");
+        }
+    }
+}
+
+#[test]
+fn entry_mode_records_exactly_the_calls() {
+    let dir = scratch("entry");
+    let exe = build(&dir, "calls.c");
+    let (_, code, trace) = record(&exe, "entry", None);
+    assert_eq!(code, 40 % 7);
+    assert_eq!(
+        folded(&trace, &exe),
+        expect(&[
+            ("main", 1),
+            ("main;mid", 1),
+            ("main;mid;leaf", 2),
+            ("main;fact", 1),
+            ("main;fact;fact", 1),
+            ("main;fact;fact;fact", 1),
+            ("main;fact;fact;fact;fact", 1),
+            ("main;via_ptr", 1),
+            ("main;via_ptr;leaf", 1),
+            ("main;mix", 1),
+        ])
+    );
+}
+
+#[test]
+fn graph_mode_pairs_entries_and_exits() {
+    let dir = scratch("graph");
+    let exe = build(&dir, "calls.c");
+    let (_, _, trace) = record(&exe, "graph", None);
+    let trees = call_tree(&chrome_calls(&trace, &exe));
+    assert_eq!(trees.len(), 1);
+    let tree = trees.values().next().unwrap();
+    let counts: BTreeMap<String, u64> = tree.iter().map(|(k, v)| (k.clone(), v.0)).collect();
+    assert_eq!(
+        counts,
+        expect(&[
+            ("main", 1),
+            ("main;mid", 1),
+            ("main;mid;leaf", 2),
+            ("main;fact", 1),
+            ("main;fact;fact", 1),
+            ("main;fact;fact;fact", 1),
+            ("main;fact;fact;fact;fact", 1),
+            ("main;via_ptr", 1),
+            ("main;via_ptr;leaf", 1),
+            ("main;mix", 1),
+        ])
+    );
+    assert!(tree.values().all(|(_, how)| how == "returned"), "{tree:?}");
+    let text = replay(&trace, &exe, &[]);
+    assert!(text.contains("|  main() {") && text.contains("|      leaf();") && text.contains("} /* main */"), "{text}");
+    let summary = replay(&trace, &exe, &["--summary"]);
+    let fact_line = summary.lines().find(|l| l.ends_with("  fact")).expect("fact in summary");
+    assert_eq!(fact_line.split_whitespace().next(), Some("4"), "{summary}");
+}
+
+#[test]
+fn filter_selects_exactly_the_named_functions() {
+    let dir = scratch("filter");
+    let exe = build(&dir, "calls.c");
+    // Entry mode: count entries per function (depth there is a stack-pointer heuristic, and
+    // with untraced callers in between it cannot be exact).
+    let (_, _, trace) = record(&exe, "entry", Some("fa?t,le*"));
+    let mut per_function: BTreeMap<String, u64> = BTreeMap::new();
+    for (stack, n) in folded(&trace, &exe) {
+        *per_function.entry(stack.rsplit(';').next().unwrap().to_string()).or_default() += n;
+    }
+    assert_eq!(per_function, expect(&[("leaf", 3), ("fact", 4)]));
+    let (_, _, trace) = record(&exe, "graph", Some("fa?t,le*"));
+    let trees = call_tree(&chrome_calls(&trace, &exe));
+    let counts: BTreeMap<String, u64> = trees.values().next().unwrap().iter().map(|(k, v)| (k.clone(), v.0)).collect();
+    assert_eq!(
+        counts,
+        expect(&[("leaf", 3), ("fact", 1), ("fact;fact", 1), ("fact;fact;fact", 1), ("fact;fact;fact;fact", 1)])
+    );
+    let (_, _, trace) = record(&exe, "graph", Some("!main,!fact"));
+    let trees = call_tree(&chrome_calls(&trace, &exe));
+    let counts: BTreeMap<String, u64> = trees.values().next().unwrap().iter().map(|(k, v)| (k.clone(), v.0)).collect();
+    assert_eq!(
+        counts,
+        expect(&[("mid", 1), ("mid;leaf", 2), ("via_ptr", 1), ("via_ptr;leaf", 1), ("mix", 1)])
+    );
+}
+
+#[test]
+fn threads_get_their_own_nested_call_trees() {
+    let dir = scratch("threads");
+    let exe = build(&dir, "threads.c");
+    let (_, code, trace) = record(&exe, "graph", None);
+    assert_eq!(code, 0);
+    let trees = call_tree(&chrome_calls(&trace, &exe));
+    assert_eq!(trees.len(), 4, "main + 3 threads");
+    let mut workers = 0;
+    for tree in trees.values() {
+        let counts: BTreeMap<String, u64> = tree.iter().map(|(k, v)| (k.clone(), v.0)).collect();
+        if counts.contains_key("main") {
+            assert_eq!(counts, expect(&[("main", 1)]));
+        } else {
+            workers += 1;
+            assert_eq!(
+                counts,
+                expect(&[("thread_main", 1), ("thread_main;work", 1500), ("thread_main;work;leaf", 1500)])
+            );
+        }
+    }
+    assert_eq!(workers, 3);
+}
+
+#[test]
+fn longjmp_closes_the_skipped_frames_as_unwound() {
+    let dir = scratch("jump");
+    let exe = build(&dir, "jump.c");
+    let (stdout, _, trace) = record(&exe, "graph", None);
+    assert_eq!(stdout, "guarded=1 after=42\n");
+    let trees = call_tree(&chrome_calls(&trace, &exe));
+    let tree = trees.values().next().unwrap();
+    let got: BTreeMap<String, (u64, String)> = tree.clone();
+    let want: BTreeMap<String, (u64, String)> = [
+        ("main", "returned"),
+        ("main;guarded", "returned"),
+        ("main;guarded;deep", "unwound"),
+        ("main;guarded;deep;deep", "unwound"),
+        ("main;guarded;deep;deep;deep", "unwound"),
+        ("main;guarded;deep;deep;deep;deep", "unwound"),
+        ("main;after", "returned"),
+    ]
+    .iter()
+    .map(|(p, h)| (p.to_string(), (1, h.to_string())))
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn cxx_exceptions_unwind_through_hooked_frames() {
+    let dir = scratch("cxx");
+    let exe = build(&dir, "exc.cc");
+    let (stdout, code, trace) = record(&exe, "graph", None);
+    assert_eq!((stdout.as_str(), code), ("caught too big\na=2 b=-1 after=3\n", 0));
+    let trees = call_tree(&chrome_calls(&trace, &exe));
+    let tree = trees.values().next().unwrap();
+    let counts: BTreeMap<String, u64> = tree.iter().map(|(k, v)| (k.clone(), v.0)).collect();
+    assert_eq!(
+        counts,
+        expect(&[
+            ("main", 1),
+            ("main;_Z7catcheri", 2),
+            ("main;_Z7catcheri;_Z6middlei", 2),
+            ("main;_Z7catcheri;_Z6middlei;_Z7throweri", 2),
+            ("main;_Z5afteri", 1),
+        ])
+    );
+}
+
+#[test]
+fn replay_rejects_files_that_are_not_traces() {
+    let dir = scratch("bad");
+    let bogus = dir.join("bogus.trace");
+    std::fs::write(&bogus, b"not a trace at all, definitely not").unwrap();
+    let out = padtrim(&["replay", bogus.to_str().unwrap(), "--elf", "/bin/sh"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad magic"));
+}

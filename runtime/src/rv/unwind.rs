@@ -1,0 +1,114 @@
+//! C++ exceptions versus the return hook. An unwinder reads each frame's saved return address;
+//! for a traced function in graph mode that is `padtrim_return_hook`, whose real caller only
+//! the shadow stack knows (DWARF CFI cannot express that lookup). So the runtime interposes
+//! the three libgcc entry points that start an unwind (`_Unwind_RaiseException`,
+//! `_Unwind_Resume_or_Rethrow`, `_Unwind_ForcedUnwind`; the executable's definitions win over
+//! libgcc_s): before forwarding to the real one (found with `dlsym(RTLD_NEXT)`), it writes the
+//! real return address back over every saved copy of the hook address in the frames of the
+//! thread's hooked calls and marks those frames unhooked. Their exits are then recorded as
+//! `ExitUnwound` when the runtime next notices (a traced call or return higher on the stack).
+//! Limits: the saved return address must be on the stack inside the function's own frame (what
+//! GCC and clang emit); a frame whose copy is not found keeps its hook, and an unwinder that
+//! reaches the hook stops there (`.cfi_undefined ra`): the exception ends in std::terminate.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{asm, sys};
+
+// Tail-calling wrappers: no frame of ours stays on the stack when the real unwinder starts.
+global_asm!(
+    ".text",
+    ".globl _Unwind_RaiseException",
+    ".type _Unwind_RaiseException, @function",
+    "_Unwind_RaiseException:",
+    "li t1, 0",
+    "j padtrim_unwind_common",
+    ".size _Unwind_RaiseException, . - _Unwind_RaiseException",
+    ".globl _Unwind_Resume_or_Rethrow",
+    ".type _Unwind_Resume_or_Rethrow, @function",
+    "_Unwind_Resume_or_Rethrow:",
+    "li t1, 1",
+    "j padtrim_unwind_common",
+    ".size _Unwind_Resume_or_Rethrow, . - _Unwind_Resume_or_Rethrow",
+    ".globl _Unwind_ForcedUnwind",
+    ".type _Unwind_ForcedUnwind, @function",
+    "_Unwind_ForcedUnwind:",
+    "li t1, 2",
+    "j padtrim_unwind_common",
+    ".size _Unwind_ForcedUnwind, . - _Unwind_ForcedUnwind",
+    "padtrim_unwind_common:",
+    "addi sp, sp, -32",
+    "sd a0, 0(sp)",
+    "sd ra, 8(sp)",
+    "sd a1, 16(sp)",
+    "sd a2, 24(sp)",
+    "mv a0, t1",
+    "addi a1, sp, 32",
+    "call padtrim_before_unwind",
+    "mv t1, a0",
+    "ld a0, 0(sp)",
+    "ld ra, 8(sp)",
+    "ld a1, 16(sp)",
+    "ld a2, 24(sp)",
+    "addi sp, sp, 32",
+    "jr t1",
+);
+
+extern "C" {
+    fn dlsym(handle: *mut u8, name: *const u8) -> usize;
+}
+
+const RTLD_NEXT: *mut u8 = -1isize as *mut u8;
+const NAMES: [&[u8]; 3] = [b"_Unwind_RaiseException\0", b"_Unwind_Resume_or_Rethrow\0", b"_Unwind_ForcedUnwind\0"];
+#[allow(clippy::declare_interior_mutable_const)]
+const NONE: AtomicUsize = AtomicUsize::new(0);
+static REAL: [AtomicUsize; 3] = [NONE; 3];
+
+/// Restore real return addresses on this thread's stack, then return the real libgcc
+/// function `which` (0 raise, 1 resume-or-rethrow, 2 forced unwind) for the wrapper to jump to.
+#[no_mangle]
+unsafe extern "C" fn padtrim_before_unwind(which: usize, sp: usize) -> usize {
+    restore_return_addresses(sp as u64);
+    let which = which.min(2);
+    let mut f = REAL[which].load(Ordering::Relaxed);
+    if f == 0 {
+        f = dlsym(RTLD_NEXT, NAMES[which].as_ptr());
+        if f == 0 {
+            sys::fatal(b"padtrim: cannot find the real libgcc unwinder (dlsym RTLD_NEXT)\n");
+        }
+        REAL[which].store(f, Ordering::Relaxed);
+    }
+    f
+}
+
+unsafe fn restore_return_addresses(mut lower: u64) {
+    let slot = asm::tls_slot();
+    if *slot <= 1 {
+        return; // this thread never traced anything
+    }
+    let st = match super::thread_state() {
+        Some(s) => s,
+        None => return,
+    };
+    let was_busy = st.busy.swap(1, Ordering::Acquire);
+    let hook = asm::padtrim_return_hook as usize as u64;
+    for i in (0..st.depth as usize).rev() {
+        let f = st.frames[i];
+        if f.hooked != 0 && f.sp > lower {
+            // GCC and clang save ra at entry_sp - 8; search the rest of the frame if not.
+            let mut at = f.sp - 8;
+            while at >= lower {
+                let p = at as *mut u64;
+                if core::ptr::read_volatile(p) == hook {
+                    core::ptr::write_volatile(p, f.ret);
+                    st.frames[i].hooked = 0;
+                    break;
+                }
+                at -= 8;
+            }
+        }
+        lower = lower.max(f.sp);
+    }
+    st.busy.store(was_busy, Ordering::Release);
+}
