@@ -90,10 +90,10 @@ pub(super) fn decode(p: u16, xlen: Xlen) -> Option<Op> {
         }),
         // c.slli: shamt[5] = 1 is custom on RV32
         (2, 0) => (rv64 || bit12 == 0).then_some(Op::Plain),
-        (2, 1) => plain,                              // c.fldsp
-        (2, 2) => (rd != 0).then_some(Op::Plain),     // c.lwsp
+        (2, 1) => plain,                                  // c.fldsp
+        (2, 2) => (rd != 0).then_some(Op::Plain),         // c.lwsp
         (2, 3) if rv64 => (rd != 0).then_some(Op::Plain), // c.ldsp
-        (2, 3) => plain,                              // c.flwsp
+        (2, 3) => plain,                                  // c.flwsp
         (2, 4) => match (bit12, rd, rs2) {
             (0, 0, 0) => None, // c.jr x0 is reserved
             (0, _, 0) => Some(Op::Jalr {
@@ -108,7 +108,7 @@ pub(super) fn decode(p: u16, xlen: Xlen) -> Option<Op> {
                 rs1: rd,
                 imm: 0,
             }), // c.jalr
-            _ => plain,         // c.add
+            _ => plain,        // c.add
         },
         // c.fsdsp c.swsp c.fswsp/c.sdsp
         _ => plain,

@@ -45,7 +45,7 @@ pub enum Op {
     Auipc { rd: u8, imm: i64 },
     /// `lui`; `imm` as for [`Op::Auipc`].
     Lui { rd: u8, imm: i64 },
-    /// `c.lui` (rd is never 0 or 2... except the `rd == 0` HINT form); `imm` shifted left by 12.
+    /// `c.lui` (`rd` is never 2; `rd == 0` is the HINT form); `imm` shifted left by 12, never 0.
     CLui { rd: u8, imm: i64 },
     /// `jalr`; also `c.jr rs1` (as `rd = 0, imm = 0`) and `c.jalr rs1` (as `rd = 1, imm = 0`),
     /// told apart from the 4-byte form by [`Insn::len`].
@@ -154,6 +154,8 @@ pub fn decode(bytes: &[u8], xlen: Xlen) -> Result<Insn, DecodeError> {
 }
 
 /// Address a branch or jump at `pc` goes to; `None` for every other instruction.
+///
+/// Wrapping 64-bit arithmetic: for RV32 code, truncate the result to 32 bits.
 pub fn pc_target(insn: &Insn, pc: u64) -> Option<u64> {
     match insn.op {
         Op::Branch { offset, .. }

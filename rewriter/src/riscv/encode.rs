@@ -60,7 +60,11 @@ pub enum RangeError {
     },
     /// The value is not a multiple of the field's unit.
     #[error("{field} {value} is misaligned: must be a multiple of {align}")]
-    Misaligned { field: Field, value: i64, align: i64 },
+    Misaligned {
+        field: Field,
+        value: i64,
+        align: i64,
+    },
     /// Zero is a reserved encoding for this field (`c.lui`).
     #[error("{field} 0 is a reserved encoding")]
     ReservedZero { field: Field },
@@ -106,7 +110,11 @@ fn reg(r: u8) -> Result<u32, RangeError> {
 /// Replace the offset of a B-type branch (`off` even, -4096..=4094).
 pub fn with_branch_offset(raw: u32, off: i64) -> Result<u32, RangeError> {
     let f = Field::BranchOffset;
-    expect(raw & 0x7f == 0x63 && !matches!((raw >> 12) & 7, 2 | 3), f, raw)?;
+    expect(
+        raw & 0x7f == 0x63 && !matches!((raw >> 12) & 7, 2 | 3),
+        f,
+        raw,
+    )?;
     let o = check(f, off, -4096, 4094, 2)?;
     let imm = (((o >> 12) & 1) << 31)
         | (((o >> 5) & 0x3f) << 25)
@@ -201,7 +209,11 @@ pub fn with_s_imm(raw: u32, imm12: i64) -> Result<u32, RangeError> {
 /// (-32..=31, not 0), i.e. the decoded `imm >> 12`.
 pub fn with_clui_imm(raw: u16, hi6: i64) -> Result<u16, RangeError> {
     let f = Field::CLuiImm;
-    expect(raw & 0xe003 == 0x6001 && (raw >> 7) & 31 != 2, f, raw as u32)?;
+    expect(
+        raw & 0xe003 == 0x6001 && (raw >> 7) & 31 != 2,
+        f,
+        raw as u32,
+    )?;
     let v = check(f, hi6, -32, 31, 1)?;
     if v == 0 {
         return Err(RangeError::ReservedZero { field: f });

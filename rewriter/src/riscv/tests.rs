@@ -53,9 +53,18 @@ fn branch_offset_round_trip_keeps_other_bits() {
 fn jal_offset_round_trip() {
     for off in offsets(-(1 << 20), (1 << 20) - 2) {
         let raw = encode_jal(5, off).unwrap();
-        assert_eq!(dec32(raw, Xlen::Rv32).unwrap().op, Op::Jal { rd: 5, offset: off as i32 });
+        assert_eq!(
+            dec32(raw, Xlen::Rv32).unwrap().op,
+            Op::Jal {
+                rd: 5,
+                offset: off as i32
+            }
+        );
         let re = with_jal_offset(raw, 8).unwrap();
-        assert_eq!(dec32(re, Xlen::Rv64).unwrap().op, Op::Jal { rd: 5, offset: 8 });
+        assert_eq!(
+            dec32(re, Xlen::Rv64).unwrap().op,
+            Op::Jal { rd: 5, offset: 8 }
+        );
     }
 }
 
@@ -71,70 +80,138 @@ fn compressed_offsets_round_trip() {
     }
     for off in offsets(-2048, 2046) {
         let j = with_cj_offset(0xa001, off).unwrap();
-        assert_eq!(dec16(j, Xlen::Rv64).unwrap().op, Op::CJ { offset: off as i32 });
+        assert_eq!(
+            dec16(j, Xlen::Rv64).unwrap().op,
+            Op::CJ { offset: off as i32 }
+        );
         let jal = with_cj_offset(0x2001, off).unwrap();
-        assert_eq!(dec16(jal, Xlen::Rv32).unwrap().op, Op::CJal { offset: off as i32 });
+        assert_eq!(
+            dec16(jal, Xlen::Rv32).unwrap().op,
+            Op::CJal { offset: off as i32 }
+        );
     }
 }
 
 #[test]
 fn c_jal_slot_is_c_addiw_on_rv64() {
     let raw = with_cj_offset(0x2001, 0x7fe).unwrap(); // bits 11:7 nonzero
-    assert!(matches!(dec16(raw, Xlen::Rv32).unwrap().op, Op::CJal { .. }));
+    assert!(matches!(
+        dec16(raw, Xlen::Rv32).unwrap().op,
+        Op::CJal { .. }
+    ));
     assert_eq!(dec16(raw, Xlen::Rv64).unwrap().op, Op::Plain);
     // c.addiw with rd = 0 is reserved on RV64, but a valid c.jal on RV32
     assert!(dec16(0x2001, Xlen::Rv64).is_err());
-    assert_eq!(dec16(0x2001, Xlen::Rv32).unwrap().op, Op::CJal { offset: 0 });
+    assert_eq!(
+        dec16(0x2001, Xlen::Rv32).unwrap().op,
+        Op::CJal { offset: 0 }
+    );
 }
 
 #[test]
 fn immediates_round_trip() {
     for hi in [-(1i64 << 19), -1, 0, 1, 0x12345, (1 << 19) - 1] {
         let a = encode_auipc(7, hi).unwrap();
-        assert_eq!(dec32(a, Xlen::Rv64).unwrap().op, Op::Auipc { rd: 7, imm: hi << 12 });
+        assert_eq!(
+            dec32(a, Xlen::Rv64).unwrap().op,
+            Op::Auipc {
+                rd: 7,
+                imm: hi << 12
+            }
+        );
         let l = with_u_imm(0x0000_0537, hi).unwrap(); // lui a0
-        assert_eq!(dec32(l, Xlen::Rv64).unwrap().op, Op::Lui { rd: 10, imm: hi << 12 });
+        assert_eq!(
+            dec32(l, Xlen::Rv64).unwrap().op,
+            Op::Lui {
+                rd: 10,
+                imm: hi << 12
+            }
+        );
     }
     for imm in [-2048i64, -1, 0, 1, 2047] {
         let j = encode_jalr(1, 6, imm).unwrap();
-        assert_eq!(dec32(j, Xlen::Rv64).unwrap().op, Op::Jalr { rd: 1, rs1: 6, imm: imm as i32 });
+        assert_eq!(
+            dec32(j, Xlen::Rv64).unwrap().op,
+            Op::Jalr {
+                rd: 1,
+                rs1: 6,
+                imm: imm as i32
+            }
+        );
         // ld a3, x(t6) and fsd fs11, x(a0)
         let ld = with_i_imm(0xff8f_b683, imm).unwrap();
-        assert_eq!(dec32(ld, Xlen::Rv64).unwrap().op, Op::IType { rd: 13, rs1: 31, imm: imm as i32 });
+        assert_eq!(
+            dec32(ld, Xlen::Rv64).unwrap().op,
+            Op::IType {
+                rd: 13,
+                rs1: 31,
+                imm: imm as i32
+            }
+        );
         let fsd = with_s_imm(0x81b5_3027, imm).unwrap();
-        assert_eq!(dec32(fsd, Xlen::Rv64).unwrap().op, Op::SType { rs1: 10, rs2: 27, imm: imm as i32 });
+        assert_eq!(
+            dec32(fsd, Xlen::Rv64).unwrap().op,
+            Op::SType {
+                rs1: 10,
+                rs2: 27,
+                imm: imm as i32
+            }
+        );
     }
     for hi6 in [-32i64, -1, 1, 31] {
         let c = with_clui_imm(0x6505, hi6).unwrap(); // c.lui a0, 1
-        assert_eq!(dec16(c, Xlen::Rv64).unwrap().op, Op::CLui { rd: 10, imm: hi6 << 12 });
+        assert_eq!(
+            dec16(c, Xlen::Rv64).unwrap().op,
+            Op::CLui {
+                rd: 10,
+                imm: hi6 << 12
+            }
+        );
     }
 }
 
 #[test]
 fn range_errors_at_limits() {
-    let cases: [(i64, i64, fn(i64) -> Result<u32, RangeError>); 4] = [
+    type Encoder = fn(i64) -> Result<u32, RangeError>;
+    let cases: [(i64, i64, Encoder); 4] = [
         (-4096, 4094, |o| with_branch_offset(0x0000_0063, o)),
-        (-(1 << 20), (1 << 20) - 2, |o| with_jal_offset(0x0000_006f, o)),
+        (-(1 << 20), (1 << 20) - 2, |o| {
+            with_jal_offset(0x0000_006f, o)
+        }),
         (-256, 254, |o| with_cbranch_offset(0xc001, o).map(u32::from)),
         (-2048, 2046, |o| with_cj_offset(0xa001, o).map(u32::from)),
     ];
     for (min, max, f) in cases {
         assert!(f(min).is_ok() && f(max).is_ok());
         for bad in [min - 2, max + 2, i64::MIN, i64::MAX - 1] {
-            assert!(matches!(f(bad), Err(RangeError::OutOfRange { value, .. }) if value == bad), "{bad}");
+            assert!(
+                matches!(f(bad), Err(RangeError::OutOfRange { value, .. }) if value == bad),
+                "{bad}"
+            );
         }
         for odd in [1, -1, max - 1] {
-            assert!(matches!(f(odd), Err(RangeError::Misaligned { align: 2, .. })), "{odd}");
+            assert!(
+                matches!(f(odd), Err(RangeError::Misaligned { align: 2, .. })),
+                "{odd}"
+            );
         }
     }
     assert!(with_u_imm(0x17, 1 << 19).is_err() && with_u_imm(0x17, -(1 << 19) - 1).is_err());
     assert!(with_i_imm(0x13, 2048).is_err() && with_i_imm(0x13, -2049).is_err());
     assert!(with_s_imm(0x23, 2048).is_err() && with_s_imm(0x23, -2049).is_err());
     assert!(with_clui_imm(0x6505, 32).is_err() && with_clui_imm(0x6505, -33).is_err());
-    assert_eq!(with_clui_imm(0x6505, 0), Err(RangeError::ReservedZero { field: Field::CLuiImm }));
+    assert_eq!(
+        with_clui_imm(0x6505, 0),
+        Err(RangeError::ReservedZero {
+            field: Field::CLuiImm
+        })
+    );
     assert!(encode_jal(32, 0).is_err() && encode_jalr(1, 32, 0).is_err());
     let msg = with_branch_offset(0x63, 4096).unwrap_err().to_string();
-    assert!(msg.contains("branch offset 4096") && msg.contains("-4096..=4094"), "{msg}");
+    assert!(
+        msg.contains("branch offset 4096") && msg.contains("-4096..=4094"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -154,7 +231,20 @@ fn encoders_refuse_the_wrong_instruction() {
 
 #[test]
 fn hi_lo_splits_like_the_psabi() {
-    for v in [0i64, 1, 0x7ff, 0x800, 0xfff, -1, -0x800, -0x801, 0x1234_5678, -0x8000_0000, 0x7fff_f7ff, -0x8000_0800] {
+    for v in [
+        0i64,
+        1,
+        0x7ff,
+        0x800,
+        0xfff,
+        -1,
+        -0x800,
+        -0x801,
+        0x1234_5678,
+        -0x8000_0000,
+        0x7fff_f7ff,
+        -0x8000_0800,
+    ] {
         let (hi, lo) = hi_lo(v).unwrap();
         assert_eq!((hi << 12) + lo, v);
         assert!((-2048..=2047).contains(&lo), "{v}: lo {lo}");
@@ -162,39 +252,83 @@ fn hi_lo_splits_like_the_psabi() {
         // the pair the rewriter emits: auipc + jalr reaching pc + v
         let a = dec32(encode_auipc(5, hi).unwrap(), Xlen::Rv64).unwrap();
         let j = dec32(encode_jalr(1, 5, lo).unwrap(), Xlen::Rv64).unwrap();
-        let (Op::Auipc { imm, .. }, Op::Jalr { imm: lo12, .. }) = (a.op, j.op) else { panic!() };
+        let (Op::Auipc { imm, .. }, Op::Jalr { imm: lo12, .. }) = (a.op, j.op) else {
+            panic!()
+        };
         assert_eq!(imm + lo12 as i64, v);
     }
     assert_eq!(hi_lo(0x800), Ok((1, -0x800)));
     for v in [0x7fff_f800i64, -0x8000_0801, i64::MAX, i64::MIN] {
-        assert!(matches!(hi_lo(v), Err(RangeError::OutOfRange { field: Field::HiLoValue, .. })), "{v}");
+        assert!(
+            matches!(
+                hi_lo(v),
+                Err(RangeError::OutOfRange {
+                    field: Field::HiLoValue,
+                    ..
+                })
+            ),
+            "{v}"
+        );
     }
 }
 
 #[test]
 fn garbage_and_truncation_are_errors() {
-    assert_eq!(decode(&[], Xlen::Rv64), Err(DecodeError::Truncated { needed: 2, available: 0 }));
-    assert_eq!(decode(&[0x13], Xlen::Rv64), Err(DecodeError::Truncated { needed: 2, available: 1 }));
-    assert_eq!(decode(&[0x13, 0x00], Xlen::Rv64), Err(DecodeError::Truncated { needed: 4, available: 2 }));
-    assert_eq!(decode(&[0x13, 0x00, 0x00], Xlen::Rv64), Err(DecodeError::Truncated { needed: 4, available: 3 }));
+    assert_eq!(
+        decode(&[], Xlen::Rv64),
+        Err(DecodeError::Truncated {
+            needed: 2,
+            available: 0
+        })
+    );
+    assert_eq!(
+        decode(&[0x13], Xlen::Rv64),
+        Err(DecodeError::Truncated {
+            needed: 2,
+            available: 1
+        })
+    );
+    assert_eq!(
+        decode(&[0x13, 0x00], Xlen::Rv64),
+        Err(DecodeError::Truncated {
+            needed: 4,
+            available: 2
+        })
+    );
+    assert_eq!(
+        decode(&[0x13, 0x00, 0x00], Xlen::Rv64),
+        Err(DecodeError::Truncated {
+            needed: 4,
+            available: 3
+        })
+    );
     assert_eq!(decode(&[0, 0, 0, 0], Xlen::Rv64), Err(DecodeError::AllZero));
-    assert_eq!(dec32(0xffff_ffff, Xlen::Rv64), Err(DecodeError::TooLong { parcel: 0xffff }));
-    assert!(matches!(dec32(0x0000_001f, Xlen::Rv64), Err(DecodeError::TooLong { .. }))); // 48-bit
-    assert!(matches!(dec32(0x0000_003f, Xlen::Rv64), Err(DecodeError::TooLong { .. }))); // 64-bit
+    assert_eq!(
+        dec32(0xffff_ffff, Xlen::Rv64),
+        Err(DecodeError::TooLong { parcel: 0xffff })
+    );
+    assert!(matches!(
+        dec32(0x0000_001f, Xlen::Rv64),
+        Err(DecodeError::TooLong { .. })
+    )); // 48-bit
+    assert!(matches!(
+        dec32(0x0000_003f, Xlen::Rv64),
+        Err(DecodeError::TooLong { .. })
+    )); // 64-bit
     let unknown = [
-        0x0000_000bu32, // custom-0
-        0x0000_002b,    // custom-1
-        0x0000_005b,    // custom-2
-        0x0000_007b,    // custom-3
-        0x0000_7003,    // LOAD funct3 7
-        0x0000_2063,    // BRANCH funct3 2
-        0x0000_1067,    // JALR funct3 1
-        0x0000_4023,    // STORE funct3 4
-        0x0005_d00f,    // MISC-MEM funct3 5
-        0x4000_0013 | (1 << 12), // slli with funct6 0x10
+        0x0000_000bu32,                      // custom-0
+        0x0000_002b,                         // custom-1
+        0x0000_005b,                         // custom-2
+        0x0000_007b,                         // custom-3
+        0x0000_7003,                         // LOAD funct3 7
+        0x0000_2063,                         // BRANCH funct3 2
+        0x0000_1067,                         // JALR funct3 1
+        0x0000_4023,                         // STORE funct3 4
+        0x0005_d00f,                         // MISC-MEM funct3 5
+        0x4000_0013 | (1 << 12),             // slli with funct6 0x10
         (0x00c5_f553 & !0x7000) | (5 << 12), // fadd.s with reserved rm 5
-        0x1000_0073,    // SYSTEM funct3 0, unknown
-        0xf000_000f,    // fence with reserved fm
+        0x1000_0073,                         // SYSTEM funct3 0, unknown
+        0xf000_000f,                         // fence with reserved fm
     ];
     for raw in unknown {
         let err = dec32(raw, Xlen::Rv64).unwrap_err();
@@ -203,7 +337,14 @@ fn garbage_and_truncation_are_errors() {
         assert!(err.to_string().contains(&format!("{raw:#010x}")), "{err}");
     }
     // RV64-only encodings on RV32
-    for raw in [0x0000_3003u32 /* ld */, 0x0000_301b /* OP-IMM-32 */, 0x0000_003b, 0x0000_3023, 0x0200_102f /* funct3 3 amo */, 0x0200_5013 | (1 << 25) /* srli shamt 32 */] {
+    for raw in [
+        0x0000_3003u32, /* ld */
+        0x0000_301b,    /* OP-IMM-32 */
+        0x0000_003b,
+        0x0000_3023,
+        0x0200_102f,             /* funct3 3 amo */
+        0x0200_5013 | (1 << 25), /* srli shamt 32 */
+    ] {
         assert!(dec32(raw, Xlen::Rv32).is_err(), "{raw:#x}");
     }
     let c_reserved = [
@@ -218,7 +359,14 @@ fn garbage_and_truncation_are_errors() {
         0x8002,    // c.jr x0
     ];
     for raw in c_reserved {
-        assert_eq!(dec16(raw, Xlen::Rv64), Err(DecodeError::Unknown { raw: raw as u32, len: 2 }), "{raw:#x}");
+        assert_eq!(
+            dec16(raw, Xlen::Rv64),
+            Err(DecodeError::Unknown {
+                raw: raw as u32,
+                len: 2
+            }),
+            "{raw:#x}"
+        );
     }
     assert!(dec16(0x6002, Xlen::Rv64).is_err()); // c.ldsp x0
     assert!(dec16(0x6002, Xlen::Rv32).is_ok()); // c.flwsp ft0
@@ -231,10 +379,31 @@ fn garbage_and_truncation_are_errors() {
 fn nops_and_hints() {
     assert_eq!(dec32(NOP, Xlen::Rv64).unwrap().op, Op::Nop);
     assert_eq!(dec16(C_NOP, Xlen::Rv32).unwrap().op, Op::CNop);
-    assert_eq!(dec32(0x0010_0013, Xlen::Rv64).unwrap().op, Op::IType { rd: 0, rs1: 0, imm: 1 });
+    assert_eq!(
+        dec32(0x0010_0013, Xlen::Rv64).unwrap().op,
+        Op::IType {
+            rd: 0,
+            rs1: 0,
+            imm: 1
+        }
+    );
     assert_eq!(dec16(0x0005, Xlen::Rv64).unwrap().op, Op::Plain); // c.nop 1 (HINT)
-    assert_eq!(dec16(0x8082, Xlen::Rv64).unwrap().op, Op::Jalr { rd: 0, rs1: 1, imm: 0 }); // c.jr ra
-    assert_eq!(dec16(0x9502, Xlen::Rv64).unwrap().op, Op::Jalr { rd: 1, rs1: 10, imm: 0 }); // c.jalr a0
+    assert_eq!(
+        dec16(0x8082, Xlen::Rv64).unwrap().op,
+        Op::Jalr {
+            rd: 0,
+            rs1: 1,
+            imm: 0
+        }
+    ); // c.jr ra
+    assert_eq!(
+        dec16(0x9502, Xlen::Rv64).unwrap().op,
+        Op::Jalr {
+            rd: 1,
+            rs1: 10,
+            imm: 0
+        }
+    ); // c.jalr a0
     assert_eq!(dec16(0x9002, Xlen::Rv64).unwrap().op, Op::Plain); // c.ebreak
 }
 
@@ -242,7 +411,15 @@ fn nops_and_hints() {
 fn forms_binutils_2_40_cannot_assemble() {
     // Zfa (spec encodings): fli.s fa0, 1.0; fminm.s; fround.d; fcvtmod.w.d; fleq.s;
     // fmvh.x.d / fmvp.d.x (RV32 only). Zicond: czero.eqz / czero.nez.
-    let rv64_ok = [0xf010_8553u32, 0x28c5_a553, 0x4245_f553, 0xc285_9553, 0xa0c5_c553, 0x0ec5_d533, 0x0ec5_f533];
+    let rv64_ok = [
+        0xf010_8553u32,
+        0x28c5_a553,
+        0x4245_f553,
+        0xc285_9553,
+        0xa0c5_c553,
+        0x0ec5_d533,
+        0x0ec5_f533,
+    ];
     for raw in rv64_ok {
         assert_eq!(dec32(raw, Xlen::Rv64).unwrap().op, Op::Plain, "{raw:#x}");
     }
@@ -294,14 +471,33 @@ fn random_bytes_never_panic_and_stay_consistent() {
                     let _ = pc_target(&insn, at as u64);
                     // re-encoding a decoded offset must reproduce the same bits
                     match insn.op {
-                        Op::Branch { offset, .. } => assert_eq!(with_branch_offset(insn.raw, offset as i64), Ok(insn.raw)),
-                        Op::Jal { offset, .. } => assert_eq!(with_jal_offset(insn.raw, offset as i64), Ok(insn.raw)),
-                        Op::CBranch { offset, .. } => assert_eq!(with_cbranch_offset(insn.raw as u16, offset as i64), Ok(insn.raw as u16)),
-                        Op::CJ { offset } | Op::CJal { offset } => assert_eq!(with_cj_offset(insn.raw as u16, offset as i64), Ok(insn.raw as u16)),
-                        Op::Auipc { imm, .. } | Op::Lui { imm, .. } => assert_eq!(with_u_imm(insn.raw, imm >> 12), Ok(insn.raw)),
-                        Op::CLui { imm, .. } => assert_eq!(with_clui_imm(insn.raw as u16, imm >> 12), Ok(insn.raw as u16)),
-                        Op::IType { imm, .. } | Op::Jalr { imm, .. } if insn.len == 4 => assert_eq!(with_i_imm(insn.raw, imm as i64), Ok(insn.raw)),
-                        Op::SType { imm, .. } => assert_eq!(with_s_imm(insn.raw, imm as i64), Ok(insn.raw)),
+                        Op::Branch { offset, .. } => {
+                            assert_eq!(with_branch_offset(insn.raw, offset as i64), Ok(insn.raw))
+                        }
+                        Op::Jal { offset, .. } => {
+                            assert_eq!(with_jal_offset(insn.raw, offset as i64), Ok(insn.raw))
+                        }
+                        Op::CBranch { offset, .. } => assert_eq!(
+                            with_cbranch_offset(insn.raw as u16, offset as i64),
+                            Ok(insn.raw as u16)
+                        ),
+                        Op::CJ { offset } | Op::CJal { offset } => assert_eq!(
+                            with_cj_offset(insn.raw as u16, offset as i64),
+                            Ok(insn.raw as u16)
+                        ),
+                        Op::Auipc { imm, .. } | Op::Lui { imm, .. } => {
+                            assert_eq!(with_u_imm(insn.raw, imm >> 12), Ok(insn.raw))
+                        }
+                        Op::CLui { imm, .. } => assert_eq!(
+                            with_clui_imm(insn.raw as u16, imm >> 12),
+                            Ok(insn.raw as u16)
+                        ),
+                        Op::IType { imm, .. } | Op::Jalr { imm, .. } if insn.len == 4 => {
+                            assert_eq!(with_i_imm(insn.raw, imm as i64), Ok(insn.raw))
+                        }
+                        Op::SType { imm, .. } => {
+                            assert_eq!(with_s_imm(insn.raw, imm as i64), Ok(insn.raw))
+                        }
                         _ => {}
                     }
                 }
@@ -313,5 +509,8 @@ fn random_bytes_never_panic_and_stay_consistent() {
             let _ = decode(&bytes[bytes.len() - cut..], xlen);
         }
     }
-    assert!(ok > bytes.len() / 4, "random bytes should mostly decode: {ok}");
+    assert!(
+        ok > bytes.len() / 4,
+        "random bytes should mostly decode: {ok}"
+    );
 }

@@ -189,7 +189,7 @@ fn op_imm_32(raw: u32, itype: Op) -> Option<Op> {
     let funct7 = raw >> 25;
     let valid = match (raw >> 12) & 7 {
         0 => return Some(itype),
-        1 => funct7 == 0 || raw >> 26 == 0x02 || matches!(raw >> 20, 0x600 | 0x601 | 0x602),
+        1 => funct7 == 0 || raw >> 26 == 0x02 || matches!(raw >> 20, 0x600..=0x602),
         5 => matches!(funct7, 0x00 | 0x20 | 0x30),
         _ => false,
     };
@@ -253,14 +253,14 @@ fn op_fp(raw: u32, rv64: bool) -> bool {
     let fmv_pair_ok = (fmt == 1 && !rv64) || (fmt == 3 && rv64);
     let int_ok = rs2 <= 1 || (rs2 <= 3 && rv64);
     match funct7 >> 2 {
-        0x00..=0x03 => rm_ok(rm),          // fadd fsub fmul fdiv
-        0x0b => rs2 == 0 && rm_ok(rm),     // fsqrt
-        0x04 => rm <= 2,                   // fsgnj fsgnjn fsgnjx
-        0x05 => rm <= 3,                   // fmin fmax, Zfa fminm fmaxm
+        0x00..=0x03 => rm_ok(rm),      // fadd fsub fmul fdiv
+        0x0b => rs2 == 0 && rm_ok(rm), // fsqrt
+        0x04 => rm <= 2,               // fsgnj fsgnjn fsgnjx
+        0x05 => rm <= 3,               // fmin fmax, Zfa fminm fmaxm
         0x08 => rm_ok(rm) && ((rs2 <= 3 && rs2 != fmt) || rs2 == 4 || rs2 == 5), // fcvt, fround(nx)
         0x14 => matches!(rm, 0 | 1 | 2 | 4 | 5), // fle flt feq, Zfa fleq fltq
         0x18 => (int_ok && rm_ok(rm)) || (rs2 == 8 && fmt == 1 && rm == 1), // fcvt.int.fmt, fcvtmod.w.d
-        0x1a => int_ok && rm_ok(rm),       // fcvt.fmt.int
+        0x1a => int_ok && rm_ok(rm),                                        // fcvt.fmt.int
         0x1c => match (rm, rs2) {
             (0, 0) => fmv_ok,      // fmv.x.fmt
             (1, 0) => true,        // fclass
