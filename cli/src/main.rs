@@ -5,6 +5,7 @@
 
 mod input;
 mod report_cmd;
+mod rewrite_cmd;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ enum Command {
     Report(report_cmd::ReportArgs),
     /// CI gate: fail (exit 1) when pads grow past a limit or a baseline, or sites go missing.
     Check(report_cmd::CheckArgs),
+    /// Compact every pad to a slot, move the code, fix every reference, emit __mcount_loc.
+    Rewrite(rewrite_cmd::RewriteArgs),
 }
 
 /// How a command ended, mapped to the exit status.
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Report(args) => report_cmd::report(&args),
         Command::Check(args) => report_cmd::check(&args),
+        Command::Rewrite(args) => rewrite_cmd::rewrite(&args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -80,6 +80,13 @@ pub fn build_report(path: &PathBuf, slot: u32) -> Result<Report> {
     let input = Input::open(path)?;
     let file = input.elf()?;
     let scan = scan(&file).with_context(|| input.name())?;
+    if scan.source == padtrim::scan::TableSource::None {
+        anyhow::bail!(
+            "{}: no {} table (was it built with -fpatchable-function-entry?)",
+            input.name(),
+            padtrim::scan::TABLE_SECTION
+        );
+    }
     Ok(Report::new(&input.name(), &file, &scan, slot))
 }
 

@@ -4,9 +4,12 @@
 //! bytes. [`report`] and [`check`] consume the scan.
 pub mod check;
 pub mod elf;
+pub mod emit;
 pub mod error;
 pub mod plan;
+pub mod relocate;
 pub mod report;
+pub mod rewrite;
 pub mod riscv;
 pub mod scan;
 

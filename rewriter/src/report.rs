@@ -31,8 +31,9 @@ pub struct Report {
     pub histogram: BTreeMap<u32, usize>,
     /// Slot size the projection assumes.
     pub slot_bytes: u32,
-    /// Bytes a rewrite to `slot_bytes` slots would remove, after 4-byte slot alignment.
-    pub projected_saving_bytes: u64,
+    /// Bytes a rewrite to `slot_bytes` slots would remove, after 4-byte slot alignment
+    /// (negative when aligning the slots costs more than the pads give back).
+    pub projected_saving_bytes: i64,
     /// Bytes the projection spends on aligning slots.
     #[serde(default)]
     pub projected_alignment_bytes: u64,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use object::elf;
 
 use super::{AddressMap, Edit, SectionMove, SlotLayout};
-use crate::elf::{ElfFile, FileKind, RelocSection};
+use crate::elf::{ElfFile, RelocSection};
 use crate::error::{Error, Result};
 use crate::riscv::{insn_len, C_NOP, NOP};
 use crate::scan::PatchSite;

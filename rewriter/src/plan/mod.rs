@@ -52,8 +52,8 @@ impl SlotLayout {
 /// What a rewrite would save, estimated from the sites alone (no other alignment).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Projection {
-    /// Net bytes removed.
-    pub removed: u64,
+    /// Net bytes removed (negative if alignment costs more than the cuts give).
+    pub removed: i64,
     /// Bytes spent on aligning slots (included in `removed` as a reduction).
     pub alignment: u64,
 }
@@ -76,7 +76,7 @@ pub fn project_savings(sites: &[PatchSite], slot: u32, pre: u32) -> Projection {
         let removed = i64::from(cut.cut()) - padding;
         shift += removed;
         total.alignment += padding as u64;
-        total.removed = (total.removed as i64 + removed) as u64;
+        total.removed += removed;
     }
     total
 }

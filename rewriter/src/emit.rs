@@ -1,0 +1,304 @@
+//! Writing the new image: the original file read into `object`'s ELF builder, every
+//! address, size, offset, symbol, relocation and dynamic entry replaced from the plan and
+//! the fixed contents, then written out.
+
+use object::build::elf::{Builder, Dynamic, SectionData};
+use object::elf;
+
+use crate::elf::{ElfFile, FileKind};
+use crate::error::{Error, Result};
+use crate::plan::{AddressMap, Plan};
+use crate::relocate::Fixed;
+
+/// Dynamic tags whose value is an address.
+const ADDRESS_TAGS: &[u32] = &[
+    elf::DT_PLTGOT.0 as u32,
+    elf::DT_INIT.0 as u32,
+    elf::DT_FINI.0 as u32,
+    elf::DT_RELA.0 as u32,
+    elf::DT_REL.0 as u32,
+    elf::DT_JMPREL.0 as u32,
+    elf::DT_INIT_ARRAY.0 as u32,
+    elf::DT_FINI_ARRAY.0 as u32,
+    elf::DT_PREINIT_ARRAY.0 as u32,
+    elf::DT_RELR.0 as u32,
+];
+
+/// A new allocated section to add (the `__mcount_loc` table).
+pub struct NewSection {
+    /// Section name.
+    pub name: &'static str,
+    /// Address.
+    pub addr: u64,
+    /// File offset.
+    pub offset: u64,
+    /// Contents.
+    pub data: Vec<u8>,
+    /// Insert after this original section index (keeps offsets increasing in table order).
+    pub after: usize,
+}
+
+fn err(e: object::build::Error) -> Error {
+    Error::Malformed(format!("ELF writer: {e}"))
+}
+
+/// Maps a symbol value: section-relative in relocatable files, address otherwise.
+fn map_symbol(file: &ElfFile<'_>, map: &AddressMap, section: Option<usize>, value: u64, size: u64, kind: u8) -> (u64, u64) {
+    let Some(sec) = section else { return (value, size) };
+    let s = &file.sections[sec];
+    if file.kind.is_linked() && !s.is_alloc() {
+        return (value, size);
+    }
+    if kind == elf::STT_SECTION.0 {
+        return (map.section(sec).map_or(value, |m| m.new_addr), size);
+    }
+    let new = if file.kind.is_linked() { map.map(value) } else { map.map_in(sec, value) };
+    let new_size = if size > 0 && map.section(sec).is_some_and(|m| !m.edits().is_empty()) {
+        let end = if file.kind.is_linked() {
+            map.map_end(value + size)
+        } else {
+            map.section(sec).map_or(value + size, |m| m.map_end(value + size))
+        };
+        end.saturating_sub(new)
+    } else {
+        size
+    };
+    (new, new_size)
+}
+
+/// Writes the rewritten file.
+pub fn emit(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, table: Option<NewSection>) -> Result<Vec<u8>> {
+    let mut b = Builder::read(file.data).map_err(err)?;
+    let map = &plan.map;
+    let ids: Vec<_> = b.sections.iter().map(|s| s.id()).collect();
+    if ids.len() + 1 != file.sections.len() {
+        return Err(Error::malformed("section count differs between readers"));
+    }
+    let dynsyms = file.dynamic_symbols()?;
+    for (pos, &id) in ids.iter().enumerate() {
+        let index = pos + 1;
+        let orig = &file.sections[index];
+        let sec = b.sections.get_mut(id);
+        if file.kind.is_linked() && orig.is_alloc() {
+            if let Some(m) = map.section(index) {
+                sec.sh_addr = m.new_addr;
+            }
+            if let Some(&off) = plan.offsets.get(&index) {
+                sec.sh_offset = off;
+            }
+        }
+        if let Some(data) = fixed.data.get(&index) {
+            match &mut sec.data {
+                SectionData::Data(d) | SectionData::Note(d) => *d = data.clone().into(),
+                _ => return Err(Error::malformed(format!("section {} changed but is not plain data", orig.name))),
+            }
+        }
+        if let Some(new) = fixed.relocs.get(&index) {
+            match &mut sec.data {
+                SectionData::Relocation(v) => {
+                    for (r, n) in v.iter_mut().zip(new) {
+                        r.r_offset = n.offset;
+                        r.r_addend = n.addend;
+                    }
+                }
+                SectionData::DynamicRelocation(v) => {
+                    for (r, n) in v.iter_mut().zip(new) {
+                        r.r_offset = n.offset;
+                        r.r_addend = n.addend;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let SectionData::Dynamic(dyns) = &mut sec.data {
+            for d in dyns.iter_mut() {
+                if let Dynamic::Integer { tag, val } = d {
+                    if ADDRESS_TAGS.contains(&(tag.0 as u32)) && *val != 0 {
+                        *val = map.map(*val);
+                    }
+                }
+            }
+        }
+    }
+    for (pos, sym) in b.symbols.iter_mut().enumerate() {
+        let Some(orig) = file.symbols.get(pos + 1) else { break };
+        if orig.name == "__global_pointer$" && orig.section().is_none() {
+            sym.st_value = map.map(orig.value);
+            continue;
+        }
+        let (v, s) = map_symbol(file, map, orig.section(), orig.value, orig.size, orig.kind);
+        sym.st_value = v;
+        sym.st_size = s;
+    }
+    for (pos, sym) in b.dynamic_symbols.iter_mut().enumerate() {
+        let Some(orig) = dynsyms.get(pos + 1) else { break };
+        let (v, s) = map_symbol(file, map, orig.section(), orig.value, orig.size, orig.kind);
+        sym.st_value = v;
+        sym.st_size = s;
+    }
+    if file.kind.is_linked() {
+        b.header.e_entry = map.map(file.entry);
+        for (k, seg) in b.segments.iter_mut().enumerate() {
+            let Some(&(vaddr, offset, filesz, memsz)) = plan.segments.get(k) else { break };
+            let phys_delta = seg.p_vaddr.wrapping_sub(seg.p_paddr);
+            seg.p_vaddr = vaddr;
+            seg.p_paddr = vaddr.wrapping_sub(phys_delta);
+            seg.p_offset = offset;
+            seg.p_filesz = filesz;
+            seg.p_memsz = memsz;
+        }
+    }
+    if let Some(t) = table {
+        insert_section(&mut b, &ids, t, file)?;
+    }
+    let mut out = Vec::with_capacity(file.data.len());
+    b.write(&mut out).map_err(err)?;
+    fix_nonalloc_segments(file, &mut out)?;
+    Ok(out)
+}
+
+/// Adds an allocated section right after `t.after` in section-table order, by shifting the
+/// contents of every later section one slot up (the writer places allocated sections in
+/// table order, so a new one cannot simply go at the end).
+fn insert_section(b: &mut Builder<'_>, ids: &[object::build::elf::SectionId], t: NewSection, file: &ElfFile<'_>) -> Result<()> {
+    let _ = file;
+    let new_id = b.sections.add().id();
+    let at = t.after; // original index; its builder position is at - 1, new one goes at `at`
+    let mut all: Vec<_> = ids.to_vec();
+    all.push(new_id);
+    // Move section contents up by one from the end down to position `at`.
+    for pos in (at..all.len() - 1).rev() {
+        let (from, to) = (all[pos], all[pos + 1]);
+        let moved = take_section(b.sections.get_mut(from));
+        put_section(b.sections.get_mut(to), moved);
+    }
+    let slot = b.sections.get_mut(all[at]);
+    slot.name = t.name.as_bytes().to_vec().into();
+    slot.sh_type = elf::SHT_PROGBITS;
+    slot.sh_flags = elf::SectionFlags(u64::from(elf::SHF_ALLOC.0));
+    slot.sh_addr = t.addr;
+    slot.sh_offset = t.offset;
+    slot.sh_size = t.data.len() as u64;
+    slot.sh_link_section = None;
+    slot.sh_info = 0;
+    slot.sh_info_section = None;
+    slot.sh_addralign = if b.is_64 { 8 } else { 4 };
+    slot.sh_entsize = if b.is_64 { 8 } else { 4 };
+    slot.data = SectionData::Data(t.data.into());
+    // Every reference to a moved section now names the next id.
+    let remap = |id: object::build::elf::SectionId| -> object::build::elf::SectionId {
+        match all.iter().position(|&x| x == id) {
+            Some(p) if p >= at => all[p + 1],
+            _ => id,
+        }
+    };
+    for s in b.sections.iter_mut() {
+        if s.id() == all[at] {
+            continue;
+        }
+        s.sh_link_section = s.sh_link_section.map(remap);
+        s.sh_info_section = s.sh_info_section.map(remap);
+    }
+    for s in b.symbols.iter_mut() {
+        s.section = s.section.map(remap);
+    }
+    for s in b.dynamic_symbols.iter_mut() {
+        s.section = s.section.map(remap);
+    }
+    for g in b.segments.iter_mut() {
+        for s in g.sections.iter_mut() {
+            *s = remap(*s);
+        }
+    }
+    Ok(())
+}
+
+/// The movable fields of a builder section.
+struct SectionFields<'data> {
+    name: object::build::ByteString<'data>,
+    sh_type: elf::SectionType,
+    sh_flags: elf::SectionFlags,
+    sh_addr: u64,
+    sh_offset: u64,
+    sh_size: u64,
+    sh_link_section: Option<object::build::elf::SectionId>,
+    sh_info: u32,
+    sh_info_section: Option<object::build::elf::SectionId>,
+    sh_addralign: u64,
+    sh_entsize: u64,
+    data: SectionData<'data>,
+    delete: bool,
+}
+
+fn take_section<'data>(s: &mut object::build::elf::Section<'data>) -> SectionFields<'data> {
+    SectionFields {
+        name: std::mem::take(&mut s.name),
+        sh_type: s.sh_type,
+        sh_flags: s.sh_flags,
+        sh_addr: s.sh_addr,
+        sh_offset: s.sh_offset,
+        sh_size: s.sh_size,
+        sh_link_section: s.sh_link_section.take(),
+        sh_info: s.sh_info,
+        sh_info_section: s.sh_info_section.take(),
+        sh_addralign: s.sh_addralign,
+        sh_entsize: s.sh_entsize,
+        data: std::mem::replace(&mut s.data, SectionData::UninitializedData(0)),
+        delete: s.delete,
+    }
+}
+
+fn put_section<'data>(s: &mut object::build::elf::Section<'data>, f: SectionFields<'data>) {
+    s.name = f.name;
+    s.sh_type = f.sh_type;
+    s.sh_flags = f.sh_flags;
+    s.sh_addr = f.sh_addr;
+    s.sh_offset = f.sh_offset;
+    s.sh_size = f.sh_size;
+    s.sh_link_section = f.sh_link_section;
+    s.sh_info = f.sh_info;
+    s.sh_info_section = f.sh_info_section;
+    s.sh_addralign = f.sh_addralign;
+    s.sh_entsize = f.sh_entsize;
+    s.data = f.data;
+    s.delete = f.delete;
+}
+
+/// Segments that describe non-allocated sections (`PT_RISCV_ATTRIBUTES`) must follow them
+/// to wherever the writer put them.
+fn fix_nonalloc_segments(file: &ElfFile<'_>, out: &mut [u8]) -> Result<()> {
+    if !file.kind.is_linked() || file.kind == FileKind::Relocatable {
+        return Ok(());
+    }
+    let (is_64, new_off, fixes) = {
+        let new = crate::elf::parse(out)?;
+        let Some(attrs) = new.section_by_name(".riscv.attributes") else { return Ok(()) };
+        let fixes: Vec<usize> = new
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.p_type == elf::PT_RISCV_ATTRIBUTES.0 && g.offset != attrs.offset)
+            .map(|(k, _)| k)
+            .collect();
+        (new.is_64, attrs.offset, fixes)
+    };
+    let phoff = read_phoff(out, is_64);
+    let entsize = if is_64 { 56 } else { 32 };
+    for k in fixes {
+        let base = phoff + k * entsize + if is_64 { 8 } else { 4 };
+        if is_64 {
+            out[base..base + 8].copy_from_slice(&new_off.to_le_bytes());
+        } else {
+            out[base..base + 4].copy_from_slice(&(new_off as u32).to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn read_phoff(out: &[u8], is_64: bool) -> usize {
+    if is_64 {
+        u64::from_le_bytes(out[32..40].try_into().unwrap_or([0; 8])) as usize
+    } else {
+        u32::from_le_bytes(out[28..32].try_into().unwrap_or([0; 4])) as usize
+    }
+}

@@ -1,0 +1,461 @@
+//! Building the new section contents and re-resolving every reference against the plan.
+//!
+//! Relocations kept by `--emit-relocs` say what each instruction or data word refers to;
+//! each is re-resolved from the original target through the [`AddressMap`](crate::plan::AddressMap).
+//! Instructions are cross-checked: a relocation that disagrees with the bytes it covers is
+//! refused rather than trusted. PC-relative instructions without a relocation are found by
+//! decoding every executable section and fixed from their decoded targets.
+
+mod data;
+mod sweep;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use object::elf;
+
+use crate::elf::{read_uint, ElfFile, Reloc, RelocSection};
+use crate::error::{Error, Result};
+use crate::plan::{Edit, Plan};
+use crate::riscv::{self, decode, hi_lo, Insn, Op, Xlen, C_NOP, NOP};
+
+/// The new bytes and relocations of everything the rewrite changes.
+#[derive(Debug, Default)]
+pub struct Fixed {
+    /// New contents, by original section index (sections not listed are unchanged).
+    pub data: BTreeMap<usize, Vec<u8>>,
+    /// New relocation entries, by relocation section index, in the original order.
+    pub relocs: BTreeMap<usize, Vec<Reloc>>,
+    /// PC-relative instructions without a relocation that had to be fixed.
+    pub unrelocated_fixups: usize,
+    /// Relocation type → how many were re-resolved.
+    pub types: BTreeMap<u32, usize>,
+}
+
+/// The image under construction: original file, plan, and copy-on-write new contents.
+pub(crate) struct Image<'a, 'data> {
+    pub file: &'a ElfFile<'data>,
+    pub plan: &'a Plan,
+    pub xlen: Xlen,
+    pub data: BTreeMap<usize, Vec<u8>>,
+    /// GOT slots that hold TLS offsets or module ids, not addresses.
+    pub tls_got: HashSet<u64>,
+}
+
+impl<'a, 'data> Image<'a, 'data> {
+    /// New address of original address `addr` in section `sec`.
+    pub fn map_in(&self, sec: usize, addr: u64) -> u64 {
+        if self.file.sections[sec].is_alloc() || !self.file.kind.is_linked() {
+            self.plan.map.map_in(sec, addr)
+        } else {
+            addr
+        }
+    }
+
+    /// New address of an original target address (any section).
+    pub fn map(&self, addr: u64) -> u64 {
+        self.plan.map.map(addr)
+    }
+
+    /// Original bytes of a section.
+    pub fn old(&self, sec: usize) -> &'data [u8] {
+        self.file.section_data(&self.file.sections[sec]).unwrap_or(&[])
+    }
+
+    /// New address of section `sec`'s start.
+    pub fn new_base(&self, sec: usize) -> u64 {
+        let s = &self.file.sections[sec];
+        if s.is_alloc() || !self.file.kind.is_linked() {
+            self.plan.map.section(sec).map_or(s.addr, |m| m.new_addr)
+        } else {
+            s.addr
+        }
+    }
+
+    /// The new bytes of section `sec` (copied from the original on first use).
+    pub fn bytes_mut(&mut self, sec: usize) -> &mut Vec<u8> {
+        if !self.data.contains_key(&sec) {
+            let copy = self.old(sec).to_vec();
+            self.data.insert(sec, copy);
+        }
+        self.data.get_mut(&sec).expect("inserted")
+    }
+
+    /// Reads `size` bytes little-endian at new address `addr` of section `sec`.
+    pub fn read_new(&mut self, sec: usize, addr: u64, size: usize) -> Result<u64> {
+        let base = self.new_base(sec);
+        let off = addr.wrapping_sub(base) as usize;
+        let bytes = self.bytes_mut(sec);
+        read_uint(bytes, off, size).ok_or_else(|| Error::malformed(format!("read of {size} bytes at {addr:#x} is outside its section")))
+    }
+
+    /// Writes `size` bytes little-endian at new address `addr` of section `sec`.
+    pub fn write_new(&mut self, sec: usize, addr: u64, size: usize, value: u64) -> Result<()> {
+        let base = self.new_base(sec);
+        let off = addr.wrapping_sub(base) as usize;
+        let bytes = self.bytes_mut(sec);
+        let dst = bytes
+            .get_mut(off..off + size)
+            .ok_or_else(|| Error::malformed(format!("write of {size} bytes at {addr:#x} is outside its section")))?;
+        dst.copy_from_slice(&value.to_le_bytes()[..size]);
+        Ok(())
+    }
+
+    /// Decodes the original instruction at `addr` of section `sec`.
+    pub fn old_insn(&self, sec: usize, addr: u64) -> Result<Insn> {
+        let s = &self.file.sections[sec];
+        let off = addr.wrapping_sub(s.addr) as usize;
+        let bytes = self.old(sec).get(off..).unwrap_or(&[]);
+        decode(bytes, self.xlen).map_err(|e| Error::refused(format!("instruction at {addr:#x}: {e}")))
+    }
+
+    /// Writes a re-encoded instruction at the new place of original address `addr`.
+    pub fn put_insn(&mut self, sec: usize, addr: u64, insn: &Insn, raw: u32) -> Result<()> {
+        let new = self.map_in(sec, addr);
+        self.write_new(sec, new, insn.len as usize, u64::from(raw))
+    }
+}
+
+fn range(at: u64, what: &str) -> impl FnOnce(riscv::RangeError) -> Error + '_ {
+    move |e| Error::refused(format!("{what} at {at:#x} cannot be re-encoded: {e}"))
+}
+
+/// Builds the new bytes of every executable section from the plan's edits.
+fn build_exec_sections(img: &mut Image<'_, '_>) -> Result<()> {
+    let rvc = img.file.rvc();
+    for mv in img.plan.map.moves() {
+        if mv.edits().is_empty() {
+            continue;
+        }
+        let sec = mv.index;
+        let old = img.old(sec);
+        let base = mv.old_addr;
+        let mut out = Vec::with_capacity(old.len());
+        let mut at = 0usize;
+        for e in mv.edits() {
+            let pos = (e.at() - base) as usize;
+            out.extend_from_slice(&old[at..pos]);
+            at = pos;
+            match *e {
+                Edit::Cut { len, .. } => at += len as usize,
+                Edit::Insert { len, .. } => push_nops(&mut out, len, rvc),
+            }
+        }
+        out.extend_from_slice(&old[at..]);
+        debug_assert_eq!(out.len() as u64, mv.new_size);
+        // In-place layout: the freed tail is nops, and the section keeps its size.
+        if let Some(&free) = img.plan.free.get(&sec) {
+            let _ = free;
+            let tail = mv.old_size - mv.new_size;
+            push_nops(&mut out, tail, rvc);
+        }
+        img.data.insert(sec, out);
+    }
+    Ok(())
+}
+
+/// Appends `len` bytes of nops (4-byte `nop`s, then a `c.nop` for an odd half-word).
+pub(crate) fn push_nops(out: &mut Vec<u8>, len: u64, rvc: bool) {
+    let mut left = len;
+    if rvc && left % 4 == 2 {
+        out.extend_from_slice(&C_NOP.to_le_bytes());
+        left -= 2;
+    }
+    while left >= 4 {
+        out.extend_from_slice(&NOP.to_le_bytes());
+        left -= 4;
+    }
+    // Odd leftovers cannot happen: every position is a multiple of 2.
+    out.extend(std::iter::repeat(0).take(left as usize));
+}
+
+/// Writes the slots: a 4-byte slot becomes one aligned `nop`; larger slots keep their bytes.
+fn write_slots(img: &mut Image<'_, '_>, sites: &[crate::scan::PatchSite]) -> Result<()> {
+    for slot in &img.plan.slots.clone() {
+        if slot.cut.keep_slot == 4 {
+            if slot.slot_addr % 4 != 0 {
+                return Err(Error::refused(format!("slot at {:#x} is not 4-byte aligned", slot.slot_addr)));
+            }
+            let sec = sites[slot.site].section;
+            img.write_new(sec, slot.slot_addr, 4, u64::from(NOP))?;
+        }
+    }
+    Ok(())
+}
+
+/// The symbol value a relocation refers to, in the original file.
+pub(crate) fn sym_value(file: &ElfFile<'_>, symtab: &[crate::elf::Symbol<'_>], r: &Reloc) -> u64 {
+    if r.sym == 0 {
+        return 0;
+    }
+    let _ = file;
+    symtab.get(r.sym as usize).map_or(0, |s| s.value)
+}
+
+/// Re-resolves every relocation and unrelocated PC-relative instruction.
+pub fn relocate(
+    file: &ElfFile<'_>,
+    sites: &[crate::scan::PatchSite],
+    plan: &Plan,
+    relocs: &[RelocSection],
+) -> Result<Fixed> {
+    if !file.kind.is_linked() {
+        return Err(Error::Unsupported("rewriting relocatable objects (.o) is not implemented yet".into()));
+    }
+    let xlen = if file.is_64 { Xlen::Rv64 } else { Xlen::Rv32 };
+    let mut img = Image { file, plan, xlen, data: BTreeMap::new(), tls_got: HashSet::new() };
+    build_exec_sections(&mut img)?;
+    write_slots(&mut img, sites)?;
+
+    let mut fixed = Fixed::default();
+    let mut handled: HashSet<u64> = HashSet::new();
+
+    // Table entries map to the planned first kept pad byte, not through the plain map.
+    let entry_map: HashMap<u64, u64> = plan.slots.iter().map(|s| (sites[s.site].entry, s.entry)).collect();
+    let dyn_covered: HashSet<u64> = relocs
+        .iter()
+        .filter(|rs| file.sections[rs.index].is_alloc())
+        .flat_map(|rs| rs.relocs.iter().map(|r| r.offset))
+        .collect();
+
+    // Pair %pcrel_lo relocations with their %pcrel_hi / %got_pcrel_hi instruction.
+    let mut lo_partners: HashMap<u64, Vec<(usize, u64, u32)>> = HashMap::new();
+    for rs in relocs.iter().filter(|rs| !file.sections[rs.index].is_alloc()) {
+        for r in &rs.relocs {
+            if r.r_type == elf::R_RISCV_PCREL_LO12_I.0 || r.r_type == elf::R_RISCV_PCREL_LO12_S.0 {
+                let hi = sym_value(file, &file.symbols, r).wrapping_add(r.addend as u64);
+                lo_partners.entry(hi).or_default().push((rs.target, r.offset, r.r_type));
+            }
+        }
+    }
+    let gp_old = file.symbol_by_name("__global_pointer$").map(|s| s.value);
+
+    for rs in relocs {
+        let target = rs.target;
+        let is_dynamic = file.sections[rs.index].is_alloc();
+        let mut out = Vec::with_capacity(rs.relocs.len());
+        let symtab: Vec<crate::elf::Symbol<'_>>;
+        let syms: &[crate::elf::Symbol<'_>] = if is_dynamic {
+            symtab = file.dynamic_symbols()?;
+            &symtab
+        } else {
+            &file.symbols
+        };
+        let table_section = file.sections[target].name == crate::scan::TABLE_SECTION;
+        let table_range = file.section_by_name(crate::scan::TABLE_SECTION).map(|t| t.addr..t.end());
+        for r in &rs.relocs {
+            *fixed.types.entry(r.r_type).or_insert(0) += 1;
+            let s_old = sym_value(file, syms, r);
+            let t_old = s_old.wrapping_add(r.addend as u64);
+            let map_t = |img: &Image<'_, '_>, t: u64| -> u64 {
+                if table_section || (is_dynamic && table_range.as_ref().is_some_and(|rg| rg.contains(&r.offset))) {
+                    entry_map.get(&t).copied().unwrap_or_else(|| img.map(t))
+                } else {
+                    img.map(t)
+                }
+            };
+            let p_new = if is_dynamic { img.map(r.offset) } else { img.map_in(target, r.offset) };
+            let mut new = *r;
+            new.offset = p_new;
+            if is_dynamic {
+                data::fix_dynamic(&mut img, r, &mut new, t_old, &map_t)?;
+                out.push(new);
+                continue;
+            }
+            // Keep S' + A' = map(S + A) so the output's relocations stay true.
+            let sym = syms.get(r.sym as usize);
+            let s_new = match sym {
+                Some(s) if r.sym != 0 && s.section().is_some() => img.map(s_old),
+                _ => s_old,
+            };
+            // An undefined symbol is reached through the PLT or GOT: the bytes say where.
+            let defined = r.sym == 0 || sym.is_some_and(|s| s.shndx != 0);
+            // ld's --emit-relocs writes gp-relative relocations as S + A = target - gp.
+            let gprel = r.r_type == elf::R_RISCV_GPREL_I.0 || r.r_type == elf::R_RISCV_GPREL_S.0;
+            let (gp, gp_new) = match (gprel, gp_old) {
+                (true, Some(g)) => (g, img.map(g)),
+                _ => (0, 0),
+            };
+            let t_old = t_old.wrapping_add(gp);
+            let t_new = map_t(&img, t_old);
+            if defined {
+                new.addend = t_new.wrapping_sub(gp_new).wrapping_sub(s_new) as i64;
+            }
+            let (t_old, t_new) = if defined { (t_old, t_new) } else { (u64::MAX, u64::MAX) };
+            fix_one(&mut img, rs, r, t_old, t_new, gp_old, &lo_partners, &dyn_covered, &mut handled)?;
+            out.push(new);
+        }
+        fixed.relocs.insert(rs.index, out);
+    }
+
+    fixed.unrelocated_fixups = sweep::fix_unrelocated(&mut img, &handled)?;
+    data::fix_got(&mut img, relocs, &dyn_covered)?;
+    data::fix_eh_frame_hdr(&mut img)?;
+    fixed.data = img.data;
+    Ok(fixed)
+}
+
+/// Re-resolves one static relocation (one kept by `--emit-relocs`).
+#[allow(clippy::too_many_arguments)]
+fn fix_one(
+    img: &mut Image<'_, '_>,
+    rs: &RelocSection,
+    r: &Reloc,
+    t_old: u64,
+    t_new: u64,
+    gp_old: Option<u64>,
+    lo_partners: &HashMap<u64, Vec<(usize, u64, u32)>>,
+    dyn_covered: &HashSet<u64>,
+    handled: &mut HashSet<u64>,
+) -> Result<()> {
+    use elf::*;
+    let sec = rs.target;
+    let p = r.offset;
+    let t = r.r_type;
+    let p_new = img.map_in(sec, p);
+    if img.file.sections[sec].is_alloc() && img.plan.map.is_cut(p) && t != R_RISCV_NONE.0 && t != R_RISCV_ALIGN.0 && t != R_RISCV_RELAX.0 {
+        return Err(Error::refused(format!("relocation type {t} at {p:#x} lies in a removed pad")));
+    }
+    match t {
+        _ if t == R_RISCV_NONE.0 || t == R_RISCV_RELAX.0 || t == R_RISCV_ALIGN.0 => {}
+        // TLS offsets are relative to the TLS block, whose layout does not change.
+        _ if (R_RISCV_TPREL_HI20.0..=R_RISCV_TPREL_ADD.0).contains(&t)
+            || t == R_RISCV_TPREL_I.0
+            || t == R_RISCV_TPREL_S.0
+            || t == R_RISCV_TLS_DTPMOD64.0
+            || t == R_RISCV_TLS_DTPREL64.0
+            || t == R_RISCV_TLS_DTPMOD32.0
+            || t == R_RISCV_TLS_DTPREL32.0 => {}
+        _ if t == R_RISCV_BRANCH.0 || t == R_RISCV_JAL.0 || t == R_RISCV_RVC_BRANCH.0 || t == R_RISCV_RVC_JUMP.0 => {
+            let insn = img.old_insn(sec, p)?;
+            let Some(old_target) = riscv::pc_target(&insn, p) else {
+                return Err(Error::refused(format!("relocation type {t} at {p:#x} is not on a branch or jump")));
+            };
+            let (t_old, t_new) = if t_old == u64::MAX { (old_target, img.map(old_target)) } else { (t_old, t_new) };
+            if old_target != t_old {
+                return Err(Error::refused(format!(
+                    "branch at {p:#x} goes to {old_target:#x} but its relocation says {t_old:#x}"
+                )));
+            }
+            let raw = reencode_pc(&insn, t_new.wrapping_sub(p_new) as i64, p)?;
+            img.put_insn(sec, p, &insn, raw)?;
+            handled.insert(p);
+        }
+        _ if t == R_RISCV_CALL.0 || t == R_RISCV_CALL_PLT.0 => {
+            let auipc = img.old_insn(sec, p)?;
+            let jalr = img.old_insn(sec, p + 4)?;
+            let (Op::Auipc { imm, .. }, Op::Jalr { imm: lo, .. }) = (auipc.op, jalr.op) else {
+                return Err(Error::refused(format!("call relocation at {p:#x} is not on auipc+jalr")));
+            };
+            let old_target = p.wrapping_add(imm as u64).wrapping_add(lo as i64 as u64);
+            let (t_old, t_new) = if t_old == u64::MAX { (old_target, img.map(old_target)) } else { (t_old, t_new) };
+            if old_target != t_old {
+                return Err(Error::refused(format!("call at {p:#x} goes to {old_target:#x} but its relocation says {t_old:#x}")));
+            }
+            let (hi, lo) = hi_lo(t_new.wrapping_sub(p_new) as i64).map_err(range(p, "call"))?;
+            let a = riscv::with_u_imm(auipc.raw, hi).map_err(range(p, "call"))?;
+            let j = riscv::with_i_imm(jalr.raw, lo).map_err(range(p, "call"))?;
+            img.put_insn(sec, p, &auipc, a)?;
+            img.put_insn(sec, p + 4, &jalr, j)?;
+            handled.insert(p);
+            handled.insert(p + 4);
+        }
+        _ if t == R_RISCV_PCREL_HI20.0 || t == R_RISCV_GOT_HI20.0 || t == R_RISCV_TLS_GOT_HI20.0 || t == R_RISCV_TLS_GD_HI20.0 => {
+            let auipc = img.old_insn(sec, p)?;
+            let Op::Auipc { imm, .. } = auipc.op else {
+                return Err(Error::refused(format!("%pcrel_hi relocation at {p:#x} is not on auipc")));
+            };
+            let partners = lo_partners.get(&p).map(Vec::as_slice).unwrap_or(&[]);
+            // The full old target, from the bytes: auipc plus its first partner's low part.
+            let mut lows = Vec::with_capacity(partners.len());
+            for &(lsec, lp, ltype) in partners {
+                let li = img.old_insn(lsec, lp)?;
+                let lo = match (li.op, ltype == R_RISCV_PCREL_LO12_S.0) {
+                    (Op::IType { imm, .. }, false) | (Op::Jalr { imm, .. }, false) => imm,
+                    (Op::SType { imm, .. }, true) => imm,
+                    _ => return Err(Error::refused(format!("%pcrel_lo relocation at {lp:#x} is not on a matching instruction"))),
+                };
+                lows.push((lsec, lp, li, lo));
+            }
+            let full_old = match lows.first() {
+                Some(&(_, _, _, lo)) => p.wrapping_add(imm as u64).wrapping_add(lo as i64 as u64),
+                None => t_old,
+            };
+            let (t_old, t_new) = if t_old == u64::MAX { (full_old, img.map(full_old)) } else { (t_old, t_new) };
+            if t == R_RISCV_PCREL_HI20.0 && full_old != t_old {
+                return Err(Error::refused(format!("auipc at {p:#x} reaches {full_old:#x} but its relocation says {t_old:#x}")));
+            }
+            // GOT and TLS-GOT forms point at a GOT slot, which moves with its section.
+            let full_new = if t == R_RISCV_PCREL_HI20.0 { t_new } else { img.map(full_old) };
+            if t == R_RISCV_TLS_GOT_HI20.0 || t == R_RISCV_TLS_GD_HI20.0 {
+                img.tls_got.insert(full_old);
+                img.tls_got.insert(full_old + img.file.ptr_size() as u64);
+            }
+            let (hi, lo) = hi_lo(full_new.wrapping_sub(p_new) as i64).map_err(range(p, "auipc"))?;
+            let a = riscv::with_u_imm(auipc.raw, hi).map_err(range(p, "auipc"))?;
+            img.put_insn(sec, p, &auipc, a)?;
+            handled.insert(p);
+            for (lsec, lp, li, old_lo) in lows {
+                let this_old = p.wrapping_add(imm as u64).wrapping_add(old_lo as i64 as u64);
+                if this_old != full_old {
+                    return Err(Error::refused(format!("%pcrel_lo at {lp:#x} disagrees with its auipc at {p:#x}")));
+                }
+                let raw = match li.op {
+                    Op::SType { .. } => riscv::with_s_imm(li.raw, lo),
+                    _ => riscv::with_i_imm(li.raw, lo),
+                }
+                .map_err(range(lp, "%pcrel_lo"))?;
+                img.put_insn(lsec, lp, &li, raw)?;
+                handled.insert(lp);
+            }
+        }
+        _ if t == R_RISCV_PCREL_LO12_I.0 || t == R_RISCV_PCREL_LO12_S.0 => {
+            // Fixed together with its auipc; one without a partner is an error.
+            if !lo_partners.values().any(|v| v.iter().any(|&(_, lp, _)| lp == p)) {
+                return Err(Error::refused(format!("%pcrel_lo at {p:#x} has no auipc")));
+            }
+        }
+        _ if t == R_RISCV_HI20.0 || t == R_RISCV_LO12_I.0 || t == R_RISCV_LO12_S.0 || t == R_RISCV_RVC_LUI.0 => {
+            let insn = img.old_insn(sec, p)?;
+            let (hi, lo) = hi_lo(t_new as i64).map_err(range(p, "absolute address"))?;
+            let raw = match insn.op {
+                Op::Lui { .. } if t == R_RISCV_HI20.0 => riscv::with_u_imm(insn.raw, hi),
+                Op::CLui { .. } if t == R_RISCV_RVC_LUI.0 => riscv::with_clui_imm(insn.raw as u16, hi).map(u32::from),
+                // A relaxed `lui` is gone; its reference is an immediate on x0-based code.
+                Op::IType { .. } | Op::Jalr { .. } if t == R_RISCV_LO12_I.0 => riscv::with_i_imm(insn.raw, lo),
+                Op::SType { .. } if t == R_RISCV_LO12_S.0 => riscv::with_s_imm(insn.raw, lo),
+                _ => return Err(Error::refused(format!("relocation type {t} at {p:#x} is not on a matching instruction"))),
+            }
+            .map_err(range(p, "absolute address"))?;
+            img.put_insn(sec, p, &insn, raw)?;
+            handled.insert(p);
+        }
+        _ if t == R_RISCV_GPREL_I.0 || t == R_RISCV_GPREL_S.0 => {
+            let Some(gp) = gp_old else {
+                return Err(Error::refused(format!("gp-relative access at {p:#x} but no __global_pointer$")));
+            };
+            let insn = img.old_insn(sec, p)?;
+            let value = t_new.wrapping_sub(img.map(gp)) as i64;
+            let raw = match insn.op {
+                Op::SType { .. } => riscv::with_s_imm(insn.raw, value),
+                _ => riscv::with_i_imm(insn.raw, value),
+            }
+            .map_err(range(p, "gp-relative access"))?;
+            img.put_insn(sec, p, &insn, raw)?;
+            handled.insert(p);
+        }
+        _ => data::fix_data(img, sec, r, t_old, t_new, p_new, dyn_covered)?,
+    }
+    Ok(())
+}
+
+/// Re-encodes a branch or jump with a new offset.
+fn reencode_pc(insn: &Insn, off: i64, at: u64) -> Result<u32> {
+    let what = "branch or jump";
+    Ok(match insn.op {
+        Op::Branch { .. } => riscv::with_branch_offset(insn.raw, off).map_err(range(at, what))?,
+        Op::Jal { .. } => riscv::with_jal_offset(insn.raw, off).map_err(range(at, what))?,
+        Op::CBranch { .. } => u32::from(riscv::with_cbranch_offset(insn.raw as u16, off).map_err(range(at, what))?),
+        Op::CJ { .. } | Op::CJal { .. } => u32::from(riscv::with_cj_offset(insn.raw as u16, off).map_err(range(at, what))?),
+        _ => return Err(Error::refused(format!("instruction at {at:#x} is not a branch or jump"))),
+    })
+}

@@ -1,0 +1,229 @@
+//! The rewrite pipeline: bytes → model → scan → plan → fixed contents → new bytes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::elf::{self, ElfFile, FileKind};
+use crate::emit::{emit, NewSection};
+use crate::error::{Error, Result};
+use crate::plan::{plan, Layout, PlanOptions};
+use crate::relocate::relocate;
+use crate::scan::{scan, TableSource};
+
+/// Name of the sorted slot table the rewriter adds.
+pub const MCOUNT_SECTION: &str = "__mcount_loc";
+/// Symbol of the runtime's descriptor that the rewriter fills.
+pub const DESCRIPTOR_SYMBOL: &str = "padtrim_descriptor";
+
+/// What to do.
+#[derive(Debug, Clone, Copy)]
+pub struct RewriteOptions {
+    /// Slot bytes kept at each function entry (0, 4, 8 or 16).
+    pub slot: u32,
+    /// Pad bytes kept before each function entry.
+    pub pre: u32,
+    /// Layout; `None` picks in-place for a vmlinux and pack otherwise.
+    pub layout: Option<Layout>,
+    /// Allow slots smaller than a kernel's ftrace patch.
+    pub force: bool,
+}
+
+/// What a rewrite did, for `--json` and the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RewriteStats {
+    /// Patch sites rewritten.
+    pub sites: usize,
+    /// Net bytes removed from executable sections (before free space in-place).
+    pub bytes_removed: i64,
+    /// Input size.
+    pub file_size_before: u64,
+    /// Output size.
+    pub file_size_after: u64,
+    /// Total size of executable sections before.
+    pub text_size_before: u64,
+    /// Total size of executable sections after (in-place: content bytes, free space excluded).
+    pub text_size_after: u64,
+    /// Bytes of padding spent keeping slots and aligned code aligned.
+    pub alignment_bytes: u64,
+    /// PC-relative instructions without relocations that were fixed from their decoding.
+    pub unrelocated_fixups: usize,
+    /// Free bytes left at section ends (in-place layout).
+    pub free_bytes: u64,
+    /// The layout used.
+    pub layout: Layout,
+    /// Slot size used.
+    pub slot_bytes: u32,
+    /// Relocation type name → count re-resolved.
+    pub relocation_types: BTreeMap<String, usize>,
+    /// True when the input already had slots of this size: output equals input.
+    pub unchanged: bool,
+}
+
+/// Rewrites `data`; returns the new file and what was done.
+pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteStats)> {
+    let file = elf::parse(data)?;
+    let scan = scan(&file)?;
+    if scan.source == TableSource::None {
+        return Err(Error::Unsupported("no __patchable_function_entries table: nothing to rewrite".into()));
+    }
+    if let Some(p) = scan.problems.first() {
+        return Err(Error::refused(format!(
+            "{} unusable table entries (first: {:#x} {}); check the input with `padtrim report`",
+            scan.problems.len(),
+            p.address,
+            p.problem
+        )));
+    }
+    if file.kind == FileKind::Relocatable {
+        return Err(Error::Unsupported("rewriting relocatable objects (.o) is not implemented yet".into()));
+    }
+    if file.kind == FileKind::Vmlinux && opts.slot < 8 && !opts.force {
+        return Err(Error::refused(format!(
+            "a {}-byte slot is smaller than the kernel's ftrace patch (8 bytes: auipc t0 + jalr t0, \
+             MCOUNT_INSN_SIZE in Linux 6.1); the kernel would overwrite the code after the slot. \
+             Use --slot 8, or --force if this kernel patches fewer bytes",
+            opts.slot
+        )));
+    }
+    let layout = opts.layout.unwrap_or(if file.kind == FileKind::Vmlinux { Layout::InPlace } else { Layout::Pack });
+    let text_before: u64 = file.sections.iter().filter(|s| s.is_exec() && s.is_alloc()).map(|s| s.size).sum();
+    let base_stats = RewriteStats {
+        sites: scan.sites.len(),
+        bytes_removed: 0,
+        file_size_before: data.len() as u64,
+        file_size_after: data.len() as u64,
+        text_size_before: text_before,
+        text_size_after: text_before,
+        alignment_bytes: 0,
+        unrelocated_fixups: 0,
+        free_bytes: 0,
+        layout,
+        slot_bytes: opts.slot,
+        relocation_types: BTreeMap::new(),
+        unchanged: true,
+    };
+    // Already rewritten to this slot size: nothing to do, byte for byte.
+    let done = scan.sites.iter().all(|s| s.pad_bytes - s.pre_bytes <= opts.slot.max(if opts.slot == 4 { 4 } else { 0 }) && s.pre_bytes <= opts.pre)
+        && (opts.slot != 4 || scan.sites.iter().all(|s| s.func_addr % 4 == 0 && s.nop_kind != crate::scan::NopKind::CNop));
+    if done {
+        return Ok((data.to_vec(), base_stats));
+    }
+    let relocs = file.relocation_sections()?;
+    require_emit_relocs(&file, &scan, &relocs)?;
+
+    let ptr = file.ptr_size() as u64;
+    let with_table = opts.slot >= 4 && file.kind != FileKind::Vmlinux;
+    let table_bytes = if with_table { scan.sites.len() as u64 * ptr } else { 0 };
+    let plan = plan(&file, &scan.sites, &relocs, PlanOptions { slot: opts.slot, pre: opts.pre, layout, table_bytes })?;
+    let mut fixed = relocate(&file, &scan.sites, &plan, &relocs)?;
+
+    let mut table = None;
+    if let (true, Some((addr, offset))) = (with_table, plan.table) {
+        let mut slots: Vec<u64> = plan.slots.iter().map(|s| s.slot_addr).collect();
+        slots.sort_unstable();
+        let mut bytes = Vec::with_capacity(table_bytes as usize);
+        for s in &slots {
+            bytes.extend_from_slice(&s.to_le_bytes()[..ptr as usize]);
+        }
+        let after = table_anchor(&file, &plan, addr)?;
+        fill_descriptor(&file, &plan, &mut fixed, opts.slot, addr, slots.len() as u64)?;
+        table = Some(NewSection { name: MCOUNT_SECTION, addr, offset, data: bytes, after });
+    }
+    let out = emit(&file, &plan, &fixed, table)?;
+
+    let text_after: u64 = plan
+        .map
+        .moves()
+        .iter()
+        .filter(|m| file.sections[m.index].is_exec())
+        .map(|m| m.new_size)
+        .sum();
+    let mut stats = base_stats;
+    stats.bytes_removed = text_before as i64 - text_after as i64;
+    stats.file_size_after = out.len() as u64;
+    stats.text_size_after = text_after;
+    stats.alignment_bytes = plan.alignment_bytes;
+    stats.unrelocated_fixups = fixed.unrelocated_fixups;
+    stats.free_bytes = plan.free.values().sum();
+    stats.relocation_types = fixed.types.iter().map(|(t, n)| (reloc_name(*t), *n)).collect();
+    stats.unchanged = false;
+    Ok((out, stats))
+}
+
+/// The original section after which the new table section goes (the one ending at or
+/// before the table in the new image, in address order).
+fn table_anchor(file: &ElfFile<'_>, plan: &crate::plan::Plan, table_addr: u64) -> Result<usize> {
+    plan.map
+        .moves()
+        .iter()
+        .filter(|m| file.sections[m.index].is_alloc() && m.new_addr + m.new_size <= table_addr && m.new_size > 0)
+        .max_by_key(|m| (m.new_addr + m.new_size, m.index))
+        .map(|m| m.index)
+        .ok_or_else(|| Error::refused("cannot find where the __mcount_loc table goes"))
+}
+
+/// Fills the runtime's descriptor, if the program carries the runtime.
+fn fill_descriptor(
+    file: &ElfFile<'_>,
+    plan: &crate::plan::Plan,
+    fixed: &mut crate::relocate::Fixed,
+    slot: u32,
+    table_addr: u64,
+    count: u64,
+) -> Result<()> {
+    let Some(sym) = file.symbol_by_name(DESCRIPTOR_SYMBOL) else { return Ok(()) };
+    let Some(sec) = sym.section() else { return Ok(()) };
+    let section = &file.sections[sec];
+    if section.is_nobits() || section.is_exec() {
+        return Err(Error::refused(format!("{DESCRIPTOR_SYMBOL} must be in initialised data, not {}", section.name)));
+    }
+    let new_addr = plan.map.map(sym.value);
+    let new_base = plan.map.section(sec).map_or(section.addr, |m| m.new_addr);
+    let bytes = fixed.data.entry(sec).or_insert_with(|| file.section_data(section).unwrap_or(&[]).to_vec());
+    let off = (new_addr - new_base) as usize;
+    let desc = bytes
+        .get_mut(off..off + 56)
+        .ok_or_else(|| Error::refused(format!("{DESCRIPTOR_SYMBOL} runs past its section")))?;
+    if &desc[..8] != b"PADTRIM\0" {
+        return Err(Error::refused(format!("{DESCRIPTOR_SYMBOL} has the wrong magic: runtime version mismatch?")));
+    }
+    desc[12..16].copy_from_slice(&slot.to_le_bytes());
+    desc[16..24].copy_from_slice(&new_addr.to_le_bytes());
+    desc[24..32].copy_from_slice(&table_addr.to_le_bytes());
+    desc[32..40].copy_from_slice(&count.to_le_bytes());
+    desc[40..56].copy_from_slice(&[0; 16]);
+    Ok(())
+}
+
+/// Linked inputs must carry their relocations for every executable section with pads.
+fn require_emit_relocs(file: &ElfFile<'_>, scan: &crate::scan::Scan, relocs: &[crate::elf::RelocSection]) -> Result<()> {
+    for s in &scan.sites {
+        let has = relocs.iter().any(|r| r.target == s.section && !file.sections[r.index].is_alloc());
+        if !has {
+            return Err(Error::refused(format!(
+                "section {} has no relocations: link with -Wl,--emit-relocs (-q)",
+                file.sections[s.section].name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `R_RISCV_*` name of a relocation type (psABI numbering).
+pub fn reloc_name(t: u32) -> String {
+    const NAMES: &[&str] = &[
+        "NONE", "32", "64", "RELATIVE", "COPY", "JUMP_SLOT", "TLS_DTPMOD32", "TLS_DTPMOD64",
+        "TLS_DTPREL32", "TLS_DTPREL64", "TLS_TPREL32", "TLS_TPREL64", "TLSDESC", "", "", "",
+        "BRANCH", "JAL", "CALL", "CALL_PLT", "GOT_HI20", "TLS_GOT_HI20", "TLS_GD_HI20",
+        "PCREL_HI20", "PCREL_LO12_I", "PCREL_LO12_S", "HI20", "LO12_I", "LO12_S", "TPREL_HI20",
+        "TPREL_LO12_I", "TPREL_LO12_S", "TPREL_ADD", "ADD8", "ADD16", "ADD32", "ADD64", "SUB8",
+        "SUB16", "SUB32", "SUB64", "GOT32_PCREL", "", "ALIGN", "RVC_BRANCH", "RVC_JUMP",
+        "RVC_LUI", "GPREL_I", "GPREL_S", "TPREL_I", "TPREL_S", "RELAX", "SUB6", "SET6", "SET8",
+        "SET16", "SET32", "32_PCREL", "IRELATIVE", "PLT32", "SET_ULEB128", "SUB_ULEB128",
+    ];
+    match NAMES.get(t as usize) {
+        Some(n) if !n.is_empty() => format!("R_RISCV_{n}"),
+        _ => format!("type {t}"),
+    }
+}
