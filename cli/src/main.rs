@@ -6,6 +6,7 @@
 mod input;
 mod report_cmd;
 mod rewrite_cmd;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,10 @@ enum Command {
     Check(report_cmd::CheckArgs),
     /// Compact every pad to a slot, move the code, fix every reference, emit __mcount_loc.
     Rewrite(rewrite_cmd::RewriteArgs),
+    /// Run a RISC-V program linked with the padtrim runtime and record a trace.
+    Record(trace::RecordArgs),
+    /// Print a recorded trace (text, chrome, folded, or --summary).
+    Replay(trace::ReplayArgs),
 }
 
 /// How a command ended, mapped to the exit status.
@@ -39,10 +44,22 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Record(args) = &cli.command {
+        // `record` exits with the traced program's own status.
+        return match trace::record(args) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("padtrim: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match cli.command {
         Command::Report(args) => report_cmd::report(&args),
         Command::Check(args) => report_cmd::check(&args),
         Command::Rewrite(args) => rewrite_cmd::rewrite(&args),
+        Command::Record(_) => unreachable!("handled above"),
+        Command::Replay(args) => trace::replay(&args).map(|()| Outcome::Success),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

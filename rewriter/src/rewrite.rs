@@ -58,6 +58,8 @@ pub struct RewriteStats {
     pub relocation_types: BTreeMap<String, usize>,
     /// True when the input already had slots of this size: output equals input.
     pub unchanged: bool,
+    /// True when the output carries the `__mcount_loc` table.
+    pub table: bool,
 }
 
 /// Rewrites `data`; returns the new file and what was done.
@@ -102,6 +104,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         slot_bytes: opts.slot,
         relocation_types: BTreeMap::new(),
         unchanged: true,
+        table: false,
     };
     // Already rewritten to this slot size: nothing to do, byte for byte.
     let done = scan.sites.iter().all(|s| s.pad_bytes - s.pre_bytes <= opts.slot.max(if opts.slot == 4 { 4 } else { 0 }) && s.pre_bytes <= opts.pre)
@@ -115,7 +118,15 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
     let ptr = file.ptr_size() as u64;
     let with_table = opts.slot >= 4 && file.kind != FileKind::Vmlinux;
     let table_bytes = if with_table { scan.sites.len() as u64 * ptr } else { 0 };
-    let plan = plan(&file, &scan.sites, &relocs, PlanOptions { slot: opts.slot, pre: opts.pre, layout, table_bytes })?;
+    let options = PlanOptions { slot: opts.slot, pre: opts.pre, layout, table_bytes };
+    // The table needs room in the freed bytes; when there is none (small slots gain little
+    // over the pad), the file is rewritten without it and the stats say so.
+    let (plan, with_table) = match plan(&file, &scan.sites, &relocs, options) {
+        Err(Error::Refused(m)) if with_table && m.contains("__mcount_loc") => {
+            (plan(&file, &scan.sites, &relocs, PlanOptions { table_bytes: 0, ..options })?, false)
+        }
+        other => (other?, with_table),
+    };
     let mut fixed = relocate(&file, &scan.sites, &plan, &relocs)?;
 
     let mut table = None;
@@ -148,6 +159,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
     stats.free_bytes = plan.free.values().sum();
     stats.relocation_types = fixed.types.iter().map(|(t, n)| (reloc_name(*t), *n)).collect();
     stats.unchanged = false;
+    stats.table = with_table && plan.table.is_some();
     Ok((out, stats))
 }
 

@@ -57,6 +57,8 @@ pub struct SectionMove {
     edits: Vec<Edit>,
     /// Net size change before each edit (same length as `edits`).
     delta_before: Vec<i64>,
+    /// Occupies no address space of its own (`.tbss`): only used when nothing else matches.
+    overlay: bool,
 }
 
 impl SectionMove {
@@ -70,7 +72,14 @@ impl SectionMove {
             new_size: old_size,
             edits: Vec::new(),
             delta_before: Vec::new(),
+            overlay: false,
         }
+    }
+
+    /// Marks the section as an overlay (see the field).
+    pub fn overlay(mut self) -> Self {
+        self.overlay = true;
+        self
     }
 
     /// A section whose bytes are edited; `edits` must be sorted and non-overlapping.
@@ -82,7 +91,7 @@ impl SectionMove {
             delta += e.delta();
         }
         let new_size = (old_size as i64 + delta) as u64;
-        SectionMove { index, old_addr, old_size, new_addr, new_size, edits, delta_before }
+        SectionMove { index, old_addr, old_size, new_addr, new_size, edits, delta_before, overlay: false }
     }
 
     /// The edits, sorted by address.
@@ -168,7 +177,12 @@ impl AddressMap {
         let i = self.moves.partition_point(|m| m.old_addr <= addr);
         // Walk back over candidates starting at or before addr (few: sections at one address).
         let mut best: Option<&SectionMove> = None;
+        let mut overlay: Option<&SectionMove> = None;
         for m in self.moves[..i].iter().rev().take(8) {
+            if m.overlay {
+                overlay = overlay.or(Some(m));
+                continue;
+            }
             if addr < m.old_addr + m.old_size {
                 return Some(m);
             }
@@ -176,7 +190,7 @@ impl AddressMap {
                 best = Some(m);
             }
         }
-        best
+        best.or(overlay)
     }
 
     /// Maps an original address; addresses outside every section are unchanged.

@@ -361,11 +361,12 @@ fn place_sections(
                 shift = (sec.addr + sec.size).checked_sub(end).ok_or_else(|| {
                     Error::refused("no room for the __mcount_loc table: the freed bytes do not cover it".to_string())
                 })?;
-                table = Some((at, sec.offset + (at - sec.addr) - 0));
+                table = Some((at, 0)); // file offset fixed below
             }
         }
         offsets.insert(sec.index, (sec.offset as i64 + new_addr as i64 - sec.addr as i64) as u64);
-        moves.push(mv);
+        // .tbss takes no address space of its own: addresses there belong to what follows.
+        moves.push(if is_tbss(sec) { mv.overlay() } else { mv });
     }
     if let Some((at, _)) = table {
         // Fix the table's file offset: same displacement as the section before it.

@@ -1,0 +1,199 @@
+//! `padtrim rewrite`: every runnable corpus program, rewritten with every slot size and
+//! both layouts, must behave exactly as the original (stdout, stderr, exit status), pass
+//! `check --max-pad` at its new slot size, print no readelf/objdump warnings, and rewrite
+//! to itself.
+
+use std::path::Path;
+use std::process::Output;
+
+use padtrim_testsuite::{corpus, padtrim, scratch_dir, Artifact, ArtifactKind};
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn rewrite(input: &Path, output: &Path, slot: u32, layout: &str) -> Output {
+    padtrim()
+        .arg("rewrite")
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .args(["--slot", &slot.to_string(), "--layout", layout, "--json"])
+        .output()
+        .expect("run padtrim rewrite")
+}
+
+fn binutils_warnings(path: &Path) -> String {
+    let mut all = String::new();
+    for (tool, args) in [("riscv64-linux-gnu-readelf", vec!["-a", "-W"]), ("riscv64-linux-gnu-objdump", vec!["-d"])] {
+        let out = std::process::Command::new(tool).args(&args).arg(path).output().expect("binutils");
+        all.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    all
+}
+
+fn programs() -> Vec<&'static Artifact> {
+    corpus().iter().filter(|a| a.runnable && a.kind == ArtifactKind::Executable).collect()
+}
+
+fn check_program(a: &Artifact, slot: u32, layout: &str) -> Result<(), String> {
+    let dir = scratch_dir(&format!("rewrite-{}-{slot}-{layout}", a.name));
+    let out_path = dir.join(&a.name);
+    let rw = rewrite(&a.path, &out_path, slot, layout);
+    if !rw.status.success() {
+        return Err(format!("{} slot {slot} {layout}: rewrite failed\n{}", a.name, describe(&rw)));
+    }
+    let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).map_err(|e| format!("{}: bad JSON: {e}", a.name))?;
+    for key in ["sites", "bytes_removed", "file_size_before", "file_size_after", "text_size_before", "text_size_after", "alignment_bytes", "unrelocated_fixups"] {
+        if stats.get(key).is_none() {
+            return Err(format!("{}: rewrite --json lacks {key}", a.name));
+        }
+    }
+    let original = a.run(&[]);
+    let rewritten = a.run_file(&out_path, &[]);
+    if original.stdout != rewritten.stdout || original.stderr != rewritten.stderr || original.status.code() != rewritten.status.code() {
+        return Err(format!(
+            "{} slot {slot} {layout}: behaviour differs\noriginal: {}\nrewritten: {}",
+            a.name,
+            describe(&original),
+            describe(&rewritten)
+        ));
+    }
+    let warnings = binutils_warnings(&out_path);
+    if !warnings.trim().is_empty() {
+        return Err(format!("{} slot {slot} {layout}: binutils warnings:\n{warnings}", a.name));
+    }
+    if slot > 0 {
+        let max = (slot + a.pre_nops * a.nop_bytes()).to_string();
+        let chk = padtrim().arg("check").arg(&out_path).args(["--max-pad", &max]).output().expect("check");
+        if !chk.status.success() {
+            return Err(format!("{} slot {slot} {layout}: check --max-pad {max} fails\n{}", a.name, describe(&chk)));
+        }
+        // Rewriting the output again changes nothing.
+        let again = dir.join(format!("{}.again", a.name));
+        let rw2 = rewrite(&out_path, &again, slot, layout);
+        if !rw2.status.success() || std::fs::read(&again).ok() != std::fs::read(&out_path).ok() {
+            return Err(format!("{} slot {slot} {layout}: second rewrite is not a no-op\n{}", a.name, describe(&rw2)));
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites that are known not to work yet (program, slot, layout), each still checked to
+/// fail so the list cannot go stale: TLS in PIEs (a GOT read past its section), static
+/// rv64g -O0 programs and clang C++ with `=8,2` pads (behaviour differs), and `=2` pads,
+/// whose 4-byte slots free no room for `__mcount_loc`. See the project README's status.
+const KNOWN_FAILURES: &[(&str, u32, &str)] = &[
+    ("basic-rv64gc-p2-O2-pie-ffs", 4, "pack"),
+    ("control-rv64gc-p2-O2-pie-ffs", 4, "pack"),
+    ("cxx-clang-rv64g-p1-O2-nopie", 0, "in-place"),
+    ("cxx-clang-rv64g-p1-O2-nopie", 0, "pack"),
+    ("cxx-clang-rv64gc-p2-O2-pie-ffs", 4, "pack"),
+    ("cxx-clang-rv64gc-p8_2-O2-nopie-ffs", 0, "in-place"),
+    ("cxx-clang-rv64gc-p8_2-O2-nopie-ffs", 0, "pack"),
+    ("cxx-clang-rv64gc-p8_2-O2-nopie-ffs", 4, "pack"),
+    ("cxx-clang-rv64gc-p8_2-O2-nopie-ffs", 8, "pack"),
+    ("many-rv64g-p8_2-O0-static", 0, "pack"),
+    ("many-rv64g-p8_2-O0-static", 4, "pack"),
+    ("many-rv64g-p8_2-O0-static", 8, "pack"),
+    ("many-rv64gc-p2-O2-pie-ffs", 4, "pack"),
+    ("threads-rv64g-p8-O2-pie", 0, "in-place"),
+    ("threads-rv64g-p8-O2-pie", 0, "pack"),
+    ("threads-rv64g-p8-O2-pie", 4, "pack"),
+    ("threads-rv64g-p8-O2-pie", 8, "pack"),
+    ("threads-rv64g-p8_2-O0-static", 0, "in-place"),
+    ("threads-rv64g-p8_2-O0-static", 0, "pack"),
+    ("threads-rv64g-p8_2-O0-static", 4, "pack"),
+    ("threads-rv64g-p8_2-O0-static", 8, "pack"),
+    ("threads-rv64gc-p2-O2-pie-ffs", 0, "in-place"),
+    ("threads-rv64gc-p2-O2-pie-ffs", 0, "pack"),
+    ("threads-rv64gc-p2-O2-pie-ffs", 4, "pack"),
+    ("threads-rv64gc-p4-O2-static", 0, "in-place"),
+    ("threads-rv64gc-p4-O2-static", 0, "pack"),
+    ("threads-rv64gc-p4-O2-static", 4, "pack"),
+    ("threads-rv64gc-p8-O2-pie", 0, "in-place"),
+    ("threads-rv64gc-p8-O2-pie", 0, "pack"),
+    ("threads-rv64gc-p8-O2-pie", 4, "pack"),
+    ("threads-rv64gc-p8-O2-pie", 8, "pack"),
+];
+
+fn run_matrix(slot: u32, layout: &str) {
+    assert!(!programs().is_empty(), "corpus has runnable programs");
+    let mut failures = Vec::new();
+    let mut fixed = Vec::new();
+    for a in programs() {
+        let known = KNOWN_FAILURES.iter().any(|&(n, s, l)| n == a.name && s == slot && l == layout);
+        match (check_program(a, slot, layout), known) {
+            (Err(e), false) => failures.push(e),
+            (Ok(()), true) => fixed.push(a.name.clone()),
+            _ => {}
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} programs failed:\n{}", failures.len(), programs().len(), failures.join("\n\n"));
+    assert!(fixed.is_empty(), "now working, remove from KNOWN_FAILURES: {fixed:?}");
+}
+
+#[test]
+fn slot4_pack() {
+    run_matrix(4, "pack");
+}
+
+#[test]
+#[ignore = "in-place layout has no room for __mcount_loc in most user programs yet"]
+fn slot4_in_place() {
+    run_matrix(4, "in-place");
+}
+
+#[test]
+fn slot8_pack() {
+    run_matrix(8, "pack");
+}
+
+#[test]
+fn slot0_pack() {
+    run_matrix(0, "pack");
+}
+
+#[test]
+fn slot0_in_place() {
+    run_matrix(0, "in-place");
+}
+
+#[test]
+fn input_is_never_modified_and_bad_input_leaves_no_output() {
+    let a = programs()[0];
+    let before = std::fs::read(&a.path).expect("read");
+    let dir = scratch_dir("rewrite-no-output");
+    let out = dir.join("out");
+    let rw = rewrite(&a.path, &out, 4, "pack");
+    assert!(rw.status.success(), "{}", describe(&rw));
+    assert_eq!(std::fs::read(&a.path).expect("read"), before, "input changed");
+    // Same path as input: refused, input untouched.
+    let same = rewrite(&a.path, &a.path, 4, "pack");
+    assert_eq!(same.status.code(), Some(2), "{}", describe(&same));
+    assert_eq!(std::fs::read(&a.path).expect("read"), before);
+    // Garbage input: exit 2, no output file.
+    let junk = dir.join("junk");
+    std::fs::write(&junk, b"\x7fELF not really").expect("write");
+    let bad_out = dir.join("bad-out");
+    let bad = rewrite(&junk, &bad_out, 4, "pack");
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+    assert!(!bad_out.exists(), "partial output left behind");
+    // No relocations: refused with the link hint.
+    let stripped = dir.join("no-relocs");
+    let strip = std::process::Command::new("riscv64-linux-gnu-strip")
+        .args(["--remove-section=.rela.text", "-o"])
+        .arg(&stripped)
+        .arg(&a.path)
+        .output()
+        .expect("strip");
+    assert!(strip.status.success());
+    let nr = rewrite(&stripped, &dir.join("nr-out"), 4, "pack");
+    assert_eq!(nr.status.code(), Some(2), "{}", describe(&nr));
+    assert!(String::from_utf8_lossy(&nr.stderr).contains("--emit-relocs"), "{}", describe(&nr));
+}
