@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::report::Report;
+use crate::report::{functions_by_name, Report};
 
 /// What the gate enforces.
 #[derive(Debug, Clone, Default)]
@@ -104,16 +104,8 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
     Verdict { pass: findings.is_empty(), sites: report.sites, findings }
 }
 
-/// Functions keyed by (name, occurrence) so that same-named static functions pair up in order.
 fn keyed(report: &Report) -> BTreeMap<(String, usize), (u64, u32)> {
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut out = BTreeMap::new();
-    for f in &report.functions {
-        let n = seen.entry(&f.name).or_insert(0);
-        out.insert((f.name.clone(), *n), (f.pad_address, f.pad_bytes));
-        *n += 1;
-    }
-    out
+    functions_by_name(report).into_iter().map(|(k, f)| (k, (f.pad_address, f.pad_bytes))).collect()
 }
 
 fn compare_baseline(report: &Report, base: &Report, findings: &mut Vec<Finding>) {

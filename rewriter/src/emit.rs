@@ -149,7 +149,7 @@ pub fn emit(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, table: Option<NewSec
         }
     }
     if let Some(t) = table {
-        insert_section(&mut b, &ids, t, file)?;
+        insert_section(&mut b, &ids, t)?;
     }
     let mut out = Vec::with_capacity(file.data.len());
     b.write(&mut out).map_err(err)?;
@@ -160,8 +160,7 @@ pub fn emit(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, table: Option<NewSec
 /// Adds an allocated section right after `t.after` in section-table order, by shifting the
 /// contents of every later section one slot up (the writer places allocated sections in
 /// table order, so a new one cannot simply go at the end).
-fn insert_section(b: &mut Builder<'_>, ids: &[object::build::elf::SectionId], t: NewSection, file: &ElfFile<'_>) -> Result<()> {
-    let _ = file;
+fn insert_section(b: &mut Builder<'_>, ids: &[object::build::elf::SectionId], t: NewSection) -> Result<()> {
     let new_id = b.sections.add().id();
     let at = t.after; // original index; its builder position is at - 1, new one goes at `at`
     let mut all: Vec<_> = ids.to_vec();

@@ -330,13 +330,19 @@ impl ReportDiff {
     }
 }
 
-fn by_name(report: &Report) -> BTreeMap<(String, usize), u32> {
+/// The report's functions keyed by (name, occurrence), so that same-named static functions
+/// pair up in order between two reports.
+pub fn functions_by_name(report: &Report) -> BTreeMap<(String, usize), &FunctionRow> {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for f in &report.functions {
         let n = seen.entry(&f.name).or_insert(0);
-        out.insert((f.name.clone(), *n), f.pad_bytes);
+        out.insert((f.name.clone(), *n), f);
         *n += 1;
     }
     out
+}
+
+fn by_name(report: &Report) -> BTreeMap<(String, usize), u32> {
+    functions_by_name(report).into_iter().map(|(k, f)| (k, f.pad_bytes)).collect()
 }

@@ -396,7 +396,7 @@ fn place_sections(
         .iter()
         .map(|g| {
             if g.p_type == elf::PT_LOAD.0 && file.kind.is_linked() {
-                let members: Vec<_> = sections.iter().filter(|s| load_of(s.addr) == load_of(g.vaddr) && !is_tbss(s) || (is_tbss(s) && false)).collect();
+                let members: Vec<_> = sections.iter().filter(|s| load_of(s.addr) == load_of(g.vaddr) && !is_tbss(s)).collect();
                 let Some(first) = members.first() else { return (g.vaddr, g.offset, g.filesz, g.memsz) };
                 let mv = map.section(first.index).expect("placed");
                 let d = first.addr - mv.new_addr;
@@ -429,7 +429,7 @@ fn place_sections(
                 let mem_end = map.map_end(g.vaddr + g.memsz);
                 let file_end = map.map_end(g.vaddr + g.filesz);
                 let memsz = if g.p_type == elf::PT_TLS.0 { g.memsz - (g.filesz - (file_end - vaddr)) } else { mem_end - vaddr };
-                ((vaddr), (g.offset as i64 - d) as u64, file_end - vaddr, memsz)
+                (vaddr, (g.offset as i64 - d) as u64, file_end - vaddr, memsz)
             }
         })
         .collect();

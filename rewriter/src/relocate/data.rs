@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use object::elf::*;
 
 use super::Image;
-use crate::elf::{read_uint, Reloc, RelocSection};
+use crate::elf::{read_uint, Reloc};
 use crate::error::{Error, Result};
 
 /// Width in bytes of a data relocation's field, and how it combines.
@@ -165,10 +165,8 @@ pub(super) fn fix_dynamic(
     img: &mut Image<'_, '_>,
     r: &Reloc,
     new: &mut Reloc,
-    t_old: u64,
     map_t: &dyn Fn(&Image<'_, '_>, u64) -> u64,
 ) -> Result<()> {
-    let _ = t_old;
     if r.r_type == R_RISCV_RELATIVE.0 || r.r_type == R_RISCV_IRELATIVE.0 {
         let a_new = map_t(img, r.addend as u64);
         new.addend = a_new as i64;
@@ -185,8 +183,7 @@ pub(super) fn fix_dynamic(
 }
 
 /// GOT words the linker filled without a dynamic relocation hold link-time addresses.
-pub(super) fn fix_got(img: &mut Image<'_, '_>, relocs: &[RelocSection], dyn_covered: &HashSet<u64>) -> Result<()> {
-    let _ = relocs;
+pub(super) fn fix_got(img: &mut Image<'_, '_>, dyn_covered: &HashSet<u64>) -> Result<()> {
     let w = img.file.ptr_size();
     let gots: Vec<usize> = img
         .file

@@ -143,8 +143,7 @@ fn build_exec_sections(img: &mut Image<'_, '_>) -> Result<()> {
         out.extend_from_slice(&old[at..]);
         debug_assert_eq!(out.len() as u64, mv.new_size);
         // In-place layout: the freed tail is nops, and the section keeps its size.
-        if let Some(&free) = img.plan.free.get(&sec) {
-            let _ = free;
+        if img.plan.free.contains_key(&sec) {
             let tail = mv.old_size - mv.new_size;
             push_nops(&mut out, tail, rvc);
         }
@@ -183,11 +182,10 @@ fn write_slots(img: &mut Image<'_, '_>, sites: &[crate::scan::PatchSite]) -> Res
 }
 
 /// The symbol value a relocation refers to, in the original file.
-pub(crate) fn sym_value(file: &ElfFile<'_>, symtab: &[crate::elf::Symbol<'_>], r: &Reloc) -> u64 {
+pub(crate) fn sym_value(symtab: &[crate::elf::Symbol<'_>], r: &Reloc) -> u64 {
     if r.sym == 0 {
         return 0;
     }
-    let _ = file;
     symtab.get(r.sym as usize).map_or(0, |s| s.value)
 }
 
@@ -222,7 +220,7 @@ pub fn relocate(
     for rs in relocs.iter().filter(|rs| !file.sections[rs.index].is_alloc()) {
         for r in &rs.relocs {
             if r.r_type == elf::R_RISCV_PCREL_LO12_I.0 || r.r_type == elf::R_RISCV_PCREL_LO12_S.0 {
-                let hi = sym_value(file, &file.symbols, r).wrapping_add(r.addend as u64);
+                let hi = sym_value(&file.symbols, r).wrapping_add(r.addend as u64);
                 lo_partners.entry(hi).or_default().push((rs.target, r.offset, r.r_type));
             }
         }
@@ -244,7 +242,7 @@ pub fn relocate(
         let table_range = file.section_by_name(crate::scan::TABLE_SECTION).map(|t| t.addr..t.end());
         for r in &rs.relocs {
             *fixed.types.entry(r.r_type).or_insert(0) += 1;
-            let s_old = sym_value(file, syms, r);
+            let s_old = sym_value(syms, r);
             let t_old = s_old.wrapping_add(r.addend as u64);
             let map_t = |img: &Image<'_, '_>, t: u64| -> u64 {
                 if table_section || (is_dynamic && table_range.as_ref().is_some_and(|rg| rg.contains(&r.offset))) {
@@ -257,7 +255,7 @@ pub fn relocate(
             let mut new = *r;
             new.offset = p_new;
             if is_dynamic {
-                data::fix_dynamic(&mut img, r, &mut new, t_old, &map_t)?;
+                data::fix_dynamic(&mut img, r, &mut new, &map_t)?;
                 out.push(new);
                 continue;
             }
@@ -288,7 +286,7 @@ pub fn relocate(
     }
 
     fixed.unrelocated_fixups = sweep::fix_unrelocated(&mut img, &handled)?;
-    data::fix_got(&mut img, relocs, &dyn_covered)?;
+    data::fix_got(&mut img, &dyn_covered)?;
     data::fix_eh_frame_hdr(&mut img)?;
     fixed.data = img.data;
     Ok(fixed)
