@@ -31,9 +31,15 @@ impl Input {
             // SAFETY: the mapping is read-only and private; padtrim never writes its input,
             // and a concurrent writer would only change the bytes we read, not memory safety
             // of the slices we bounds-check against the length fixed at map time.
-            Some(unsafe { Mmap::map(&file) }.with_context(|| format!("{}: cannot map", path.display()))?)
+            Some(
+                unsafe { Mmap::map(&file) }
+                    .with_context(|| format!("{}: cannot map", path.display()))?,
+            )
         };
-        Ok(Input { path: path.to_path_buf(), map })
+        Ok(Input {
+            path: path.to_path_buf(),
+            map,
+        })
     }
 
     /// The file's bytes.

@@ -91,8 +91,10 @@ pub fn build_report(path: &PathBuf, slot: u32) -> Result<Report> {
 }
 
 fn load_baseline(path: &PathBuf) -> Result<Report> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read baseline", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a padtrim report --json", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read baseline", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a padtrim report --json", path.display()))
 }
 
 /// `padtrim report`.
@@ -138,7 +140,11 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     };
     let verdict = run_check(&report, &opts);
     print_verdict(&report, &verdict, args);
-    Ok(if verdict.pass { Outcome::Success } else { Outcome::CheckFailed })
+    Ok(if verdict.pass {
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
 }
 
 fn print_verdict(report: &Report, verdict: &Verdict, args: &CheckArgs) {
@@ -165,8 +171,15 @@ fn print_verdict(report: &Report, verdict: &Verdict, args: &CheckArgs) {
         }
     }
     if verdict.pass {
-        println!("{}: ok: {} sites, {} pad bytes", report.file, report.sites, report.pad_bytes_total);
+        println!(
+            "{}: ok: {} sites, {} pad bytes",
+            report.file, report.sites, report.pad_bytes_total
+        );
     } else {
-        eprintln!("{}: check failed: {} findings", report.file, verdict.findings.len());
+        eprintln!(
+            "{}: check failed: {} findings",
+            report.file,
+            verdict.findings.len()
+        );
     }
 }

@@ -56,7 +56,10 @@ fn parse_slot(s: &str) -> Result<u32, String> {
 pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
     let input = Input::open(&args.input)?;
     if same_file(&args.input, &args.output) {
-        bail!("{}: output is the input file; padtrim never overwrites its input", input.name());
+        bail!(
+            "{}: output is the input file; padtrim never overwrites its input",
+            input.name()
+        );
     }
     let opts = RewriteOptions {
         slot: args.slot,
@@ -79,12 +82,25 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
 
 fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
     if s.unchanged {
-        println!("{input}: already has {}-byte slots; {} written unchanged", s.slot_bytes, output.display());
+        println!(
+            "{input}: already has {}-byte slots; {} written unchanged",
+            s.slot_bytes,
+            output.display()
+        );
         return;
     }
-    let pct = |a: u64, b: u64| if a == 0 { 0.0 } else { 100.0 * (a as f64 - b as f64) / a as f64 };
+    let pct = |a: u64, b: u64| {
+        if a == 0 {
+            0.0
+        } else {
+            100.0 * (a as f64 - b as f64) / a as f64
+        }
+    };
     println!("{input} -> {}", output.display());
-    println!("  sites rewritten:     {} ({}-byte slots, {:?} layout)", s.sites, s.slot_bytes, s.layout);
+    println!(
+        "  sites rewritten:     {} ({}-byte slots, {:?} layout)",
+        s.sites, s.slot_bytes, s.layout
+    );
     println!(
         "  text:                {} -> {} bytes ({:.2}% smaller), {} bytes removed, {} spent on alignment",
         s.text_size_before,
@@ -100,7 +116,10 @@ fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
         pct(s.file_size_before, s.file_size_after)
     );
     if s.free_bytes > 0 {
-        println!("  free space (in-place): {} bytes of nops at section ends", s.free_bytes);
+        println!(
+            "  free space (in-place): {} bytes of nops at section ends",
+            s.free_bytes
+        );
     }
     println!("  unrelocated fixups:  {}", s.unrelocated_fixups);
 }
@@ -115,9 +134,16 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it into place:
 /// a failure (full disk, unwritable directory) leaves no partial output behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(".{}.padtrim-{}.tmp", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.padtrim-{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -9,21 +9,40 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn runtime_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/runtime-lib")).output().expect("run scripts/runtime-lib");
-        assert!(out.status.success(), "runtime-lib failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(repo().join("scripts/runtime-lib"))
+            .output()
+            .expect("run scripts/runtime-lib");
+        assert!(
+            out.status.success(),
+            "runtime-lib failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8(out.stdout).unwrap();
-        PathBuf::from(stdout.lines().last().expect("runtime-lib printed a path").trim())
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("runtime-lib printed a path")
+                .trim(),
+        )
     })
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("padtrim-trace-test-{}-{}", std::process::id(), name));
+    let d = std::env::temp_dir().join(format!(
+        "padtrim-trace-test-{}-{}",
+        std::process::id(),
+        name
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -42,20 +61,35 @@ fn build(dir: &Path, src: &str) -> PathBuf {
         c.args(["-march=rv64g", "-mabi=lp64d", "-O0"]);
         c
     };
-    cmd.arg("-fpatchable-function-entry=1").arg(&source).arg(runtime_lib()).args(["-Wl,-q", "-lpthread", "-o"]).arg(&exe);
+    cmd.arg("-fpatchable-function-entry=1")
+        .arg(&source)
+        .arg(runtime_lib())
+        .args(["-Wl,-q", "-lpthread", "-o"])
+        .arg(&exe);
     let out = cmd.output().expect("run the cross compiler");
-    assert!(out.status.success(), "building {src}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "building {src}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     exe
 }
 
 fn padtrim(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_padtrim")).args(args).output().expect("run padtrim")
+    Command::new(env!("CARGO_BIN_EXE_padtrim"))
+        .args(args)
+        .output()
+        .expect("run padtrim")
 }
 
 /// `padtrim record` the program; returns (stdout, exit code, trace path).
 fn record(exe: &Path, mode: &str, filter: Option<&str>) -> (String, i32, PathBuf) {
     let trace = exe.with_extension(format!("{mode}.trace"));
-    let mut args = vec!["record".to_string(), "-o".into(), trace.display().to_string()];
+    let mut args = vec![
+        "record".to_string(),
+        "-o".into(),
+        trace.display().to_string(),
+    ];
     if mode == "graph" {
         args.push("--graph".into());
     }
@@ -65,9 +99,20 @@ fn record(exe: &Path, mode: &str, filter: Option<&str>) -> (String, i32, PathBuf
     }
     args.push("--".into());
     args.push(exe.display().to_string());
-    let out = Command::new(env!("CARGO_BIN_EXE_padtrim")).args(&args).output().unwrap();
-    assert!(trace.exists(), "no trace; stderr: {}", String::from_utf8_lossy(&out.stderr));
-    (String::from_utf8(out.stdout).unwrap(), out.status.code().unwrap_or(-1), trace)
+    let out = Command::new(env!("CARGO_BIN_EXE_padtrim"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        trace.exists(),
+        "no trace; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        out.status.code().unwrap_or(-1),
+        trace,
+    )
 }
 
 /// Run the program directly under qemu with PADTRIM_TRACE=`mode` (no trace wanted back).
@@ -77,18 +122,33 @@ fn run_plain(exe: &Path, mode: &str) -> (String, i32) {
         .arg("-E")
         .arg(format!("PADTRIM_TRACE={mode}"))
         .arg("-E")
-        .arg(format!("PADTRIM_OUT={}", exe.with_extension("plain.trace").display()))
+        .arg(format!(
+            "PADTRIM_OUT={}",
+            exe.with_extension("plain.trace").display()
+        ))
         .arg(exe)
         .output()
         .unwrap();
-    (String::from_utf8(out.stdout).unwrap(), out.status.code().unwrap_or(-1))
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        out.status.code().unwrap_or(-1),
+    )
 }
 
 fn replay(trace: &Path, exe: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["replay", trace.to_str().unwrap(), "--elf", exe.to_str().unwrap()];
+    let mut args = vec![
+        "replay",
+        trace.to_str().unwrap(),
+        "--elf",
+        exe.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let out = padtrim(&args);
-    assert!(out.status.success(), "replay: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -164,7 +224,11 @@ fn call_tree(calls: &[Call]) -> BTreeMap<u64, BTreeMap<String, (u64, String)>> {
                 assert!(c.end <= top.end + 1e-6, "{c:?} not nested in {top:?}");
             }
             stack.push(c);
-            let path = stack.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(";");
+            let path = stack
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(";");
             let e = tree.entry(path).or_insert((0, c.how.clone()));
             e.0 += 1;
         }
@@ -184,7 +248,10 @@ fn program_output_is_identical_with_tracing_off_entry_and_graph() {
         let exe = build(&dir, src);
         let base = run_plain(&exe, "off");
         assert!(!base.0.is_empty());
-        assert!(!exe.with_extension("plain.trace").exists(), "tracing off must not write a trace");
+        assert!(
+            !exe.with_extension("plain.trace").exists(),
+            "tracing off must not write a trace"
+        );
         for mode in ["entry", "graph"] {
             let (stdout, code, _) = record(&exe, mode, None);
             assert_eq!((stdout, code), base, "{src} with {mode}");
@@ -241,9 +308,17 @@ fn graph_mode_pairs_entries_and_exits() {
     );
     assert!(tree.values().all(|(_, how)| how == "returned"), "{tree:?}");
     let text = replay(&trace, &exe, &[]);
-    assert!(text.contains("|  main() {") && text.contains("|      leaf();") && text.contains("} /* main */"), "{text}");
+    assert!(
+        text.contains("|  main() {")
+            && text.contains("|      leaf();")
+            && text.contains("} /* main */"),
+        "{text}"
+    );
     let summary = replay(&trace, &exe, &["--summary"]);
-    let fact_line = summary.lines().find(|l| l.ends_with("  fact")).expect("fact in summary");
+    let fact_line = summary
+        .lines()
+        .find(|l| l.ends_with("  fact"))
+        .expect("fact in summary");
     assert_eq!(fact_line.split_whitespace().next(), Some("4"), "{summary}");
 }
 
@@ -256,22 +331,48 @@ fn filter_selects_exactly_the_named_functions() {
     let (_, _, trace) = record(&exe, "entry", Some("fa?t,le*"));
     let mut per_function: BTreeMap<String, u64> = BTreeMap::new();
     for (stack, n) in folded(&trace, &exe) {
-        *per_function.entry(stack.rsplit(';').next().unwrap().to_string()).or_default() += n;
+        *per_function
+            .entry(stack.rsplit(';').next().unwrap().to_string())
+            .or_default() += n;
     }
     assert_eq!(per_function, expect(&[("leaf", 3), ("fact", 4)]));
     let (_, _, trace) = record(&exe, "graph", Some("fa?t,le*"));
     let trees = call_tree(&chrome_calls(&trace, &exe));
-    let counts: BTreeMap<String, u64> = trees.values().next().unwrap().iter().map(|(k, v)| (k.clone(), v.0)).collect();
+    let counts: BTreeMap<String, u64> = trees
+        .values()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0))
+        .collect();
     assert_eq!(
         counts,
-        expect(&[("leaf", 3), ("fact", 1), ("fact;fact", 1), ("fact;fact;fact", 1), ("fact;fact;fact;fact", 1)])
+        expect(&[
+            ("leaf", 3),
+            ("fact", 1),
+            ("fact;fact", 1),
+            ("fact;fact;fact", 1),
+            ("fact;fact;fact;fact", 1)
+        ])
     );
     let (_, _, trace) = record(&exe, "graph", Some("!main,!fact"));
     let trees = call_tree(&chrome_calls(&trace, &exe));
-    let counts: BTreeMap<String, u64> = trees.values().next().unwrap().iter().map(|(k, v)| (k.clone(), v.0)).collect();
+    let counts: BTreeMap<String, u64> = trees
+        .values()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0))
+        .collect();
     assert_eq!(
         counts,
-        expect(&[("mid", 1), ("mid;leaf", 2), ("via_ptr", 1), ("via_ptr;leaf", 1), ("mix", 1)])
+        expect(&[
+            ("mid", 1),
+            ("mid;leaf", 2),
+            ("via_ptr", 1),
+            ("via_ptr;leaf", 1),
+            ("mix", 1)
+        ])
     );
 }
 
@@ -292,7 +393,11 @@ fn threads_get_their_own_nested_call_trees() {
             workers += 1;
             assert_eq!(
                 counts,
-                expect(&[("thread_main", 1), ("thread_main;work", 1500), ("thread_main;work;leaf", 1500)])
+                expect(&[
+                    ("thread_main", 1),
+                    ("thread_main;work", 1500),
+                    ("thread_main;work;leaf", 1500)
+                ])
             );
         }
     }
@@ -328,7 +433,10 @@ fn cxx_exceptions_unwind_through_hooked_frames() {
     let dir = scratch("cxx");
     let exe = build(&dir, "exc.cc");
     let (stdout, code, trace) = record(&exe, "graph", None);
-    assert_eq!((stdout.as_str(), code), ("caught too big\na=2 b=-1 after=3\n", 0));
+    assert_eq!(
+        (stdout.as_str(), code),
+        ("caught too big\na=2 b=-1 after=3\n", 0)
+    );
     let trees = call_tree(&chrome_calls(&trace, &exe));
     let tree = trees.values().next().unwrap();
     let counts: BTreeMap<String, u64> = tree.iter().map(|(k, v)| (k.clone(), v.0)).collect();

@@ -58,7 +58,10 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
                 kind: "pad-too-large".into(),
                 function: Some(f.name.clone()),
                 address: Some(f.pad_address),
-                message: format!("{} at {:#x}: pad {} bytes > limit {}", f.name, f.pad_address, f.pad_bytes, max),
+                message: format!(
+                    "{} at {:#x}: pad {} bytes > limit {}",
+                    f.name, f.pad_address, f.pad_bytes, max
+                ),
             });
         }
     }
@@ -98,14 +101,25 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
             kind: "invalid-entries".into(),
             function: None,
             address: None,
-            message: format!("{} invalid table entries: {}", report.invalid_entries, first.join("; ")),
+            message: format!(
+                "{} invalid table entries: {}",
+                report.invalid_entries,
+                first.join("; ")
+            ),
         });
     }
-    Verdict { pass: findings.is_empty(), sites: report.sites, findings }
+    Verdict {
+        pass: findings.is_empty(),
+        sites: report.sites,
+        findings,
+    }
 }
 
 fn keyed(report: &Report) -> BTreeMap<(String, usize), (u64, u32)> {
-    functions_by_name(report).into_iter().map(|(k, f)| (k, (f.pad_address, f.pad_bytes))).collect()
+    functions_by_name(report)
+        .into_iter()
+        .map(|(k, f)| (k, (f.pad_address, f.pad_bytes)))
+        .collect()
 }
 
 fn compare_baseline(report: &Report, base: &Report, findings: &mut Vec<Finding>) {
@@ -129,10 +143,17 @@ fn compare_baseline(report: &Report, base: &Report, findings: &mut Vec<Finding>)
             kind: "total-grew".into(),
             function: None,
             address: None,
-            message: format!("total pad bytes {} -> {}", base.pad_bytes_total, report.pad_bytes_total),
+            message: format!(
+                "total pad bytes {} -> {}",
+                base.pad_bytes_total, report.pad_bytes_total
+            ),
         });
     }
-    let lost: Vec<&String> = old.keys().filter(|k| !new.contains_key(*k)).map(|k| &k.0).collect();
+    let lost: Vec<&String> = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .map(|k| &k.0)
+        .collect();
     if report.sites < base.sites || !lost.is_empty() {
         let names: Vec<&str> = lost.iter().take(LIST_LIMIT).map(|s| s.as_str()).collect();
         let more = lost.len().saturating_sub(LIST_LIMIT);
@@ -145,8 +166,16 @@ fn compare_baseline(report: &Report, base: &Report, findings: &mut Vec<Finding>)
                 base.sites,
                 report.sites,
                 lost.len(),
-                if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) },
-                if more > 0 { format!(" and {more} more") } else { String::new() }
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", names.join(", "))
+                },
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
             ),
         });
     }

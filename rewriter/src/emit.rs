@@ -43,8 +43,17 @@ fn err(e: object::build::Error) -> Error {
 }
 
 /// Maps a symbol value: section-relative in relocatable files, address otherwise.
-fn map_symbol(file: &ElfFile<'_>, map: &AddressMap, section: Option<usize>, value: u64, size: u64, kind: u8) -> (u64, u64) {
-    let Some(sec) = section else { return (value, size) };
+fn map_symbol(
+    file: &ElfFile<'_>,
+    map: &AddressMap,
+    section: Option<usize>,
+    value: u64,
+    size: u64,
+    kind: u8,
+) -> (u64, u64) {
+    let Some(sec) = section else {
+        return (value, size);
+    };
     let s = &file.sections[sec];
     if file.kind.is_linked() && !s.is_alloc() {
         return (value, size);
@@ -52,12 +61,17 @@ fn map_symbol(file: &ElfFile<'_>, map: &AddressMap, section: Option<usize>, valu
     if kind == elf::STT_SECTION.0 {
         return (map.section(sec).map_or(value, |m| m.new_addr), size);
     }
-    let new = if file.kind.is_linked() { map.map(value) } else { map.map_in(sec, value) };
+    let new = if file.kind.is_linked() {
+        map.map(value)
+    } else {
+        map.map_in(sec, value)
+    };
     let new_size = if size > 0 && map.section(sec).is_some_and(|m| !m.edits().is_empty()) {
         let end = if file.kind.is_linked() {
             map.map_end(value + size)
         } else {
-            map.section(sec).map_or(value + size, |m| m.map_end(value + size))
+            map.section(sec)
+                .map_or(value + size, |m| m.map_end(value + size))
         };
         end.saturating_sub(new)
     } else {
@@ -67,7 +81,12 @@ fn map_symbol(file: &ElfFile<'_>, map: &AddressMap, section: Option<usize>, valu
 }
 
 /// Writes the rewritten file.
-pub fn emit(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, table: Option<NewSection>) -> Result<Vec<u8>> {
+pub fn emit(
+    file: &ElfFile<'_>,
+    plan: &Plan,
+    fixed: &Fixed,
+    table: Option<NewSection>,
+) -> Result<Vec<u8>> {
     let mut b = Builder::read(file.data).map_err(err)?;
     let map = &plan.map;
     let ids: Vec<_> = b.sections.iter().map(|s| s.id()).collect();
@@ -90,7 +109,12 @@ pub fn emit(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, table: Option<NewSec
         if let Some(data) = fixed.data.get(&index) {
             match &mut sec.data {
                 SectionData::Data(d) | SectionData::Note(d) => *d = data.clone().into(),
-                _ => return Err(Error::malformed(format!("section {} changed but is not plain data", orig.name))),
+                _ => {
+                    return Err(Error::malformed(format!(
+                        "section {} changed but is not plain data",
+                        orig.name
+                    )))
+                }
             }
         }
         if let Some(new) = fixed.relocs.get(&index) {
@@ -121,7 +145,9 @@ pub fn emit(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, table: Option<NewSec
         }
     }
     for (pos, sym) in b.symbols.iter_mut().enumerate() {
-        let Some(orig) = file.symbols.get(pos + 1) else { break };
+        let Some(orig) = file.symbols.get(pos + 1) else {
+            break;
+        };
         if orig.name == "__global_pointer$" && orig.section().is_none() {
             sym.st_value = map.map(orig.value);
             continue;
@@ -131,7 +157,9 @@ pub fn emit(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, table: Option<NewSec
         sym.st_size = s;
     }
     for (pos, sym) in b.dynamic_symbols.iter_mut().enumerate() {
-        let Some(orig) = dynsyms.get(pos + 1) else { break };
+        let Some(orig) = dynsyms.get(pos + 1) else {
+            break;
+        };
         let (v, s) = map_symbol(file, map, orig.section(), orig.value, orig.size, orig.kind);
         sym.st_value = v;
         sym.st_size = s;
@@ -139,7 +167,9 @@ pub fn emit(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, table: Option<NewSec
     if file.kind.is_linked() {
         b.header.e_entry = map.map(file.entry);
         for (k, seg) in b.segments.iter_mut().enumerate() {
-            let Some(&(vaddr, offset, filesz, memsz)) = plan.segments.get(k) else { break };
+            let Some(&(vaddr, offset, filesz, memsz)) = plan.segments.get(k) else {
+                break;
+            };
             let phys_delta = seg.p_vaddr.wrapping_sub(seg.p_paddr);
             seg.p_vaddr = vaddr;
             seg.p_paddr = vaddr.wrapping_sub(phys_delta);
@@ -160,7 +190,11 @@ pub fn emit(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, table: Option<NewSec
 /// Adds an allocated section right after `t.after` in section-table order, by shifting the
 /// contents of every later section one slot up (the writer places allocated sections in
 /// table order, so a new one cannot simply go at the end).
-fn insert_section(b: &mut Builder<'_>, ids: &[object::build::elf::SectionId], t: NewSection) -> Result<()> {
+fn insert_section(
+    b: &mut Builder<'_>,
+    ids: &[object::build::elf::SectionId],
+    t: NewSection,
+) -> Result<()> {
     let new_id = b.sections.add().id();
     let at = t.after; // original index; its builder position is at - 1, new one goes at `at`
     let mut all: Vec<_> = ids.to_vec();
@@ -271,7 +305,9 @@ fn fix_nonalloc_segments(file: &ElfFile<'_>, out: &mut [u8]) -> Result<()> {
     }
     let (is_64, new_off, fixes) = {
         let new = crate::elf::parse(out)?;
-        let Some(attrs) = new.section_by_name(".riscv.attributes") else { return Ok(()) };
+        let Some(attrs) = new.section_by_name(".riscv.attributes") else {
+            return Ok(());
+        };
         let fixes: Vec<usize> = new
             .segments
             .iter()

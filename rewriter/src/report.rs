@@ -121,7 +121,10 @@ impl Report {
             row.0 += 1;
             row.1 += u64::from(site.pad_bytes);
             functions.push(FunctionRow {
-                name: site.symbol.map_or("?", |s| file.symbols[s].name).to_string(),
+                name: site
+                    .symbol
+                    .map_or("?", |s| file.symbols[s].name)
+                    .to_string(),
                 section: file.sections[site.section].name.to_string(),
                 address: site.func_addr,
                 pad_address: site.entry,
@@ -142,7 +145,13 @@ impl Report {
             .filter(|s| s.is_exec() && (s.is_alloc() || !file.kind.is_linked()))
             .map(|s| {
                 let (sites, pad_bytes) = per_section.get(&s.index).copied().unwrap_or_default();
-                SectionRow { name: s.name.to_string(), address: s.addr, size: s.size, sites, pad_bytes }
+                SectionRow {
+                    name: s.name.to_string(),
+                    address: s.addr,
+                    size: s.size,
+                    sites,
+                    pad_bytes,
+                }
             })
             .collect();
         let text_bytes: u64 = sections.iter().map(|s| s.size).sum();
@@ -161,7 +170,11 @@ impl Report {
             projected_saving_bytes: projection.removed,
             projected_alignment_bytes: projection.alignment,
             text_bytes,
-            pad_share_of_text: if text_bytes == 0 { 0.0 } else { pad_bytes_total as f64 / text_bytes as f64 },
+            pad_share_of_text: if text_bytes == 0 {
+                0.0
+            } else {
+                pad_bytes_total as f64 / text_bytes as f64
+            },
             sections,
             functions,
             zero_entries: scan.zero_entries(),
@@ -170,7 +183,10 @@ impl Report {
             problems: scan
                 .problems
                 .iter()
-                .map(|p| ProblemRow { address: p.address, reason: p.problem.to_string() })
+                .map(|p| ProblemRow {
+                    address: p.address,
+                    reason: p.problem.to_string(),
+                })
                 .collect(),
         }
     }
@@ -183,7 +199,10 @@ impl Report {
             "{}: {} {} RISC-V{}, table from {:?}",
             self.file,
             self.class,
-            serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            serde_json::to_value(self.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             if self.rvc { " (C extension)" } else { "" },
             self.table_source
         );
@@ -208,24 +227,56 @@ impl Report {
             let _ = writeln!(out, "  {:>4} bytes  {:>8} pads", size, count);
         }
         let _ = writeln!(out, "\nexecutable sections:");
-        let _ = writeln!(out, "  {:<28} {:>18} {:>10} {:>8} {:>10}", "section", "address", "size", "sites", "pad bytes");
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>18} {:>10} {:>8} {:>10}",
+            "section", "address", "size", "sites", "pad bytes"
+        );
         for s in &self.sections {
-            let _ = writeln!(out, "  {:<28} {:>#18x} {:>10} {:>8} {:>10}", s.name, s.address, s.size, s.sites, s.pad_bytes);
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>#18x} {:>10} {:>8} {:>10}",
+                s.name, s.address, s.size, s.sites, s.pad_bytes
+            );
         }
         if self.zero_entries + self.invalid_entries > 0 {
-            let _ = writeln!(out, "\nproblems: {} zero entries, {} invalid entries", self.zero_entries, self.invalid_entries);
+            let _ = writeln!(
+                out,
+                "\nproblems: {} zero entries, {} invalid entries",
+                self.zero_entries, self.invalid_entries
+            );
             for p in self.problems.iter().take(20) {
                 let _ = writeln!(out, "  {:#x}: {}", p.address, p.reason);
             }
         }
         let shown = self.functions.len().min(top);
-        let _ = writeln!(out, "\nfunctions ({} of {}, largest pads first):", shown, self.functions.len());
+        let _ = writeln!(
+            out,
+            "\nfunctions ({} of {}, largest pads first):",
+            shown,
+            self.functions.len()
+        );
         let mut rows: Vec<&FunctionRow> = self.functions.iter().collect();
-        rows.sort_by(|a, b| b.pad_bytes.cmp(&a.pad_bytes).then(a.pad_address.cmp(&b.pad_address)));
-        let _ = writeln!(out, "  {:<40} {:>18} {:>5} {:>5} {:>7} {:>6}", "function", "pad address", "bytes", "pre", "kind", "align");
+        rows.sort_by(|a, b| {
+            b.pad_bytes
+                .cmp(&a.pad_bytes)
+                .then(a.pad_address.cmp(&b.pad_address))
+        });
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>18} {:>5} {:>5} {:>7} {:>6}",
+            "function", "pad address", "bytes", "pre", "kind", "align"
+        );
         for f in rows.into_iter().take(top) {
-            let kind = serde_json::to_value(f.nop_kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-            let _ = writeln!(out, "  {:<40} {:>#18x} {:>5} {:>5} {:>7} {:>6}", f.name, f.pad_address, f.pad_bytes, f.pre_bytes, kind, f.align);
+            let kind = serde_json::to_value(f.nop_kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>#18x} {:>5} {:>5} {:>7} {:>6}",
+                f.name, f.pad_address, f.pad_bytes, f.pre_bytes, kind, f.align
+            );
         }
         out
     }
@@ -277,16 +328,26 @@ impl ReportDiff {
         };
         for (key, &new_bytes) in &new_rows {
             match old_rows.get(key) {
-                None => diff.added.push(DiffRow { name: key.0.clone(), old_bytes: 0, new_bytes }),
-                Some(&old_bytes) if old_bytes != new_bytes => {
-                    diff.changed.push(DiffRow { name: key.0.clone(), old_bytes, new_bytes })
-                }
+                None => diff.added.push(DiffRow {
+                    name: key.0.clone(),
+                    old_bytes: 0,
+                    new_bytes,
+                }),
+                Some(&old_bytes) if old_bytes != new_bytes => diff.changed.push(DiffRow {
+                    name: key.0.clone(),
+                    old_bytes,
+                    new_bytes,
+                }),
                 Some(_) => {}
             }
         }
         for (key, &old_bytes) in &old_rows {
             if !new_rows.contains_key(key) {
-                diff.removed.push(DiffRow { name: key.0.clone(), old_bytes, new_bytes: 0 });
+                diff.removed.push(DiffRow {
+                    name: key.0.clone(),
+                    old_bytes,
+                    new_bytes: 0,
+                });
             }
         }
         diff
@@ -314,7 +375,11 @@ impl ReportDiff {
             self.removed.len(),
             self.changed.len()
         );
-        for (tag, rows) in [("+", &self.added), ("-", &self.removed), ("~", &self.changed)] {
+        for (tag, rows) in [
+            ("+", &self.added),
+            ("-", &self.removed),
+            ("~", &self.changed),
+        ] {
             for r in rows {
                 let _ = writeln!(
                     out,
@@ -344,5 +409,8 @@ pub fn functions_by_name(report: &Report) -> BTreeMap<(String, usize), &Function
 }
 
 fn by_name(report: &Report) -> BTreeMap<(String, usize), u32> {
-    functions_by_name(report).into_iter().map(|(k, f)| (k, f.pad_bytes)).collect()
+    functions_by_name(report)
+        .into_iter()
+        .map(|(k, f)| (k, f.pad_bytes))
+        .collect()
 }

@@ -67,7 +67,9 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
     let file = elf::parse(data)?;
     let scan = scan(&file)?;
     if scan.source == TableSource::None {
-        return Err(Error::Unsupported("no __patchable_function_entries table: nothing to rewrite".into()));
+        return Err(Error::Unsupported(
+            "no __patchable_function_entries table: nothing to rewrite".into(),
+        ));
     }
     if let Some(p) = scan.problems.first() {
         return Err(Error::refused(format!(
@@ -78,7 +80,9 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         )));
     }
     if file.kind == FileKind::Relocatable {
-        return Err(Error::Unsupported("rewriting relocatable objects (.o) is not implemented yet".into()));
+        return Err(Error::Unsupported(
+            "rewriting relocatable objects (.o) is not implemented yet".into(),
+        ));
     }
     if file.kind == FileKind::Vmlinux && opts.slot < 8 && !opts.force {
         return Err(Error::refused(format!(
@@ -88,8 +92,17 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
             opts.slot
         )));
     }
-    let layout = opts.layout.unwrap_or(if file.kind == FileKind::Vmlinux { Layout::InPlace } else { Layout::Pack });
-    let text_before: u64 = file.sections.iter().filter(|s| s.is_exec() && s.is_alloc()).map(|s| s.size).sum();
+    let layout = opts.layout.unwrap_or(if file.kind == FileKind::Vmlinux {
+        Layout::InPlace
+    } else {
+        Layout::Pack
+    });
+    let text_before: u64 = file
+        .sections
+        .iter()
+        .filter(|s| s.is_exec() && s.is_alloc())
+        .map(|s| s.size)
+        .sum();
     let base_stats = RewriteStats {
         sites: scan.sites.len(),
         bytes_removed: 0,
@@ -107,8 +120,14 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         table: false,
     };
     // Already rewritten to this slot size: nothing to do, byte for byte.
-    let done = scan.sites.iter().all(|s| s.pad_bytes - s.pre_bytes <= opts.slot.max(if opts.slot == 4 { 4 } else { 0 }) && s.pre_bytes <= opts.pre)
-        && (opts.slot != 4 || scan.sites.iter().all(|s| s.func_addr % 4 == 0 && s.nop_kind != crate::scan::NopKind::CNop));
+    let done = scan.sites.iter().all(|s| {
+        s.pad_bytes - s.pre_bytes <= opts.slot.max(if opts.slot == 4 { 4 } else { 0 })
+            && s.pre_bytes <= opts.pre
+    }) && (opts.slot != 4
+        || scan
+            .sites
+            .iter()
+            .all(|s| s.func_addr % 4 == 0 && s.nop_kind != crate::scan::NopKind::CNop));
     if done {
         return Ok((data.to_vec(), base_stats));
     }
@@ -117,14 +136,32 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
 
     let ptr = file.ptr_size() as u64;
     let with_table = opts.slot >= 4 && file.kind != FileKind::Vmlinux;
-    let table_bytes = if with_table { scan.sites.len() as u64 * ptr } else { 0 };
-    let options = PlanOptions { slot: opts.slot, pre: opts.pre, layout, table_bytes };
+    let table_bytes = if with_table {
+        scan.sites.len() as u64 * ptr
+    } else {
+        0
+    };
+    let options = PlanOptions {
+        slot: opts.slot,
+        pre: opts.pre,
+        layout,
+        table_bytes,
+    };
     // The table needs room in the freed bytes; when there is none (small slots gain little
     // over the pad), the file is rewritten without it and the stats say so.
     let (plan, with_table) = match plan(&file, &scan.sites, &relocs, options) {
-        Err(Error::Refused(m)) if with_table && m.contains("__mcount_loc") => {
-            (plan(&file, &scan.sites, &relocs, PlanOptions { table_bytes: 0, ..options })?, false)
-        }
+        Err(Error::Refused(m)) if with_table && m.contains("__mcount_loc") => (
+            plan(
+                &file,
+                &scan.sites,
+                &relocs,
+                PlanOptions {
+                    table_bytes: 0,
+                    ..options
+                },
+            )?,
+            false,
+        ),
         other => (other?, with_table),
     };
     let mut fixed = relocate(&file, &scan.sites, &plan, &relocs)?;
@@ -138,8 +175,21 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
             bytes.extend_from_slice(&s.to_le_bytes()[..ptr as usize]);
         }
         let after = table_anchor(&file, &plan, addr)?;
-        fill_descriptor(&file, &plan, &mut fixed, opts.slot, addr, slots.len() as u64)?;
-        table = Some(NewSection { name: MCOUNT_SECTION, addr, offset, data: bytes, after });
+        fill_descriptor(
+            &file,
+            &plan,
+            &mut fixed,
+            opts.slot,
+            addr,
+            slots.len() as u64,
+        )?;
+        table = Some(NewSection {
+            name: MCOUNT_SECTION,
+            addr,
+            offset,
+            data: bytes,
+            after,
+        });
     }
     let out = emit(&file, &plan, &fixed, table)?;
 
@@ -157,7 +207,11 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
     stats.alignment_bytes = plan.alignment_bytes;
     stats.unrelocated_fixups = fixed.unrelocated_fixups;
     stats.free_bytes = plan.free.values().sum();
-    stats.relocation_types = fixed.types.iter().map(|(t, n)| (reloc_name(*t), *n)).collect();
+    stats.relocation_types = fixed
+        .types
+        .iter()
+        .map(|(t, n)| (reloc_name(*t), *n))
+        .collect();
     stats.unchanged = false;
     stats.table = with_table && plan.table.is_some();
     Ok((out, stats))
@@ -169,7 +223,11 @@ fn table_anchor(file: &ElfFile<'_>, plan: &crate::plan::Plan, table_addr: u64) -
     plan.map
         .moves()
         .iter()
-        .filter(|m| file.sections[m.index].is_alloc() && m.new_addr + m.new_size <= table_addr && m.new_size > 0)
+        .filter(|m| {
+            file.sections[m.index].is_alloc()
+                && m.new_addr + m.new_size <= table_addr
+                && m.new_size > 0
+        })
         .max_by_key(|m| (m.new_addr + m.new_size, m.index))
         .map(|m| m.index)
         .ok_or_else(|| Error::refused("cannot find where the __mcount_loc table goes"))
@@ -184,21 +242,33 @@ fn fill_descriptor(
     table_addr: u64,
     count: u64,
 ) -> Result<()> {
-    let Some(sym) = file.symbol_by_name(DESCRIPTOR_SYMBOL) else { return Ok(()) };
-    let Some(sec) = sym.section() else { return Ok(()) };
+    let Some(sym) = file.symbol_by_name(DESCRIPTOR_SYMBOL) else {
+        return Ok(());
+    };
+    let Some(sec) = sym.section() else {
+        return Ok(());
+    };
     let section = &file.sections[sec];
     if section.is_nobits() || section.is_exec() {
-        return Err(Error::refused(format!("{DESCRIPTOR_SYMBOL} must be in initialised data, not {}", section.name)));
+        return Err(Error::refused(format!(
+            "{DESCRIPTOR_SYMBOL} must be in initialised data, not {}",
+            section.name
+        )));
     }
     let new_addr = plan.map.map(sym.value);
     let new_base = plan.map.section(sec).map_or(section.addr, |m| m.new_addr);
-    let bytes = fixed.data.entry(sec).or_insert_with(|| file.section_data(section).unwrap_or(&[]).to_vec());
+    let bytes = fixed
+        .data
+        .entry(sec)
+        .or_insert_with(|| file.section_data(section).unwrap_or(&[]).to_vec());
     let off = (new_addr - new_base) as usize;
     let desc = bytes
         .get_mut(off..off + 56)
         .ok_or_else(|| Error::refused(format!("{DESCRIPTOR_SYMBOL} runs past its section")))?;
     if &desc[..8] != b"PADTRIM\0" {
-        return Err(Error::refused(format!("{DESCRIPTOR_SYMBOL} has the wrong magic: runtime version mismatch?")));
+        return Err(Error::refused(format!(
+            "{DESCRIPTOR_SYMBOL} has the wrong magic: runtime version mismatch?"
+        )));
     }
     desc[12..16].copy_from_slice(&slot.to_le_bytes());
     desc[16..24].copy_from_slice(&new_addr.to_le_bytes());
@@ -209,9 +279,15 @@ fn fill_descriptor(
 }
 
 /// Linked inputs must carry their relocations for every executable section with pads.
-fn require_emit_relocs(file: &ElfFile<'_>, scan: &crate::scan::Scan, relocs: &[crate::elf::RelocSection]) -> Result<()> {
+fn require_emit_relocs(
+    file: &ElfFile<'_>,
+    scan: &crate::scan::Scan,
+    relocs: &[crate::elf::RelocSection],
+) -> Result<()> {
     for s in &scan.sites {
-        let has = relocs.iter().any(|r| r.target == s.section && !file.sections[r.index].is_alloc());
+        let has = relocs
+            .iter()
+            .any(|r| r.target == s.section && !file.sections[r.index].is_alloc());
         if !has {
             return Err(Error::refused(format!(
                 "section {} has no relocations: link with -Wl,--emit-relocs (-q)",
@@ -225,14 +301,68 @@ fn require_emit_relocs(file: &ElfFile<'_>, scan: &crate::scan::Scan, relocs: &[c
 /// `R_RISCV_*` name of a relocation type (psABI numbering).
 pub fn reloc_name(t: u32) -> String {
     const NAMES: &[&str] = &[
-        "NONE", "32", "64", "RELATIVE", "COPY", "JUMP_SLOT", "TLS_DTPMOD32", "TLS_DTPMOD64",
-        "TLS_DTPREL32", "TLS_DTPREL64", "TLS_TPREL32", "TLS_TPREL64", "TLSDESC", "", "", "",
-        "BRANCH", "JAL", "CALL", "CALL_PLT", "GOT_HI20", "TLS_GOT_HI20", "TLS_GD_HI20",
-        "PCREL_HI20", "PCREL_LO12_I", "PCREL_LO12_S", "HI20", "LO12_I", "LO12_S", "TPREL_HI20",
-        "TPREL_LO12_I", "TPREL_LO12_S", "TPREL_ADD", "ADD8", "ADD16", "ADD32", "ADD64", "SUB8",
-        "SUB16", "SUB32", "SUB64", "GOT32_PCREL", "", "ALIGN", "RVC_BRANCH", "RVC_JUMP",
-        "RVC_LUI", "GPREL_I", "GPREL_S", "TPREL_I", "TPREL_S", "RELAX", "SUB6", "SET6", "SET8",
-        "SET16", "SET32", "32_PCREL", "IRELATIVE", "PLT32", "SET_ULEB128", "SUB_ULEB128",
+        "NONE",
+        "32",
+        "64",
+        "RELATIVE",
+        "COPY",
+        "JUMP_SLOT",
+        "TLS_DTPMOD32",
+        "TLS_DTPMOD64",
+        "TLS_DTPREL32",
+        "TLS_DTPREL64",
+        "TLS_TPREL32",
+        "TLS_TPREL64",
+        "TLSDESC",
+        "",
+        "",
+        "",
+        "BRANCH",
+        "JAL",
+        "CALL",
+        "CALL_PLT",
+        "GOT_HI20",
+        "TLS_GOT_HI20",
+        "TLS_GD_HI20",
+        "PCREL_HI20",
+        "PCREL_LO12_I",
+        "PCREL_LO12_S",
+        "HI20",
+        "LO12_I",
+        "LO12_S",
+        "TPREL_HI20",
+        "TPREL_LO12_I",
+        "TPREL_LO12_S",
+        "TPREL_ADD",
+        "ADD8",
+        "ADD16",
+        "ADD32",
+        "ADD64",
+        "SUB8",
+        "SUB16",
+        "SUB32",
+        "SUB64",
+        "GOT32_PCREL",
+        "",
+        "ALIGN",
+        "RVC_BRANCH",
+        "RVC_JUMP",
+        "RVC_LUI",
+        "GPREL_I",
+        "GPREL_S",
+        "TPREL_I",
+        "TPREL_S",
+        "RELAX",
+        "SUB6",
+        "SET6",
+        "SET8",
+        "SET16",
+        "SET32",
+        "32_PCREL",
+        "IRELATIVE",
+        "PLT32",
+        "SET_ULEB128",
+        "SUB_ULEB128",
     ];
     match NAMES.get(t as usize) {
         Some(n) if !n.is_empty() => format!("R_RISCV_{n}"),

@@ -86,6 +86,11 @@ pub enum Problem {
     },
     /// A relocatable table entry without a relocation, or one against an unusable symbol.
     Unresolved,
+    /// The entry has no function of its own and follows a nop: it points inside a pad.
+    NotRunStart {
+        /// Address of the closest function symbol before the entry.
+        function: u64,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -100,6 +105,10 @@ impl std::fmt::Display for Problem {
                 "is {offset} bytes from its function's symbol where the other sites are {expected}"
             ),
             Problem::Unresolved => write!(f, "table entry has no usable relocation"),
+            Problem::NotRunStart { function } => write!(
+                f,
+                "is not at the start of a nop run (inside the pad of the function at {function:#x})"
+            ),
         }
     }
 }
@@ -149,7 +158,10 @@ pub struct Scan {
 impl Scan {
     /// Number of zero entries.
     pub fn zero_entries(&self) -> usize {
-        self.problems.iter().filter(|p| p.problem == Problem::Zero).count()
+        self.problems
+            .iter()
+            .filter(|p| p.problem == Problem::Zero)
+            .count()
     }
     /// Number of invalid entries other than zero ones.
     pub fn invalid_entries(&self) -> usize {
@@ -175,7 +187,11 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
     let mut located: Vec<(usize, u64)> = Vec::with_capacity(raw.len());
     for e in &raw {
         if e.address == 0 && file.kind.is_linked() {
-            problems.push(SiteProblem { address: 0, section: None, problem: Problem::Zero });
+            problems.push(SiteProblem {
+                address: 0,
+                section: None,
+                problem: Problem::Zero,
+            });
             continue;
         }
         let section = match e.section {
@@ -216,14 +232,14 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
             _ => data.len() - off,
         };
         let run = nop_run(&data[off..off + limit], file.rvc());
-        if !on_boundary(file, &labels, section, entry, data) {
+        let Boundary::Start { previous } = on_boundary(file, &labels, section, entry, data) else {
             problems.push(SiteProblem {
                 address: entry,
                 section: Some(section),
                 problem: Problem::MidInstruction,
             });
             continue;
-        }
+        };
         let state = if run.bytes > 0 {
             SiteState::Nops
         } else {
@@ -243,7 +259,21 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
             SiteState::Nops => (run.bytes, run.insns),
             SiteState::Patched(raw) => (insn_len(raw as u16) as u32, 1),
         };
-        let symbol = labels.function_for(section, entry, u64::from(bytes));
+        let symbol = match labels.function_for(section, entry, u64::from(bytes)) {
+            Some(Owner::Own(s)) => Some(s),
+            // No label of its own (an overridden weak function, a stripped static one): an
+            // anonymous pad, unless it continues a nop run, i.e. the entry points into a pad.
+            Some(Owner::Before(s)) if previous.is_some_and(is_nop) => {
+                let func = file.symbols[s].value;
+                problems.push(SiteProblem {
+                    address: entry,
+                    section: Some(section),
+                    problem: Problem::NotRunStart { function: func },
+                });
+                continue;
+            }
+            _ => None,
+        };
         let func_addr = symbol.map_or(entry, |s| file.symbols[s].value);
         sites.push(PatchSite {
             section,
@@ -262,9 +292,14 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
     // Sites whose distance to their function differs from the binary's usual one.
     let mut entry_offsets = BTreeMap::new();
     for s in sites.iter().filter(|s| s.symbol.is_some()) {
-        *entry_offsets.entry(s.func_addr as i64 - s.entry as i64).or_insert(0) += 1;
+        *entry_offsets
+            .entry(s.func_addr as i64 - s.entry as i64)
+            .or_insert(0) += 1;
     }
-    if let Some((&expected, _)) = entry_offsets.iter().max_by_key(|(k, v)| (**v, -(**k).abs())) {
+    if let Some((&expected, _)) = entry_offsets
+        .iter()
+        .max_by_key(|(k, v)| (**v, -(**k).abs()))
+    {
         sites.retain(|s| {
             let offset = s.func_addr as i64 - s.entry as i64;
             if s.symbol.is_none() || offset == expected {
@@ -279,14 +314,25 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
         });
     }
     problems.sort_by_key(|p| p.address);
-    Ok(Scan { sites, problems, entries, source, entry_offsets, table_addr })
+    Ok(Scan {
+        sites,
+        problems,
+        entries,
+        source,
+        entry_offsets,
+        table_addr,
+    })
 }
 
 fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<u64>)> {
     if file.kind == FileKind::Vmlinux {
         return read_kernel_table(file);
     }
-    let tables: Vec<_> = file.sections.iter().filter(|s| s.name == TABLE_SECTION).collect();
+    let tables: Vec<_> = file
+        .sections
+        .iter()
+        .filter(|s| s.name == TABLE_SECTION)
+        .collect();
     if tables.is_empty() {
         return Ok((Vec::new(), TableSource::None, None));
     }
@@ -298,7 +344,10 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
             let Some(rs) = relocs.iter().find(|r| r.target == table.index) else {
                 // No relocations: every entry is unresolved.
                 for _ in 0..table.size / ptr as u64 {
-                    out.push(RawEntry { section: None, address: 0 });
+                    out.push(RawEntry {
+                        section: None,
+                        address: 0,
+                    });
                 }
                 continue;
             };
@@ -314,7 +363,10 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
                         section: Some(section),
                         address: s.value.wrapping_add(r.addend as u64),
                     },
-                    None => RawEntry { section: None, address: 0 },
+                    None => RawEntry {
+                        section: None,
+                        address: 0,
+                    },
                 });
             }
         }
@@ -324,7 +376,11 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
     let mut relative: BTreeMap<u64, u64> = BTreeMap::new();
     for rs in &relocs {
         if file.sections[rs.index].is_alloc() {
-            for r in rs.relocs.iter().filter(|r| r.r_type == elf::R_RISCV_RELATIVE.0) {
+            for r in rs
+                .relocs
+                .iter()
+                .filter(|r| r.r_type == elf::R_RISCV_RELATIVE.0)
+            {
                 relative.insert(r.offset, r.addend as u64);
             }
         }
@@ -338,7 +394,10 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
                 .copied()
                 .or_else(|| read_uint(chunk, 0, ptr))
                 .ok_or_else(|| Error::malformed(format!("{TABLE_SECTION}: truncated entry")))?;
-            out.push(RawEntry { section: None, address: value });
+            out.push(RawEntry {
+                section: None,
+                address: value,
+            });
         }
     }
     Ok((out, TableSource::Section, Some(tables[0].addr)))
@@ -348,10 +407,14 @@ fn read_kernel_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, 
     let start = file.symbol_by_name("__start_mcount_loc").map(|s| s.value);
     let stop = file.symbol_by_name("__stop_mcount_loc").map(|s| s.value);
     let (Some(start), Some(stop)) = (start, stop) else {
-        return Err(Error::malformed("vmlinux without __start_mcount_loc/__stop_mcount_loc"));
+        return Err(Error::malformed(
+            "vmlinux without __start_mcount_loc/__stop_mcount_loc",
+        ));
     };
     if stop < start {
-        return Err(Error::malformed("__stop_mcount_loc is before __start_mcount_loc"));
+        return Err(Error::malformed(
+            "__stop_mcount_loc is before __start_mcount_loc",
+        ));
     }
     if stop == start {
         return Ok((Vec::new(), TableSource::KernelMcountLoc, Some(start)));
@@ -368,7 +431,10 @@ fn read_kernel_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, 
     for i in 0..count {
         let v = read_uint(data, base + i * ptr as usize, ptr as usize)
             .ok_or_else(|| Error::malformed("mcount_loc table runs past its section"))?;
-        out.push(RawEntry { section: None, address: v });
+        out.push(RawEntry {
+            section: None,
+            address: v,
+        });
     }
     Ok((out, TableSource::KernelMcountLoc, Some(start)))
 }
@@ -401,12 +467,18 @@ fn nop_run(bytes: &[u8], rvc: bool) -> NopRun {
         (false, true) => NopKind::Nop,
         (false, false) => NopKind::None,
     };
-    NopRun { bytes: off as u32, insns, kind }
+    NopRun {
+        bytes: off as u32,
+        insns,
+        kind,
+    }
 }
 
 /// Reads one instruction (2 or 4 bytes) as a u32; 0 if too short.
 fn read_insn(bytes: &[u8]) -> u32 {
-    let Some(lo) = read_uint(bytes, 0, 2) else { return 0 };
+    let Some(lo) = read_uint(bytes, 0, 2) else {
+        return 0;
+    };
     if insn_len(lo as u16) == 2 {
         lo as u32
     } else {
@@ -429,22 +501,57 @@ fn alignment_of(addr: u64) -> u32 {
     }
 }
 
-/// True if `entry` starts an instruction, decoding lengths from the closest code label
-/// before it. Unknowable cases (no label, very long distance) count as a boundary.
-fn on_boundary(file: &ElfFile<'_>, labels: &CodeLabels, section: usize, entry: u64, data: &[u8]) -> bool {
-    let Some(start) = labels.at_or_before(section, entry) else { return true };
+/// Whether an entry starts an instruction, found by decoding lengths from the closest code
+/// label before it. Unknowable cases (no label, very long distance) count as a start.
+enum Boundary {
+    /// The entry starts an instruction; `previous` is the one before it, when known.
+    Start { previous: Option<u32> },
+    /// The entry is inside an instruction.
+    Inside,
+}
+
+fn on_boundary(
+    file: &ElfFile<'_>,
+    labels: &CodeLabels,
+    section: usize,
+    entry: u64,
+    data: &[u8],
+) -> Boundary {
+    let unknown = Boundary::Start { previous: None };
+    let Some(start) = labels.at_or_before(section, entry) else {
+        return unknown;
+    };
     let start = file.symbols[start].value;
     if entry - start > 1 << 20 {
-        return true;
+        return unknown;
     }
     let base = file.sections[section].addr;
-    let mut at = start;
+    let (mut at, mut previous) = (start, None);
     while at < entry {
         let off = (at - base) as usize;
-        let Some(parcel) = read_uint(data, off, 2) else { return true };
+        let Some(parcel) = read_uint(data, off, 2) else {
+            return unknown;
+        };
+        previous = Some(read_insn(&data[off..]));
         at += insn_len(parcel as u16) as u64;
     }
-    at == entry
+    if at == entry {
+        Boundary::Start { previous }
+    } else {
+        Boundary::Inside
+    }
+}
+
+fn is_nop(raw: u32) -> bool {
+    raw == NOP || raw == u32::from(C_NOP)
+}
+
+/// Whose pad a site is: a label inside the pad, or only one before it.
+enum Owner {
+    /// A label lies inside `[entry, entry + pad]`: the pad's own function.
+    Own(usize),
+    /// Only a label before the entry: the pad has no function symbol of its own.
+    Before(usize),
 }
 
 /// Code labels (function symbols and named untyped labels) sorted by (section, address),
@@ -471,23 +578,29 @@ impl CodeLabels {
 
     /// The function a pad belongs to: the first label inside `[entry, entry + pad]`, else
     /// the last label before `entry`.
-    fn function_for(&self, section: usize, entry: u64, pad: u64) -> Option<usize> {
-        let i = self.sorted.partition_point(|&(s, v, _, _)| (s, v) < (section, entry));
+    fn function_for(&self, section: usize, entry: u64, pad: u64) -> Option<Owner> {
+        let i = self
+            .sorted
+            .partition_point(|&(s, v, _, _)| (s, v) < (section, entry));
         match self.sorted.get(i) {
-            Some(&(s, v, _, idx)) if s == section && v <= entry + pad => Some(idx),
-            _ => self.at_or_before(section, entry),
+            Some(&(s, v, _, idx)) if s == section && v <= entry + pad => Some(Owner::Own(idx)),
+            _ => self.at_or_before(section, entry).map(Owner::Before),
         }
     }
 
     /// The last label at or before `addr` in `section`.
     fn at_or_before(&self, section: usize, addr: u64) -> Option<usize> {
-        let i = self.sorted.partition_point(|&(s, v, _, _)| (s, v) <= (section, addr));
+        let i = self
+            .sorted
+            .partition_point(|&(s, v, _, _)| (s, v) <= (section, addr));
         let &(s, v, _, _) = self.sorted.get(i.checked_sub(1)?)?;
         if s != section {
             return None;
         }
         // Prefer a function symbol among labels at the same address.
-        let first = self.sorted.partition_point(|&(s2, v2, _, _)| (s2, v2) < (s, v));
+        let first = self
+            .sorted
+            .partition_point(|&(s2, v2, _, _)| (s2, v2) < (s, v));
         Some(self.sorted[first].3)
     }
 }

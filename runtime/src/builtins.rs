@@ -17,11 +17,19 @@ pub fn mul_i128_overflow(a: i128, b: i128) -> (i128, bool) {
     }
     let (mag, carry) = low.overflowing_add(cross << 64);
     over |= carry;
-    let limit = if neg { 1u128 << 127 } else { (1u128 << 127) - 1 };
+    let limit = if neg {
+        1u128 << 127
+    } else {
+        (1u128 << 127) - 1
+    };
     if mag > limit {
         over = true;
     }
-    let v = if neg { (mag as i128).wrapping_neg() } else { mag as i128 };
+    let v = if neg {
+        (mag as i128).wrapping_neg()
+    } else {
+        mag as i128
+    };
     (v, over)
 }
 
@@ -42,12 +50,28 @@ mod tests {
     #[test]
     fn matches_core_overflowing_mul() {
         let vals: [i128; 12] = [
-            0, 1, -1, 2, -2, i128::MAX, i128::MIN, 1 << 64, -(1 << 64), (1 << 63) + 12345,
-            i128::MAX / 3, -(i128::MAX / 7),
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            i128::MAX,
+            i128::MIN,
+            1 << 64,
+            -(1 << 64),
+            (1 << 63) + 12345,
+            i128::MAX / 3,
+            -(i128::MAX / 7),
         ];
         for &a in &vals {
             for &b in &vals {
-                assert_eq!(mul_i128_overflow(a, b), a.overflowing_mul(b), "{} * {}", a, b);
+                assert_eq!(
+                    mul_i128_overflow(a, b),
+                    a.overflowing_mul(b),
+                    "{} * {}",
+                    a,
+                    b
+                );
             }
         }
     }

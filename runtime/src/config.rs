@@ -22,7 +22,12 @@ pub struct Config<'a> {
 impl<'a> Config<'a> {
     /// Build the settings from `NAME=value` entries.
     pub fn from_env<I: IntoIterator<Item = &'a [u8]>>(env: I) -> Config<'a> {
-        let mut cfg = Config { mode: Mode::Off, filter: None, out: DEFAULT_OUT, bad_mode: false };
+        let mut cfg = Config {
+            mode: Mode::Off,
+            filter: None,
+            out: DEFAULT_OUT,
+            bad_mode: false,
+        };
         for entry in env {
             if let Some(v) = value_of(entry, b"PADTRIM_TRACE") {
                 match parse_mode(v) {

@@ -100,7 +100,9 @@ pub fn pick_target(slot: u64, trampoline: u64, islands: &[u64], bias: u64) -> Op
             let rt = isl.wrapping_add(bias);
             if encode_jal_t0(slot, rt).is_some() {
                 let d = (rt as i64).wrapping_sub(slot as i64).unsigned_abs();
-                if best.map_or(true, |b| d < (b as i64).wrapping_sub(slot as i64).unsigned_abs()) {
+                if best.map_or(true, |b| {
+                    d < (b as i64).wrapping_sub(slot as i64).unsigned_abs()
+                }) {
                     best = Some(rt);
                 }
             }
@@ -123,7 +125,13 @@ mod tests {
             (0x7fff_0000, 0x7fef_0000),
         ] {
             let insn = encode_jal_t0(from, to).unwrap();
-            assert_eq!(decode_jal_t0(from, insn), Some(to), "{:#x}->{:#x}", from, to);
+            assert_eq!(
+                decode_jal_t0(from, insn),
+                Some(to),
+                "{:#x}->{:#x}",
+                from,
+                to
+            );
         }
         assert_eq!(encode_jal_t0(0, 1 << 20), None);
         assert!(encode_jal_t0(1 << 20, 0).is_some());
@@ -140,16 +148,31 @@ mod tests {
         let bias = 0x4000_0000;
         let islands = [0x10_0000u64, 0x30_0000, 0x50_0000];
         let tramp = bias + 0x8_0000;
-        assert_eq!(pick_target(bias + 0x1000, tramp, &islands, bias), Some(tramp));
-        assert_eq!(pick_target(bias + 0x31_0000, tramp, &islands, bias), Some(bias + 0x30_0000));
-        assert_eq!(pick_target(bias + 0x4f_0000, tramp, &islands, bias), Some(bias + 0x50_0000));
+        assert_eq!(
+            pick_target(bias + 0x1000, tramp, &islands, bias),
+            Some(tramp)
+        );
+        assert_eq!(
+            pick_target(bias + 0x31_0000, tramp, &islands, bias),
+            Some(bias + 0x30_0000)
+        );
+        assert_eq!(
+            pick_target(bias + 0x4f_0000, tramp, &islands, bias),
+            Some(bias + 0x50_0000)
+        );
         assert_eq!(pick_target(bias + 0x90_0000, tramp, &islands, bias), None);
         assert_eq!(pick_target(bias + 0x90_0000, tramp, &[], bias), None);
     }
 
     #[test]
     fn bias_from_descriptor() {
-        let d = Descriptor { self_addr: 0x12000, table_addr: 0x13000, table_count: 2, slot_size: 4, ..Descriptor::EMPTY };
+        let d = Descriptor {
+            self_addr: 0x12000,
+            table_addr: 0x13000,
+            table_count: 2,
+            slot_size: 4,
+            ..Descriptor::EMPTY
+        };
         assert!(d.is_filled());
         assert!(!Descriptor::EMPTY.is_filled());
         assert_eq!(d.load_bias(0x5555_5556_6000 + 0x12000), 0x5555_5556_6000);

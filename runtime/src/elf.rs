@@ -46,7 +46,11 @@ impl<'a> Elf<'a> {
             let off = rd64(data, h + 0x18)? as usize;
             let size = rd64(data, h + 0x20)? as usize;
             let link = rd32(data, h + 0x28)?;
-            let bytes = if kind == 8 { &[][..] } else { data.get(off..off.checked_add(size)?)? };
+            let bytes = if kind == 8 {
+                &[][..]
+            } else {
+                data.get(off..off.checked_add(size)?)?
+            };
             Some((kind, bytes, link))
         };
         let mut found = None;
@@ -65,7 +69,11 @@ impl<'a> Elf<'a> {
         }
         let (symtab, link) = found?;
         let (_, strtab, _) = section(link as usize)?;
-        Some(Elf { data, symtab, strtab })
+        Some(Elf {
+            data,
+            symtab,
+            strtab,
+        })
     }
 
     /// The whole file.
@@ -80,14 +88,20 @@ impl<'a> Elf<'a> {
 
     /// The function symbol at `index`, if it is a defined function with a name.
     pub fn function(&self, index: usize) -> Option<FuncSym> {
-        let s = self.symtab.get(index * SYM_SIZE..index * SYM_SIZE + SYM_SIZE)?;
+        let s = self
+            .symtab
+            .get(index * SYM_SIZE..index * SYM_SIZE + SYM_SIZE)?;
         let info = s[4];
         let shndx = u16::from_le_bytes([s[6], s[7]]);
         let kind = info & 0xf;
         if (kind != STT_FUNC && kind != STT_GNU_IFUNC) || shndx == 0 || rd32(s, 0)? == 0 {
             return None;
         }
-        Some(FuncSym { addr: rd64(s, 8)?, size: rd64(s, 16)?, index: index as u32 })
+        Some(FuncSym {
+            addr: rd64(s, 8)?,
+            size: rd64(s, 16)?,
+            index: index as u32,
+        })
     }
 
     /// Name of symbol `index` (empty if it has none or the string table is corrupt).
@@ -123,7 +137,11 @@ impl<'a> Elf<'a> {
 /// Index range in `sorted` of the symbols starting exactly at `addr`.
 pub fn at_address(sorted: &[FuncSym], addr: u64) -> &[FuncSym] {
     let start = sorted.partition_point(|f| f.addr < addr);
-    let end = start + sorted[start..].iter().take_while(|f| f.addr == addr).count();
+    let end = start
+        + sorted[start..]
+            .iter()
+            .take_while(|f| f.addr == addr)
+            .count();
     &sorted[start..end]
 }
 
@@ -198,7 +216,11 @@ mod tests {
             h[0x28..0x2c].copy_from_slice(&link.to_le_bytes());
             h
         };
-        let headers = [sh(0, 0, 0, 0), sh(SHT_SYMTAB, sym_off, symtab.len(), 2), sh(3, str_off, strtab.len(), 0)];
+        let headers = [
+            sh(0, 0, 0, 0),
+            sh(SHT_SYMTAB, sym_off, symtab.len(), 2),
+            sh(3, str_off, strtab.len(), 0),
+        ];
         for h in headers.iter() {
             f.extend_from_slice(h);
         }
@@ -210,7 +232,11 @@ mod tests {
 
     #[test]
     fn finds_sorted_functions_and_names() {
-        let data = tiny_elf(&[("main", 0x300, 0x40, 2), ("obj", 0x100, 8, 1), ("fib", 0x200, 0x20, 2)]);
+        let data = tiny_elf(&[
+            ("main", 0x300, 0x40, 2),
+            ("obj", 0x100, 8, 1),
+            ("fib", 0x200, 0x20, 2),
+        ]);
         let elf = Elf::parse(&data).unwrap();
         let mut buf = [FuncSym::default(); 8];
         let n = elf.sorted_functions(&mut buf);

@@ -271,7 +271,9 @@ impl<'a> TraceFile<'a> {
 
     /// The records in file order; records with an unknown kind are skipped.
     pub fn records(&self) -> impl Iterator<Item = Record> + 'a {
-        self.records.chunks_exact(RECORD_SIZE).filter_map(Record::decode)
+        self.records
+            .chunks_exact(RECORD_SIZE)
+            .filter_map(Record::decode)
     }
 
     /// The tick-to-nanosecond conversion, fitted to the header and `Clock` records.
@@ -306,8 +308,16 @@ impl Clock {
     pub fn fit(a: (u64, u64), b: (u64, u64)) -> Clock {
         let dt = b.0.wrapping_sub(a.0);
         let dn = b.1.wrapping_sub(a.1);
-        let ns_per_tick = if b.0 > a.0 && b.1 > a.1 { dn as f64 / dt as f64 } else { 1.0 };
-        Clock { tick0: a.0, ns0: a.1, ns_per_tick }
+        let ns_per_tick = if b.0 > a.0 && b.1 > a.1 {
+            dn as f64 / dt as f64
+        } else {
+            1.0
+        };
+        Clock {
+            tick0: a.0,
+            ns0: a.1,
+            ns_per_tick,
+        }
     }
 
     /// Nanoseconds since the reference point (negative before it).
@@ -336,7 +346,13 @@ mod tests {
     use std::vec::Vec;
 
     fn header() -> Header {
-        Header { mode: Mode::Graph, load_bias: 0x5555_0000, tick0: 1000, ns0: 50, pid: 42 }
+        Header {
+            mode: Mode::Graph,
+            load_bias: 0x5555_0000,
+            tick0: 1000,
+            ns0: 50,
+            pid: 42,
+        }
     }
 
     #[test]
@@ -346,9 +362,27 @@ mod tests {
         assert_eq!(n % 8, 0);
         let mut file: Vec<u8> = buf[..n].to_vec();
         let recs = [
-            Record { time: 1100, addr: 0x1000, tid: 7, depth: 0, kind: Kind::Entry },
-            Record { time: 1300, addr: 0x1000, tid: 7, depth: 0, kind: Kind::Exit },
-            Record { time: 2000, addr: 1050, tid: 7, depth: 0, kind: Kind::Clock },
+            Record {
+                time: 1100,
+                addr: 0x1000,
+                tid: 7,
+                depth: 0,
+                kind: Kind::Entry,
+            },
+            Record {
+                time: 1300,
+                addr: 0x1000,
+                tid: 7,
+                depth: 0,
+                kind: Kind::Exit,
+            },
+            Record {
+                time: 2000,
+                addr: 1050,
+                tid: 7,
+                depth: 0,
+                kind: Kind::Clock,
+            },
         ];
         for r in &recs {
             file.extend_from_slice(&r.encode());
@@ -372,7 +406,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(TraceFile::parse(b"short").unwrap_err(), FormatError::Truncated);
+        assert_eq!(
+            TraceFile::parse(b"short").unwrap_err(),
+            FormatError::Truncated
+        );
         let mut buf = [0u8; 64];
         encode_header(&header(), b"", &mut buf).unwrap();
         let mut bad = buf;
@@ -380,12 +417,22 @@ mod tests {
         assert_eq!(TraceFile::parse(&bad).unwrap_err(), FormatError::BadMagic);
         let mut bad = buf;
         bad[8] = 9;
-        assert_eq!(TraceFile::parse(&bad).unwrap_err(), FormatError::UnsupportedVersion(9));
+        assert_eq!(
+            TraceFile::parse(&bad).unwrap_err(),
+            FormatError::UnsupportedVersion(9)
+        );
         let mut bad = buf;
         bad[52] = 200; // path longer than the header says
         assert_eq!(TraceFile::parse(&bad).unwrap_err(), FormatError::BadHeader);
         assert!(Record::decode(&[0u8; 10]).is_none());
-        let mut r = Record { time: 1, addr: 2, tid: 3, depth: 4, kind: Kind::Exit }.encode();
+        let mut r = Record {
+            time: 1,
+            addr: 2,
+            tid: 3,
+            depth: 4,
+            kind: Kind::Exit,
+        }
+        .encode();
         r[22] = 99;
         assert!(Record::decode(&r).is_none());
     }

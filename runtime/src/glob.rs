@@ -41,7 +41,10 @@ impl<'a> Filter<'a> {
     }
 
     fn items(&self) -> impl Iterator<Item = &'a [u8]> {
-        self.spec.split(|&b| b == b',').map(trim).filter(|s| !s.is_empty() && *s != b"!")
+        self.spec
+            .split(|&b| b == b',')
+            .map(trim)
+            .filter(|s| !s.is_empty() && *s != b"!")
     }
 
     /// True if the filter selects every function (no patterns at all).

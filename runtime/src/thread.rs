@@ -68,13 +68,32 @@ impl ThreadState {
         self.len = 0;
     }
 
-    fn record(&mut self, kind: Kind, func: u64, depth: u32, now: u64, flush: &mut dyn FnMut(&[u8])) {
-        let r = Record { time: now, addr: func, tid: self.tid, depth: depth.min(u16::MAX as u32) as u16, kind };
+    fn record(
+        &mut self,
+        kind: Kind,
+        func: u64,
+        depth: u32,
+        now: u64,
+        flush: &mut dyn FnMut(&[u8]),
+    ) {
+        let r = Record {
+            time: now,
+            addr: func,
+            tid: self.tid,
+            depth: depth.min(u16::MAX as u32) as u16,
+            kind,
+        };
         self.push_record(r, flush);
     }
 
     /// Append a record that is not a call event (clock pairs, counters).
-    pub fn record_other(&mut self, kind: Kind, time: u64, payload: u64, flush: &mut dyn FnMut(&[u8])) {
+    pub fn record_other(
+        &mut self,
+        kind: Kind,
+        time: u64,
+        payload: u64,
+        flush: &mut dyn FnMut(&[u8]),
+    ) {
         self.record(kind, payload, 0, time, flush);
     }
 
@@ -100,14 +119,26 @@ impl ThreadState {
         let depth = self.depth;
         self.record(Kind::Entry, func, depth, now, flush);
         if (depth as usize) < MAX_DEPTH {
-            self.frames[depth as usize] = Frame { sp, ret: 0, func, hooked: 0 };
+            self.frames[depth as usize] = Frame {
+                sp,
+                ret: 0,
+                func,
+                hooked: 0,
+            };
             self.depth += 1;
         }
     }
 
     /// Graph mode: record the call and push a hooked frame remembering `ret`. Returns false
     /// (nothing recorded, hook must not be installed) when the shadow stack is full.
-    pub fn enter_hooked(&mut self, func: u64, sp: u64, ret: u64, now: u64, flush: &mut dyn FnMut(&[u8])) -> bool {
+    pub fn enter_hooked(
+        &mut self,
+        func: u64,
+        sp: u64,
+        ret: u64,
+        now: u64,
+        flush: &mut dyn FnMut(&[u8]),
+    ) -> bool {
         self.resync(sp, now, flush);
         let depth = self.depth;
         if depth as usize >= MAX_DEPTH || ret == 0 {
@@ -115,7 +146,12 @@ impl ThreadState {
             return false;
         }
         self.record(Kind::Entry, func, depth, now, flush);
-        self.frames[depth as usize] = Frame { sp, ret, func, hooked: 1 };
+        self.frames[depth as usize] = Frame {
+            sp,
+            ret,
+            func,
+            hooked: 1,
+        };
         self.depth += 1;
         true
     }
@@ -150,7 +186,10 @@ mod tests {
     }
 
     fn events(out: &[u8]) -> Vec<(Kind, u64, u16, u64)> {
-        out.chunks(RECORD_SIZE).map(|c| Record::decode(c).unwrap()).map(|r| (r.kind, r.addr, r.depth, r.time)).collect()
+        out.chunks(RECORD_SIZE)
+            .map(|c| Record::decode(c).unwrap())
+            .map(|r| (r.kind, r.addr, r.depth, r.time))
+            .collect()
     }
 
     #[test]

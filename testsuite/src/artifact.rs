@@ -147,7 +147,11 @@ impl Artifact {
     /// Run another file (e.g. a rewritten copy of this program) under qemu with the
     /// environment this program needs.
     pub fn run_file(&self, path: &Path, args: &[&str]) -> Output {
-        assert!(self.runnable, "{} is not runnable under qemu-riscv64", self.name);
+        assert!(
+            self.runnable,
+            "{} is not runnable under qemu-riscv64",
+            self.name
+        );
         let env = self.run_env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         crate::run_qemu(path, args, &env)

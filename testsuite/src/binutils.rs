@@ -152,7 +152,8 @@ fn dec_or_hex(s: &str, line: &str) -> u64 {
     if s.starts_with("0x") {
         hex(s, line)
     } else {
-        s.parse().unwrap_or_else(|_| panic!("bad number {s:?} in line {line:?}"))
+        s.parse()
+            .unwrap_or_else(|_| panic!("bad number {s:?} in line {line:?}"))
     }
 }
 
@@ -162,12 +163,22 @@ pub fn sections(path: &Path) -> Vec<Section> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line_t = line.trim_start();
-        let Some(rest) = line_t.strip_prefix('[') else { continue };
-        let Some((idx, rest)) = rest.split_once(']') else { continue };
-        let Ok(index) = idx.trim().parse::<usize>() else { continue }; // the "[Nr]" header
+        let Some(rest) = line_t.strip_prefix('[') else {
+            continue;
+        };
+        let Some((idx, rest)) = rest.split_once(']') else {
+            continue;
+        };
+        let Ok(index) = idx.trim().parse::<usize>() else {
+            continue;
+        }; // the "[Nr]" header
         let t: Vec<&str> = rest.split_whitespace().collect();
         // Name is absent only for the null section; flags may be absent.
-        let (name, t) = if index == 0 { ("", &t[..]) } else { (t[0], &t[1..]) };
+        let (name, t) = if index == 0 {
+            ("", &t[..])
+        } else {
+            (t[0], &t[1..])
+        };
         let (kind, addr, off, size, es) = (t[0], t[1], t[2], t[3], t[4]);
         let (flags, lk, inf, al) = match t.len() {
             9 => (t[5], t[6], t[7], t[8]),
@@ -183,12 +194,22 @@ pub fn sections(path: &Path) -> Vec<Section> {
             size: hex(size, line),
             entsize: hex(es, line),
             flags: flags.to_string(),
-            link: lk.parse().unwrap_or_else(|_| panic!("bad link in {line:?}")),
-            info: inf.parse().unwrap_or_else(|_| panic!("bad info in {line:?}")),
-            align: al.parse().unwrap_or_else(|_| panic!("bad align in {line:?}")),
+            link: lk
+                .parse()
+                .unwrap_or_else(|_| panic!("bad link in {line:?}")),
+            info: inf
+                .parse()
+                .unwrap_or_else(|_| panic!("bad info in {line:?}")),
+            align: al
+                .parse()
+                .unwrap_or_else(|_| panic!("bad align in {line:?}")),
         });
     }
-    assert!(!out.is_empty(), "readelf printed no sections for {}", path.display());
+    assert!(
+        !out.is_empty(),
+        "readelf printed no sections for {}",
+        path.display()
+    );
     out
 }
 
@@ -204,14 +225,20 @@ pub fn relocations(path: &Path) -> Vec<RelocationSection> {
                 .and_then(|(_, o)| o.split_whitespace().next())
                 .map(|o| hex(o, line))
                 .unwrap_or_else(|| panic!("no offset in {line:?}"));
-            out.push(RelocationSection { name, offset, entries: Vec::new() });
+            out.push(RelocationSection {
+                name,
+                offset,
+                entries: Vec::new(),
+            });
             continue;
         }
         let t: Vec<&str> = line.split_whitespace().collect();
         if t.len() < 3 || !t[2].starts_with("R_") {
             continue;
         }
-        let Some(section) = out.last_mut() else { continue };
+        let Some(section) = out.last_mut() else {
+            continue;
+        };
         let offset = hex(t[0], line);
         let info = hex(t[1], line);
         let kind = t[2].to_string();
@@ -222,11 +249,22 @@ pub fn relocations(path: &Path) -> Vec<RelocationSection> {
             ["-", a] => (None, String::new(), -(hex(a, line) as i64)),
             [v, name @ .., sign, a] if *sign == "+" || *sign == "-" => {
                 let a = hex(a, line) as i64;
-                (Some(hex(v, line)), name.join(" "), if *sign == "-" { -a } else { a })
+                (
+                    Some(hex(v, line)),
+                    name.join(" "),
+                    if *sign == "-" { -a } else { a },
+                )
             }
             [v, name @ ..] => (Some(hex(v, line)), name.join(" "), 0),
         };
-        section.entries.push(Relocation { offset, info, kind, symbol_value, symbol, addend });
+        section.entries.push(Relocation {
+            offset,
+            info,
+            kind,
+            symbol_value,
+            symbol,
+            addend,
+        });
     }
     out
 }
@@ -255,7 +293,10 @@ pub fn symbols(path: &Path) -> Vec<Symbol> {
         }
         let ndx = t[i + 1];
         out.push(Symbol {
-            index: t[0].trim_end_matches(':').parse().unwrap_or_else(|_| panic!("bad symbol index in {line:?}")),
+            index: t[0]
+                .trim_end_matches(':')
+                .parse()
+                .unwrap_or_else(|_| panic!("bad symbol index in {line:?}")),
             value: hex(t[1], line),
             size: dec_or_hex(t[2], line),
             kind: t[3].to_string(),
@@ -297,13 +338,22 @@ pub fn header(path: &Path) -> Header {
             .lines()
             .find(|l| l.trim_start().starts_with(name))
             .unwrap_or_else(|| panic!("readelf -h {} prints no {name}", path.display()));
-        line.split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default()
+        line.split_once(':')
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
     };
     let flags = field("Flags:");
-    let flags = flags.split(|c: char| c == ',' || c.is_whitespace()).next().unwrap_or("");
+    let flags = flags
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .next()
+        .unwrap_or("");
     Header {
         class64: field("Class:") == "ELF64",
-        elf_type: field("Type:").split_whitespace().next().unwrap_or("").to_string(),
+        elf_type: field("Type:")
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string(),
         flags: hex(flags, "Flags") as u32,
     }
 }
@@ -333,17 +383,35 @@ pub fn parse_disassembly(text: &str) -> Vec<Insn> {
         // "   1017c:\t0001                \tnop" / "  20:\tfe010113          \tadd\tsp,sp,-32"
         let mut parts = line.split('\t');
         let Some(addr) = parts.next() else { continue };
-        let Some(addr) = addr.trim().strip_suffix(':') else { continue };
-        let Ok(address) = u64::from_str_radix(addr, 16) else { continue };
-        let Some(word_text) = parts.next() else { continue };
+        let Some(addr) = addr.trim().strip_suffix(':') else {
+            continue;
+        };
+        let Ok(address) = u64::from_str_radix(addr, 16) else {
+            continue;
+        };
+        let Some(word_text) = parts.next() else {
+            continue;
+        };
         let word_text = word_text.trim();
-        if word_text.is_empty() || word_text.contains(' ') || !word_text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if word_text.is_empty()
+            || word_text.contains(' ')
+            || !word_text.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             continue;
         }
-        let Ok(word) = u32::from_str_radix(word_text, 16) else { continue };
+        let Ok(word) = u32::from_str_radix(word_text, 16) else {
+            continue;
+        };
         let mnemonic = parts.next().unwrap_or("").trim().to_string();
         let operands = parts.collect::<Vec<_>>().join("\t").trim().to_string();
-        out.push(Insn { section: section.clone(), address, word, len: (word_text.len() / 2) as u32, mnemonic, operands });
+        out.push(Insn {
+            section: section.clone(),
+            address,
+            word,
+            len: (word_text.len() / 2) as u32,
+            mnemonic,
+            operands,
+        });
     }
     out
 }
@@ -380,11 +448,19 @@ pub fn table_sites(path: &Path) -> u64 {
     if hdr.elf_type == "REL" {
         relocations(path)
             .iter()
-            .filter(|r| r.name.starts_with(".rela__patchable_function_entries") || r.name.starts_with(".rel__patchable_function_entries"))
+            .filter(|r| {
+                r.name.starts_with(".rela__patchable_function_entries")
+                    || r.name.starts_with(".rel__patchable_function_entries")
+            })
             .map(|r| r.entries.len() as u64)
             .sum()
     } else {
-        sections(path).iter().filter(|s| s.name == TABLE_SECTION).map(|s| s.size).sum::<u64>() / hdr.pointer_size()
+        sections(path)
+            .iter()
+            .filter(|s| s.name == TABLE_SECTION)
+            .map(|s| s.size)
+            .sum::<u64>()
+            / hdr.pointer_size()
     }
 }
 
@@ -407,15 +483,33 @@ pub fn pad_table(path: &Path) -> Vec<PadEntry> {
             let rela = secs
                 .iter()
                 .find(|r| (r.kind == "RELA" || r.kind == "REL") && r.info as usize == table.index)
-                .unwrap_or_else(|| panic!("no relocations for table section {} in {}", table.index, path.display()));
-            let entries = relocs.iter().find(|r| r.offset == rela.offset).map(|r| r.entries.as_slice()).unwrap_or(&[]);
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no relocations for table section {} in {}",
+                        table.index,
+                        path.display()
+                    )
+                });
+            let entries = relocs
+                .iter()
+                .find(|r| r.offset == rela.offset)
+                .map(|r| r.entries.as_slice())
+                .unwrap_or(&[]);
             for r in entries {
                 let sym = syms
                     .iter()
                     .find(|s| s.index == r.symbol_index(hdr.class64))
-                    .unwrap_or_else(|| panic!("{}: relocation {r:?} has no symbol", path.display()));
-                let section = sym.section_index.map(|i| secs[i].name.clone()).unwrap_or_default();
-                out.push(PadEntry { section, address: sym.value.wrapping_add(r.addend as u64) });
+                    .unwrap_or_else(|| {
+                        panic!("{}: relocation {r:?} has no symbol", path.display())
+                    });
+                let section = sym
+                    .section_index
+                    .map(|i| secs[i].name.clone())
+                    .unwrap_or_default();
+                out.push(PadEntry {
+                    section,
+                    address: sym.value.wrapping_add(r.addend as u64),
+                });
             }
         }
         return out;
@@ -434,11 +528,19 @@ pub fn pad_table(path: &Path) -> Vec<PadEntry> {
             let slot = table.address + i as u64 * ptr;
             let address = match dynamic.get(&slot) {
                 Some(&addend) => addend as u64,
-                None => chunk.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+                None => chunk
+                    .iter()
+                    .rev()
+                    .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
             };
             let section = secs
                 .iter()
-                .find(|s| s.flags.contains('A') && s.address <= address && address < s.address + s.size && s.index != 0)
+                .find(|s| {
+                    s.flags.contains('A')
+                        && s.address <= address
+                        && address < s.address + s.size
+                        && s.index != 0
+                })
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
             out.push(PadEntry { section, address });

@@ -66,7 +66,14 @@ fn compiler_versions(compilers: &[Compiler]) -> HashMap<Compiler, String> {
         let out = c.command().arg("--version").output();
         match out {
             Ok(out) if out.status.success() => {
-                versions.insert(c, String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string());
+                versions.insert(
+                    c,
+                    String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                );
             }
             _ => panic!(
                 "padtrim-testsuite: cannot run `{}`: the RISC-V cross toolchain is missing; \
@@ -138,7 +145,13 @@ fn artifact_name(spec: &Spec) -> String {
 
 /// Turns a spec into a job: flags, cache key, output path and the artifact description.
 /// `libs` maps a variant key to the built shared library, for `use_shared`.
-fn plan(spec: &Spec, generated_dir: &Path, cache_root: &Path, versions: &HashMap<Compiler, String>, libs: &HashMap<String, PathBuf>) -> Job {
+fn plan(
+    spec: &Spec,
+    generated_dir: &Path,
+    cache_root: &Path,
+    versions: &HashMap<Compiler, String>,
+    libs: &HashMap<String, PathBuf>,
+) -> Job {
     let rv32 = spec.march.starts_with("rv32");
     let rvc = spec.march.contains('c');
     let name = artifact_name(spec);
@@ -151,7 +164,11 @@ fn plan(spec: &Spec, generated_dir: &Path, cache_root: &Path, versions: &HashMap
         compile.push("-g".to_string());
     }
     if let Some((n, m)) = spec.pad {
-        compile.push(if m == 0 { format!("-fpatchable-function-entry={n}") } else { format!("-fpatchable-function-entry={n},{m}") });
+        compile.push(if m == 0 {
+            format!("-fpatchable-function-entry={n}")
+        } else {
+            format!("-fpatchable-function-entry={n},{m}")
+        });
     }
     if spec.function_sections {
         compile.push("-ffunction-sections".to_string());
@@ -198,16 +215,28 @@ fn plan(spec: &Spec, generated_dir: &Path, cache_root: &Path, versions: &HashMap
         let link_args = if spec.linkage == Linkage::None {
             Vec::new()
         } else {
-            let mut args: Vec<String> = compile.iter().filter(|f| f.starts_with("-march") || f.starts_with("-mabi")).cloned().collect();
+            let mut args: Vec<String> = compile
+                .iter()
+                .filter(|f| f.starts_with("-march") || f.starts_with("-mabi"))
+                .cloned()
+                .collect();
             args.extend(link.iter().cloned());
             args.extend(lib_args.iter().cloned());
             args
         };
         (ArtifactKind::Object, flags, link_args)
     } else if spec.linkage == Linkage::Shared {
-        (ArtifactKind::SharedLib, [compile.clone(), link.clone(), lib_args.clone()].concat(), Vec::new())
+        (
+            ArtifactKind::SharedLib,
+            [compile.clone(), link.clone(), lib_args.clone()].concat(),
+            Vec::new(),
+        )
     } else {
-        (ArtifactKind::Executable, [compile.clone(), link.clone(), lib_args.clone()].concat(), Vec::new())
+        (
+            ArtifactKind::Executable,
+            [compile.clone(), link.clone(), lib_args.clone()].concat(),
+            Vec::new(),
+        )
     };
 
     let mut hash = Fnv::new().bytes(CACHE_VERSION.as_bytes());
@@ -219,7 +248,8 @@ fn plan(spec: &Spec, generated_dir: &Path, cache_root: &Path, versions: &HashMap
         hash = hash.bytes(f.as_bytes());
     }
     for s in &sources {
-        let text = fs::read(s).unwrap_or_else(|e| panic!("read corpus source {}: {e}", s.display()));
+        let text =
+            fs::read(s).unwrap_or_else(|e| panic!("read corpus source {}: {e}", s.display()));
         hash = hash.bytes(&text);
     }
     let dir = cache_root.join(format!("{name}-{:016x}", hash.0));
@@ -229,7 +259,11 @@ fn plan(spec: &Spec, generated_dir: &Path, cache_root: &Path, versions: &HashMap
         ArtifactKind::Executable => name.clone(),
     };
 
-    let mut args: Vec<String> = flags.iter().filter(|f| !lib_args.contains(f)).cloned().collect();
+    let mut args: Vec<String> = flags
+        .iter()
+        .filter(|f| !lib_args.contains(f))
+        .cloned()
+        .collect();
     args.extend(sources.iter().map(|s| s.display().to_string()));
     args.extend(lib_args.iter().cloned());
     args.push("-o".to_string());
@@ -258,12 +292,19 @@ fn plan(spec: &Spec, generated_dir: &Path, cache_root: &Path, versions: &HashMap
         lib_dir,
         link_args,
     };
-    Job { artifact, dir, args }
+    Job {
+        artifact,
+        dir,
+        args,
+    }
 }
 
 /// Key matching a program variant to the shared library built with the same options.
 fn variant_key(spec: &Spec) -> String {
-    format!("{}|{:?}|{}|{}", spec.march, spec.pad, spec.opt, spec.function_sections)
+    format!(
+        "{}|{:?}|{}|{}",
+        spec.march, spec.pad, spec.opt, spec.function_sections
+    )
 }
 
 /// Runs one job unless its cache directory already exists.
@@ -272,14 +313,30 @@ fn run_job(job: &Job) -> Result<(), String> {
         return Ok(());
     }
     static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let tmp = job.dir.with_extension(format!("tmp-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+    let tmp = job.dir.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
     let out = tmp.join(job.artifact.path.file_name().expect("artifact file name"));
-    let args: Vec<String> = job.args.iter().map(|a| if a == "{OUT}" { out.display().to_string() } else { a.clone() }).collect();
+    let args: Vec<String> = job
+        .args
+        .iter()
+        .map(|a| {
+            if a == "{OUT}" {
+                out.display().to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
     let mut cmd = job.artifact.compiler.command();
     cmd.args(&args);
-    let output = cmd.output().map_err(|e| format!("run {}: {e}", job.artifact.compiler.argv()[0]))?;
+    let output = cmd
+        .output()
+        .map_err(|e| format!("run {}: {e}", job.artifact.compiler.argv()[0]))?;
     if !output.status.success() {
         let _ = fs::remove_dir_all(&tmp);
         return Err(format!(
@@ -316,7 +373,11 @@ fn run_jobs(jobs: &[Job]) {
         }
     });
     let errors = errors.into_inner().unwrap();
-    assert!(errors.is_empty(), "padtrim-testsuite: corpus build failed:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "padtrim-testsuite: corpus build failed:\n{}",
+        errors.join("\n")
+    );
 }
 
 /// Builds (or finds cached) every spec; returns artifacts in spec order.
@@ -334,7 +395,11 @@ pub(crate) fn build_all(specs: &[Spec], cache_root: &Path) -> Vec<Artifact> {
         .map(|s| plan(s, &generated_dir, cache_root, &versions, &libs))
         .collect();
     run_jobs(&first);
-    for (spec, job) in specs.iter().filter(|s| s.program != "use_shared" || s.object).zip(&first) {
+    for (spec, job) in specs
+        .iter()
+        .filter(|s| s.program != "use_shared" || s.object)
+        .zip(&first)
+    {
         if job.artifact.kind == ArtifactKind::SharedLib {
             libs.insert(variant_key(spec), job.artifact.path.clone());
         }
@@ -348,7 +413,13 @@ pub(crate) fn build_all(specs: &[Spec], cache_root: &Path) -> Vec<Artifact> {
         .collect();
     run_jobs(&second);
 
-    let mut by_name: HashMap<String, Artifact> =
-        first.into_iter().chain(second).map(|j| (j.artifact.name.clone(), j.artifact)).collect();
-    specs.iter().map(|s| by_name.remove(&artifact_name(s)).expect("artifact planned")).collect()
+    let mut by_name: HashMap<String, Artifact> = first
+        .into_iter()
+        .chain(second)
+        .map(|j| (j.artifact.name.clone(), j.artifact))
+        .collect();
+    specs
+        .iter()
+        .map(|s| by_name.remove(&artifact_name(s)).expect("artifact planned"))
+        .collect()
 }

@@ -38,7 +38,9 @@ pub fn target_dir() -> PathBuf {
             return target.to_path_buf();
         }
     }
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// `<target>/<profile>` of the running test executable (`None` if not run from `deps/`).
@@ -131,7 +133,11 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    Output { status, stdout: out_thread.join().unwrap_or_default(), stderr: err_thread.join().unwrap_or_default() }
+    Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
 }
 
 /// A `Command` for the padtrim CLI under test: `$PADTRIM_BIN` if set, else `padtrim` in the
@@ -145,7 +151,11 @@ pub fn padtrim() -> Command {
 pub fn padtrim_path() -> PathBuf {
     if let Some(bin) = std::env::var_os("PADTRIM_BIN") {
         let bin = PathBuf::from(bin);
-        assert!(bin.is_file(), "PADTRIM_BIN={} does not exist", bin.display());
+        assert!(
+            bin.is_file(),
+            "PADTRIM_BIN={} does not exist",
+            bin.display()
+        );
         return bin;
     }
     let candidate = profile_dir().map(|p| p.join("padtrim"));
@@ -153,7 +163,9 @@ pub fn padtrim_path() -> PathBuf {
         Some(path) if path.is_file() => path,
         other => panic!(
             "padtrim CLI not found{}: build it first: cargo build -p padtrim-cli",
-            other.map(|p| format!(" at {}", p.display())).unwrap_or_default()
+            other
+                .map(|p| format!(" at {}", p.display()))
+                .unwrap_or_default()
         ),
     }
 }
@@ -169,7 +181,12 @@ pub fn scratch_dir(test_name: &str) -> PathBuf {
 
 /// Runs `padtrim report --json FILE`, asserts exit status 0, and returns the parsed object.
 pub fn report_json(path: &Path) -> serde_json::Value {
-    let out = padtrim().arg("report").arg("--json").arg(path).output().expect("run padtrim");
+    let out = padtrim()
+        .arg("report")
+        .arg("--json")
+        .arg(path)
+        .output()
+        .expect("run padtrim");
     assert!(
         out.status.success(),
         "padtrim report --json {} exited with {}: {}",
@@ -178,6 +195,10 @@ pub fn report_json(path: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("padtrim report --json {} printed invalid JSON: {e}\n{}", path.display(), String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "padtrim report --json {} printed invalid JSON: {e}\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }

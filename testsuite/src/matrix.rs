@@ -37,8 +37,20 @@ struct Variant {
     function_sections: bool,
 }
 
-const fn v(march: &'static str, pad: (u32, u32), opt: &'static str, linkage: Linkage, ffs: bool) -> Variant {
-    Variant { march, pad, opt, linkage, function_sections: ffs }
+const fn v(
+    march: &'static str,
+    pad: (u32, u32),
+    opt: &'static str,
+    linkage: Linkage,
+    ffs: bool,
+) -> Variant {
+    Variant {
+        march,
+        pad,
+        opt,
+        linkage,
+        function_sections: ffs,
+    }
 }
 
 /// rv64gc, 8 c.nops, -O2, PIE: the common Debian build of a traced program.
@@ -87,7 +99,15 @@ pub(crate) fn corpus_specs() -> Vec<Spec> {
     specs.push(spec("cxx", Compiler::Gxx, A, false));
     // The shared library and its user, built with the same options.
     for var in [A, E, F] {
-        specs.push(spec("shared_lib", Compiler::Gcc, Variant { linkage: Linkage::Shared, ..var }, false));
+        specs.push(spec(
+            "shared_lib",
+            Compiler::Gcc,
+            Variant {
+                linkage: Linkage::Shared,
+                ..var
+            },
+            false,
+        ));
     }
     for var in [A, E, F] {
         specs.push(spec("use_shared", Compiler::Gcc, var, false));
@@ -104,7 +124,14 @@ pub(crate) fn corpus_specs() -> Vec<Spec> {
         ("cxx", Compiler::Gxx, A),
         ("cxx", Compiler::Gxx, E),
         ("cxx", Compiler::Clangxx, A),
-        ("shared_lib", Compiler::Gcc, Variant { linkage: Linkage::Shared, ..A }),
+        (
+            "shared_lib",
+            Compiler::Gcc,
+            Variant {
+                linkage: Linkage::Shared,
+                ..A
+            },
+        ),
         ("portable", Compiler::Gcc, RV32_P8),
         ("many", Compiler::Gcc, RV32_P4_1),
     ] {
@@ -115,5 +142,13 @@ pub(crate) fn corpus_specs() -> Vec<Spec> {
 
 /// A RISC-V program built like `basic` variant B but without `-fpatchable-function-entry`.
 pub(crate) fn without_table_spec() -> Spec {
-    Spec { pad: None, ..spec("basic", Compiler::Gcc, v("rv64gc", (0, 0), "-O2", Linkage::NoPie, false), false) }
+    Spec {
+        pad: None,
+        ..spec(
+            "basic",
+            Compiler::Gcc,
+            v("rv64gc", (0, 0), "-O2", Linkage::NoPie, false),
+            false,
+        )
+    }
 }

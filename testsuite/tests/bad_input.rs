@@ -22,21 +22,40 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 /// The report commands every bad input is fed to.
 const REPORTS: [&[&str]; 2] = [&["report", "--json"], &["report"]];
 /// Report commands plus the CI gate.
-const ALL: [&[&str]; 3] = [&["report", "--json"], &["report"], &["check", "--max-pad", "16"]];
+const ALL: [&[&str]; 3] = [
+    &["report", "--json"],
+    &["report"],
+    &["check", "--max-pad", "16"],
+];
 
 /// Runs each of `commands` on `path` and asserts the unusable-input contract: exit 2, one
 /// line on stderr naming the file, no panic.
 fn assert_unusable_for(path: &Path, why: &str, commands: &[&[&str]]) {
     let path_text = path.to_string_lossy().into_owned();
     for &args in commands {
-        let out = padtrim().args(args).arg(path).output().expect("run padtrim");
+        let out = padtrim()
+            .args(args)
+            .arg(path)
+            .output()
+            .expect("run padtrim");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let what = format!("padtrim {} {path_text} ({why})", args.join(" "));
         assert!(!stderr.contains("panicked"), "{what} panicked:\n{stderr}");
-        assert_eq!(out.status.code(), Some(2), "{what}: status {}, stderr:\n{stderr}", out.status);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{what}: status {}, stderr:\n{stderr}",
+            out.status
+        );
         let message = stderr.trim_end_matches('\n');
-        assert!(!message.is_empty() && !message.contains('\n'), "{what}: stderr is not one line:\n{stderr}");
-        assert!(message.contains(&path_text), "{what}: stderr does not name the file: {message}");
+        assert!(
+            !message.is_empty() && !message.contains('\n'),
+            "{what}: stderr is not one line:\n{stderr}"
+        );
+        assert!(
+            message.contains(&path_text),
+            "{what}: stderr does not name the file: {message}"
+        );
     }
 }
 
@@ -60,9 +79,16 @@ fn empty_file() {
 #[test]
 fn truncated_elf() {
     let dir = scratch_dir("bad_input_truncated");
-    let program = std::fs::read(&artifact("basic-rv64gc-p8-O2-pie").path).expect("read corpus program");
-    assert_unusable(&write(&dir, "first-100-bytes", &program[..100]), "first 100 bytes");
-    assert_unusable(&write(&dir, "first-half", &program[..program.len() / 2]), "first half");
+    let program =
+        std::fs::read(&artifact("basic-rv64gc-p8-O2-pie").path).expect("read corpus program");
+    assert_unusable(
+        &write(&dir, "first-100-bytes", &program[..100]),
+        "first 100 bytes",
+    );
+    assert_unusable(
+        &write(&dir, "first-half", &program[..program.len() / 2]),
+        "first half",
+    );
 }
 
 #[test]
@@ -72,7 +98,10 @@ fn elf_for_another_machine() {
 
 #[test]
 fn riscv_elf_without_a_table() {
-    assert_unusable(&program_without_table().path, "no __patchable_function_entries");
+    assert_unusable(
+        &program_without_table().path,
+        "no __patchable_function_entries",
+    );
 }
 
 #[test]
@@ -93,22 +122,51 @@ fn table_entry_outside_text() {
     assert_unusable_for(&path, "table entry 0x10", &REPORTS);
 
     // `check` counts invalid entries as a finding (exit 1) unless told to allow them.
-    let out = padtrim().arg("check").arg(&path).args(["--max-pad", "16"]).output().expect("run padtrim");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = padtrim()
+        .arg("check")
+        .arg(&path)
+        .args(["--max-pad", "16"])
+        .output()
+        .expect("run padtrim");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(!text.contains("panicked"), "check panicked:\n{text}");
-    assert_eq!(out.status.code(), Some(1), "check on an invalid entry:\n{text}");
-    assert!(text.contains("0x10"), "check does not name the invalid entry:\n{text}");
-    let out = padtrim().arg("check").arg(&path).args(["--max-pad", "16", "--allow-invalid-entries"]).output().expect("run padtrim");
-    assert_eq!(out.status.code(), Some(0), "check --allow-invalid-entries: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "check on an invalid entry:\n{text}"
+    );
+    assert!(
+        text.contains("0x10"),
+        "check does not name the invalid entry:\n{text}"
+    );
+    let out = padtrim()
+        .arg("check")
+        .arg(&path)
+        .args(["--max-pad", "16", "--allow-invalid-entries"])
+        .output()
+        .expect("run padtrim");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "check --allow-invalid-entries: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn random_bytes_with_and_without_elf_magic() {
     let dir = scratch_dir("bad_input_random");
-    assert_unusable(&write(&dir, "random", &random_bytes(0x9e37_79b9_7f4a_7c15, 4096)), "random bytes");
+    assert_unusable(
+        &write(&dir, "random", &random_bytes(0x9e37_79b9_7f4a_7c15, 4096)),
+        "random bytes",
+    );
     let mut fake = random_bytes(42, 4096);
     fake[..4].copy_from_slice(b"\x7fELF");
-    assert_unusable(&write(&dir, "random-with-magic", &fake), "ELF magic then random bytes");
+    assert_unusable(
+        &write(&dir, "random-with-magic", &fake),
+        "ELF magic then random bytes",
+    );
 }
 
 #[test]

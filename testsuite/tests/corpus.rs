@@ -14,7 +14,12 @@ fn corpus_has_the_promised_shape() {
     let names: HashSet<&str> = all.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names.len(), all.len(), "artifact names are unique");
     for a in all {
-        assert!(a.path.is_file(), "{} missing at {}", a.name, a.path.display());
+        assert!(
+            a.path.is_file(),
+            "{} missing at {}",
+            a.name,
+            a.path.display()
+        );
         let hdr = binutils::header(&a.path);
         assert_eq!(hdr.pointer_size(), u64::from(a.pointer_size), "{}", a.name);
         let expected_type = match (a.kind, a.linkage) {
@@ -24,8 +29,18 @@ fn corpus_has_the_promised_shape() {
         };
         assert_eq!(hdr.elf_type, expected_type, "{}", a.name);
         if a.kind != ArtifactKind::Object {
-            assert!(a.flags.iter().any(|f| f == "-Wl,-q"), "{} is linked with -Wl,-q", a.name);
-            assert!(binutils::relocations(&a.path).iter().any(|r| r.name == ".rela.text"), "{} kept .rela.text", a.name);
+            assert!(
+                a.flags.iter().any(|f| f == "-Wl,-q"),
+                "{} is linked with -Wl,-q",
+                a.name
+            );
+            assert!(
+                binutils::relocations(&a.path)
+                    .iter()
+                    .any(|r| r.name == ".rela.text"),
+                "{} kept .rela.text",
+                a.name
+            );
         }
     }
     // Every axis of the matrix is present.
@@ -33,11 +48,17 @@ fn corpus_has_the_promised_shape() {
     assert!(has(&|a| a.march == "rv64g" && a.pad_nops == 1));
     assert!(has(&|a| a.pad_nops == 8 && a.pre_nops == 2 && a.rvc));
     assert!(has(&|a| a.pad_nops == 2 && a.function_sections));
-    assert!(has(&|a| a.linkage == Linkage::Static && a.kind == ArtifactKind::Executable));
+    assert!(has(
+        &|a| a.linkage == Linkage::Static && a.kind == ArtifactKind::Executable
+    ));
     assert!(has(&|a| a.kind == ArtifactKind::SharedLib));
     assert!(has(&|a| a.lib_dir.is_some()));
-    assert!(has(&|a| a.pointer_size == 4 && a.kind == ArtifactKind::Object));
-    assert!(has(&|a| a.program == "cxx" && a.kind == ArtifactKind::Executable && a.compiler == padtrim_testsuite::Compiler::Clangxx));
+    assert!(has(
+        &|a| a.pointer_size == 4 && a.kind == ArtifactKind::Object
+    ));
+    assert!(has(&|a| a.program == "cxx"
+        && a.kind == ArtifactKind::Executable
+        && a.compiler == padtrim_testsuite::Compiler::Clangxx));
 }
 
 #[test]
@@ -47,9 +68,21 @@ fn programs_run_and_every_build_of_a_program_behaves_the_same() {
         let out = a.run(&[]);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), a.expected_status, "{}: status; stderr: {stderr}", a.name);
-        assert!(stdout.lines().count() >= 2, "{} printed: {stdout:?}", a.name);
-        behaviour.entry(a.program.as_str()).or_default().push((a.name.as_str(), stdout, stderr));
+        assert_eq!(
+            out.status.code(),
+            a.expected_status,
+            "{}: status; stderr: {stderr}",
+            a.name
+        );
+        assert!(
+            stdout.lines().count() >= 2,
+            "{} printed: {stdout:?}",
+            a.name
+        );
+        behaviour
+            .entry(a.program.as_str())
+            .or_default()
+            .push((a.name.as_str(), stdout, stderr));
     }
     for (program, runs) in &behaviour {
         let (first, out0, err0) = &runs[0];
@@ -59,38 +92,86 @@ fn programs_run_and_every_build_of_a_program_behaves_the_same() {
         }
         eprintln!("{program}: {} builds agree", runs.len());
     }
-    assert!(behaviour.len() >= 7, "programs run: {:?}", behaviour.keys().collect::<Vec<_>>());
+    assert!(
+        behaviour.len() >= 7,
+        "programs run: {:?}",
+        behaviour.keys().collect::<Vec<_>>()
+    );
 }
 
 /// The nops starting at `address` in `section`, stopping at the first other instruction.
-fn nop_run<'a>(insns: &'a [Insn], index: &HashMap<(&str, u64), usize>, section: &str, address: u64) -> Vec<&'a Insn> {
-    let Some(&start) = index.get(&(section, address)) else { return Vec::new() };
-    insns[start..].iter().take_while(|i| i.section == section && (i.is_nop() || i.is_c_nop())).collect()
+fn nop_run<'a>(
+    insns: &'a [Insn],
+    index: &HashMap<(&str, u64), usize>,
+    section: &str,
+    address: u64,
+) -> Vec<&'a Insn> {
+    let Some(&start) = index.get(&(section, address)) else {
+        return Vec::new();
+    };
+    insns[start..]
+        .iter()
+        .take_while(|i| i.section == section && (i.is_nop() || i.is_c_nop()))
+        .collect()
 }
 
 #[test]
 fn every_table_entry_is_a_pad_of_the_requested_shape() {
     for a in corpus() {
         let entries = binutils::pad_table(&a.path);
-        assert_eq!(entries.len() as u64, binutils::table_sites(&a.path), "{}", a.name);
+        assert_eq!(
+            entries.len() as u64,
+            binutils::table_sites(&a.path),
+            "{}",
+            a.name
+        );
         let min = if a.program == "many" { 300 } else { 3 };
-        assert!(entries.len() >= min, "{}: only {} table entries", a.name, entries.len());
+        assert!(
+            entries.len() >= min,
+            "{}: only {} table entries",
+            a.name,
+            entries.len()
+        );
 
         let insns = binutils::disassemble(&a.path);
-        let index: HashMap<(&str, u64), usize> = insns.iter().enumerate().map(|(i, n)| ((n.section.as_str(), n.address), i)).collect();
+        let index: HashMap<(&str, u64), usize> = insns
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ((n.section.as_str(), n.address), i))
+            .collect();
         let symbols = binutils::symbols(&a.path);
         let sections = binutils::sections(&a.path);
         for e in &entries {
             let run = nop_run(&insns, &index, &e.section, e.address);
-            assert_eq!(run.len() as u32, a.pad_nops, "{}: pad at {}+{:#x}: {run:?}", a.name, e.section, e.address);
-            assert!(run.iter().all(|i| if a.rvc { i.is_c_nop() } else { i.is_nop() }), "{}: pad at {:#x} has the wrong nops", a.name, e.address);
+            assert_eq!(
+                run.len() as u32,
+                a.pad_nops,
+                "{}: pad at {}+{:#x}: {run:?}",
+                a.name,
+                e.section,
+                e.address
+            );
+            assert!(
+                run.iter()
+                    .all(|i| if a.rvc { i.is_c_nop() } else { i.is_nop() }),
+                "{}: pad at {:#x} has the wrong nops",
+                a.name,
+                e.address
+            );
             let entry = e.address + u64::from(a.pre_nops * a.nop_bytes());
             let func = symbols.iter().find(|s| {
                 s.kind == "FUNC"
                     && s.value == entry
-                    && (a.kind != ArtifactKind::Object || s.section_index.map(|i| sections[i].name.as_str()) == Some(e.section.as_str()))
+                    && (a.kind != ArtifactKind::Object
+                        || s.section_index.map(|i| sections[i].name.as_str())
+                            == Some(e.section.as_str()))
             });
-            assert!(func.is_some(), "{}: no function symbol at {}+{entry:#x}", a.name, e.section);
+            assert!(
+                func.is_some(),
+                "{}: no function symbol at {}+{entry:#x}",
+                a.name,
+                e.section
+            );
         }
     }
 }
@@ -98,7 +179,9 @@ fn every_table_entry_is_a_pad_of_the_requested_shape() {
 #[test]
 fn the_program_without_table_has_none_and_runs() {
     let a = program_without_table();
-    assert!(binutils::sections(&a.path).iter().all(|s| !s.name.contains("patchable")));
+    assert!(binutils::sections(&a.path)
+        .iter()
+        .all(|s| !s.name.contains("patchable")));
     let out = a.run(&[]);
     assert_eq!(out.status.code(), Some(3));
 }
@@ -110,11 +193,20 @@ fn objects_link_with_their_link_command_and_run_like_the_programs() {
     for a in corpus().iter().filter(|a| a.kind == ArtifactKind::Object) {
         let out_path = dir.join(&a.name);
         let Some(mut cmd) = a.link_command(&a.path, &out_path) else {
-            assert_eq!(a.pointer_size, 4, "{}: only rv32 objects lack a link line", a.name);
+            assert_eq!(
+                a.pointer_size, 4,
+                "{}: only rv32 objects lack a link line",
+                a.name
+            );
             continue;
         };
         let out = cmd.output().expect("run linker");
-        assert!(out.status.success(), "{}: link failed: {}", a.name, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: link failed: {}",
+            a.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
         linked += 1;
         if a.linkage == Linkage::Shared {
             continue;
@@ -127,8 +219,16 @@ fn objects_link_with_their_link_command_and_run_like_the_programs() {
         let got = padtrim_testsuite::run_qemu(&out_path, &[], &[]);
         let want = reference.run(&[]);
         assert_eq!(got.status.code(), Some(3), "{}", a.name);
-        assert_eq!(got.stdout, want.stdout, "{}: stdout differs from {}", a.name, reference.name);
-        assert_eq!(got.stderr, want.stderr, "{}: stderr differs from {}", a.name, reference.name);
+        assert_eq!(
+            got.stdout, want.stdout,
+            "{}: stdout differs from {}",
+            a.name, reference.name
+        );
+        assert_eq!(
+            got.stderr, want.stderr,
+            "{}: stderr differs from {}",
+            a.name, reference.name
+        );
     }
     assert!(linked >= 8, "only {linked} objects linked");
 }

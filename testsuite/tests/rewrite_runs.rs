@@ -30,15 +30,25 @@ fn rewrite(input: &Path, output: &Path, slot: u32, layout: &str) -> Output {
 
 fn binutils_warnings(path: &Path) -> String {
     let mut all = String::new();
-    for (tool, args) in [("riscv64-linux-gnu-readelf", vec!["-a", "-W"]), ("riscv64-linux-gnu-objdump", vec!["-d"])] {
-        let out = std::process::Command::new(tool).args(&args).arg(path).output().expect("binutils");
+    for (tool, args) in [
+        ("riscv64-linux-gnu-readelf", vec!["-a", "-W"]),
+        ("riscv64-linux-gnu-objdump", vec!["-d"]),
+    ] {
+        let out = std::process::Command::new(tool)
+            .args(&args)
+            .arg(path)
+            .output()
+            .expect("binutils");
         all.push_str(&String::from_utf8_lossy(&out.stderr));
     }
     all
 }
 
 fn programs() -> Vec<&'static Artifact> {
-    corpus().iter().filter(|a| a.runnable && a.kind == ArtifactKind::Executable).collect()
+    corpus()
+        .iter()
+        .filter(|a| a.runnable && a.kind == ArtifactKind::Executable)
+        .collect()
 }
 
 fn check_program(a: &Artifact, slot: u32, layout: &str) -> Result<(), String> {
@@ -46,17 +56,34 @@ fn check_program(a: &Artifact, slot: u32, layout: &str) -> Result<(), String> {
     let out_path = dir.join(&a.name);
     let rw = rewrite(&a.path, &out_path, slot, layout);
     if !rw.status.success() {
-        return Err(format!("{} slot {slot} {layout}: rewrite failed\n{}", a.name, describe(&rw)));
+        return Err(format!(
+            "{} slot {slot} {layout}: rewrite failed\n{}",
+            a.name,
+            describe(&rw)
+        ));
     }
-    let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).map_err(|e| format!("{}: bad JSON: {e}", a.name))?;
-    for key in ["sites", "bytes_removed", "file_size_before", "file_size_after", "text_size_before", "text_size_after", "alignment_bytes", "unrelocated_fixups"] {
+    let stats: serde_json::Value =
+        serde_json::from_slice(&rw.stdout).map_err(|e| format!("{}: bad JSON: {e}", a.name))?;
+    for key in [
+        "sites",
+        "bytes_removed",
+        "file_size_before",
+        "file_size_after",
+        "text_size_before",
+        "text_size_after",
+        "alignment_bytes",
+        "unrelocated_fixups",
+    ] {
         if stats.get(key).is_none() {
             return Err(format!("{}: rewrite --json lacks {key}", a.name));
         }
     }
     let original = a.run(&[]);
     let rewritten = a.run_file(&out_path, &[]);
-    if original.stdout != rewritten.stdout || original.stderr != rewritten.stderr || original.status.code() != rewritten.status.code() {
+    if original.stdout != rewritten.stdout
+        || original.stderr != rewritten.stderr
+        || original.status.code() != rewritten.status.code()
+    {
         return Err(format!(
             "{} slot {slot} {layout}: behaviour differs\noriginal: {}\nrewritten: {}",
             a.name,
@@ -66,19 +93,35 @@ fn check_program(a: &Artifact, slot: u32, layout: &str) -> Result<(), String> {
     }
     let warnings = binutils_warnings(&out_path);
     if !warnings.trim().is_empty() {
-        return Err(format!("{} slot {slot} {layout}: binutils warnings:\n{warnings}", a.name));
+        return Err(format!(
+            "{} slot {slot} {layout}: binutils warnings:\n{warnings}",
+            a.name
+        ));
     }
     if slot > 0 {
         let max = (slot + a.pre_nops * a.nop_bytes()).to_string();
-        let chk = padtrim().arg("check").arg(&out_path).args(["--max-pad", &max]).output().expect("check");
+        let chk = padtrim()
+            .arg("check")
+            .arg(&out_path)
+            .args(["--max-pad", &max])
+            .output()
+            .expect("check");
         if !chk.status.success() {
-            return Err(format!("{} slot {slot} {layout}: check --max-pad {max} fails\n{}", a.name, describe(&chk)));
+            return Err(format!(
+                "{} slot {slot} {layout}: check --max-pad {max} fails\n{}",
+                a.name,
+                describe(&chk)
+            ));
         }
         // Rewriting the output again changes nothing.
         let again = dir.join(format!("{}.again", a.name));
         let rw2 = rewrite(&out_path, &again, slot, layout);
         if !rw2.status.success() || std::fs::read(&again).ok() != std::fs::read(&out_path).ok() {
-            return Err(format!("{} slot {slot} {layout}: second rewrite is not a no-op\n{}", a.name, describe(&rw2)));
+            return Err(format!(
+                "{} slot {slot} {layout}: second rewrite is not a no-op\n{}",
+                a.name,
+                describe(&rw2)
+            ));
         }
     }
     Ok(())
@@ -127,15 +170,26 @@ fn run_matrix(slot: u32, layout: &str) {
     let mut failures = Vec::new();
     let mut fixed = Vec::new();
     for a in programs() {
-        let known = KNOWN_FAILURES.iter().any(|&(n, s, l)| n == a.name && s == slot && l == layout);
+        let known = KNOWN_FAILURES
+            .iter()
+            .any(|&(n, s, l)| n == a.name && s == slot && l == layout);
         match (check_program(a, slot, layout), known) {
             (Err(e), false) => failures.push(e),
             (Ok(()), true) => fixed.push(a.name.clone()),
             _ => {}
         }
     }
-    assert!(failures.is_empty(), "{} of {} programs failed:\n{}", failures.len(), programs().len(), failures.join("\n\n"));
-    assert!(fixed.is_empty(), "now working, remove from KNOWN_FAILURES: {fixed:?}");
+    assert!(
+        failures.is_empty(),
+        "{} of {} programs failed:\n{}",
+        failures.len(),
+        programs().len(),
+        failures.join("\n\n")
+    );
+    assert!(
+        fixed.is_empty(),
+        "now working, remove from KNOWN_FAILURES: {fixed:?}"
+    );
 }
 
 #[test]
@@ -172,7 +226,11 @@ fn input_is_never_modified_and_bad_input_leaves_no_output() {
     let out = dir.join("out");
     let rw = rewrite(&a.path, &out, 4, "pack");
     assert!(rw.status.success(), "{}", describe(&rw));
-    assert_eq!(std::fs::read(&a.path).expect("read"), before, "input changed");
+    assert_eq!(
+        std::fs::read(&a.path).expect("read"),
+        before,
+        "input changed"
+    );
     // Same path as input: refused, input untouched.
     let same = rewrite(&a.path, &a.path, 4, "pack");
     assert_eq!(same.status.code(), Some(2), "{}", describe(&same));
@@ -195,5 +253,9 @@ fn input_is_never_modified_and_bad_input_leaves_no_output() {
     assert!(strip.status.success());
     let nr = rewrite(&stripped, &dir.join("nr-out"), 4, "pack");
     assert_eq!(nr.status.code(), Some(2), "{}", describe(&nr));
-    assert!(String::from_utf8_lossy(&nr.stderr).contains("--emit-relocs"), "{}", describe(&nr));
+    assert!(
+        String::from_utf8_lossy(&nr.stderr).contains("--emit-relocs"),
+        "{}",
+        describe(&nr)
+    );
 }

@@ -20,7 +20,12 @@ pub struct RecordArgs {
     #[arg(long)]
     pub graph: bool,
     /// Trace file to write.
-    #[arg(short = 'o', long = "output", value_name = "FILE", default_value = "padtrim.trace")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        default_value = "padtrim.trace"
+    )]
     pub output: PathBuf,
     /// Emulator used when the host is not riscv64.
     #[arg(long, value_name = "PATH", default_value = "qemu-riscv64")]
@@ -29,7 +34,12 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DIR", default_value = "/usr/riscv64-linux-gnu")]
     pub sysroot: PathBuf,
     /// The program (linked with the padtrim runtime) and its arguments, after `--`.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
     pub command: Vec<String>,
 }
 

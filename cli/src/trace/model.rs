@@ -99,17 +99,24 @@ pub struct Trace {
 impl Trace {
     /// Read and decode `path`, taking symbols from `elf` (or the executable named in the trace).
     pub fn load(path: &Path, elf: Option<&Path>) -> anyhow::Result<Trace> {
-        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let file = match TraceFile::parse(&bytes) {
             Ok(f) => f,
             Err(e) => bail!("{}: {}", path.display(), e),
         };
         let exe = String::from_utf8_lossy(file.exe_path).into_owned();
-        let elf_path = elf.map(Path::to_path_buf).unwrap_or_else(|| exe.clone().into());
-        let elf_bytes = std::fs::read(&elf_path).with_context(|| format!("{}: cannot read the traced program", elf_path.display()))?;
+        let elf_path = elf
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| exe.clone().into());
+        let elf_bytes = std::fs::read(&elf_path)
+            .with_context(|| format!("{}: cannot read the traced program", elf_path.display()))?;
         let symbols = Symbols::new(&elf_bytes);
         if symbols.is_none() {
-            eprintln!("padtrim: {}: no symbol table; showing addresses", elf_path.display());
+            eprintln!(
+                "padtrim: {}: no symbol table; showing addresses",
+                elf_path.display()
+            );
         }
         let clock = file.clock();
         let mut names = Vec::new();
@@ -128,20 +135,38 @@ impl Trace {
                     continue;
                 }
                 Kind::Patched => {
-                    patched = Some((r.addr & 0xffff_ffff, r.addr >> 32, clock.ns_since_start(r.time)));
+                    patched = Some((
+                        r.addr & 0xffff_ffff,
+                        r.addr >> 32,
+                        clock.ns_since_start(r.time),
+                    ));
                     continue;
                 }
                 Kind::Clock => continue,
             };
             let func = *by_addr.entry(r.addr).or_insert_with(|| {
-                names.push(symbols.as_ref().and_then(|s| s.name(r.addr)).unwrap_or_else(|| format!("{:#x}", r.addr)));
+                names.push(
+                    symbols
+                        .as_ref()
+                        .and_then(|s| s.name(r.addr))
+                        .unwrap_or_else(|| format!("{:#x}", r.addr)),
+                );
                 names.len() - 1
             });
             let t = *by_tid.entry(r.tid).or_insert_with(|| {
-                threads.push(Thread { tid: r.tid, events: Vec::new(), spans: Vec::new() });
+                threads.push(Thread {
+                    tid: r.tid,
+                    events: Vec::new(),
+                    spans: Vec::new(),
+                });
                 threads.len() - 1
             });
-            threads[t].events.push(Event { kind, func, depth: r.depth, ns: clock.ns_since_start(r.time).max(0.0) });
+            threads[t].events.push(Event {
+                kind,
+                func,
+                depth: r.depth,
+                ns: clock.ns_since_start(r.time).max(0.0),
+            });
         }
         for t in &mut threads {
             t.spans = spans_of(&t.events, &names);
@@ -200,7 +225,11 @@ fn spans_of(events: &[Event], names: &[String]) -> Vec<Span> {
                     let i = open.pop().unwrap_or_default();
                     let is_target = open.len() == pos;
                     spans[i].end = e.ns.max(spans[i].start);
-                    spans[i].end_kind = if is_target && e.kind == EventKind::Exit { SpanEnd::Returned } else { SpanEnd::Unwound };
+                    spans[i].end_kind = if is_target && e.kind == EventKind::Exit {
+                        SpanEnd::Returned
+                    } else {
+                        SpanEnd::Unwound
+                    };
                     let dur = spans[i].end - spans[i].start;
                     if let Some(&p) = open.last() {
                         spans[p].children += dur;
@@ -238,6 +267,10 @@ impl<'a> Symbols<'a> {
     fn name(&self, addr: u64) -> Option<String> {
         let f = containing(&self.funcs, addr)?;
         let name = String::from_utf8_lossy(self.elf.name(f.index)).into_owned();
-        Some(if f.addr == addr { name } else { format!("{}+{:#x}", name, addr - f.addr) })
+        Some(if f.addr == addr {
+            name
+        } else {
+            format!("{}+{:#x}", name, addr - f.addr)
+        })
     }
 }

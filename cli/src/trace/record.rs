@@ -11,15 +11,22 @@ use super::RecordArgs;
 pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
     let (program, rest) = match args.command.split_first() {
         Some(x) => x,
-        None => bail!("record: no program given (usage: padtrim record [OPTIONS] -- PROGRAM ARGS...)"),
+        None => {
+            bail!("record: no program given (usage: padtrim record [OPTIONS] -- PROGRAM ARGS...)")
+        }
     };
     let out = if args.output.is_absolute() {
         args.output.clone()
     } else {
-        std::env::current_dir().context("record: cannot read the working directory")?.join(&args.output)
+        std::env::current_dir()
+            .context("record: cannot read the working directory")?
+            .join(&args.output)
     };
     let mut env: Vec<(&str, String)> = vec![
-        ("PADTRIM_TRACE", if args.graph { "graph" } else { "entry" }.to_string()),
+        (
+            "PADTRIM_TRACE",
+            if args.graph { "graph" } else { "entry" }.to_string(),
+        ),
         ("PADTRIM_OUT", out.to_string_lossy().into_owned()),
     ];
     if let Some(f) = &args.filter {
@@ -44,7 +51,9 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
         }
         c
     };
-    let status = cmd.status().with_context(|| format!("record: cannot run {}", cmd.get_program().to_string_lossy()))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("record: cannot run {}", cmd.get_program().to_string_lossy()))?;
     if !out.exists() {
         eprintln!(
             "padtrim: record: {} wrote no trace (is it linked with the padtrim runtime and built with -fpatchable-function-entry?)",

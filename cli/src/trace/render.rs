@@ -14,14 +14,25 @@ fn us(ns: f64) -> String {
 
 /// ftrace function_graph style: one block per thread, indentation by depth, durations in us.
 pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
-    writeln!(out, "# padtrim trace of {} (pid {}), mode {:?}", t.exe, t.pid, t.mode)?;
+    writeln!(
+        out,
+        "# padtrim trace of {} (pid {}), mode {:?}",
+        t.exe, t.pid, t.mode
+    )?;
     for th in &t.threads {
         writeln!(out, "# thread {}", th.tid)?;
         if t.mode != Mode::Graph {
             writeln!(out, "#{:>7} {:>14} |  FUNCTION CALLS", "TID", "TIME")?;
             for e in th.events.iter().filter(|e| e.kind == EventKind::Entry) {
                 let indent = "  ".repeat(e.depth as usize);
-                writeln!(out, "{:>8} {:>14} |  {}{}()", th.tid, us(e.ns), indent, t.names[e.func])?;
+                writeln!(
+                    out,
+                    "{:>8} {:>14} |  {}{}()",
+                    th.tid,
+                    us(e.ns),
+                    indent,
+                    t.names[e.func]
+                )?;
             }
             continue;
         }
@@ -34,7 +45,15 @@ pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                 SpanEnd::Unwound => " (unwound)",
                 SpanEnd::Open => " (did not return)",
             };
-            writeln!(out, "{:>8} {:>14} |  {}}} /* {} */{}", th.tid, us(s.end - s.start), "  ".repeat(s.level), t.names[s.func], note)
+            writeln!(
+                out,
+                "{:>8} {:>14} |  {}}} /* {} */{}",
+                th.tid,
+                us(s.end - s.start),
+                "  ".repeat(s.level),
+                t.names[s.func],
+                note
+            )
         };
         for (i, s) in th.spans.iter().enumerate() {
             while let Some(&top) = open.last() {
@@ -52,9 +71,21 @@ pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                     SpanEnd::Unwound => " /* unwound */",
                     SpanEnd::Open => " /* did not return */",
                 };
-                writeln!(out, "{:>8} {:>14} |  {}{}();{}", th.tid, us(s.end - s.start), indent, t.names[s.func], note)?;
+                writeln!(
+                    out,
+                    "{:>8} {:>14} |  {}{}();{}",
+                    th.tid,
+                    us(s.end - s.start),
+                    indent,
+                    t.names[s.func],
+                    note
+                )?;
             } else {
-                writeln!(out, "{:>8} {:>14} |  {}{}() {{", th.tid, "", indent, t.names[s.func])?;
+                writeln!(
+                    out,
+                    "{:>8} {:>14} |  {}{}() {{",
+                    th.tid, "", indent, t.names[s.func]
+                )?;
                 open.push(i);
             }
         }
@@ -70,8 +101,10 @@ pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
 pub fn chrome(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut events = Vec::new();
     for th in &t.threads {
-        events.push(json!({"ph": "M", "name": "thread_name", "pid": t.pid, "tid": th.tid,
-                           "args": {"name": format!("tid {}", th.tid)}}));
+        events.push(
+            json!({"ph": "M", "name": "thread_name", "pid": t.pid, "tid": th.tid,
+                           "args": {"name": format!("tid {}", th.tid)}}),
+        );
         if t.mode == Mode::Graph {
             for s in &th.spans {
                 let mut ev = json!({"ph": "X", "name": t.names[s.func], "cat": "function", "pid": t.pid,
@@ -143,22 +176,56 @@ pub fn summary(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
             rows[s.func].own += (dur - s.children).max(0.0);
         }
     }
-    writeln!(out, "# padtrim trace of {} (pid {}), mode {:?}, {} thread(s)", t.exe, t.pid, t.mode, t.threads.len())?;
+    writeln!(
+        out,
+        "# padtrim trace of {} (pid {}), mode {:?}, {} thread(s)",
+        t.exe,
+        t.pid,
+        t.mode,
+        t.threads.len()
+    )?;
     if let Some((patched, skipped, ns)) = t.patched {
-        writeln!(out, "# startup: {} slots patched, {} skipped, in {}", patched, skipped, us(ns))?;
+        writeln!(
+            out,
+            "# startup: {} slots patched, {} skipped, in {}",
+            patched,
+            skipped,
+            us(ns)
+        )?;
     }
     if t.lost > 0 {
         writeln!(out, "# lost records: {}", t.lost)?;
     }
     if t.trailing_bytes > 0 {
-        writeln!(out, "# {} bytes of a torn record at the end (the program crashed?)", t.trailing_bytes)?;
+        writeln!(
+            out,
+            "# {} bytes of a torn record at the end (the program crashed?)",
+            t.trailing_bytes
+        )?;
     }
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| rows[b].own.total_cmp(&rows[a].own).then(rows[b].calls.cmp(&rows[a].calls)).then(t.names[a].cmp(&t.names[b])));
+    order.sort_by(|&a, &b| {
+        rows[b]
+            .own
+            .total_cmp(&rows[a].own)
+            .then(rows[b].calls.cmp(&rows[a].calls))
+            .then(t.names[a].cmp(&t.names[b]))
+    });
     if t.mode == Mode::Graph {
-        writeln!(out, "{:>10} {:>14} {:>14}  FUNCTION", "CALLS", "TOTAL", "SELF")?;
+        writeln!(
+            out,
+            "{:>10} {:>14} {:>14}  FUNCTION",
+            "CALLS", "TOTAL", "SELF"
+        )?;
         for i in order {
-            writeln!(out, "{:>10} {:>14} {:>14}  {}", rows[i].calls, us(rows[i].total), us(rows[i].own), t.names[i])?;
+            writeln!(
+                out,
+                "{:>10} {:>14} {:>14}  {}",
+                rows[i].calls,
+                us(rows[i].total),
+                us(rows[i].own),
+                t.names[i]
+            )?;
         }
     } else {
         writeln!(out, "{:>10}  FUNCTION", "CALLS")?;

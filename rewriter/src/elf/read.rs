@@ -20,7 +20,9 @@ pub fn parse(data: &[u8]) -> Result<ElfFile<'_>> {
         }));
     }
     if data[5] != elf::ELFDATA2LSB.0 {
-        return Err(Error::Unsupported("big-endian ELF: RISC-V files are little-endian".into()));
+        return Err(Error::Unsupported(
+            "big-endian ELF: RISC-V files are little-endian".into(),
+        ));
     }
     match data[4] {
         c if c == elf::ELFCLASS32.0 => parse_generic::<Header32>(data, false),
@@ -121,9 +123,7 @@ fn collect_symbols<'data, Elf: FileHeader<Endian = Endianness>>(
             .map(lossy)
             .map_err(|e| Error::malformed(format!("symbol {index} name: {e}")))?;
         let shndx = match sym.st_shndx(endian) {
-            elf::SHN_XINDEX => table
-                .shndx(endian, object::SymbolIndex(index))
-                .unwrap_or(0),
+            elf::SHN_XINDEX => table.shndx(endian, object::SymbolIndex(index)).unwrap_or(0),
             s => u32::from(s.0),
         };
         out.push(Symbol {
@@ -155,7 +155,9 @@ fn classify<Elf: FileHeader<Endian = Endianness>>(
         }
         t if t == elf::ET_DYN.0 => {
             let has_interp = file.segments.iter().any(|s| s.p_type == elf::PT_INTERP.0);
-            if has_interp || dyn_flags_1::<Elf>(file, header, endian)? & u64::from(elf::DF_1_PIE.0) != 0 {
+            if has_interp
+                || dyn_flags_1::<Elf>(file, header, endian)? & u64::from(elf::DF_1_PIE.0) != 0
+            {
                 FileKind::Pie
             } else {
                 FileKind::Shared
@@ -256,4 +258,3 @@ pub(super) fn dynamic_symbols<'data>(file: &ElfFile<'data>) -> Result<Vec<Symbol
         generic::<Header32>(file)
     }
 }
-

@@ -83,7 +83,13 @@ impl SectionMove {
     }
 
     /// A section whose bytes are edited; `edits` must be sorted and non-overlapping.
-    pub fn edited(index: usize, old_addr: u64, old_size: u64, new_addr: u64, edits: Vec<Edit>) -> Self {
+    pub fn edited(
+        index: usize,
+        old_addr: u64,
+        old_size: u64,
+        new_addr: u64,
+        edits: Vec<Edit>,
+    ) -> Self {
         let mut delta_before = Vec::with_capacity(edits.len());
         let mut delta = 0i64;
         for e in &edits {
@@ -91,7 +97,16 @@ impl SectionMove {
             delta += e.delta();
         }
         let new_size = (old_size as i64 + delta) as u64;
-        SectionMove { index, old_addr, old_size, new_addr, new_size, edits, delta_before, overlay: false }
+        SectionMove {
+            index,
+            old_addr,
+            old_size,
+            new_addr,
+            new_size,
+            edits,
+            delta_before,
+            overlay: false,
+        }
     }
 
     /// The edits, sorted by address.
@@ -243,7 +258,11 @@ mod tests {
         assert_eq!(m.map(0x110), 0x104);
         assert_eq!(m.map(0x11e), 0x112);
         assert_eq!(m.map(0x120), 0x116, "padding goes in front of 0x120");
-        assert_eq!(m.map_end(0x120), 0x114, "an end does not swallow the padding");
+        assert_eq!(
+            m.map_end(0x120),
+            0x114,
+            "an end does not swallow the padding"
+        );
         assert_eq!(m.map(0x134), 0x134 - 12 + 2 - 4);
         assert_eq!(m.map(0x140), 0x100 + m.new_size);
         assert!(m.is_cut(0x10f) && !m.is_cut(0x110) && !m.is_cut(0x103));
@@ -251,7 +270,16 @@ mod tests {
 
     #[test]
     fn sections_move_as_blocks() {
-        let text = SectionMove::edited(1, 0x1000, 0x100, 0x1000, vec![Edit::Cut { at: 0x1010, len: 0x20 }]);
+        let text = SectionMove::edited(
+            1,
+            0x1000,
+            0x100,
+            0x1000,
+            vec![Edit::Cut {
+                at: 0x1010,
+                len: 0x20,
+            }],
+        );
         let data = SectionMove::block(2, 0x2000, 0x10, 0x1000 + 0xe0 + 0x20);
         let map = AddressMap::new(vec![data, text], 3);
         assert_eq!(map.map(0x1100), 0x10e0, "end of text");

@@ -87,26 +87,54 @@ fn min_insn(file: &ElfFile<'_>) -> u64 {
 }
 
 /// Plans the rewrite of `sites` (sorted by section and entry).
-pub fn plan(file: &ElfFile<'_>, sites: &[PatchSite], relocs: &[RelocSection], opts: PlanOptions) -> Result<Plan> {
+pub fn plan(
+    file: &ElfFile<'_>,
+    sites: &[PatchSite],
+    relocs: &[RelocSection],
+    opts: PlanOptions,
+) -> Result<Plan> {
     let mut moves_exec: BTreeMap<usize, Vec<Edit>> = BTreeMap::new();
     let mut slots = Vec::with_capacity(sites.len());
     let mut alignment_bytes = 0u64;
 
     // Alignment points per section, from R_RISCV_ALIGN and from function alignment.
     let mut points: BTreeMap<usize, Vec<AlignPoint>> = BTreeMap::new();
-    for rs in relocs.iter().filter(|r| file.sections[r.target].is_exec() && !file.sections[r.index].is_alloc()) {
+    for rs in relocs
+        .iter()
+        .filter(|r| file.sections[r.target].is_exec() && !file.sections[r.index].is_alloc())
+    {
         let sec = &file.sections[rs.target];
-        for r in rs.relocs.iter().filter(|r| r.r_type == elf::R_RISCV_ALIGN.0) {
+        for r in rs
+            .relocs
+            .iter()
+            .filter(|r| r.r_type == elf::R_RISCV_ALIGN.0)
+        {
             let align = (r.addend as u64 + min_insn(file)).next_power_of_two();
-            let start = if file.kind.is_linked() { r.offset } else { sec.addr + r.offset };
+            let start = if file.kind.is_linked() {
+                r.offset
+            } else {
+                sec.addr + r.offset
+            };
             let at = start.next_multiple_of(align);
-            points.entry(rs.target).or_default().push(AlignPoint { at, align, pad_start: start });
+            points.entry(rs.target).or_default().push(AlignPoint {
+                at,
+                align,
+                pad_start: start,
+            });
         }
     }
     for (section, align) in function_alignment(file) {
         if align > min_insn(file) {
-            for s in file.symbols.iter().filter(|s| s.kind == elf::STT_FUNC.0 && s.section() == Some(section)) {
-                points.entry(section).or_default().push(AlignPoint { at: s.value, align, pad_start: s.value });
+            for s in file
+                .symbols
+                .iter()
+                .filter(|s| s.kind == elf::STT_FUNC.0 && s.section() == Some(section))
+            {
+                points.entry(section).or_default().push(AlignPoint {
+                    at: s.value,
+                    align,
+                    pad_start: s.value,
+                });
             }
         }
     }
@@ -127,7 +155,8 @@ pub fn plan(file: &ElfFile<'_>, sites: &[PatchSite], relocs: &[RelocSection], op
         let mut pts = points.remove(&section).unwrap_or_default();
         pts.sort_by_key(|p| p.at);
         let site_ids = by_section.remove(&section).unwrap_or_default();
-        let (edits, placed, spent) = section_edits(file, sec.addr, data, sites, &site_ids, &pts, opts)?;
+        let (edits, placed, spent) =
+            section_edits(file, sec.addr, data, sites, &site_ids, &pts, opts)?;
         alignment_bytes += spent;
         slots.extend(placed);
         moves_exec.insert(section, edits);
@@ -145,7 +174,11 @@ fn function_alignment(file: &ElfFile<'_>) -> BTreeMap<usize, u64> {
         if !file.sections.get(sec).is_some_and(|x| x.is_exec()) {
             continue;
         }
-        let a = if s.value == 0 { 64 } else { 1u64 << s.value.trailing_zeros().min(6) };
+        let a = if s.value == 0 {
+            64
+        } else {
+            1u64 << s.value.trailing_zeros().min(6)
+        };
         let e = out.entry(sec).or_insert(64);
         *e = (*e).min(a).min(file.sections[sec].align.max(1));
     }
@@ -186,7 +219,11 @@ fn section_edits(
     let mut placed = Vec::new();
     let mut delta: i64 = 0;
     let mut spent = 0u64;
-    let func_align: BTreeMap<u64, u64> = points.iter().filter(|p| p.pad_start == p.at).map(|p| (p.at, p.align)).collect();
+    let func_align: BTreeMap<u64, u64> = points
+        .iter()
+        .filter(|p| p.pad_start == p.at)
+        .map(|p| (p.at, p.align))
+        .collect();
     for (_, _, step) in steps {
         match step {
             Step::Site(i) => {
@@ -213,22 +250,39 @@ fn section_edits(
                 let pre_cut = u64::from(cut.cut_pre);
                 if pre_cut >= pad {
                     if pre_cut > pad {
-                        edits.push(Edit::Cut { at: site.entry, len: pre_cut - pad });
+                        edits.push(Edit::Cut {
+                            at: site.entry,
+                            len: pre_cut - pad,
+                        });
                     }
                 } else {
                     if pre_cut > 0 {
-                        edits.push(Edit::Cut { at: site.entry, len: pre_cut });
+                        edits.push(Edit::Cut {
+                            at: site.entry,
+                            len: pre_cut,
+                        });
                     }
-                    edits.push(Edit::Insert { at: keep_from, len: pad - pre_cut });
+                    edits.push(Edit::Insert {
+                        at: keep_from,
+                        len: pad - pre_cut,
+                    });
                 }
                 delta += pad as i64 - pre_cut as i64;
                 let slot_addr = (site.func_addr as i64 + delta) as u64;
                 let entry = slot_addr - u64::from(cut.keep_pre);
                 if cut.cut_post > 0 {
-                    edits.push(Edit::Cut { at: site.func_addr + u64::from(cut.keep_slot), len: u64::from(cut.cut_post) });
+                    edits.push(Edit::Cut {
+                        at: site.func_addr + u64::from(cut.keep_slot),
+                        len: u64::from(cut.cut_post),
+                    });
                     delta -= i64::from(cut.cut_post);
                 }
-                placed.push(PlannedSlot { site: i, cut, slot_addr, entry });
+                placed.push(PlannedSlot {
+                    site: i,
+                    cut,
+                    slot_addr,
+                    entry,
+                });
             }
             Step::Align(p) => {
                 // Existing padding [pad_start, at) is resized if it is all nops; otherwise
@@ -237,16 +291,29 @@ fn section_edits(
                     let o = (off - base) as usize;
                     is_nop_at(data, o)
                 });
-                let (start, old_pad) = if nops { (p.pad_start, p.at - p.pad_start) } else { (p.at, 0) };
+                let (start, old_pad) = if nops {
+                    (p.pad_start, p.at - p.pad_start)
+                } else {
+                    (p.at, 0)
+                };
                 let new_start = start as i64 + delta;
                 let need = (-new_start).rem_euclid(p.align as i64) as u64;
                 if need % unit != 0 {
-                    return Err(Error::refused(format!("cannot keep the alignment of the code at {:#x}", p.at)));
+                    return Err(Error::refused(format!(
+                        "cannot keep the alignment of the code at {:#x}",
+                        p.at
+                    )));
                 }
                 if need < old_pad {
-                    edits.push(Edit::Cut { at: start, len: old_pad - need });
+                    edits.push(Edit::Cut {
+                        at: start,
+                        len: old_pad - need,
+                    });
                 } else if need > old_pad {
-                    edits.push(Edit::Insert { at: p.at, len: need - old_pad });
+                    edits.push(Edit::Insert {
+                        at: p.at,
+                        len: need - old_pad,
+                    });
                 }
                 delta += need as i64 - old_pad as i64;
                 spent += need;
@@ -261,11 +328,15 @@ fn section_edits(
 
 /// True if a `c.nop` or `nop` starts at offset `o`.
 fn is_nop_at(data: &[u8], o: usize) -> bool {
-    let Some(b) = data.get(o..o + 2) else { return false };
+    let Some(b) = data.get(o..o + 2) else {
+        return false;
+    };
     let parcel = u16::from_le_bytes([b[0], b[1]]);
     parcel == C_NOP
         || (insn_len(parcel) == 4
-            && data.get(o..o + 4).is_some_and(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) == NOP))
+            && data
+                .get(o..o + 4)
+                .is_some_and(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) == NOP))
 }
 
 /// Places every allocated section (and the table) and derives the new program headers.
@@ -288,19 +359,34 @@ fn place_sections(
     let mut sections: Vec<_> = file
         .sections
         .iter()
-        .filter(|s| if file.kind.is_linked() { s.is_alloc() } else { s.size > 0 || s.is_exec() })
+        .filter(|s| {
+            if file.kind.is_linked() {
+                s.is_alloc()
+            } else {
+                s.size > 0 || s.is_exec()
+            }
+        })
         .collect();
     sections.sort_by_key(|s| (s.addr, s.index));
-    let is_tbss = |s: &crate::elf::Section<'_>| s.is_nobits() && s.flags & u64::from(elf::SHF_TLS.0) != 0;
+    let is_tbss =
+        |s: &crate::elf::Section<'_>| s.is_nobits() && s.flags & u64::from(elf::SHF_TLS.0) != 0;
     let load_of = |addr: u64| {
-        file.segments
-            .iter()
-            .position(|g| g.p_type == elf::PT_LOAD.0 && addr >= g.vaddr && addr < g.vaddr + g.memsz.max(1))
+        file.segments.iter().position(|g| {
+            g.p_type == elf::PT_LOAD.0 && addr >= g.vaddr && addr < g.vaddr + g.memsz.max(1)
+        })
     };
     // The load segment after whose last section the table goes: the one with the last
     // executable section.
-    let table_segment = sections.iter().filter(|s| s.is_exec()).last().and_then(|s| load_of(s.addr));
-    let last_in_table_segment = sections.iter().filter(|s| load_of(s.addr) == table_segment && table_segment.is_some()).map(|s| s.index).last();
+    let table_segment = sections
+        .iter()
+        .filter(|s| s.is_exec())
+        .last()
+        .and_then(|s| load_of(s.addr));
+    let last_in_table_segment = sections
+        .iter()
+        .filter(|s| load_of(s.addr) == table_segment && table_segment.is_some())
+        .map(|s| s.index)
+        .last();
 
     let mut moves = Vec::with_capacity(sections.len());
     let mut offsets = BTreeMap::new();
@@ -352,19 +438,28 @@ fn place_sections(
         };
         if !is_tbss(sec) {
             let new_end = new_addr + mv.new_size;
-            shift = (sec.addr + sec.size)
-                .checked_sub(new_end)
-                .ok_or_else(|| Error::refused(format!("section {} grows; pack layout cannot place it", sec.name)))?;
+            shift = (sec.addr + sec.size).checked_sub(new_end).ok_or_else(|| {
+                Error::refused(format!(
+                    "section {} grows; pack layout cannot place it",
+                    sec.name
+                ))
+            })?;
             if Some(sec.index) == last_in_table_segment && opts.table_bytes > 0 {
                 let at = new_end.next_multiple_of(ptr);
                 let end = at + opts.table_bytes;
                 shift = (sec.addr + sec.size).checked_sub(end).ok_or_else(|| {
-                    Error::refused("no room for the __mcount_loc table: the freed bytes do not cover it".to_string())
+                    Error::refused(
+                        "no room for the __mcount_loc table: the freed bytes do not cover it"
+                            .to_string(),
+                    )
                 })?;
                 table = Some((at, 0)); // file offset fixed below
             }
         }
-        offsets.insert(sec.index, (sec.offset as i64 + new_addr as i64 - sec.addr as i64) as u64);
+        offsets.insert(
+            sec.index,
+            (sec.offset as i64 + new_addr as i64 - sec.addr as i64) as u64,
+        );
         // .tbss takes no address space of its own: addresses there belong to what follows.
         moves.push(if is_tbss(sec) { mv.overlay() } else { mv });
     }
@@ -372,7 +467,10 @@ fn place_sections(
         // Fix the table's file offset: same displacement as the section before it.
         if let Some(idx) = last_in_table_segment {
             let sec = &file.sections[idx];
-            let new_addr = moves.iter().find(|m| m.index == idx).map_or(sec.addr, |m| m.new_addr);
+            let new_addr = moves
+                .iter()
+                .find(|m| m.index == idx)
+                .map_or(sec.addr, |m| m.new_addr);
             let off = offsets[&idx] + (at - new_addr);
             table = Some((at, off));
         }
@@ -383,7 +481,11 @@ fn place_sections(
             .iter()
             .filter(|(&i, &f)| f >= opts.table_bytes + ptr && file.sections[i].is_alloc())
             .max_by_key(|(_, &f)| f)
-            .ok_or_else(|| Error::refused("in-place layout: no executable section has room for the __mcount_loc table"))?;
+            .ok_or_else(|| {
+                Error::refused(
+                    "in-place layout: no executable section has room for the __mcount_loc table",
+                )
+            })?;
         let sec = &file.sections[idx];
         let mv = moves.iter().find(|m| m.index == idx).expect("moved");
         let at = (sec.addr + mv.new_size).next_multiple_of(ptr);
@@ -396,8 +498,13 @@ fn place_sections(
         .iter()
         .map(|g| {
             if g.p_type == elf::PT_LOAD.0 && file.kind.is_linked() {
-                let members: Vec<_> = sections.iter().filter(|s| load_of(s.addr) == load_of(g.vaddr) && !is_tbss(s)).collect();
-                let Some(first) = members.first() else { return (g.vaddr, g.offset, g.filesz, g.memsz) };
+                let members: Vec<_> = sections
+                    .iter()
+                    .filter(|s| load_of(s.addr) == load_of(g.vaddr) && !is_tbss(s))
+                    .collect();
+                let Some(first) = members.first() else {
+                    return (g.vaddr, g.offset, g.filesz, g.memsz);
+                };
                 let mv = map.section(first.index).expect("placed");
                 let d = first.addr - mv.new_addr;
                 let vaddr = g.vaddr - d;
@@ -405,7 +512,11 @@ fn place_sections(
                 let mut file_end = vaddr;
                 for s in &members {
                     let m = map.section(s.index).expect("placed");
-                    let size = if opts.layout == Layout::InPlace { s.size } else { m.new_size };
+                    let size = if opts.layout == Layout::InPlace {
+                        s.size
+                    } else {
+                        m.new_size
+                    };
                     mem_end = mem_end.max(m.new_addr + size);
                     if !s.is_nobits() {
                         file_end = file_end.max(m.new_addr + size);
@@ -418,20 +529,48 @@ fn place_sections(
                     }
                 }
                 // Keep what the segment covered beyond its last section (rare) as it was.
-                let old_tail_mem = (g.vaddr + g.memsz).saturating_sub(members.iter().map(|s| s.addr + s.size).max().unwrap_or(0));
-                let old_tail_file = (g.vaddr + g.filesz).saturating_sub(members.iter().filter(|s| !s.is_nobits()).map(|s| s.addr + s.size).max().unwrap_or(0));
-                (vaddr, g.offset - d, file_end + old_tail_file - vaddr, mem_end + old_tail_mem - vaddr)
-            } else if g.memsz == 0 && g.filesz == 0 || g.p_type == elf::PT_RISCV_ATTRIBUTES.0 || !file.kind.is_linked() {
+                let old_tail_mem = (g.vaddr + g.memsz)
+                    .saturating_sub(members.iter().map(|s| s.addr + s.size).max().unwrap_or(0));
+                let old_tail_file = (g.vaddr + g.filesz).saturating_sub(
+                    members
+                        .iter()
+                        .filter(|s| !s.is_nobits())
+                        .map(|s| s.addr + s.size)
+                        .max()
+                        .unwrap_or(0),
+                );
+                (
+                    vaddr,
+                    g.offset - d,
+                    file_end + old_tail_file - vaddr,
+                    mem_end + old_tail_mem - vaddr,
+                )
+            } else if g.memsz == 0 && g.filesz == 0
+                || g.p_type == elf::PT_RISCV_ATTRIBUTES.0
+                || !file.kind.is_linked()
+            {
                 (g.vaddr, g.offset, g.filesz, g.memsz)
             } else {
                 let vaddr = map.map(g.vaddr);
                 let d = g.vaddr as i64 - vaddr as i64;
                 let mem_end = map.map_end(g.vaddr + g.memsz);
                 let file_end = map.map_end(g.vaddr + g.filesz);
-                let memsz = if g.p_type == elf::PT_TLS.0 { g.memsz - (g.filesz - (file_end - vaddr)) } else { mem_end - vaddr };
+                let memsz = if g.p_type == elf::PT_TLS.0 {
+                    g.memsz - (g.filesz - (file_end - vaddr))
+                } else {
+                    mem_end - vaddr
+                };
                 (vaddr, (g.offset as i64 - d) as u64, file_end - vaddr, memsz)
             }
         })
         .collect();
-    Ok(Plan { map, slots, alignment_bytes, offsets, table, free, segments })
+    Ok(Plan {
+        map,
+        slots,
+        alignment_bytes,
+        offsets,
+        table,
+        free,
+        segments,
+    })
 }

@@ -29,7 +29,12 @@ impl SlotLayout {
         let after = site.pad_bytes - before;
         let keep_pre = pre.min(before);
         let keep_slot = slot.min(after);
-        SlotLayout { keep_pre, keep_slot, cut_pre: before - keep_pre, cut_post: after - keep_slot }
+        SlotLayout {
+            keep_pre,
+            keep_slot,
+            cut_pre: before - keep_pre,
+            cut_post: after - keep_slot,
+        }
     }
 
     /// Bytes removed in all.

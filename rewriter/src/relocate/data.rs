@@ -74,8 +74,7 @@ pub(super) fn fix_data(
     let Some(op) = data_op(r.r_type) else {
         return Err(Error::refused(format!(
             "relocation type {} at {p:#x} ({}) is not supported",
-            r.r_type,
-            img.file.sections[sec].name
+            r.r_type, img.file.sections[sec].name
         )));
     };
     if t_old == u64::MAX {
@@ -97,7 +96,11 @@ pub(super) fn fix_data(
         }
         DataOp::Add(w) | DataOp::Sub(w) => {
             let old = img.read_new(sec, p_new, w)?;
-            let new = if matches!(op, DataOp::Add(_)) { old.wrapping_add(delta) } else { old.wrapping_sub(delta) };
+            let new = if matches!(op, DataOp::Add(_)) {
+                old.wrapping_add(delta)
+            } else {
+                old.wrapping_sub(delta)
+            };
             img.write_new(sec, p_new, w, new & mask(w))?;
         }
         DataOp::PcRel(w) => {
@@ -111,7 +114,9 @@ pub(super) fn fix_data(
             }
             let new = t_new.wrapping_sub(p_new) as i64;
             if new < i64::from(i32::MIN) || new > i64::from(i32::MAX) {
-                return Err(Error::refused(format!("PC-relative word at {p:#x} overflows")));
+                return Err(Error::refused(format!(
+                    "PC-relative word at {p:#x} overflows"
+                )));
             }
             img.write_new(sec, p_new, w, (new as u64) & mask(w))?;
         }
@@ -122,7 +127,11 @@ pub(super) fn fix_data(
             // checks the result.
             let old = img.read_new(sec, p_new, 1)?;
             let six = old & 0x3f;
-            let new = if matches!(op, DataOp::Set6) { six.wrapping_add(delta) } else { six.wrapping_sub(delta) };
+            let new = if matches!(op, DataOp::Set6) {
+                six.wrapping_add(delta)
+            } else {
+                six.wrapping_sub(delta)
+            };
             img.write_new(sec, p_new, 1, (old & !0x3f) | (new & 0x3f))?;
         }
         DataOp::Uleb(set) => {
@@ -131,9 +140,14 @@ pub(super) fn fix_data(
             let bytes = img.bytes_mut(sec);
             let (old, len) = read_uleb(&bytes[off.min(bytes.len())..])
                 .ok_or_else(|| Error::refused(format!("bad ULEB128 at {p:#x}")))?;
-            let new = if set { old.wrapping_add(delta) } else { old.wrapping_sub(delta) };
-            write_uleb_fixed(&mut bytes[off..off + len], new)
-                .ok_or_else(|| Error::refused(format!("ULEB128 at {p:#x} no longer fits in {len} bytes")))?;
+            let new = if set {
+                old.wrapping_add(delta)
+            } else {
+                old.wrapping_sub(delta)
+            };
+            write_uleb_fixed(&mut bytes[off..off + len], new).ok_or_else(|| {
+                Error::refused(format!("ULEB128 at {p:#x} no longer fits in {len} bytes"))
+            })?;
         }
     }
     Ok(())
@@ -201,7 +215,9 @@ pub(super) fn fix_got(img: &mut Image<'_, '_>, dyn_covered: &HashSet<u64>) -> Re
             if dyn_covered.contains(&at) || img.tls_got.contains(&at) {
                 continue;
             }
-            let Some(v) = read_uint(old, off, w) else { break };
+            let Some(v) = read_uint(old, off, w) else {
+                break;
+            };
             if v == 0 || img.file.alloc_section_at(v).is_none() {
                 continue;
             }
@@ -216,7 +232,11 @@ pub(super) fn fix_got(img: &mut Image<'_, '_>, dyn_covered: &HashSet<u64>) -> Re
 /// Rebuilds the `.eh_frame_hdr` binary search table (the linker writes it without
 /// relocations): every entry is relative to the header, so every entry changes.
 pub(super) fn fix_eh_frame_hdr(img: &mut Image<'_, '_>) -> Result<()> {
-    let Some(hdr) = img.file.section_by_name(".eh_frame_hdr").filter(|s| s.is_alloc()) else {
+    let Some(hdr) = img
+        .file
+        .section_by_name(".eh_frame_hdr")
+        .filter(|s| s.is_alloc())
+    else {
         return Ok(());
     };
     let (sec, h_old) = (hdr.index, hdr.addr);
@@ -238,11 +258,15 @@ pub(super) fn fix_eh_frame_hdr(img: &mut Image<'_, '_>) -> Result<()> {
     img.write_new(sec, h_new + 4, 4, eh_new as u64 & 0xffff_ffff)?;
     let count = rd(8).ok_or_else(|| Error::malformed(".eh_frame_hdr truncated"))? as u32 as usize;
     if 12 + count * 8 > old.len() {
-        return Err(Error::malformed(".eh_frame_hdr table runs past its section"));
+        return Err(Error::malformed(
+            ".eh_frame_hdr table runs past its section",
+        ));
     }
     for i in 0..count {
         let o = 12 + i * 8;
-        let (Some(loc), Some(fde)) = (rd(o), rd(o + 4)) else { break };
+        let (Some(loc), Some(fde)) = (rd(o), rd(o + 4)) else {
+            break;
+        };
         let loc_new = img.map((h_old as i64 + loc) as u64) as i64 - h_new as i64;
         let fde_new = img.map((h_old as i64 + fde) as u64) as i64 - h_new as i64;
         img.write_new(sec, h_new + o as u64, 4, loc_new as u64 & 0xffff_ffff)?;

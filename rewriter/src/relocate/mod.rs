@@ -58,7 +58,9 @@ impl<'a, 'data> Image<'a, 'data> {
 
     /// Original bytes of a section.
     pub fn old(&self, sec: usize) -> &'data [u8] {
-        self.file.section_data(&self.file.sections[sec]).unwrap_or(&[])
+        self.file
+            .section_data(&self.file.sections[sec])
+            .unwrap_or(&[])
     }
 
     /// New address of section `sec`'s start.
@@ -85,7 +87,11 @@ impl<'a, 'data> Image<'a, 'data> {
         let base = self.new_base(sec);
         let off = addr.wrapping_sub(base) as usize;
         let bytes = self.bytes_mut(sec);
-        read_uint(bytes, off, size).ok_or_else(|| Error::malformed(format!("read of {size} bytes at {addr:#x} is outside its section")))
+        read_uint(bytes, off, size).ok_or_else(|| {
+            Error::malformed(format!(
+                "read of {size} bytes at {addr:#x} is outside its section"
+            ))
+        })
     }
 
     /// Writes `size` bytes little-endian at new address `addr` of section `sec`.
@@ -93,9 +99,11 @@ impl<'a, 'data> Image<'a, 'data> {
         let base = self.new_base(sec);
         let off = addr.wrapping_sub(base) as usize;
         let bytes = self.bytes_mut(sec);
-        let dst = bytes
-            .get_mut(off..off + size)
-            .ok_or_else(|| Error::malformed(format!("write of {size} bytes at {addr:#x} is outside its section")))?;
+        let dst = bytes.get_mut(off..off + size).ok_or_else(|| {
+            Error::malformed(format!(
+                "write of {size} bytes at {addr:#x} is outside its section"
+            ))
+        })?;
         dst.copy_from_slice(&value.to_le_bytes()[..size]);
         Ok(())
     }
@@ -105,7 +113,8 @@ impl<'a, 'data> Image<'a, 'data> {
         let s = &self.file.sections[sec];
         let off = addr.wrapping_sub(s.addr) as usize;
         let bytes = self.old(sec).get(off..).unwrap_or(&[]);
-        decode(bytes, self.xlen).map_err(|e| Error::refused(format!("instruction at {addr:#x}: {e}")))
+        decode(bytes, self.xlen)
+            .map_err(|e| Error::refused(format!("instruction at {addr:#x}: {e}")))
     }
 
     /// Writes a re-encoded instruction at the new place of original address `addr`.
@@ -172,7 +181,10 @@ fn write_slots(img: &mut Image<'_, '_>, sites: &[crate::scan::PatchSite]) -> Res
     for slot in &img.plan.slots.clone() {
         if slot.cut.keep_slot == 4 {
             if slot.slot_addr % 4 != 0 {
-                return Err(Error::refused(format!("slot at {:#x} is not 4-byte aligned", slot.slot_addr)));
+                return Err(Error::refused(format!(
+                    "slot at {:#x} is not 4-byte aligned",
+                    slot.slot_addr
+                )));
             }
             let sec = sites[slot.site].section;
             img.write_new(sec, slot.slot_addr, 4, u64::from(NOP))?;
@@ -197,10 +209,18 @@ pub fn relocate(
     relocs: &[RelocSection],
 ) -> Result<Fixed> {
     if !file.kind.is_linked() {
-        return Err(Error::Unsupported("rewriting relocatable objects (.o) is not implemented yet".into()));
+        return Err(Error::Unsupported(
+            "rewriting relocatable objects (.o) is not implemented yet".into(),
+        ));
     }
     let xlen = if file.is_64 { Xlen::Rv64 } else { Xlen::Rv32 };
-    let mut img = Image { file, plan, xlen, data: BTreeMap::new(), tls_got: HashSet::new() };
+    let mut img = Image {
+        file,
+        plan,
+        xlen,
+        data: BTreeMap::new(),
+        tls_got: HashSet::new(),
+    };
     build_exec_sections(&mut img)?;
     write_slots(&mut img, sites)?;
 
@@ -208,7 +228,11 @@ pub fn relocate(
     let mut handled: HashSet<u64> = HashSet::new();
 
     // Table entries map to the planned first kept pad byte, not through the plain map.
-    let entry_map: HashMap<u64, u64> = plan.slots.iter().map(|s| (sites[s.site].entry, s.entry)).collect();
+    let entry_map: HashMap<u64, u64> = plan
+        .slots
+        .iter()
+        .map(|s| (sites[s.site].entry, s.entry))
+        .collect();
     let dyn_covered: HashSet<u64> = relocs
         .iter()
         .filter(|rs| file.sections[rs.index].is_alloc())
@@ -217,11 +241,17 @@ pub fn relocate(
 
     // Pair %pcrel_lo relocations with their %pcrel_hi / %got_pcrel_hi instruction.
     let mut lo_partners: HashMap<u64, Vec<(usize, u64, u32)>> = HashMap::new();
-    for rs in relocs.iter().filter(|rs| !file.sections[rs.index].is_alloc()) {
+    for rs in relocs
+        .iter()
+        .filter(|rs| !file.sections[rs.index].is_alloc())
+    {
         for r in &rs.relocs {
             if r.r_type == elf::R_RISCV_PCREL_LO12_I.0 || r.r_type == elf::R_RISCV_PCREL_LO12_S.0 {
                 let hi = sym_value(&file.symbols, r).wrapping_add(r.addend as u64);
-                lo_partners.entry(hi).or_default().push((rs.target, r.offset, r.r_type));
+                lo_partners
+                    .entry(hi)
+                    .or_default()
+                    .push((rs.target, r.offset, r.r_type));
             }
         }
     }
@@ -239,19 +269,30 @@ pub fn relocate(
             &file.symbols
         };
         let table_section = file.sections[target].name == crate::scan::TABLE_SECTION;
-        let table_range = file.section_by_name(crate::scan::TABLE_SECTION).map(|t| t.addr..t.end());
+        let table_range = file
+            .section_by_name(crate::scan::TABLE_SECTION)
+            .map(|t| t.addr..t.end());
         for r in &rs.relocs {
             *fixed.types.entry(r.r_type).or_insert(0) += 1;
             let s_old = sym_value(syms, r);
             let t_old = s_old.wrapping_add(r.addend as u64);
             let map_t = |img: &Image<'_, '_>, t: u64| -> u64 {
-                if table_section || (is_dynamic && table_range.as_ref().is_some_and(|rg| rg.contains(&r.offset))) {
+                if table_section
+                    || (is_dynamic
+                        && table_range
+                            .as_ref()
+                            .is_some_and(|rg| rg.contains(&r.offset)))
+                {
                     entry_map.get(&t).copied().unwrap_or_else(|| img.map(t))
                 } else {
                     img.map(t)
                 }
             };
-            let p_new = if is_dynamic { img.map(r.offset) } else { img.map_in(target, r.offset) };
+            let p_new = if is_dynamic {
+                img.map(r.offset)
+            } else {
+                img.map_in(target, r.offset)
+            };
             let mut new = *r;
             new.offset = p_new;
             if is_dynamic {
@@ -278,8 +319,22 @@ pub fn relocate(
             if defined {
                 new.addend = t_new.wrapping_sub(gp_new).wrapping_sub(s_new) as i64;
             }
-            let (t_old, t_new) = if defined { (t_old, t_new) } else { (u64::MAX, u64::MAX) };
-            fix_one(&mut img, rs, r, t_old, t_new, gp_old, &lo_partners, &dyn_covered, &mut handled)?;
+            let (t_old, t_new) = if defined {
+                (t_old, t_new)
+            } else {
+                (u64::MAX, u64::MAX)
+            };
+            fix_one(
+                &mut img,
+                rs,
+                r,
+                t_old,
+                t_new,
+                gp_old,
+                &lo_partners,
+                &dyn_covered,
+                &mut handled,
+            )?;
             out.push(new);
         }
         fixed.relocs.insert(rs.index, out);
@@ -310,8 +365,15 @@ fn fix_one(
     let p = r.offset;
     let t = r.r_type;
     let p_new = img.map_in(sec, p);
-    if img.file.sections[sec].is_alloc() && img.plan.map.is_cut(p) && t != R_RISCV_NONE.0 && t != R_RISCV_ALIGN.0 && t != R_RISCV_RELAX.0 {
-        return Err(Error::refused(format!("relocation type {t} at {p:#x} lies in a removed pad")));
+    if img.file.sections[sec].is_alloc()
+        && img.plan.map.is_cut(p)
+        && t != R_RISCV_NONE.0
+        && t != R_RISCV_ALIGN.0
+        && t != R_RISCV_RELAX.0
+    {
+        return Err(Error::refused(format!(
+            "relocation type {t} at {p:#x} lies in a removed pad"
+        )));
     }
     match t {
         _ if t == R_RISCV_NONE.0 || t == R_RISCV_RELAX.0 || t == R_RISCV_ALIGN.0 => {}
@@ -323,12 +385,22 @@ fn fix_one(
             || t == R_RISCV_TLS_DTPREL64.0
             || t == R_RISCV_TLS_DTPMOD32.0
             || t == R_RISCV_TLS_DTPREL32.0 => {}
-        _ if t == R_RISCV_BRANCH.0 || t == R_RISCV_JAL.0 || t == R_RISCV_RVC_BRANCH.0 || t == R_RISCV_RVC_JUMP.0 => {
+        _ if t == R_RISCV_BRANCH.0
+            || t == R_RISCV_JAL.0
+            || t == R_RISCV_RVC_BRANCH.0
+            || t == R_RISCV_RVC_JUMP.0 =>
+        {
             let insn = img.old_insn(sec, p)?;
             let Some(old_target) = riscv::pc_target(&insn, p) else {
-                return Err(Error::refused(format!("relocation type {t} at {p:#x} is not on a branch or jump")));
+                return Err(Error::refused(format!(
+                    "relocation type {t} at {p:#x} is not on a branch or jump"
+                )));
             };
-            let (t_old, t_new) = if t_old == u64::MAX { (old_target, img.map(old_target)) } else { (t_old, t_new) };
+            let (t_old, t_new) = if t_old == u64::MAX {
+                (old_target, img.map(old_target))
+            } else {
+                (t_old, t_new)
+            };
             if old_target != t_old {
                 return Err(Error::refused(format!(
                     "branch at {p:#x} goes to {old_target:#x} but its relocation says {t_old:#x}"
@@ -342,12 +414,20 @@ fn fix_one(
             let auipc = img.old_insn(sec, p)?;
             let jalr = img.old_insn(sec, p + 4)?;
             let (Op::Auipc { imm, .. }, Op::Jalr { imm: lo, .. }) = (auipc.op, jalr.op) else {
-                return Err(Error::refused(format!("call relocation at {p:#x} is not on auipc+jalr")));
+                return Err(Error::refused(format!(
+                    "call relocation at {p:#x} is not on auipc+jalr"
+                )));
             };
             let old_target = p.wrapping_add(imm as u64).wrapping_add(lo as i64 as u64);
-            let (t_old, t_new) = if t_old == u64::MAX { (old_target, img.map(old_target)) } else { (t_old, t_new) };
+            let (t_old, t_new) = if t_old == u64::MAX {
+                (old_target, img.map(old_target))
+            } else {
+                (t_old, t_new)
+            };
             if old_target != t_old {
-                return Err(Error::refused(format!("call at {p:#x} goes to {old_target:#x} but its relocation says {t_old:#x}")));
+                return Err(Error::refused(format!(
+                    "call at {p:#x} goes to {old_target:#x} but its relocation says {t_old:#x}"
+                )));
             }
             let (hi, lo) = hi_lo(t_new.wrapping_sub(p_new) as i64).map_err(range(p, "call"))?;
             let a = riscv::with_u_imm(auipc.raw, hi).map_err(range(p, "call"))?;
@@ -357,10 +437,16 @@ fn fix_one(
             handled.insert(p);
             handled.insert(p + 4);
         }
-        _ if t == R_RISCV_PCREL_HI20.0 || t == R_RISCV_GOT_HI20.0 || t == R_RISCV_TLS_GOT_HI20.0 || t == R_RISCV_TLS_GD_HI20.0 => {
+        _ if t == R_RISCV_PCREL_HI20.0
+            || t == R_RISCV_GOT_HI20.0
+            || t == R_RISCV_TLS_GOT_HI20.0
+            || t == R_RISCV_TLS_GD_HI20.0 =>
+        {
             let auipc = img.old_insn(sec, p)?;
             let Op::Auipc { imm, .. } = auipc.op else {
-                return Err(Error::refused(format!("%pcrel_hi relocation at {p:#x} is not on auipc")));
+                return Err(Error::refused(format!(
+                    "%pcrel_hi relocation at {p:#x} is not on auipc"
+                )));
             };
             let partners = lo_partners.get(&p).map(Vec::as_slice).unwrap_or(&[]);
             // The full old target, from the bytes: auipc plus its first partner's low part.
@@ -370,7 +456,11 @@ fn fix_one(
                 let lo = match (li.op, ltype == R_RISCV_PCREL_LO12_S.0) {
                     (Op::IType { imm, .. }, false) | (Op::Jalr { imm, .. }, false) => imm,
                     (Op::SType { imm, .. }, true) => imm,
-                    _ => return Err(Error::refused(format!("%pcrel_lo relocation at {lp:#x} is not on a matching instruction"))),
+                    _ => {
+                        return Err(Error::refused(format!(
+                            "%pcrel_lo relocation at {lp:#x} is not on a matching instruction"
+                        )))
+                    }
                 };
                 lows.push((lsec, lp, li, lo));
             }
@@ -378,12 +468,22 @@ fn fix_one(
                 Some(&(_, _, _, lo)) => p.wrapping_add(imm as u64).wrapping_add(lo as i64 as u64),
                 None => t_old,
             };
-            let (t_old, t_new) = if t_old == u64::MAX { (full_old, img.map(full_old)) } else { (t_old, t_new) };
+            let (t_old, t_new) = if t_old == u64::MAX {
+                (full_old, img.map(full_old))
+            } else {
+                (t_old, t_new)
+            };
             if t == R_RISCV_PCREL_HI20.0 && full_old != t_old {
-                return Err(Error::refused(format!("auipc at {p:#x} reaches {full_old:#x} but its relocation says {t_old:#x}")));
+                return Err(Error::refused(format!(
+                    "auipc at {p:#x} reaches {full_old:#x} but its relocation says {t_old:#x}"
+                )));
             }
             // GOT and TLS-GOT forms point at a GOT slot, which moves with its section.
-            let full_new = if t == R_RISCV_PCREL_HI20.0 { t_new } else { img.map(full_old) };
+            let full_new = if t == R_RISCV_PCREL_HI20.0 {
+                t_new
+            } else {
+                img.map(full_old)
+            };
             if t == R_RISCV_TLS_GOT_HI20.0 || t == R_RISCV_TLS_GD_HI20.0 {
                 img.tls_got.insert(full_old);
                 img.tls_got.insert(full_old + img.file.ptr_size() as u64);
@@ -393,9 +493,13 @@ fn fix_one(
             img.put_insn(sec, p, &auipc, a)?;
             handled.insert(p);
             for (lsec, lp, li, old_lo) in lows {
-                let this_old = p.wrapping_add(imm as u64).wrapping_add(old_lo as i64 as u64);
+                let this_old = p
+                    .wrapping_add(imm as u64)
+                    .wrapping_add(old_lo as i64 as u64);
                 if this_old != full_old {
-                    return Err(Error::refused(format!("%pcrel_lo at {lp:#x} disagrees with its auipc at {p:#x}")));
+                    return Err(Error::refused(format!(
+                        "%pcrel_lo at {lp:#x} disagrees with its auipc at {p:#x}"
+                    )));
                 }
                 let raw = match li.op {
                     Op::SType { .. } => riscv::with_s_imm(li.raw, lo),
@@ -408,20 +512,35 @@ fn fix_one(
         }
         _ if t == R_RISCV_PCREL_LO12_I.0 || t == R_RISCV_PCREL_LO12_S.0 => {
             // Fixed together with its auipc; one without a partner is an error.
-            if !lo_partners.values().any(|v| v.iter().any(|&(_, lp, _)| lp == p)) {
+            if !lo_partners
+                .values()
+                .any(|v| v.iter().any(|&(_, lp, _)| lp == p))
+            {
                 return Err(Error::refused(format!("%pcrel_lo at {p:#x} has no auipc")));
             }
         }
-        _ if t == R_RISCV_HI20.0 || t == R_RISCV_LO12_I.0 || t == R_RISCV_LO12_S.0 || t == R_RISCV_RVC_LUI.0 => {
+        _ if t == R_RISCV_HI20.0
+            || t == R_RISCV_LO12_I.0
+            || t == R_RISCV_LO12_S.0
+            || t == R_RISCV_RVC_LUI.0 =>
+        {
             let insn = img.old_insn(sec, p)?;
             let (hi, lo) = hi_lo(t_new as i64).map_err(range(p, "absolute address"))?;
             let raw = match insn.op {
                 Op::Lui { .. } if t == R_RISCV_HI20.0 => riscv::with_u_imm(insn.raw, hi),
-                Op::CLui { .. } if t == R_RISCV_RVC_LUI.0 => riscv::with_clui_imm(insn.raw as u16, hi).map(u32::from),
+                Op::CLui { .. } if t == R_RISCV_RVC_LUI.0 => {
+                    riscv::with_clui_imm(insn.raw as u16, hi).map(u32::from)
+                }
                 // A relaxed `lui` is gone; its reference is an immediate on x0-based code.
-                Op::IType { .. } | Op::Jalr { .. } if t == R_RISCV_LO12_I.0 => riscv::with_i_imm(insn.raw, lo),
+                Op::IType { .. } | Op::Jalr { .. } if t == R_RISCV_LO12_I.0 => {
+                    riscv::with_i_imm(insn.raw, lo)
+                }
                 Op::SType { .. } if t == R_RISCV_LO12_S.0 => riscv::with_s_imm(insn.raw, lo),
-                _ => return Err(Error::refused(format!("relocation type {t} at {p:#x} is not on a matching instruction"))),
+                _ => {
+                    return Err(Error::refused(format!(
+                        "relocation type {t} at {p:#x} is not on a matching instruction"
+                    )))
+                }
             }
             .map_err(range(p, "absolute address"))?;
             img.put_insn(sec, p, &insn, raw)?;
@@ -429,7 +548,9 @@ fn fix_one(
         }
         _ if t == R_RISCV_GPREL_I.0 || t == R_RISCV_GPREL_S.0 => {
             let Some(gp) = gp_old else {
-                return Err(Error::refused(format!("gp-relative access at {p:#x} but no __global_pointer$")));
+                return Err(Error::refused(format!(
+                    "gp-relative access at {p:#x} but no __global_pointer$"
+                )));
             };
             let insn = img.old_insn(sec, p)?;
             let value = t_new.wrapping_sub(img.map(gp)) as i64;
@@ -452,8 +573,16 @@ fn reencode_pc(insn: &Insn, off: i64, at: u64) -> Result<u32> {
     Ok(match insn.op {
         Op::Branch { .. } => riscv::with_branch_offset(insn.raw, off).map_err(range(at, what))?,
         Op::Jal { .. } => riscv::with_jal_offset(insn.raw, off).map_err(range(at, what))?,
-        Op::CBranch { .. } => u32::from(riscv::with_cbranch_offset(insn.raw as u16, off).map_err(range(at, what))?),
-        Op::CJ { .. } | Op::CJal { .. } => u32::from(riscv::with_cj_offset(insn.raw as u16, off).map_err(range(at, what))?),
-        _ => return Err(Error::refused(format!("instruction at {at:#x} is not a branch or jump"))),
+        Op::CBranch { .. } => {
+            u32::from(riscv::with_cbranch_offset(insn.raw as u16, off).map_err(range(at, what))?)
+        }
+        Op::CJ { .. } | Op::CJal { .. } => {
+            u32::from(riscv::with_cj_offset(insn.raw as u16, off).map_err(range(at, what))?)
+        }
+        _ => {
+            return Err(Error::refused(format!(
+                "instruction at {at:#x} is not a branch or jump"
+            )))
+        }
     })
 }

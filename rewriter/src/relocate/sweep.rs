@@ -26,7 +26,11 @@ pub(super) fn fix_unrelocated(img: &mut Image<'_, '_>, handled: &HashSet<u64>) -
         let s = &img.file.sections[sec];
         let base = s.addr;
         let old = img.old(sec);
-        let moved = img.plan.map.section(sec).is_some_and(|m| !m.edits().is_empty() || m.new_addr != base);
+        let moved = img
+            .plan
+            .map
+            .section(sec)
+            .is_some_and(|m| !m.edits().is_empty() || m.new_addr != base);
         let mut off = 0usize;
         while off + 2 <= old.len() {
             let at = base + off as u64;
@@ -38,7 +42,9 @@ pub(super) fn fix_unrelocated(img: &mut Image<'_, '_>, handled: &HashSet<u64>) -
                     continue;
                 }
                 Err(e) if moved || img.plan.map.is_cut(at) => {
-                    return Err(Error::refused(format!("unknown instruction at {at:#x} in a moved range: {e}")));
+                    return Err(Error::refused(format!(
+                        "unknown instruction at {at:#x} in a moved range: {e}"
+                    )));
                 }
                 Err(_) => {
                     off += 2;
@@ -70,13 +76,22 @@ pub(super) fn fix_unrelocated(img: &mut Image<'_, '_>, handled: &HashSet<u64>) -
 }
 
 /// Fixes an unrelocated `auipc` and the instructions that use its result as a base.
-fn fix_auipc(img: &mut Image<'_, '_>, sec: usize, at: u64, rd: u8, imm: i64, handled: &HashSet<u64>) -> Result<usize> {
+fn fix_auipc(
+    img: &mut Image<'_, '_>,
+    sec: usize,
+    at: u64,
+    rd: u8,
+    imm: i64,
+    handled: &HashSet<u64>,
+) -> Result<usize> {
     let s = &img.file.sections[sec];
     let old = img.old(sec);
     let mut users = Vec::new();
     let mut off = (at - s.addr) as usize + 4;
     for _ in 0..AUIPC_WINDOW {
-        let Ok(i) = decode(&old[off.min(old.len())..], img.xlen) else { break };
+        let Ok(i) = decode(&old[off.min(old.len())..], img.xlen) else {
+            break;
+        };
         let pc = s.addr + off as u64;
         let (base, lo, writes) = match i.op {
             Op::IType { rd: d, rs1, imm } => (rs1, Some(imm), Some(d)),
@@ -107,14 +122,18 @@ fn fix_auipc(img: &mut Image<'_, '_>, sec: usize, at: u64, rd: u8, imm: i64, han
         }
         return Ok(0);
     }
-    let targets: Vec<u64> = users.iter().map(|&(_, _, lo)| at.wrapping_add(imm as u64).wrapping_add(lo as i64 as u64)).collect();
+    let targets: Vec<u64> = users
+        .iter()
+        .map(|&(_, _, lo)| at.wrapping_add(imm as u64).wrapping_add(lo as i64 as u64))
+        .collect();
     if !targets.iter().any(|&t| moved(img, t)) {
         return Ok(0);
     }
     let first_new = img.map(targets[0]).wrapping_sub(p_new) as i64;
     let (hi, _) = hi_lo(first_new).map_err(|e| Error::refused(format!("auipc at {at:#x}: {e}")))?;
     let auipc = img.old_insn(sec, at)?;
-    let a = riscv::with_u_imm(auipc.raw, hi).map_err(|e| Error::refused(format!("auipc at {at:#x}: {e}")))?;
+    let a = riscv::with_u_imm(auipc.raw, hi)
+        .map_err(|e| Error::refused(format!("auipc at {at:#x}: {e}")))?;
     img.put_insn(sec, at, &auipc, a)?;
     for (&(pc, i, _), &t) in users.iter().zip(&targets) {
         let lo = img.map(t).wrapping_sub(p_new) as i64 - (hi << 12);

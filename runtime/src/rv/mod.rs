@@ -3,8 +3,8 @@
 
 pub mod asm;
 pub mod patch;
-pub mod sys;
 mod startup;
+pub mod sys;
 mod unwind;
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -63,7 +63,13 @@ fn flush_block(bytes: &[u8]) {
 }
 
 fn write_clock_pair() {
-    let r = Record { time: sys::ticks(), addr: sys::monotonic_ns(), tid: sys::gettid(), depth: 0, kind: Kind::Clock };
+    let r = Record {
+        time: sys::ticks(),
+        addr: sys::monotonic_ns(),
+        tid: sys::gettid(),
+        depth: 0,
+        kind: Kind::Clock,
+    };
     write_trace(&r.encode());
 }
 
@@ -99,7 +105,10 @@ fn claim_state() -> *mut ThreadState {
         if p.is_null() {
             return p;
         }
-        if entry.compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if entry
+            .compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             unsafe { (*p).tid = tid };
             return p;
         }
@@ -110,8 +119,12 @@ fn claim_state() -> *mut ThreadState {
     for entry in THREADS.iter() {
         let p = entry.load(Ordering::Acquire) as *mut ThreadState;
         let st = unsafe { &mut *p };
-        if st.tid != tid && !sys::thread_alive(pid, st.tid)
-            && st.busy.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        if st.tid != tid
+            && !sys::thread_alive(pid, st.tid)
+            && st
+                .busy
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
         {
             st.flush(&mut flush_block);
             st.depth = 0;
@@ -156,7 +169,11 @@ pub unsafe extern "C" fn padtrim_on_entry(slot: usize, ret_slot: *mut usize, sp:
         None => return,
     };
     // A signal handler interrupting us here must not touch the state: skip its calls.
-    if st.busy.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+    if st
+        .busy
+        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
         return;
     }
     let func = (slot as u64).wrapping_sub(BIAS.load(Ordering::Relaxed));
@@ -203,7 +220,11 @@ extern "C" fn padtrim_fini() {
         }
         let st = unsafe { &mut *p };
         // A thread still inside a handler keeps its buffer (it may be mid-update).
-        if st.busy.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if st
+            .busy
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
             st.flush(&mut write_trace);
             lost += st.lost;
             st.busy.store(0, Ordering::Release);
@@ -211,7 +232,13 @@ extern "C" fn padtrim_fini() {
     }
     FINISHED.store(true, Ordering::Relaxed);
     if lost > 0 {
-        let r = Record { time: sys::ticks(), addr: lost, tid: sys::gettid(), depth: 0, kind: Kind::Lost };
+        let r = Record {
+            time: sys::ticks(),
+            addr: lost,
+            tid: sys::gettid(),
+            depth: 0,
+            kind: Kind::Lost,
+        };
         write_trace(&r.encode());
     }
     write_clock_pair();
@@ -256,7 +283,10 @@ pub extern "C" fn padtrim_enable_function(func: *const u8, on: i32) -> i32 {
 /// addition to recording; a null handler removes it. Returns 0, or -1 if `func` has no slot
 /// or the table (64 functions) is full.
 #[no_mangle]
-pub extern "C" fn padtrim_register_handler(func: *const u8, handler: Option<extern "C" fn(*const u8, *const u8)>) -> i32 {
+pub extern "C" fn padtrim_register_handler(
+    func: *const u8,
+    handler: Option<extern "C" fn(*const u8, *const u8)>,
+) -> i32 {
     let key = func as u64;
     let cb = handler.map_or(0, |h| h as usize as u64);
     let n = (HANDLER_COUNT.load(Ordering::Acquire) as usize).min(MAX_HANDLERS);

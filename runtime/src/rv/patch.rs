@@ -56,13 +56,28 @@ pub fn find_slots(desc: *const Descriptor) -> Slots {
             count: d.table_count as usize,
             add_bias: true,
             bias,
-            islands: if d.islands_addr == 0 { 0 } else { d.islands_addr.wrapping_add(bias) as usize },
+            islands: if d.islands_addr == 0 {
+                0
+            } else {
+                d.islands_addr.wrapping_add(bias) as usize
+            },
             islands_count: d.islands_count as usize,
         };
     }
     let (start, stop) = asm::pfe_table();
-    let count = if start != 0 && stop > start { (stop - start) / 8 } else { 0 };
-    Slots { table: start, count, add_bias: false, bias: load_bias_from_ehdr(), islands: 0, islands_count: 0 }
+    let count = if start != 0 && stop > start {
+        (stop - start) / 8
+    } else {
+        0
+    };
+    Slots {
+        table: start,
+        count,
+        add_bias: false,
+        bias: load_bias_from_ehdr(),
+        islands: 0,
+        islands_count: 0,
+    }
 }
 
 /// Bias from the mapped ELF header: its runtime address minus the link-time address of the
@@ -113,7 +128,12 @@ pub struct Patcher {
 impl Patcher {
     /// Nothing writable yet.
     pub fn new() -> Patcher {
-        Patcher { page: 0, lo: usize::MAX, hi: 0, stats: PatchStats::default() }
+        Patcher {
+            page: 0,
+            lo: usize::MAX,
+            hi: 0,
+            stats: PatchStats::default(),
+        }
     }
 
     fn make_writable(&mut self, addr: usize) -> bool {
@@ -122,7 +142,12 @@ impl Patcher {
             return true;
         }
         self.restore();
-        if sys::mprotect(page, PAGE, sys::PROT_READ | sys::PROT_WRITE | sys::PROT_EXEC) != 0 {
+        if sys::mprotect(
+            page,
+            PAGE,
+            sys::PROT_READ | sys::PROT_WRITE | sys::PROT_EXEC,
+        ) != 0
+        {
             return false;
         }
         self.page = page;
@@ -150,8 +175,13 @@ impl Patcher {
     pub fn enable(&mut self, slots: &Slots, slot: usize) -> bool {
         let ok = slot & 3 == 0 && unsafe { core::ptr::read_volatile(slot as *const u32) } == NOP;
         let insn = if ok {
-            pick_target(slot as u64, asm::padtrim_trampoline as usize as u64, slots.islands(), slots.bias)
-                .and_then(|t| encode_jal_t0(slot as u64, t))
+            pick_target(
+                slot as u64,
+                asm::padtrim_trampoline as usize as u64,
+                slots.islands(),
+                slots.bias,
+            )
+            .and_then(|t| encode_jal_t0(slot as u64, t))
         } else {
             None
         };
@@ -178,7 +208,11 @@ impl Patcher {
             None => return false,
         };
         let tramp = asm::padtrim_trampoline as usize as u64;
-        let is_ours = target == tramp || slots.islands().iter().any(|&i| i.wrapping_add(slots.bias) == target);
+        let is_ours = target == tramp
+            || slots
+                .islands()
+                .iter()
+                .any(|&i| i.wrapping_add(slots.bias) == target);
         is_ours && self.store(slot, NOP)
     }
 

@@ -64,12 +64,22 @@ impl Symbols {
             return None;
         }
         let len = sys::file_size(fd);
-        let file = if len > 0 { sys::mmap(len as usize, fd) } else { core::ptr::null_mut() };
+        let file = if len > 0 {
+            sys::mmap(len as usize, fd)
+        } else {
+            core::ptr::null_mut()
+        };
         sys::close(fd);
         if file.is_null() {
             return None;
         }
-        let mut s = Symbols { file, file_len: len as usize, funcs: core::ptr::null_mut(), funcs_cap: 0, funcs_len: 0 };
+        let mut s = Symbols {
+            file,
+            file_len: len as usize,
+            funcs: core::ptr::null_mut(),
+            funcs_cap: 0,
+            funcs_len: 0,
+        };
         let elf = Elf::parse(s.bytes())?;
         let cap = elf.symbol_count().max(1);
         let funcs = sys::mmap(cap * core::mem::size_of::<FuncSym>(), -1) as *mut FuncSym;
@@ -95,7 +105,9 @@ impl Symbols {
             None => return false,
         };
         let funcs = unsafe { core::slice::from_raw_parts(self.funcs, self.funcs_len) };
-        at_address(funcs, addr).iter().any(|f| filter.selects(elf.name(f.index)))
+        at_address(funcs, addr)
+            .iter()
+            .any(|f| filter.selects(elf.name(f.index)))
     }
 }
 
@@ -103,7 +115,10 @@ impl Drop for Symbols {
     fn drop(&mut self) {
         sys::munmap(self.file, self.file_len);
         if !self.funcs.is_null() {
-            sys::munmap(self.funcs as *mut u8, self.funcs_cap * core::mem::size_of::<FuncSym>());
+            sys::munmap(
+                self.funcs as *mut u8,
+                self.funcs_cap * core::mem::size_of::<FuncSym>(),
+            );
         }
     }
 }
@@ -113,7 +128,10 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     let ns0 = sys::monotonic_ns();
     let cfg = Config::from_env(EnvIter { p: envp });
     if cfg.bad_mode {
-        sys::write_all(2, b"padtrim: PADTRIM_TRACE must be off, entry or graph; tracing is off\n");
+        sys::write_all(
+            2,
+            b"padtrim: PADTRIM_TRACE must be off, entry or graph; tracing is off\n",
+        );
     }
     PID.store(sys::getpid(), Ordering::Relaxed);
     let slots = patch::find_slots(unsafe { core::ptr::addr_of!(super::padtrim_descriptor) });
@@ -125,7 +143,11 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
         return;
     }
     let filter = cfg.filter.map(Filter::new).filter(|f| !f.is_everything());
-    let symbols = if filter.is_some() { Symbols::load() } else { None };
+    let symbols = if filter.is_some() {
+        Symbols::load()
+    } else {
+        None
+    };
     if filter.is_some() && symbols.is_none() {
         sys::write_all(2, b"padtrim: cannot read the symbol table of /proc/self/exe; PADTRIM_FILTER selects nothing\n");
     }
@@ -166,14 +188,27 @@ fn open_trace(cfg: &Config<'_>, bias: u64, t0: u64, ns0: u64) -> bool {
         return false;
     }
     path[..cfg.out.len()].copy_from_slice(cfg.out);
-    let fd = sys::open(&path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644);
+    let fd = sys::open(
+        &path,
+        O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+        0o644,
+    );
     if fd < 0 {
-        sys::write_all(2, b"padtrim: cannot create the trace file (PADTRIM_OUT); tracing is off\n");
+        sys::write_all(
+            2,
+            b"padtrim: cannot create the trace file (PADTRIM_OUT); tracing is off\n",
+        );
         return false;
     }
     let mut exe = [0u8; MAX_PATH];
     let exe_len = sys::readlink(b"/proc/self/exe\0", &mut exe);
-    let header = Header { mode: cfg.mode, load_bias: bias, tick0: t0, ns0, pid: PID.load(Ordering::Relaxed) };
+    let header = Header {
+        mode: cfg.mode,
+        load_bias: bias,
+        tick0: t0,
+        ns0,
+        pid: PID.load(Ordering::Relaxed),
+    };
     let mut buf = [0u8; MAX_PATH + 64];
     debug_assert!(header_size(exe_len) <= buf.len());
     match encode_header(&header, &exe[..exe_len], &mut buf) {

@@ -41,7 +41,12 @@ unsafe fn syscall6(n: usize, a: [usize; 6]) -> isize {
 /// Write all of `buf` to `fd`, retrying short writes and EINTR; false on error.
 pub fn write_all(fd: i32, mut buf: &[u8]) -> bool {
     while !buf.is_empty() {
-        let n = unsafe { syscall6(nr::WRITE, [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0]) };
+        let n = unsafe {
+            syscall6(
+                nr::WRITE,
+                [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
+            )
+        };
         if n == -4 {
             continue; // EINTR
         }
@@ -55,7 +60,12 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> bool {
 
 /// Open a NUL-terminated path; returns the fd or a negative errno.
 pub fn open(path: &[u8], flags: usize, mode: usize) -> i32 {
-    unsafe { syscall6(nr::OPENAT, [AT_FDCWD as usize, path.as_ptr() as usize, flags, mode, 0, 0]) as i32 }
+    unsafe {
+        syscall6(
+            nr::OPENAT,
+            [AT_FDCWD as usize, path.as_ptr() as usize, flags, mode, 0, 0],
+        ) as i32
+    }
 }
 
 /// Close a file descriptor.
@@ -73,7 +83,17 @@ pub fn file_size(fd: i32) -> isize {
 /// Read the target of a symlink (NUL-terminated `path`) into `buf`; returns its length.
 pub fn readlink(path: &[u8], buf: &mut [u8]) -> usize {
     let n = unsafe {
-        syscall6(nr::READLINKAT, [AT_FDCWD as usize, path.as_ptr() as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0])
+        syscall6(
+            nr::READLINKAT,
+            [
+                AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                buf.as_mut_ptr() as usize,
+                buf.len(),
+                0,
+                0,
+            ],
+        )
     };
     if n < 0 {
         0
@@ -85,7 +105,11 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> usize {
 /// Map `len` bytes: anonymous zeroed memory when `fd` < 0, else a private read-only file map.
 /// Returns null on failure.
 pub fn mmap(len: usize, fd: i32) -> *mut u8 {
-    let (prot, flags) = if fd < 0 { (PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS) } else { (PROT_READ, MAP_PRIVATE) };
+    let (prot, flags) = if fd < 0 {
+        (PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    } else {
+        (PROT_READ, MAP_PRIVATE)
+    };
     let p = unsafe { syscall6(nr::MMAP, [0, len, prot, flags, fd as usize, 0]) };
     if p < 0 && p > -4096 {
         core::ptr::null_mut()
@@ -127,7 +151,7 @@ pub fn getpid() -> u32 {
 
 /// Is thread `tid` of process `pid` still alive?
 pub fn thread_alive(pid: u32, tid: u32) -> bool {
-    let r = unsafe { syscall6(nr::TGKILL, [pid as usize, tid as usize, 0, 0, 0, 0, ]) };
+    let r = unsafe { syscall6(nr::TGKILL, [pid as usize, tid as usize, 0, 0, 0, 0]) };
     r != -3 // ESRCH
 }
 
@@ -137,7 +161,9 @@ pub fn monotonic_ns() -> u64 {
     unsafe {
         syscall6(nr::CLOCK_GETTIME, [1, ts.as_mut_ptr() as usize, 0, 0, 0, 0]);
     }
-    (ts[0] as u64).wrapping_mul(1_000_000_000).wrapping_add(ts[1] as u64)
+    (ts[0] as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts[1] as u64)
 }
 
 /// The `time` CSR: cheap (about 24 ns under qemu-riscv64 against about 150 ns for the

@@ -60,7 +60,11 @@ extern "C" {
 }
 
 const RTLD_NEXT: *mut u8 = -1isize as *mut u8;
-const NAMES: [&[u8]; 3] = [b"_Unwind_RaiseException\0", b"_Unwind_Resume_or_Rethrow\0", b"_Unwind_ForcedUnwind\0"];
+const NAMES: [&[u8]; 3] = [
+    b"_Unwind_RaiseException\0",
+    b"_Unwind_Resume_or_Rethrow\0",
+    b"_Unwind_ForcedUnwind\0",
+];
 #[allow(clippy::declare_interior_mutable_const)]
 const NONE: AtomicUsize = AtomicUsize::new(0);
 static REAL: [AtomicUsize; 3] = [NONE; 3];
