@@ -7,6 +7,7 @@ pub mod elf;
 pub mod emit;
 pub mod error;
 pub mod plan;
+pub mod relocatable;
 pub mod relocate;
 pub mod report;
 pub mod rewrite;

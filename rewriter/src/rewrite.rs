@@ -80,9 +80,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         )));
     }
     if file.kind == FileKind::Relocatable {
-        return Err(Error::Unsupported(
-            "rewriting relocatable objects (.o) is not implemented yet".into(),
-        ));
+        return crate::relocatable::rewrite_relocatable(&file, &scan, opts);
     }
     if file.kind == FileKind::Vmlinux && opts.slot < 8 && !opts.force {
         return Err(Error::refused(format!(
