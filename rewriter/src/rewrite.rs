@@ -60,6 +60,9 @@ pub struct RewriteStats {
     pub unchanged: bool,
     /// True when the output carries the `__mcount_loc` table.
     pub table: bool,
+    /// Kernel tables rewritten from their bytes (`__ex_table`, kallsyms), in a vmlinux.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_tables: Option<crate::relocate::kernel::KernelTables>,
 }
 
 /// Rewrites `data`; returns the new file and what was done.
@@ -116,6 +119,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         relocation_types: BTreeMap::new(),
         unchanged: true,
         table: false,
+        kernel_tables: None,
     };
     // Already rewritten to this slot size: nothing to do, byte for byte.
     let done = scan.sites.iter().all(|s| {
@@ -189,6 +193,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
             after,
         });
     }
+    let fixed_kernel = fixed.kernel;
     let out = emit(&file, &plan, &fixed, table)?;
 
     let text_after: u64 = plan
@@ -212,6 +217,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         .collect();
     stats.unchanged = false;
     stats.table = with_table && plan.table.is_some();
+    stats.kernel_tables = (file.kind == FileKind::Vmlinux).then_some(fixed_kernel);
     Ok((out, stats))
 }
 

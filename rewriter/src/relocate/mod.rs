@@ -7,6 +7,7 @@
 //! decoding every executable section and fixed from their decoded targets.
 
 mod data;
+pub mod kernel;
 mod sweep;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,6 +30,8 @@ pub struct Fixed {
     pub unrelocated_fixups: usize,
     /// Relocation type → how many were re-resolved.
     pub types: BTreeMap<u32, usize>,
+    /// Kernel tables rewritten from their bytes (vmlinux only).
+    pub kernel: kernel::KernelTables,
 }
 
 /// The image under construction: original file, plan, and copy-on-write new contents.
@@ -221,6 +224,7 @@ pub fn relocate(
         data: BTreeMap::new(),
         tls_got: HashSet::new(),
     };
+    kernel::refuse_erased_relocations(file, relocs)?;
     build_exec_sections(&mut img)?;
     write_slots(&mut img, sites)?;
 
@@ -343,6 +347,9 @@ pub fn relocate(
     fixed.unrelocated_fixups = sweep::fix_unrelocated(&mut img, &handled)?;
     data::fix_got(&mut img, &dyn_covered)?;
     data::fix_eh_frame_hdr(&mut img)?;
+    if file.kind == crate::elf::FileKind::Vmlinux {
+        fixed.kernel = kernel::fix_kernel_tables(&mut img)?;
+    }
     fixed.data = img.data;
     Ok(fixed)
 }
