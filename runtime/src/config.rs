@@ -1,5 +1,5 @@
 //! Settings read from the environment at startup (`PADTRIM_TRACE`, `PADTRIM_FILTER`,
-//! `PADTRIM_OUT`), parsed from raw `NAME=value` byte strings so no allocator is needed.
+//! `PADTRIM_OUT`, `PADTRIM_DEBUG`), parsed from raw `NAME=value` byte strings so no allocator is needed.
 
 use crate::format::Mode;
 
@@ -17,6 +17,9 @@ pub struct Config<'a> {
     pub out: &'a [u8],
     /// `PADTRIM_TRACE` had a value we do not understand (treated as off).
     pub bad_mode: bool,
+    /// `PADTRIM_DEBUG` set to anything but empty or `0`: print how the slot table was found
+    /// and how many slots were patched, on stderr at startup.
+    pub debug: bool,
 }
 
 impl<'a> Config<'a> {
@@ -27,6 +30,7 @@ impl<'a> Config<'a> {
             filter: None,
             out: DEFAULT_OUT,
             bad_mode: false,
+            debug: false,
         };
         for entry in env {
             if let Some(v) = value_of(entry, b"PADTRIM_TRACE") {
@@ -42,6 +46,8 @@ impl<'a> Config<'a> {
                 }
             } else if let Some(v) = value_of(entry, b"PADTRIM_FILTER") {
                 cfg.filter = if v.is_empty() { None } else { Some(v) };
+            } else if let Some(v) = value_of(entry, b"PADTRIM_DEBUG") {
+                cfg.debug = !v.is_empty() && v != b"0";
             } else if let Some(v) = value_of(entry, b"PADTRIM_OUT") {
                 if !v.is_empty() {
                     cfg.out = v;
@@ -80,6 +86,7 @@ mod tests {
         assert_eq!(c.mode, Mode::Off);
         assert_eq!(c.out, DEFAULT_OUT);
         assert_eq!(c.filter, None);
+        assert!(!c.debug);
     }
 
     #[test]
@@ -88,7 +95,10 @@ mod tests {
             &b"PADTRIM_TRACE=graph"[..],
             b"PADTRIM_FILTER=fib*,!main",
             b"PADTRIM_OUT=/tmp/x.trace",
+            b"PADTRIM_DEBUG=1",
         ]);
+        assert!(c.debug);
+        assert!(!Config::from_env([&b"PADTRIM_DEBUG=0"[..]]).debug);
         assert_eq!(c.mode, Mode::Graph);
         assert_eq!(c.filter, Some(&b"fib*,!main"[..]));
         assert_eq!(c.out, b"/tmp/x.trace");

@@ -59,7 +59,7 @@ impl Descriptor {
 /// Encode `jal t0, to` placed at `from`, or `None` when out of reach or misaligned.
 pub fn encode_jal_t0(from: u64, to: u64) -> Option<u32> {
     let off = to.wrapping_sub(from) as i64;
-    if off < -JAL_REACH || off >= JAL_REACH || off & 1 != 0 {
+    if !(-JAL_REACH..JAL_REACH).contains(&off) || off & 1 != 0 {
         return None;
     }
     let imm = off as u32;

@@ -69,9 +69,49 @@ pub enum Kind {
     Clock,
     /// Records the runtime could not keep (no thread slot, shadow stack full): `addr` = count.
     Lost,
-    /// Startup patching finished at `time`: `addr` = patched slots, `depth`/`tid` unused,
-    /// skipped slots (not a 4-byte aligned `nop`, or out of reach) in the upper 32 bits of addr.
+    /// Startup patching finished at `time`: `addr` = patched slots, skipped slots (not a
+    /// 4-byte aligned `nop`, or out of reach) in the upper 32 bits of addr; `depth` = where
+    /// the slot table was found (`TableSource::to_u16`).
     Patched,
+}
+
+/// Where the runtime found the slot table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableSource {
+    /// No table: the program has neither a filled descriptor nor pads.
+    None,
+    /// The descriptor `padtrim rewrite` filled (sorted `__mcount_loc`).
+    Descriptor,
+    /// The linker's `__start/__stop___patchable_function_entries` (program not rewritten).
+    PatchableEntries,
+}
+
+impl TableSource {
+    /// The number stored in a `Patched` record's `depth`.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            TableSource::None => 0,
+            TableSource::Descriptor => 1,
+            TableSource::PatchableEntries => 2,
+        }
+    }
+    /// Inverse of `to_u16`.
+    pub fn from_u16(v: u16) -> Option<TableSource> {
+        match v {
+            0 => Some(TableSource::None),
+            1 => Some(TableSource::Descriptor),
+            2 => Some(TableSource::PatchableEntries),
+            _ => None,
+        }
+    }
+    /// Short name, as `PADTRIM_DEBUG` and `padtrim replay` print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableSource::None => "none",
+            TableSource::Descriptor => "descriptor",
+            TableSource::PatchableEntries => "__patchable_function_entries",
+        }
+    }
 }
 
 impl Kind {

@@ -18,6 +18,7 @@ pub mod descriptor;
 pub mod elf;
 pub mod format;
 pub mod glob;
+pub mod line;
 pub mod thread;
 
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use padtrim_runtime::elf::{containing, Elf, FuncSym};
-use padtrim_runtime::format::{Kind, Mode, TraceFile};
+use padtrim_runtime::format::{Kind, Mode, TableSource, TraceFile};
 
 /// What happened to a function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,19 @@ pub enum EventKind {
     Exit,
     /// Left without returning (longjmp, exception); time is when the runtime noticed.
     Unwound,
+}
+
+/// What the runtime did at startup (its `Patched` record).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Startup {
+    /// Slots turned into `jal t0`.
+    pub patched: u64,
+    /// Slots left alone (not a 4-byte aligned `nop`, or nothing in `jal` reach).
+    pub skipped: u64,
+    /// Nanoseconds from the runtime's start to the end of patching.
+    pub ns: f64,
+    /// Where the slot table was found (`descriptor`, `__patchable_function_entries`, ...).
+    pub table: &'static str,
 }
 
 /// One call event on a thread.
@@ -88,8 +101,8 @@ pub struct Trace {
     pub names: Vec<String>,
     /// Threads ordered by their first event.
     pub threads: Vec<Thread>,
-    /// Slots patched and skipped at startup, and how long startup took (ns), if recorded.
-    pub patched: Option<(u64, u64, f64)>,
+    /// What startup patching did, if recorded.
+    pub patched: Option<Startup>,
     /// Records the runtime had to drop.
     pub lost: u64,
     /// Bytes of an incomplete record at the end of the file.
@@ -135,11 +148,12 @@ impl Trace {
                     continue;
                 }
                 Kind::Patched => {
-                    patched = Some((
-                        r.addr & 0xffff_ffff,
-                        r.addr >> 32,
-                        clock.ns_since_start(r.time),
-                    ));
+                    patched = Some(Startup {
+                        patched: r.addr & 0xffff_ffff,
+                        skipped: r.addr >> 32,
+                        ns: clock.ns_since_start(r.time),
+                        table: TableSource::from_u16(r.depth).map_or("unknown", TableSource::name),
+                    });
                     continue;
                 }
                 Kind::Clock => continue,

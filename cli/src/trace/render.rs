@@ -63,7 +63,7 @@ pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                 open.pop();
                 close(out, top)?;
             }
-            let leaf = th.spans.get(i + 1).map_or(true, |n| n.level <= s.level);
+            let leaf = th.spans.get(i + 1).is_none_or(|n| n.level <= s.level);
             let indent = "  ".repeat(s.level);
             if leaf {
                 let note = match s.end_kind {
@@ -184,13 +184,14 @@ pub fn summary(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
         t.mode,
         t.threads.len()
     )?;
-    if let Some((patched, skipped, ns)) = t.patched {
+    if let Some(st) = t.patched {
         writeln!(
             out,
-            "# startup: {} slots patched, {} skipped, in {}",
-            patched,
-            skipped,
-            us(ns)
+            "# startup: {} slots patched, {} skipped, in {} (table: {})",
+            st.patched,
+            st.skipped,
+            us(st.ns),
+            st.table
         )?;
     }
     if t.lost > 0 {

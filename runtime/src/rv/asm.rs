@@ -111,8 +111,12 @@ global_asm!(
 
 // One pointer per thread (initial-exec TLS: valid in executables and in libraries loaded at
 // startup), zero until the thread's first traced call.
+// It lives in `.tdata` (8 zero bytes in the file), not `.tbss`: a `.tbss` section shares its
+// address with the section after it (it takes no room in the image), and `padtrim rewrite`
+// (up to at least ae78f26) then looks up data at that address in `.tbss` and refuses the PIE
+// ("read of 8 bytes at ... is outside its section"). Programs with their own `.tbss` still hit that.
 global_asm!(
-    ".section .tbss,\"awT\",@nobits",
+    ".section .tdata,\"awT\",@progbits",
     ".p2align 3",
     ".type padtrim_tls_state, @object",
     "padtrim_tls_state:",

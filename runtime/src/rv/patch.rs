@@ -5,12 +5,15 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::{asm, sys};
 use crate::descriptor::{decode_jal_t0, encode_jal_t0, pick_target, Descriptor, NOP};
+pub use crate::format::TableSource;
 
 const PAGE: usize = 4096;
 
 /// The process's slot table, found once at startup.
 #[derive(Clone, Copy, Debug)]
 pub struct Slots {
+    /// Where the table came from.
+    pub source: TableSource,
     /// Runtime address of the first pointer-sized entry.
     pub table: usize,
     /// Number of entries.
@@ -52,6 +55,7 @@ pub fn find_slots(desc: *const Descriptor) -> Slots {
     if d.is_filled() {
         let bias = d.load_bias(desc as u64);
         return Slots {
+            source: TableSource::Descriptor,
             table: d.table_addr.wrapping_add(bias) as usize,
             count: d.table_count as usize,
             add_bias: true,
@@ -71,6 +75,11 @@ pub fn find_slots(desc: *const Descriptor) -> Slots {
         0
     };
     Slots {
+        source: if count > 0 {
+            TableSource::PatchableEntries
+        } else {
+            TableSource::None
+        },
         table: start,
         count,
         add_bias: false,

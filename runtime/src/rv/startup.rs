@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::elf::{at_address, Elf, FuncSym};
 use crate::format::{encode_header, header_size, Header, Kind, Mode, Record, MAX_PATH};
 use crate::glob::Filter;
+use crate::line::Line;
 
 const O_WRONLY: usize = 0o1;
 const O_CREAT: usize = 0o100;
@@ -137,7 +138,13 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     let slots = patch::find_slots(unsafe { core::ptr::addr_of!(super::padtrim_descriptor) });
     BIAS.store(slots.bias, Ordering::Relaxed);
     if cfg.mode == Mode::Off {
+        if cfg.debug {
+            debug_line(&slots, cfg.mode, patch::PatchStats::default());
+        }
         return;
+    }
+    if cfg.mode == Mode::Graph && !super::unwind::interposed() && super::unwind::can_throw() {
+        sys::write_all(2, b"padtrim: warning: static program with C++ exceptions: an exception thrown through a traced function ends in std::terminate in graph mode (use entry mode)\n");
     }
     if !open_trace(&cfg, slots.bias, t0, ns0) {
         return;
@@ -172,12 +179,42 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
         time: sys::ticks(),
         addr: stats.patched | stats.skipped << 32,
         tid: sys::gettid(),
-        depth: 0,
+        depth: slots.source.to_u16(),
         kind: Kind::Patched,
     };
     super::write_trace(&r.encode());
+    if cfg.debug {
+        debug_line(&slots, cfg.mode, stats);
+    }
     MODE.store(cfg.mode.to_u32(), Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// `PADTRIM_DEBUG`: one line on stderr saying where the slot table came from and what
+/// startup patching did, e.g.
+/// `padtrim: table=descriptor entries=3 islands=0 bias=0x0 mode=entry patched=3 skipped=0`.
+fn debug_line(slots: &patch::Slots, mode: Mode, stats: patch::PatchStats) {
+    let mut l = Line::new();
+    l.text(b"padtrim: table=")
+        .text(slots.source.name().as_bytes())
+        .text(b" entries=")
+        .dec(slots.count as u64)
+        .text(b" islands=")
+        .dec(slots.islands_count as u64)
+        .text(b" bias=")
+        .hex(slots.bias)
+        .text(b" mode=")
+        .text(match mode {
+            Mode::Off => b"off",
+            Mode::Entry => b"entry",
+            Mode::Graph => b"graph",
+        })
+        .text(b" patched=")
+        .dec(stats.patched)
+        .text(b" skipped=")
+        .dec(stats.skipped)
+        .text(b"\n");
+    sys::write_all(2, l.as_bytes());
 }
 
 /// Create the trace file and write its header; false (tracing stays off) on failure.

@@ -10,6 +10,12 @@
 //! Limits: the saved return address must be on the stack inside the function's own frame (what
 //! GCC and clang emit); a frame whose copy is not found keeps its hook, and an unwinder that
 //! reaches the hook stops there (`.cfi_undefined ra`): the exception ends in std::terminate.
+//!
+//! The wrappers are weak definitions. In a dynamic program that changes nothing (ld.so does not
+//! tell weak from strong, and the executable comes first). A static program links libgcc_eh's
+//! strong definitions (glibc pulls `unwind-dw2.o` in), which then win: no interposition, so in
+//! graph mode an exception thrown through a hooked frame cannot unwind; startup warns about it
+//! (see `interposed`) when the program can throw (`__cxa_throw` is linked).
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -19,19 +25,20 @@ use super::{asm, sys};
 // Tail-calling wrappers: no frame of ours stays on the stack when the real unwinder starts.
 global_asm!(
     ".text",
-    ".globl _Unwind_RaiseException",
+    ".weak _Unwind_RaiseException",
     ".type _Unwind_RaiseException, @function",
     "_Unwind_RaiseException:",
+    "padtrim_unwind_raise:",
     "li t1, 0",
     "j padtrim_unwind_common",
     ".size _Unwind_RaiseException, . - _Unwind_RaiseException",
-    ".globl _Unwind_Resume_or_Rethrow",
+    ".weak _Unwind_Resume_or_Rethrow",
     ".type _Unwind_Resume_or_Rethrow, @function",
     "_Unwind_Resume_or_Rethrow:",
     "li t1, 1",
     "j padtrim_unwind_common",
     ".size _Unwind_Resume_or_Rethrow, . - _Unwind_Resume_or_Rethrow",
-    ".globl _Unwind_ForcedUnwind",
+    ".weak _Unwind_ForcedUnwind",
     ".type _Unwind_ForcedUnwind, @function",
     "_Unwind_ForcedUnwind:",
     "li t1, 2",
@@ -55,8 +62,33 @@ global_asm!(
     "jr t1",
 );
 
+// `dlsym` is referenced weakly: a static program has no use for it (the wrappers above lose
+// there) and would otherwise drag in static dlsym with its link-time warning.
+global_asm!(".weak dlsym");
+
 extern "C" {
     fn dlsym(handle: *mut u8, name: *const u8) -> usize;
+}
+
+/// Do the wrappers above receive the program's unwinds (false in static programs, where
+/// libgcc_eh's own definitions win)?
+pub fn interposed() -> bool {
+    let (ours, linked): (usize, usize);
+    unsafe {
+        core::arch::asm!("lla {0}, padtrim_unwind_raise", "la {1}, _Unwind_RaiseException",
+                         out(reg) ours, out(reg) linked, options(pure, readonly, nostack));
+    }
+    ours == linked
+}
+
+/// Is the C++ `throw` machinery linked in (weak reference to `__cxa_throw`)?
+pub fn can_throw() -> bool {
+    let p: usize;
+    unsafe {
+        core::arch::asm!(".weak __cxa_throw", "la {0}, __cxa_throw", out(reg) p,
+                         options(pure, readonly, nostack));
+    }
+    p != 0
 }
 
 const RTLD_NEXT: *mut u8 = -1isize as *mut u8;
@@ -77,7 +109,12 @@ unsafe extern "C" fn padtrim_before_unwind(which: usize, sp: usize) -> usize {
     let which = which.min(2);
     let mut f = REAL[which].load(Ordering::Relaxed);
     if f == 0 {
-        f = dlsym(RTLD_NEXT, NAMES[which].as_ptr());
+        // Not `dlsym as usize`: Rust assumes function pointers are never null.
+        let lookup: usize;
+        core::arch::asm!("la {0}, dlsym", out(reg) lookup, options(pure, readonly, nostack));
+        if lookup != 0 {
+            f = dlsym(RTLD_NEXT, NAMES[which].as_ptr());
+        }
         if f == 0 {
             sys::fatal(b"padtrim: cannot find the real libgcc unwinder (dlsym RTLD_NEXT)\n");
         }
