@@ -1,7 +1,10 @@
 //! End-to-end tests of the padtrim runtime and `padtrim record` / `padtrim replay`: C (and
 //! one C++) programs from runtime/tests/programs are built for riscv64 with the runtime
-//! linked in (`-fpatchable-function-entry=1` without RVC: each pad is one 4-byte `nop`, so the
-//! runtime's fallback table is used), run under qemu-riscv64, and their traces checked.
+//! linked in, run under qemu-riscv64, and their traces checked. Most are built with
+//! `-fpatchable-function-entry=1` without RVC (each pad is one 4-byte `nop`, so the runtime
+//! uses its fallback table, `__patchable_function_entries`); the descriptor tests build with
+//! 16-byte `c.nop` pads and rewrite them with `padtrim rewrite`, so only the table the
+//! rewriter announces through `padtrim_descriptor` has usable slots.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,6 +78,135 @@ fn build(dir: &Path, src: &str) -> PathBuf {
     exe
 }
 
+/// How a program is linked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Pie,
+    NoPie,
+    Static,
+}
+
+impl Link {
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Link::Pie => &["-fPIE", "-pie"],
+            Link::NoPie => &["-fno-PIE", "-no-pie"],
+            Link::Static => &["-static"],
+        }
+    }
+}
+
+/// Build runtime/tests/programs/`src` the way real programs come: rv64gc, `-O1`,
+/// `-fpatchable-function-entry=8` (16 bytes of `c.nop`, unusable as slots), runtime linked in.
+fn build_padded(dir: &Path, src: &str, link: Link) -> PathBuf {
+    let source = repo().join("runtime/tests/programs").join(src);
+    let exe = dir.join(format!("{}-{:?}", src.split('.').next().unwrap(), link));
+    let out = Command::new("riscv64-linux-gnu-gcc")
+        .args([
+            "-march=rv64gc",
+            "-mabi=lp64d",
+            "-O1",
+            "-fpatchable-function-entry=8",
+        ])
+        .args(link.flags())
+        .arg("-I")
+        .arg(repo().join("runtime/include"))
+        .arg(&source)
+        .arg(runtime_lib())
+        .args(["-Wl,-q", "-lpthread", "-o"])
+        .arg(&exe)
+        .output()
+        .expect("run the cross compiler");
+    assert!(
+        out.status.success(),
+        "building {src}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// `padtrim rewrite exe --slot 4` into `exe.pt`.
+fn rewrite(exe: &Path) -> PathBuf {
+    let pt = exe.with_extension("pt");
+    let out = padtrim(&[
+        "rewrite",
+        exe.to_str().unwrap(),
+        "-o",
+        pt.to_str().unwrap(),
+        "--slot",
+        "4",
+    ]);
+    assert!(
+        out.status.success(),
+        "rewrite {}: {}",
+        exe.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pt
+}
+
+/// Entries of `__patchable_function_entries`, read with binutils (independent of padtrim).
+fn pad_count(exe: &Path) -> u64 {
+    let out = Command::new("riscv64-linux-gnu-readelf")
+        .arg("-SW")
+        .arg(exe)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains(" __patchable_function_entries "))
+        .expect("a __patchable_function_entries section");
+    let cols: Vec<&str> = line.split(']').nth(1).unwrap().split_whitespace().collect();
+    u64::from_str_radix(cols[4], 16).unwrap() / 8
+}
+
+/// The `PADTRIM_DEBUG` line (`padtrim: table=... entries=N ...`) of a run, as key -> value.
+fn debug_line(stderr: &str) -> BTreeMap<String, String> {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("padtrim: table="))
+        .unwrap_or_else(|| panic!("no PADTRIM_DEBUG line in stderr: {stderr}"));
+    line["padtrim: ".len()..]
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Run the program under qemu with these environment settings (and PADTRIM_DEBUG=1);
+/// returns (stdout, stderr, exit code).
+fn run_env(exe: &Path, env: &[(&str, &str)]) -> (String, String, i32) {
+    let mut cmd = Command::new("qemu-riscv64");
+    cmd.args(["-L", "/usr/riscv64-linux-gnu"])
+        .arg(exe)
+        .env("PADTRIM_DEBUG", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// Names of the entry events of a trace, in order (entry-mode Chrome instant events).
+fn entry_sequence(trace: &Path, exe: &Path) -> Vec<String> {
+    let text = replay(trace, exe, &["--format", "chrome"]);
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("chrome output is JSON");
+    doc["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "i")
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn padtrim(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_padtrim"))
         .args(args)
@@ -84,6 +216,12 @@ fn padtrim(args: &[&str]) -> std::process::Output {
 
 /// `padtrim record` the program; returns (stdout, exit code, trace path).
 fn record(exe: &Path, mode: &str, filter: Option<&str>) -> (String, i32, PathBuf) {
+    let (stdout, _, code, trace) = record_debug(exe, mode, filter);
+    (stdout, code, trace)
+}
+
+/// `padtrim record` with PADTRIM_DEBUG=1; returns (stdout, stderr, exit code, trace path).
+fn record_debug(exe: &Path, mode: &str, filter: Option<&str>) -> (String, String, i32, PathBuf) {
     let trace = exe.with_extension(format!("{mode}.trace"));
     let mut args = vec![
         "record".to_string(),
@@ -101,6 +239,7 @@ fn record(exe: &Path, mode: &str, filter: Option<&str>) -> (String, i32, PathBuf
     args.push(exe.display().to_string());
     let out = Command::new(env!("CARGO_BIN_EXE_padtrim"))
         .args(&args)
+        .env("PADTRIM_DEBUG", "1")
         .output()
         .unwrap();
     assert!(
@@ -110,6 +249,7 @@ fn record(exe: &Path, mode: &str, filter: Option<&str>) -> (String, i32, PathBuf
     );
     (
         String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
         out.status.code().unwrap_or(-1),
         trace,
     )
@@ -263,8 +403,14 @@ fn program_output_is_identical_with_tracing_off_entry_and_graph() {
 fn entry_mode_records_exactly_the_calls() {
     let dir = scratch("entry");
     let exe = build(&dir, "calls.c");
-    let (_, code, trace) = record(&exe, "entry", None);
+    let (_, stderr, code, trace) = record_debug(&exe, "entry", None);
     assert_eq!(code, 40 % 7);
+    // Not rewritten: the runtime falls back to the linker's table, whose 4-byte nops it patches.
+    let dbg = debug_line(&stderr);
+    let pads = pad_count(&exe).to_string();
+    assert_eq!(dbg["table"], "__patchable_function_entries");
+    assert_eq!((&dbg["entries"], &dbg["patched"]), (&pads, &pads));
+    assert_eq!(dbg["skipped"], "0");
     assert_eq!(
         folded(&trace, &exe),
         expect(&[
@@ -460,4 +606,168 @@ fn replay_rejects_files_that_are_not_traces() {
     let out = padtrim(&["replay", bogus.to_str().unwrap(), "--elf", "/bin/sh"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad magic"));
+}
+
+/// The call tree of calls.c, which every test of it expects.
+const CALLS_TREE: &[(&str, u64)] = &[
+    ("main", 1),
+    ("main;mid", 1),
+    ("main;mid;leaf", 2),
+    ("main;fact", 1),
+    ("main;fact;fact", 1),
+    ("main;fact;fact;fact", 1),
+    ("main;fact;fact;fact;fact", 1),
+    ("main;via_ptr", 1),
+    ("main;via_ptr;leaf", 1),
+    ("main;mix", 1),
+];
+
+#[test]
+fn rewritten_programs_find_their_slots_through_the_descriptor() {
+    let dir = scratch("descriptor");
+    for link in [Link::Pie, Link::NoPie, Link::Static] {
+        let padded = build_padded(&dir, "calls.c", link);
+        let pads = pad_count(&padded);
+        let exe = rewrite(&padded);
+        let (base, _, base_code) = run_env(&padded, &[]);
+
+        // Tracing off: the table is found, nothing is patched.
+        let (stdout, stderr, code) = run_env(&exe, &[("PADTRIM_TRACE", "off")]);
+        assert_eq!((&stdout, code), (&base, base_code), "{link:?} off");
+        let dbg = debug_line(&stderr);
+        assert_eq!(dbg["table"], "descriptor", "{link:?}: {stderr}");
+        assert_eq!(dbg["entries"], pads.to_string(), "{link:?}");
+        assert_eq!((&dbg["mode"][..], &dbg["patched"][..]), ("off", "0"));
+
+        // Entry mode: every slot of the rewriter's table is patched, none skipped, and the
+        // trace has exactly the program's calls.
+        let (stdout, stderr, code, trace) = record_debug(&exe, "entry", None);
+        assert_eq!((&stdout, code), (&base, base_code), "{link:?} entry");
+        let dbg = debug_line(&stderr);
+        assert_eq!(dbg["table"], "descriptor", "{link:?}");
+        assert_eq!(dbg["entries"], pads.to_string(), "{link:?}");
+        assert_eq!(dbg["patched"], pads.to_string(), "{link:?}: {stderr}");
+        assert_eq!(dbg["skipped"], "0", "{link:?}");
+        assert_eq!(dbg["islands"], "0", "{link:?}");
+        // A PIE is loaded away from its link-time addresses; the others are not.
+        assert_eq!(
+            dbg["bias"] != "0x0",
+            link == Link::Pie,
+            "{link:?}: {stderr}"
+        );
+        assert_eq!(folded(&trace, &exe), expect(CALLS_TREE), "{link:?}");
+        let text = replay(&trace, &exe, &["--summary"]);
+        assert!(
+            text.contains(&format!("{pads} slots patched, 0 skipped"))
+                && text.contains("(table: descriptor)"),
+            "{text}"
+        );
+
+        // Graph mode through the same slots.
+        let (stdout, _, code, trace) = record_debug(&exe, "graph", None);
+        assert_eq!((&stdout, code), (&base, base_code), "{link:?} graph");
+        let trees = call_tree(&chrome_calls(&trace, &exe));
+        let counts: BTreeMap<String, u64> = trees
+            .values()
+            .next()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0))
+            .collect();
+        assert_eq!(counts, expect(CALLS_TREE), "{link:?}");
+    }
+}
+
+#[test]
+fn unrewritten_compressed_pads_are_found_but_never_patched() {
+    // 16 bytes of `c.nop` are no 4-byte slot: the fallback table lists them, the runtime
+    // refuses every one, and the program runs unchanged.
+    let dir = scratch("unrewritten");
+    let exe = build_padded(&dir, "calls.c", Link::Pie);
+    let pads = pad_count(&exe).to_string();
+    let (base, _, base_code) = run_env(&exe, &[]);
+    let (stdout, stderr, code, _) = record_debug(&exe, "entry", None);
+    assert_eq!((stdout, code), (base, base_code));
+    let dbg = debug_line(&stderr);
+    assert_eq!(dbg["table"], "__patchable_function_entries");
+    assert_eq!((&dbg["entries"], &dbg["skipped"]), (&pads, &pads));
+    assert_eq!(dbg["patched"], "0");
+}
+
+#[test]
+fn runtime_api_controls_recording_and_calls_handlers() {
+    let dir = scratch("api");
+    let exe = rewrite(&build_padded(&dir, "api.c", Link::NoPie));
+    let (off, stderr, code) = run_env(&exe, &[("PADTRIM_TRACE", "off")]);
+    assert_eq!(code, 0, "{off}{stderr}");
+    let fields: BTreeMap<&str, &str> = off
+        .split_whitespace()
+        .map(|kv| kv.split_once('=').unwrap())
+        .collect();
+    // The program checked the return codes (bad=0) and the handler's function argument; with
+    // tracing off the handler still runs (registering patches b's slot).
+    assert_eq!(
+        (fields["bad"], fields["handler_calls"], fields["func_is_b"]),
+        ("0", "1", "1"),
+        "{off}"
+    );
+    // The handler's caller is the return address of the call in call_b_here (non-PIE, so
+    // the printed address is the link-time one): the instruction before it calls b.
+    let caller = u64::from_str_radix(fields["caller"].trim_start_matches("0x"), 16).unwrap();
+    let dis = Command::new("riscv64-linux-gnu-objdump")
+        .arg("-d")
+        .arg(format!("--start-address={:#x}", caller - 4))
+        .arg(format!("--stop-address={caller:#x}"))
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let dis = String::from_utf8(dis.stdout).unwrap();
+    assert!(
+        dis.contains("<call_b_here") && dis.contains("<b>"),
+        "caller {caller:#x} does not follow a call to b in call_b_here:\n{dis}"
+    );
+
+    // Entry mode: exactly the calls made while enabled and while each slot was patched;
+    // the handler is itself traced and runs right after b's entry is recorded.
+    let (stdout, _, code, trace) = record_debug(&exe, "entry", None);
+    assert_eq!((&stdout, code), (&off, 0));
+    assert_eq!(
+        entry_sequence(&trace, &exe),
+        [
+            "main",
+            "a",
+            "b",
+            "c",
+            "a",
+            "c",
+            "call_b_here",
+            "b",
+            "on_b",
+            "b"
+        ]
+    );
+
+    // Graph mode: same calls, properly nested, the handler's call inside b's.
+    let (stdout, _, code, trace) = record_debug(&exe, "graph", None);
+    assert_eq!((&stdout, code), (&off, 0));
+    let trees = call_tree(&chrome_calls(&trace, &exe));
+    let counts: BTreeMap<String, u64> = trees
+        .values()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0))
+        .collect();
+    assert_eq!(
+        counts,
+        expect(&[
+            ("main", 1),
+            ("main;a", 2),
+            ("main;b", 2),
+            ("main;c", 2),
+            ("main;call_b_here", 1),
+            ("main;call_b_here;b", 1),
+            ("main;call_b_here;b;on_b", 1),
+        ])
+    );
 }

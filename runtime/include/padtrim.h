@@ -23,8 +23,8 @@ void padtrim_set_enabled(int on);
  * Returns 0 on success, -1 if `func` is not the entry of a slot (or the slot cannot change). */
 int padtrim_enable_function(const void *func, int on);
 
-/* Call handler(func, caller) on every entry of `func` (patching its slot if needed), before
- * recording; `caller` is the traced function's return address. A null handler removes it.
+/* Call handler(func, caller) on every entry of `func` (patching its slot if needed), after
+ * recording the entry; `caller` is the traced function's return address. A null handler removes it.
  * Returns 0, or -1 if `func` has no slot or 64 functions already have handlers. The handler
  * runs with the traced function's arguments saved; it must not call `func` itself. */
 typedef void (*padtrim_handler)(const void *func, const void *caller);

@@ -132,6 +132,39 @@ extern "C" {
     pub fn padtrim_return_hook();
 }
 
+/// Runtime address of `padtrim_trampoline`, computed PC-relative (`lla`), never loaded from
+/// the GOT: the trampoline is always in the same module as this code, and `padtrim rewrite`
+/// (up to at least ae78f26) leaves the GOT word after an initial-exec TLS entry unrelocated.
+#[inline(always)]
+pub fn trampoline_addr() -> usize {
+    let p: usize;
+    unsafe {
+        asm!("lla {0}, padtrim_trampoline", out(reg) p, options(pure, nomem, nostack));
+    }
+    p
+}
+
+/// Runtime address of `padtrim_return_hook` (PC-relative, like `trampoline_addr`).
+#[inline(always)]
+pub fn return_hook_addr() -> usize {
+    let p: usize;
+    unsafe {
+        asm!("lla {0}, padtrim_return_hook", out(reg) p, options(pure, nomem, nostack));
+    }
+    p
+}
+
+/// Runtime address of this module's own `padtrim_descriptor` (PC-relative: in a shared
+/// library carrying the runtime, that library's descriptor, not an interposed one).
+#[inline(always)]
+pub fn descriptor_addr() -> *const crate::descriptor::Descriptor {
+    let p: usize;
+    unsafe {
+        asm!("lla {0}, padtrim_descriptor", out(reg) p, options(pure, nomem, nostack));
+    }
+    p as *const crate::descriptor::Descriptor
+}
+
 /// Address of this thread's state pointer.
 #[inline(always)]
 pub fn tls_slot() -> *mut usize {

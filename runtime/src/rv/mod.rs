@@ -41,6 +41,7 @@ const ZERO_U64: AtomicU64 = AtomicU64::new(0);
 static HANDLER_FN: [AtomicU64; MAX_HANDLERS] = [ZERO_U64; MAX_HANDLERS];
 static HANDLER_CB: [AtomicU64; MAX_HANDLERS] = [ZERO_U64; MAX_HANDLERS];
 static HANDLER_COUNT: AtomicU32 = AtomicU32::new(0);
+static HANDLER_LOCK: AtomicBool = AtomicBool::new(false);
 
 fn mode() -> Mode {
     Mode::from_u32(MODE.load(Ordering::Relaxed)).unwrap_or(Mode::Off)
@@ -150,16 +151,23 @@ fn call_registered_handler(slot: usize, caller: usize) {
     }
 }
 
-/// Called by `padtrim_trampoline` on every entry of a patched function.
+/// Called by `padtrim_trampoline` on every entry of a patched function: records the entry,
+/// then runs the function's registered handler (so in a trace the handler, if traced itself,
+/// appears inside the function whose entry triggered it).
 ///
 /// # Safety
 /// Only the trampoline calls this: `ret_slot` points at the saved ra, `sp` is the entry sp.
 #[no_mangle]
 pub unsafe extern "C" fn padtrim_on_entry(slot: usize, ret_slot: *mut usize, sp: usize) {
     let now = sys::ticks();
+    let caller = *ret_slot; // before graph mode swaps in the return hook
+    record_entry(slot, ret_slot, sp, now);
     if HANDLER_COUNT.load(Ordering::Relaxed) != 0 {
-        call_registered_handler(slot, *ret_slot);
+        call_registered_handler(slot, caller);
     }
+}
+
+unsafe fn record_entry(slot: usize, ret_slot: *mut usize, sp: usize, now: u64) {
     let mode = mode();
     if mode == Mode::Off || !ENABLED.load(Ordering::Relaxed) || FINISHED.load(Ordering::Relaxed) {
         return;
@@ -179,7 +187,7 @@ pub unsafe extern "C" fn padtrim_on_entry(slot: usize, ret_slot: *mut usize, sp:
     let func = (slot as u64).wrapping_sub(BIAS.load(Ordering::Relaxed));
     if mode == Mode::Graph {
         if st.enter_hooked(func, sp as u64, *ret_slot as u64, now, &mut flush_block) {
-            *ret_slot = asm::padtrim_return_hook as usize;
+            *ret_slot = asm::return_hook_addr();
         }
     } else {
         st.enter(func, sp as u64, now, &mut flush_block);
@@ -254,22 +262,22 @@ pub extern "C" fn padtrim_set_enabled(on: i32) {
     ENABLED.store(on != 0, Ordering::Relaxed);
 }
 
-/// Patch (`on` != 0) or unpatch the slot of the function at `func`. Returns 0 on success, -1
-/// if `func` is not the entry of a slot (or the slot cannot be changed).
+/// Patch (`on` != 0) or unpatch the slot of the function at `func`. Returns 0 on success
+/// (including "already so"), -1 if `func` is not the entry of a slot (or the slot cannot be
+/// changed).
 #[no_mangle]
 pub extern "C" fn padtrim_enable_function(func: *const u8, on: i32) -> i32 {
-    let slots = patch::find_slots(unsafe { core::ptr::addr_of!(padtrim_descriptor) });
+    let slots = patch::find_slots(asm::descriptor_addr());
     let addr = func as usize;
-    let found = (0..slots.count).any(|i| slots.slot(i) == addr);
-    if !found {
+    if !is_slot(&slots, addr) {
         return -1;
     }
+    let insn = unsafe { core::ptr::read_volatile(addr as *const u32) };
     let mut p = patch::Patcher::new();
     let ok = if on != 0 {
-        let insn = unsafe { core::ptr::read_volatile(addr as *const u32) };
         crate::descriptor::decode_jal_t0(addr as u64, insn).is_some() || p.enable(&slots, addr)
     } else {
-        p.disable(&slots, addr)
+        insn == crate::descriptor::NOP || p.disable(&slots, addr)
     };
     p.finish();
     if ok {
@@ -279,9 +287,29 @@ pub extern "C" fn padtrim_enable_function(func: *const u8, on: i32) -> i32 {
     }
 }
 
-/// Call `handler(func, caller)` on every entry of `func` (patching its slot if needed), in
-/// addition to recording; a null handler removes it. Returns 0, or -1 if `func` has no slot
-/// or the table (64 functions) is full.
+/// Is `addr` (runtime) one of the table's slots? The table is sorted by link-time address,
+/// and the bias is the same for every entry, so a binary search works.
+fn is_slot(slots: &patch::Slots, addr: usize) -> bool {
+    let (mut lo, mut hi) = (0, slots.count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let v = slots.slot(mid);
+        if v == addr {
+            return true;
+        }
+        if v < addr {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    // The fallback table (`__patchable_function_entries`) is in link order, not sorted.
+    !slots.add_bias && (0..slots.count).any(|i| slots.slot(i) == addr)
+}
+
+/// Call `handler(func, caller)` on every entry of `func` (patching its slot if needed), after
+/// recording the entry; a null handler removes it (the slot stays patched). Returns 0, or
+/// -1 if `func` has no slot or the table (64 functions) is full.
 #[no_mangle]
 pub extern "C" fn padtrim_register_handler(
     func: *const u8,
@@ -289,21 +317,32 @@ pub extern "C" fn padtrim_register_handler(
 ) -> i32 {
     let key = func as u64;
     let cb = handler.map_or(0, |h| h as usize as u64);
+    if cb != 0 && padtrim_enable_function(func, 1) != 0 {
+        return -1;
+    }
+    // Registrations from several threads take turns; readers (the trampoline) never wait.
+    while HANDLER_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
     let n = (HANDLER_COUNT.load(Ordering::Acquire) as usize).min(MAX_HANDLERS);
     let existing = (0..n).find(|&i| HANDLER_FN[i].load(Ordering::Acquire) == key);
-    match existing {
-        Some(i) => HANDLER_CB[i].store(cb, Ordering::Release),
-        None if cb == 0 => return 0,
+    let result = match existing {
+        Some(i) => {
+            HANDLER_CB[i].store(cb, Ordering::Release);
+            0
+        }
+        None if cb == 0 => 0,
         None if n < MAX_HANDLERS => {
             HANDLER_CB[n].store(cb, Ordering::Release);
             HANDLER_FN[n].store(key, Ordering::Release);
             HANDLER_COUNT.store(n as u32 + 1, Ordering::Release);
+            0
         }
-        None => return -1,
-    }
-    if cb != 0 {
-        padtrim_enable_function(func, 1)
-    } else {
-        0
-    }
+        None => -1,
+    };
+    HANDLER_LOCK.store(false, Ordering::Release);
+    result
 }

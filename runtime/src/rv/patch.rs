@@ -186,7 +186,7 @@ impl Patcher {
         let insn = if ok {
             pick_target(
                 slot as u64,
-                asm::padtrim_trampoline as usize as u64,
+                asm::trampoline_addr() as u64,
                 slots.islands(),
                 slots.bias,
             )
@@ -216,7 +216,7 @@ impl Patcher {
             Some(t) => t,
             None => return false,
         };
-        let tramp = asm::padtrim_trampoline as usize as u64;
+        let tramp = asm::trampoline_addr() as u64;
         let is_ours = target == tramp
             || slots
                 .islands()

@@ -135,7 +135,7 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
         );
     }
     PID.store(sys::getpid(), Ordering::Relaxed);
-    let slots = patch::find_slots(unsafe { core::ptr::addr_of!(super::padtrim_descriptor) });
+    let slots = patch::find_slots(super::asm::descriptor_addr());
     BIAS.store(slots.bias, Ordering::Relaxed);
     if cfg.mode == Mode::Off {
         if cfg.debug {

@@ -133,7 +133,7 @@ unsafe fn restore_return_addresses(mut lower: u64) {
         None => return,
     };
     let was_busy = st.busy.swap(1, Ordering::Acquire);
-    let hook = asm::padtrim_return_hook as usize as u64;
+    let hook = asm::return_hook_addr() as u64;
     for i in (0..st.depth as usize).rev() {
         let f = st.frames[i];
         if f.hooked != 0 && f.sp > lower {
