@@ -231,11 +231,13 @@ impl<'data> ElfFile<'data> {
         }
     }
 
-    /// The allocated, file-backed section containing `addr` (linked files only).
+    /// The allocated section containing `addr` (linked files only). `.tbss` is skipped: it
+    /// takes no room in the image, and the sections after it share its addresses.
     pub fn alloc_section_at(&self, addr: u64) -> Option<&Section<'data>> {
-        self.sections
-            .iter()
-            .find(|s| s.is_alloc() && s.size > 0 && s.contains(addr))
+        let tls = u64::from(object::elf::SHF_TLS.0);
+        self.sections.iter().find(|s| {
+            s.is_alloc() && s.size > 0 && s.contains(addr) && !(s.is_nobits() && s.flags & tls != 0)
+        })
     }
 
     /// Reads a little-endian pointer at a virtual address of a linked file.

@@ -306,12 +306,17 @@ pub fn relocate(
             }
             // Keep S' + A' = map(S + A) so the output's relocations stay true.
             let sym = syms.get(r.sym as usize);
+            // An undefined symbol with a value is a non-PIE's canonical PLT entry: a real
+            // address. One without is reached through the PLT or GOT: the bytes say where.
+            let defined = r.sym == 0 || sym.is_some_and(|s| s.shndx != 0 || s.value != 0);
             let s_new = match sym {
-                Some(s) if r.sym != 0 && s.section().is_some() => img.map(s_old),
+                Some(s)
+                    if r.sym != 0 && (s.section().is_some() || (s.shndx == 0 && s.value != 0)) =>
+                {
+                    img.map(s_old)
+                }
                 _ => s_old,
             };
-            // An undefined symbol is reached through the PLT or GOT: the bytes say where.
-            let defined = r.sym == 0 || sym.is_some_and(|s| s.shndx != 0);
             // ld's --emit-relocs writes gp-relative relocations as S + A = target - gp.
             let gprel = r.r_type == elf::R_RISCV_GPREL_I.0 || r.r_type == elf::R_RISCV_GPREL_S.0;
             let (gp, gp_new) = match (gprel, gp_old) {
@@ -491,8 +496,12 @@ fn fix_one(
             } else {
                 img.map(full_old)
             };
+            // Initial-exec uses one GOT word (the TP offset); general-dynamic two (module
+            // id and offset). Neither holds an address.
             if t == R_RISCV_TLS_GOT_HI20.0 || t == R_RISCV_TLS_GD_HI20.0 {
                 img.tls_got.insert(full_old);
+            }
+            if t == R_RISCV_TLS_GD_HI20.0 {
                 img.tls_got.insert(full_old + img.file.ptr_size() as u64);
             }
             let (hi, lo) = hi_lo(full_new.wrapping_sub(p_new) as i64).map_err(range(p, "auipc"))?;
