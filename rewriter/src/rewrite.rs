@@ -15,6 +15,52 @@ use crate::scan::{scan, TableSource};
 pub const MCOUNT_SECTION: &str = "__mcount_loc";
 /// Symbol of the runtime's descriptor that the rewriter fills.
 pub const DESCRIPTOR_SYMBOL: &str = "padtrim_descriptor";
+/// The runtime's trampoline, which slots call (directly or through an island).
+pub const TRAMPOLINE_SYMBOL: &str = "padtrim_trampoline";
+
+/// Most islands a file can need: one per `ISLAND_REACH` of code, plus one per section.
+fn island_bound(file: &ElfFile<'_>) -> u64 {
+    let exec = file.sections.iter().filter(|s| s.is_exec() && s.is_alloc());
+    exec.map(|s| s.size / crate::plan::ISLAND_REACH + 1).sum()
+}
+
+/// Writes each island: `auipc t1, %pcrel_hi(tramp); jalr x0, %pcrel_lo(tramp)(t1)`.
+fn write_islands(
+    file: &ElfFile<'_>,
+    plan: &crate::plan::Plan,
+    fixed: &mut crate::relocate::Fixed,
+    trampoline: u64,
+) -> Result<()> {
+    const AUIPC_T1: u32 = 0x0000_0317;
+    const JR_T1: u32 = 0x0003_0067;
+    for &at in &plan.islands {
+        let m = plan
+            .map
+            .moves()
+            .iter()
+            .find(|m| {
+                file.sections[m.index].is_exec() && at >= m.new_addr && at < m.new_addr + m.new_size
+            })
+            .ok_or_else(|| Error::refused(format!("island at {at:#x} is in no section")))?;
+        let bytes = fixed
+            .data
+            .get_mut(&m.index)
+            .ok_or_else(|| Error::refused(format!("island at {at:#x}: section not rebuilt")))?;
+        let (hi, lo) = crate::riscv::hi_lo(trampoline.wrapping_sub(at) as i64)
+            .map_err(|e| Error::refused(format!("island at {at:#x}: {e}")))?;
+        let a = crate::riscv::with_u_imm(AUIPC_T1, hi)
+            .map_err(|e| Error::refused(format!("island at {at:#x}: {e}")))?;
+        let j = crate::riscv::with_i_imm(JR_T1, lo)
+            .map_err(|e| Error::refused(format!("island at {at:#x}: {e}")))?;
+        let off = (at - m.new_addr) as usize;
+        let dst = bytes
+            .get_mut(off..off + 8)
+            .ok_or_else(|| Error::refused(format!("island at {at:#x} runs past its section")))?;
+        dst[..4].copy_from_slice(&a.to_le_bytes());
+        dst[4..].copy_from_slice(&j.to_le_bytes());
+    }
+    Ok(())
+}
 
 /// What to do.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +106,9 @@ pub struct RewriteStats {
     pub unchanged: bool,
     /// True when the output carries the `__mcount_loc` table.
     pub table: bool,
+    /// Trampoline islands added (programs linked with the runtime whose slots are far from
+    /// its trampoline).
+    pub islands: usize,
     /// Kernel tables rewritten from their bytes (`__ex_table`, kallsyms), in a vmlinux.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_tables: Option<crate::relocate::kernel::KernelTables>,
@@ -120,6 +169,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         unchanged: true,
         table: false,
         kernel_tables: None,
+        islands: 0,
     };
     // Already rewritten to this slot size: nothing to do, byte for byte.
     let done = scan.sites.iter().all(|s| {
@@ -138,8 +188,15 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
 
     let ptr = file.ptr_size() as u64;
     let with_table = opts.slot >= 4 && file.kind != FileKind::Vmlinux;
+    // Programs that carry the runtime get trampoline islands where slots are out of reach
+    // of its trampoline; their addresses follow the slots in the table.
+    let trampoline = file
+        .symbol_by_name(TRAMPOLINE_SYMBOL)
+        .filter(|s| with_table && opts.slot >= 4 && s.section().is_some())
+        .map(|s| s.value);
+    let island_reserve = trampoline.map_or(0, |_| island_bound(&file));
     let table_bytes = if with_table {
-        scan.sites.len() as u64 * ptr
+        (scan.sites.len() as u64 + island_reserve) * ptr
     } else {
         0
     };
@@ -148,6 +205,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         pre: opts.pre,
         layout,
         table_bytes,
+        trampoline,
     };
     // The table needs room in the freed bytes; when there is none (small slots gain little
     // over the pad), the file is rewritten without it and the stats say so.
@@ -159,6 +217,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
                 &relocs,
                 PlanOptions {
                     table_bytes: 0,
+                    trampoline: None,
                     ..options
                 },
             )?,
@@ -173,8 +232,24 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         let mut slots: Vec<u64> = plan.slots.iter().map(|s| s.slot_addr).collect();
         slots.sort_unstable();
         let mut bytes = Vec::with_capacity(table_bytes as usize);
-        for s in &slots {
+        for s in slots.iter().chain(&plan.islands) {
             bytes.extend_from_slice(&s.to_le_bytes()[..ptr as usize]);
+        }
+        bytes.resize(table_bytes as usize, 0);
+        if let Some(t) = trampoline {
+            write_islands(&file, &plan, &mut fixed, plan.map.map(t))?;
+        }
+        if layout == Layout::InPlace {
+            // The table took the end of a section's free tail: that section now ends there.
+            if let Some(m) = plan.map.moves().iter().find(|m| {
+                file.sections[m.index].is_exec()
+                    && addr >= m.new_addr
+                    && addr < m.new_addr + m.old_size
+            }) {
+                if let Some(bytes) = fixed.data.get_mut(&m.index) {
+                    bytes.truncate((addr - m.new_addr) as usize);
+                }
+            }
         }
         let after = table_anchor(&file, &plan, addr)?;
         fill_descriptor(
@@ -184,6 +259,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
             opts.slot,
             addr,
             slots.len() as u64,
+            &plan.islands,
         )?;
         table = Some(NewSection {
             name: MCOUNT_SECTION,
@@ -217,6 +293,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         .collect();
     stats.unchanged = false;
     stats.table = with_table && plan.table.is_some();
+    stats.islands = plan.islands.len();
     stats.kernel_tables = (file.kind == FileKind::Vmlinux).then_some(fixed_kernel);
     Ok((out, stats))
 }
@@ -245,6 +322,7 @@ fn fill_descriptor(
     slot: u32,
     table_addr: u64,
     count: u64,
+    islands: &[u64],
 ) -> Result<()> {
     let Some(sym) = file.symbol_by_name(DESCRIPTOR_SYMBOL) else {
         return Ok(());
@@ -278,7 +356,13 @@ fn fill_descriptor(
     desc[16..24].copy_from_slice(&new_addr.to_le_bytes());
     desc[24..32].copy_from_slice(&table_addr.to_le_bytes());
     desc[32..40].copy_from_slice(&count.to_le_bytes());
-    desc[40..56].copy_from_slice(&[0; 16]);
+    let islands_addr = if islands.is_empty() {
+        0
+    } else {
+        table_addr + count * file.ptr_size() as u64
+    };
+    desc[40..48].copy_from_slice(&islands_addr.to_le_bytes());
+    desc[48..56].copy_from_slice(&(islands.len() as u64).to_le_bytes());
     Ok(())
 }
 

@@ -32,7 +32,16 @@ pub struct PlanOptions {
     pub layout: Layout,
     /// Bytes to reserve at the end of the executable part for the `__mcount_loc` table.
     pub table_bytes: u64,
+    /// Original address of the runtime's trampoline: slots out of `jal` reach of it get a
+    /// trampoline island in front of their function.
+    pub trampoline: Option<u64>,
 }
+
+/// Bytes of one trampoline island: `auipc t1, hi; jalr x0, lo(t1)`.
+pub const ISLAND_BYTES: u64 = 8;
+/// Largest distance between a slot and the island (or trampoline) it uses. `jal` reaches
+/// ±1 MiB; the rest is margin for code that moves while the plan is made.
+pub const ISLAND_REACH: u64 = 0xC_0000;
 
 /// One site in the new image.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +84,8 @@ pub struct Plan {
     pub free: BTreeMap<usize, u64>,
     /// New (vaddr, offset, filesz, memsz) per program header index.
     pub segments: Vec<(u64, u64, u64, u64)>,
+    /// New addresses of the trampoline islands, sorted.
+    pub islands: Vec<u64>,
 }
 
 /// Minimum instruction size of the file: 2 with the C extension, else 4.
@@ -96,6 +107,8 @@ pub fn plan(
     let mut moves_exec: BTreeMap<usize, Vec<Edit>> = BTreeMap::new();
     let mut slots = Vec::with_capacity(sites.len());
     let mut alignment_bytes = 0u64;
+    // (section, offset of the island in the section's new bytes)
+    let mut islands: Vec<(usize, u64)> = Vec::new();
 
     // Alignment points per section, from R_RISCV_ALIGN and from function alignment.
     let mut points: BTreeMap<usize, Vec<AlignPoint>> = BTreeMap::new();
@@ -155,14 +168,45 @@ pub fn plan(
         let mut pts = points.remove(&section).unwrap_or_default();
         pts.sort_by_key(|p| p.at);
         let site_ids = by_section.remove(&section).unwrap_or_default();
-        let (edits, placed, spent) =
+        let (edits, placed, spent, isl) =
             section_edits(file, sec.addr, data, sites, &site_ids, &pts, opts)?;
         alignment_bytes += spent;
         slots.extend(placed);
+        islands.extend(isl);
         moves_exec.insert(section, edits);
     }
     slots.sort_by_key(|s| s.site);
-    place_sections(file, moves_exec, slots, alignment_bytes, opts)
+    let mut plan = place_sections(file, moves_exec, slots, alignment_bytes, opts)?;
+    // Island addresses were section-relative guesses until the sections were placed.
+    plan.islands = islands
+        .into_iter()
+        .map(|(sec, off)| plan.map.section(sec).map_or(off, |m| m.new_addr + off))
+        .collect();
+    plan.islands.sort_unstable();
+    if let Some(tramp) = opts.trampoline {
+        check_island_reach(&plan, plan.map.map(tramp))?;
+    }
+    Ok(plan)
+}
+
+/// Every slot must have the trampoline or an island within `jal` reach.
+fn check_island_reach(plan: &Plan, trampoline: u64) -> Result<()> {
+    let within = |a: u64, b: u64| a.abs_diff(b) < (1 << 20) - 4;
+    for s in &plan.slots {
+        let i = plan.islands.partition_point(|&x| x < s.slot_addr);
+        let near = within(s.slot_addr, trampoline)
+            || i.checked_sub(1)
+                .and_then(|j| plan.islands.get(j))
+                .is_some_and(|&x| within(s.slot_addr, x))
+            || plan.islands.get(i).is_some_and(|&x| within(s.slot_addr, x));
+        if !near {
+            return Err(Error::refused(format!(
+                "the slot at {:#x} has neither the trampoline nor an island within jal reach",
+                s.slot_addr
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The alignment every function symbol of a section shares (power of two, ≥ 2), if the
@@ -200,7 +244,7 @@ fn section_edits(
     site_ids: &[usize],
     points: &[AlignPoint],
     opts: PlanOptions,
-) -> Result<(Vec<Edit>, Vec<PlannedSlot>, u64)> {
+) -> Result<(Vec<Edit>, Vec<PlannedSlot>, u64, Vec<(usize, u64)>)> {
     let mut steps: Vec<(u64, u8, Step)> = Vec::with_capacity(site_ids.len() + points.len());
     for &i in site_ids {
         steps.push((sites[i].entry, 1, Step::Site(i)));
@@ -224,11 +268,37 @@ fn section_edits(
         .filter(|p| p.pad_start == p.at)
         .map(|p| (p.at, p.align))
         .collect();
+    let mut islands = Vec::new();
+    // New address of this section's last island.
+    let mut last_island: Option<u64> = None;
     for (_, _, step) in steps {
         match step {
             Step::Site(i) => {
                 let site = &sites[i];
                 let cut = SlotLayout::for_site(site, opts.slot, opts.pre);
+                if let Some(tramp) = opts.trampoline.filter(|_| opts.slot >= 4) {
+                    let here = (site.entry as i64 + delta) as u64;
+                    let far = site.entry.abs_diff(tramp) > ISLAND_REACH;
+                    if far && last_island.is_none_or(|l| here - l > ISLAND_REACH) {
+                        // In front of the pad: 4-byte aligned, reached by what follows.
+                        let align = (4 - here % 4) % 4;
+                        if align % unit != 0 {
+                            return Err(Error::refused(format!(
+                                "cannot align a trampoline island at {:#x}",
+                                site.entry
+                            )));
+                        }
+                        edits.push(Edit::Insert {
+                            at: site.entry,
+                            len: align + ISLAND_BYTES,
+                        });
+                        let at = here + align;
+                        islands.push((site.section, at - base));
+                        last_island = Some(at);
+                        delta += (align + ISLAND_BYTES) as i64;
+                        spent += align;
+                    }
+                }
                 let keep_from = site.entry + u64::from(cut.cut_pre);
                 let mut align = 4;
                 let residue = cut.required_residue(site.func_addr);
@@ -323,7 +393,7 @@ fn section_edits(
     // Generated in address order already; a stable sort keeps an insert before a cut at
     // the same address.
     edits.sort_by_key(|e| e.at());
-    Ok((edits, placed, spent))
+    Ok((edits, placed, spent, islands))
 }
 
 /// True if a `c.nop` or `nop` starts at offset `o`.
@@ -392,7 +462,10 @@ fn place_sections(
     let mut offsets = BTreeMap::new();
     let mut free = BTreeMap::new();
     let mut table = None;
-    let mut shift: u64 = 0;
+    // How far the current section moves down (negative: up, after a section grew).
+    let mut shift: i64 = 0;
+    // New end address, new end file offset and old end address of the last section placed.
+    let mut prev_end = (0u64, 0u64, 0u64);
     let mut current_segment = None;
     for sec in &sections {
         if !file.kind.is_linked() {
@@ -423,38 +496,64 @@ fn place_sections(
         }
         let segment = load_of(sec.addr);
         if segment != current_segment && current_segment.is_some() && !is_tbss(sec) {
-            // Later segments move by whole pages: file offsets stay congruent with
-            // addresses, RELRO stays page-aligned, and no two segments share a page.
-            shift -= shift % page;
+            if shift >= 0 {
+                // Later segments move by whole pages: file offsets stay congruent with
+                // addresses, RELRO stays page-aligned, and no two segments share a page.
+                shift -= shift % page as i64;
+            } else {
+                // The previous segment grew (alignment of small pads cost more than they
+                // freed): later segments stay put when the growth fits the gap before them.
+                let (end_addr, end_off, old_end) = prev_end;
+                if end_addr > old_end.next_multiple_of(page) || end_off > sec.offset {
+                    return Err(Error::refused(format!(
+                        "the segment before section {} grows by {} bytes, more than the gap \
+                         before it; pack layout cannot place it",
+                        sec.name, -shift
+                    )));
+                }
+                shift = 0;
+            }
         }
         if !is_tbss(sec) {
             current_segment = segment;
         }
-        let s = shift - shift % sec.align;
-        let new_addr = sec.addr - s;
+        let align = sec.align.max(1) as i64;
+        // Whole multiples of the alignment, rounded toward moving less down / more up.
+        let s = if shift >= 0 {
+            shift - shift % align
+        } else {
+            -((shift.unsigned_abs().next_multiple_of(align as u64)) as i64)
+        };
+        let new_addr = (sec.addr as i64 - s) as u64;
         let mv = match edits {
             Some(e) => SectionMove::edited(sec.index, sec.addr, sec.size, new_addr, e),
             None => SectionMove::block(sec.index, sec.addr, sec.size, new_addr),
         };
         if !is_tbss(sec) {
             let new_end = new_addr + mv.new_size;
-            shift = (sec.addr + sec.size).checked_sub(new_end).ok_or_else(|| {
-                Error::refused(format!(
-                    "section {} grows; pack layout cannot place it",
-                    sec.name
-                ))
-            })?;
+            shift = (sec.addr + sec.size) as i64 - new_end as i64;
             if Some(sec.index) == last_in_table_segment && opts.table_bytes > 0 {
                 let at = new_end.next_multiple_of(ptr);
                 let end = at + opts.table_bytes;
-                shift = (sec.addr + sec.size).checked_sub(end).ok_or_else(|| {
-                    Error::refused(
+                shift = (sec.addr + sec.size) as i64 - end as i64;
+                if shift < 0 {
+                    return Err(Error::refused(
                         "no room for the __mcount_loc table: the freed bytes do not cover it"
                             .to_string(),
-                    )
-                })?;
+                    ));
+                }
                 table = Some((at, 0)); // file offset fixed below
             }
+            let new_off = (sec.offset as i64 - s) as u64;
+            prev_end = (
+                new_addr + mv.new_size,
+                if sec.is_nobits() {
+                    new_off
+                } else {
+                    new_off + mv.new_size
+                },
+                sec.addr + sec.size,
+            );
         }
         offsets.insert(
             sec.index,
@@ -488,9 +587,11 @@ fn place_sections(
             })?;
         let sec = &file.sections[idx];
         let mv = moves.iter().find(|m| m.index == idx).expect("moved");
-        let at = (sec.addr + mv.new_size).next_multiple_of(ptr);
+        // At the very end of the free tail, so that the section can end where the table
+        // starts: the free nops stay inside it, and no two sections overlap.
+        let at = (sec.addr + sec.size - opts.table_bytes) / ptr * ptr;
         table = Some((at, sec.offset + (at - sec.addr)));
-        *free.get_mut(&idx).expect("free") -= (at + opts.table_bytes) - (sec.addr + mv.new_size);
+        *free.get_mut(&idx).expect("free") = at - (sec.addr + mv.new_size);
     }
     let map = AddressMap::new(moves, file.sections.len());
     let segments = file
@@ -572,5 +673,6 @@ fn place_sections(
         table,
         free,
         segments,
+        islands: Vec::new(),
     })
 }

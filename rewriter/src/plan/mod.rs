@@ -4,7 +4,7 @@ mod address_map;
 mod layout;
 
 pub use address_map::{AddressMap, Edit, SectionMove};
-pub use layout::{plan, Layout, Plan, PlanOptions, PlannedSlot};
+pub use layout::{plan, Layout, Plan, PlanOptions, PlannedSlot, ISLAND_BYTES, ISLAND_REACH};
 
 use crate::scan::PatchSite;
 
