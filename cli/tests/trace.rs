@@ -771,3 +771,102 @@ fn runtime_api_controls_recording_and_calls_handlers() {
         ])
     );
 }
+
+#[test]
+fn shared_library_carrying_the_runtime_finds_its_own_descriptor() {
+    // `-Bsymbolic`: without it the library's calls to its own exported functions go through
+    // its PLT, which `padtrim rewrite` does not follow yet ("branch ... goes to ...@plt").
+    let dir = scratch("shlib");
+    let lib = dir.join("libshlib.so");
+    let cc = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("riscv64-linux-gnu-gcc")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let programs = repo().join("runtime/tests/programs");
+    cc(&[
+        "-march=rv64gc".as_ref(),
+        "-O1".as_ref(),
+        "-fpatchable-function-entry=8".as_ref(),
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-Wl,-Bsymbolic,-q".as_ref(),
+        programs.join("shlib.c").as_os_str(),
+        runtime_lib().as_os_str(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+    ]);
+    let pt_dir = dir.join("rewritten");
+    std::fs::create_dir_all(&pt_dir).unwrap();
+    let pt_lib = pt_dir.join("libshlib.so");
+    let out = padtrim(&[
+        "rewrite",
+        lib.to_str().unwrap(),
+        "-o",
+        pt_lib.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = dir.join("shmain");
+    cc(&[
+        "-O1".as_ref(),
+        programs.join("shmain.c").as_os_str(),
+        "-L".as_ref(),
+        dir.as_os_str(),
+        "-lshlib".as_ref(),
+        "-o".as_ref(),
+        exe.as_os_str(),
+    ]);
+    let trace = dir.join("shlib.trace");
+    let run = |libdir: &Path| {
+        let out = Command::new("qemu-riscv64")
+            .args(["-L", "/usr/riscv64-linux-gnu", "-E"])
+            .arg(format!("LD_LIBRARY_PATH={}", libdir.display()))
+            .arg(&exe)
+            .env("PADTRIM_DEBUG", "1")
+            .env("PADTRIM_TRACE", "graph")
+            .env("PADTRIM_OUT", &trace)
+            .output()
+            .unwrap();
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    // Not rewritten: the library's own fallback table, c.nop pads refused.
+    let (stdout, stderr) = run(&dir);
+    assert_eq!(stdout, "lib_entry(2)=15\n");
+    let dbg = debug_line(&stderr);
+    assert_eq!(
+        (&dbg["table"][..], &dbg["patched"][..]),
+        ("__patchable_function_entries", "0")
+    );
+    // Rewritten: the library's descriptor, its load bias, both slots.
+    let (stdout, stderr) = run(&pt_dir);
+    assert_eq!(stdout, "lib_entry(2)=15\n");
+    let dbg = debug_line(&stderr);
+    assert_eq!(dbg["table"], "descriptor", "{stderr}");
+    assert_eq!((&dbg["entries"][..], &dbg["patched"][..]), ("2", "2"));
+    assert_ne!(dbg["bias"], "0x0");
+    let trees = call_tree(&chrome_calls(&trace, &pt_lib));
+    let counts: BTreeMap<String, u64> = trees
+        .values()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0))
+        .collect();
+    assert_eq!(
+        counts,
+        expect(&[("lib_entry", 1), ("lib_entry;lib_leaf", 2)])
+    );
+}
