@@ -85,6 +85,22 @@ pub fn decode_jal_t0(at: u64, insn: u32) -> Option<u64> {
     Some(at.wrapping_add(off as u64))
 }
 
+/// Bytes of an island: `auipc t1, hi; jalr x0, lo(t1)`.
+pub const ISLAND_SIZE: u64 = 8;
+
+/// If the two words at `at` are an island (`auipc t1, hi; jalr x0, lo(t1)`, which clobbers
+/// only t1), the address it jumps to.
+pub fn decode_island(at: u64, first: u32, second: u32) -> Option<u64> {
+    const AUIPC_T1: u32 = 6 << 7 | 0x17;
+    const JALR_X0_T1: u32 = 6 << 15 | 0x67; // rd = x0, funct3 = 0, rs1 = t1
+    if first & 0xfff != AUIPC_T1 || second & 0xfffff != JALR_X0_T1 {
+        return None;
+    }
+    let hi = (first & 0xffff_f000) as i32 as i64;
+    let lo = (second as i32 >> 20) as i64;
+    Some(at.wrapping_add(hi.wrapping_add(lo) as u64))
+}
+
 /// Choose the `jal` target for the slot at runtime address `slot`: the trampoline if in
 /// reach, else the nearest island in reach. `islands` holds sorted link-time addresses;
 /// `bias` converts them to runtime addresses.
@@ -162,6 +178,22 @@ mod tests {
         );
         assert_eq!(pick_target(bias + 0x90_0000, tramp, &islands, bias), None);
         assert_eq!(pick_target(bias + 0x90_0000, tramp, &[], bias), None);
+    }
+
+    #[test]
+    fn decodes_islands_as_the_assembler_writes_them() {
+        // `auipc t1, 0x1; jalr x0, -16(t1)` at 0x1000 (GNU as encodings).
+        assert_eq!(decode_island(0x1000, 0x00001317, 0xff030067), Some(0x1ff0));
+        // `auipc t1, 0xfff00; jalr x0, 8(t1)`: 1 MiB back, plus 8.
+        assert_eq!(
+            decode_island(0x20_0000, 0xfff00317, 0x00830067),
+            Some(0x10_0008)
+        );
+        // `auipc t0` (would clobber the slot's return address), `jalr ra`, `jalr x0, 0(t2)`.
+        assert_eq!(decode_island(0, 0x00001297, 0x00030067), None);
+        assert_eq!(decode_island(0, 0x00001317, 0x000300e7), None);
+        assert_eq!(decode_island(0, 0x00001317, 0x00038067), None);
+        assert_eq!(decode_island(0, NOP, NOP), None);
     }
 
     #[test]

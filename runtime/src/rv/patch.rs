@@ -4,7 +4,9 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::{asm, sys};
-use crate::descriptor::{decode_jal_t0, encode_jal_t0, pick_target, Descriptor, NOP};
+use crate::descriptor::{
+    decode_island, decode_jal_t0, encode_jal_t0, pick_target, Descriptor, NOP,
+};
 pub use crate::format::TableSource;
 
 const PAGE: usize = 4096;
@@ -115,6 +117,20 @@ fn load_bias_from_ehdr() -> u64 {
     0
 }
 
+/// Does the island at runtime address `at` jump to `tramp`?
+fn island_reaches(at: u64, tramp: u64) -> bool {
+    if at & 3 != 0 {
+        return false;
+    }
+    let (first, second) = unsafe {
+        (
+            core::ptr::read_volatile(at as *const u32),
+            core::ptr::read_volatile((at + 4) as *const u32),
+        )
+    };
+    decode_island(at, first, second) == Some(tramp)
+}
+
 /// Counts from a patching pass.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PatchStats {
@@ -180,17 +196,16 @@ impl Patcher {
         true
     }
 
-    /// Turn the `nop` at `slot` into `jal t0, trampoline-or-island`.
+    /// Turn the `nop` at `slot` into `jal t0, trampoline-or-island`. An island is used only
+    /// if it really forwards to the trampoline (a wrong island table must not send traced
+    /// functions elsewhere).
     pub fn enable(&mut self, slots: &Slots, slot: usize) -> bool {
         let ok = slot & 3 == 0 && unsafe { core::ptr::read_volatile(slot as *const u32) } == NOP;
+        let tramp = asm::trampoline_addr() as u64;
         let insn = if ok {
-            pick_target(
-                slot as u64,
-                asm::trampoline_addr() as u64,
-                slots.islands(),
-                slots.bias,
-            )
-            .and_then(|t| encode_jal_t0(slot as u64, t))
+            pick_target(slot as u64, tramp, slots.islands(), slots.bias)
+                .filter(|&t| t == tramp || island_reaches(t, tramp))
+                .and_then(|t| encode_jal_t0(slot as u64, t))
         } else {
             None
         };
