@@ -96,12 +96,18 @@ pub(super) fn fix_data(
         }
         DataOp::Add(w) | DataOp::Sub(w) => {
             let old = img.read_new(sec, p_new, w)?;
-            let new = if matches!(op, DataOp::Add(_)) {
-                old.wrapping_add(delta)
+            let signed = if matches!(op, DataOp::Add(_)) {
+                delta as i64
             } else {
-                old.wrapping_sub(delta)
+                (delta as i64).wrapping_neg()
             };
+            let new = old.wrapping_add(signed as u64);
             img.write_new(sec, p_new, w, new & mask(w))?;
+            if w <= 2 {
+                // One- and two-byte differences are DWARF advances: unsigned, and they
+                // overflow if the code between their labels grew past the field.
+                track_pair(img, sec, r.offset, w as u32 * 8, signed);
+            }
         }
         DataOp::PcRel(w) => {
             let old = img.read_new(sec, p_new, w)?;
@@ -127,12 +133,14 @@ pub(super) fn fix_data(
             // checks the result.
             let old = img.read_new(sec, p_new, 1)?;
             let six = old & 0x3f;
-            let new = if matches!(op, DataOp::Set6) {
-                six.wrapping_add(delta)
+            let signed = if matches!(op, DataOp::Set6) {
+                delta as i64
             } else {
-                six.wrapping_sub(delta)
+                (delta as i64).wrapping_neg()
             };
+            let new = six.wrapping_add(signed as u64);
             img.write_new(sec, p_new, 1, (old & !0x3f) | (new & 0x3f))?;
+            track_pair(img, sec, r.offset, 6, signed);
         }
         DataOp::Uleb(set) => {
             let base = img.new_base(sec);
@@ -148,6 +156,35 @@ pub(super) fn fix_data(
             write_uleb_fixed(&mut bytes[off..off + len], new).ok_or_else(|| {
                 Error::refused(format!("ULEB128 at {p:#x} no longer fits in {len} bytes"))
             })?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds one end's movement to the difference field at original place `p`.
+fn track_pair(img: &mut Image<'_, '_>, sec: usize, p: u64, bits: u32, delta: i64) {
+    let old = {
+        let off = p.wrapping_sub(img.file.sections[sec].addr) as usize;
+        let bytes = img.old(sec);
+        match bits {
+            6 => bytes.get(off).map_or(0, |b| i64::from(b & 0x3f)),
+            _ => read_uint(bytes, off, (bits / 8) as usize).map_or(0, |v| v as i64),
+        }
+    };
+    let e = img.pairs.entry((sec, p)).or_insert((bits, old, 0));
+    e.2 = e.2.wrapping_add(delta);
+}
+
+/// Refuses a difference field (DWARF advance) whose new value left its unsigned range.
+pub(super) fn check_pairs(img: &Image<'_, '_>) -> Result<()> {
+    for (&(sec, p), &(bits, old, delta)) in &img.pairs {
+        let new = old.wrapping_add(delta);
+        if new < 0 || new >= 1i64 << bits {
+            return Err(Error::refused(format!(
+                "{} at {p:#x}: the {bits}-bit difference {old} becomes {new}, out of range \
+                 (the code between its labels grew)",
+                img.file.sections[sec].name
+            )));
         }
     }
     Ok(())

@@ -47,7 +47,9 @@ fn in_code(img: &Image<'_, '_>, addr: u64) -> bool {
 }
 
 fn fix_ex_table(img: &mut Image<'_, '_>) -> Result<usize> {
-    let Some(sec) = img.file.section_by_name("__ex_table") else { return Ok(0) };
+    let Some(sec) = img.file.section_by_name("__ex_table") else {
+        return Ok(0);
+    };
     let (index, base, size) = (sec.index, sec.addr, sec.size);
     if size % EX_ENTRY != 0 {
         return Err(refuse(
@@ -81,7 +83,10 @@ fn fix_ex_table(img: &mut Image<'_, '_>) -> Result<usize> {
             let new_at = new_base + off;
             let new_rel = img.map(target).wrapping_sub(new_at) as i64;
             let new_rel = i32::try_from(new_rel).map_err(|_| {
-                refuse("__ex_table", format!("entry {i} at {at:#x} no longer fits 32 bits"))
+                refuse(
+                    "__ex_table",
+                    format!("entry {i} at {at:#x} no longer fits 32 bits"),
+                )
             })?;
             writes.push((new_at, new_rel as u32 as u64));
         }

@@ -42,6 +42,8 @@ pub(crate) struct Image<'a, 'data> {
     pub data: BTreeMap<usize, Vec<u8>>,
     /// GOT slots that hold TLS offsets or module ids, not addresses.
     pub tls_got: HashSet<u64>,
+    /// Small difference fields (section, original place) → (bits, old value, movement).
+    pub pairs: HashMap<(usize, u64), (u32, i64, i64)>,
 }
 
 impl<'a, 'data> Image<'a, 'data> {
@@ -223,6 +225,7 @@ pub fn relocate(
         xlen,
         data: BTreeMap::new(),
         tls_got: HashSet::new(),
+        pairs: HashMap::new(),
     };
     kernel::refuse_erased_relocations(file, relocs)?;
     build_exec_sections(&mut img)?;
@@ -349,6 +352,7 @@ pub fn relocate(
         fixed.relocs.insert(rs.index, out);
     }
 
+    data::check_pairs(&img)?;
     fixed.unrelocated_fixups = sweep::fix_unrelocated(&mut img, &handled)?;
     data::fix_got(&mut img, &dyn_covered)?;
     data::fix_eh_frame_hdr(&mut img)?;
