@@ -125,16 +125,24 @@ fn build_padded(dir: &Path, src: &str, link: Link) -> PathBuf {
     exe
 }
 
-/// `padtrim rewrite exe --slot 4` into `exe.pt`.
+/// `padtrim rewrite exe --slot 4` into `exe.pt`. The program carries the runtime, so the
+/// rewriter must add the `__mcount_loc` table and fill the descriptor (`"table": true`).
 fn rewrite(exe: &Path) -> PathBuf {
     let pt = exe.with_extension("pt");
+    rewrite_to(exe, &pt);
+    pt
+}
+
+/// `padtrim rewrite exe --slot 4 -o out`, requiring the table (and so the descriptor).
+fn rewrite_to(exe: &Path, out_path: &Path) {
     let out = padtrim(&[
         "rewrite",
         exe.to_str().unwrap(),
         "-o",
-        pt.to_str().unwrap(),
+        out_path.to_str().unwrap(),
         "--slot",
         "4",
+        "--json",
     ]);
     assert!(
         out.status.success(),
@@ -142,7 +150,14 @@ fn rewrite(exe: &Path) -> PathBuf {
         exe.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    pt
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("rewrite --json");
+    assert_eq!(
+        stats["table"],
+        true,
+        "padtrim rewrite {} added no __mcount_loc table, so it filled no descriptor \
+         (the runtime would fall back to __patchable_function_entries): {stats}",
+        exe.display()
+    );
 }
 
 /// Entries of `__patchable_function_entries`, read with binutils (independent of padtrim).
@@ -805,17 +820,7 @@ fn shared_library_carrying_the_runtime_finds_its_own_descriptor() {
     let pt_dir = dir.join("rewritten");
     std::fs::create_dir_all(&pt_dir).unwrap();
     let pt_lib = pt_dir.join("libshlib.so");
-    let out = padtrim(&[
-        "rewrite",
-        lib.to_str().unwrap(),
-        "-o",
-        pt_lib.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rewrite_to(&lib, &pt_lib);
     let exe = dir.join("shmain");
     cc(&[
         "-O1".as_ref(),
@@ -917,61 +922,50 @@ fn symbols(exe: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Run the big program and check the runtime against the layout: with islands, every slot
-/// is patched; without, exactly the slots within `jal` reach of the trampoline are, the others
-/// are skipped (never patched with a wrong jump), and the program's output never changes.
-fn check_big_program(require_islands: bool) {
-    let dir = scratch(if require_islands { "islands" } else { "far" });
+/// The ~3 MiB program: its first functions are far beyond `jal`'s reach of the trampoline,
+/// so every slot must be patched through an island the rewriter emitted (8 bytes,
+/// `auipc t1; jalr x0, t1`, listed in the descriptor), and the trace must have every call.
+#[test]
+fn programs_over_1_mib_are_fully_traced_through_islands() {
+    let dir = scratch("islands");
     let (padded, exe) = build_big(&dir);
     let (base, _, base_code) = run_env(&padded, &[]);
     let syms = symbols(&exe);
-    let tramp = syms["padtrim_trampoline"] as i64;
+    let tramp = syms["padtrim_trampoline"];
+    let far = (0..48)
+        .filter(|i| syms[&format!("big{i}")].abs_diff(tramp) > 1 << 20)
+        .count();
     assert!(
-        syms["big0"].abs_diff(tramp as u64) > 2 << 20,
-        "the program is not big enough to need islands"
+        far > 16,
+        "only {far} functions out of jal reach: the program is too small"
     );
-    // main calls big0..big47 in order; each function's slot is its first instruction.
-    let mut called: Vec<String> = vec!["main".into()];
-    called.extend((0..48).map(|i| format!("big{i}")));
-    let reachable = |name: &String| {
-        let off = tramp - syms[name] as i64;
-        (-(1i64 << 20)..(1i64 << 20)).contains(&off)
-    };
     let (stdout, stderr, code, trace) = record_debug(&exe, "entry", None);
     assert_eq!((&stdout, code), (&base, base_code));
     let dbg = debug_line(&stderr);
     assert_eq!(dbg["table"], "descriptor");
-    let islands: u64 = dbg["islands"].parse().unwrap();
-    let entries: u64 = dbg["entries"].parse().unwrap();
-    let patched: u64 = dbg["patched"].parse().unwrap();
-    assert_eq!(entries, 49, "{stderr}");
-    let expected: Vec<String> = if require_islands || islands > 0 {
-        assert!(islands > 0, "the rewriter emitted no islands: {stderr}");
-        assert_eq!((patched, &dbg["skipped"][..]), (entries, "0"), "{stderr}");
-        called
-    } else {
-        let near: Vec<String> = called.into_iter().filter(|n| reachable(n)).collect();
-        assert!(near.len() < 49 && !near.is_empty());
-        assert_eq!(patched, near.len() as u64, "{stderr}");
-        assert_eq!(dbg["skipped"], (49 - near.len()).to_string(), "{stderr}");
-        near
-    };
-    assert_eq!(entry_sequence(&trace, &exe), expected);
-    let (stdout, _, code, _) = record_debug(&exe, "graph", None);
+    assert_ne!(
+        dbg["islands"], "0",
+        "the rewriter emitted no islands: {stderr}"
+    );
+    assert_eq!(
+        (
+            &dbg["entries"][..],
+            &dbg["patched"][..],
+            &dbg["skipped"][..]
+        ),
+        ("49", "49", "0"),
+        "{stderr}"
+    );
+    // main calls big0..big47 in order.
+    let mut called: Vec<String> = vec!["main".into()];
+    called.extend((0..48).map(|i| format!("big{i}")));
+    assert_eq!(entry_sequence(&trace, &exe), called);
+    let (stdout, _, code, trace) = record_debug(&exe, "graph", None);
     assert_eq!((&stdout, code), (&base, base_code));
-}
-
-#[test]
-fn slots_out_of_jal_reach_are_patched_through_islands_or_skipped() {
-    check_big_program(false);
-}
-
-/// Needs the rewriter to emit trampoline islands (8 bytes each, `auipc t1; jalr x0, t1`, in
-/// the space it frees, listed in the descriptor's islands_addr/islands_count): until it does,
-/// the first functions of this ~3 MiB program cannot reach the trampoline and stay unpatched.
-/// Run with `cargo test --test trace -- --ignored`.
-#[test]
-#[ignore = "needs trampoline islands from padtrim rewrite (not implemented yet)"]
-fn programs_over_1_mib_are_fully_traced_through_islands() {
-    check_big_program(true);
+    let trees = call_tree(&chrome_calls(&trace, &exe));
+    let tree = trees.values().next().unwrap();
+    assert_eq!(tree.len(), 49, "{tree:?}");
+    assert!(tree.iter().all(|(k, (n, how))| *n == 1
+        && how == "returned"
+        && (k == "main" || k.starts_with("main;big"))));
 }
