@@ -1,10 +1,37 @@
 //! Rewriting relocatable objects (`.o`): shrink pads inside each section and move relocation
 //! offsets, addends and symbols the way a relaxing linker does.
+//!
+//! Steps: cut the pads of every executable section ([`layout`], with an old → new
+//! [`offsets::OffsetMap`] per section); move every symbol defined there ([`symbols`]);
+//! move every relocation and re-target those that point into moved code, adding an
+//! `R_RISCV_ALIGN` in front of 4-byte slots the linker could misalign ([`relocs`]); fix
+//! what the assembler resolved without relocations — PC-relative instructions
+//! ([`unrelocated`]) and call frame information ([`frames`]); refuse debug information
+//! that holds code distances as constants ([`debug`]); write the file ([`write`]).
+//!
+//! The `__patchable_function_entries` records follow their labels onto the first kept pad
+//! byte. With `--slot 0` nothing is left to patch, so the records are dropped.
+
+mod debug;
+mod frames;
+mod layout;
+pub mod offsets;
+mod relocs;
+mod symbols;
+mod unrelocated;
+mod write;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use object::elf;
 
 use crate::elf::ElfFile;
 use crate::error::{Error, Result};
-use crate::rewrite::{RewriteOptions, RewriteStats};
-use crate::scan::Scan;
+use crate::plan::Layout;
+use crate::rewrite::{reloc_name, RewriteOptions, RewriteStats};
+use crate::scan::{Scan, TABLE_SECTION};
+
+pub use layout::ALIGN_RESERVE;
 
 /// Rewrites the relocatable object `file` (already scanned: `scan` has no problems).
 pub fn rewrite_relocatable(
@@ -12,8 +39,150 @@ pub fn rewrite_relocatable(
     scan: &Scan,
     opts: RewriteOptions,
 ) -> Result<(Vec<u8>, RewriteStats)> {
-    let _ = (file, scan, opts);
-    Err(Error::Unsupported(
-        "rewriting relocatable objects (.o) is not implemented yet".into(),
-    ))
+    if !matches!(opts.slot, 0 | 4 | 8 | 16) {
+        return Err(Error::Unsupported(format!(
+            "slot size {} (allowed: 0, 4, 8, 16)",
+            opts.slot
+        )));
+    }
+    let relocs = file.relocation_sections()?;
+    for rs in &relocs {
+        if file.sections[rs.index].sh_type != elf::SHT_RELA.0 {
+            return Err(Error::Unsupported(format!(
+                "{}: REL relocations (RISC-V objects use RELA)",
+                file.sections[rs.index].name
+            )));
+        }
+        if Some(rs.symtab) != file.symtab_index {
+            return Err(Error::malformed(format!(
+                "{}: relocations against a table other than .symtab",
+                file.sections[rs.index].name
+            )));
+        }
+    }
+    let text_before: u64 = exec_sections(file).map(|s| s.size).sum();
+    let mut stats = RewriteStats {
+        sites: scan.sites.len(),
+        bytes_removed: 0,
+        file_size_before: file.data.len() as u64,
+        file_size_after: file.data.len() as u64,
+        text_size_before: text_before,
+        text_size_after: text_before,
+        alignment_bytes: 0,
+        unrelocated_fixups: 0,
+        free_bytes: 0,
+        layout: Layout::Pack,
+        slot_bytes: opts.slot,
+        relocation_types: BTreeMap::new(),
+        unchanged: true,
+        table: false,
+        islands: 0,
+        kernel_tables: None,
+    };
+
+    // 1. Cut the pads, section by section.
+    let cut = layout::CutOptions {
+        slot: opts.slot,
+        pre: opts.pre,
+    };
+    let mut by_section: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, s) in scan.sites.iter().enumerate() {
+        by_section.entry(s.section).or_default().push(i);
+    }
+    let relocs_of = |index: usize| -> &[crate::elf::Reloc] {
+        relocs
+            .iter()
+            .find(|rs| rs.target == index)
+            .map_or(&[], |rs| rs.relocs.as_slice())
+    };
+    let mut plans = BTreeMap::new();
+    for (&index, ids) in &by_section {
+        let plan = layout::plan_section(file, index, &scan.sites, ids, relocs_of(index), cut)?;
+        if !plan.is_unchanged(file.sections[index].align) {
+            plans.insert(index, plan);
+        }
+    }
+    let emptied: BTreeSet<usize> = if opts.slot == 0 {
+        file.sections
+            .iter()
+            .filter(|s| s.name == TABLE_SECTION && s.size > 0)
+            .map(|s| s.index)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    if plans.is_empty() && emptied.is_empty() {
+        return Ok((file.data.to_vec(), stats));
+    }
+
+    // 2. Symbols and relocations follow the code.
+    let maps: symbols::Maps = plans
+        .iter()
+        .filter(|(_, p)| !p.map.is_identity())
+        .map(|(&i, p)| (i, p.map.clone()))
+        .collect();
+    let new_symbols = symbols::map_symbols(file, &maps);
+    let moved = relocs::move_relocations(file, &relocs, &plans, &maps, &new_symbols, &emptied)?;
+
+    // 3. What the assembler resolved without relocations.
+    let mut fixups = 0;
+    for plan in plans.values_mut() {
+        fixups += unrelocated::fix_section(file, plan, relocs_of(plan.index))?;
+    }
+    let mut changes = write::Changes::default();
+    for sec in file
+        .sections
+        .iter()
+        .filter(|s| s.name == ".eh_frame" || s.name == ".debug_frame")
+    {
+        let (bytes, n) = frames::fix_frame_section(file, sec.index, relocs_of(sec.index), &maps)?;
+        fixups += n;
+        if let Some(b) = bytes {
+            changes.data.insert(sec.index, b);
+        }
+    }
+    debug::refuse_constant_distances(file, &relocs, &maps)?;
+
+    // 4. Write.
+    for (&i, plan) in &plans {
+        changes.align.insert(i, plan.align);
+        changes.data.insert(i, plan.bytes.clone());
+    }
+    for &i in &emptied {
+        changes.data.insert(i, Vec::new());
+    }
+    for (&rela, entries) in &moved.by_section {
+        changes
+            .data
+            .insert(rela, write::encode_rela(file.is_64, entries));
+    }
+    if let Some((index, bytes)) = write::patch_symtab(file, &new_symbols)? {
+        changes.data.insert(index, bytes);
+    }
+    let out = write::write_object(file, &changes)?;
+
+    let text_after: u64 = exec_sections(file)
+        .map(|s| plans.get(&s.index).map_or(s.size, |p| p.bytes.len() as u64))
+        .sum();
+    stats.bytes_removed = text_before as i64 - text_after as i64;
+    stats.text_size_after = text_after;
+    stats.file_size_after = out.len() as u64;
+    stats.alignment_bytes = plans.values().map(|p| p.alignment_bytes).sum();
+    stats.unrelocated_fixups = fixups;
+    stats.relocation_types = moved
+        .types
+        .iter()
+        .map(|(&t, &n)| (reloc_name(t), n))
+        .collect();
+    stats.unchanged = false;
+    Ok((out, stats))
+}
+
+/// The executable sections with contents.
+fn exec_sections<'a, 'data>(
+    file: &'a ElfFile<'data>,
+) -> impl Iterator<Item = &'a crate::elf::Section<'data>> {
+    file.sections
+        .iter()
+        .filter(|s| s.is_exec() && !s.is_nobits())
 }

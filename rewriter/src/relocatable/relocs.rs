@@ -1,0 +1,103 @@
+//! Moving relocations: offsets inside edited sections, addends of references into them,
+//! and new `R_RISCV_ALIGN` entries in front of 4-byte slots.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use object::elf;
+
+use super::layout::SectionPlan;
+use super::symbols::{map_addend, Maps, NewSymbol};
+use crate::elf::{ElfFile, Reloc, RelocSection};
+use crate::error::{Error, Result};
+
+/// The relocations of the new object.
+#[derive(Debug, Default)]
+pub struct MovedRelocs {
+    /// New entries by relocation section index (only sections that changed).
+    pub by_section: BTreeMap<usize, Vec<Reloc>>,
+    /// Relocation type → entries moved or re-targeted (plus the added `R_RISCV_ALIGN`s).
+    pub types: BTreeMap<u32, usize>,
+}
+
+/// Rewrites every relocation section. Relocation sections applying to a section in
+/// `emptied` lose all their entries (the `__patchable_function_entries` tables of a
+/// `--slot 0` rewrite).
+pub fn move_relocations(
+    file: &ElfFile<'_>,
+    relocs: &[RelocSection],
+    plans: &BTreeMap<usize, SectionPlan>,
+    maps: &Maps,
+    new_symbols: &[NewSymbol],
+    emptied: &BTreeSet<usize>,
+) -> Result<MovedRelocs> {
+    let mut out = MovedRelocs::default();
+    for rs in relocs {
+        let target = rs.target;
+        if emptied.contains(&target) {
+            out.by_section.insert(rs.index, Vec::new());
+            continue;
+        }
+        let map = maps.get(&target);
+        let mut changed = false;
+        let mut entries = Vec::with_capacity(rs.relocs.len() + 4);
+        for r in &rs.relocs {
+            let mut new = *r;
+            let mut touched = false;
+            if let Some(map) = map {
+                if map.is_removed(r.offset) && r.r_type != elf::R_RISCV_NONE.0 {
+                    return Err(Error::refused(format!(
+                        "relocation type {} at {}+{:#x} lies in a removed pad",
+                        r.r_type, file.sections[target].name, r.offset
+                    )));
+                }
+                new.offset = map.map(r.offset);
+                touched = true;
+            }
+            if let Some(addend) = map_addend(file, maps, new_symbols, r.sym, r.addend) {
+                new.addend = addend;
+                touched = true;
+            }
+            if touched {
+                *out.types.entry(r.r_type).or_insert(0) += 1;
+            }
+            changed |= new != *r;
+            entries.push(new);
+        }
+        if let Some(plan) = plans.get(&target) {
+            for ins in plan.inserted.iter().filter(|i| i.align) {
+                // In front of the first entry after the reserve: nothing is relocated inside
+                // it, so no pair (a relocation and its R_RISCV_RELAX) is split.
+                let at = entries
+                    .iter()
+                    .position(|e| e.offset > ins.new_offset)
+                    .unwrap_or(entries.len());
+                entries.insert(
+                    at,
+                    Reloc {
+                        offset: ins.new_offset,
+                        r_type: elf::R_RISCV_ALIGN.0,
+                        sym: 0,
+                        addend: ins.len as i64,
+                    },
+                );
+                *out.types.entry(elf::R_RISCV_ALIGN.0).or_insert(0) += 1;
+                changed = true;
+            }
+        }
+        if changed {
+            out.by_section.insert(rs.index, entries);
+        }
+    }
+    // A section that needs an alignment reserve but has no relocation section cannot
+    // happen: reserves are only added after relaxable relocations of the same section.
+    for plan in plans.values() {
+        let has_rela = relocs.iter().any(|rs| rs.target == plan.index);
+        if !has_rela && plan.inserted.iter().any(|i| i.align) {
+            return Err(Error::refused(format!(
+                "{}: an alignment relocation is needed but the section has no relocations",
+                file.sections[plan.index].name
+            )));
+        }
+    }
+    Ok(out)
+}
