@@ -7,6 +7,7 @@ mod input;
 mod report_cmd;
 mod rewrite_cmd;
 mod trace;
+mod verify_cmd;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     Check(report_cmd::CheckArgs),
     /// Compact every pad to a slot, move the code, fix every reference, emit __mcount_loc.
     Rewrite(rewrite_cmd::RewriteArgs),
+    /// Prove a rewrite right: every instruction, reference, symbol and table maps (exit 1 if not).
+    Verify(verify_cmd::VerifyArgs),
     /// Run a RISC-V program linked with the padtrim runtime and record a trace.
     Record(trace::RecordArgs),
     /// Print a recorded trace (text, chrome, folded, or --summary).
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report_cmd::report(&args),
         Command::Check(args) => report_cmd::check(&args),
         Command::Rewrite(args) => rewrite_cmd::rewrite(&args),
+        Command::Verify(args) => verify_cmd::verify(&args),
         Command::Record(_) => unreachable!("handled above"),
         Command::Replay(args) => trace::replay(&args).map(|()| Outcome::Success),
     };

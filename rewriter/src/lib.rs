@@ -13,5 +13,6 @@ pub mod report;
 pub mod rewrite;
 pub mod riscv;
 pub mod scan;
+pub mod verify;
 
 pub use error::{Error, Result};

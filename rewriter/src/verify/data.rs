@@ -1,0 +1,678 @@
+//! References held in data: words and differences under the original's relocations,
+//! dynamic relocations, GOT words, `.dynamic` and `.eh_frame_hdr`. Each checked field is
+//! marked covered; every other byte of the section must be unchanged ([`super::bytes`]).
+
+use object::elf;
+
+use super::bytes::Covered;
+use super::map::{Mapped, Mapper};
+use super::report::VerifyReport;
+use super::sites::bytes_at;
+use super::versions::STRING_TAGS;
+use super::Ctx;
+use crate::elf::{read_uint, Reloc, RelocSection, Symbol};
+use crate::error::Result;
+
+/// How a data relocation's field relates to its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// The field holds the target address (`R_RISCV_32`/`64`).
+    Word(usize),
+    /// The field accumulates `+target` (`ADD*`, and `SET*` which in a linked file holds the
+    /// target or, paired with a `SUB`, a difference).
+    Add(usize),
+    /// The field accumulates `-target`.
+    Sub(usize),
+    /// The field holds `target - place` (`32_PCREL`).
+    PcRel,
+    /// Six low bits of a byte, adding (`SET6`).
+    Add6,
+    /// Six low bits of a byte, subtracting (`SUB6`).
+    Sub6,
+    /// ULEB128, adding (`SET_ULEB128`) or subtracting (`SUB_ULEB128`).
+    Uleb(bool),
+}
+
+fn field(t: u32) -> Option<Field> {
+    use elf::*;
+    Some(match t {
+        _ if t == R_RISCV_64.0 => Field::Word(8),
+        _ if t == R_RISCV_32.0 => Field::Word(4),
+        _ if t == R_RISCV_ADD8.0 || t == R_RISCV_SET8.0 => Field::Add(1),
+        _ if t == R_RISCV_ADD16.0 || t == R_RISCV_SET16.0 => Field::Add(2),
+        _ if t == R_RISCV_ADD32.0 || t == R_RISCV_SET32.0 => Field::Add(4),
+        _ if t == R_RISCV_ADD64.0 => Field::Add(8),
+        _ if t == R_RISCV_SUB8.0 => Field::Sub(1),
+        _ if t == R_RISCV_SUB16.0 => Field::Sub(2),
+        _ if t == R_RISCV_SUB32.0 => Field::Sub(4),
+        _ if t == R_RISCV_SUB64.0 => Field::Sub(8),
+        _ if t == R_RISCV_32_PCREL.0 => Field::PcRel,
+        _ if t == R_RISCV_SET6.0 => Field::Add6,
+        _ if t == R_RISCV_SUB6.0 => Field::Sub6,
+        _ if t == R_RISCV_SET_ULEB128.0 => Field::Uleb(true),
+        _ if t == R_RISCV_SUB_ULEB128.0 => Field::Uleb(false),
+        _ => return None,
+    })
+}
+
+/// True if `found` (a `bits`-wide field) is congruent to some value in `lo..=hi`.
+pub(super) fn accepts_mod(lo: i128, hi: i128, found: u64, bits: u32) -> bool {
+    if hi < lo {
+        return false;
+    }
+    let m: i128 = 1i128 << bits;
+    if hi - lo >= m - 1 {
+        return true;
+    }
+    (i128::from(found) - lo).rem_euclid(m) <= hi - lo
+}
+
+/// `mapped - target` as an interval.
+fn delta(mapped: Mapped, target: u64) -> Option<(i128, i128)> {
+    let (lo, hi) = mapped.interval()?;
+    Some((
+        i128::from(lo) - i128::from(target),
+        i128::from(hi) - i128::from(target),
+    ))
+}
+
+fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// `S + A` of a relocation against `syms`, and where it must map: addresses in allocated
+/// sections move; offsets into non-allocated sections (DWARF) and TLS offsets do not.
+pub(super) fn reloc_target(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    syms: &[Symbol<'_>],
+    r: &Reloc,
+) -> (u64, Mapped) {
+    let sym = (r.sym != 0).then(|| syms.get(r.sym as usize)).flatten();
+    let t = sym.map_or(0, |s| s.value).wrapping_add(r.addend as u64);
+    let fixed = sym.is_some_and(|s| {
+        s.kind == elf::STT_TLS.0
+            || s.section()
+                .and_then(|i| ctx.old.sections.get(i))
+                .is_some_and(|x| !x.is_alloc())
+    });
+    (
+        t,
+        if fixed {
+            Mapped::Exact(t)
+        } else {
+            mapper.map(t)
+        },
+    )
+}
+
+/// Runs every data check.
+pub(super) fn check(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    tls_got: &[u64],
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let mut dyn_covered: Vec<u64> = ctx
+        .old_relocs
+        .iter()
+        .filter(|rs| ctx.is_dynamic(rs))
+        .flat_map(|rs| rs.relocs.iter().map(|r| r.offset))
+        .collect();
+    dyn_covered.sort_unstable();
+    for rs in ctx.old_relocs.iter().filter(|rs| !ctx.is_dynamic(rs)) {
+        static_relocs(ctx, mapper, rs, covered, report);
+    }
+    dynamic_relocs(ctx, mapper, covered, report)?;
+    got(ctx, mapper, tls_got, &dyn_covered, covered, report);
+    dynamic_section(ctx, mapper, report);
+    eh_frame_hdr(ctx, mapper, covered, report);
+    Ok(())
+}
+
+/// Data fields under the static relocations of one section (kept by `--emit-relocs`).
+fn static_relocs(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    rs: &RelocSection,
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) {
+    let ti = rs.target;
+    let sec = &ctx.old.sections[ti];
+    let Some(nsec) = ctx.new_section(ti) else {
+        return;
+    };
+    if ctx.is_code(ti) || sec.is_nobits() || sec.size == 0 {
+        return;
+    }
+    let (old, new) = (ctx.old_data(ti), ctx.new_data(ti));
+    let relocs = &rs.relocs;
+    let mut i = 0;
+    while i < relocs.len() {
+        let r = relocs[i];
+        let Some(f) = field(r.r_type) else {
+            i += 1;
+            continue;
+        };
+        // A field's relocations are consecutive and share the offset.
+        let mut j = i + 1;
+        while j < relocs.len()
+            && relocs[j].offset == r.offset
+            && !matches!(f, Field::Word(_))
+            && field(relocs[j].r_type).is_some_and(|g| !matches!(g, Field::Word(_)))
+        {
+            j += 1;
+        }
+        let p = r.offset;
+        let off = p.wrapping_sub(sec.addr);
+        let new_p = if sec.is_alloc() {
+            mapper.map_in(ti, p)
+        } else {
+            Mapped::Exact(nsec.addr + off)
+        };
+        let Some(np) = new_p.exact() else {
+            report.counts.unchecked += 1;
+            i = j;
+            continue;
+        };
+        let noff = np.wrapping_sub(nsec.addr);
+        let at = (p, np);
+        match f {
+            Field::Word(w) => {
+                let target = reloc_target(ctx, mapper, &ctx.old.symbols, &r);
+                word(ctx, (ti, off, noff), w, target, at, covered, report);
+            }
+            _ => {
+                let group = &relocs[i..j];
+                difference(
+                    ctx,
+                    mapper,
+                    (old, new),
+                    (ti, off, noff),
+                    group,
+                    at,
+                    covered,
+                    report,
+                );
+            }
+        }
+        i = j;
+    }
+}
+
+/// A word holding an address (`R_RISCV_32`/`64`).
+fn word(
+    ctx: &Ctx<'_, '_, '_>,
+    (ti, off, noff): (usize, u64, u64),
+    w: usize,
+    (t, m): (u64, Mapped),
+    at: (u64, u64),
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) {
+    let (old, new) = (ctx.old_data(ti), ctx.new_data(ti));
+    let (Some(ow), Some(nw)) = (
+        read_uint(old, off as usize, w),
+        read_uint(new, noff as usize, w),
+    ) else {
+        return;
+    };
+    let mask = if w == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * w)) - 1
+    };
+    if ow != t & mask {
+        // The linker left it for the loader (a dynamic relocation) or wrote something else:
+        // the byte comparison (or the dynamic check) demands it unchanged.
+        return;
+    }
+    report.counts.data_words += 1;
+    covered.add(ti, off, w as u64);
+    let ok = match m.interval() {
+        Some((lo, hi)) => accepts_mod(i128::from(lo), i128::from(hi), nw, 8 * w as u32),
+        None => {
+            report.counts.unchecked += 1;
+            true
+        }
+    };
+    if !ok {
+        report.mismatch(
+            "data word",
+            Some(at.0),
+            Some(at.1),
+            format!("{m} (the image of {t:#x}) in {}", ctx.old.sections[ti].name),
+            format!("{nw:#x}"),
+        );
+    }
+}
+
+/// A field built from differences and PC-relative terms (`ADD`/`SUB`/`SET`, `32_PCREL`,
+/// ULEB128): it must change by exactly how much its terms moved.
+#[allow(clippy::too_many_arguments)]
+fn difference(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    (old, new): (&[u8], &[u8]),
+    (ti, off, noff): (usize, u64, u64),
+    group: &[Reloc],
+    at: (u64, u64),
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) {
+    let (mut lo, mut hi) = (0i128, 0i128);
+    for r in group {
+        let (t, m) = reloc_target(ctx, mapper, &ctx.old.symbols, r);
+        let Some(f) = field(r.r_type) else { continue };
+        let Some((dlo, dhi)) = delta(m, t) else {
+            report.counts.unchecked += 1;
+            return;
+        };
+        match f {
+            Field::Add(_) | Field::Add6 | Field::Uleb(true) => {
+                lo += dlo;
+                hi += dhi;
+            }
+            Field::Sub(_) | Field::Sub6 | Field::Uleb(false) => {
+                lo -= dhi;
+                hi -= dlo;
+            }
+            Field::PcRel => {
+                let dp = i128::from(at.1) - i128::from(at.0);
+                lo += dlo - dp;
+                hi += dhi - dp;
+            }
+            Field::Word(_) => {}
+        }
+    }
+    let first = field(group[0].r_type).unwrap_or(Field::Add(4));
+    report.counts.differences += 1;
+    let (ok, old_v, new_v, width) = match first {
+        Field::Add(w) | Field::Sub(w) => {
+            let (Some(a), Some(b)) = (
+                read_uint(old, off as usize, w),
+                read_uint(new, noff as usize, w),
+            ) else {
+                return;
+            };
+            let base = i128::from(a);
+            (accepts_mod(base + lo, base + hi, b, 8 * w as u32), a, b, w)
+        }
+        Field::PcRel => {
+            let (Some(a), Some(b)) = (
+                read_uint(old, off as usize, 4),
+                read_uint(new, noff as usize, 4),
+            ) else {
+                return;
+            };
+            let base = i128::from(a);
+            (accepts_mod(base + lo, base + hi, b, 32), a, b, 4)
+        }
+        Field::Add6 | Field::Sub6 => {
+            let (Some(a), Some(b)) = (old.get(off as usize), new.get(noff as usize)) else {
+                return;
+            };
+            let base = i128::from(a & 0x3f);
+            let ok =
+                a & 0xc0 == b & 0xc0 && accepts_mod(base + lo, base + hi, u64::from(b & 0x3f), 6);
+            (ok, u64::from(*a), u64::from(*b), 1)
+        }
+        Field::Uleb(_) => {
+            let (Some((a, la)), Some((b, lb))) = (
+                read_uleb(old.get(off as usize..).unwrap_or(&[])),
+                read_uleb(new.get(noff as usize..).unwrap_or(&[])),
+            ) else {
+                return;
+            };
+            let base = i128::from(a);
+            (
+                la == lb && accepts_mod(base + lo, base + hi, b, 64),
+                a,
+                b,
+                la,
+            )
+        }
+        Field::Word(_) => return,
+    };
+    covered.add(ti, off, width as u64);
+    if !ok {
+        report.mismatch(
+            "difference",
+            Some(at.0),
+            Some(at.1),
+            format!(
+                "{old_v:#x} moved by {lo}..={hi} in {} (relocation types {:?})",
+                ctx.old.sections[ti].name,
+                group.iter().map(|r| r.r_type).collect::<Vec<_>>()
+            ),
+            format!("{new_v:#x}"),
+        );
+    }
+}
+
+/// True for dynamic relocation types whose word holds a TLS module id or offset.
+fn is_tls_dynamic(t: u32) -> bool {
+    use elf::*;
+    [
+        R_RISCV_TLS_DTPMOD32.0,
+        R_RISCV_TLS_DTPMOD64.0,
+        R_RISCV_TLS_DTPREL32.0,
+        R_RISCV_TLS_DTPREL64.0,
+        R_RISCV_TLS_TPREL32.0,
+        R_RISCV_TLS_TPREL64.0,
+    ]
+    .contains(&t)
+}
+
+/// `.rela.dyn` and `.rela.plt`: entry by entry, places and address addends mapped, the
+/// words they apply to mapped when they hold addresses.
+fn dynamic_relocs(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let ptr = ctx.ptr;
+    for rs in ctx.old_relocs.iter().filter(|rs| ctx.is_dynamic(rs)) {
+        let Some(nj) = ctx.pairs.get(rs.index).copied().flatten() else {
+            continue;
+        };
+        let Some(nrs) = ctx.new_relocs.iter().find(|r| r.index == nj) else {
+            continue;
+        };
+        let name = ctx.old.sections[rs.index].name;
+        if nrs.relocs.len() != rs.relocs.len() {
+            report.mismatch(
+                "dynamic relocation",
+                Some(ctx.old.sections[rs.index].addr),
+                Some(ctx.new.sections[nj].addr),
+                format!("{} entries in {name}", rs.relocs.len()),
+                format!("{}", nrs.relocs.len()),
+            );
+            continue;
+        }
+        for (r, n) in rs.relocs.iter().zip(&nrs.relocs) {
+            report.counts.dynamic_relocations += 1;
+            let place = mapper.map(r.offset);
+            if n.r_type != r.r_type || n.sym != r.sym || !place.accepts(n.offset) {
+                report.mismatch(
+                    "dynamic relocation",
+                    Some(r.offset),
+                    Some(n.offset),
+                    format!("type {} symbol {} at {place} in {name}", r.r_type, r.sym),
+                    format!("type {} symbol {} at {:#x}", n.r_type, n.sym, n.offset),
+                );
+                continue;
+            }
+            let relative =
+                r.r_type == elf::R_RISCV_RELATIVE.0 || r.r_type == elf::R_RISCV_IRELATIVE.0;
+            let addend = if relative {
+                mapper.map(r.addend as u64)
+            } else {
+                Mapped::Exact(r.addend as u64)
+            };
+            if !addend.accepts(n.addend as u64) {
+                report.mismatch(
+                    "dynamic relocation",
+                    Some(r.offset),
+                    Some(n.offset),
+                    format!("addend {addend} (from {:#x}) in {name}", r.addend),
+                    format!("{:#x}", n.addend),
+                );
+            }
+            // The word it applies to.
+            let Some(sec) = ctx
+                .old
+                .alloc_section_at(r.offset)
+                .filter(|s| !s.is_nobits())
+            else {
+                continue;
+            };
+            let (Some(ow), Some(nw)) = (
+                bytes_at(ctx.old, r.offset, ptr).and_then(|b| read_uint(b, 0, ptr)),
+                bytes_at(ctx.new, n.offset, ptr).and_then(|b| read_uint(b, 0, ptr)),
+            ) else {
+                continue;
+            };
+            if ctx.is_code(sec.index) {
+                continue;
+            }
+            covered.add(sec.index, r.offset - sec.addr, ptr as u64);
+            let want = if is_tls_dynamic(r.r_type) {
+                Mapped::Exact(ow)
+            } else {
+                mapper.map(ow)
+            };
+            if !want.accepts(nw) {
+                report.mismatch(
+                    "dynamic word",
+                    Some(r.offset),
+                    Some(n.offset),
+                    format!("{want} (from {ow:#x}) under relocation type {}", r.r_type),
+                    format!("{nw:#x}"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// GOT words the linker filled without a dynamic relocation: addresses move with their
+/// targets; TLS offsets stay.
+fn got(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    tls_got: &[u64],
+    dyn_covered: &[u64],
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) {
+    let ptr = ctx.ptr;
+    for (i, s) in ctx.old.sections.iter().enumerate() {
+        if !(s.name == ".got" || s.name == ".got.plt") || !s.is_alloc() || s.is_nobits() {
+            continue;
+        }
+        let Some(n) = ctx.new_section(i) else {
+            continue;
+        };
+        let (old, new) = (ctx.old_data(i), ctx.new_data(i));
+        if old.len() != new.len() {
+            continue;
+        }
+        covered.whole(i);
+        for off in (0..old.len()).step_by(ptr) {
+            let at = s.addr + off as u64;
+            if dyn_covered.binary_search(&at).is_ok() {
+                continue;
+            }
+            let (Some(ow), Some(nw)) = (read_uint(old, off, ptr), read_uint(new, off, ptr)) else {
+                break;
+            };
+            report.counts.got_words += 1;
+            let want = if tls_got.binary_search(&at).is_ok() {
+                Mapped::Exact(ow)
+            } else {
+                mapper.map(ow)
+            };
+            if !want.accepts(nw) {
+                report.mismatch(
+                    "GOT word",
+                    Some(at),
+                    Some(n.addr + off as u64),
+                    format!("{want} (from {ow:#x})"),
+                    format!("{nw:#x}"),
+                );
+            }
+        }
+    }
+}
+
+/// `DT_STRSZ`: the size of `.dynstr`.
+const DT_STRSZ: u64 = 10;
+
+/// `d_tag` values whose `d_val` is an address.
+const ADDRESS_TAGS: &[u64] = &[
+    3,           // DT_PLTGOT
+    4,           // DT_HASH
+    5,           // DT_STRTAB
+    6,           // DT_SYMTAB
+    7,           // DT_RELA
+    12,          // DT_INIT
+    13,          // DT_FINI
+    17,          // DT_REL
+    23,          // DT_JMPREL
+    25,          // DT_INIT_ARRAY
+    26,          // DT_FINI_ARRAY
+    32,          // DT_PREINIT_ARRAY
+    36,          // DT_RELR
+    0x6fff_fef5, // DT_GNU_HASH
+    0x6fff_fff0, // DT_VERSYM
+    0x6fff_fffc, // DT_VERDEF
+    0x6fff_fffe, // DT_VERNEED
+];
+
+fn dynamic_entries(data: &[u8], ptr: usize) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for off in (0..data.len()).step_by(2 * ptr) {
+        let (Some(tag), Some(val)) = (read_uint(data, off, ptr), read_uint(data, off + ptr, ptr))
+        else {
+            break;
+        };
+        if tag == 0 {
+            break;
+        }
+        out.push((tag, val));
+    }
+    out
+}
+
+/// `.dynamic`: same entries; address values mapped.
+fn dynamic_section(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
+    for (i, s) in ctx.old.sections.iter().enumerate() {
+        if s.sh_type != elf::SHT_DYNAMIC.0 {
+            continue;
+        }
+        let Some(n) = ctx.new_section(i) else {
+            continue;
+        };
+        let old = dynamic_entries(ctx.old_data(i), ctx.ptr);
+        let new = dynamic_entries(ctx.new_data(i), ctx.ptr);
+        if old.len() != new.len() {
+            report.mismatch(
+                "dynamic entry",
+                Some(s.addr),
+                Some(n.addr),
+                format!("{} entries before DT_NULL", old.len()),
+                format!("{}", new.len()),
+            );
+            continue;
+        }
+        let strsz = ctx.new.sections.get(n.link as usize).map_or(0, |t| t.size);
+        for (k, (&(ot, ov), &(nt, nv))) in old.iter().zip(&new).enumerate() {
+            report.counts.dynamic_entries += 1;
+            let want = if ADDRESS_TAGS.contains(&ot) && ov != 0 {
+                mapper.map(ov)
+            } else if ot == DT_STRSZ {
+                Mapped::Exact(strsz)
+            } else {
+                Mapped::Exact(ov)
+            };
+            // The writer may lay `.dynstr` out again: strings are compared, not offsets.
+            let string_ok = STRING_TAGS.contains(&ot)
+                && nt == ot
+                && super::versions::same_dynamic_string(ctx, s, n, ov, nv);
+            if !string_ok && (nt != ot || !want.accepts(nv)) {
+                let at = (2 * ctx.ptr * k) as u64;
+                report.mismatch(
+                    "dynamic entry",
+                    Some(s.addr + at),
+                    Some(n.addr + at),
+                    format!("tag {ot:#x} value {want}"),
+                    format!("tag {nt:#x} value {nv:#x}"),
+                );
+            }
+        }
+    }
+}
+
+/// `.eh_frame_hdr`: the pointer to `.eh_frame` and the sorted search table, all relative to
+/// the header, must reach the images of what they reached.
+fn eh_frame_hdr(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) {
+    let Some(s) = ctx
+        .old
+        .sections
+        .iter()
+        .find(|s| s.name == ".eh_frame_hdr" && s.is_alloc())
+    else {
+        return;
+    };
+    let Some(n) = ctx.new_section(s.index) else {
+        return;
+    };
+    let (old, new) = (ctx.old_data(s.index), ctx.new_data(s.index));
+    // Version 1, pcrel|sdata4 pointer, udata4 count, datarel|sdata4 table: what ld writes.
+    if old.len() < 12 || old[..4] != [1, 0x1b, 0x03, 0x3b] || new.len() != old.len() {
+        return;
+    }
+    covered.whole(s.index);
+    let rd = |d: &[u8], o: usize| read_uint(d, o, 4).map_or(0, |v| v as u32 as i32 as i64);
+    let (h_old, h_new) = (s.addr, n.addr);
+    let one = |report: &mut VerifyReport, o: usize, base_old: u64, base_new: u64| {
+        report.counts.eh_frame_hdr += 1;
+        let t = base_old.wrapping_add(rd(old, o) as u64);
+        let found = base_new.wrapping_add(rd(new, o) as u64);
+        let m = mapper.map(t);
+        if !m.accepts(found) {
+            report.mismatch(
+                ".eh_frame_hdr",
+                Some(h_old + o as u64),
+                Some(h_new + o as u64),
+                format!("a reference to {m} (the image of {t:#x})"),
+                format!("{found:#x}"),
+            );
+        }
+        found
+    };
+    one(report, 4, h_old + 4, h_new + 4);
+    if old[8..12] != new[8..12] {
+        report.mismatch(
+            ".eh_frame_hdr",
+            Some(h_old + 8),
+            Some(h_new + 8),
+            format!("{} entries", rd(old, 8)),
+            format!("{}", rd(new, 8)),
+        );
+        return;
+    }
+    let count = rd(old, 8) as u32 as usize;
+    let mut last = 0u64;
+    for k in 0..count.min((old.len() - 12) / 8) {
+        let o = 12 + 8 * k;
+        let loc = one(report, o, h_old, h_new);
+        one(report, o + 4, h_old, h_new);
+        if k > 0 && loc < last {
+            report.mismatch(
+                ".eh_frame_hdr",
+                Some(h_old + o as u64),
+                Some(h_new + o as u64),
+                format!("a sorted table (at least {last:#x})"),
+                format!("{loc:#x}"),
+            );
+        }
+        last = loc;
+    }
+}

@@ -1,0 +1,347 @@
+//! The old → new address map the verifier infers (it never asks the rewriter's plan).
+//!
+//! Non-executable allocated sections move as blocks, by the distance between their old and
+//! new section headers. Executable sections are described by [`CodeMap`]s built by walking
+//! old and new code in parallel: *rigid* pieces (instructions that must correspond one to
+//! one) and nop *runs* (elastic: padding and pads may change length).
+
+/// Where an original address must end up: one address, or any address of a range (an
+/// address inside a nop run whose length changed has no single image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapped {
+    /// Exactly this address.
+    Exact(u64),
+    /// Any address in `lo..=hi`.
+    Range(u64, u64),
+    /// The address lies in code the walk could not map (a mismatch was already reported).
+    Unknown,
+}
+
+impl Mapped {
+    /// The interval of acceptable values, if known.
+    pub fn interval(self) -> Option<(u64, u64)> {
+        match self {
+            Mapped::Exact(x) => Some((x, x)),
+            Mapped::Range(lo, hi) => Some((lo, hi)),
+            Mapped::Unknown => None,
+        }
+    }
+
+    /// True if `v` is an acceptable image (Unknown accepts everything).
+    pub fn accepts(self, v: u64) -> bool {
+        match self {
+            Mapped::Exact(x) => v == x,
+            Mapped::Range(lo, hi) => (lo..=hi).contains(&v),
+            Mapped::Unknown => true,
+        }
+    }
+
+    /// The single image, if there is one.
+    pub fn exact(self) -> Option<u64> {
+        match self {
+            Mapped::Exact(x) => Some(x),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Mapped::Exact(x) => write!(f, "{x:#x}"),
+            Mapped::Range(lo, hi) => write!(f, "{lo:#x}..={hi:#x}"),
+            Mapped::Unknown => write!(f, "(unmapped)"),
+        }
+    }
+}
+
+/// A stretch of an executable section in both files.
+#[derive(Debug, Clone, Copy)]
+pub struct Piece {
+    /// Old start address.
+    pub old: u64,
+    /// Old length.
+    pub old_len: u64,
+    /// New start address.
+    pub new: u64,
+    /// New length (equal to `old_len` for rigid pieces).
+    pub new_len: u64,
+    /// A nop run (elastic) rather than rigid code.
+    pub run: bool,
+}
+
+/// A pad's place in the new file: its run's old entry and function address and their images.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteImage {
+    /// Old table entry (first pad byte).
+    pub old_entry: u64,
+    /// Old function symbol address.
+    pub old_func: u64,
+    /// New table entry.
+    pub new_entry: u64,
+    /// New function address (the slot start).
+    pub new_func: u64,
+}
+
+/// The inferred map of one executable section.
+#[derive(Debug, Clone, Default)]
+pub struct CodeMap {
+    /// Old section index.
+    pub old_index: usize,
+    /// Pieces in address order, covering the section from its start without gaps.
+    pub pieces: Vec<Piece>,
+    /// The walk stopped here (a mismatch was reported); later addresses are unknown.
+    pub failed_at: Option<u64>,
+    /// Sites of this section, sorted by old entry.
+    pub sites: Vec<SiteImage>,
+}
+
+impl CodeMap {
+    /// Maps an address in `[start, end]` of the section (`end` = one past the last byte).
+    pub fn map(&self, x: u64) -> Mapped {
+        if self.failed_at.is_some_and(|f| x >= f) {
+            return Mapped::Unknown;
+        }
+        // The last piece starting at or before x that covers it.
+        let i = self.pieces.partition_point(|p| p.old <= x);
+        if i == 0 {
+            return Mapped::Unknown;
+        }
+        let p = self.pieces[i - 1];
+        if x < p.old + p.old_len {
+            if !p.run {
+                return Mapped::Exact(p.new + (x - p.old));
+            }
+            return self.map_in_run(&p, x);
+        }
+        // Past the last covering piece: only the section end (or an empty trailing run).
+        if i == self.pieces.len() {
+            return match p.run {
+                true => Mapped::Range(p.new, p.new + p.new_len),
+                false => Mapped::Exact(p.new + p.new_len),
+            };
+        }
+        // x is the start of a zero-length piece followed by nothing covering it.
+        Mapped::Unknown
+    }
+
+    fn map_in_run(&self, p: &Piece, x: u64) -> Mapped {
+        let i = self.sites.partition_point(|s| s.old_entry < p.old);
+        for s in self.sites[i..]
+            .iter()
+            .take_while(|s| s.old_entry < p.old + p.old_len)
+        {
+            if x == s.old_entry {
+                return Mapped::Exact(s.new_entry);
+            }
+            if x == s.old_func {
+                return Mapped::Exact(s.new_func);
+            }
+        }
+        if x == p.old {
+            return Mapped::Exact(p.new);
+        }
+        Mapped::Range(p.new, p.new + p.new_len)
+    }
+
+    /// Maps an end address (one past a range): the byte before it, plus one.
+    pub fn map_end(&self, x: u64) -> Mapped {
+        let Some(first) = self.pieces.first() else {
+            return Mapped::Unknown;
+        };
+        if x <= first.old {
+            return self.map(x);
+        }
+        match self.map(x - 1) {
+            Mapped::Exact(v) => {
+                // The byte before lies in a run: the end may be anywhere in the run.
+                match self.run_at(x - 1) {
+                    Some(p) => Mapped::Range(p.new, p.new + p.new_len),
+                    None => Mapped::Exact(v + 1),
+                }
+            }
+            Mapped::Range(lo, hi) => Mapped::Range(lo, hi.max(lo)),
+            Mapped::Unknown => Mapped::Unknown,
+        }
+    }
+
+    /// The run piece containing `x`, if `x` is in one.
+    pub fn run_at(&self, x: u64) -> Option<Piece> {
+        let i = self.pieces.partition_point(|p| p.old <= x);
+        let p = *self.pieces.get(i.checked_sub(1)?)?;
+        (p.run && x < p.old + p.old_len).then_some(p)
+    }
+}
+
+/// How one allocated section maps.
+#[derive(Debug, Clone)]
+pub struct SectionImage {
+    /// Old section index.
+    pub old_index: usize,
+    /// Old address.
+    pub old_addr: u64,
+    /// Old size.
+    pub old_size: u64,
+    /// New address.
+    pub new_addr: u64,
+    /// Position in [`Mapper::code`] for executable sections.
+    pub code: Option<usize>,
+}
+
+/// The whole inferred map.
+#[derive(Debug, Default)]
+pub struct Mapper {
+    /// Allocated sections with an address range (not `.tbss`), sorted by old address.
+    pub sections: Vec<SectionImage>,
+    /// Position in `sections` by old section index.
+    pub by_index: Vec<Option<usize>>,
+    /// Code maps of executable sections.
+    pub code: Vec<CodeMap>,
+}
+
+impl Mapper {
+    /// Maps an original address; an address outside every section maps to itself; one just
+    /// past a section's end belongs to that section unless another section starts there.
+    pub fn map(&self, x: u64) -> Mapped {
+        let i = self.sections.partition_point(|s| s.old_addr <= x);
+        if i == 0 {
+            return Mapped::Exact(x);
+        }
+        let s = &self.sections[i - 1];
+        if x <= s.old_addr + s.old_size {
+            return self.map_in_image(s, x);
+        }
+        Mapped::Exact(x)
+    }
+
+    /// True if `x` lies inside (or at the end of) an allocated section of the old file.
+    pub fn is_address(&self, x: u64) -> bool {
+        let i = self.sections.partition_point(|s| s.old_addr <= x);
+        i > 0 && x <= self.sections[i - 1].old_addr + self.sections[i - 1].old_size
+    }
+
+    /// Maps an address relative to section `index` (which may be its end).
+    pub fn map_in(&self, index: usize, x: u64) -> Mapped {
+        match self.by_index.get(index).copied().flatten() {
+            Some(i) => self.map_in_image(&self.sections[i], x),
+            None => self.map(x),
+        }
+    }
+
+    /// Maps an end address (one past a range) relative to section `index`.
+    pub fn map_end_in(&self, index: usize, x: u64) -> Mapped {
+        match self.by_index.get(index).copied().flatten() {
+            Some(i) => {
+                let s = &self.sections[i];
+                match s.code {
+                    Some(c) => self.code[c].map_end(x),
+                    None => Mapped::Exact(s.new_addr.wrapping_add(x.wrapping_sub(s.old_addr))),
+                }
+            }
+            None => self.map(x),
+        }
+    }
+
+    fn map_in_image(&self, s: &SectionImage, x: u64) -> Mapped {
+        match s.code {
+            Some(c) => self.code[c].map(x),
+            None => Mapped::Exact(s.new_addr.wrapping_add(x.wrapping_sub(s.old_addr))),
+        }
+    }
+
+    /// The section image of old section `index`.
+    pub fn image(&self, index: usize) -> Option<&SectionImage> {
+        self.sections
+            .get(self.by_index.get(index).copied().flatten()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code() -> CodeMap {
+        // old: rigid 0x100..0x108, run 0x108..0x118 (site entry 0x108, func 0x10c),
+        //      rigid 0x118..0x120
+        // new: rigid 0x100..0x108, run 0x108..0x10c,                       rigid 0x10c..0x114
+        CodeMap {
+            old_index: 1,
+            pieces: vec![
+                Piece {
+                    old: 0x100,
+                    old_len: 8,
+                    new: 0x100,
+                    new_len: 8,
+                    run: false,
+                },
+                Piece {
+                    old: 0x108,
+                    old_len: 16,
+                    new: 0x108,
+                    new_len: 4,
+                    run: true,
+                },
+                Piece {
+                    old: 0x118,
+                    old_len: 8,
+                    new: 0x10c,
+                    new_len: 8,
+                    run: false,
+                },
+            ],
+            failed_at: None,
+            sites: vec![SiteImage {
+                old_entry: 0x108,
+                old_func: 0x10c,
+                new_entry: 0x108,
+                new_func: 0x108,
+            }],
+        }
+    }
+
+    #[test]
+    fn rigid_runs_and_sites() {
+        let c = code();
+        assert_eq!(c.map(0x104), Mapped::Exact(0x104));
+        assert_eq!(c.map(0x108), Mapped::Exact(0x108), "site entry");
+        assert_eq!(c.map(0x10c), Mapped::Exact(0x108), "function");
+        assert_eq!(c.map(0x110), Mapped::Range(0x108, 0x10c), "inside the run");
+        assert_eq!(c.map(0x118), Mapped::Exact(0x10c));
+        assert_eq!(c.map(0x120), Mapped::Exact(0x114), "section end");
+        assert_eq!(c.map_end(0x108), Mapped::Exact(0x108));
+        assert_eq!(c.map_end(0x118), Mapped::Range(0x108, 0x10c));
+        assert_eq!(c.map_end(0x120), Mapped::Exact(0x114));
+    }
+
+    #[test]
+    fn sections_move_as_blocks_and_ends_belong_to_their_section() {
+        let mut m = Mapper::default();
+        m.code.push(code());
+        m.sections = vec![
+            SectionImage {
+                old_index: 1,
+                old_addr: 0x100,
+                old_size: 0x20,
+                new_addr: 0x100,
+                code: Some(0),
+            },
+            SectionImage {
+                old_index: 2,
+                old_addr: 0x200,
+                old_size: 0x10,
+                new_addr: 0x1f0,
+                code: None,
+            },
+        ];
+        m.by_index = vec![None, Some(0), Some(1)];
+        assert_eq!(m.map(0x208), Mapped::Exact(0x1f8));
+        assert_eq!(
+            m.map(0x210),
+            Mapped::Exact(0x200),
+            "end of the last section"
+        );
+        assert_eq!(m.map(0x5000), Mapped::Exact(0x5000), "outside: unchanged");
+        assert_eq!(m.map(0x120), Mapped::Exact(0x114));
+        assert!(m.is_address(0x120) && !m.is_address(0x150));
+    }
+}

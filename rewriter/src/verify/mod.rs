@@ -1,0 +1,293 @@
+//! Translation validation of a rewrite: `verify(original, rewritten)` proves, from the two
+//! files alone, that the rewritten one is the original with its pads compacted.
+//!
+//! The verifier never looks at the rewriter's plan. It infers the old → new address map by
+//! walking each executable section of both files in parallel ([`walk`]): nop runs are
+//! elastic, every other instruction must correspond one to one with the same encoding apart
+//! from immediates. Then every reference is checked against that map:
+//! - branches, jumps and `auipc` pairs (from the original's relocations, or paired by
+//!   decoding when there are none), absolute `%hi`/`%lo` and `gp`-relative accesses
+//!   ([`code_refs`]); an immediate that changed without such a reference is a mismatch;
+//! - data under the original's relocations, dynamic relocations, GOT words, `.dynamic`,
+//!   `.eh_frame_hdr`, kernel tables; every other byte of every non-code section must be
+//!   unchanged ([`data`], [`bytes`]);
+//! - pads and slots, `__mcount_loc` and the runtime descriptor ([`sites`]);
+//! - symbols, sizes, `e_entry`, program headers and the output's own relocations
+//!   ([`symbols`]).
+//!
+//! Relocatable objects are not verified (the report says so).
+
+mod bytes;
+mod code_refs;
+mod data;
+mod insn;
+mod kernel;
+mod map;
+mod report;
+mod sites;
+mod symbols;
+mod versions;
+mod walk;
+
+pub use map::Mapped;
+pub use report::{Counts, Mismatch, VerifyReport, MAX_MISMATCHES};
+
+use object::elf;
+
+use crate::elf::{ElfFile, FileKind, RelocSection, Section};
+use crate::error::Result;
+use crate::riscv::Xlen;
+use map::{Mapper, SectionImage};
+
+/// Name of the table section a rewrite adds.
+const MCOUNT_SECTION: &str = "__mcount_loc";
+
+/// Verifies that `rewritten` is a correct rewrite of `original`.
+///
+/// Returns `Err` only when an input cannot be read; every difference found is a
+/// [`Mismatch`] in the report (see [`VerifyReport::is_ok`]).
+pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    if original.kind == FileKind::Relocatable {
+        report.skipped = Some("relocatable objects are not verified".into());
+        return Ok(report);
+    }
+    if original.is_64 != rewritten.is_64 || original.e_flags != rewritten.e_flags {
+        report.mismatch(
+            "file header",
+            None,
+            None,
+            format!("class and flags of the original ({:#x})", original.e_flags),
+            format!("{:#x}", rewritten.e_flags),
+        );
+        return Ok(report);
+    }
+    let Some((pairs, table)) = pair_sections(original, rewritten, &mut report) else {
+        return Ok(report);
+    };
+    report.counts.sections = pairs.iter().filter(|p| p.is_some()).count() as u64;
+    let ctx = Ctx {
+        old: original,
+        new: rewritten,
+        pairs,
+        table,
+        old_relocs: original.relocation_sections()?,
+        new_relocs: rewritten.relocation_sections()?,
+        xlen: if original.is_64 {
+            Xlen::Rv64
+        } else {
+            Xlen::Rv32
+        },
+        ptr: original.ptr_size(),
+    };
+    let (mut mapper, walks) = build_map(&ctx, &mut report);
+    let mut covered = bytes::Covered::default();
+    sites::check_sites(&ctx, &mut mapper, &mut covered, &mut report)?;
+    let tls_got = code_refs::check(&ctx, &mapper, &walks, &mut report);
+    data::check(&ctx, &mapper, &tls_got, &mut covered, &mut report)?;
+    kernel::check(&ctx, &mapper, &mut covered, &mut report);
+    versions::check(&ctx, &mut covered, &mut report);
+    bytes::compare(&ctx, &covered, &mut report);
+    symbols::check(&ctx, &mapper, &mut report)?;
+    Ok(report)
+}
+
+/// Parses both files and verifies; errors name which file is unusable.
+pub fn verify_bytes(original: &[u8], rewritten: &[u8]) -> Result<VerifyReport> {
+    let old = crate::elf::parse(original)
+        .map_err(|e| crate::Error::Malformed(format!("original: {e}")))?;
+    let new = crate::elf::parse(rewritten)
+        .map_err(|e| crate::Error::Malformed(format!("rewritten: {e}")))?;
+    verify(&old, &new)
+}
+
+/// Everything the checks share.
+pub(crate) struct Ctx<'a, 'o, 'n> {
+    /// The original file.
+    pub old: &'a ElfFile<'o>,
+    /// The rewritten file.
+    pub new: &'a ElfFile<'n>,
+    /// New section index of each old section.
+    pub pairs: Vec<Option<usize>>,
+    /// New index of the added `__mcount_loc`, if any.
+    pub table: Option<usize>,
+    /// Relocation sections of the original.
+    pub old_relocs: Vec<RelocSection>,
+    /// Relocation sections of the rewritten file.
+    pub new_relocs: Vec<RelocSection>,
+    /// Register width.
+    pub xlen: Xlen,
+    /// Pointer size in bytes.
+    pub ptr: usize,
+}
+
+impl<'o, 'n> Ctx<'_, 'o, 'n> {
+    /// The new section paired with old section `index`.
+    pub fn new_section(&self, index: usize) -> Option<&Section<'n>> {
+        self.pairs
+            .get(index)
+            .copied()
+            .flatten()
+            .map(|j| &self.new.sections[j])
+    }
+
+    /// Contents of old section `index` (empty if unreadable).
+    pub fn old_data(&self, index: usize) -> &'o [u8] {
+        self.old
+            .section_data(&self.old.sections[index])
+            .unwrap_or(&[])
+    }
+
+    /// Contents of the new section paired with old section `index`.
+    pub fn new_data(&self, index: usize) -> &'n [u8] {
+        self.new_section(index)
+            .and_then(|s| self.new.section_data(s).ok())
+            .unwrap_or(&[])
+    }
+
+    /// True if old section `index` is allocated executable code with contents.
+    pub fn is_code(&self, index: usize) -> bool {
+        let s = &self.old.sections[index];
+        s.is_alloc() && s.is_exec() && !s.is_nobits() && s.size > 0
+    }
+
+    /// True for a relocation section of the original that holds dynamic relocations.
+    pub fn is_dynamic(&self, rs: &RelocSection) -> bool {
+        self.old.sections[rs.index].is_alloc()
+    }
+}
+
+/// Pairs the sections of both files by position and name; the rewritten file may have one
+/// extra `__mcount_loc`. Returns `None` (with a mismatch) when they do not correspond.
+fn pair_sections(
+    old: &ElfFile<'_>,
+    new: &ElfFile<'_>,
+    report: &mut VerifyReport,
+) -> Option<(Vec<Option<usize>>, Option<usize>)> {
+    let mut pairs = vec![None; old.sections.len()];
+    let mut table = None;
+    let mut j = 1;
+    for (i, s) in old.sections.iter().enumerate().skip(1) {
+        while new
+            .sections
+            .get(j)
+            .is_some_and(|n| n.name == MCOUNT_SECTION)
+            && s.name != MCOUNT_SECTION
+        {
+            table = Some(j);
+            j += 1;
+        }
+        match new.sections.get(j) {
+            Some(n) if n.name == s.name && n.sh_type == s.sh_type => {
+                pairs[i] = Some(j);
+                j += 1;
+            }
+            other => {
+                report.mismatch(
+                    "section",
+                    Some(s.addr),
+                    other.map(|n| n.addr),
+                    format!("section {} ({i}) of the original", s.name),
+                    other.map_or("no section".to_string(), |n| {
+                        format!("section {} ({j})", n.name)
+                    }),
+                );
+                return None;
+            }
+        }
+    }
+    for n in &new.sections[j.min(new.sections.len())..] {
+        if n.name == MCOUNT_SECTION && table.is_none() {
+            table = Some(n.index);
+        } else {
+            report.mismatch(
+                "section",
+                None,
+                Some(n.addr),
+                "no further sections",
+                format!("extra section {}", n.name),
+            );
+            return None;
+        }
+    }
+    Some((pairs, table))
+}
+
+/// True for `.tbss`: it takes no address space of its own.
+fn is_tbss(s: &Section<'_>) -> bool {
+    s.is_nobits() && s.flags & elf::SHF_TLS.0 != 0
+}
+
+/// Builds the address map: block moves for data, a parallel walk for every code section.
+fn build_map(ctx: &Ctx<'_, '_, '_>, report: &mut VerifyReport) -> (Mapper, Vec<walk::WalkResult>) {
+    let mut mapper = Mapper {
+        by_index: vec![None; ctx.old.sections.len()],
+        ..Mapper::default()
+    };
+    let mut walks = Vec::new();
+    let table_range = ctx
+        .table
+        .map(|t| &ctx.new.sections[t])
+        .map(|t| (t.addr, t.addr + t.size));
+    for (i, s) in ctx.old.sections.iter().enumerate() {
+        if !s.is_alloc() || s.size == 0 || is_tbss(s) {
+            continue;
+        }
+        let Some(n) = ctx.new_section(i) else {
+            continue;
+        };
+        let mut image = SectionImage {
+            old_index: i,
+            old_addr: s.addr,
+            old_size: s.size,
+            new_addr: n.addr,
+            code: None,
+        };
+        if ctx.is_code(i) {
+            let new_bytes = ctx.new_data(i);
+            // In the in-place layout the table may sit in the free tail of a code section.
+            let code_len = match table_range {
+                Some((lo, hi)) if lo >= n.addr && lo < n.addr + n.size => {
+                    let tail = &new_bytes[((hi - n.addr) as usize).min(new_bytes.len())..];
+                    if insn::nop_run(tail, 0, ctx.old.rvc()) != tail.len() {
+                        report.mismatch(
+                            "free space",
+                            None,
+                            Some(hi),
+                            "nops after __mcount_loc",
+                            "other bytes",
+                        );
+                    }
+                    (lo - n.addr) as usize
+                }
+                _ => new_bytes.len(),
+            };
+            let mut w = walk::walk(
+                i,
+                walk::Side {
+                    bytes: ctx.old_data(i),
+                    addr: s.addr,
+                },
+                walk::Side {
+                    bytes: &new_bytes[..code_len.min(new_bytes.len())],
+                    addr: n.addr,
+                },
+                ctx.old.rvc(),
+                ctx.xlen,
+                report,
+            );
+            image.code = Some(mapper.code.len());
+            mapper.code.push(std::mem::take(&mut w.map));
+            walks.push(w);
+        }
+        mapper.sections.push(image);
+    }
+    mapper.sections.sort_by_key(|s| (s.old_addr, s.old_index));
+    for (pos, s) in mapper.sections.iter().enumerate() {
+        mapper.by_index[s.old_index] = Some(pos);
+    }
+    (mapper, walks)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,493 @@
+//! Pads and slots: where each pad went, what its slot holds, `__mcount_loc` and the
+//! runtime's descriptor.
+//!
+//! The rewritten file's own patch table says where each pad's kept bytes start (table entry
+//! `k` of both files describe the same pad). The verifier checks that claim against the
+//! walk: the new entry must lie in the image of the pad's nop run, the kept bytes must end
+//! where the function's code starts, every pad must keep the same number of bytes (what the
+//! pad had, up to one slot size), and a 4-byte slot must be one aligned `nop`.
+
+use std::collections::BTreeMap;
+
+use object::elf;
+
+use super::bytes::Covered;
+use super::map::{Mapper, SiteImage};
+use super::report::VerifyReport;
+use super::Ctx;
+use crate::elf::{read_uint, ElfFile, FileKind, RelocSection};
+use crate::error::Result;
+use crate::riscv::NOP;
+use crate::scan::{scan, TABLE_SECTION};
+
+/// Symbol of the runtime's descriptor.
+const DESCRIPTOR_SYMBOL: &str = "padtrim_descriptor";
+
+/// A patch table: entry values and where each entry is.
+struct Table {
+    values: Vec<u64>,
+    places: Vec<u64>,
+}
+
+/// Reads the patch table of a linked file: `__patchable_function_entries` (with the
+/// loader's `R_RISCV_RELATIVE` addends where it has them), or a kernel's mcount table.
+fn read_table(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Table {
+    let ptr = file.ptr_size();
+    let mut t = Table {
+        values: Vec::new(),
+        places: Vec::new(),
+    };
+    if file.kind == FileKind::Vmlinux {
+        let find = |n: &str| file.symbol_by_name(n).map(|s| s.value);
+        if let (Some(start), Some(stop)) = (find("__start_mcount_loc"), find("__stop_mcount_loc")) {
+            let mut at = start;
+            while at + ptr as u64 <= stop {
+                let Some(v) = file.read_ptr_at(at) else { break };
+                t.values.push(v);
+                t.places.push(at);
+                at += ptr as u64;
+            }
+        }
+        return t;
+    }
+    let mut relative = BTreeMap::new();
+    for rs in relocs.iter().filter(|r| file.sections[r.index].is_alloc()) {
+        for r in rs
+            .relocs
+            .iter()
+            .filter(|r| r.r_type == elf::R_RISCV_RELATIVE.0)
+        {
+            relative.insert(r.offset, r.addend as u64);
+        }
+    }
+    for s in file.sections.iter().filter(|s| s.name == TABLE_SECTION) {
+        let data = file.section_data(s).unwrap_or(&[]);
+        for off in (0..data.len()).step_by(ptr) {
+            let at = s.addr + off as u64;
+            let v = relative
+                .get(&at)
+                .copied()
+                .or_else(|| read_uint(data, off, ptr))
+                .unwrap_or(0);
+            t.values.push(v);
+            t.places.push(at);
+        }
+    }
+    t
+}
+
+/// The alignment every function symbol of each code section shares (a power of two,
+/// at most the section's alignment), by section index.
+pub(super) fn function_alignment(file: &ElfFile<'_>) -> BTreeMap<usize, u64> {
+    let mut out: BTreeMap<usize, u64> = BTreeMap::new();
+    for s in file.symbols.iter().filter(|s| s.kind == elf::STT_FUNC.0) {
+        let Some(sec) = s.section() else { continue };
+        let Some(section) = file.sections.get(sec).filter(|x| x.is_exec()) else {
+            continue;
+        };
+        let a = if s.value == 0 {
+            64
+        } else {
+            1u64 << s.value.trailing_zeros().min(6)
+        };
+        let e = out.entry(sec).or_insert(64);
+        *e = (*e).min(a).min(section.align.max(1));
+    }
+    out
+}
+
+/// Bytes at an address of a linked file (any allocated section with contents).
+pub(super) fn bytes_at<'d>(file: &ElfFile<'d>, addr: u64, len: usize) -> Option<&'d [u8]> {
+    let s = file.alloc_section_at(addr)?;
+    let data = file.section_data(s).ok()?;
+    let off = usize::try_from(addr - s.addr).ok()?;
+    data.get(off..off.checked_add(len)?)
+}
+
+/// What the walk says about one site.
+struct Placed {
+    site: usize,
+    old_func: u64,
+    new_entry: u64,
+    new_func: u64,
+    keep_pre: u64,
+    keep_slot: u64,
+    pre: u64,
+    post: u64,
+}
+
+/// Checks every site, fills the code maps' site images, checks `__mcount_loc` and the
+/// descriptor.
+pub(super) fn check_sites(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &mut Mapper,
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let old_scan = scan(ctx.old)?;
+    let sites = &old_scan.sites;
+    if sites.is_empty() {
+        return Ok(());
+    }
+    let old_t = read_table(ctx.old, &ctx.old_relocs);
+    let new_t = read_table(ctx.new, &ctx.new_relocs);
+    if old_t.values.len() != new_t.values.len() {
+        report.mismatch(
+            "patch table",
+            old_t.places.first().copied(),
+            new_t.places.first().copied(),
+            format!("{} entries", old_t.values.len()),
+            format!("{} entries", new_t.values.len()),
+        );
+        return Ok(());
+    }
+    // Old entry → new entry, from the tables' positions.
+    let mut entry_map: Vec<(u64, u64, u64)> = old_t
+        .values
+        .iter()
+        .zip(&new_t.values)
+        .zip(&new_t.places)
+        .map(|((&o, &n), &p)| (o, n, p))
+        .collect();
+    entry_map.sort_unstable();
+    for w in entry_map.windows(2) {
+        if w[0].0 == w[1].0 && w[0].1 != w[1].1 {
+            report.mismatch(
+                "patch table",
+                Some(w[0].0),
+                Some(w[1].2),
+                format!("the same new entry as the duplicate at {:#x}", w[0].2),
+                format!("{:#x}", w[1].1),
+            );
+        }
+    }
+    let mcount = ctx.table.map(|t| {
+        let s = &ctx.new.sections[t];
+        let data = ctx.new.section_data(s).unwrap_or(&[]);
+        let values: Vec<u64> = (0..data.len() / ctx.ptr)
+            .map(|k| read_uint(data, k * ctx.ptr, ctx.ptr).unwrap_or(0))
+            .collect();
+        (s.addr, values)
+    });
+    let mut sorted_mcount: Vec<u64> = mcount.as_ref().map(|m| m.1.clone()).unwrap_or_default();
+    sorted_mcount.sort_unstable();
+
+    let mut placed = Vec::with_capacity(sites.len());
+    let mut images: BTreeMap<usize, Vec<SiteImage>> = BTreeMap::new();
+    let mut last_run: Option<(usize, u64)> = None;
+    for (i, site) in sites.iter().enumerate() {
+        let Some(code) = mapper.image(site.section).and_then(|s| s.code) else {
+            continue;
+        };
+        let cm = &mapper.code[code];
+        let Some(new_entry) = entry_map
+            .binary_search_by_key(&site.entry, |e| e.0)
+            .ok()
+            .map(|k| entry_map[k].1)
+        else {
+            report.mismatch(
+                "site",
+                Some(site.entry),
+                None,
+                "an entry in the patch table",
+                "none",
+            );
+            continue;
+        };
+        let Some(run) = cm.run_at(site.entry) else {
+            if cm.failed_at.is_some_and(|f| site.entry >= f) {
+                report.counts.unchecked += 1;
+            } else {
+                report.mismatch(
+                    "site",
+                    Some(site.entry),
+                    Some(new_entry),
+                    "a pad (nop run) at the table entry",
+                    "no nop run",
+                );
+            }
+            continue;
+        };
+        if last_run == Some((code, run.old)) {
+            report.mismatch(
+                "site",
+                Some(site.entry),
+                Some(new_entry),
+                "one pad per nop run",
+                "a second pad in the same run",
+            );
+            continue;
+        }
+        last_run = Some((code, run.old));
+        let pad = u64::from(site.pad_bytes);
+        let pre = u64::from(site.pre_bytes);
+        // Nops after the pad in the same run belong to the function's code.
+        let body_nops = (run.old + run.old_len).saturating_sub(site.entry + pad);
+        let Some(kept_end) = (run.new + run.new_len).checked_sub(body_nops) else {
+            report.mismatch(
+                "site",
+                Some(site.entry),
+                Some(new_entry),
+                format!("{body_nops} nops after the pad, as before"),
+                format!("a run of {} bytes", run.new_len),
+            );
+            continue;
+        };
+        if new_entry < run.new || new_entry > kept_end {
+            report.mismatch(
+                "site",
+                Some(site.entry),
+                Some(new_entry),
+                format!("a table entry in {:#x}..={kept_end:#x}", run.new),
+                format!("{new_entry:#x}"),
+            );
+            continue;
+        }
+        let kept = kept_end - new_entry;
+        let post = pad - pre;
+        let in_kept = |v: &u64| (new_entry..=kept_end).contains(v);
+        let (keep_pre, keep_slot) = if pre == 0 {
+            (0, kept)
+        } else if let Some(f) = sorted_mcount
+            .iter()
+            .find(|v| in_kept(v))
+            .filter(|_| mcount.is_some())
+        {
+            (f - new_entry, kept_end - f)
+        } else if kept > post {
+            (kept - post, post)
+        } else {
+            (0, kept)
+        };
+        let new_func = new_entry + keep_pre;
+        images.entry(code).or_default().push(SiteImage {
+            old_entry: site.entry,
+            old_func: site.func_addr,
+            new_entry,
+            new_func,
+        });
+        placed.push(Placed {
+            site: i,
+            old_func: site.func_addr,
+            new_entry,
+            new_func,
+            keep_pre,
+            keep_slot,
+            pre,
+            post,
+        });
+    }
+    for (code, mut v) in images {
+        v.sort_by_key(|s| s.old_entry);
+        mapper.code[code].sites = v;
+    }
+
+    // One slot size and one kept-pre size for all pads (each capped by what the pad had).
+    let slot = placed.iter().map(|p| p.keep_slot).max().unwrap_or(0);
+    let keep_pre = placed.iter().map(|p| p.keep_pre).max().unwrap_or(0);
+    report.slot_bytes = Some(slot as u32);
+    report.pre_bytes = Some(keep_pre as u32);
+    for p in &placed {
+        let site = &sites[p.site];
+        report.counts.sites += 1;
+        if p.keep_slot != slot.min(p.post) || p.keep_pre != keep_pre.min(p.pre) {
+            report.mismatch(
+                "slot size",
+                Some(site.entry),
+                Some(p.new_entry),
+                format!(
+                    "{} bytes kept before and {} at the function, like every pad",
+                    keep_pre.min(p.pre),
+                    slot.min(p.post)
+                ),
+                format!("{} and {}", p.keep_pre, p.keep_slot),
+            );
+            continue;
+        }
+        check_slot_bytes(ctx, p, slot, report);
+    }
+    if let Some((addr, values)) = &mcount {
+        check_mcount(*addr, values, &placed, ctx.ptr, report);
+        check_descriptor(
+            ctx,
+            mapper,
+            *addr,
+            values.len() as u64,
+            slot,
+            covered,
+            report,
+        );
+    } else if ctx.old.kind == FileKind::Vmlinux {
+        // The kernel's own table stays sorted.
+        for (k, w) in new_t.values.windows(2).enumerate() {
+            if w[0] > w[1] && old_t.values[k] <= old_t.values[k + 1] {
+                report.mismatch(
+                    "mcount table",
+                    Some(old_t.places[k + 1]),
+                    Some(new_t.places[k + 1]),
+                    format!("sorted: at least {:#x}", w[0]),
+                    format!("{:#x}", w[1]),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kept bytes of one pad: a 4-byte slot is one aligned `nop`; anything else is the
+/// pad's own bytes, unchanged.
+fn check_slot_bytes(ctx: &Ctx<'_, '_, '_>, p: &Placed, slot: u64, report: &mut VerifyReport) {
+    let site_entry = p.old_func - p.pre;
+    if p.keep_slot == 4 && slot == 4 {
+        report.counts.alignment_points += 1;
+        let word = bytes_at(ctx.new, p.new_func, 4).and_then(|b| read_uint(b, 0, 4));
+        if !p.new_func.is_multiple_of(4) || word != Some(u64::from(NOP)) {
+            report.mismatch(
+                "slot",
+                Some(p.old_func),
+                Some(p.new_func),
+                "a 4-byte nop (0x00000013) at a 4-byte aligned address",
+                match word {
+                    Some(w) => format!("{w:#010x} at {:#x}", p.new_func),
+                    None => "nothing".into(),
+                },
+            );
+        }
+    } else if p.keep_slot > 0 {
+        let old = bytes_at(ctx.old, p.old_func, p.keep_slot as usize);
+        let new = bytes_at(ctx.new, p.new_func, p.keep_slot as usize);
+        if old.is_none() || old != new {
+            report.mismatch(
+                "slot",
+                Some(p.old_func),
+                Some(p.new_func),
+                format!(
+                    "the pad's first {} bytes {:02x?}",
+                    p.keep_slot,
+                    old.unwrap_or(&[])
+                ),
+                format!("{:02x?}", new.unwrap_or(&[])),
+            );
+        }
+        if p.keep_slot >= 8 {
+            report.counts.alignment_points += 1;
+            if p.new_func % 4 != p.old_func % 4 {
+                report.mismatch(
+                    "alignment",
+                    Some(p.old_func),
+                    Some(p.new_func),
+                    format!("a slot at the same position modulo 4 ({})", p.old_func % 4),
+                    format!("{}", p.new_func % 4),
+                );
+            }
+        }
+    }
+    if p.keep_pre > 0 {
+        let old = bytes_at(ctx.old, p.old_func - p.keep_pre, p.keep_pre as usize);
+        let new = bytes_at(ctx.new, p.new_entry, p.keep_pre as usize);
+        if old.is_none() || old != new {
+            report.mismatch(
+                "slot",
+                Some(site_entry),
+                Some(p.new_entry),
+                format!("the pad's {} bytes before the function", p.keep_pre),
+                format!("{:02x?}", new.unwrap_or(&[])),
+            );
+        }
+    }
+}
+
+/// `__mcount_loc`: sorted, one entry per site, each the new function (slot) address.
+fn check_mcount(
+    addr: u64,
+    values: &[u64],
+    placed: &[Placed],
+    ptr: usize,
+    report: &mut VerifyReport,
+) {
+    let mut expected: Vec<u64> = placed.iter().map(|p| p.new_func).collect();
+    expected.sort_unstable();
+    if values.len() != expected.len() {
+        report.mismatch(
+            "__mcount_loc",
+            None,
+            Some(addr),
+            format!("{} entries, one per site", expected.len()),
+            format!("{} entries", values.len()),
+        );
+    }
+    for (k, (&v, &e)) in values.iter().zip(&expected).enumerate() {
+        report.counts.mcount_entries += 1;
+        let at = addr + (k * ptr) as u64;
+        if k > 0 && values[k - 1] >= v {
+            report.mismatch(
+                "__mcount_loc",
+                None,
+                Some(at),
+                format!(
+                    "entry {k} greater than the one before ({:#x})",
+                    values[k - 1]
+                ),
+                format!("{v:#x}"),
+            );
+        }
+        if v != e {
+            report.mismatch(
+                "__mcount_loc",
+                None,
+                Some(at),
+                format!("entry {k} = slot {e:#x}"),
+                format!("{v:#x}"),
+            );
+        }
+    }
+}
+
+/// The runtime descriptor, if the program carries the runtime: filled with the slot size,
+/// its own address, and the table's address and length.
+fn check_descriptor(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    table_addr: u64,
+    count: u64,
+    slot: u64,
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) {
+    let Some(sym) = ctx.old.symbol_by_name(DESCRIPTOR_SYMBOL) else {
+        return;
+    };
+    let Some(sec) = sym.section() else { return };
+    let Some(new_addr) = mapper.map_in(sec, sym.value).exact() else {
+        return;
+    };
+    let Some(desc) = bytes_at(ctx.new, new_addr, 40) else {
+        report.mismatch(
+            "descriptor",
+            Some(sym.value),
+            Some(new_addr),
+            "56 bytes",
+            "none",
+        );
+        return;
+    };
+    let field = |o: usize, w: usize| read_uint(desc, o, w).unwrap_or(0);
+    let want = [
+        (12usize, 4usize, slot, "slot_size"),
+        (16, 8, new_addr, "self_addr"),
+        (24, 8, table_addr, "table_addr"),
+        (32, 8, count, "table_count"),
+    ];
+    for (off, w, value, name) in want {
+        if field(off, w) != value {
+            report.mismatch(
+                "descriptor",
+                Some(sym.value + off as u64),
+                Some(new_addr + off as u64),
+                format!("{name} = {value:#x}"),
+                format!("{:#x}", field(off, w)),
+            );
+        }
+    }
+    covered.add(sec, sym.value - ctx.old.sections[sec].addr + 12, 28);
+}

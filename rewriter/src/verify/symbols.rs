@@ -1,0 +1,427 @@
+//! Symbols (values, sizes, sections), `e_entry`, program headers, the output's own
+//! relocations, and alignment (of `R_RISCV_ALIGN` points, aligned functions, and nop runs
+//! that changed length).
+
+use std::collections::BTreeMap;
+
+use object::elf;
+
+use super::map::{Mapped, Mapper};
+use super::report::VerifyReport;
+use super::sites::function_alignment;
+use super::{is_tbss, Ctx};
+use crate::elf::{RelocSection, Symbol};
+use crate::error::Result;
+
+/// Runs the symbol, header and relocation checks.
+pub(super) fn check(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let fa = function_alignment(ctx.old);
+    symbol_table(
+        ctx,
+        mapper,
+        &ctx.old.symbols,
+        &ctx.new.symbols,
+        ".symtab",
+        &fa,
+        report,
+    );
+    let (od, nd) = (ctx.old.dynamic_symbols()?, ctx.new.dynamic_symbols()?);
+    symbol_table(ctx, mapper, &od, &nd, ".dynsym", &BTreeMap::new(), report);
+    let entry = mapper.map(ctx.old.entry);
+    if !entry.accepts(ctx.new.entry) {
+        report.mismatch(
+            "e_entry",
+            Some(ctx.old.entry),
+            Some(ctx.new.entry),
+            format!("{entry}"),
+            format!("{:#x}", ctx.new.entry),
+        );
+    }
+    segments(ctx, mapper, report);
+    output_relocations(ctx, mapper, report);
+    alignment(ctx, mapper, &fa, report);
+    Ok(())
+}
+
+fn symbol_table(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    old: &[Symbol<'_>],
+    new: &[Symbol<'_>],
+    table: &str,
+    fa: &BTreeMap<usize, u64>,
+    report: &mut VerifyReport,
+) {
+    if old.len() != new.len() {
+        report.mismatch(
+            "symbol",
+            None,
+            None,
+            format!("{} symbols in {table}", old.len()),
+            format!("{}", new.len()),
+        );
+        return;
+    }
+    let min_insn = if ctx.old.rvc() { 2 } else { 4 };
+    for (o, n) in old.iter().zip(new).skip(1) {
+        report.counts.symbols += 1;
+        let bad = |report: &mut VerifyReport, what: String, found: String| {
+            report.mismatch("symbol", Some(o.value), Some(n.value), what, found)
+        };
+        let shndx = o.section().map_or(o.shndx, |s| {
+            ctx.pairs.get(s).copied().flatten().unwrap_or(0) as u32
+        });
+        if o.name != n.name || o.kind != n.kind || o.bind != n.bind || n.shndx != shndx {
+            bad(
+                report,
+                format!("{} {table}[{}] in section {shndx}", o.name, o.index),
+                format!("{} in section {}", n.name, n.shndx),
+            );
+            continue;
+        }
+        let section = o.section().and_then(|s| ctx.old.sections.get(s));
+        let moves = o.kind != elf::STT_TLS.0
+            && o.kind != elf::STT_FILE.0
+            && section.is_none_or(|s| s.is_alloc())
+            && o.shndx != 0
+            && o.shndx != u32::from(elf::SHN_COMMON.0);
+        let (value, size) = if !moves {
+            (Mapped::Exact(o.value), Mapped::Exact(o.size))
+        } else if o.kind == elf::STT_SECTION.0 {
+            let addr = o
+                .section()
+                .and_then(|s| ctx.new_section(s))
+                .map_or(o.value, |s| s.addr);
+            (Mapped::Exact(addr), Mapped::Exact(o.size))
+        } else if let Some(sec) = o.section() {
+            let value = mapper.map_in(sec, o.value);
+            // At a boundary the address may also be read as the next section's start.
+            let value = match (value, mapper.map(o.value)) {
+                (v, g) if v.accepts(n.value) || !g.accepts(n.value) => v,
+                (_, g) => g,
+            };
+            let size = if o.size > 0 && ctx.is_code(sec) {
+                match mapper
+                    .map_end_in(sec, o.value.wrapping_add(o.size))
+                    .interval()
+                {
+                    Some((lo, hi)) => {
+                        Mapped::Range(lo.wrapping_sub(n.value), hi.wrapping_sub(n.value))
+                    }
+                    None => Mapped::Unknown,
+                }
+            } else {
+                Mapped::Exact(o.size)
+            };
+            (value, size)
+        } else {
+            // Absolute symbols that hold addresses (`__global_pointer$`, `_DYNAMIC`, ...).
+            (mapper.map(o.value), Mapped::Exact(o.size))
+        };
+        if !value.accepts(n.value) || !size.accepts(n.size) {
+            bad(
+                report,
+                format!("{} {table}[{}] = {value}, size {size}", o.name, o.index),
+                format!("{:#x}, size {:#x}", n.value, n.size),
+            );
+            continue;
+        }
+        if let Some(&a) = o.section().and_then(|s| fa.get(&s)) {
+            if o.kind == elf::STT_FUNC.0 && a > min_insn {
+                report.counts.alignment_points += 1;
+                if n.value % a != 0 {
+                    bad(
+                        report,
+                        format!(
+                            "{} aligned to {a} bytes, as every function of its section was",
+                            o.name
+                        ),
+                        format!("{:#x}", n.value),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Program headers: the same segments, each still holding its sections, loadable.
+fn segments(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
+    let (old, new) = (&ctx.old.segments, &ctx.new.segments);
+    if old.len() != new.len() {
+        report.mismatch(
+            "segment",
+            None,
+            None,
+            format!("{} program headers", old.len()),
+            format!("{}", new.len()),
+        );
+        return;
+    }
+    for (k, (og, ng)) in old.iter().zip(new).enumerate() {
+        report.counts.segments += 1;
+        let bad = |report: &mut VerifyReport, what: String, found: String| {
+            report.mismatch("segment", Some(og.vaddr), Some(ng.vaddr), what, found)
+        };
+        if og.p_type != ng.p_type || og.flags != ng.flags {
+            bad(
+                report,
+                format!(
+                    "program header {k}: type {:#x} flags {:#x}",
+                    og.p_type, og.flags
+                ),
+                format!("type {:#x} flags {:#x}", ng.p_type, ng.flags),
+            );
+            continue;
+        }
+        if og.p_type != elf::PT_LOAD.0 {
+            if og.memsz > 0
+                && mapper.is_address(og.vaddr)
+                && !mapper.map(og.vaddr).accepts(ng.vaddr)
+            {
+                bad(
+                    report,
+                    format!("program header {k} at {}", mapper.map(og.vaddr)),
+                    format!("{:#x}", ng.vaddr),
+                );
+            }
+            continue;
+        }
+        let align = ng.align.max(1);
+        if ng.offset % align != ng.vaddr % align {
+            bad(
+                report,
+                format!("program header {k}: offset congruent to the address modulo {align:#x}"),
+                format!("offset {:#x}", ng.offset),
+            );
+        }
+        for s in ctx.old.sections.iter().filter(|s| {
+            s.is_alloc()
+                && s.size > 0
+                && !is_tbss(s)
+                && s.addr >= og.vaddr
+                && s.addr + s.size <= og.vaddr + og.memsz
+        }) {
+            let Some(n) = ctx.new_section(s.index) else {
+                continue;
+            };
+            let in_mem = n.addr >= ng.vaddr && n.addr + n.size <= ng.vaddr + ng.memsz;
+            let in_file = s.is_nobits()
+                || (n.addr + n.size <= ng.vaddr + ng.filesz
+                    && n.offset.wrapping_sub(ng.offset) == n.addr.wrapping_sub(ng.vaddr));
+            if !in_mem || !in_file {
+                bad(
+                    report,
+                    format!("program header {k} to load {} from its file offset", s.name),
+                    format!(
+                        "{} at {:#x} (offset {:#x}) outside {:#x}+{:#x} (offset {:#x}, {:#x} in the file)",
+                        n.name, n.addr, n.offset, ng.vaddr, ng.memsz, ng.offset, ng.filesz
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(t) = ctx.table.map(|t| &ctx.new.sections[t]) {
+        let loaded = new.iter().any(|g| {
+            g.p_type == elf::PT_LOAD.0
+                && t.addr >= g.vaddr
+                && t.addr + t.size <= g.vaddr + g.filesz
+                && t.offset.wrapping_sub(g.offset) == t.addr.wrapping_sub(g.vaddr)
+        });
+        if !loaded {
+            report.mismatch(
+                "segment",
+                None,
+                Some(t.addr),
+                "__mcount_loc inside a loadable segment",
+                "not loaded",
+            );
+        }
+    }
+}
+
+/// Relocation types whose addend the rewrite leaves alone or computes differently.
+fn addend_unchecked(t: u32) -> bool {
+    use elf::*;
+    t == R_RISCV_NONE.0
+        || t == R_RISCV_RELAX.0
+        || t == R_RISCV_GPREL_I.0
+        || t == R_RISCV_GPREL_S.0
+        || (R_RISCV_TLS_DTPMOD32.0..=R_RISCV_TLS_TPREL64.0).contains(&t)
+        || (R_RISCV_TLS_GOT_HI20.0..=R_RISCV_TLS_GD_HI20.0).contains(&t)
+        || (R_RISCV_TPREL_HI20.0..=R_RISCV_TPREL_ADD.0).contains(&t)
+        || t == R_RISCV_TPREL_I.0
+        || t == R_RISCV_TPREL_S.0
+}
+
+/// The output's static relocations still describe its contents: places mapped, and
+/// `S' + A'` the image of `S + A`.
+fn output_relocations(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
+    for rs in ctx.old_relocs.iter().filter(|rs| !ctx.is_dynamic(rs)) {
+        let Some(nrs) = new_reloc_section(ctx, rs) else {
+            continue;
+        };
+        let ti = rs.target;
+        let tsec = &ctx.old.sections[ti];
+        if nrs.relocs.len() != rs.relocs.len() {
+            report.mismatch(
+                "output relocation",
+                None,
+                None,
+                format!("{} relocations for {}", rs.relocs.len(), tsec.name),
+                format!("{}", nrs.relocs.len()),
+            );
+            continue;
+        }
+        for (r, n) in rs.relocs.iter().zip(&nrs.relocs) {
+            report.counts.output_relocations += 1;
+            let place = if tsec.is_alloc() {
+                mapper.map_in(ti, r.offset)
+            } else {
+                Mapped::Exact(r.offset)
+            };
+            let bad = |report: &mut VerifyReport, what: String, found: String| {
+                report.mismatch(
+                    "output relocation",
+                    Some(r.offset),
+                    Some(n.offset),
+                    what,
+                    found,
+                )
+            };
+            if n.r_type != r.r_type || n.sym != r.sym || !place.accepts(n.offset) {
+                bad(
+                    report,
+                    format!("type {} symbol {} at {place}", r.r_type, r.sym),
+                    format!("type {} symbol {} at {:#x}", n.r_type, n.sym, n.offset),
+                );
+                continue;
+            }
+            if addend_unchecked(r.r_type) {
+                continue;
+            }
+            let sym = (r.sym != 0)
+                .then(|| ctx.old.symbols.get(r.sym as usize))
+                .flatten();
+            if sym.is_some_and(|s| s.shndx == 0) {
+                if n.addend != r.addend {
+                    bad(
+                        report,
+                        format!("addend {:#x} (undefined symbol)", r.addend),
+                        format!("{:#x}", n.addend),
+                    );
+                }
+                continue;
+            }
+            let (t, want) = super::data::reloc_target(ctx, mapper, &ctx.old.symbols, r);
+            let s_new = (r.sym != 0)
+                .then(|| ctx.new.symbols.get(r.sym as usize))
+                .flatten()
+                .map_or(0, |s| s.value);
+            let found = s_new.wrapping_add(n.addend as u64);
+            if !want.accepts(found) {
+                bad(
+                    report,
+                    format!("S + A = {want} (the image of {t:#x})"),
+                    format!("{found:#x}"),
+                );
+            }
+        }
+    }
+}
+
+fn new_reloc_section<'c>(ctx: &'c Ctx<'_, '_, '_>, rs: &RelocSection) -> Option<&'c RelocSection> {
+    let j = ctx.pairs.get(rs.index).copied().flatten()?;
+    ctx.new_relocs.iter().find(|r| r.index == j)
+}
+
+/// Alignment: every `R_RISCV_ALIGN` point stays aligned, and a nop run changes length only
+/// where a pad or an alignment point explains it.
+fn alignment(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    fa: &BTreeMap<usize, u64>,
+    report: &mut VerifyReport,
+) {
+    let min_insn: u64 = if ctx.old.rvc() { 2 } else { 4 };
+    // Aligned points per section: (address, alignment, start of its padding).
+    let mut points: BTreeMap<usize, Vec<(u64, u64, u64)>> = BTreeMap::new();
+    for rs in ctx
+        .old_relocs
+        .iter()
+        .filter(|rs| !ctx.is_dynamic(rs) && ctx.is_code(rs.target))
+    {
+        for r in rs
+            .relocs
+            .iter()
+            .filter(|r| r.r_type == elf::R_RISCV_ALIGN.0)
+        {
+            let align = (r.addend as u64 + min_insn).next_power_of_two();
+            let at = r.offset.next_multiple_of(align);
+            points
+                .entry(rs.target)
+                .or_default()
+                .push((at, align, r.offset));
+        }
+    }
+    for s in ctx.old.symbols.iter().filter(|s| s.kind == elf::STT_FUNC.0) {
+        if let Some(sec) = s.section() {
+            if let Some(&a) = fa.get(&sec).filter(|&&a| a > min_insn) {
+                points.entry(sec).or_default().push((s.value, a, s.value));
+            }
+        }
+    }
+    for (sec, pts) in points.iter_mut() {
+        pts.sort_unstable();
+        for &(at, align, _) in pts.iter() {
+            report.counts.alignment_points += 1;
+            match mapper.map_in(*sec, at) {
+                Mapped::Exact(v) if v % align != 0 => report.mismatch(
+                    "alignment",
+                    Some(at),
+                    Some(v),
+                    format!("an address aligned to {align} bytes"),
+                    format!("{v:#x}"),
+                ),
+                _ => {}
+            }
+        }
+    }
+    // The in-place layout's free space is a nop tail that the last run absorbs.
+    let in_place_tail = |cm: &super::map::CodeMap, k: usize| {
+        k + 1 == cm.pieces.len() && cm.pieces[k].new_len > cm.pieces[k].old_len
+    };
+    for cm in &mapper.code {
+        let pts = points.get(&cm.old_index).map(Vec::as_slice).unwrap_or(&[]);
+        for (k, p) in cm.pieces.iter().enumerate() {
+            if !p.run || p.old_len == p.new_len || in_place_tail(cm, k) {
+                continue;
+            }
+            let end = p.old + p.old_len;
+            let has_site = {
+                let i = cm.sites.partition_point(|s| s.old_entry < p.old);
+                cm.sites.get(i).is_some_and(|s| s.old_entry < end)
+            };
+            let i = pts.partition_point(|q| q.0 < p.old);
+            let aligned = pts[i..]
+                .iter()
+                .take_while(|q| q.0 <= end)
+                .any(|q| q.0 == end || (q.2 >= p.old && q.2 <= end));
+            if !has_site && !aligned {
+                report.mismatch(
+                    "nop run",
+                    Some(p.old),
+                    Some(p.new),
+                    format!(
+                        "{} bytes of nops, as before (no pad or alignment here)",
+                        p.old_len
+                    ),
+                    format!("{} bytes", p.new_len),
+                );
+            }
+        }
+    }
+}

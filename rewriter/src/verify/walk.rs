@@ -1,0 +1,302 @@
+//! Walking an old and a new executable section in parallel to infer their address map.
+//!
+//! Nop runs are elastic (alignment padding and pads may change length, or appear and
+//! vanish); every other instruction must correspond one to one with the same length and the
+//! same encoding outside its immediate. Instructions whose immediate changed and those that
+//! refer to the PC are listed for the reference checks, which decide whether each change
+//! was right.
+
+use super::insn::{imm_mask, nop_run};
+use super::map::{CodeMap, Piece};
+use super::report::VerifyReport;
+use crate::riscv::{decode, insn_len, DecodeError, Xlen};
+
+/// One side of the walk: a section's bytes and address.
+pub struct Side<'a> {
+    /// Section contents (for the new side, only the part that holds code).
+    pub bytes: &'a [u8],
+    /// Address of `bytes[0]`.
+    pub addr: u64,
+}
+
+/// What the walk found besides the map.
+#[derive(Debug, Default)]
+pub struct WalkResult {
+    /// The inferred map.
+    pub map: CodeMap,
+    /// PC-relative instructions (branches, jumps, `auipc`): (old address, new address).
+    pub pc_relative: Vec<(u64, u64)>,
+    /// Instructions whose bits changed (only inside their immediate): (old, new).
+    pub changed: Vec<(u64, u64)>,
+}
+
+/// Length of the undecodable unit at `off`: what its first parcel says, at least 2 bytes.
+fn unit_len(bytes: &[u8], off: usize, err: DecodeError) -> usize {
+    match err {
+        DecodeError::Unknown { len, .. } => usize::from(len),
+        DecodeError::Truncated { .. } | DecodeError::AllZero | DecodeError::TooLong { .. } => {
+            let parcel = crate::elf::read_uint(bytes, off, 2).unwrap_or(0) as u16;
+            if parcel == 0 || off + insn_len(parcel) > bytes.len() {
+                2
+            } else {
+                insn_len(parcel)
+            }
+        }
+    }
+}
+
+fn push_piece(pieces: &mut Vec<Piece>, p: Piece) {
+    if let Some(last) = pieces.last_mut() {
+        if !last.run
+            && !p.run
+            && last.old + last.old_len == p.old
+            && last.new + last.new_len == p.new
+        {
+            last.old_len += p.old_len;
+            last.new_len += p.new_len;
+            return;
+        }
+    }
+    pieces.push(p);
+}
+
+/// Walks one executable section. Mismatches go to `report`; the walk stops at the first
+/// place where the two streams can no longer be matched (the map says where).
+pub fn walk(
+    old_index: usize,
+    old: Side<'_>,
+    new: Side<'_>,
+    rvc: bool,
+    xlen: Xlen,
+    report: &mut VerifyReport,
+) -> WalkResult {
+    let (ob, nb) = (old.bytes, new.bytes);
+    let mut out = WalkResult::default();
+    out.map.old_index = old_index;
+    let mut pieces = Vec::new();
+    let (mut o, mut n) = (0usize, 0usize);
+    let fail = |out: &mut WalkResult, report: &mut VerifyReport, o: usize, n: usize, why: &str| {
+        report.mismatch(
+            "code",
+            Some(old.addr + o as u64),
+            Some(new.addr + n as u64),
+            "corresponding code",
+            why.to_string(),
+        );
+        out.map.failed_at = Some(old.addr + o as u64);
+    };
+    loop {
+        let ro = nop_run(ob, o, rvc);
+        let rn = nop_run(nb, n, rvc);
+        if ro > 0 || rn > 0 {
+            pieces.push(Piece {
+                old: old.addr + o as u64,
+                old_len: ro as u64,
+                new: new.addr + n as u64,
+                new_len: rn as u64,
+                run: true,
+            });
+            report.counts.nop_runs += 1;
+            o += ro;
+            n += rn;
+        }
+        if o >= ob.len() {
+            if n < nb.len() {
+                fail(
+                    &mut out,
+                    report,
+                    o,
+                    n,
+                    "the rewritten section has code past the end of the original's",
+                );
+            }
+            break;
+        }
+        if n >= nb.len() {
+            fail(
+                &mut out,
+                report,
+                o,
+                n,
+                "the rewritten section ends before the original's code does",
+            );
+            break;
+        }
+        // One rigid instruction (or undecodable unit).
+        let (oa, na) = (old.addr + o as u64, new.addr + n as u64);
+        let len = match decode(&ob[o..], xlen) {
+            Ok(oi) => match decode(&nb[n..], xlen) {
+                Ok(ni) if ni.len == oi.len => {
+                    let mask = imm_mask(&oi);
+                    let same_kind =
+                        std::mem::discriminant(&oi.op) == std::mem::discriminant(&ni.op);
+                    if !same_kind || oi.raw & !mask != ni.raw & !mask {
+                        report.mismatch(
+                            "instruction",
+                            Some(oa),
+                            Some(na),
+                            format!("{:#010x} (same apart from its immediate)", oi.raw),
+                            format!("{:#010x}", ni.raw),
+                        );
+                    } else if oi.raw != ni.raw {
+                        out.changed.push((oa, na));
+                    }
+                    if oi.op.is_pc_relative() {
+                        out.pc_relative.push((oa, na));
+                    }
+                    usize::from(oi.len)
+                }
+                other => {
+                    let found = match other {
+                        Ok(ni) => format!("{}-byte instruction {:#010x}", ni.len, ni.raw),
+                        Err(e) => e.to_string(),
+                    };
+                    report.mismatch(
+                        "code",
+                        Some(oa),
+                        Some(na),
+                        format!("{}-byte instruction {:#010x}", oi.len, oi.raw),
+                        found,
+                    );
+                    out.map.failed_at = Some(oa);
+                    break;
+                }
+            },
+            Err(e) => {
+                let len = unit_len(ob, o, e);
+                let (a, b) = (&ob[o..(o + len).min(ob.len())], nb.get(n..n + len));
+                if b != Some(a) {
+                    report.mismatch(
+                        "code",
+                        Some(oa),
+                        Some(na),
+                        format!("bytes {a:02x?} (not an instruction, kept as is)"),
+                        format!("{:02x?}", b.unwrap_or(&[])),
+                    );
+                    out.map.failed_at = Some(oa);
+                    break;
+                }
+                len
+            }
+        };
+        report.counts.instructions += 1;
+        push_piece(
+            &mut pieces,
+            Piece {
+                old: oa,
+                old_len: len as u64,
+                new: na,
+                new_len: len as u64,
+                run: false,
+            },
+        );
+        o += len;
+        n += len;
+    }
+    out.map.pieces = pieces;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::riscv::{C_NOP, NOP};
+    use crate::verify::map::Mapped;
+
+    fn bytes(parts: &[u32]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for &p in parts {
+            if p & 3 == 3 {
+                v.extend_from_slice(&p.to_le_bytes());
+            } else {
+                v.extend_from_slice(&(p as u16).to_le_bytes());
+            }
+        }
+        v
+    }
+
+    const CNOP: u32 = C_NOP as u32;
+    const LI: u32 = 0x4505; // c.li a0, 1
+    const RET: u32 = 0x8082; // c.jr ra
+
+    #[test]
+    fn runs_shrink_and_code_maps_rigidly() {
+        // old: [4 c.nop pad] c.li ret [2 c.nop pad] c.li ret
+        let old = bytes(&[CNOP, CNOP, CNOP, CNOP, LI, RET, CNOP, CNOP, LI, RET]);
+        // new: [nop slot] c.li ret [] c.li ret
+        let new = bytes(&[NOP, LI, RET, LI, RET]);
+        let mut r = VerifyReport::default();
+        let w = walk(
+            1,
+            Side {
+                bytes: &old,
+                addr: 0x1000,
+            },
+            Side {
+                bytes: &new,
+                addr: 0x1000,
+            },
+            true,
+            Xlen::Rv64,
+            &mut r,
+        );
+        assert!(r.is_ok(), "{:?}", r.mismatches);
+        assert_eq!(w.map.map(0x1008), Mapped::Exact(0x1004));
+        assert_eq!(w.map.map(0x100c), Mapped::Exact(0x1008), "run start");
+        assert_eq!(w.map.map(0x100e), Mapped::Range(0x1008, 0x1008));
+        assert_eq!(w.map.map(0x1010), Mapped::Exact(0x1008));
+        assert_eq!(r.counts.nop_runs, 2);
+        assert_eq!(r.counts.instructions, 4);
+    }
+
+    #[test]
+    fn a_changed_register_is_a_mismatch_and_a_lost_instruction_stops_the_walk() {
+        let old = bytes(&[LI, RET, LI]);
+        let new = bytes(&[0x4585, RET]); // c.li a1, 1
+        let mut r = VerifyReport::default();
+        let w = walk(
+            1,
+            Side {
+                bytes: &old,
+                addr: 0x10,
+            },
+            Side {
+                bytes: &new,
+                addr: 0x10,
+            },
+            true,
+            Xlen::Rv64,
+            &mut r,
+        );
+        assert_eq!(r.mismatch_count, 2, "{:?}", r.mismatches);
+        assert_eq!(r.mismatches[0].category, "instruction");
+        assert_eq!(r.mismatches[0].old, Some(0x10));
+        assert_eq!(w.map.failed_at, Some(0x14));
+        assert_eq!(w.map.map(0x14), Mapped::Unknown);
+    }
+
+    #[test]
+    fn immediates_may_change_and_are_listed() {
+        // jal ra, +16 → jal ra, +8
+        let old = bytes(&[0x0100_00ef]);
+        let new = bytes(&[0x0080_00ef]);
+        let mut r = VerifyReport::default();
+        let w = walk(
+            1,
+            Side {
+                bytes: &old,
+                addr: 0,
+            },
+            Side {
+                bytes: &new,
+                addr: 0,
+            },
+            true,
+            Xlen::Rv64,
+            &mut r,
+        );
+        assert!(r.is_ok());
+        assert_eq!(w.changed, vec![(0, 0)]);
+        assert_eq!(w.pc_relative, vec![(0, 0)]);
+    }
+}
