@@ -120,6 +120,9 @@ pub(crate) fn corpus_specs() -> Vec<Spec> {
         ("basic", Compiler::Gcc, H),
         ("many", Compiler::Gcc, A),
         ("control", Compiler::Gcc, G),
+        // =4 pads and rv64gc -O0 -g: object shapes the rewrite-objects tests need.
+        ("control", Compiler::Gcc, C),
+        ("basic", Compiler::Gcc, B),
         ("threads", Compiler::Gcc, D),
         ("cxx", Compiler::Gxx, A),
         ("cxx", Compiler::Gxx, E),
