@@ -353,6 +353,12 @@ pub fn relocate(
     }
 
     data::check_pairs(&img)?;
+    // Every %pcrel_lo must have been fixed with an auipc that carries a %pcrel_hi.
+    for &(_, lp, _) in lo_partners.values().flatten() {
+        if !handled.contains(&lp) {
+            return Err(Error::refused(format!("%pcrel_lo at {lp:#x} has no auipc")));
+        }
+    }
     fixed.unrelocated_fixups = sweep::fix_unrelocated(&mut img, &handled)?;
     data::fix_got(&mut img, &dyn_covered)?;
     data::fix_eh_frame_hdr(&mut img)?;
@@ -530,15 +536,8 @@ fn fix_one(
                 handled.insert(lp);
             }
         }
-        _ if t == R_RISCV_PCREL_LO12_I.0 || t == R_RISCV_PCREL_LO12_S.0 => {
-            // Fixed together with its auipc; one without a partner is an error.
-            if !lo_partners
-                .values()
-                .any(|v| v.iter().any(|&(_, lp, _)| lp == p))
-            {
-                return Err(Error::refused(format!("%pcrel_lo at {p:#x} has no auipc")));
-            }
-        }
+        // Fixed together with its auipc; `relocate` checks afterwards that each one was.
+        _ if t == R_RISCV_PCREL_LO12_I.0 || t == R_RISCV_PCREL_LO12_S.0 => {}
         _ if t == R_RISCV_HI20.0
             || t == R_RISCV_LO12_I.0
             || t == R_RISCV_LO12_S.0
