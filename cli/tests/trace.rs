@@ -969,3 +969,42 @@ fn programs_over_1_mib_are_fully_traced_through_islands() {
         && how == "returned"
         && (k == "main" || k.starts_with("main;big"))));
 }
+
+#[test]
+fn long_entry_traces_are_complete_and_replay_quickly() {
+    // 200,000 entries: every one recorded (buffers flushed as they fill), and replay of an
+    // entry-only trace is linear (it once paired entries without exits: quadratic memory).
+    let dir = scratch("long");
+    let exe = build(&dir, "loop.c");
+    let trace = dir.join("loop.trace");
+    let out = padtrim(&[
+        "record",
+        "-o",
+        trace.to_str().unwrap(),
+        "--",
+        exe.to_str().unwrap(),
+        "200000",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done 200000\n");
+    let started = std::time::Instant::now();
+    let summary = replay(&trace, &exe, &["--summary"]);
+    let calls: BTreeMap<&str, u64> = summary
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let n = it.next()?.parse().ok()?;
+            Some((it.last()?, n))
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [("empty", 200000), ("main", 1)].into_iter().collect()
+    );
+    assert!(!summary.contains("lost"), "{summary}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "replay took {:?}",
+        started.elapsed()
+    );
+}

@@ -182,8 +182,12 @@ impl Trace {
                 ns: clock.ns_since_start(r.time).max(0.0),
             });
         }
-        for t in &mut threads {
-            t.spans = spans_of(&t.events, &names);
+        // Only graph traces have exits to pair; an entry-only trace would leave every call
+        // open, nested in all earlier ones (quadratic in time and memory).
+        if file.header.mode == Mode::Graph {
+            for t in &mut threads {
+                t.spans = spans_of(&t.events, &names);
+            }
         }
         threads.sort_by(|a, b| {
             let fa = a.events.first().map_or(0.0, |e| e.ns);
