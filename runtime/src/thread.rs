@@ -50,13 +50,21 @@ pub struct ThreadState {
 }
 
 impl ThreadState {
+    /// The hot path of every traced call: inlined, the flush kept out of line.
+    #[inline(always)]
     fn push_record(&mut self, r: Record, flush: &mut dyn FnMut(&[u8])) {
         if self.len as usize >= BUF_RECORDS {
-            self.flush(flush);
+            self.flush_full(flush);
         }
         let at = self.len as usize * RECORD_SIZE;
         self.buf[at..at + RECORD_SIZE].copy_from_slice(&r.encode());
         self.len += 1;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn flush_full(&mut self, flush: &mut dyn FnMut(&[u8])) {
+        self.flush(flush);
     }
 
     /// Hand the buffered records to `flush` and empty the buffer.
@@ -68,6 +76,7 @@ impl ThreadState {
         self.len = 0;
     }
 
+    #[inline(always)]
     fn record(
         &mut self,
         kind: Kind,
@@ -99,18 +108,27 @@ impl ThreadState {
 
     /// Pop frames that cannot be live at a call or return with stack pointer `sp`,
     /// recording their exits as unwound when they had a hook.
+    /// Inlined: in entry mode every call pops about one frame; the (rare) unwound exits of
+    /// hooked frames are recorded out of line.
+    #[inline(always)]
     fn resync(&mut self, sp: u64, now: u64, flush: &mut dyn FnMut(&[u8])) {
         while self.depth > 0 {
-            let top = self.frames[self.depth as usize - 1];
+            let top = self.frames[(self.depth as usize - 1) % MAX_DEPTH];
             let dead = top.sp < sp || (top.hooked == 0 && top.sp <= sp);
             if !dead {
                 break;
             }
             self.depth -= 1;
             if top.ret != 0 {
-                self.record(Kind::ExitUnwound, top.func, self.depth, now, flush);
+                self.record_unwound(top.func, now, flush);
             }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_unwound(&mut self, func: u64, now: u64, flush: &mut dyn FnMut(&[u8])) {
+        self.record(Kind::ExitUnwound, func, self.depth, now, flush);
     }
 
     /// Entry-only mode: record the call; the shadow stack just tracks the depth.

@@ -75,14 +75,23 @@ fn write_clock_pair() {
 }
 
 /// This thread's state, created on first use; `None` if none could be had.
+/// Inlined into the handlers: after a thread's first call this is one TLS load.
+#[inline(always)]
 pub(crate) fn thread_state() -> Option<&'static mut ThreadState> {
     let slot = asm::tls_slot();
     let cur = unsafe { *slot };
+    if cur > NO_STATE {
+        return Some(unsafe { &mut *(cur as *mut ThreadState) });
+    }
+    first_thread_state(slot, cur)
+}
+
+/// `thread_state` on the thread's first call (or when it has none).
+#[cold]
+#[inline(never)]
+fn first_thread_state(slot: *mut usize, cur: usize) -> Option<&'static mut ThreadState> {
     if cur == NO_STATE {
         return None;
-    }
-    if cur != 0 {
-        return Some(unsafe { &mut *(cur as *mut ThreadState) });
     }
     let st = claim_state();
     unsafe { *slot = if st.is_null() { NO_STATE } else { st as usize } };
