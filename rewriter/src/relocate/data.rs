@@ -1,7 +1,7 @@
 //! Data references: pointers, differences (`ADD`/`SUB`/`SET`), PC-relative words, dynamic
 //! relocations, GOT slots, and the `.eh_frame_hdr` search table.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use object::elf::*;
 

@@ -2,7 +2,7 @@
 //! assembly, linker stubs such as the PLT) are found by decoding every executable section
 //! and fixed from their decoded targets.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use super::Image;
 use crate::error::{Error, Result};
