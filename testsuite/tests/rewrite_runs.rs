@@ -184,6 +184,11 @@ fn slot8_pack() {
 }
 
 #[test]
+fn slot8_in_place() {
+    run_matrix(8, "in-place");
+}
+
+#[test]
 fn slot0_pack() {
     run_matrix(0, "pack");
 }
