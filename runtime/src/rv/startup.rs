@@ -186,6 +186,9 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     if cfg.debug {
         debug_line(&slots, cfg.mode, stats);
     }
+    // The main thread's state now, so its first traced call does not pay for the mmap (and
+    // look slow in the trace).
+    let _ = super::thread_state();
     MODE.store(cfg.mode.to_u32(), Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
 }
