@@ -147,6 +147,8 @@ fn claim_state() -> *mut ThreadState {
     core::ptr::null_mut()
 }
 
+#[cold]
+#[inline(never)]
 fn call_registered_handler(slot: usize, caller: usize) {
     let n = (HANDLER_COUNT.load(Ordering::Acquire) as usize).min(MAX_HANDLERS);
     for i in 0..n {
