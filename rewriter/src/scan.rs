@@ -4,7 +4,7 @@
 //! relocations in a `.o`, through `R_RISCV_RELATIVE` addends in a PIE or shared object,
 //! otherwise from the bytes) or, in a vmlinux, from `__start_mcount_loc..__stop_mcount_loc`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use object::elf;
 
@@ -93,6 +93,22 @@ pub enum Problem {
     },
 }
 
+impl Problem {
+    /// Short machine-readable name: `zero`, `outside-text`, `mid-instruction`, `no-nop`,
+    /// `misplaced`, `unresolved` or `not-run-start`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Zero => "zero",
+            Problem::OutsideText => "outside-text",
+            Problem::MidInstruction => "mid-instruction",
+            Problem::NoNop(_) => "no-nop",
+            Problem::Misplaced { .. } => "misplaced",
+            Problem::Unresolved => "unresolved",
+            Problem::NotRunStart { .. } => "not-run-start",
+        }
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -149,7 +165,9 @@ pub struct Scan {
     pub entries: usize,
     /// Where the entries came from.
     pub source: TableSource,
-    /// Histogram of (function symbol - entry) over sites whose function is known.
+    /// Histogram of (function symbol - entry) over entries whose function is known: usable
+    /// and misplaced sites, and entries that point into a pad or at another instruction
+    /// next to a function (not zero, outside-text or mid-instruction ones).
     pub entry_offsets: BTreeMap<i64, usize>,
     /// Address of the table (first entry) in a linked file.
     pub table_addr: Option<u64>,
@@ -181,6 +199,7 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
     let (raw, source, table_addr) = read_table(file)?;
     let entries = raw.len();
     let labels = CodeLabels::new(file);
+    let padding_ends = alignment_padding_ends(file)?;
     let mut problems = Vec::new();
 
     // Resolve each entry to an executable section.
@@ -199,6 +218,8 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
                 let sec = &file.sections[s];
                 sec.is_exec() && e.address < sec.size
             }),
+            // An object's entry without a usable relocation has no address to look up.
+            None if !file.kind.is_linked() => None,
             None => file
                 .sections
                 .iter()
@@ -222,6 +243,9 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
     located.dedup();
 
     let mut sites = Vec::with_capacity(located.len());
+    // (function symbol - entry) of entries that point at an instruction near a function
+    // but are not usable sites: they join `entry_offsets`, so a shifted table shows there.
+    let mut stray_offsets = Vec::new();
     for (i, &(section, entry)) in located.iter().enumerate() {
         let sec = &file.sections[section];
         let data = file.section_data(sec)?;
@@ -247,6 +271,9 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
             if is_call_patch(raw) {
                 SiteState::Patched(raw)
             } else {
+                if let Some(s) = labels.nearest(section, entry) {
+                    stray_offsets.push(file.symbols[s].value as i64 - entry as i64);
+                }
                 problems.push(SiteProblem {
                     address: entry,
                     section: Some(section),
@@ -259,12 +286,22 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
             SiteState::Nops => (run.bytes, run.insns),
             SiteState::Patched(raw) => (insn_len(raw as u16) as u32, 1),
         };
-        let symbol = match labels.function_for(section, entry, u64::from(bytes)) {
-            Some(Owner::Own(s)) => Some(s),
+        let owner = labels.function_for(section, entry, u64::from(bytes));
+        let continues_run = match owner {
+            // A label inside the pad: its function's pad, unless the entry follows a nop
+            // that alignment padding cannot explain (it points into the nops before it).
+            Some(Owner::Own(_)) => previous.is_some_and(|p| {
+                continues_cnop_run(p, entry) && !padding_ends.contains(&(section, entry))
+            }),
             // No label of its own (an overridden weak function, a stripped static one): an
             // anonymous pad, unless it continues a nop run, i.e. the entry points into a pad.
-            Some(Owner::Before(s)) if previous.is_some_and(is_nop) => {
+            Some(Owner::Before(_)) => previous.is_some_and(is_nop),
+            None => false,
+        };
+        let symbol = match owner {
+            Some(Owner::Own(s) | Owner::Before(s)) if continues_run => {
                 let func = file.symbols[s].value;
+                stray_offsets.push(func as i64 - entry as i64);
                 problems.push(SiteProblem {
                     address: entry,
                     section: Some(section),
@@ -272,6 +309,7 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
                 });
                 continue;
             }
+            Some(Owner::Own(s)) => Some(s),
             _ => None,
         };
         let func_addr = symbol.map_or(entry, |s| file.symbols[s].value);
@@ -312,6 +350,9 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
             });
             false
         });
+    }
+    for offset in stray_offsets {
+        *entry_offsets.entry(offset).or_insert(0) += 1;
     }
     problems.sort_by_key(|p| p.address);
     Ok(Scan {
@@ -356,7 +397,21 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
                     "relocations of {TABLE_SECTION} do not use .symtab"
                 )));
             }
+            // Only an absolute pointer relocation fills the entry at link time; any other
+            // (R_RISCV_NONE left by a tool that "dropped" it) leaves the zero bytes.
+            let absolute = if file.is_64 {
+                elf::R_RISCV_64.0
+            } else {
+                elf::R_RISCV_32.0
+            };
             for r in &rs.relocs {
+                if r.r_type != absolute {
+                    out.push(RawEntry {
+                        section: None,
+                        address: 0,
+                    });
+                    continue;
+                }
                 let sym = file.symbols.get(r.sym as usize);
                 out.push(match sym.and_then(|s| Some((s.section()?, s))) {
                     Some((section, s)) => RawEntry {
@@ -502,7 +557,9 @@ fn alignment_of(addr: u64) -> u32 {
 }
 
 /// Whether an entry starts an instruction, found by decoding lengths from the closest code
-/// label before it. Unknowable cases (no label, very long distance) count as a start.
+/// label before it, or from the section start when there is none (a pad at the start of
+/// `.text` minus 2 lands in `.plt`, which has no symbols). Unknowable cases (very long
+/// distance) count as a start.
 enum Boundary {
     /// The entry starts an instruction; `previous` is the one before it, when known.
     Start { previous: Option<u32> },
@@ -517,33 +574,89 @@ fn on_boundary(
     entry: u64,
     data: &[u8],
 ) -> Boundary {
-    let unknown = Boundary::Start { previous: None };
-    let Some(start) = labels.at_or_before(section, entry) else {
-        return unknown;
-    };
-    let start = file.symbols[start].value;
-    if entry - start > 1 << 20 {
-        return unknown;
-    }
     let base = file.sections[section].addr;
-    let (mut at, mut previous) = (start, None);
-    while at < entry {
+    let label_before = |addr: u64| {
+        labels
+            .at_or_before(section, addr)
+            .map_or(base, |s| file.symbols[s].value)
+    };
+    let start = label_before(entry);
+    match walk(data, base, start, entry) {
+        Walk::Lands { previous: None } if start > base => {
+            // The entry has a label of its own: the instruction before it is found from
+            // the label before that one, when decoding from there lands on the entry too.
+            let previous = match walk(data, base, label_before(start - 1), entry) {
+                Walk::Lands { previous } => previous,
+                _ => None,
+            };
+            Boundary::Start { previous }
+        }
+        Walk::Lands { previous } => Boundary::Start { previous },
+        Walk::Passes => Boundary::Inside,
+        Walk::Unknown => Boundary::Start { previous: None },
+    }
+}
+
+/// Decoding instruction lengths from one address to another.
+enum Walk {
+    /// An instruction starts at the target; `previous` is the one before it, if any.
+    Lands { previous: Option<u32> },
+    /// The target is inside an instruction.
+    Passes,
+    /// Too far, or past the data.
+    Unknown,
+}
+
+fn walk(data: &[u8], base: u64, from: u64, to: u64) -> Walk {
+    if to - from > 1 << 20 {
+        return Walk::Unknown;
+    }
+    let (mut at, mut previous) = (from, None);
+    while at < to {
         let off = (at - base) as usize;
         let Some(parcel) = read_uint(data, off, 2) else {
-            return unknown;
+            return Walk::Unknown;
         };
         previous = Some(read_insn(&data[off..]));
         at += insn_len(parcel as u16) as u64;
     }
-    if at == entry {
-        Boundary::Start { previous }
+    if at == to {
+        Walk::Lands { previous }
     } else {
-        Boundary::Inside
+        Walk::Passes
     }
 }
 
 fn is_nop(raw: u32) -> bool {
     raw == NOP || raw == u32::from(C_NOP)
+}
+
+/// Where alignment padding still to be relaxed ends in a relocatable file: (section, end
+/// offset) of every `R_RISCV_ALIGN`, whose padding need not end aligned before linking.
+fn alignment_padding_ends(file: &ElfFile<'_>) -> Result<HashSet<(usize, u64)>> {
+    if file.kind.is_linked() {
+        return Ok(HashSet::new());
+    }
+    Ok(file
+        .relocation_sections()?
+        .iter()
+        .flat_map(|rs| {
+            rs.relocs
+                .iter()
+                .filter(|r| r.r_type == elf::R_RISCV_ALIGN.0)
+                .map(|r| (rs.target, r.offset.wrapping_add(r.addend as u64)))
+        })
+        .collect())
+}
+
+/// Whether the instruction before `entry` shows that the entry points into a run of
+/// `c.nop`s: a `c.nop` right before an entry that is not 4-byte aligned. Alignment padding
+/// ends aligned (to 4 at least when its last nop is a `c.nop`); a 4-byte `nop` before an
+/// entry proves nothing (alignment padding, or the filler padtrim's in-place rewrite leaves
+/// before a slot). Padding that an `R_RISCV_ALIGN` still governs (in an object, where it
+/// need not end aligned yet) is found by [`alignment_padding_ends`].
+fn continues_cnop_run(previous: u32, entry: u64) -> bool {
+    previous == u32::from(C_NOP) && !entry.is_multiple_of(4)
 }
 
 /// Whose pad a site is: a label inside the pad, or only one before it.
@@ -588,6 +701,28 @@ impl CodeLabels {
         }
     }
 
+    /// The label closest to `addr` in `section` (the one at or after it on a tie).
+    fn nearest(&self, section: usize, addr: u64) -> Option<usize> {
+        let i = self
+            .sorted
+            .partition_point(|&(s, v, _, _)| (s, v) < (section, addr));
+        let after = self
+            .sorted
+            .get(i)
+            .filter(|l| l.0 == section)
+            .map(|l| (l.1 - addr, l.3));
+        let before = i
+            .checked_sub(1)
+            .map(|j| self.sorted[j])
+            .filter(|l| l.0 == section)
+            .and_then(|l| Some((addr - l.1, self.at_or_before(section, l.1)?)));
+        match (after, before) {
+            (Some(a), Some(b)) if b.0 < a.0 => Some(b.1),
+            (Some(a), _) => Some(a.1),
+            (None, b) => b.map(|b| b.1),
+        }
+    }
+
     /// The last label at or before `addr` in `section`.
     fn at_or_before(&self, section: usize, addr: u64) -> Option<usize> {
         let i = self
@@ -602,5 +737,256 @@ impl CodeLabels {
             .sorted
             .partition_point(|&(s2, v2, _, _)| (s2, v2) < (s, v));
         Some(self.sorted[first].3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::write::{
+        Object, Relocation, StandardSection, StandardSegment, Symbol, SymbolSection,
+    };
+    use object::{
+        Architecture, BinaryFormat, Endianness, FileFlags, RelocationFlags, SymbolFlags,
+        SymbolKind, SymbolScope,
+    };
+
+    const CNOP: [u8; 2] = [0x01, 0x00];
+    const CRET: [u8; 2] = [0x82, 0x80];
+    const NOP4: [u8; 4] = [0x13, 0x00, 0x00, 0x00];
+
+    /// How the table of a test file is written.
+    enum Table {
+        /// Relocatable: one relocation per entry, `(r_type, addend)` against `.text`.
+        Relocations(Vec<(u32, i64)>),
+        /// Relabelled as `ET_EXEC` (every section at address 0): these entry words.
+        Words(Vec<u64>),
+    }
+
+    /// A little RISC-V (RVC) ELF file: `.text` holding `code`, function symbols at
+    /// `functions`, and a `__patchable_function_entries` table.
+    fn elf_file(code: &[u8], functions: &[u64], table: Table) -> Vec<u8> {
+        elf_file_with_align(code, functions, table, &[])
+    }
+
+    /// [`elf_file`] plus an `R_RISCV_ALIGN` in `.text` per (offset, padding bytes).
+    fn elf_file_with_align(
+        code: &[u8],
+        functions: &[u64],
+        table: Table,
+        align: &[(u64, i64)],
+    ) -> Vec<u8> {
+        let mut obj = Object::new(BinaryFormat::Elf, Architecture::Riscv64, Endianness::Little);
+        obj.flags = FileFlags::Elf {
+            os_abi: elf::OsAbi(0),
+            abi_version: 0,
+            e_flags: elf::FileFlags(elf::EF_RISCV_RVC.0 | elf::EF_RISCV_FLOAT_ABI_DOUBLE.0),
+        };
+        let text = obj.section_id(StandardSection::Text);
+        obj.append_section_data(text, code, 2);
+        for (i, &at) in functions.iter().enumerate() {
+            obj.add_symbol(Symbol {
+                name: format!("f{i}").into_bytes(),
+                value: at,
+                size: 0,
+                kind: SymbolKind::Text,
+                scope: SymbolScope::Compilation,
+                weak: false,
+                section: SymbolSection::Section(text),
+                flags: SymbolFlags::None,
+            });
+        }
+        for &(offset, addend) in align {
+            let base = obj.section_symbol(text);
+            obj.add_relocation(
+                text,
+                Relocation {
+                    offset,
+                    symbol: base,
+                    addend,
+                    flags: RelocationFlags::Elf {
+                        r_type: elf::R_RISCV_ALIGN,
+                    },
+                },
+            )
+            .expect("add R_RISCV_ALIGN");
+        }
+        let data = obj.segment_name(StandardSegment::Data).to_vec();
+        let table_section = obj.add_section(
+            data,
+            TABLE_SECTION.as_bytes().to_vec(),
+            object::SectionKind::Data,
+        );
+        let relabel = matches!(table, Table::Words(_));
+        match table {
+            Table::Relocations(entries) => {
+                obj.append_section_data(table_section, &vec![0; 8 * entries.len()], 8);
+                let base = obj.section_symbol(text);
+                for (i, (r_type, addend)) in entries.into_iter().enumerate() {
+                    obj.add_relocation(
+                        table_section,
+                        Relocation {
+                            offset: 8 * i as u64,
+                            symbol: base,
+                            addend,
+                            flags: RelocationFlags::Elf {
+                                r_type: elf::RelocationType(r_type),
+                            },
+                        },
+                    )
+                    .expect("add relocation");
+                }
+            }
+            Table::Words(words) => {
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                obj.append_section_data(table_section, &bytes, 8);
+            }
+        }
+        let mut bytes = obj.write().expect("write test ELF");
+        if relabel {
+            bytes[16..18].copy_from_slice(&elf::ET_EXEC.0.to_le_bytes());
+        }
+        bytes
+    }
+
+    fn scan_bytes(bytes: &[u8]) -> Scan {
+        let file = crate::elf::parse(bytes).expect("parse test ELF");
+        scan(&file).expect("scan test ELF")
+    }
+
+    fn kinds(scan: &Scan) -> Vec<(u64, &'static str)> {
+        scan.problems
+            .iter()
+            .map(|p| (p.address, p.problem.kind()))
+            .collect()
+    }
+
+    /// f0: `c.ret` at 0; f1, f2: a pad of 4 `c.nop` at 2 and 12, then `c.ret` (M = 0).
+    fn two_pads() -> (Vec<u8>, Vec<u64>) {
+        let mut code = CRET.to_vec();
+        for _ in 0..2 {
+            code.extend(CNOP.repeat(4));
+            code.extend(CRET);
+            code.extend(CRET);
+        }
+        (code, vec![0, 2, 14])
+    }
+
+    #[test]
+    fn an_object_entry_whose_relocation_was_dropped_is_unresolved() {
+        let (code, functions) = two_pads();
+        let r64 = elf::R_RISCV_64.0;
+        let none = elf::R_RISCV_NONE.0;
+        let file = elf_file(
+            &code,
+            &functions,
+            Table::Relocations(vec![(r64, 2), (none, 14)]),
+        );
+        let scan = scan_bytes(&file);
+        assert_eq!(scan.entries, 2);
+        assert_eq!(scan.sites.len(), 1);
+        assert_eq!(scan.sites[0].entry, 2);
+        assert_eq!(kinds(&scan), [(0, "unresolved")]);
+    }
+
+    #[test]
+    fn an_entry_before_the_first_label_is_decoded_from_the_section_start() {
+        // rv64g-like `=2,2`: two 4-byte nops before f0 (at 8) and f1 (at 18), so no label
+        // precedes f0's entry moved to 2, in the middle of the first nop.
+        let function = [NOP4.repeat(2), CRET.to_vec()].concat();
+        let code = [function.clone(), function].concat();
+        let r64 = elf::R_RISCV_64.0;
+        let file = elf_file(
+            &code,
+            &[8, 18],
+            Table::Relocations(vec![(r64, 2), (r64, 10)]),
+        );
+        let scan = scan_bytes(&file);
+        assert_eq!(scan.sites.len(), 1);
+        assert_eq!(kinds(&scan), [(2, "mid-instruction")]);
+        assert_eq!(scan.entry_offsets, [(8, 1)].into_iter().collect());
+    }
+
+    #[test]
+    fn entries_next_to_a_pad_show_their_offset_in_the_histogram() {
+        let (code, functions) = two_pads();
+        let r64 = elf::R_RISCV_64.0;
+        // f1's entry 2 bytes late (inside its pad), f2's 2 bytes early (on a c.ret).
+        let file = elf_file(
+            &code,
+            &functions,
+            Table::Relocations(vec![(r64, 4), (r64, 12)]),
+        );
+        let scan = scan_bytes(&file);
+        assert!(scan.sites.is_empty());
+        assert_eq!(kinds(&scan), [(4, "not-run-start"), (12, "no-nop")]);
+        assert_eq!(scan.entry_offsets, [(-2, 1), (2, 1)].into_iter().collect());
+    }
+
+    /// f0 `c.ret` at 0; then f1, f2, f3 with `=4,2` pads (two `c.nop` before the symbol,
+    /// two after, then `c.ret`) at 2, 12 and 24: f3's after one `c.nop` of alignment
+    /// padding at 22, so its pad starts 4-aligned right after a nop.
+    fn pre_nop_pads() -> (Vec<u8>, Vec<u64>) {
+        let function = [CNOP.repeat(4), CRET.to_vec()].concat();
+        let code = [
+            CRET.to_vec(),
+            function.clone(),
+            function.clone(),
+            CNOP.to_vec(),
+            function,
+        ]
+        .concat();
+        assert_eq!(code.len(), 34);
+        (code, vec![0, 6, 16, 28])
+    }
+
+    #[test]
+    fn a_linked_entry_after_a_nop_starts_a_pad_only_where_alignment_padding_ends() {
+        let (code, functions) = pre_nop_pads();
+        let intact = scan_bytes(&elf_file(&code, &functions, Table::Words(vec![2, 12, 24])));
+        assert!(intact.problems.is_empty(), "{:?}", kinds(&intact));
+        assert_eq!(intact.sites.len(), 3);
+        assert_eq!(intact.entry_offsets, [(4, 3)].into_iter().collect());
+
+        // Every entry 2 bytes late: all still point at nops before their symbol, and agree
+        // with each other, so only the nop before them tells. 14 and 26 cannot follow
+        // alignment padding (not 4-aligned); 4 could, and stays a site.
+        let shifted = scan_bytes(&elf_file(&code, &functions, Table::Words(vec![4, 14, 26])));
+        assert_eq!(
+            kinds(&shifted),
+            [(14, "not-run-start"), (26, "not-run-start")]
+        );
+        assert_eq!(shifted.sites.len(), 1);
+        assert_eq!(shifted.entry_offsets, [(2, 3)].into_iter().collect());
+    }
+
+    #[test]
+    fn in_an_object_padding_ends_where_its_r_riscv_align_says() {
+        // f0 `c.ret`, 4 bytes of c.nop padding still to be relaxed (2..6), then f1's `=4,2`
+        // pad at 6: not 4-aligned in the object, but right where the padding ends.
+        let function = [CNOP.repeat(4), CRET.to_vec()].concat();
+        let code = [CRET.to_vec(), CNOP.repeat(2), function].concat();
+        let table = || Table::Relocations(vec![(elf::R_RISCV_64.0, 6)]);
+        let relaxable = elf_file_with_align(&code, &[0, 10], table(), &[(2, 4)]);
+        let scan = scan_bytes(&relaxable);
+        assert!(scan.problems.is_empty(), "{:?}", kinds(&scan));
+        assert_eq!(scan.sites.len(), 1);
+        assert_eq!(scan.sites[0].pre_bytes, 4);
+
+        let without = scan_bytes(&elf_file(&code, &[0, 10], table()));
+        assert_eq!(kinds(&without), [(6, "not-run-start")]);
+    }
+
+    #[test]
+    fn an_entry_moved_onto_its_symbol_past_a_pre_nop_is_inside_the_pad() {
+        // `=4,1` (one c.nop before f0 at 2): the entry moved from 0 to 2 sits on f0's own
+        // symbol, so only the c.nop before it shows that it points into the pad.
+        let code = [CNOP.repeat(4), CRET.to_vec()].concat();
+        let r64 = elf::R_RISCV_64.0;
+        let intact = scan_bytes(&elf_file(&code, &[2], Table::Relocations(vec![(r64, 0)])));
+        assert!(intact.problems.is_empty(), "{:?}", kinds(&intact));
+        let moved = scan_bytes(&elf_file(&code, &[2], Table::Relocations(vec![(r64, 2)])));
+        assert_eq!(kinds(&moved), [(2, "not-run-start")]);
+        assert_eq!(moved.entry_offsets, [(0, 1)].into_iter().collect());
     }
 }
