@@ -76,7 +76,7 @@ fn parse_slot(s: &str) -> Result<u32, String> {
 }
 
 /// Scans `path` and builds its report.
-pub fn build_report(path: &PathBuf, slot: u32) -> Result<Report> {
+pub fn build_report(path: &std::path::Path, slot: u32) -> Result<Report> {
     let input = Input::open(path)?;
     let file = input.elf()?;
     let scan = scan(&file).with_context(|| input.name())?;
@@ -129,8 +129,18 @@ pub fn report(args: &ReportArgs) -> Result<Outcome> {
 
 /// `padtrim check`.
 pub fn check(args: &CheckArgs) -> Result<Outcome> {
-    let report = build_report(&args.file, 4)?;
-    let baseline = args.baseline.as_ref().map(load_baseline).transpose()?;
+    let inputs = build_report(&args.file, 4).and_then(|report| {
+        let baseline = args.baseline.as_ref().map(load_baseline).transpose()?;
+        Ok((report, baseline))
+    });
+    let (report, baseline) = match inputs {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            // Unusable input (exit 2): CI formats still get a verdict to show.
+            print_unusable(&args.file, &e, args);
+            return Err(e);
+        }
+    };
     let opts = CheckOptions {
         max_pad: args.max_pad,
         baseline,
@@ -147,12 +157,48 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     })
 }
 
+/// `%`, CR and LF escaped for a GitHub Actions workflow command.
+fn github_escape(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command property value (`file=...`): also `:` and `,` escaped.
+fn github_property(text: &str) -> String {
+    github_escape(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// What `check --json` and `--format github` print when the input is unusable; the error
+/// line itself goes to stderr as for every command.
+fn print_unusable(file: &std::path::Path, error: &anyhow::Error, args: &CheckArgs) {
+    let file = file.display().to_string();
+    if args.json {
+        let v = serde_json::json!({
+            "file": file,
+            "pass": false,
+            "error": format!("{error:#}"),
+            "findings": [],
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else if let Format::Github = args.format {
+        println!(
+            "::error file={},title=padtrim check (unusable input)::{}",
+            github_property(&file),
+            github_escape(&format!("{error:#}"))
+        );
+    }
+}
+
 fn print_verdict(report: &Report, verdict: &Verdict, args: &CheckArgs) {
     if args.json {
         let v = serde_json::json!({
             "file": report.file,
             "pass": verdict.pass,
             "sites": verdict.sites,
+            "usable_sites": verdict.usable_sites,
+            "zero_entries": report.zero_entries,
+            "invalid_entries": report.invalid_entries,
             "pad_bytes_total": report.pad_bytes_total,
             "findings": verdict.findings,
         });
@@ -164,16 +210,18 @@ fn print_verdict(report: &Report, verdict: &Verdict, args: &CheckArgs) {
             Format::Text => println!("{}: {}", report.file, f.message),
             Format::Github => println!(
                 "::error file={},title=padtrim check ({})::{}",
-                report.file,
+                github_property(&report.file),
                 f.kind,
-                f.message.replace('%', "%25").replace('\n', "%0A")
+                github_escape(&f.message)
             ),
         }
     }
     if verdict.pass {
         println!(
             "{}: ok: {} sites, {} pad bytes",
-            report.file, report.sites, report.pad_bytes_total
+            report.file,
+            report.usable_sites(),
+            report.pad_bytes_total
         );
     } else {
         eprintln!(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::report::{functions_by_name, Report};
+use crate::scan::Problem;
 
 /// What the gate enforces.
 #[derive(Debug, Clone, Default)]
@@ -25,7 +26,7 @@ pub struct CheckOptions {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Finding {
     /// Short machine-readable kind: `pad-too-large`, `pad-grew`, `total-grew`,
-    /// `sites-lost`, `site-removed`, `too-few-sites`, `zero-entries`, `invalid-entries`.
+    /// `sites-lost`, `too-few-sites`, `empty-table`, `zero-entries`, `invalid-entries`.
     pub kind: String,
     /// Function concerned, if any.
     pub function: Option<String>,
@@ -40,8 +41,10 @@ pub struct Finding {
 pub struct Verdict {
     /// True when nothing failed.
     pub pass: bool,
-    /// Sites found in the checked file.
+    /// Table entries in the checked file.
     pub sites: usize,
+    /// Usable sites among them (entries that point at a pad).
+    pub usable_sites: usize,
     /// Everything that failed, in a stable order.
     pub findings: Vec<Finding>,
 }
@@ -69,14 +72,30 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
         compare_baseline(report, base, &mut findings);
     }
     if let Some(min) = opts.min_sites {
-        if report.sites < min {
+        // Usable sites: a table of zeros has entries but nothing to patch.
+        if report.usable_sites() < min {
             findings.push(Finding {
                 kind: "too-few-sites".into(),
                 function: None,
                 address: None,
-                message: format!("{} sites found, at least {} required", report.sites, min),
+                message: format!(
+                    "{} usable sites found ({} table entries), at least {} required",
+                    report.usable_sites(),
+                    report.sites,
+                    min
+                ),
             });
         }
+    }
+    if report.sites == 0 {
+        // The table is there but empty: a build step emptied or dropped it, and nothing
+        // can be traced. (A file with no table at all is unusable input instead.)
+        findings.push(Finding {
+            kind: "empty-table".into(),
+            function: None,
+            address: None,
+            message: "the patch-site table has no entries: no function can be traced".into(),
+        });
     }
     if report.zero_entries > 0 && !opts.allow_zero_entries {
         findings.push(Finding {
@@ -90,28 +109,41 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
         });
     }
     if report.invalid_entries > 0 && !opts.allow_invalid_entries {
-        let first: Vec<String> = report
+        let invalid: Vec<_> = report
             .problems
             .iter()
-            .filter(|p| !(p.reason.contains("zero") && p.address == 0))
+            .filter(|p| p.kind != Problem::Zero.kind())
+            .collect();
+        let first: Vec<String> = invalid
+            .iter()
             .take(LIST_LIMIT)
             .map(|p| format!("{:#x} {}", p.address, p.reason))
             .collect();
         findings.push(Finding {
             kind: "invalid-entries".into(),
             function: None,
-            address: None,
+            address: invalid.first().map(|p| p.address),
             message: format!(
-                "{} invalid table entries: {}",
+                "{} invalid table entries: {}{}",
                 report.invalid_entries,
-                first.join("; ")
+                first.join("; "),
+                and_more(invalid.len())
             ),
         });
     }
     Verdict {
         pass: findings.is_empty(),
         sites: report.sites,
+        usable_sites: report.usable_sites(),
         findings,
+    }
+}
+
+/// `" and N more"` when a list of `total` items was cut at [`LIST_LIMIT`].
+fn and_more(total: usize) -> String {
+    match total.saturating_sub(LIST_LIMIT) {
+        0 => String::new(),
+        more => format!(" and {more} more"),
     }
 }
 
@@ -149,34 +181,242 @@ fn compare_baseline(report: &Report, base: &Report, findings: &mut Vec<Finding>)
             ),
         });
     }
-    let lost: Vec<&String> = old
-        .keys()
-        .filter(|k| !new.contains_key(*k))
-        .map(|k| &k.0)
+    // Named functions first; an anonymous pad ("?") is shown by its baseline address.
+    let mut lost: Vec<(bool, String)> = old
+        .iter()
+        .filter(|(k, _)| !new.contains_key(*k))
+        .map(|((name, _), &(addr, _))| match name.as_str() {
+            "?" => (true, format!("? (pad at {addr:#x})")),
+            _ => (false, name.clone()),
+        })
         .collect();
-    if report.sites < base.sites || !lost.is_empty() {
-        let names: Vec<&str> = lost.iter().take(LIST_LIMIT).map(|s| s.as_str()).collect();
-        let more = lost.len().saturating_sub(LIST_LIMIT);
+    lost.sort();
+    // Usable sites: zeroed or shifted entries still count as table entries.
+    let (before, after) = (base.usable_sites(), report.usable_sites());
+    if after < before || !lost.is_empty() {
+        let names: Vec<&str> = lost
+            .iter()
+            .take(LIST_LIMIT)
+            .map(|(_, s)| s.as_str())
+            .collect();
         findings.push(Finding {
             kind: "sites-lost".into(),
             function: None,
             address: None,
             message: format!(
-                "sites {} -> {}; {} functions lost their site{}{}",
-                base.sites,
-                report.sites,
-                lost.len(),
+                "usable sites {before} -> {after}; {}{}{}",
+                match lost.len() {
+                    1 => "1 function lost its site".to_string(),
+                    n => format!("{n} functions lost their site"),
+                },
                 if names.is_empty() {
                     String::new()
                 } else {
                     format!(": {}", names.join(", "))
                 },
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
+                and_more(lost.len())
             ),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::FileKind;
+    use crate::report::{FunctionRow, ProblemRow};
+    use crate::scan::{NopKind, TableSource};
+
+    /// A report of a file whose sites are the functions `names`, 16-byte pads each.
+    fn report_of(names: &[String]) -> Report {
+        let functions: Vec<FunctionRow> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| FunctionRow {
+                name: name.clone(),
+                section: ".text".into(),
+                address: 0x1000 + 0x40 * i as u64,
+                pad_address: 0x1000 + 0x40 * i as u64,
+                pad_bytes: 16,
+                pad_insns: 8,
+                pre_bytes: 0,
+                nop_kind: NopKind::CNop,
+                align: 64,
+                state: "nops".into(),
+            })
+            .collect();
+        Report {
+            file: "prog".into(),
+            class: "elf64".into(),
+            kind: FileKind::Executable,
+            rvc: true,
+            table_source: TableSource::Section,
+            sites: names.len(),
+            pad_bytes_total: 16 * names.len() as u64,
+            histogram: [(16, names.len())].into_iter().collect(),
+            slot_bytes: 4,
+            projected_saving_bytes: 0,
+            projected_alignment_bytes: 0,
+            text_bytes: 0x40 * names.len() as u64,
+            pad_share_of_text: 0.25,
+            sections: Vec::new(),
+            functions,
+            zero_entries: 0,
+            invalid_entries: 0,
+            entry_offsets: [(0, names.len())].into_iter().collect(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn names(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i:02}")).collect()
+    }
+
+    fn with_baseline(base: &Report) -> CheckOptions {
+        CheckOptions {
+            baseline: Some(base.clone()),
+            ..CheckOptions::default()
+        }
+    }
+
+    #[test]
+    fn lost_functions_are_listed_first_twenty_and_counted() {
+        let kept = names("kept", 5);
+        let lost = names("lost", 30);
+        let base = report_of(&[kept.clone(), lost.clone()].concat());
+        let verdict = check(&report_of(&kept), &with_baseline(&base));
+        assert!(!verdict.pass);
+        let finding = verdict
+            .findings
+            .iter()
+            .find(|f| f.kind == "sites-lost")
+            .expect("sites-lost finding");
+        let m = &finding.message;
+        assert!(m.contains("usable sites 35 -> 5"), "{m}");
+        assert!(m.contains("30 functions lost their site"), "{m}");
+        for name in &lost[..20] {
+            assert!(m.contains(name.as_str()), "{name} missing: {m}");
+        }
+        for name in &lost[20..] {
+            assert!(!m.contains(name.as_str()), "{name} listed past 20: {m}");
+        }
+        assert!(m.ends_with(" and 10 more"), "{m}");
+        for name in &kept {
+            assert!(!m.contains(name.as_str()), "kept {name} listed: {m}");
+        }
+    }
+
+    #[test]
+    fn anonymous_lost_pads_come_after_the_named_ones_with_their_address() {
+        let mut base = report_of(&["zeta".into(), "?".into(), "alpha".into()]);
+        base.functions[1].pad_address = 0x1234;
+        let verdict = check(&report_of(&[]), &with_baseline(&base));
+        let m = &verdict
+            .findings
+            .iter()
+            .find(|f| f.kind == "sites-lost")
+            .expect("sites-lost")
+            .message;
+        assert!(
+            m.ends_with("3 functions lost their site: alpha, zeta, ? (pad at 0x1234)"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_short_loss_lists_every_name_without_a_remainder() {
+        let base = report_of(&names("f", 4));
+        let verdict = check(&report_of(&names("f", 3)), &with_baseline(&base));
+        let m = &verdict.findings[0].message;
+        assert_eq!(m, "usable sites 4 -> 3; 1 function lost its site: f03");
+    }
+
+    #[test]
+    fn zeroed_entries_lose_sites_even_though_the_entry_count_stays() {
+        let base = report_of(&names("f", 4));
+        let mut zeroed = report_of(&names("f", 1));
+        zeroed.sites = 4;
+        zeroed.zero_entries = 3;
+        zeroed.problems = (0..3)
+            .map(|_| ProblemRow {
+                address: 0,
+                kind: "zero".into(),
+                reason: "table entry is zero".into(),
+            })
+            .collect();
+        let opts = CheckOptions {
+            allow_zero_entries: true,
+            min_sites: Some(4),
+            ..with_baseline(&base)
+        };
+        let kinds: Vec<String> = check(&zeroed, &opts)
+            .findings
+            .into_iter()
+            .map(|f| f.kind)
+            .collect();
+        assert_eq!(kinds, ["sites-lost", "too-few-sites"]);
+        let opts = CheckOptions {
+            max_pad: Some(16),
+            ..CheckOptions::default()
+        };
+        let verdict = check(&zeroed, &opts);
+        assert_eq!(verdict.findings.len(), 1);
+        assert_eq!(verdict.findings[0].kind, "zero-entries");
+        assert!(verdict.findings[0]
+            .message
+            .contains("3 of 4 table entries are zero"));
+    }
+
+    #[test]
+    fn invalid_entries_are_listed_without_the_zero_ones_and_counted() {
+        let mut r = report_of(&names("f", 2));
+        r.problems = (0..25)
+            .map(|i| ProblemRow {
+                address: 0x2000 + 2 * i,
+                kind: "not-run-start".into(),
+                reason: "is not at the start of a nop run".into(),
+            })
+            .chain(std::iter::once(ProblemRow {
+                address: 0,
+                kind: "zero".into(),
+                reason: "table entry is zero".into(),
+            }))
+            .collect();
+        r.invalid_entries = 25;
+        r.zero_entries = 1;
+        let opts = CheckOptions {
+            max_pad: Some(16),
+            allow_zero_entries: true,
+            ..CheckOptions::default()
+        };
+        let verdict = check(&r, &opts);
+        assert_eq!(verdict.findings.len(), 1);
+        let m = &verdict.findings[0].message;
+        assert!(
+            m.starts_with("25 invalid table entries: 0x2000 is not"),
+            "{m}"
+        );
+        assert!(m.contains("0x2026 is not") && !m.contains("0x2028"), "{m}");
+        assert!(!m.contains("zero"), "{m}");
+        assert!(m.ends_with(" and 5 more"), "{m}");
+        let allowed = CheckOptions {
+            allow_invalid_entries: true,
+            ..opts
+        };
+        assert!(check(&r, &allowed).pass);
+    }
+
+    #[test]
+    fn an_empty_table_fails_whatever_is_allowed() {
+        let r = report_of(&[]);
+        let opts = CheckOptions {
+            max_pad: Some(16),
+            allow_zero_entries: true,
+            allow_invalid_entries: true,
+            ..CheckOptions::default()
+        };
+        let verdict = check(&r, &opts);
+        assert!(!verdict.pass);
+        assert_eq!(verdict.findings[0].kind, "empty-table");
     }
 }

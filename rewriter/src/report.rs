@@ -49,7 +49,9 @@ pub struct Report {
     pub zero_entries: usize,
     /// Entries that are otherwise invalid (outside text, mid-instruction, misplaced, no nop).
     pub invalid_entries: usize,
-    /// (function symbol − entry) → number of sites.
+    /// (function symbol − entry) → number of entries with a known function: usable and
+    /// misplaced sites, and entries pointing into a pad or at another instruction next to a
+    /// function, so a shifted table shows up as a second key.
     pub entry_offsets: BTreeMap<i64, usize>,
     /// The zero and invalid entries, with reasons.
     #[serde(default)]
@@ -105,11 +107,19 @@ pub struct FunctionRow {
 pub struct ProblemRow {
     /// The address the entry holds.
     pub address: u64,
+    /// What kind of problem (see [`crate::scan::Problem::kind`]); empty in old reports.
+    #[serde(default)]
+    pub kind: String,
     /// What is wrong.
     pub reason: String,
 }
 
 impl Report {
+    /// Number of usable sites (table entries that point at a pad): one per function row.
+    pub fn usable_sites(&self) -> usize {
+        self.functions.len()
+    }
+
     /// Builds the report of a scanned file, projecting savings for `slot_bytes` slots.
     pub fn new(path: &str, file: &ElfFile<'_>, scan: &Scan, slot_bytes: u32) -> Report {
         let mut histogram = BTreeMap::new();
@@ -185,6 +195,7 @@ impl Report {
                 .iter()
                 .map(|p| ProblemRow {
                     address: p.address,
+                    kind: p.problem.kind().to_string(),
                     reason: p.problem.to_string(),
                 })
                 .collect(),
