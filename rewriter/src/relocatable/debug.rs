@@ -1,77 +1,228 @@
 //! Debug information of an object whose code moves.
 //!
 //! With relaxation the assembler writes every code distance in DWARF as a relocation pair
-//! (`ADD`/`SUB`, `SET`): line-table advances (`DW_LNS_fixed_advance_pc`), `DW_AT_high_pc`
-//! lengths, address-range lengths. Moving symbols then keeps DWARF right. Without
-//! relaxation those distances are constants that padtrim does not rewrite, so such an
-//! object is refused with a clear way out.
+//! (`ADD`/`SUB`, `SET`): the line table advances with `DW_LNS_fixed_advance_pc` plus an
+//! `ADD16`/`SUB16` pair per row, `DW_AT_high_pc` is an `ADD`/`SUB` pair, and so on; moving
+//! symbols keeps all of it right. Code assembled without relaxation (hand-written
+//! assembly with `as -mno-relax`, clang's `-mno-relax`) advances the line table with plain
+//! constants (special opcodes, `DW_LNS_advance_pc`). This module walks every line program
+//! and refuses the object if such a constant advance spans moved code: the line table,
+//! and most likely the rest of its DWARF, would describe the wrong addresses.
+
+use std::collections::BTreeMap;
 
 use object::elf;
 
 use super::symbols::Maps;
-use crate::elf::{ElfFile, RelocSection};
+use crate::elf::{read_uint, ElfFile, Reloc, RelocSection};
 use crate::error::{Error, Result};
 
-/// Sections that carry code distances in every unit assembled with relaxation: a line
-/// table advances with `DW_LNS_fixed_advance_pc` plus an `ADD16`/`SUB16` pair per row, and
-/// `DW_AT_high_pc` is an `ADD`/`SUB` pair. Other sections (range and location lists) may
-/// legitimately hold only absolute, relocated addresses.
-const WITNESSES: &[&str] = &[".debug_line", ".debug_info"];
-
-/// True for the relocation types that encode a difference of two symbols.
-fn is_difference(t: u32) -> bool {
-    (elf::R_RISCV_ADD8.0..=elf::R_RISCV_SUB64.0).contains(&t)
-        || (elf::R_RISCV_SUB6.0..=elf::R_RISCV_SET32.0).contains(&t)
-        || t == elf::R_RISCV_SET_ULEB128.0
-        || t == elf::R_RISCV_SUB_ULEB128.0
+/// A byte cursor over `.debug_line`.
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
 }
 
-/// Refuses DWARF (other than `.debug_frame`, checked on its own) that describes moved code
-/// but was assembled without relaxation, i.e. whose code distances are constants.
+impl Cursor<'_> {
+    fn u8(&mut self) -> Option<u8> {
+        let b = *self.data.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+    fn uint(&mut self, size: usize) -> Option<u64> {
+        let v = read_uint(self.data, self.pos, size)?;
+        self.pos += size;
+        Some(v)
+    }
+    fn leb(&mut self) -> Option<u64> {
+        let (mut v, mut shift) = (0u64, 0u32);
+        loop {
+            let b = self.u8()?;
+            if shift < 64 {
+                v |= u64::from(b & 0x7f) << shift;
+            }
+            shift += 7;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+    }
+}
+
+/// The line-program state that matters here: the address, as a code section and offset.
+type Address = Option<(usize, i64)>;
+
+/// Walks the line programs of `.debug_line` (section `index`).
+struct LineWalk<'a, 'data> {
+    file: &'a ElfFile<'data>,
+    data: &'a [u8],
+    relocs: BTreeMap<u64, Vec<Reloc>>,
+    maps: &'a Maps,
+}
+
+impl LineWalk<'_, '_> {
+    fn malformed(&self, at: usize) -> Error {
+        Error::malformed(format!(
+            ".debug_line+{at:#x}: truncated or unknown line program"
+        ))
+    }
+
+    /// The code location a relocation at `at` names (its first non-`SUB` entry).
+    fn target_at(&self, at: usize) -> Option<(usize, i64)> {
+        self.relocs.get(&(at as u64))?.iter().find_map(|r| {
+            let is_sub = (elf::R_RISCV_SUB8.0..=elf::R_RISCV_SUB64.0).contains(&r.r_type)
+                || r.r_type == elf::R_RISCV_SUB6.0;
+            if is_sub {
+                return None;
+            }
+            let s = self.file.symbols.get(r.sym as usize)?;
+            Some((s.section()?, (s.value as i64).wrapping_add(r.addend)))
+        })
+    }
+
+    /// A constant advance of `by` bytes from `addr`: refused if the code it spans moved.
+    fn constant(&self, at: usize, addr: Address, by: i64) -> Result<Address> {
+        let Some((sec, off)) = addr else {
+            return Ok(None);
+        };
+        if by != 0 {
+            if let Some(map) = self.maps.get(&sec) {
+                if map.map_signed(off + by) - map.map_signed(off) != by {
+                    return Err(Error::refused(format!(
+                        ".debug_line+{at:#x}: the line table advances over moved code by a \
+                         constant (assembled without relaxation, {}+{off:#x}); strip the debug \
+                         information first (`strip --strip-debug`, or build with -g0) or \
+                         assemble with relaxation",
+                        self.file.sections[sec].name
+                    )));
+                }
+            }
+        }
+        Ok(Some((sec, off + by)))
+    }
+
+    /// Walks one unit starting at `start`; returns where the next unit starts.
+    fn unit(&self, start: usize) -> Result<usize> {
+        let bad = || self.malformed(start);
+        let mut c = Cursor {
+            data: self.data,
+            pos: start,
+        };
+        let length = c.uint(4).ok_or_else(bad)? as usize;
+        if length == 0xffff_ffff {
+            return Err(Error::Unsupported(
+                ".debug_line: 64-bit DWARF units".to_string(),
+            ));
+        }
+        let end = (start + 4)
+            .checked_add(length)
+            .filter(|&e| e <= self.data.len());
+        let end = end.ok_or_else(bad)?;
+        let version = c.uint(2).ok_or_else(bad)?;
+        if !(2..=5).contains(&version) {
+            return Err(Error::Unsupported(format!(
+                ".debug_line+{start:#x}: line table version {version}"
+            )));
+        }
+        if version >= 5 {
+            c.uint(2).ok_or_else(bad)?; // address_size, segment_selector_size
+        }
+        let header_length = c.uint(4).ok_or_else(bad)? as usize;
+        let program = c.pos + header_length;
+        let min_insn = i64::from(c.u8().ok_or_else(bad)?);
+        if version >= 4 {
+            c.u8().ok_or_else(bad)?; // maximum_operations_per_instruction
+        }
+        c.u8().ok_or_else(bad)?; // default_is_stmt
+        c.u8().ok_or_else(bad)?; // line_base
+        let line_range = i64::from(c.u8().ok_or_else(bad)?.max(1));
+        let opcode_base = c.u8().ok_or_else(bad)?;
+        let lengths: Vec<u8> = (1..opcode_base)
+            .map(|_| c.u8())
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
+        if program > end {
+            return Err(bad());
+        }
+        let mut c = Cursor {
+            data: &self.data[..end],
+            pos: program,
+        };
+        let mut addr: Address = None;
+        while c.pos < end {
+            let at = c.pos;
+            let op = c.u8().ok_or_else(bad)?;
+            if op >= opcode_base {
+                let by = i64::from(op - opcode_base) / line_range * min_insn;
+                addr = self.constant(at, addr, by)?;
+                continue;
+            }
+            match op {
+                0 => {
+                    let len = c.leb().ok_or_else(bad)? as usize;
+                    let body = c.pos;
+                    let sub = c.u8().ok_or_else(bad)?;
+                    match sub {
+                        1 => addr = None,
+                        2 => addr = self.target_at(body + 1),
+                        _ => {}
+                    }
+                    c.pos = body
+                        .checked_add(len)
+                        .filter(|&p| p <= end)
+                        .ok_or_else(bad)?;
+                }
+                2 => {
+                    let by = c.leb().ok_or_else(bad)? as i64 * min_insn;
+                    addr = self.constant(at, addr, by)?;
+                }
+                8 => {
+                    let by = (255 - i64::from(opcode_base)) / line_range * min_insn;
+                    addr = self.constant(at, addr, by)?;
+                }
+                9 => {
+                    let operand = c.pos;
+                    let by = c.uint(2).ok_or_else(bad)? as i64;
+                    addr = match self.target_at(operand) {
+                        Some(t) => Some(t),
+                        None => self.constant(at, addr, by)?,
+                    };
+                }
+                _ => {
+                    for _ in 0..lengths[op as usize - 1] {
+                        c.leb().ok_or_else(bad)?;
+                    }
+                }
+            }
+        }
+        Ok(end)
+    }
+}
+
+/// Refuses an object whose line table advances over moved code by constants.
 pub fn refuse_constant_distances(
     file: &ElfFile<'_>,
     relocs: &[RelocSection],
     maps: &Maps,
 ) -> Result<()> {
-    let describing: Vec<&RelocSection> = relocs
-        .iter()
-        .filter(|rs| {
-            let name = file.sections[rs.target].name;
-            name.starts_with(".debug_") && name != ".debug_frame"
-        })
-        .filter(|rs| {
-            rs.relocs.iter().any(|r| {
-                file.symbols
-                    .get(r.sym as usize)
-                    .and_then(|s| s.section())
-                    .is_some_and(|s| maps.contains_key(&s))
-            })
-        })
-        .collect();
-    if describing.is_empty() {
+    let Some(line) = file.section_by_name(".debug_line") else {
         return Ok(());
-    }
-    let has_diff = |rs: &&RelocSection| rs.relocs.iter().any(|r| is_difference(r.r_type));
-    let witnesses: Vec<&&RelocSection> = describing
-        .iter()
-        .filter(|rs| WITNESSES.contains(&file.sections[rs.target].name))
-        .collect();
-    let relaxed = if witnesses.is_empty() {
-        describing.iter().any(has_diff)
-    } else {
-        witnesses.iter().all(|rs| has_diff(rs))
     };
-    if relaxed {
-        return Ok(());
+    let mut by_offset: BTreeMap<u64, Vec<Reloc>> = BTreeMap::new();
+    for rs in relocs.iter().filter(|rs| rs.target == line.index) {
+        for r in &rs.relocs {
+            by_offset.entry(r.offset).or_default().push(*r);
+        }
     }
-    let name = witnesses
-        .first()
-        .map_or(file.sections[describing[0].target].name, |rs| {
-            file.sections[rs.target].name
-        });
-    Err(Error::refused(format!(
-        "{name} describes code that moves but holds its code distances as constants \
-         (assembled without relaxation); strip the debug information first \
-         (`strip --strip-debug`, or build with -g0) or assemble with relaxation"
-    )))
+    let walk = LineWalk {
+        file,
+        data: file.section_data(line)?,
+        relocs: by_offset,
+        maps,
+    };
+    let mut pos = 0;
+    while pos + 4 <= walk.data.len() {
+        pos = walk.unit(pos)?;
+    }
+    Ok(())
 }

@@ -215,7 +215,14 @@ impl Frames<'_, '_> {
             .uint(size)
             .ok_or_else(|| self.malformed(start, "truncated FDE"))?;
         if !self.relocated(range_at) {
-            let new = map.map_signed(begin + range as i64) - map.map_signed(begin);
+            // The end stays in front of nops inserted before the next function.
+            let end = begin + range as i64;
+            let new_end = if end >= 0 && end as u64 <= map.old_size() {
+                map.map_end(end as u64) as i64
+            } else {
+                map.map_signed(end)
+            };
+            let new = new_end - map.map_signed(begin);
             if new != range as i64 {
                 let v = new as u64;
                 self.bytes[range_at..range_at + size].copy_from_slice(&v.to_le_bytes()[..size]);

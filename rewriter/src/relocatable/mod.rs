@@ -121,7 +121,8 @@ pub fn rewrite_relocatable(
         .filter(|(_, p)| !p.map.is_identity())
         .map(|(&i, p)| (i, p.map.clone()))
         .collect();
-    let new_symbols = symbols::map_symbols(file, &maps);
+    let ends = symbols::end_labels(file, &relocs);
+    let new_symbols = symbols::map_symbols(file, &maps, &ends);
     let moved = relocs::move_relocations(file, &relocs, &plans, &maps, &new_symbols, &emptied)?;
 
     // 3. What the assembler resolved without relocations.

@@ -53,7 +53,7 @@ pub fn move_relocations(
                 new.offset = map.map(r.offset);
                 touched = true;
             }
-            if let Some(addend) = map_addend(file, maps, new_symbols, r.sym, r.addend) {
+            if let Some(addend) = map_addend(file, maps, new_symbols, r.r_type, r.sym, r.addend) {
                 new.addend = addend;
                 touched = true;
             }

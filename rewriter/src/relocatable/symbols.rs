@@ -1,12 +1,19 @@
 //! New values and sizes of the symbols defined in edited sections, and the mapping of a
 //! relocation's symbol plus addend.
+//!
+//! Most offsets map onto the first kept byte at or after them ([`OffsetMap::map`]). Two
+//! kinds of labels instead stay in front of nops inserted at their place
+//! ([`OffsetMap::map_end`]): mapping symbols (`$x`, `$d`), which mark where code starts,
+//! and *end labels*: local labels used only as the minuend of a difference (`ADD*`/`SET*`
+//! of a pair, e.g. `.LFE0` in an FDE's `pc_range` or a `DW_AT_high_pc`), so that a
+//! function's range does not swallow the alignment nops in front of the next one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use object::elf;
 
 use super::offsets::OffsetMap;
-use crate::elf::{ElfFile, Symbol};
+use crate::elf::{ElfFile, RelocSection, Symbol};
 
 /// A symbol's new `st_value` and `st_size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,14 +27,42 @@ pub struct NewSymbol {
 /// Section index → offset map, for every section whose bytes move.
 pub type Maps = BTreeMap<usize, OffsetMap>;
 
-/// An ELF mapping symbol (`$x`, `$x<isa>`, `$d`): it marks where code or data starts, so
-/// it stays in front of bytes inserted at its place.
+/// An ELF mapping symbol (`$x`, `$x<isa>`, `$d`).
 fn is_mapping_symbol(s: &Symbol<'_>) -> bool {
     s.name == "$d" || s.name.starts_with("$x")
 }
 
+/// The relocation types that add the end of a difference (`end - start`).
+pub fn is_difference_end(t: u32) -> bool {
+    (elf::R_RISCV_ADD8.0..=elf::R_RISCV_ADD64.0).contains(&t)
+        || (elf::R_RISCV_SET6.0..=elf::R_RISCV_SET32.0).contains(&t)
+        || t == elf::R_RISCV_SET_ULEB128.0
+}
+
+/// Local untyped labels (`.L*`, unnamed) referenced only as the end of differences.
+pub fn end_labels(file: &ElfFile<'_>, relocs: &[RelocSection]) -> HashSet<u32> {
+    let mut ends = HashSet::new();
+    let mut others = HashSet::new();
+    for r in relocs.iter().flat_map(|rs| rs.relocs.iter()) {
+        if is_difference_end(r.r_type) {
+            ends.insert(r.sym);
+        } else {
+            others.insert(r.sym);
+        }
+    }
+    ends.retain(|&i| {
+        !others.contains(&i)
+            && file.symbols.get(i as usize).is_some_and(|s| {
+                s.kind == elf::STT_NOTYPE.0
+                    && s.bind == elf::STB_LOCAL.0
+                    && (s.name.is_empty() || s.name.starts_with(".L"))
+            })
+    });
+    ends
+}
+
 /// New value and size of every symbol of `file` (index 0 included, unchanged).
-pub fn map_symbols(file: &ElfFile<'_>, maps: &Maps) -> Vec<NewSymbol> {
+pub fn map_symbols(file: &ElfFile<'_>, maps: &Maps, ends: &HashSet<u32>) -> Vec<NewSymbol> {
     file.symbols
         .iter()
         .map(|s| {
@@ -41,7 +76,7 @@ pub fn map_symbols(file: &ElfFile<'_>, maps: &Maps) -> Vec<NewSymbol> {
             if s.kind == elf::STT_SECTION.0 {
                 return old;
             }
-            let value = if is_mapping_symbol(s) {
+            let value = if is_mapping_symbol(s) || ends.contains(&(s.index as u32)) {
                 map.map_end(s.value)
             } else {
                 map.map(s.value)
@@ -57,13 +92,14 @@ pub fn map_symbols(file: &ElfFile<'_>, maps: &Maps) -> Vec<NewSymbol> {
         .collect()
 }
 
-/// The new addend of a relocation against symbol `sym` with `addend`, so that the new
-/// symbol value plus the new addend names the mapped target. `None` if the symbol's
-/// section did not move (the addend stays).
+/// The new addend of a relocation of type `r_type` against symbol `sym` with `addend`, so
+/// that the new symbol value plus the new addend names the mapped target (the end side of
+/// inserted nops for the end of a difference). `None` if the symbol's section did not move.
 pub fn map_addend(
     file: &ElfFile<'_>,
     maps: &Maps,
     new_symbols: &[NewSymbol],
+    r_type: u32,
     sym: u32,
     addend: i64,
 ) -> Option<i64> {
@@ -73,11 +109,18 @@ pub fn map_addend(
     let s = file.symbols.get(sym as usize)?;
     let map = maps.get(&s.section()?)?;
     let target = (s.value as i64).wrapping_add(addend);
-    let new_target = map.map_signed(target);
     let new_value = if s.kind == elf::STT_SECTION.0 {
         s.value
     } else {
         new_symbols[sym as usize].value
+    };
+    let new_target = if addend == 0 && s.kind != elf::STT_SECTION.0 {
+        // Exactly the symbol: follow it (an end label already mapped as an end).
+        new_value as i64
+    } else if is_difference_end(r_type) && target >= 0 && target as u64 <= map.old_size() {
+        map.map_end(target as u64) as i64
+    } else {
+        map.map_signed(target)
     };
     Some(new_target.wrapping_sub(new_value as i64))
 }
