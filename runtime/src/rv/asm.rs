@@ -112,9 +112,9 @@ global_asm!(
 // One pointer per thread (initial-exec TLS: valid in executables and in libraries loaded at
 // startup), zero until the thread's first traced call.
 // It lives in `.tdata` (8 zero bytes in the file), not `.tbss`: a `.tbss` section shares its
-// address with the section after it (it takes no room in the image), and `padtrim rewrite`
-// (up to at least ae78f26) then looks up data at that address in `.tbss` and refuses the PIE
-// ("read of 8 bytes at ... is outside its section"). Programs with their own `.tbss` still hit that.
+// address with the section after it (it takes no room in the image), which rewriters must
+// special-case (`padtrim rewrite` before 9919fb8 refused such PIEs: "read of 8 bytes at ...
+// is outside its section"); `.tdata` spares the runtime from depending on that.
 global_asm!(
     ".section .tdata,\"awT\",@progbits",
     ".p2align 3",
@@ -133,8 +133,9 @@ extern "C" {
 }
 
 /// Runtime address of `padtrim_trampoline`, computed PC-relative (`lla`), never loaded from
-/// the GOT: the trampoline is always in the same module as this code, and `padtrim rewrite`
-/// (up to at least ae78f26) leaves the GOT word after an initial-exec TLS entry unrelocated.
+/// the GOT: the trampoline is always in the same module as this code, and the hot paths then
+/// depend on no GOT word being right (`padtrim rewrite` before 9919fb8 left the GOT word after
+/// an initial-exec TLS entry unrelocated, which broke graph mode in static programs).
 #[inline(always)]
 pub fn trampoline_addr() -> usize {
     let p: usize;
