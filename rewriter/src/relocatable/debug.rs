@@ -87,7 +87,10 @@ impl LineWalk<'_, '_> {
         };
         if by != 0 {
             if let Some(map) = self.maps.get(&sec) {
-                if map.map_signed(off + by) - map.map_signed(off) != by {
+                let moved = map
+                    .map_signed(off.wrapping_add(by))
+                    .wrapping_sub(map.map_signed(off));
+                if moved != by {
                     return Err(Error::refused(format!(
                         ".debug_line+{at:#x}: the line table advances over moved code by a \
                          constant (assembled without relaxation, {}+{off:#x}); strip the debug \
@@ -98,7 +101,7 @@ impl LineWalk<'_, '_> {
                 }
             }
         }
-        Ok(Some((sec, off + by)))
+        Ok(Some((sec, off.wrapping_add(by))))
     }
 
     /// Walks one unit starting at `start`; returns where the next unit starts.
@@ -173,7 +176,7 @@ impl LineWalk<'_, '_> {
                         .ok_or_else(bad)?;
                 }
                 2 => {
-                    let by = c.leb().ok_or_else(bad)? as i64 * min_insn;
+                    let by = (c.leb().ok_or_else(bad)? as i64).wrapping_mul(min_insn);
                     addr = self.constant(at, addr, by)?;
                 }
                 8 => {

@@ -148,7 +148,8 @@ impl Frames<'_, '_> {
             c.uleb().ok_or_else(bad)?;
         }
         let mut cie = Cie {
-            code_align: code_align.max(1),
+            // Real factors are 1, 2 or 4; anything huge is corrupt (and would overflow).
+            code_align: code_align.clamp(1, 1 << 16),
             encoding: None,
             has_aug_len: aug.first() == Some(&b'z'),
         };
@@ -216,7 +217,7 @@ impl Frames<'_, '_> {
             .ok_or_else(|| self.malformed(start, "truncated FDE"))?;
         if !self.relocated(range_at) {
             // The end stays in front of nops inserted before the next function.
-            let end = begin + range as i64;
+            let end = begin.wrapping_add(range as i64);
             let new_end = if end >= 0 && end as u64 <= map.old_size() {
                 map.map_end(end as u64) as i64
             } else {
@@ -255,14 +256,16 @@ impl Frames<'_, '_> {
                 _ => None,
             };
             if let Some((at, width, delta)) = advance {
-                let old = delta as i64 * caf;
+                let old = (delta as i64).wrapping_mul(caf);
                 if !self.relocated(at) {
-                    let new = map.map_signed(loc + old) - map.map_signed(loc);
+                    let new = map
+                        .map_signed(loc.wrapping_add(old))
+                        .wrapping_sub(map.map_signed(loc));
                     if new != old {
                         self.put_advance(pos, at, width, new, caf)?;
                     }
                 }
-                loc += old;
+                loc = loc.wrapping_add(old);
                 pos = c.pos;
                 continue;
             }
@@ -392,7 +395,7 @@ impl Frames<'_, '_> {
                                 .symbols
                                 .get(r.sym as usize)
                                 .map_or(0, |s| s.value as i64);
-                            (base + r.addend + id as i64) as usize
+                            base.wrapping_add(r.addend).wrapping_add(id as i64) as usize
                         }),
                         None => Some(id as usize),
                     },

@@ -166,7 +166,7 @@ impl OffsetMap {
         if off < 0 {
             off
         } else if off as u64 > self.old_size {
-            self.new_size as i64 + (off - self.old_size as i64)
+            (self.new_size as i64).wrapping_add(off - self.old_size as i64)
         } else {
             self.map(off as u64) as i64
         }

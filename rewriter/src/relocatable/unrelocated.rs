@@ -67,11 +67,18 @@ impl Sweep<'_> {
         Error::refused(format!("{}+{at:#x}: {what}", self.name))
     }
 
-    /// Writes `raw` over the new copy of the instruction at old offset `at`.
-    fn put(&mut self, at: u64, insn: &Insn, raw: u32) {
-        let new = self.plan.map.map(at) as usize;
-        let len = insn.len as usize;
+    /// Writes `raw` over the new copy of the instruction at old offset `at`, which must
+    /// have been kept whole.
+    fn put(&mut self, at: u64, insn: &Insn, raw: u32) -> Result<()> {
+        let len = u64::from(insn.len);
+        let new = self.plan.map.map(at);
+        let last = at + len - 1;
+        if self.plan.map.is_removed(last) || self.plan.map.map(last) != new + len - 1 {
+            return Err(self.refuse(at, "instruction overlaps a removed pad"));
+        }
+        let (new, len) = (new as usize, len as usize);
         self.plan.bytes[new..new + len].copy_from_slice(&raw.to_le_bytes()[..len]);
+        Ok(())
     }
 
     /// New distance from the instruction at `at` to old offset `target` in this section.
@@ -103,7 +110,7 @@ impl Sweep<'_> {
                 format!("branch or jump cannot reach its moved target: {e}"),
             )
         })?;
-        self.put(at, insn, raw);
+        self.put(at, insn, raw)?;
         Ok(true)
     }
 
@@ -153,7 +160,7 @@ impl Sweep<'_> {
         }
         let (hi, _) = hi_lo(news[0]).map_err(|e| self.refuse(at, e))?;
         let raw = riscv::with_u_imm(insn.raw, hi).map_err(|e| self.refuse(at, e))?;
-        self.put(at, insn, raw);
+        self.put(at, insn, raw)?;
         for (&(pc, i, _), &n) in users.iter().zip(&news) {
             let lo = n - (hi << 12);
             let raw = match i.op {
@@ -161,7 +168,7 @@ impl Sweep<'_> {
                 _ => riscv::with_i_imm(i.raw, lo),
             }
             .map_err(|e| self.refuse(pc, format!("user of the auipc at {at:#x}: {e}")))?;
-            self.put(pc, &i, raw);
+            self.put(pc, &i, raw)?;
         }
         Ok(1 + users.len())
     }

@@ -104,6 +104,12 @@ pub fn write_object(file: &ElfFile<'_>, changes: &Changes) -> Result<Vec<u8>> {
     let word = lay.word();
     let shoff = read_uint(data, shoff_at, word).unwrap_or(0) as usize;
     let shentsize = read_uint(data, shentsize_at, 2).unwrap_or(0) as usize;
+    let expected = if lay.is_64 { 64 } else { 40 };
+    if shentsize != expected {
+        return Err(Error::malformed(format!(
+            "section header entry size {shentsize}, expected {expected}"
+        )));
+    }
     if read_uint(data, phnum_at, 2).unwrap_or(0) != 0 {
         return Err(Error::Unsupported(
             "relocatable object with program headers".into(),
