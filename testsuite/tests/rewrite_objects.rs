@@ -828,3 +828,93 @@ fn rv32_objects_are_covered() {
     assert_eq!(counts.linked, counts.rewritten);
     assert!(counts.debug_rows > 0, "{counts:?}");
 }
+
+/// `--pre 4` keeps one 4-byte word of the pad in front of the function symbol (two
+/// `c.nop`s, or one `nop`), with the 4-byte slot after it still aligned once linked.
+#[test]
+fn pre_bytes_stay_in_front_of_aligned_slots() {
+    let with_pre: Vec<_> = objects()
+        .into_iter()
+        .filter(|a| a.pre_nops > 0 && a.pointer_size == 8)
+        .collect();
+    assert!(with_pre.len() >= 2, "objects built with =N,M");
+    // Also one without -ffunction-sections, where the linker relaxes code in front of
+    // most pads: the alignment reserve goes in front of the kept pre bytes.
+    let basic = with_pre
+        .iter()
+        .find(|a| a.program == "basic" && a.rvc)
+        .copied()
+        .expect("an rv64gc =8,2 build of basic");
+    let dir = scratch_dir("rewrite-obj-pre-relaxed");
+    let relaxed = dir.join("basic-p8_2-relaxed.o");
+    run(basic
+        .compiler
+        .command()
+        .args([
+            "-march=rv64gc",
+            "-mabi=lp64d",
+            "-O2",
+            "-fpatchable-function-entry=8,2",
+            "-c",
+        ])
+        .arg(&basic.sources[0])
+        .arg("-o")
+        .arg(&relaxed))
+    .unwrap();
+    let relaxed_obj = Artifact {
+        path: relaxed.clone(),
+        name: "basic-p8_2-relaxed".into(),
+        function_sections: false,
+        linkage: Linkage::Pie,
+        link_args: vec![
+            "-march=rv64gc".into(),
+            "-mabi=lp64d".into(),
+            "-Wl,-q".into(),
+        ],
+        ..basic.clone()
+    };
+    for a in with_pre.into_iter().chain([&relaxed_obj]) {
+        let dir = scratch_dir(&format!("rewrite-obj-pre-{}", a.name));
+        let new_obj = dir.join("new.o");
+        let rw = rewrite_with(&a.path, &new_obj, &["--slot", "4", "--pre", "4", "--json"]);
+        assert!(rw.status.success(), "{}: {}", a.name, describe(&rw));
+        let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).unwrap();
+        if a.name == relaxed_obj.name {
+            assert!(
+                stats["relocation_types"]["R_RISCV_ALIGN"].as_u64() > Some(1),
+                "{stats}"
+            );
+        }
+        let (orig_bin, new_bin) = (dir.join("orig"), dir.join("new"));
+        link(a, &a.path, &orig_bin, false).unwrap();
+        link(a, &new_obj, &new_bin, false).unwrap();
+        let report = report_json(&new_bin);
+        let funcs = report["functions"].as_array().expect("functions");
+        assert!(!funcs.is_empty());
+        for f in funcs {
+            assert_eq!(f["pre_bytes"], 4, "{}: {f}", a.name);
+            assert_eq!(f["pad_bytes"], 8, "{}: {f}", a.name);
+            assert_eq!(f["address"].as_u64().unwrap() % 4, 0, "{}: {f}", a.name);
+        }
+        let (o, n) = (run_qemu(&orig_bin, &[], &[]), run_qemu(&new_bin, &[], &[]));
+        assert_eq!(o.stdout, n.stdout, "{}: {}", a.name, describe(&n));
+        assert_eq!(o.status.code(), n.status.code(), "{}", a.name);
+        // Half a nop cannot be kept.
+        if !a.rvc {
+            let rw = rewrite_with(&a.path, &dir.join("half.o"), &["--slot", "4", "--pre", "2"]);
+            assert_eq!(rw.status.code(), Some(2), "{}: {}", a.name, describe(&rw));
+            assert!(String::from_utf8_lossy(&rw.stderr).contains("4-byte nops"));
+        }
+    }
+}
+
+fn rewrite_with(input: &Path, output: &Path, args: &[&str]) -> Output {
+    padtrim()
+        .arg("rewrite")
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .args(args)
+        .output()
+        .expect("run padtrim rewrite")
+}
