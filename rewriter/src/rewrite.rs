@@ -18,10 +18,15 @@ pub const DESCRIPTOR_SYMBOL: &str = "padtrim_descriptor";
 /// The runtime's trampoline, which slots call (directly or through an island).
 pub const TRAMPOLINE_SYMBOL: &str = "padtrim_trampoline";
 
-/// Most islands a file can need: one per `ISLAND_REACH` of code, plus one per section.
-fn island_bound(file: &ElfFile<'_>) -> u64 {
-    let exec = file.sections.iter().filter(|s| s.is_exec() && s.is_alloc());
-    exec.map(|s| s.size / crate::plan::ISLAND_REACH + 1).sum()
+/// Most islands a file can need: none when all code is near the trampoline, else one per
+/// `ISLAND_REACH` of code plus one per section.
+fn island_bound(file: &ElfFile<'_>, trampoline: u64) -> u64 {
+    let reach = crate::plan::ISLAND_REACH;
+    let exec = || file.sections.iter().filter(|s| s.is_exec() && s.is_alloc());
+    if exec().all(|s| s.addr.abs_diff(trampoline) <= reach && s.end().abs_diff(trampoline) <= reach) {
+        return 0;
+    }
+    exec().map(|s| s.size / reach + 1).sum()
 }
 
 /// Writes each island: `auipc t1, %pcrel_hi(tramp); jalr x0, %pcrel_lo(tramp)(t1)`.
@@ -194,7 +199,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         .symbol_by_name(TRAMPOLINE_SYMBOL)
         .filter(|s| with_table && opts.slot >= 4 && s.section().is_some())
         .map(|s| s.value);
-    let island_reserve = trampoline.map_or(0, |_| island_bound(&file));
+    let island_reserve = trampoline.map_or(0, |t| island_bound(&file, t));
     let table_bytes = if with_table {
         (scan.sites.len() as u64 + island_reserve) * ptr
     } else {

@@ -65,6 +65,13 @@ impl<'a, 'data> Image<'a, 'data> {
         self.plan.map.map(addr)
     }
 
+    /// True if original address `addr` lies in a PLT section.
+    pub fn in_plt(&self, addr: u64) -> bool {
+        self.file.sections.iter().any(|s| {
+            s.is_exec() && matches!(s.name, ".plt" | ".plt.sec" | ".iplt") && s.contains(addr)
+        })
+    }
+
     /// Original bytes of a section.
     pub fn old(&self, sec: usize) -> &'data [u8] {
         self.file
@@ -422,7 +429,9 @@ fn fix_one(
                     "relocation type {t} at {p:#x} is not on a branch or jump"
                 )));
             };
-            let (t_old, t_new) = if t_old == u64::MAX {
+            // Undefined symbols, and preemptible ones in a shared object, are reached through
+            // the PLT: the bytes say where, and the PLT stub is what must be mapped.
+            let (t_old, t_new) = if t_old == u64::MAX || img.in_plt(old_target) {
                 (old_target, img.map(old_target))
             } else {
                 (t_old, t_new)
@@ -445,7 +454,9 @@ fn fix_one(
                 )));
             };
             let old_target = p.wrapping_add(imm as u64).wrapping_add(lo as i64 as u64);
-            let (t_old, t_new) = if t_old == u64::MAX {
+            // Undefined symbols, and preemptible ones in a shared object, are reached through
+            // the PLT: the bytes say where, and the PLT stub is what must be mapped.
+            let (t_old, t_new) = if t_old == u64::MAX || img.in_plt(old_target) {
                 (old_target, img.map(old_target))
             } else {
                 (t_old, t_new)
