@@ -75,6 +75,120 @@ fn aligned_by_existing(relocs: &[Reloc], point: u64) -> bool {
     })
 }
 
+/// What tells, in code the linker does not relax, which points were aligned by the
+/// assembler: there, alignment directives left plain nops and no `R_RISCV_ALIGN`, so the
+/// rewrite must keep them aligned itself.
+struct AlignmentEvidence<'a> {
+    old: &'a [u8],
+    /// `sh_addralign` of the section.
+    section_align: u64,
+    /// Ends of the function symbols of the section, sorted.
+    func_ends: Vec<u64>,
+}
+
+impl AlignmentEvidence<'_> {
+    /// Start of the nop (or zero) padding in front of `x`, after the function before it;
+    /// `x` itself when there is none.
+    fn gap_start(&self, x: u64) -> u64 {
+        let i = self.func_ends.partition_point(|&e| e <= x);
+        let Some(&end) = i.checked_sub(1).and_then(|k| self.func_ends.get(k)) else {
+            return x;
+        };
+        let parcel = |o: u64| {
+            let o = usize::try_from(o).ok()?;
+            let b = self.old.get(o..o.checked_add(2)?)?;
+            Some(u16::from_le_bytes([b[0], b[1]]))
+        };
+        let mut o = end;
+        while o < x {
+            o += match (parcel(o), parcel(o + 2)) {
+                (Some(0) | Some(C_NOP), _) => 2,
+                (Some(lo), Some(0)) if u32::from(lo) == NOP => 4,
+                _ => return x,
+            };
+        }
+        if o == x {
+            end
+        } else {
+            x
+        }
+    }
+
+    /// The alignment `x` keeps: the section's own alignment where it had it, else the
+    /// alignment it had behind padding; 1 when there is no evidence.
+    fn required(&self, x: u64) -> u64 {
+        let s = self.section_align;
+        if s <= 4 || x == 0 {
+            return 1;
+        }
+        let natural = (1u64 << x.trailing_zeros().min(63)).min(s);
+        if natural == s || (natural > 4 && self.gap_start(x) < x) {
+            natural
+        } else {
+            1
+        }
+    }
+}
+
+/// A point of a section the walk handles, in offset order.
+enum Point {
+    /// A pad (site index).
+    Site(usize),
+    /// A function without a pad, whose alignment may need keeping.
+    Func(u64),
+}
+
+/// The walk over one section: edits so far and the running size change.
+struct Walk<'a> {
+    relocs: &'a [Reloc],
+    evidence: AlignmentEvidence<'a>,
+    edits: Vec<Edit>,
+    /// New offset minus old offset of the next kept byte.
+    delta: i64,
+    /// An `R_RISCV_ALIGN` reserve was added: the linker may move what follows.
+    added_align: bool,
+    alignment_bytes: u64,
+}
+
+impl Walk<'_> {
+    /// True if the linker may delete bytes before `x` in this section.
+    fn relaxable_before(&self, x: u64) -> bool {
+        self.added_align || self.relocs.iter().any(|r| relaxes(r) && r.offset < x)
+    }
+
+    /// Keeps the alignment of the point `x` (whose first kept byte is `keep_from`) in code
+    /// the linker does not relax, by shrinking the padding in front of it or adding to it.
+    /// Returns the insert to push after the point's own removals, if any.
+    fn keep_alignment(&mut self, x: u64, keep_from: u64) -> Option<Edit> {
+        let align = self.evidence.required(x);
+        if align <= 1 || self.relaxable_before(x) {
+            return None;
+        }
+        let gap_start = self.evidence.gap_start(x);
+        let gap = x - gap_start;
+        let new_gap_start = (gap_start as i64 + self.delta) as u64;
+        let new_gap = new_gap_start.next_multiple_of(align) - new_gap_start;
+        if new_gap < gap {
+            self.edits.push(Edit::Remove {
+                at: gap_start,
+                len: gap - new_gap,
+            });
+            self.delta -= (gap - new_gap) as i64;
+            None
+        } else if new_gap > gap {
+            self.delta += (new_gap - gap) as i64;
+            self.alignment_bytes += new_gap - gap;
+            Some(Edit::Insert {
+                at: keep_from,
+                len: new_gap - gap,
+                align: false,
+            })
+        } else {
+            None
+        }
+    }
+}
+
 /// Plans the edits of executable section `index`, whose pads are `site_ids` (sorted by
 /// entry) and whose relocations are `relocs`.
 pub fn plan_section(
@@ -90,22 +204,62 @@ pub fn plan_section(
     let size = old.len() as u64;
     let rvc = file.rvc();
     let name = sec.name;
-    let mut edits = Vec::new();
+    let funcs: Vec<(u64, u64)> = file
+        .symbols
+        .iter()
+        .filter(|s| s.kind == elf::STT_FUNC.0 && s.section() == Some(index))
+        .map(|s| (s.value, s.value.saturating_add(s.size)))
+        .collect();
+    let mut func_ends: Vec<u64> = funcs.iter().map(|f| f.1).collect();
+    func_ends.sort_unstable();
+    let mut points: Vec<(u64, Point)> = site_ids
+        .iter()
+        .map(|&i| (sites[i].entry, Point::Site(i)))
+        .collect();
+    for &(value, _) in &funcs {
+        let in_pad = site_ids.iter().any(|&i| {
+            let s = &sites[i];
+            value >= s.entry && value <= s.entry + u64::from(s.pad_bytes)
+        });
+        if !in_pad {
+            points.push((value, Point::Func(value)));
+        }
+    }
+    points.sort_by_key(|p| p.0);
+    points.dedup_by_key(|p| p.0);
+    let mut walk = Walk {
+        relocs,
+        evidence: AlignmentEvidence {
+            old,
+            section_align: sec.align,
+            func_ends,
+        },
+        edits: Vec::new(),
+        delta: 0,
+        added_align: false,
+        alignment_bytes: 0,
+    };
     let mut cuts = Vec::with_capacity(site_ids.len());
     let mut align = sec.align;
-    let mut alignment_bytes = 0u64;
-    // Net size change so far (new offset - old offset of the next kept byte).
-    let mut delta: i64 = 0;
-    let mut added_align = false;
     let in_reloc = |from: u64, to: u64| {
         relocs
             .iter()
             .find(|r| r.offset >= from && r.offset < to && r.r_type != elf::R_RISCV_NONE.0)
     };
-    for &i in site_ids {
+    for (_, point) in points {
+        let i = match point {
+            Point::Site(i) => i,
+            Point::Func(x) => {
+                if let Some(ins) = walk.keep_alignment(x, x) {
+                    walk.edits.push(ins);
+                }
+                continue;
+            }
+        };
         let site = &sites[i];
+        let patched = matches!(site.state, SiteState::Patched(_));
         let mut cut = SlotLayout::for_site(site, opts.slot, opts.pre);
-        if matches!(site.state, SiteState::Patched(_)) {
+        if patched {
             // A patched site is one instruction, kept as it is.
             cut = SlotLayout {
                 keep_pre: 0,
@@ -136,24 +290,29 @@ pub fn plan_section(
             cut.cut_post = (r.offset - post) as u32;
         }
         let keep_from = entry + u64::from(cut.cut_pre);
+        let align_insert = walk.keep_alignment(entry, keep_from);
         if cut.cut_pre > 0 {
-            edits.push(Edit::Remove {
+            walk.edits.push(Edit::Remove {
                 at: entry,
                 len: u64::from(cut.cut_pre),
             });
         }
-        delta -= i64::from(cut.cut_pre);
-        if opts.slot == 4 && cut.keep_slot == 4 && !matches!(site.state, SiteState::Patched(_)) {
+        walk.delta -= i64::from(cut.cut_pre);
+        let mut insert = align_insert.map_or(0, |e| match e {
+            Edit::Insert { len, .. } => len,
+            Edit::Remove { .. } => 0,
+        });
+        let mut reserve = false;
+        if opts.slot == 4 && cut.keep_slot == 4 && !patched {
             align = align.max(4);
-            let new_slot = (func as i64 + delta) as u64;
-            let relaxable = added_align || relocs.iter().any(|r| relaxes(r) && r.offset < entry);
+            let new_slot = (func as i64 + walk.delta) as u64;
             if !rvc {
                 if !new_slot.is_multiple_of(4) {
                     return Err(Error::refused(format!(
                         "{name}+{func:#x}: slot would land at offset {new_slot:#x}, not 4-byte aligned"
                     )));
                 }
-            } else if relaxable {
+            } else if walk.relaxable_before(entry) {
                 if !aligned_by_existing(relocs, entry) || !cut.keep_pre.is_multiple_of(4) {
                     if !cut.keep_pre.is_multiple_of(4) {
                         return Err(Error::refused(format!(
@@ -162,34 +321,45 @@ pub fn plan_section(
                             cut.keep_pre
                         )));
                     }
-                    edits.push(Edit::Insert {
-                        at: keep_from,
-                        len: ALIGN_RESERVE,
-                        align: true,
-                    });
-                    delta += ALIGN_RESERVE as i64;
-                    alignment_bytes += ALIGN_RESERVE;
-                    added_align = true;
+                    reserve = true;
+                    walk.delta += ALIGN_RESERVE as i64;
+                    walk.alignment_bytes += ALIGN_RESERVE;
+                    walk.added_align = true;
                 }
             } else if !new_slot.is_multiple_of(4) {
-                edits.push(Edit::Insert {
-                    at: keep_from,
-                    len: 2,
-                    align: false,
-                });
-                delta += 2;
-                alignment_bytes += 2;
+                insert += 2;
+                walk.delta += 2;
+                walk.alignment_bytes += 2;
             }
         }
+        if insert > 0 {
+            walk.edits.push(Edit::Insert {
+                at: keep_from,
+                len: insert,
+                align: false,
+            });
+        }
+        if reserve {
+            walk.edits.push(Edit::Insert {
+                at: keep_from,
+                len: ALIGN_RESERVE,
+                align: true,
+            });
+        }
         if cut.cut_post > 0 {
-            edits.push(Edit::Remove {
+            walk.edits.push(Edit::Remove {
                 at: post,
                 len: u64::from(cut.cut_post),
             });
         }
-        delta -= i64::from(cut.cut_post);
+        walk.delta -= i64::from(cut.cut_post);
         cuts.push((i, cut));
     }
+    let Walk {
+        mut edits,
+        alignment_bytes,
+        ..
+    } = walk;
     edits.sort_by_key(|e| e.at());
     let (map, inserted) = OffsetMap::new(size, &edits);
     let mut bytes = build_bytes(old, &edits);
