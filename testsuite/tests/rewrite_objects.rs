@@ -918,3 +918,63 @@ fn rewrite_with(input: &Path, output: &Path, args: &[&str]) -> Output {
         .output()
         .expect("run padtrim rewrite")
 }
+
+/// Code the linker does not relax (clang `-mno-relax`) has no `R_RISCV_ALIGN` for its
+/// alignment directives: the rewrite keeps `aligned(64)` functions aligned itself, and
+/// every unrelocated branch still reaches its target.
+#[test]
+fn unrelaxed_objects_keep_aligned_functions_aligned() {
+    let basic = objects()
+        .into_iter()
+        .find(|a| a.program == "basic")
+        .expect("basic");
+    let dir = scratch_dir("rewrite-obj-unrelaxed");
+    let obj = dir.join("basic-clang-norelax.o");
+    run(Command::new("clang")
+        .args([
+            "--target=riscv64-linux-gnu",
+            "-march=rv64gc",
+            "-O2",
+            "-mno-relax",
+        ])
+        .args(["-fpatchable-function-entry=8", "-c"])
+        .arg(&basic.sources[0])
+        .arg("-o")
+        .arg(&obj))
+    .unwrap();
+    let aligned_at = |path: &Path| {
+        binutils::symbols(path)
+            .into_iter()
+            .find(|s| s.name == "aligned_fn")
+            .map(|s| s.value)
+            .expect("aligned_fn")
+    };
+    let link_run = |o: &Path, out: &str| {
+        let bin = dir.join(out);
+        run(Command::new("riscv64-linux-gnu-gcc")
+            .arg(o)
+            .args(["-Wl,-q", "-o"])
+            .arg(&bin))
+        .unwrap();
+        (aligned_at(&bin), run_qemu(&bin, &[], &[]))
+    };
+    let (_, expected) = link_run(&obj, "orig");
+    assert_eq!(expected.status.code(), Some(3), "{}", describe(&expected));
+    for slot in [4, 8, 0] {
+        let new_obj = dir.join(format!("new{slot}.o"));
+        let rw = rewrite(&obj, &new_obj, slot);
+        assert!(rw.status.success(), "{}", describe(&rw));
+        let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).unwrap();
+        assert!(stats["unrelocated_fixups"].as_u64() > Some(0), "{stats}");
+        assert_eq!(aligned_at(&new_obj) % 64, 0, "slot {slot}: in the object");
+        let (at, out) = link_run(&new_obj, &format!("new{slot}"));
+        assert_eq!(at % 64, 0, "slot {slot}: aligned_fn at {at:#x}");
+        assert_eq!(
+            out.stdout,
+            expected.stdout,
+            "slot {slot}: {}",
+            describe(&out)
+        );
+        assert_eq!(out.status.code(), Some(3));
+    }
+}
