@@ -57,8 +57,14 @@ pub fn print_report(orig: &str, new: &str, r: &VerifyReport) {
     print_mismatches(r);
 }
 
-/// The verdict line and the first mismatches (on stdout).
+/// The verdict line and the first mismatches (on stdout), after any warnings.
 pub fn print_mismatches(r: &VerifyReport) {
+    if r.warning_count > 0 {
+        println!("{} warnings (not failures):", r.warning_count);
+        for w in &r.warnings {
+            println!("  warning: {w}");
+        }
+    }
     if r.is_ok() {
         println!("verified: no mismatches");
         return;

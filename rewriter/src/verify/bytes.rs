@@ -57,6 +57,13 @@ pub fn compare(ctx: &Ctx<'_, '_, '_>, covered: &Covered, report: &mut VerifyRepo
             continue;
         }
         let (old, new) = (ctx.old_data(i), ctx.new_data(i));
+        let whole = ranges[r..]
+            .iter()
+            .take_while(|x| x.0 == i)
+            .any(|x| x.1 == 0 && x.2 == u64::MAX);
+        if whole {
+            continue;
+        }
         if old.len() != new.len() {
             report.mismatch(
                 "section size",

@@ -31,7 +31,7 @@ struct Code<'c, 'a, 'o, 'n> {
 }
 
 impl Code<'_, '_, '_, '_> {
-    fn old(&self, sec: usize, addr: u64) -> Option<Insn> {
+    fn old_insn(&self, sec: usize, addr: u64) -> Option<Insn> {
         insn_at(
             self.ctx.old_data(sec),
             self.ctx.old.sections[sec].addr,
@@ -41,7 +41,7 @@ impl Code<'_, '_, '_, '_> {
     }
 
     /// The new place of old code address `addr` of section `sec` and the instruction there.
-    fn new(&self, sec: usize, addr: u64) -> Option<(u64, Insn)> {
+    fn new_insn(&self, sec: usize, addr: u64) -> Option<(u64, Insn)> {
         let at = self.mapper.map_in(sec, addr).exact()?;
         let base = self.ctx.new_section(sec)?.addr;
         Some((at, insn_at(self.ctx.new_data(sec), base, at, self.ctx)?))
@@ -140,10 +140,10 @@ pub(super) fn check(
     for (cm, w) in mapper.code.iter().zip(walks) {
         let sec = cm.old_index;
         for &(oa, na) in &w.pc_relative {
-            let Some(oi) = code.old(sec, oa) else {
+            let Some(oi) = code.old_insn(sec, oa) else {
                 continue;
             };
-            let Some((_, ni)) = code.new(sec, oa).filter(|(at, _)| *at == na) else {
+            let Some((_, ni)) = code.new_insn(sec, oa).filter(|(at, _)| *at == na) else {
                 continue;
             };
             if let (Some(t), Some(t2)) = (pc_target(&oi, oa), pc_target(&ni, na)) {
@@ -162,8 +162,8 @@ pub(super) fn check(
     for (cm, w) in mapper.code.iter().zip(walks) {
         for &(oa, na) in &w.changed {
             if validated.binary_search(&oa).is_err() {
-                let old = code.old(cm.old_index, oa).map_or(0, |i| i.raw);
-                let new = code.new(cm.old_index, oa).map_or(0, |(_, i)| i.raw);
+                let old = code.old_insn(cm.old_index, oa).map_or(0, |i| i.raw);
+                let new = code.new_insn(cm.old_index, oa).map_or(0, |(_, i)| i.raw);
                 report.mismatch(
                     "immediate",
                     Some(oa),
@@ -232,13 +232,16 @@ fn check_reloc(
     if !is_hi_type(t) && !absolute.contains(&t) && !gprel.contains(&t) {
         return;
     }
-    let Some(oi) = code.old(sec, p) else { return };
-    let Some((np, ni)) = code.new(sec, p) else {
+    let Some(oi) = code.old_insn(sec, p) else {
+        return;
+    };
+    let Some((np, ni)) = code.new_insn(sec, p) else {
         report.counts.unchecked += 1;
         return;
     };
     if t == R_RISCV_CALL.0 || t == R_RISCV_CALL_PLT.0 {
-        let (Some(oj), Some((nj_at, nj))) = (code.old(sec, p + 4), code.new(sec, p + 4)) else {
+        let (Some(oj), Some((nj_at, nj))) = (code.old_insn(sec, p + 4), code.new_insn(sec, p + 4))
+        else {
             return;
         };
         let (Some(ov), Some(nv), Some(olo), Some(nlo)) = (
@@ -275,7 +278,8 @@ fn check_reloc(
         let mut any = false;
         for &(_, lsec, lp) in partners {
             any = true;
-            let (Some(ol), Some((nlp, nl))) = (code.old(lsec, lp), code.new(lsec, lp)) else {
+            let (Some(ol), Some((nlp, nl))) = (code.old_insn(lsec, lp), code.new_insn(lsec, lp))
+            else {
                 report.counts.unchecked += 1;
                 continue;
             };
@@ -283,7 +287,11 @@ fn check_reloc(
                 continue;
             };
             let (tgt, found) = (code.add(ov, olo), code.add(nv, nlo));
-            if t == R_RISCV_TLS_GOT_HI20.0 || t == R_RISCV_TLS_GD_HI20.0 {
+            // Initial-exec slots hold a TP offset; general-dynamic pairs a module id and
+            // an offset.
+            if t == R_RISCV_TLS_GOT_HI20.0 {
+                tls_got.push(tgt);
+            } else if t == R_RISCV_TLS_GD_HI20.0 {
                 tls_got.extend([tgt, tgt + ctx.ptr as u64]);
             }
             expect(
@@ -387,7 +395,7 @@ fn unrelocated_auipc(
     validated: &mut Vec<u64>,
     report: &mut VerifyReport,
 ) {
-    let Some((na, ni)) = code.new(sec, at) else {
+    let Some((na, ni)) = code.new_insn(sec, at) else {
         report.counts.unchecked += 1;
         return;
     };
@@ -397,9 +405,11 @@ fn unrelocated_auipc(
     let mut pc = at + 4;
     let mut users = 0;
     for _ in 0..AUIPC_WINDOW {
-        let Some(u) = code.old(sec, pc) else { break };
+        let Some(u) = code.old_insn(sec, pc) else {
+            break;
+        };
         if base_reg(&u) == Some(rd) && rd != 0 {
-            if let (Some(olo), Some((nu_at, nu))) = (lo_imm(&u), code.new(sec, pc)) {
+            if let (Some(olo), Some((nu_at, nu))) = (lo_imm(&u), code.new_insn(sec, pc)) {
                 if let Some(nlo) = lo_imm(&nu) {
                     users += 1;
                     let (tgt, found) = (code.add(ov, olo), code.add(nv, nlo));

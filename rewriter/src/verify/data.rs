@@ -33,6 +33,33 @@ enum Field {
     Uleb(bool),
 }
 
+/// Byte ranges `(start, end)` of the data fields that relocations cover inside a code
+/// section (data in text, e.g. a kernel's PE header), sorted.
+pub(super) fn code_data_fields(ctx: &Ctx<'_, '_, '_>, sec: usize) -> Vec<(u64, u64)> {
+    let s = &ctx.old.sections[sec];
+    let data = ctx.old_data(sec);
+    let mut out: Vec<(u64, u64)> = ctx
+        .old_relocs
+        .iter()
+        .filter(|rs| rs.target == sec && !ctx.is_dynamic(rs))
+        .flat_map(|rs| rs.relocs.iter())
+        .filter_map(|r| {
+            let w = match field(r.r_type)? {
+                Field::Word(w) | Field::Add(w) | Field::Sub(w) => w,
+                Field::PcRel => 4,
+                Field::Add6 | Field::Sub6 => 1,
+                Field::Uleb(_) => {
+                    let off = usize::try_from(r.offset.checked_sub(s.addr)?).ok()?;
+                    read_uleb(data.get(off..)?)?.1
+                }
+            };
+            Some((r.offset, r.offset + w as u64))
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 fn field(t: u32) -> Option<Field> {
     use elf::*;
     Some(match t {
@@ -403,7 +430,12 @@ fn dynamic_relocs(
         for (r, n) in rs.relocs.iter().zip(&nrs.relocs) {
             report.counts.dynamic_relocations += 1;
             let place = mapper.map(r.offset);
-            if n.r_type != r.r_type || n.sym != r.sym || !place.accepts(n.offset) {
+            let sym = if r.sym == 0 {
+                Some(0)
+            } else {
+                ctx.dyn_perm.get(r.sym as usize).copied().flatten()
+            };
+            if n.r_type != r.r_type || Some(n.sym as usize) != sym || !place.accepts(n.offset) {
                 report.mismatch(
                     "dynamic relocation",
                     Some(r.offset),

@@ -132,6 +132,11 @@ impl CodeMap {
             .take_while(|s| s.old_entry < p.old + p.old_len)
         {
             if x == s.old_entry {
+                // A pad with nops before its function, at the start of its run: its label
+                // may name the first kept byte or the padding in front of it.
+                if x == p.old && s.old_entry != s.old_func && p.new < s.new_entry {
+                    return Mapped::Range(p.new, s.new_entry);
+                }
                 return Mapped::Exact(s.new_entry);
             }
             if x == s.old_func {
@@ -197,6 +202,8 @@ pub struct Mapper {
     pub by_index: Vec<Option<usize>>,
     /// Code maps of executable sections.
     pub code: Vec<CodeMap>,
+    /// Trampoline islands the walks found (new addresses, sorted).
+    pub islands: Vec<u64>,
 }
 
 impl Mapper {

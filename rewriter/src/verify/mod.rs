@@ -79,14 +79,17 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
             Xlen::Rv32
         },
         ptr: original.ptr_size(),
+        dyn_perm: versions::dynsym_permutation(original, rewritten)?,
     };
-    let (mut mapper, walks) = build_map(&ctx, &mut report);
+    let islands = sites::claimed_islands(&ctx);
+    let (mut mapper, walks) = build_map(&ctx, &islands, &mut report);
     let mut covered = bytes::Covered::default();
-    sites::check_sites(&ctx, &mut mapper, &mut covered, &mut report)?;
+    sites::check_sites(&ctx, &mut mapper, &islands, &mut covered, &mut report)?;
     let tls_got = code_refs::check(&ctx, &mapper, &walks, &mut report);
     data::check(&ctx, &mapper, &tls_got, &mut covered, &mut report)?;
     kernel::check(&ctx, &mapper, &mut covered, &mut report);
     versions::check(&ctx, &mut covered, &mut report);
+    versions::hash_tables(&ctx, &mut covered, &mut report)?;
     bytes::compare(&ctx, &covered, &mut report);
     symbols::check(&ctx, &mapper, &mut report)?;
     Ok(report)
@@ -119,6 +122,8 @@ pub(crate) struct Ctx<'a, 'o, 'n> {
     pub xlen: Xlen,
     /// Pointer size in bytes.
     pub ptr: usize,
+    /// New `.dynsym` index of each old dynamic symbol (the writer may sort them again).
+    pub dyn_perm: Vec<Option<usize>>,
 }
 
 impl<'o, 'n> Ctx<'_, 'o, 'n> {
@@ -219,7 +224,11 @@ fn is_tbss(s: &Section<'_>) -> bool {
 }
 
 /// Builds the address map: block moves for data, a parallel walk for every code section.
-fn build_map(ctx: &Ctx<'_, '_, '_>, report: &mut VerifyReport) -> (Mapper, Vec<walk::WalkResult>) {
+fn build_map(
+    ctx: &Ctx<'_, '_, '_>,
+    islands: &[u64],
+    report: &mut VerifyReport,
+) -> (Mapper, Vec<walk::WalkResult>) {
     let mut mapper = Mapper {
         by_index: vec![None; ctx.old.sections.len()],
         ..Mapper::default()
@@ -272,17 +281,23 @@ fn build_map(ctx: &Ctx<'_, '_, '_>, report: &mut VerifyReport) -> (Mapper, Vec<w
                     bytes: &new_bytes[..code_len.min(new_bytes.len())],
                     addr: n.addr,
                 },
+                walk::NonCode {
+                    fields: &data::code_data_fields(ctx, i),
+                    islands,
+                },
                 ctx.old.rvc(),
                 ctx.xlen,
                 report,
             );
             image.code = Some(mapper.code.len());
             mapper.code.push(std::mem::take(&mut w.map));
+            mapper.islands.extend(&w.islands);
             walks.push(w);
         }
         mapper.sections.push(image);
     }
     mapper.sections.sort_by_key(|s| (s.old_addr, s.old_index));
+    mapper.islands.sort_unstable();
     for (pos, s) in mapper.sections.iter().enumerate() {
         mapper.by_index[s.old_index] = Some(pos);
     }

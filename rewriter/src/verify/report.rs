@@ -42,6 +42,8 @@ pub struct Counts {
     pub symbols: u64,
     /// `__mcount_loc` entries.
     pub mcount_entries: u64,
+    /// Trampoline islands (jump, place, reach).
+    pub islands: u64,
     /// Alignment points (`R_RISCV_ALIGN`, aligned functions, slot alignment).
     pub alignment_points: u64,
     /// Bytes compared for equality outside relocated fields.
@@ -97,6 +99,12 @@ pub struct VerifyReport {
     pub mismatch_count: usize,
     /// The first mismatches (at most [`MAX_MISMATCHES`]), in the order found.
     pub mismatches: Vec<Mismatch>,
+    /// Total number of warnings: differences that cannot change how the program loads or
+    /// runs (a stale absolute symbol in `.symtab`, an undefined symbol no longer in a hash
+    /// table). They do not fail verification.
+    pub warning_count: usize,
+    /// The first warnings (at most [`MAX_MISMATCHES`]).
+    pub warnings: Vec<Mismatch>,
     /// Set when the files were not verified at all, with the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
@@ -106,6 +114,27 @@ impl VerifyReport {
     /// True when no mismatch was found.
     pub fn is_ok(&self) -> bool {
         self.mismatch_count == 0
+    }
+
+    /// Records a warning.
+    pub(crate) fn warn(
+        &mut self,
+        category: &'static str,
+        old: Option<u64>,
+        new: Option<u64>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) {
+        self.warning_count += 1;
+        if self.warnings.len() < MAX_MISMATCHES {
+            self.warnings.push(Mismatch {
+                category,
+                old,
+                new,
+                expected: expected.into(),
+                found: found.into(),
+            });
+        }
     }
 
     /// Records a mismatch.

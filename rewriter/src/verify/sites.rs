@@ -22,6 +22,8 @@ use crate::scan::{scan, TABLE_SECTION};
 
 /// Symbol of the runtime's descriptor.
 const DESCRIPTOR_SYMBOL: &str = "padtrim_descriptor";
+/// The runtime's trampoline, which slots call directly or through an island.
+const TRAMPOLINE_SYMBOL: &str = "padtrim_trampoline";
 
 /// A patch table: entry values and where each entry is.
 struct Table {
@@ -121,6 +123,7 @@ struct Placed {
 pub(super) fn check_sites(
     ctx: &Ctx<'_, '_, '_>,
     mapper: &mut Mapper,
+    islands: &[u64],
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) -> Result<()> {
@@ -306,16 +309,23 @@ pub(super) fn check_sites(
         }
         check_slot_bytes(ctx, p, slot, report);
     }
+    check_islands(ctx, mapper, islands, &placed, slot, report);
     if let Some((addr, values)) = &mcount {
-        check_mcount(*addr, values, &placed, ctx.ptr, report);
-        check_descriptor(
-            ctx,
-            mapper,
-            *addr,
-            values.len() as u64,
+        check_mcount(*addr, values, &placed, islands, ctx.ptr, report);
+        let desc = Descriptor {
+            table_addr: *addr,
+            count: placed.len() as u64,
+            islands,
             slot,
-            covered,
-            report,
+        };
+        check_descriptor(ctx, mapper, &desc, covered, report);
+    } else if !islands.is_empty() {
+        report.mismatch(
+            "island",
+            None,
+            islands.first().copied(),
+            "islands only with a __mcount_loc table",
+            format!("{} islands", islands.len()),
         );
     } else if ctx.old.kind == FileKind::Vmlinux {
         // The kernel's own table stays sorted.
@@ -338,7 +348,15 @@ pub(super) fn check_sites(
 /// pad's own bytes, unchanged.
 fn check_slot_bytes(ctx: &Ctx<'_, '_, '_>, p: &Placed, slot: u64, report: &mut VerifyReport) {
     let site_entry = p.old_func - p.pre;
-    if p.keep_slot == 4 && slot == 4 {
+    let old_slot = bytes_at(ctx.old, p.old_func, p.keep_slot as usize);
+    let new_slot = bytes_at(ctx.new, p.new_func, p.keep_slot as usize);
+    // A pad no larger than the slot may also be kept whole, as it was (a slot of 8 or 16
+    // bytes cannot be told from a 4-byte one when every pad had 4 bytes).
+    let kept_whole = p.keep_slot == p.post
+        && old_slot.is_some()
+        && old_slot == new_slot
+        && p.new_func % 4 == p.old_func % 4;
+    if p.keep_slot == 4 && slot == 4 && !kept_whole {
         report.counts.alignment_points += 1;
         let word = bytes_at(ctx.new, p.new_func, 4).and_then(|b| read_uint(b, 0, 4));
         if !p.new_func.is_multiple_of(4) || word != Some(u64::from(NOP)) {
@@ -354,8 +372,7 @@ fn check_slot_bytes(ctx: &Ctx<'_, '_, '_>, p: &Placed, slot: u64, report: &mut V
             );
         }
     } else if p.keep_slot > 0 {
-        let old = bytes_at(ctx.old, p.old_func, p.keep_slot as usize);
-        let new = bytes_at(ctx.new, p.new_func, p.keep_slot as usize);
+        let (old, new) = (old_slot, new_slot);
         if old.is_none() || old != new {
             report.mismatch(
                 "slot",
@@ -397,29 +414,45 @@ fn check_slot_bytes(ctx: &Ctx<'_, '_, '_>, p: &Placed, slot: u64, report: &mut V
     }
 }
 
-/// `__mcount_loc`: sorted, one entry per site, each the new function (slot) address.
+/// `__mcount_loc`: one entry per site (its slot address), sorted, then the islands
+/// (sorted), then zeros (room reserved for islands).
 fn check_mcount(
     addr: u64,
     values: &[u64],
     placed: &[Placed],
+    islands: &[u64],
     ptr: usize,
     report: &mut VerifyReport,
 ) {
     let mut expected: Vec<u64> = placed.iter().map(|p| p.new_func).collect();
     expected.sort_unstable();
-    if values.len() != expected.len() {
+    let slots = expected.len();
+    expected.extend_from_slice(islands);
+    if values.len() < expected.len() {
         report.mismatch(
             "__mcount_loc",
             None,
             Some(addr),
-            format!("{} entries, one per site", expected.len()),
+            format!("{slots} slots and {} islands", islands.len()),
             format!("{} entries", values.len()),
         );
     }
-    for (k, (&v, &e)) in values.iter().zip(&expected).enumerate() {
-        report.counts.mcount_entries += 1;
+    for (k, &v) in values.iter().enumerate() {
         let at = addr + (k * ptr) as u64;
-        if k > 0 && values[k - 1] >= v {
+        let Some(&e) = expected.get(k) else {
+            if v != 0 {
+                report.mismatch(
+                    "__mcount_loc",
+                    None,
+                    Some(at),
+                    format!("entry {k} = 0 (unused)"),
+                    format!("{v:#x}"),
+                );
+            }
+            continue;
+        };
+        report.counts.mcount_entries += 1;
+        if k > 0 && k != slots && values[k - 1] >= v {
             report.mismatch(
                 "__mcount_loc",
                 None,
@@ -432,15 +465,131 @@ fn check_mcount(
             );
         }
         if v != e {
+            let what = if k < slots { "slot" } else { "island" };
             report.mismatch(
                 "__mcount_loc",
                 None,
                 Some(at),
-                format!("entry {k} = slot {e:#x}"),
+                format!("entry {k} = {what} {e:#x}"),
                 format!("{v:#x}"),
             );
         }
     }
+}
+
+/// `auipc t1, 0`: an island's first instruction with its immediate cleared.
+const ISLAND_AUIPC: u32 = 0x0000_0317;
+/// `jalr x0, 0(t1)`: an island's second instruction with its immediate cleared.
+const ISLAND_JR: u32 = 0x0003_0067;
+
+/// Trampoline islands: each one the rewritten file claims was found by the walk (inside a
+/// nop run, so it moved no code), is 4-byte aligned, and jumps to the runtime's trampoline;
+/// every 4-byte slot has the trampoline or an island within `jal` reach.
+fn check_islands(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    islands: &[u64],
+    placed: &[Placed],
+    slot: u64,
+    report: &mut VerifyReport,
+) {
+    let tramp = ctx
+        .old
+        .symbol_by_name(TRAMPOLINE_SYMBOL)
+        .filter(|s| s.section().is_some())
+        .and_then(|s| mapper.map(s.value).exact());
+    for &at in islands {
+        report.counts.islands += 1;
+        if mapper.islands.binary_search(&at).is_err() {
+            report.mismatch(
+                "island",
+                None,
+                Some(at),
+                "an island inside the nops of a pad or padding",
+                "none found there by the code walk",
+            );
+            continue;
+        }
+        let word = |o: u64| bytes_at(ctx.new, at + o, 4).and_then(|b| read_uint(b, 0, 4));
+        let (Some(a), Some(j)) = (word(0), word(4)) else {
+            continue;
+        };
+        let (a, j) = (a as u32, j as u32);
+        let hi = i64::from((a & 0xffff_f000) as i32);
+        let lo = i64::from((j as i32) >> 20);
+        let target = at.wrapping_add((hi + lo) as u64);
+        let ok = at % 4 == 0
+            && a & 0xfff == ISLAND_AUIPC
+            && j & 0xf_ffff == ISLAND_JR
+            && Some(target) == tramp;
+        if !ok {
+            report.mismatch(
+                "island",
+                None,
+                Some(at),
+                format!(
+                    "auipc t1; jr t1 to the trampoline {} at a 4-byte aligned address",
+                    tramp.map_or("(none)".into(), |t| format!("{t:#x}"))
+                ),
+                format!("{a:#010x} {j:#010x} reaching {target:#x}"),
+            );
+        }
+    }
+    let Some(tramp) = tramp else { return };
+    if slot != 4 || ctx.table.is_none() {
+        return;
+    }
+    // jal reaches [-1 MiB, +1 MiB - 2].
+    let reach = |from: u64, to: u64| {
+        (-(1i64 << 20)..(1i64 << 20)).contains(&(to.wrapping_sub(from) as i64))
+    };
+    for p in placed.iter().filter(|p| p.keep_slot == 4) {
+        let i = islands.partition_point(|&x| x < p.new_func);
+        let near = [
+            i.checked_sub(1).and_then(|k| islands.get(k)),
+            islands.get(i),
+        ];
+        if !reach(p.new_func, tramp) && !near.iter().flatten().any(|&&x| reach(p.new_func, x)) {
+            report.mismatch(
+                "island",
+                Some(p.old_func),
+                Some(p.new_func),
+                "the trampoline or an island within jal reach of the slot",
+                "none",
+            );
+        }
+    }
+}
+
+/// What the runtime's descriptor must say.
+struct Descriptor<'a> {
+    table_addr: u64,
+    count: u64,
+    islands: &'a [u64],
+    slot: u64,
+}
+
+/// The islands the rewritten file claims, from its filled runtime descriptor (sorted).
+pub(super) fn claimed_islands(ctx: &Ctx<'_, '_, '_>) -> Vec<u64> {
+    let Some(sym) = ctx.new.symbol_by_name(DESCRIPTOR_SYMBOL) else {
+        return Vec::new();
+    };
+    let Some(desc) = bytes_at(ctx.new, sym.value, 56) else {
+        return Vec::new();
+    };
+    let field = |o: usize, w: usize| read_uint(desc, o, w).unwrap_or(0);
+    if &desc[..8] != b"PADTRIM\0" || field(12, 4) == 0 {
+        return Vec::new();
+    }
+    let (addr, count) = (field(40, 8), field(48, 8));
+    let ptr = ctx.ptr as u64;
+    let mut out: Vec<u64> = (0..count.min(1 << 20))
+        .map_while(|k| {
+            bytes_at(ctx.new, addr + k * ptr, ctx.ptr).and_then(|b| read_uint(b, 0, ctx.ptr))
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// The runtime descriptor, if the program carries the runtime: filled with the slot size,
@@ -448,9 +597,7 @@ fn check_mcount(
 fn check_descriptor(
     ctx: &Ctx<'_, '_, '_>,
     mapper: &Mapper,
-    table_addr: u64,
-    count: u64,
-    slot: u64,
+    want: &Descriptor<'_>,
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) {
@@ -461,7 +608,7 @@ fn check_descriptor(
     let Some(new_addr) = mapper.map_in(sec, sym.value).exact() else {
         return;
     };
-    let Some(desc) = bytes_at(ctx.new, new_addr, 40) else {
+    let Some(desc) = bytes_at(ctx.new, new_addr, 56) else {
         report.mismatch(
             "descriptor",
             Some(sym.value),
@@ -472,13 +619,20 @@ fn check_descriptor(
         return;
     };
     let field = |o: usize, w: usize| read_uint(desc, o, w).unwrap_or(0);
-    let want = [
-        (12usize, 4usize, slot, "slot_size"),
+    let islands_addr = if want.islands.is_empty() {
+        0
+    } else {
+        want.table_addr + want.count * ctx.ptr as u64
+    };
+    let fields = [
+        (12usize, 4usize, want.slot, "slot_size"),
         (16, 8, new_addr, "self_addr"),
-        (24, 8, table_addr, "table_addr"),
-        (32, 8, count, "table_count"),
+        (24, 8, want.table_addr, "table_addr"),
+        (32, 8, want.count, "table_count"),
+        (40, 8, islands_addr, "islands_addr"),
+        (48, 8, want.islands.len() as u64, "islands_count"),
     ];
-    for (off, w, value, name) in want {
+    for (off, w, value, name) in fields {
         if field(off, w) != value {
             report.mismatch(
                 "descriptor",
@@ -489,5 +643,5 @@ fn check_descriptor(
             );
         }
     }
-    covered.add(sec, sym.value - ctx.old.sections[sec].addr + 12, 28);
+    covered.add(sec, sym.value - ctx.old.sections[sec].addr + 12, 44);
 }

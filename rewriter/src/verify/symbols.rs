@@ -20,17 +20,19 @@ pub(super) fn check(
     report: &mut VerifyReport,
 ) -> Result<()> {
     let fa = function_alignment(ctx.old);
+    let identity: Vec<Option<usize>> = (0..ctx.old.symbols.len()).map(Some).collect();
+    let (old, new) = (&ctx.old.symbols, &ctx.new.symbols);
+    symbol_table(ctx, mapper, (old, new, &identity), ".symtab", &fa, report);
+    let (od, nd) = (ctx.old.dynamic_symbols()?, ctx.new.dynamic_symbols()?);
+    let no_alignment = BTreeMap::new();
     symbol_table(
         ctx,
         mapper,
-        &ctx.old.symbols,
-        &ctx.new.symbols,
-        ".symtab",
-        &fa,
+        (&od, &nd, &ctx.dyn_perm),
+        ".dynsym",
+        &no_alignment,
         report,
     );
-    let (od, nd) = (ctx.old.dynamic_symbols()?, ctx.new.dynamic_symbols()?);
-    symbol_table(ctx, mapper, &od, &nd, ".dynsym", &BTreeMap::new(), report);
     let entry = mapper.map(ctx.old.entry);
     if !entry.accepts(ctx.new.entry) {
         report.mismatch(
@@ -47,11 +49,13 @@ pub(super) fn check(
     Ok(())
 }
 
+/// Old symbols, new symbols, and the new index of each old one.
+type Tables<'t, 'o, 'n> = (&'t [Symbol<'o>], &'t [Symbol<'n>], &'t [Option<usize>]);
+
 fn symbol_table(
     ctx: &Ctx<'_, '_, '_>,
     mapper: &Mapper,
-    old: &[Symbol<'_>],
-    new: &[Symbol<'_>],
+    (old, new, perm): Tables<'_, '_, '_>,
     table: &str,
     fa: &BTreeMap<usize, u64>,
     report: &mut VerifyReport,
@@ -67,8 +71,18 @@ fn symbol_table(
         return;
     }
     let min_insn = if ctx.old.rvc() { 2 } else { 4 };
-    for (o, n) in old.iter().zip(new).skip(1) {
+    for (k, o) in old.iter().enumerate().skip(1) {
         report.counts.symbols += 1;
+        let Some(n) = perm.get(k).copied().flatten().and_then(|j| new.get(j)) else {
+            report.mismatch(
+                "symbol",
+                Some(o.value),
+                None,
+                format!("{} {table}[{k}] in the rewritten file", o.name),
+                "no such symbol".to_string(),
+            );
+            continue;
+        };
         let bad = |report: &mut VerifyReport, what: String, found: String| {
             report.mismatch("symbol", Some(o.value), Some(n.value), what, found)
         };
@@ -123,11 +137,15 @@ fn symbol_table(
             (mapper.map(o.value), Mapped::Exact(o.size))
         };
         if !value.accepts(n.value) || !size.accepts(n.size) {
-            bad(
-                report,
-                format!("{} {table}[{}] = {value}, size {size}", o.name, o.index),
-                format!("{:#x}, size {:#x}", n.value, n.size),
-            );
+            let what = format!("{} {table}[{}] = {value}, size {size}", o.name, o.index);
+            let found = format!("{:#x}, size {:#x}", n.value, n.size);
+            // An absolute symbol is only read by tools, never by the loader or the code
+            // (which reaches the address through its own, checked, relocations).
+            if section.is_none() && o.shndx == u32::from(elf::SHN_ABS.0) {
+                report.warn("absolute symbol", Some(o.value), Some(n.value), what, found);
+            } else {
+                bad(report, what, found);
+            }
             continue;
         }
         if let Some(&a) = o.section().and_then(|s| fa.get(&s)) {

@@ -11,6 +11,18 @@ use super::map::{CodeMap, Piece};
 use super::report::VerifyReport;
 use crate::riscv::{decode, insn_len, DecodeError, Xlen};
 
+/// Bytes of a trampoline island (`auipc t1; jalr x0, lo(t1)`).
+pub const ISLAND_BYTES: usize = 8;
+
+/// What sits in a code section but is not matched as instructions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NonCode<'a> {
+    /// Old address ranges of data under relocations (sorted).
+    pub fields: &'a [(u64, u64)],
+    /// New addresses of trampoline islands (sorted).
+    pub islands: &'a [u64],
+}
+
 /// One side of the walk: a section's bytes and address.
 pub struct Side<'a> {
     /// Section contents (for the new side, only the part that holds code).
@@ -28,6 +40,8 @@ pub struct WalkResult {
     pub pc_relative: Vec<(u64, u64)>,
     /// Instructions whose bits changed (only inside their immediate): (old, new).
     pub changed: Vec<(u64, u64)>,
+    /// Trampoline islands found inside nop runs (new addresses).
+    pub islands: Vec<u64>,
 }
 
 /// Length of the undecodable unit at `off`: what its first parcel says, at least 2 bytes.
@@ -60,17 +74,23 @@ fn push_piece(pieces: &mut Vec<Piece>, p: Piece) {
     pieces.push(p);
 }
 
-/// Walks one executable section. Mismatches go to `report`; the walk stops at the first
-/// place where the two streams can no longer be matched (the map says where).
+/// Walks one executable section. `fields` are the (sorted) old address ranges of data
+/// under relocations inside it: they are passed over as data (the data checks verify
+/// them). `islands` are the (sorted) new addresses of the trampoline islands the rewritten
+/// file claims: 8 bytes of new code each, taken as part of the nop run they sit in (the
+/// island checks verify them). Mismatches go to `report`; the walk stops at the first place where the two
+/// streams can no longer be matched (the map says where).
 pub fn walk(
     old_index: usize,
     old: Side<'_>,
     new: Side<'_>,
+    non_code: NonCode<'_>,
     rvc: bool,
     xlen: Xlen,
     report: &mut VerifyReport,
 ) -> WalkResult {
     let (ob, nb) = (old.bytes, new.bytes);
+    let NonCode { fields, islands } = non_code;
     let mut out = WalkResult::default();
     out.map.old_index = old_index;
     let mut pieces = Vec::new();
@@ -85,9 +105,30 @@ pub fn walk(
         );
         out.map.failed_at = Some(old.addr + o as u64);
     };
+    let mut f = 0usize;
     loop {
-        let ro = nop_run(ob, o, rvc);
-        let rn = nop_run(nb, n, rvc);
+        let oa = old.addr + o as u64;
+        while f < fields.len() && fields[f].1 <= oa {
+            f += 1;
+        }
+        // Bytes before the next data field (nops and instructions stop there).
+        let field_at = fields.get(f).map(|x| x.0);
+        let room = field_at.map_or(ob.len(), |start| {
+            (start.saturating_sub(old.addr) as usize).min(ob.len())
+        });
+        let ro = if room > o {
+            nop_run(&ob[..room], o, rvc)
+        } else {
+            0
+        };
+        let mut rn = nop_run(nb, n, rvc);
+        while islands.binary_search(&(new.addr + (n + rn) as u64)).is_ok()
+            && n + rn + ISLAND_BYTES <= nb.len()
+        {
+            out.islands.push(new.addr + (n + rn) as u64);
+            rn += ISLAND_BYTES;
+            rn += nop_run(nb, n + rn, rvc);
+        }
         if ro > 0 || rn > 0 {
             pieces.push(Piece {
                 old: old.addr + o as u64,
@@ -122,9 +163,15 @@ pub fn walk(
             );
             break;
         }
-        // One rigid instruction (or undecodable unit).
+        // One rigid instruction (or undecodable unit, or data field).
         let (oa, na) = (old.addr + o as u64, new.addr + n as u64);
-        let len = match decode(&ob[o..], xlen) {
+        let in_field = fields.get(f).is_some_and(|x| x.0 <= oa && oa < x.1);
+        let decoded = if in_field {
+            Err(DecodeError::AllZero)
+        } else {
+            decode(&ob[o..room.max(o)], xlen)
+        };
+        let len = match decoded {
             Ok(oi) => match decode(&nb[n..], xlen) {
                 Ok(ni) if ni.len == oi.len => {
                     let mask = imm_mask(&oi);
@@ -162,8 +209,24 @@ pub fn walk(
                     break;
                 }
             },
+            Err(_) if in_field => {
+                // Relocated data: same length; its value is checked by the data checks.
+                let end = fields[f].1.min(old.addr + ob.len() as u64);
+                let len = (end - oa) as usize;
+                if n + len > nb.len() {
+                    fail(
+                        &mut out,
+                        report,
+                        o,
+                        n,
+                        "the rewritten section ends inside data",
+                    );
+                    break;
+                }
+                len
+            }
             Err(e) => {
-                let len = unit_len(ob, o, e);
+                let len = unit_len(&ob[..room.max(o)], o, e).min(room.max(o + 1) - o);
                 let (a, b) = (&ob[o..(o + len).min(ob.len())], nb.get(n..n + len));
                 if b != Some(a) {
                     report.mismatch(
@@ -236,6 +299,7 @@ mod tests {
                 bytes: &new,
                 addr: 0x1000,
             },
+            NonCode::default(),
             true,
             Xlen::Rv64,
             &mut r,
@@ -264,6 +328,7 @@ mod tests {
                 bytes: &new,
                 addr: 0x10,
             },
+            NonCode::default(),
             true,
             Xlen::Rv64,
             &mut r,
@@ -291,6 +356,7 @@ mod tests {
                 bytes: &new,
                 addr: 0,
             },
+            NonCode::default(),
             true,
             Xlen::Rv64,
             &mut r,
