@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use padtrim::plan::Layout;
 use padtrim::rewrite::{rewrite as run_rewrite, RewriteOptions, RewriteStats};
+use padtrim::verify::{verify, VerifyReport};
 
 use crate::input::Input;
 use crate::Outcome;
@@ -34,6 +35,9 @@ pub struct RewriteArgs {
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write the output without verifying it first (`padtrim verify` can check it later).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// `--layout` values.
@@ -71,13 +75,75 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
         force: args.force,
     };
     let (bytes, stats) = run_rewrite(input.bytes(), opts).with_context(|| input.name())?;
+    let verified = if args.no_verify {
+        None
+    } else {
+        Some(verify_output(&input, &bytes, &stats)?)
+    };
     write_atomically(&args.output, &bytes)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        let mut json = serde_json::to_value(&stats)?;
+        if let (serde_json::Value::Object(map), Some(v)) = (&mut json, &verified) {
+            map.insert("verify".into(), serde_json::to_value(v)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print_stats(&input.name(), &args.output, &stats);
+        if let Some(v) = &verified {
+            print_verified(v);
+        }
     }
     Ok(Outcome::Success)
+}
+
+/// Translation validation of the new bytes against the input, before anything is written:
+/// a rewrite that fails it is an error (exit 2) and leaves no output.
+fn verify_output(input: &Input, bytes: &[u8], stats: &RewriteStats) -> Result<VerifyReport> {
+    if stats.unchanged {
+        return Ok(VerifyReport {
+            skipped: Some("the output is the input, unchanged".into()),
+            ..VerifyReport::default()
+        });
+    }
+    let old = input.elf()?;
+    let new = padtrim::elf::parse(bytes)
+        .with_context(|| format!("{}: the rewritten file cannot be read back", input.name()))?;
+    let report =
+        verify(&old, &new).with_context(|| format!("{}: verifying the rewrite", input.name()))?;
+    if !report.is_ok() {
+        let first = report
+            .mismatches
+            .first()
+            .map_or_else(String::new, |m| format!("; first: {m}"));
+        bail!(
+            "{}: the rewrite failed verification ({} mismatches{first}); nothing written \
+             (--no-verify writes it anyway; `padtrim verify IN OUT` lists the mismatches)",
+            input.name(),
+            report.mismatch_count
+        );
+    }
+    Ok(report)
+}
+
+fn print_verified(v: &VerifyReport) {
+    if let Some(why) = &v.skipped {
+        println!("  verified:            not needed ({why})");
+        return;
+    }
+    let c = &v.counts;
+    println!(
+        "  verified:            {} instructions, {} branches, {} auipc pairs, {} data references, {} symbols: no mismatches{}",
+        c.instructions,
+        c.branches,
+        c.auipc_pairs + c.unrelocated_auipc,
+        c.data_words + c.differences + c.dynamic_relocations + c.got_words,
+        c.symbols,
+        if v.warning_count > 0 {
+            format!(" ({} warnings: `padtrim verify` lists them)", v.warning_count)
+        } else {
+            String::new()
+        }
+    );
 }
 
 fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
