@@ -278,7 +278,7 @@ fn check_reloc(
         let mut any = false;
         for &(_, lsec, lp) in partners {
             any = true;
-            let (Some(ol), Some((nlp, nl))) = (code.old_insn(lsec, lp), code.new_insn(lsec, lp))
+            let (Some(ol), Some((_, nl))) = (code.old_insn(lsec, lp), code.new_insn(lsec, lp))
             else {
                 report.counts.unchecked += 1;
                 continue;
@@ -297,7 +297,7 @@ fn check_reloc(
             expect(
                 report,
                 "auipc pair",
-                (lp, nlp),
+                (p, np),
                 tgt,
                 code.mapper.map(tgt),
                 found,
@@ -409,14 +409,14 @@ fn unrelocated_auipc(
             break;
         };
         if base_reg(&u) == Some(rd) && rd != 0 {
-            if let (Some(olo), Some((nu_at, nu))) = (lo_imm(&u), code.new_insn(sec, pc)) {
+            if let (Some(olo), Some((_, nu))) = (lo_imm(&u), code.new_insn(sec, pc)) {
                 if let Some(nlo) = lo_imm(&nu) {
                     users += 1;
                     let (tgt, found) = (code.add(ov, olo), code.add(nv, nlo));
                     expect(
                         report,
                         "auipc pair",
-                        (pc, nu_at),
+                        (at, na),
                         tgt,
                         code.mapper.map(tgt),
                         found,

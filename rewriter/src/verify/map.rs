@@ -94,16 +94,80 @@ pub struct CodeMap {
     pub failed_at: Option<u64>,
     /// Sites of this section, sorted by old entry.
     pub sites: Vec<SiteImage>,
+    /// Old start of every piece (a compact copy for searching).
+    starts: Vec<u64>,
+    /// For every `BUCKET` bytes of the section: how many pieces start before that point.
+    buckets: Vec<u32>,
+    /// For every piece: the first of `sites` at or after its start (sites are looked up often:
+    /// every reference to a function lands in its pad's run).
+    first_site: Vec<u32>,
 }
 
+/// Bytes of old code per search bucket (log2).
+const BUCKET_SHIFT: u32 = 6;
+
 impl CodeMap {
+    /// Prepares the search index; call once the pieces are final.
+    pub fn index(&mut self) {
+        self.starts = self.pieces.iter().map(|p| p.old).collect();
+        let (Some(&base), Some(last)) = (self.starts.first(), self.pieces.last()) else {
+            return;
+        };
+        let end = last.old + last.old_len;
+        let n = ((end - base) >> BUCKET_SHIFT) as usize + 2;
+        self.buckets = Vec::with_capacity(n);
+        let mut i = 0usize;
+        for b in 0..n as u64 {
+            let at = base + (b << BUCKET_SHIFT);
+            while i < self.starts.len() && self.starts[i] < at {
+                i += 1;
+            }
+            self.buckets.push(i as u32);
+        }
+    }
+
+    /// Sets the sites (sorted by old entry) and indexes them by piece.
+    pub fn set_sites(&mut self, sites: Vec<SiteImage>) {
+        self.sites = sites;
+        let mut k = 0usize;
+        self.first_site = self
+            .pieces
+            .iter()
+            .map(|p| {
+                while k < self.sites.len() && self.sites[k].old_entry < p.old {
+                    k += 1;
+                }
+                k as u32
+            })
+            .collect();
+    }
+
+    /// Number of pieces starting at or before `x`.
+    fn locate(&self, x: u64) -> usize {
+        let starts = &self.starts;
+        let Some(&base) = starts.first() else {
+            return 0;
+        };
+        if x < base {
+            return 0;
+        }
+        let b = ((x - base) >> BUCKET_SHIFT) as usize;
+        match (self.buckets.get(b), self.buckets.get(b + 1)) {
+            (Some(&lo), Some(&hi)) => {
+                let (lo, hi) = (lo as usize, hi as usize);
+                lo + starts[lo..hi].partition_point(|&s| s <= x)
+            }
+            _ => starts.partition_point(|&s| s <= x),
+        }
+    }
+
     /// Maps an address in `[start, end]` of the section (`end` = one past the last byte).
     pub fn map(&self, x: u64) -> Mapped {
         if self.failed_at.is_some_and(|f| x >= f) {
             return Mapped::Unknown;
         }
         // The last piece starting at or before x that covers it.
-        let i = self.pieces.partition_point(|p| p.old <= x);
+        let i = self.locate(x);
         if i == 0 {
             return Mapped::Unknown;
         }
@@ -112,7 +176,7 @@ impl CodeMap {
             if !p.run {
                 return Mapped::Exact(p.new + (x - p.old));
             }
-            return self.map_in_run(&p, x);
+            return self.map_in_run(i - 1, &p, x);
         }
         // Past the last covering piece: only the section end (or an empty trailing run).
         if i == self.pieces.len() {
@@ -125,8 +189,11 @@ impl CodeMap {
         Mapped::Unknown
     }
 
-    fn map_in_run(&self, p: &Piece, x: u64) -> Mapped {
-        let i = self.sites.partition_point(|s| s.old_entry < p.old);
+    fn map_in_run(&self, piece: usize, p: &Piece, x: u64) -> Mapped {
+        let i = match self.first_site.get(piece) {
+            Some(&k) => k as usize,
+            None => self.sites.partition_point(|s| s.old_entry < p.old),
+        };
         for s in self.sites[i..]
             .iter()
             .take_while(|s| s.old_entry < p.old + p.old_len)
@@ -172,7 +239,7 @@ impl CodeMap {
 
     /// The run piece containing `x`, if `x` is in one.
     pub fn run_at(&self, x: u64) -> Option<Piece> {
-        let i = self.pieces.partition_point(|p| p.old <= x);
+        let i = self.locate(x);
         let p = *self.pieces.get(i.checked_sub(1)?)?;
         (p.run && x < p.old + p.old_len).then_some(p)
     }
@@ -268,6 +335,12 @@ mod tests {
     use super::*;
 
     fn code() -> CodeMap {
+        let mut c = raw_code();
+        c.index();
+        c
+    }
+
+    fn raw_code() -> CodeMap {
         // old: rigid 0x100..0x108, run 0x108..0x118 (site entry 0x108, func 0x10c),
         //      rigid 0x118..0x120
         // new: rigid 0x100..0x108, run 0x108..0x10c,                       rigid 0x10c..0x114
@@ -303,6 +376,7 @@ mod tests {
                 new_entry: 0x108,
                 new_func: 0x108,
             }],
+            ..CodeMap::default()
         }
     }
 

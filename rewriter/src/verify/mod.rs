@@ -37,6 +37,7 @@ use object::elf;
 use crate::elf::{ElfFile, FileKind, RelocSection, Section};
 use crate::error::Result;
 use crate::riscv::Xlen;
+use crate::scan::scan;
 use map::{Mapper, SectionImage};
 
 /// Name of the table section a rewrite adds.
@@ -82,16 +83,45 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
         dyn_perm: versions::dynsym_permutation(original, rewritten)?,
     };
     let islands = sites::claimed_islands(&ctx);
-    let (mut mapper, walks) = build_map(&ctx, &islands, &mut report);
+    // The scan of the original and the code walk are independent: run them side by side.
+    let (scanned, (mut mapper, walks, walked)) = rayon::join(
+        || scan(original),
+        || {
+            let mut r = VerifyReport::default();
+            let (mapper, walks) = build_map(&ctx, &islands, &mut r);
+            (mapper, walks, r)
+        },
+    );
+    report.merge(walked);
     let mut covered = bytes::Covered::default();
-    sites::check_sites(&ctx, &mut mapper, &islands, &mut covered, &mut report)?;
-    let tls_got = code_refs::check(&ctx, &mapper, &walks, &mut report);
-    data::check(&ctx, &mapper, &tls_got, &mut covered, &mut report)?;
-    kernel::check(&ctx, &mapper, &mut covered, &mut report);
-    versions::check(&ctx, &mut covered, &mut report);
-    versions::hash_tables(&ctx, &mut covered, &mut report)?;
-    bytes::compare(&ctx, &covered, &mut report);
-    symbols::check(&ctx, &mapper, &mut report)?;
+    sites::check_sites(
+        &ctx,
+        &scanned?,
+        &mut mapper,
+        &islands,
+        &mut covered,
+        &mut report,
+    )?;
+    // Symbols need only the map; everything else shares the covered fields.
+    let (refs, syms) = rayon::join(
+        || -> Result<VerifyReport> {
+            let mut r = VerifyReport::default();
+            let tls_got = code_refs::check(&ctx, &mapper, &walks, &mut r);
+            data::check(&ctx, &mapper, &tls_got, &mut covered, &mut r)?;
+            kernel::check(&ctx, &mapper, &mut covered, &mut r);
+            versions::check(&ctx, &mut covered, &mut r);
+            versions::hash_tables(&ctx, &mut covered, &mut r)?;
+            bytes::compare(&ctx, &covered, &mut r);
+            Ok(r)
+        },
+        || -> Result<VerifyReport> {
+            let mut r = VerifyReport::default();
+            symbols::check(&ctx, &mapper, &mut r)?;
+            Ok(r)
+        },
+    );
+    report.merge(refs?);
+    report.merge(syms?);
     Ok(report)
 }
 
@@ -290,6 +320,7 @@ fn build_map(
                 report,
             );
             image.code = Some(mapper.code.len());
+            w.map.index();
             mapper.code.push(std::mem::take(&mut w.map));
             mapper.islands.extend(&w.islands);
             walks.push(w);

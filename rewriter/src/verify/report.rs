@@ -5,57 +5,73 @@ use serde::Serialize;
 /// How many mismatches a report keeps (all are counted).
 pub const MAX_MISMATCHES: usize = 50;
 
-/// Counts of what was checked, by category.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Counts {
+/// Defines [`Counts`] and its field-wise sum from one list of fields.
+macro_rules! counts {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
+        /// Counts of what was checked, by category.
+        #[derive(Debug, Clone, Default, Serialize)]
+        pub struct Counts {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl Counts {
+            /// Adds `other`'s counts to these.
+            pub fn add(&mut self, other: &Counts) {
+                $(self.$name += other.$name;)*
+            }
+        }
+    };
+}
+
+counts! {
     /// Section pairs matched between the files.
-    pub sections: u64,
+    sections,
     /// Instructions compared one to one (same encoding apart from relocated immediates).
-    pub instructions: u64,
+    instructions,
     /// Nop runs matched (padding and pads, elastic).
-    pub nop_runs: u64,
+    nop_runs,
     /// Patch sites whose pad was found and whose slot was checked.
-    pub sites: u64,
+    sites,
     /// Branches and jumps whose new target is the image of the old one.
-    pub branches: u64,
+    branches,
     /// `auipc` pairs (calls, `%pcrel_hi`/`%pcrel_lo`, GOT and TLS forms) checked from relocations.
-    pub auipc_pairs: u64,
+    auipc_pairs,
     /// `auipc` pairs without relocations (PLT stubs, assembly) paired by decoding.
-    pub unrelocated_auipc: u64,
+    unrelocated_auipc,
     /// Absolute `%hi`/`%lo` immediates.
-    pub absolute: u64,
+    absolute,
     /// `gp`-relative accesses.
-    pub gp_relative: u64,
+    gp_relative,
     /// Pointer-sized and 32-bit data words under relocations.
-    pub data_words: u64,
+    data_words,
     /// Differences (`ADD`/`SUB`/`SET` pairs, ULEB128) and PC-relative data words.
-    pub differences: u64,
+    differences,
     /// Dynamic relocation entries (`.rela.dyn`, `.rela.plt`).
-    pub dynamic_relocations: u64,
+    dynamic_relocations,
     /// GOT words.
-    pub got_words: u64,
+    got_words,
     /// `.dynamic` entries.
-    pub dynamic_entries: u64,
+    dynamic_entries,
     /// `.eh_frame_hdr` fields and table entries.
-    pub eh_frame_hdr: u64,
+    eh_frame_hdr,
     /// Symbols (`.symtab` and `.dynsym`).
-    pub symbols: u64,
+    symbols,
     /// `__mcount_loc` entries.
-    pub mcount_entries: u64,
+    mcount_entries,
     /// Trampoline islands (jump, place, reach).
-    pub islands: u64,
+    islands,
     /// Alignment points (`R_RISCV_ALIGN`, aligned functions, slot alignment).
-    pub alignment_points: u64,
+    alignment_points,
     /// Bytes compared for equality outside relocated fields.
-    pub bytes_compared: u64,
+    bytes_compared,
     /// Kernel table entries decoded from their bytes (`__ex_table`, kallsyms).
-    pub kernel_table_entries: u64,
+    kernel_table_entries,
     /// Relocation entries of the output checked against the originals.
-    pub output_relocations: u64,
+    output_relocations,
     /// Program headers checked.
-    pub segments: u64,
+    segments,
     /// References that could not be checked because their code was not mapped.
-    pub unchecked: u64,
+    unchecked,
 }
 
 /// One difference between what the rewrite should have produced and what it did.
@@ -114,6 +130,20 @@ impl VerifyReport {
     /// True when no mismatch was found.
     pub fn is_ok(&self) -> bool {
         self.mismatch_count == 0
+    }
+
+    /// Adds the findings of a check run on its own (in parallel) to this report.
+    pub(crate) fn merge(&mut self, other: VerifyReport) {
+        self.counts.add(&other.counts);
+        self.slot_bytes = self.slot_bytes.or(other.slot_bytes);
+        self.pre_bytes = self.pre_bytes.or(other.pre_bytes);
+        self.mismatch_count += other.mismatch_count;
+        let room = MAX_MISMATCHES.saturating_sub(self.mismatches.len());
+        self.mismatches
+            .extend(other.mismatches.into_iter().take(room));
+        self.warning_count += other.warning_count;
+        let room = MAX_MISMATCHES.saturating_sub(self.warnings.len());
+        self.warnings.extend(other.warnings.into_iter().take(room));
     }
 
     /// Records a warning.

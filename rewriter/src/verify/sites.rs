@@ -18,7 +18,7 @@ use super::Ctx;
 use crate::elf::{read_uint, ElfFile, FileKind, RelocSection};
 use crate::error::Result;
 use crate::riscv::NOP;
-use crate::scan::{scan, TABLE_SECTION};
+use crate::scan::{Scan, TABLE_SECTION};
 
 /// Symbol of the runtime's descriptor.
 const DESCRIPTOR_SYMBOL: &str = "padtrim_descriptor";
@@ -52,23 +52,23 @@ fn read_table(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Table {
         }
         return t;
     }
-    let mut relative = BTreeMap::new();
-    for rs in relocs.iter().filter(|r| file.sections[r.index].is_alloc()) {
-        for r in rs
-            .relocs
-            .iter()
-            .filter(|r| r.r_type == elf::R_RISCV_RELATIVE.0)
-        {
-            relative.insert(r.offset, r.addend as u64);
-        }
-    }
+    // The loader's addends, by place (sorted; the table is read in address order).
+    let mut relative: Vec<(u64, u64)> = relocs
+        .iter()
+        .filter(|r| file.sections[r.index].is_alloc())
+        .flat_map(|rs| rs.relocs.iter())
+        .filter(|r| r.r_type == elf::R_RISCV_RELATIVE.0)
+        .map(|r| (r.offset, r.addend as u64))
+        .collect();
+    relative.sort_unstable();
     for s in file.sections.iter().filter(|s| s.name == TABLE_SECTION) {
         let data = file.section_data(s).unwrap_or(&[]);
         for off in (0..data.len()).step_by(ptr) {
             let at = s.addr + off as u64;
             let v = relative
-                .get(&at)
-                .copied()
+                .binary_search_by_key(&at, |r| r.0)
+                .ok()
+                .map(|k| relative[k].1)
                 .or_else(|| read_uint(data, off, ptr))
                 .unwrap_or(0);
             t.values.push(v);
@@ -122,12 +122,12 @@ struct Placed {
 /// descriptor.
 pub(super) fn check_sites(
     ctx: &Ctx<'_, '_, '_>,
+    old_scan: &Scan,
     mapper: &mut Mapper,
     islands: &[u64],
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) -> Result<()> {
-    let old_scan = scan(ctx.old)?;
     let sites = &old_scan.sites;
     if sites.is_empty() {
         return Ok(());
@@ -282,7 +282,7 @@ pub(super) fn check_sites(
     }
     for (code, mut v) in images {
         v.sort_by_key(|s| s.old_entry);
-        mapper.code[code].sites = v;
+        mapper.code[code].set_sites(v);
     }
 
     // One slot size and one kept-pre size for all pads (each capped by what the pad had).

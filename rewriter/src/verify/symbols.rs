@@ -114,9 +114,12 @@ fn symbol_table(
         } else if let Some(sec) = o.section() {
             let value = mapper.map_in(sec, o.value);
             // At a boundary the address may also be read as the next section's start.
-            let value = match (value, mapper.map(o.value)) {
-                (v, g) if v.accepts(n.value) || !g.accepts(n.value) => v,
-                (_, g) => g,
+            let value = match value.accepts(n.value) {
+                true => value,
+                false => match mapper.map(o.value) {
+                    g if g.accepts(n.value) => g,
+                    _ => value,
+                },
             };
             let size = if o.size > 0 && ctx.is_code(sec) {
                 match mapper

@@ -257,6 +257,7 @@ pub fn walk(
         n += len;
     }
     out.map.pieces = pieces;
+    out.map.index();
     out
 }
 
