@@ -16,6 +16,8 @@
 //! Without the C extension every instruction and every deletion is a multiple of 4 bytes,
 //! so slots that were aligned stay aligned without help.
 
+use std::collections::HashSet;
+
 use object::elf;
 
 use super::offsets::{Edit, Inserted, OffsetMap};
@@ -64,15 +66,6 @@ impl SectionPlan {
 /// Relocation types after which the linker may delete bytes further on in the section.
 fn relaxes(r: &Reloc) -> bool {
     r.r_type == elf::R_RISCV_RELAX.0 || r.r_type == elf::R_RISCV_ALIGN.0
-}
-
-/// An `R_RISCV_ALIGN` that already aligns `point` to at least 4 bytes.
-fn aligned_by_existing(relocs: &[Reloc], point: u64) -> bool {
-    relocs.iter().any(|r| {
-        r.r_type == elf::R_RISCV_ALIGN.0
-            && r.addend >= 2
-            && r.offset.wrapping_add(r.addend as u64) == point
-    })
 }
 
 /// What tells, in code the linker does not relax, which points were aligned by the
@@ -140,7 +133,8 @@ enum Point {
 
 /// The walk over one section: edits so far and the running size change.
 struct Walk<'a> {
-    relocs: &'a [Reloc],
+    /// Offset of the first relocation after which the linker may delete bytes.
+    first_relax: Option<u64>,
     evidence: AlignmentEvidence<'a>,
     edits: Vec<Edit>,
     /// New offset minus old offset of the next kept byte.
@@ -153,7 +147,7 @@ struct Walk<'a> {
 impl Walk<'_> {
     /// True if the linker may delete bytes before `x` in this section.
     fn relaxable_before(&self, x: u64) -> bool {
-        self.added_align || self.relocs.iter().any(|r| relaxes(r) && r.offset < x)
+        self.added_align || self.first_relax.is_some_and(|o| o < x)
     }
 
     /// Keeps the alignment of the point `x` (whose first kept byte is `keep_from`) in code
@@ -189,25 +183,36 @@ impl Walk<'_> {
     }
 }
 
-/// Plans the edits of executable section `index`, whose pads are `site_ids` (sorted by
-/// entry) and whose relocations are `relocs`.
+/// One executable section and what refers to it.
+pub struct SectionInput<'a> {
+    /// Section index.
+    pub index: usize,
+    /// Its relocations.
+    pub relocs: &'a [Reloc],
+    /// Indices of the symbols defined in it.
+    pub symbols: &'a [usize],
+}
+
+/// Plans the edits of executable section `input`, whose pads are `site_ids` (sorted by
+/// entry).
 pub fn plan_section(
     file: &ElfFile<'_>,
-    index: usize,
+    input: &SectionInput<'_>,
     sites: &[PatchSite],
     site_ids: &[usize],
-    relocs: &[Reloc],
     opts: CutOptions,
 ) -> Result<SectionPlan> {
+    let (index, relocs) = (input.index, input.relocs);
     let sec = &file.sections[index];
     let old = file.section_data(sec)?;
     let size = old.len() as u64;
     let rvc = file.rvc();
     let name = sec.name;
-    let funcs: Vec<(u64, u64)> = file
+    let funcs: Vec<(u64, u64)> = input
         .symbols
         .iter()
-        .filter(|s| s.kind == elf::STT_FUNC.0 && s.section() == Some(index))
+        .map(|&k| &file.symbols[k])
+        .filter(|s| s.kind == elf::STT_FUNC.0)
         .map(|s| (s.value, s.value.saturating_add(s.size)))
         .collect();
     let mut func_ends: Vec<u64> = funcs.iter().map(|f| f.1).collect();
@@ -217,9 +222,12 @@ pub fn plan_section(
         .map(|&i| (sites[i].entry, Point::Site(i)))
         .collect();
     for &(value, _) in &funcs {
-        let in_pad = site_ids.iter().any(|&i| {
-            let s = &sites[i];
-            value >= s.entry && value <= s.entry + u64::from(s.pad_bytes)
+        // Sites are sorted by entry: the last one at or before `value` is the only one
+        // whose pad can hold it.
+        let k = site_ids.partition_point(|&i| sites[i].entry <= value);
+        let in_pad = k.checked_sub(1).is_some_and(|k| {
+            let s = &sites[site_ids[k]];
+            value <= s.entry + u64::from(s.pad_bytes)
         });
         if !in_pad {
             points.push((value, Point::Func(value)));
@@ -228,7 +236,7 @@ pub fn plan_section(
     points.sort_by_key(|p| p.0);
     points.dedup_by_key(|p| p.0);
     let mut walk = Walk {
-        relocs,
+        first_relax: relocs.iter().filter(|r| relaxes(r)).map(|r| r.offset).min(),
         evidence: AlignmentEvidence {
             old,
             section_align: sec.align,
@@ -241,11 +249,22 @@ pub fn plan_section(
     };
     let mut cuts = Vec::with_capacity(site_ids.len());
     let mut align = sec.align;
+    let mut relocated: Vec<(u64, u32)> = relocs
+        .iter()
+        .filter(|r| r.r_type != elf::R_RISCV_NONE.0)
+        .map(|r| (r.offset, r.r_type))
+        .collect();
+    relocated.sort_unstable();
+    // The first relocation in [from, to).
     let in_reloc = |from: u64, to: u64| {
-        relocs
-            .iter()
-            .find(|r| r.offset >= from && r.offset < to && r.r_type != elf::R_RISCV_NONE.0)
+        let k = relocated.partition_point(|&(o, _)| o < from);
+        relocated.get(k).copied().filter(|&(o, _)| o < to)
     };
+    let aligned_points: HashSet<u64> = relocs
+        .iter()
+        .filter(|r| r.r_type == elf::R_RISCV_ALIGN.0 && r.addend >= 2)
+        .map(|r| r.offset.wrapping_add(r.addend as u64))
+        .collect();
     for (_, point) in points {
         let i = match point {
             Point::Site(i) => i,
@@ -277,17 +296,16 @@ pub fn plan_section(
                 cut.keep_pre
             )));
         }
-        if let Some(r) = in_reloc(entry, entry + u64::from(cut.cut_pre)) {
+        if let Some((at, r_type)) = in_reloc(entry, entry + u64::from(cut.cut_pre)) {
             return Err(Error::refused(format!(
-                "{name}+{:#x}: relocation type {} inside the pad of the function at {name}+{func:#x}",
-                r.offset, r.r_type
+                "{name}+{at:#x}: relocation type {r_type} inside the pad of the function at {name}+{func:#x}"
             )));
         }
         // The nop run may continue into alignment nops or relocated code: cut only up to
         // the first relocation after the slot.
         let post = func + u64::from(cut.keep_slot);
-        if let Some(r) = in_reloc(post, post + u64::from(cut.cut_post)) {
-            cut.cut_post = (r.offset - post) as u32;
+        if let Some((at, _)) = in_reloc(post, post + u64::from(cut.cut_post)) {
+            cut.cut_post = (at - post) as u32;
         }
         let keep_from = entry + u64::from(cut.cut_pre);
         let align_insert = walk.keep_alignment(entry, keep_from);
@@ -313,7 +331,7 @@ pub fn plan_section(
                     )));
                 }
             } else if walk.relaxable_before(entry) {
-                if !aligned_by_existing(relocs, entry) || !cut.keep_pre.is_multiple_of(4) {
+                if !aligned_points.contains(&entry) || !cut.keep_pre.is_multiple_of(4) {
                     if !cut.keep_pre.is_multiple_of(4) {
                         return Err(Error::refused(format!(
                             "{name}+{func:#x}: cannot keep {} bytes before an aligned 4-byte slot \

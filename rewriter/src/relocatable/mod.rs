@@ -21,7 +21,7 @@ mod symbols;
 mod unrelocated;
 mod write;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use object::elf;
 
@@ -89,15 +89,32 @@ pub fn rewrite_relocatable(
     for (i, s) in scan.sites.iter().enumerate() {
         by_section.entry(s.section).or_default().push(i);
     }
+    // Lookups by section, built once: objects with -ffunction-sections have thousands.
+    let by_target: HashMap<usize, usize> = relocs
+        .iter()
+        .enumerate()
+        .map(|(k, rs)| (rs.target, k))
+        .collect();
     let relocs_of = |index: usize| -> &[crate::elf::Reloc] {
-        relocs
-            .iter()
-            .find(|rs| rs.target == index)
-            .map_or(&[], |rs| rs.relocs.as_slice())
+        by_target
+            .get(&index)
+            .map_or(&[], |&k| relocs[k].relocs.as_slice())
     };
+    let mut symbols_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    for s in &file.symbols {
+        if let Some(sec) = s.section() {
+            symbols_of.entry(sec).or_default().push(s.index);
+        }
+    }
+    let symbols_in = |index: usize| symbols_of.get(&index).map_or(&[][..], Vec::as_slice);
     let mut plans = BTreeMap::new();
     for (&index, ids) in &by_section {
-        let plan = layout::plan_section(file, index, &scan.sites, ids, relocs_of(index), cut)?;
+        let section = layout::SectionInput {
+            index,
+            relocs: relocs_of(index),
+            symbols: symbols_in(index),
+        };
+        let plan = layout::plan_section(file, &section, &scan.sites, ids, cut)?;
         if !plan.is_unchanged(file.sections[index].align) {
             plans.insert(index, plan);
         }
@@ -128,7 +145,8 @@ pub fn rewrite_relocatable(
     // 3. What the assembler resolved without relocations.
     let mut fixups = 0;
     for plan in plans.values_mut() {
-        fixups += unrelocated::fix_section(file, plan, relocs_of(plan.index))?;
+        fixups +=
+            unrelocated::fix_section(file, plan, relocs_of(plan.index), symbols_in(plan.index))?;
     }
     let mut changes = write::Changes::default();
     for sec in file

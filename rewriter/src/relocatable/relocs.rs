@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use object::elf;
 
 use super::layout::SectionPlan;
+use super::offsets::Inserted;
 use super::symbols::{map_addend, Maps, NewSymbol};
 use crate::elf::{ElfFile, Reloc, RelocSection};
 use crate::error::{Error, Result};
@@ -17,6 +18,16 @@ pub struct MovedRelocs {
     pub by_section: BTreeMap<usize, Vec<Reloc>>,
     /// Relocation type → entries moved or re-targeted (plus the added `R_RISCV_ALIGN`s).
     pub types: BTreeMap<u32, usize>,
+}
+
+/// The `R_RISCV_ALIGN` entry of an alignment reserve.
+fn align_entry(ins: &Inserted) -> Reloc {
+    Reloc {
+        offset: ins.new_offset,
+        r_type: elf::R_RISCV_ALIGN.0,
+        sym: 0,
+        addend: ins.len as i64,
+    }
 }
 
 /// Rewrites every relocation section. Relocation sections applying to a section in
@@ -64,23 +75,23 @@ pub fn move_relocations(
             entries.push(new);
         }
         if let Some(plan) = plans.get(&target) {
-            for ins in plan.inserted.iter().filter(|i| i.align) {
-                // In front of the first entry after the reserve: nothing is relocated inside
-                // it, so no pair (a relocation and its R_RISCV_RELAX) is split.
-                let at = entries
-                    .iter()
-                    .position(|e| e.offset > ins.new_offset)
-                    .unwrap_or(entries.len());
-                entries.insert(
-                    at,
-                    Reloc {
-                        offset: ins.new_offset,
-                        r_type: elf::R_RISCV_ALIGN.0,
-                        sym: 0,
-                        addend: ins.len as i64,
-                    },
-                );
-                *out.types.entry(elf::R_RISCV_ALIGN.0).or_insert(0) += 1;
+            // Each reserve goes in front of the first entry after it: nothing is relocated
+            // inside a reserve, so no pair (a relocation and its R_RISCV_RELAX) is split.
+            let mut aligns = plan.inserted.iter().filter(|i| i.align).peekable();
+            if aligns.peek().is_some() {
+                let mut merged = Vec::with_capacity(entries.len() + plan.inserted.len());
+                for e in entries {
+                    while let Some(ins) = aligns.next_if(|i| i.new_offset < e.offset) {
+                        merged.push(align_entry(ins));
+                        *out.types.entry(elf::R_RISCV_ALIGN.0).or_insert(0) += 1;
+                    }
+                    merged.push(e);
+                }
+                for ins in aligns {
+                    merged.push(align_entry(ins));
+                    *out.types.entry(elf::R_RISCV_ALIGN.0).or_insert(0) += 1;
+                }
+                entries = merged;
                 changed = true;
             }
         }
@@ -90,8 +101,9 @@ pub fn move_relocations(
     }
     // A section that needs an alignment reserve but has no relocation section cannot
     // happen: reserves are only added after relaxable relocations of the same section.
+    let targets: BTreeSet<usize> = relocs.iter().map(|rs| rs.target).collect();
     for plan in plans.values() {
-        let has_rela = relocs.iter().any(|rs| rs.target == plan.index);
+        let has_rela = targets.contains(&plan.index);
         if !has_rela && plan.inserted.iter().any(|i| i.align) {
             return Err(Error::refused(format!(
                 "{}: an alignment relocation is needed but the section has no relocations",

@@ -15,11 +15,10 @@ use crate::riscv::{self, decode, hi_lo, DecodeError, Insn, Op, Xlen};
 const AUIPC_WINDOW: usize = 8;
 
 /// Ranges of a section that hold data, from its `$d`/`$x` mapping symbols.
-fn data_ranges(file: &ElfFile<'_>, index: usize, size: u64) -> Vec<(u64, u64)> {
-    let mut marks: Vec<(u64, bool)> = file
-        .symbols
+fn data_ranges(file: &ElfFile<'_>, symbols: &[usize], size: u64) -> Vec<(u64, u64)> {
+    let mut marks: Vec<(u64, bool)> = symbols
         .iter()
-        .filter(|s| s.section() == Some(index))
+        .map(|&k| &file.symbols[k])
         .filter_map(|s| match s.name {
             "$d" => Some((s.value, true)),
             n if n.starts_with("$x") => Some((s.value, false)),
@@ -176,10 +175,15 @@ impl Sweep<'_> {
 
 /// Fixes every unrelocated PC-relative instruction of an edited section; returns how
 /// many instructions were rewritten.
-pub fn fix_section(file: &ElfFile<'_>, plan: &mut SectionPlan, relocs: &[Reloc]) -> Result<usize> {
+pub fn fix_section(
+    file: &ElfFile<'_>,
+    plan: &mut SectionPlan,
+    relocs: &[Reloc],
+    symbols: &[usize],
+) -> Result<usize> {
     let sec = &file.sections[plan.index];
     let old = file.section_data(sec)?;
-    let data = data_ranges(file, plan.index, old.len() as u64);
+    let data = data_ranges(file, symbols, old.len() as u64);
     let mut sweep = Sweep {
         name: sec.name,
         old,
@@ -191,9 +195,13 @@ pub fn fix_section(file: &ElfFile<'_>, plan: &mut SectionPlan, relocs: &[Reloc])
     let mut off = 0usize;
     while off + 2 <= old.len() {
         let at = off as u64;
-        if let Some(&(_, end)) = data.iter().find(|(s, e)| at >= *s && at < *e) {
-            off = end as usize;
-            continue;
+        // Data ranges are sorted and disjoint.
+        let k = data.partition_point(|&(_, e)| e <= at);
+        if let Some(&(s, end)) = data.get(k) {
+            if at >= s {
+                off = end as usize;
+                continue;
+            }
         }
         let insn = match decode(&old[off..], sweep.xlen) {
             Ok(i) => i,
