@@ -978,3 +978,48 @@ fn unrelaxed_objects_keep_aligned_functions_aligned() {
         assert_eq!(out.status.code(), Some(3));
     }
 }
+
+/// Compressed debug sections (`-gz`) cannot be checked in place: refused with the way out,
+/// and the decompressed object rewrites and runs.
+#[test]
+fn compressed_debug_sections_are_refused_until_decompressed() {
+    let basic = objects()
+        .into_iter()
+        .find(|a| a.program == "basic")
+        .expect("basic");
+    let dir = scratch_dir("rewrite-obj-gz");
+    let obj = dir.join("basic-gz.o");
+    run(Command::new("riscv64-linux-gnu-gcc")
+        .args([
+            "-march=rv64gc",
+            "-O0",
+            "-g",
+            "-gz",
+            "-fpatchable-function-entry=8",
+            "-c",
+        ])
+        .arg(&basic.sources[0])
+        .arg("-o")
+        .arg(&obj))
+    .unwrap();
+    let out = dir.join("new.o");
+    let rw = rewrite(&obj, &out, 4);
+    assert_eq!(rw.status.code(), Some(2), "{}", describe(&rw));
+    assert!(String::from_utf8_lossy(&rw.stderr).contains("--decompress-debug-sections"));
+    assert!(!out.exists());
+    let plain = dir.join("basic-plain.o");
+    run(Command::new("riscv64-linux-gnu-objcopy")
+        .arg("--decompress-debug-sections")
+        .arg(&obj)
+        .arg(&plain))
+    .unwrap();
+    let rw = rewrite(&plain, &out, 4);
+    assert!(rw.status.success(), "{}", describe(&rw));
+    let bin = dir.join("new");
+    run(Command::new("riscv64-linux-gnu-gcc")
+        .arg(&out)
+        .arg("-o")
+        .arg(&bin))
+    .unwrap();
+    assert_eq!(run_qemu(&bin, &[], &[]).status.code(), Some(3));
+}

@@ -211,6 +211,10 @@ pub fn refuse_constant_distances(
     let Some(line) = file.section_by_name(".debug_line") else {
         return Ok(());
     };
+    if maps.is_empty() {
+        return Ok(());
+    }
+    super::frames::refuse_compressed(line)?;
     let mut by_offset: BTreeMap<u64, Vec<Reloc>> = BTreeMap::new();
     for rs in relocs.iter().filter(|rs| rs.target == line.index) {
         for r in &rs.relocs {

@@ -411,6 +411,18 @@ impl Frames<'_, '_> {
     }
 }
 
+/// Refuses a compressed section (`-gz`) that would have to be read.
+pub fn refuse_compressed(sec: &crate::elf::Section<'_>) -> Result<()> {
+    if sec.flags & object::elf::SHF_COMPRESSED.0 != 0 {
+        return Err(Error::Unsupported(format!(
+            "{} is compressed; decompress the debug sections first \
+             (`objcopy --decompress-debug-sections`)",
+            sec.name
+        )));
+    }
+    Ok(())
+}
+
 /// Checks and fixes the CFI of frame section `index` (`.eh_frame` or `.debug_frame`)
 /// against the moved code. Returns the new bytes if anything changed, and the number of
 /// fixed fields.
@@ -421,6 +433,10 @@ pub fn fix_frame_section(
     maps: &Maps,
 ) -> Result<(Option<Vec<u8>>, usize)> {
     let sec = &file.sections[index];
+    if maps.is_empty() {
+        return Ok((None, 0));
+    }
+    refuse_compressed(sec)?;
     let flavour = if sec.name == ".eh_frame" {
         Flavour::Eh
     } else {
