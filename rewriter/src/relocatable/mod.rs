@@ -2,15 +2,18 @@
 //! offsets, addends and symbols the way a relaxing linker does.
 //!
 //! Steps: cut the pads of every executable section ([`layout`], with an old → new
-//! [`offsets::OffsetMap`] per section); move every symbol defined there ([`symbols`]);
-//! move every relocation and re-target those that point into moved code, adding an
-//! `R_RISCV_ALIGN` in front of 4-byte slots the linker could misalign ([`relocs`]); fix
-//! what the assembler resolved without relocations — PC-relative instructions
-//! ([`unrelocated`]) and call frame information ([`frames`]); refuse debug information
-//! that holds code distances as constants ([`debug`]); write the file ([`write`]).
+//! [`offsets::OffsetMap`] per section; 4-byte slots and, in code the linker does not relax,
+//! aligned functions kept aligned); move every symbol defined there ([`symbols`]); move
+//! every relocation and re-target those that point into moved code, adding an
+//! `R_RISCV_ALIGN` in front of 4-byte slots the linker's relaxation could misalign
+//! ([`relocs`]); fix what the assembler resolved without relocations — PC-relative
+//! instructions ([`unrelocated`]) and call frame information ([`frames`]); refuse line
+//! tables that advance over moved code by constants, and compressed debug sections
+//! ([`debug`]); write the file with every section and symbol index unchanged ([`write`]).
 //!
 //! The `__patchable_function_entries` records follow their labels onto the first kept pad
-//! byte. With `--slot 0` nothing is left to patch, so the records are dropped.
+//! byte. With `--slot 0` nothing is left to patch, so the records are dropped (the tables
+//! become empty). An object that needs no change is returned byte for byte.
 
 mod debug;
 mod frames;
