@@ -1,15 +1,15 @@
 //! Rewriting relocatable objects (`.o`): shrink pads inside each section and move relocation
 //! offsets, addends and symbols the way a relaxing linker does.
 //!
-//! Steps: cut the pads of every executable section ([`layout`], with an old → new
+//! Steps: cut the pads of every executable section (`layout`, with an old → new
 //! [`offsets::OffsetMap`] per section; 4-byte slots and, in code the linker does not relax,
-//! aligned functions kept aligned); move every symbol defined there ([`symbols`]); move
+//! aligned functions kept aligned); move every symbol defined there (`symbols`); move
 //! every relocation and re-target those that point into moved code, adding an
 //! `R_RISCV_ALIGN` in front of 4-byte slots the linker's relaxation could misalign
-//! ([`relocs`]); fix what the assembler resolved without relocations — PC-relative
-//! instructions ([`unrelocated`]) and call frame information ([`frames`]); refuse line
+//! (`relocs`); fix what the assembler resolved without relocations — PC-relative
+//! instructions (`unrelocated`) and call frame information (`frames`); refuse line
 //! tables that advance over moved code by constants, and compressed debug sections
-//! ([`debug`]); write the file with every section and symbol index unchanged ([`write`]).
+//! (`debug`); write the file with every section and symbol index unchanged (`write`).
 //!
 //! The `__patchable_function_entries` records follow their labels onto the first kept pad
 //! byte. With `--slot 0` nothing is left to patch, so the records are dropped (the tables
