@@ -296,6 +296,15 @@ fn difference(
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) {
+    // The field is this check's, whatever it finds (an unmapped term is counted unchecked).
+    let first = field(group[0].r_type).unwrap_or(Field::Add(4));
+    let width = match first {
+        Field::Add(w) | Field::Sub(w) | Field::Word(w) => w,
+        Field::PcRel => 4,
+        Field::Add6 | Field::Sub6 => 1,
+        Field::Uleb(_) => read_uleb(old.get(off as usize..).unwrap_or(&[])).map_or(1, |u| u.1),
+    };
+    covered.add(ti, off, width as u64);
     let (mut lo, mut hi) = (0i128, 0i128);
     for r in group {
         let (t, m) = reloc_target(ctx, mapper, &ctx.old.symbols, r);
@@ -321,9 +330,8 @@ fn difference(
             Field::Word(_) => {}
         }
     }
-    let first = field(group[0].r_type).unwrap_or(Field::Add(4));
     report.counts.differences += 1;
-    let (ok, old_v, new_v, width) = match first {
+    let (ok, old_v, new_v) = match first {
         Field::Add(w) | Field::Sub(w) => {
             let (Some(a), Some(b)) = (
                 read_uint(old, off as usize, w),
@@ -332,7 +340,7 @@ fn difference(
                 return;
             };
             let base = i128::from(a);
-            (accepts_mod(base + lo, base + hi, b, 8 * w as u32), a, b, w)
+            (accepts_mod(base + lo, base + hi, b, 8 * w as u32), a, b)
         }
         Field::PcRel => {
             let (Some(a), Some(b)) = (
@@ -342,7 +350,7 @@ fn difference(
                 return;
             };
             let base = i128::from(a);
-            (accepts_mod(base + lo, base + hi, b, 32), a, b, 4)
+            (accepts_mod(base + lo, base + hi, b, 32), a, b)
         }
         Field::Add6 | Field::Sub6 => {
             let (Some(a), Some(b)) = (old.get(off as usize), new.get(noff as usize)) else {
@@ -351,7 +359,7 @@ fn difference(
             let base = i128::from(a & 0x3f);
             let ok =
                 a & 0xc0 == b & 0xc0 && accepts_mod(base + lo, base + hi, u64::from(b & 0x3f), 6);
-            (ok, u64::from(*a), u64::from(*b), 1)
+            (ok, u64::from(*a), u64::from(*b))
         }
         Field::Uleb(_) => {
             let (Some((a, la)), Some((b, lb))) = (
@@ -361,16 +369,10 @@ fn difference(
                 return;
             };
             let base = i128::from(a);
-            (
-                la == lb && accepts_mod(base + lo, base + hi, b, 64),
-                a,
-                b,
-                la,
-            )
+            (la == lb && accepts_mod(base + lo, base + hi, b, 64), a, b)
         }
         Field::Word(_) => return,
     };
-    covered.add(ti, off, width as u64);
     if !ok {
         report.mismatch(
             "difference",

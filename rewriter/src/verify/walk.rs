@@ -143,13 +143,13 @@ pub fn walk(
         }
         if o >= ob.len() {
             if n < nb.len() {
-                fail(
-                    &mut out,
-                    report,
-                    o,
-                    n,
-                    "the rewritten section has code past the end of the original's",
-                );
+                // Free space must be whole nops: a cut one is not an instruction.
+                let why = if nb.len() - n < 4 && insn_len(nb[n] as u16) == 4 {
+                    "a nop cut in half at the end of the section's free space"
+                } else {
+                    "the rewritten section has code past the end of the original's"
+                };
+                fail(&mut out, report, o, n, why);
             }
             break;
         }
