@@ -191,7 +191,7 @@ pub(super) fn same_dynamic_string(
 }
 
 /// The System V ELF hash of a symbol name.
-fn sysv_hash(name: &[u8]) -> u32 {
+pub(super) fn sysv_hash(name: &[u8]) -> u32 {
     let mut h: u32 = 0;
     for &c in name {
         h = (h << 4).wrapping_add(u32::from(c));
@@ -227,7 +227,7 @@ fn sysv_finds(table: &[u8], names: &[&str], k: usize) -> bool {
 }
 
 /// The GNU hash of a symbol name.
-fn gnu_hash(name: &[u8]) -> u32 {
+pub(super) fn gnu_hash(name: &[u8]) -> u32 {
     name.iter().fold(5381u32, |h, &c| {
         h.wrapping_mul(33).wrapping_add(u32::from(c))
     })
