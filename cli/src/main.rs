@@ -45,7 +45,25 @@ pub enum Outcome {
     CheckFailed,
 }
 
+/// Dies quietly on a closed pipe (`padtrim report big | head`), as other command-line tools
+/// do, instead of panicking in `println!`.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: restoring the default disposition of one signal before any thread starts.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     if let Command::Record(args) = &cli.command {
         // `record` exits with the traced program's own status.

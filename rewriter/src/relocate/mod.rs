@@ -342,8 +342,19 @@ pub fn relocate(
             if defined {
                 new.addend = t_new.wrapping_sub(gp_new).wrapping_sub(s_new) as i64;
             }
+            // An absolute reference to an undefined symbol without a value (a weak one in a
+            // static link) was resolved to 0 + A: it stays as it is.
+            let absolute = [
+                elf::R_RISCV_HI20.0,
+                elf::R_RISCV_LO12_I.0,
+                elf::R_RISCV_LO12_S.0,
+                elf::R_RISCV_RVC_LUI.0,
+            ]
+            .contains(&r.r_type);
             let (t_old, t_new) = if defined {
                 (t_old, t_new)
+            } else if absolute {
+                (t_old, t_old)
             } else {
                 (u64::MAX, u64::MAX)
             };
