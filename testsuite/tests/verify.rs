@@ -22,20 +22,12 @@ const COMBOS: &[(u32, &str)] = &[
 /// Rewriter bugs that verify finds in the corpus, by the signature of their mismatches
 /// (category, text in what was found). Each must still be found (so the list cannot go
 /// stale): when the rewriter is fixed, remove it.
-const KNOWN_BUGS: &[(&str, &str, &str)] = &[
-    (
-        "absolute",
-        "0xffffffffffffffff",
-        "%lo of an undefined weak symbol (crtstuff's _ITM_deregisterTMCloneTable, non-PIE) \
-         rewritten as -1: relocate::fix_one gives undefined symbols the target u64::MAX",
-    ),
-    (
-        "code",
-        "a nop cut in half",
-        "in-place layout with __mcount_loc: the section is truncated at the table inside a \
+const KNOWN_BUGS: &[(&str, &str, &str)] = &[(
+    "code",
+    "a nop cut in half",
+    "in-place layout with __mcount_loc: the section is truncated at the table inside a \
          4-byte nop of the free tail (the tail starts with its c.nop when it is not 4-aligned)",
-    ),
-];
+)];
 
 /// The program the corruption tests start from: a PIE with jump tables in `.rodata`.
 const BASE: &str = "basic-rv64gc-p8-O2-pie";
@@ -396,6 +388,33 @@ fn a_changed_jump_table_entry_is_caught() {
 }
 
 #[test]
+fn a_changed_frame_range_is_caught() {
+    let good = Good::new("verify-frame");
+    // The first FDE's address range (an ADD32/SUB32 pair in the output's relocations).
+    let frames = binutils::relocations(&good.path)
+        .into_iter()
+        .find(|r| r.name == ".rela.eh_frame")
+        .expect(".rela.eh_frame");
+    let range = frames
+        .entries
+        .iter()
+        .find(|r| r.kind == "R_RISCV_ADD32")
+        .expect("an FDE range");
+    let off = good.offset(range.offset);
+    let v = good.read(off, 4);
+    let report = good.corrupt("frame", |bytes| {
+        write_le(bytes, off, 4, (v + 2) & 0xffff_ffff)
+    });
+    assert_named(&report, &["difference"], range.offset, "FDE range field");
+    assert!(
+        mismatches(&report)
+            .iter()
+            .any(|m| m["category"] == "call frame information"),
+        "the decoded FDE disagrees too: {report}"
+    );
+}
+
+#[test]
 fn a_changed_symbol_value_is_caught() {
     let good = Good::new("verify-symbol");
     let symtab = good.section(".symtab");
@@ -460,8 +479,8 @@ fn rewrite_verifies_before_writing() {
     // and leaves no output behind; once the bug is fixed, the rewrite verifies.
     for b in linked() {
         let target = dir.join(format!("{}.out", b.name));
-        let checked = rewrite(&b.path, &target, 4, "pack", true);
-        let unchecked = rewrite(&b.path, &dir.join("x"), 4, "pack", false);
+        let checked = rewrite(&b.path, &target, 4, "in-place", true);
+        let unchecked = rewrite(&b.path, &dir.join("x"), 4, "in-place", false);
         if !unchecked.status.success() {
             continue;
         }

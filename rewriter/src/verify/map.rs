@@ -302,6 +302,15 @@ impl Mapper {
         }
     }
 
+    /// Maps the end of a range that starts at `start` (an address of some section).
+    pub fn map_end_of(&self, start: u64, end: u64) -> Mapped {
+        let i = self.sections.partition_point(|s| s.old_addr <= start);
+        match i.checked_sub(1).map(|k| &self.sections[k]) {
+            Some(s) if start < s.old_addr + s.old_size => self.map_end_in(s.old_index, end),
+            _ => self.map(end),
+        }
+    }
+
     /// Maps an end address (one past a range) relative to section `index`.
     pub fn map_end_in(&self, index: usize, x: u64) -> Mapped {
         match self.by_index.get(index).copied().flatten() {

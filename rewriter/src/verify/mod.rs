@@ -18,6 +18,7 @@
 //! Relocatable objects are not verified (the report says so).
 
 mod bytes;
+mod cfi;
 mod code_refs;
 mod data;
 mod insn;
@@ -109,6 +110,7 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
             let tls_got = code_refs::check(&ctx, &mapper, &walks, &mut r);
             data::check(&ctx, &mapper, &tls_got, &mut covered, &mut r)?;
             kernel::check(&ctx, &mapper, &mut covered, &mut r);
+            cfi::check(&ctx, &mapper, &mut covered, &mut r);
             versions::check(&ctx, &mut covered, &mut r);
             versions::hash_tables(&ctx, &mut covered, &mut r)?;
             bytes::compare(&ctx, &covered, &mut r);

@@ -54,6 +54,8 @@ counts! {
     dynamic_entries,
     /// `.eh_frame_hdr` fields and table entries.
     eh_frame_hdr,
+    /// FDEs of `.eh_frame` whose start, end and CFA rows were checked by decoding.
+    call_frames,
     /// Symbols (`.symtab` and `.dynsym`).
     symbols,
     /// `__mcount_loc` entries.
