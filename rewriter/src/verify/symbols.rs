@@ -43,6 +43,7 @@ pub(super) fn check(
             format!("{:#x}", ctx.new.entry),
         );
     }
+    section_headers(ctx, report);
     segments(ctx, mapper, report);
     output_relocations(ctx, mapper, report);
     alignment(ctx, mapper, &fa, report);
@@ -169,6 +170,62 @@ fn symbol_table(
     }
 }
 
+/// The ELF header's type and every section header's flags, entry size and section links
+/// are unchanged (links renumbered when `__mcount_loc` was inserted).
+fn section_headers(ctx: &Ctx<'_, '_, '_>, report: &mut VerifyReport) {
+    if ctx.old.e_type != ctx.new.e_type {
+        report.mismatch(
+            "file header",
+            None,
+            None,
+            format!("e_type {}", ctx.old.e_type),
+            format!("{}", ctx.new.e_type),
+        );
+    }
+    let info_is_section = |s: &crate::elf::Section<'_>| {
+        s.sh_type == elf::SHT_REL.0
+            || s.sh_type == elf::SHT_RELA.0
+            || s.flags & u64::from(elf::SHF_INFO_LINK.0) != 0
+    };
+    let renumber = |i: u32| match ctx.pairs.get(i as usize).copied().flatten() {
+        Some(j) if i != 0 => j as u32,
+        _ => i,
+    };
+    for (i, s) in ctx.old.sections.iter().enumerate().skip(1) {
+        let Some(n) = ctx.new_section(i) else {
+            continue;
+        };
+        let info = if info_is_section(s) {
+            renumber(s.info)
+        } else {
+            s.info
+        };
+        if n.flags != s.flags
+            || n.entsize != s.entsize
+            || n.link != renumber(s.link)
+            || n.info != info
+        {
+            report.mismatch(
+                "section header",
+                Some(s.addr),
+                Some(n.addr),
+                format!(
+                    "{}: flags {:#x} entsize {} link {} info {}",
+                    s.name,
+                    s.flags,
+                    s.entsize,
+                    renumber(s.link),
+                    info
+                ),
+                format!(
+                    "flags {:#x} entsize {} link {} info {}",
+                    n.flags, n.entsize, n.link, n.info
+                ),
+            );
+        }
+    }
+}
+
 /// Program headers: the same segments, each still holding its sections, loadable.
 fn segments(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
     let (old, new) = (&ctx.old.segments, &ctx.new.segments);
@@ -187,14 +244,17 @@ fn segments(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
         let bad = |report: &mut VerifyReport, what: String, found: String| {
             report.mismatch("segment", Some(og.vaddr), Some(ng.vaddr), what, found)
         };
-        if og.p_type != ng.p_type || og.flags != ng.flags {
+        if og.p_type != ng.p_type || og.flags != ng.flags || og.align != ng.align {
             bad(
                 report,
                 format!(
-                    "program header {k}: type {:#x} flags {:#x}",
-                    og.p_type, og.flags
+                    "program header {k}: type {:#x} flags {:#x} align {:#x}",
+                    og.p_type, og.flags, og.align
                 ),
-                format!("type {:#x} flags {:#x}", ng.p_type, ng.flags),
+                format!(
+                    "type {:#x} flags {:#x} align {:#x}",
+                    ng.p_type, ng.flags, ng.align
+                ),
             );
             continue;
         }
