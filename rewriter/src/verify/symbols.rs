@@ -185,7 +185,7 @@ fn section_headers(ctx: &Ctx<'_, '_, '_>, report: &mut VerifyReport) {
     let info_is_section = |s: &crate::elf::Section<'_>| {
         s.sh_type == elf::SHT_REL.0
             || s.sh_type == elf::SHT_RELA.0
-            || s.flags & u64::from(elf::SHF_INFO_LINK.0) != 0
+            || s.flags & elf::SHF_INFO_LINK.0 != 0
     };
     let renumber = |i: u32| match ctx.pairs.get(i as usize).copied().flatten() {
         Some(j) if i != 0 => j as u32,
