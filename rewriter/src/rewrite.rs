@@ -252,7 +252,10 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
                     && addr < m.new_addr + m.old_size
             }) {
                 if let Some(bytes) = fixed.data.get_mut(&m.index) {
-                    bytes.truncate((addr - m.new_addr) as usize);
+                    // Refill the free bytes up to the table with whole nops.
+                    bytes.truncate(m.new_size as usize);
+                    let free = addr - (m.new_addr + m.new_size);
+                    crate::relocate::push_nops(bytes, free, file.rvc());
                 }
             }
         }
