@@ -148,7 +148,7 @@ pub fn emit(
         let Some(orig) = file.symbols.get(pos + 1) else {
             break;
         };
-        if orig.name == "__global_pointer$" && orig.section().is_none() {
+        if orig.is_linker_address() {
             sym.st_value = map.map(orig.value);
             continue;
         }
@@ -160,6 +160,10 @@ pub fn emit(
         let Some(orig) = dynsyms.get(pos + 1) else {
             break;
         };
+        if orig.is_linker_address() {
+            sym.st_value = map.map(orig.value);
+            continue;
+        }
         let (v, s) = map_symbol(file, map, orig.section(), orig.value, orig.size, orig.kind);
         sym.st_value = v;
         sym.st_size = s;

@@ -122,6 +122,17 @@ pub struct Symbol<'data> {
 }
 
 impl Symbol<'_> {
+    /// An absolute symbol the linker defines for a place in the image (`_DYNAMIC`,
+    /// `__global_pointer$`, ...): it moves with the image, unlike a true constant.
+    pub fn is_linker_address(&self) -> bool {
+        self.section().is_none()
+            && self.shndx == u32::from(object::elf::SHN_ABS.0)
+            && matches!(
+                self.name,
+                "__global_pointer$" | "_DYNAMIC" | "_GLOBAL_OFFSET_TABLE_" | "_PROCEDURE_LINKAGE_TABLE_"
+            )
+    }
+
     /// The index of the section the symbol is defined in, if it is a regular one.
     pub fn section(&self) -> Option<usize> {
         let s = self.shndx;

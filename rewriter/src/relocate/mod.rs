@@ -325,7 +325,10 @@ pub fn relocate(
             let defined = r.sym == 0 || sym.is_some_and(|s| s.shndx != 0 || s.value != 0);
             let s_new = match sym {
                 Some(s)
-                    if r.sym != 0 && (s.section().is_some() || (s.shndx == 0 && s.value != 0)) =>
+                    if r.sym != 0
+                        && (s.section().is_some()
+                            || (s.shndx == 0 && s.value != 0)
+                            || s.is_linker_address()) =>
                 {
                     img.map(s_old)
                 }
