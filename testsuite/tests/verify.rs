@@ -22,12 +22,7 @@ const COMBOS: &[(u32, &str)] = &[
 /// Rewriter bugs that verify finds in the corpus, by the signature of their mismatches
 /// (category, text in what was found). Each must still be found (so the list cannot go
 /// stale): when the rewriter is fixed, remove it.
-const KNOWN_BUGS: &[(&str, &str, &str)] = &[(
-    "code",
-    "a nop cut in half",
-    "in-place layout with __mcount_loc: the section is truncated at the table inside a \
-         4-byte nop of the free tail (the tail starts with its c.nop when it is not 4-aligned)",
-)];
+const KNOWN_BUGS: &[(&str, &str, &str)] = &[];
 
 /// The program the corruption tests start from: a PIE with jump tables in `.rodata`.
 const BASE: &str = "basic-rv64gc-p8-O2-pie";
