@@ -136,6 +136,17 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
             p.problem
         )));
     }
+    if let Some(s) = scan
+        .sites
+        .iter()
+        .find(|s| s.nop_kind == crate::scan::NopKind::Nop && opts.pre.min(s.pre_bytes) % 4 != 0)
+    {
+        return Err(Error::refused(format!(
+            "--pre {} would keep half an instruction: the pads are 4-byte nops (function at \
+             {:#x}); use a multiple of 4",
+            opts.pre, s.func_addr
+        )));
+    }
     if file.kind == FileKind::Relocatable {
         return crate::relocatable::rewrite_relocatable(&file, &scan, opts);
     }
