@@ -164,7 +164,10 @@ impl Report {
                 }
             })
             .collect();
-        let text_bytes: u64 = sections.iter().map(|s| s.size).sum();
+        // Sizes come straight from section headers: a corrupt one may claim up to 2^64.
+        let text_bytes = sections
+            .iter()
+            .fold(0u64, |sum, s| sum.saturating_add(s.size));
         let pad_bytes_total: u64 = scan.sites.iter().map(|s| u64::from(s.pad_bytes)).sum();
         let projection = project_savings(&scan.sites, slot_bytes, 0);
         Report {

@@ -214,16 +214,19 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
             continue;
         }
         let section = match e.section {
-            Some(s) => Some(s).filter(|&s| {
-                let sec = &file.sections[s];
-                sec.is_exec() && e.address < sec.size
-            }),
+            // A relocation's symbol may name any section index: only an executable one that
+            // holds the address counts.
+            Some(s) => file
+                .sections
+                .get(s)
+                .filter(|sec| is_code(sec) && sec.contains(e.address))
+                .map(|sec| sec.index),
             // An object's entry without a usable relocation has no address to look up.
             None if !file.kind.is_linked() => None,
             None => file
                 .sections
                 .iter()
-                .find(|s| s.is_exec() && s.is_alloc() && s.contains(e.address))
+                .find(|s| is_code(s) && s.is_alloc() && s.contains(e.address))
                 .map(|s| s.index),
         };
         match section {
@@ -249,13 +252,26 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
     for (i, &(section, entry)) in located.iter().enumerate() {
         let sec = &file.sections[section];
         let data = file.section_data(sec)?;
-        let off = (entry - sec.addr) as usize;
+        // `entry` lies in the section's bytes (checked above); stay bounds-checked anyway.
+        let here = usize::try_from(entry - sec.addr)
+            .ok()
+            .and_then(|off| data.get(off..));
+        let Some(here) = here.filter(|h| !h.is_empty()) else {
+            problems.push(SiteProblem {
+                address: entry,
+                section: Some(section),
+                problem: Problem::OutsideText,
+            });
+            continue;
+        };
         // A pad never runs into the next site's pad.
         let limit = match located.get(i + 1) {
-            Some(&(s, next)) if s == section => (next - entry) as usize,
-            _ => data.len() - off,
+            Some(&(s, next)) if s == section => {
+                usize::try_from(next - entry).map_or(here.len(), |n| n.min(here.len()))
+            }
+            _ => here.len(),
         };
-        let run = nop_run(&data[off..off + limit], file.rvc());
+        let run = nop_run(&here[..limit], file.rvc());
         let Boundary::Start { previous } = on_boundary(file, &labels, section, entry, data) else {
             problems.push(SiteProblem {
                 address: entry,
@@ -267,12 +283,12 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
         let state = if run.bytes > 0 {
             SiteState::Nops
         } else {
-            let raw = read_insn(&data[off..]);
+            let raw = read_insn(here);
             if is_call_patch(raw) {
                 SiteState::Patched(raw)
             } else {
                 if let Some(s) = labels.nearest(section, entry) {
-                    stray_offsets.push(file.symbols[s].value as i64 - entry as i64);
+                    stray_offsets.push(distance(file.symbols[s].value, entry));
                 }
                 problems.push(SiteProblem {
                     address: entry,
@@ -301,7 +317,7 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
         let symbol = match owner {
             Some(Owner::Own(s) | Owner::Before(s)) if continues_run => {
                 let func = file.symbols[s].value;
-                stray_offsets.push(func as i64 - entry as i64);
+                stray_offsets.push(distance(func, entry));
                 problems.push(SiteProblem {
                     address: entry,
                     section: Some(section),
@@ -331,7 +347,7 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
     let mut entry_offsets = BTreeMap::new();
     for s in sites.iter().filter(|s| s.symbol.is_some()) {
         *entry_offsets
-            .entry(s.func_addr as i64 - s.entry as i64)
+            .entry(distance(s.func_addr, s.entry))
             .or_insert(0) += 1;
     }
     if let Some((&expected, _)) = entry_offsets
@@ -339,7 +355,7 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
         .max_by_key(|(k, v)| (**v, -(**k).abs()))
     {
         sites.retain(|s| {
-            let offset = s.func_addr as i64 - s.entry as i64;
+            let offset = distance(s.func_addr, s.entry);
             if s.symbol.is_none() || offset == expected {
                 return true;
             }
@@ -365,6 +381,17 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
     })
 }
 
+/// An executable section with bytes in the file (an `SHT_NOBITS` one claiming to be code
+/// holds no instructions).
+fn is_code(section: &crate::elf::Section<'_>) -> bool {
+    section.is_exec() && !section.is_nobits()
+}
+
+/// `to - from` as a signed distance; addresses wrap, never panic.
+fn distance(to: u64, from: u64) -> i64 {
+    to.wrapping_sub(from) as i64
+}
+
 fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<u64>)> {
     if file.kind == FileKind::Vmlinux {
         return read_kernel_table(file);
@@ -378,13 +405,18 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
         return Ok((Vec::new(), TableSource::None, None));
     }
     let ptr = file.ptr_size();
+    for table in &tables {
+        check_table_shape(file, table)?;
+    }
     let relocs = file.relocation_sections()?;
     let mut out = Vec::new();
     if file.kind == FileKind::Relocatable {
         for table in &tables {
             let Some(rs) = relocs.iter().find(|r| r.target == table.index) else {
-                // No relocations: every entry is unresolved.
-                for _ in 0..table.size / ptr as u64 {
+                // No relocations: every entry is unresolved. Count them from the bytes the
+                // file really holds, not from a size field that may claim anything.
+                let bytes = file.section_data(table)?.len();
+                for _ in 0..bytes / ptr {
                     out.push(RawEntry {
                         section: None,
                         address: 0,
@@ -405,6 +437,13 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
                 elf::R_RISCV_32.0
             };
             for r in &rs.relocs {
+                if !r.offset.is_multiple_of(ptr as u64) || r.offset >= table.size {
+                    return Err(Error::malformed(format!(
+                        "{TABLE_SECTION} ([{}]) has a relocation at offset {:#x}, which is not \
+                         an entry of its {:#x} bytes of {ptr}-byte entries",
+                        table.index, r.offset, table.size
+                    )));
+                }
                 if r.r_type != absolute {
                     out.push(RawEntry {
                         section: None,
@@ -443,7 +482,7 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
     for table in &tables {
         let data = file.section_data(table)?;
         for (i, chunk) in data.chunks(ptr).enumerate() {
-            let at = table.addr + (i * ptr) as u64;
+            let at = table.addr.wrapping_add((i * ptr) as u64);
             let value = relative
                 .get(&at)
                 .copied()
@@ -456,6 +495,31 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
         }
     }
     Ok((out, TableSource::Section, Some(tables[0].addr)))
+}
+
+/// The table is an array of pointers with bytes: not `SHT_NOBITS`, a whole number of
+/// entries, and (in a linked file, where the kernel or runtime reads it) pointer-aligned.
+fn check_table_shape(file: &ElfFile<'_>, table: &crate::elf::Section<'_>) -> Result<()> {
+    let ptr = file.ptr_size() as u64;
+    let what = format!("{TABLE_SECTION} ([{}])", table.index);
+    if table.is_nobits() {
+        return Err(Error::malformed(format!(
+            "{what} is SHT_NOBITS: the table has no bytes in the file"
+        )));
+    }
+    if !table.size.is_multiple_of(ptr) {
+        return Err(Error::malformed(format!(
+            "{what} is {:#x} bytes, not a whole number of {ptr}-byte entries",
+            table.size
+        )));
+    }
+    if file.kind.is_linked() && !table.addr.is_multiple_of(ptr) {
+        return Err(Error::malformed(format!(
+            "{what} at address {:#x} is not aligned to {ptr} bytes",
+            table.addr
+        )));
+    }
+    Ok(())
 }
 
 fn read_kernel_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<u64>)> {
@@ -475,17 +539,27 @@ fn read_kernel_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, 
         return Ok((Vec::new(), TableSource::KernelMcountLoc, Some(start)));
     }
     let ptr = file.ptr_size() as u64;
+    if !start.is_multiple_of(ptr) {
+        return Err(Error::malformed(format!(
+            "__start_mcount_loc ({start:#x}) is not aligned to {ptr} bytes"
+        )));
+    }
     let sec = file
         .alloc_section_at(start)
         .filter(|s| stop <= s.end())
         .ok_or_else(|| Error::malformed("mcount_loc table is not inside one section"))?;
     let data = file.section_data(sec)?;
-    let base = (start - sec.addr) as usize;
-    let count = ((stop - start) / ptr) as usize;
-    let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let v = read_uint(data, base + i * ptr as usize, ptr as usize)
-            .ok_or_else(|| Error::malformed("mcount_loc table runs past its section"))?;
+    let runs_past = || Error::malformed("mcount_loc table runs past its section's bytes");
+    // Both bounds lie in the section; its bytes (none for SHT_NOBITS) must hold the table.
+    let base = usize::try_from(start - sec.addr).map_err(|_| runs_past())?;
+    let len = usize::try_from(stop - start).map_err(|_| runs_past())?;
+    let table = data
+        .get(base..)
+        .and_then(|d| d.get(..len))
+        .ok_or_else(runs_past)?;
+    let mut out = Vec::with_capacity(table.len() / ptr as usize);
+    for chunk in table.chunks_exact(ptr as usize) {
+        let v = read_uint(chunk, 0, ptr as usize).ok_or_else(runs_past)?;
         out.push(RawEntry {
             section: None,
             address: v,
@@ -613,7 +687,10 @@ fn walk(data: &[u8], base: u64, from: u64, to: u64) -> Walk {
     }
     let (mut at, mut previous) = (from, None);
     while at < to {
-        let off = (at - base) as usize;
+        // A label below the section's start (a corrupt symbol) gives no decodable start.
+        let Some(off) = at.checked_sub(base).and_then(|o| usize::try_from(o).ok()) else {
+            return Walk::Unknown;
+        };
         let Some(parcel) = read_uint(data, off, 2) else {
             return Walk::Unknown;
         };
@@ -696,7 +773,9 @@ impl CodeLabels {
             .sorted
             .partition_point(|&(s, v, _, _)| (s, v) < (section, entry));
         match self.sorted.get(i) {
-            Some(&(s, v, _, idx)) if s == section && v <= entry + pad => Some(Owner::Own(idx)),
+            Some(&(s, v, _, idx)) if s == section && v <= entry.saturating_add(pad) => {
+                Some(Owner::Own(idx))
+            }
             _ => self.at_or_before(section, entry).map(Owner::Before),
         }
     }
@@ -845,6 +924,20 @@ mod tests {
         let mut bytes = obj.write().expect("write test ELF");
         if relabel {
             bytes[16..18].copy_from_slice(&elf::ET_EXEC.0.to_le_bytes());
+            // A linked file's sections do not share addresses (the parser checks): the table
+            // moves past the code, which stays at 0 as the entries expect.
+            let index = {
+                use object::{Object as _, ObjectSection as _};
+                object::read::elf::ElfFile64::<Endianness>::parse(&*bytes)
+                    .expect("read back test ELF")
+                    .section_by_name(TABLE_SECTION)
+                    .expect("table section")
+                    .index()
+                    .0
+            };
+            let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().expect("8 bytes"));
+            let sh_addr = shoff as usize + 64 * index + 16;
+            bytes[sh_addr..sh_addr + 8].copy_from_slice(&0x10_0000u64.to_le_bytes());
         }
         bytes
     }
