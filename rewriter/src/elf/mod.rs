@@ -5,6 +5,7 @@
 //! module has to care about the class.
 
 mod read;
+mod validate;
 
 use crate::error::{Error, Result};
 

@@ -4,7 +4,7 @@ use object::elf;
 use object::read::elf::{Dyn, FileHeader, ProgramHeader, Rel, Rela, SectionHeader, Sym};
 use object::Endianness;
 
-use super::{ElfFile, FileKind, Reloc, RelocSection, Section, Segment, Symbol};
+use super::{validate, ElfFile, FileKind, Reloc, RelocSection, Section, Segment, Symbol};
 use crate::error::{Error, Result};
 
 type Header32 = elf::FileHeader32<Endianness>;
@@ -48,13 +48,28 @@ fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
         .map_err(|e| Error::malformed(format!("section headers: {e}")))?;
     let mut sections = Vec::with_capacity(table.len());
     for (index, sh) in table.iter().enumerate() {
-        let name = table
-            .section_name(endian, sh)
-            .map(lossy)
-            .map_err(|e| Error::malformed(format!("section {index} name: {e}")))?;
+        if sh.sh_type(endian) == elf::SHT_NULL {
+            // Inactive: every other field of the header is undefined (ELF gABI), so none of
+            // them may mean anything to the rest of padtrim.
+            sections.push(Section {
+                index,
+                name: "",
+                sh_type: elf::SHT_NULL.0,
+                flags: 0,
+                addr: 0,
+                offset: 0,
+                size: 0,
+                align: 1,
+                link: 0,
+                info: 0,
+                entsize: 0,
+            });
+            continue;
+        }
         sections.push(Section {
             index,
-            name,
+            // For messages until the headers are checked; resolved strictly below.
+            name: table.section_name(endian, sh).map(lossy).unwrap_or(""),
             sh_type: sh.sh_type(endian).0,
             flags: sh.sh_flags(endian).0,
             addr: sh.sh_addr(endian).into(),
@@ -65,6 +80,21 @@ fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
             info: sh.sh_info(endian),
             entsize: sh.sh_entsize(endian).into(),
         });
+    }
+    validate::sections(data.len(), &sections, header.e_type(endian) != elf::ET_REL)?;
+    validate::hash_tables(data, &sections, is_64)?;
+    for (section, sh) in sections.iter_mut().zip(table.iter()) {
+        if section.sh_type == elf::SHT_NULL.0 {
+            continue;
+        }
+        section.name = table.section_name(endian, sh).map(lossy).map_err(|e| {
+            Error::malformed(format!(
+                "section {}: name at offset {:#x} of the section name table is not a \
+                 NUL-terminated string inside it ({e})",
+                section.index,
+                sh.sh_name(endian)
+            ))
+        })?;
     }
     let segments = header
         .program_headers(endian, data)
@@ -80,12 +110,16 @@ fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
             align: ph.p_align(endian).into(),
         })
         .collect::<Vec<_>>();
+    if header.e_type(endian) != elf::ET_REL {
+        validate::segments(data.len(), &sections, &segments)?;
+    }
 
     let symtab = table
         .symbols(endian, data, elf::SHT_SYMTAB)
         .map_err(|e| Error::malformed(format!(".symtab: {e}")))?;
     let symtab_index = (!symtab.is_empty()).then(|| symtab.section().0);
-    let symbols = collect_symbols::<Elf>(endian, &symtab)?;
+    let symbols = collect_symbols::<Elf>(endian, &symtab, ".symtab")?;
+    validate::symbols(&symbols, sections.len())?;
 
     let e_type = header.e_type(endian).0;
     let mut file = ElfFile {
@@ -115,13 +149,17 @@ fn lossy(bytes: &[u8]) -> &str {
 fn collect_symbols<'data, Elf: FileHeader<Endian = Endianness>>(
     endian: Endianness,
     table: &object::read::elf::SymbolTable<'data, Elf, &'data [u8]>,
+    what: &str,
 ) -> Result<Vec<Symbol<'data>>> {
     let mut out = Vec::with_capacity(table.len());
     for (index, sym) in table.iter().enumerate() {
-        let name = table
-            .symbol_name(endian, sym)
-            .map(lossy)
-            .map_err(|e| Error::malformed(format!("symbol {index} name: {e}")))?;
+        let name = table.symbol_name(endian, sym).map(lossy).map_err(|e| {
+            Error::malformed(format!(
+                "{what} symbol {index}: name at offset {:#x} of its string table is not a \
+                 NUL-terminated string inside it ({e})",
+                sym.st_name(endian)
+            ))
+        })?;
         let shndx = match sym.st_shndx(endian) {
             elf::SHN_XINDEX => table.shndx(endian, object::SymbolIndex(index)).unwrap_or(0),
             s => u32::from(s.0),
@@ -231,6 +269,8 @@ fn relocation_sections_generic<Elf: FileHeader<Endian = Endianness>>(
                 section.name, target
             )));
         }
+        check_symbol_indices(file, section, &relocs)?;
+        check_offsets(file, section, target, &relocs)?;
         out.push(RelocSection {
             index,
             target,
@@ -239,6 +279,87 @@ fn relocation_sections_generic<Elf: FileHeader<Endian = Endianness>>(
         });
     }
     Ok(out)
+}
+
+/// A relocation section links to a symbol table (or to none, when every entry uses symbol
+/// 0), and every entry's symbol index lies inside that table.
+fn check_symbol_indices(file: &ElfFile<'_>, section: &Section<'_>, relocs: &[Reloc]) -> Result<()> {
+    let link = section.link as usize;
+    let count = if link == 0 {
+        1
+    } else {
+        let table = file.sections.get(link).ok_or_else(|| {
+            Error::malformed(format!(
+                "relocation section {} links to section {link}, which does not exist",
+                section.name
+            ))
+        })?;
+        if table.sh_type != elf::SHT_SYMTAB.0 && table.sh_type != elf::SHT_DYNSYM.0 {
+            return Err(Error::malformed(format!(
+                "relocation section {} links to section [{link}] {}, which is not a symbol table",
+                section.name, table.name
+            )));
+        }
+        let entry = if file.is_64 { 24 } else { 16 };
+        file.section_data(table)?.len() / entry
+    };
+    match relocs
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.sym as usize >= count)
+    {
+        Some((i, r)) => Err(Error::malformed(format!(
+            "relocation {i} of {} refers to symbol {}, but its symbol table has {count} entries",
+            section.name, r.sym
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Relocations that apply to a section (the static ones of a `.o` or of a program linked
+/// with `--emit-relocs`) lie inside it, end included (ld leaves `R_RISCV_NONE` and
+/// `R_RISCV_ALIGN` at the end of a section it relaxed): at a section offset in a `.o` or a
+/// non-allocated section, at an address of the section otherwise. Dynamic relocations (those of an
+/// allocated relocation section) may patch any address and are not checked here, nor are
+/// those of compressed or empty sections.
+fn check_offsets(
+    file: &ElfFile<'_>,
+    section: &Section<'_>,
+    target: usize,
+    relocs: &[Reloc],
+) -> Result<()> {
+    let t = &file.sections[target];
+    // A compressed section's relocations apply to its decompressed bytes, whose size only
+    // the compression header knows; the rewriter refuses such sections itself.
+    // An emptied section (size 0, as a broken build step leaves a table) has nothing left to
+    // patch: its stale relocations are ignored, and reading it finds no entries.
+    if target == 0 || section.is_alloc() || t.size == 0 || t.flags & elf::SHF_COMPRESSED.0 != 0 {
+        return Ok(());
+    }
+    let start = if file.kind.is_linked() && t.is_alloc() {
+        t.addr
+    } else {
+        0
+    };
+    let end = start.saturating_add(t.size);
+    match relocs
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !is_erased(r) && (r.offset < start || r.offset > end))
+    {
+        Some((i, r)) => Err(Error::malformed(format!(
+            "relocation {i} of {} is at {:#x}, outside the section it applies to ({}, \
+             {start:#x}..={end:#x})",
+            section.name, r.offset, t.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// An entry a post-link tool zeroed (the kernel's sorttable does this to `__ex_table`'s):
+/// it patches nothing; the rewriter decides what a section with such entries means.
+fn is_erased(r: &Reloc) -> bool {
+    r.offset == 0 && r.r_type == 0 && r.sym == 0 && r.addend == 0
 }
 
 /// The `.dynsym` symbols (empty without a dynamic symbol table).
@@ -250,7 +371,7 @@ pub(super) fn dynamic_symbols<'data>(file: &ElfFile<'data>) -> Result<Vec<Symbol
         let endian = header.endian()?;
         let table = header.sections(endian, file.data)?;
         let dynsym = table.symbols(endian, file.data, elf::SHT_DYNSYM)?;
-        collect_symbols::<Elf>(endian, &dynsym)
+        collect_symbols::<Elf>(endian, &dynsym, ".dynsym")
     }
     if file.is_64 {
         generic::<Header64>(file)
