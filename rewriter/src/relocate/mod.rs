@@ -53,10 +53,17 @@ pub(crate) struct Image<'a, 'data> {
 impl<'a, 'data> Image<'a, 'data> {
     /// New address of original address `addr` in section `sec`.
     pub fn map_in(&self, sec: usize, addr: u64) -> u64 {
-        if self.file.sections[sec].is_alloc() || !self.file.kind.is_linked() {
+        let s = &self.file.sections[sec];
+        if !self.file.kind.is_linked() {
             self.plan.map.map_in(sec, addr)
-        } else {
+        } else if !s.is_alloc() {
             addr
+        } else if addr < s.addr || addr > s.end() {
+            // Not in the section after all (a relocation a post-link tool zeroed): map it
+            // as any address, which leaves it alone if no section holds it.
+            self.plan.map.map(addr)
+        } else {
+            self.plan.map.map_in(sec, addr)
         }
     }
 
@@ -157,15 +164,27 @@ fn build_exec_sections(img: &mut Image<'_, '_>) -> Result<()> {
         let mut out = Vec::with_capacity(old.len());
         let mut at = 0usize;
         for e in mv.edits() {
-            let pos = (e.at() - base) as usize;
-            out.extend_from_slice(&old[at..pos]);
+            // An edit outside the section (planned from a corrupt symbol) is refused.
+            let kept = e
+                .at()
+                .checked_sub(base)
+                .and_then(|p| usize::try_from(p).ok())
+                .and_then(|pos| Some((pos, old.get(at..pos)?)));
+            let Some((pos, kept)) = kept else {
+                return Err(Error::refused(format!(
+                    "section {}: an edit at {:#x} lies outside its bytes",
+                    img.file.sections[sec].name,
+                    e.at()
+                )));
+            };
+            out.extend_from_slice(kept);
             at = pos;
             match *e {
                 Edit::Cut { len, .. } => at += len as usize,
                 Edit::Insert { len, .. } => push_nops(&mut out, len, rvc),
             }
         }
-        out.extend_from_slice(&old[at..]);
+        out.extend_from_slice(old.get(at..).unwrap_or_default());
         debug_assert_eq!(out.len() as u64, mv.new_size);
         // In-place layout: the freed tail is nops, and the section keeps its size.
         if img.plan.free.contains_key(&sec) {
