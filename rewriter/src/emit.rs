@@ -67,11 +67,12 @@ fn map_symbol(
         map.map_in(sec, value)
     };
     let new_size = if size > 0 && map.section(sec).is_some_and(|m| !m.edits().is_empty()) {
+        // A corrupt st_size may claim up to 2^64: the end stops at the top of the space.
+        let end_old = value.saturating_add(size);
         let end = if file.kind.is_linked() {
-            map.map_end(value + size)
+            map.map_end(end_old)
         } else {
-            map.section(sec)
-                .map_or(value + size, |m| m.map_end(value + size))
+            map.section(sec).map_or(end_old, |m| m.map_end(end_old))
         };
         end.saturating_sub(new)
     } else {
@@ -88,6 +89,10 @@ pub fn emit(
     table: Option<NewSection>,
 ) -> Result<Vec<u8>> {
     let mut b = Builder::read(file.data).map_err(err)?;
+    // sh_addralign 0 means "no constraint", like 1; the writer's layout divides by it.
+    for s in b.sections.iter_mut() {
+        s.sh_addralign = s.sh_addralign.max(1);
+    }
     let map = &plan.map;
     let ids: Vec<_> = b.sections.iter().map(|s| s.id()).collect();
     if ids.len() + 1 != file.sections.len() {
