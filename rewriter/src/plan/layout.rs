@@ -656,12 +656,20 @@ fn place_sections(
                 let d = g.vaddr as i64 - vaddr as i64;
                 let mem_end = map.map_end(g.vaddr + g.memsz);
                 let file_end = map.map_end(g.vaddr + g.filesz);
+                // Saturating: a corrupt segment whose start lies outside every section maps
+                // its start unchanged and its end lower.
+                let filesz = file_end.saturating_sub(vaddr);
                 let memsz = if g.p_type == elf::PT_TLS.0 {
-                    g.memsz - (g.filesz - (file_end - vaddr))
+                    g.memsz.saturating_sub(g.filesz.saturating_sub(filesz))
                 } else {
-                    mem_end - vaddr
+                    mem_end.saturating_sub(vaddr)
                 };
-                (vaddr, (g.offset as i64 - d) as u64, file_end - vaddr, memsz)
+                (
+                    vaddr,
+                    (g.offset as i64).wrapping_sub(d) as u64,
+                    filesz,
+                    memsz,
+                )
             }
         })
         .collect();
