@@ -59,7 +59,7 @@ fn parse_slot(s: &str) -> Result<u32, String> {
 /// `padtrim rewrite`.
 pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
     let input = Input::open(&args.input)?;
-    if same_file(&args.input, &args.output) {
+    if same_file(&args.input, &args.output) || input.is_same_file(&args.output) {
         bail!(
             "{}: output is the input file; padtrim never overwrites its input",
             input.name()
