@@ -82,6 +82,10 @@ fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
         });
     }
     validate::sections(data.len(), &sections, header.e_type(endian) != elf::ET_REL)?;
+    let shstrndx = header
+        .shstrndx(endian, data)
+        .map_err(|e| Error::malformed(format!("section headers: {e}")))?;
+    validate::section_name_table(&sections, shstrndx as usize)?;
     validate::hash_tables(data, &sections, is_64)?;
     for (section, sh) in sections.iter_mut().zip(table.iter()) {
         if section.sh_type == elf::SHT_NULL.0 {

@@ -37,6 +37,21 @@ pub(super) fn sections(file_len: usize, sections: &[Section<'_>], linked: bool) 
     Ok(())
 }
 
+/// The section named by `e_shstrndx` is a string table (writers rebuild it by its type).
+pub(super) fn section_name_table(sections: &[Section<'_>], index: usize) -> Result<()> {
+    match sections.get(index) {
+        Some(s) if index == 0 || s.sh_type == elf::SHT_STRTAB.0 => Ok(()),
+        Some(s) => Err(Error::malformed(format!(
+            "the section name table (e_shstrndx {index}) has type {:#x}, not SHT_STRTAB",
+            s.sh_type
+        ))),
+        None => Err(Error::malformed(format!(
+            "e_shstrndx {index} names no section (the file has {})",
+            sections.len()
+        ))),
+    }
+}
+
 /// Sections with bytes must lie inside the file; empty ones too (the writer keeps their
 /// offsets).
 fn section_bytes_in_file(file_len: usize, sections: &[Section<'_>]) -> Result<()> {
