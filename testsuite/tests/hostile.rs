@@ -698,6 +698,12 @@ fn string_tables_without_nuls() {
             let range = h.offset as usize..(h.offset + h.size) as usize;
             e.data[range].iter_mut().for_each(|b| *b = b'x');
         });
+        // The fuzzer's find: the name table typed SHT_NULL (readers still find the names
+        // through e_shstrndx; writers rebuilding it by type lost them).
+        refused(src, "shstrtab-not-a-string-table", "not SHT_STRTAB", |e| {
+            let i = e.header("e_shstrndx") as usize;
+            e.edit(i, |h| h.sh_type = 0);
+        });
         refused(src, "strtab-without-nul", "NUL-terminated", |e| {
             let h = e.shdr(e.find(".strtab"));
             let range = h.offset as usize..(h.offset + h.size) as usize;
