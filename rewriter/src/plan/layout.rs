@@ -122,13 +122,23 @@ pub fn plan(
             .iter()
             .filter(|r| r.r_type == elf::R_RISCV_ALIGN.0)
         {
-            let align = (r.addend as u64 + min_insn(file)).next_power_of_two();
+            // Checked: a corrupt addend (negative, or near 2^64) overflows.
+            let bad = || {
+                Error::refused(format!(
+                    "R_RISCV_ALIGN at {:#x} in {} asks for {} bytes of padding",
+                    r.offset, sec.name, r.addend
+                ))
+            };
+            let align = (r.addend as u64)
+                .checked_add(min_insn(file))
+                .and_then(u64::checked_next_power_of_two)
+                .ok_or_else(bad)?;
             let start = if file.kind.is_linked() {
                 r.offset
             } else {
-                sec.addr + r.offset
+                sec.addr.checked_add(r.offset).ok_or_else(bad)?
             };
-            let at = start.next_multiple_of(align);
+            let at = start.checked_next_multiple_of(align).ok_or_else(bad)?;
             points.entry(rs.target).or_default().push(AlignPoint {
                 at,
                 align,
