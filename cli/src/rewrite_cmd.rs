@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use padtrim::plan::Layout;
 use padtrim::rewrite::{rewrite as run_rewrite, RewriteOptions, RewriteStats};
+use padtrim::timing::phase;
 use padtrim::verify::{verify, VerifyReport};
 
 use crate::input::Input;
@@ -74,13 +75,23 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
         }),
         force: args.force,
     };
-    let (bytes, stats) = run_rewrite(input.bytes(), opts).with_context(|| input.name())?;
-    let verified = if args.no_verify {
-        None
-    } else {
-        Some(verify_output(&input, &bytes, &stats)?)
-    };
-    write_atomically(&args.output, &bytes)?;
+    let (bytes, stats) = phase("rewrite (total)", || run_rewrite(input.bytes(), opts))
+        .with_context(|| input.name())?;
+    // Verification and the write of the temporary file are independent: run them side by
+    // side; the output gets its name only once both succeeded.
+    let (verified, pending) = rayon::join(
+        || -> Result<Option<VerifyReport>> {
+            match args.no_verify {
+                true => Ok(None),
+                false => Ok(Some(phase("verify (total)", || {
+                    verify_output(&input, &bytes, &stats)
+                })?)),
+            }
+        },
+        || phase("write", || PendingOutput::write(&args.output, &bytes)),
+    );
+    let (verified, pending) = (verified?, pending?);
+    pending.commit()?;
     if args.json {
         let mut json = serde_json::to_value(&stats)?;
         if let (serde_json::Value::Object(map), Some(v)) = (&mut json, &verified) {
@@ -105,8 +116,8 @@ fn verify_output(input: &Input, bytes: &[u8], stats: &RewriteStats) -> Result<Ve
             ..VerifyReport::default()
         });
     }
-    let old = input.elf()?;
-    let new = padtrim::elf::parse(bytes)
+    let old = phase("verify: parse original", || input.elf())?;
+    let new = phase("verify: parse new", || padtrim::elf::parse(bytes))
         .with_context(|| format!("{}: the rewritten file cannot be read back", input.name()))?;
     let report =
         verify(&old, &new).with_context(|| format!("{}: verifying the rewrite", input.name()))?;
@@ -197,34 +208,67 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it into place:
-/// a failure (full disk, unwritable directory) leaves no partial output behind.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.padtrim-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        // Executables stay executable.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+/// The output, written to a hidden temporary file beside its final path and renamed into
+/// place only by [`PendingOutput::commit`]; dropped uncommitted (a failed verification, an
+/// error), the temporary file is removed: no partial output ever carries the output's name.
+pub struct PendingOutput {
+    tmp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl PendingOutput {
+    /// Writes `bytes` to the temporary file.
+    pub fn write(path: &Path, bytes: &[u8]) -> Result<PendingOutput> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path.file_name().context("output path has no file name")?;
+        let tmp = dir.join(format!(
+            ".{}.padtrim-{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let pending = PendingOutput {
+            tmp,
+            path: path.to_path_buf(),
+            committed: false,
+        };
+        let result = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&pending.tmp)?;
+            // No fsync: like objcopy and ld, durability is left to the file system (it cost
+            // a third of a large rewrite's time). ext4 and tmpfs report a full disk at write
+            // time, and the rename only happens once every byte was accepted.
+            f.write_all(bytes)?;
+            // Executables stay executable.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&pending.tmp, std::fs::Permissions::from_mode(0o755))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            bail!("{}: cannot write: {e}", path.display());
         }
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        bail!("{}: cannot write: {e}", path.display());
+        Ok(pending)
     }
-    Ok(())
+
+    /// Renames the temporary file to the output path.
+    pub fn commit(mut self) -> Result<()> {
+        if let Err(e) = std::fs::rename(&self.tmp, &self.path) {
+            bail!("{}: cannot write: {e}", self.path.display());
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingOutput {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }

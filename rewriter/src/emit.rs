@@ -85,10 +85,11 @@ fn map_symbol(
 pub fn emit(
     file: &ElfFile<'_>,
     plan: &Plan,
-    fixed: &Fixed,
+    fixed: &mut Fixed,
     table: Option<NewSection>,
 ) -> Result<Vec<u8>> {
-    let mut b = Builder::read(file.data).map_err(err)?;
+    let mut b =
+        crate::timing::phase("emit: builder read", || Builder::read(file.data)).map_err(err)?;
     // sh_addralign 0 means "no constraint", like 1; the writer's layout divides by it.
     for s in b.sections.iter_mut() {
         s.sh_addralign = s.sh_addralign.max(1);
@@ -111,9 +112,9 @@ pub fn emit(
                 sec.sh_offset = off;
             }
         }
-        if let Some(data) = fixed.data.get(&index) {
+        if let Some(data) = fixed.data.remove(&index) {
             match &mut sec.data {
-                SectionData::Data(d) | SectionData::Note(d) => *d = data.clone().into(),
+                SectionData::Data(d) | SectionData::Note(d) => *d = data.into(),
                 _ => {
                     return Err(Error::malformed(format!(
                         "section {} changed but is not plain data",
@@ -191,7 +192,7 @@ pub fn emit(
         insert_section(&mut b, &ids, t)?;
     }
     let mut out = Vec::with_capacity(file.data.len());
-    b.write(&mut out).map_err(err)?;
+    crate::timing::phase("emit: builder write", || b.write(&mut out)).map_err(err)?;
     fix_nonalloc_segments(file, &mut out)?;
     Ok(out)
 }

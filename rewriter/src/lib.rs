@@ -13,6 +13,7 @@ pub mod report;
 pub mod rewrite;
 pub mod riscv;
 pub mod scan;
+pub mod timing;
 pub mod verify;
 
 pub use error::{Error, Result};

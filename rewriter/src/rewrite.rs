@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::plan::{plan, Layout, PlanOptions};
 use crate::relocate::relocate;
 use crate::scan::{scan, TableSource};
+use crate::timing::phase;
 
 /// Name of the sorted slot table the rewriter adds.
 pub const MCOUNT_SECTION: &str = "__mcount_loc";
@@ -23,7 +24,8 @@ pub const TRAMPOLINE_SYMBOL: &str = "padtrim_trampoline";
 fn island_bound(file: &ElfFile<'_>, trampoline: u64) -> u64 {
     let reach = crate::plan::ISLAND_REACH;
     let exec = || file.sections.iter().filter(|s| s.is_exec() && s.is_alloc());
-    if exec().all(|s| s.addr.abs_diff(trampoline) <= reach && s.end().abs_diff(trampoline) <= reach) {
+    if exec().all(|s| s.addr.abs_diff(trampoline) <= reach && s.end().abs_diff(trampoline) <= reach)
+    {
         return 0;
     }
     exec().map(|s| s.size / reach + 1).sum()
@@ -121,8 +123,8 @@ pub struct RewriteStats {
 
 /// Rewrites `data`; returns the new file and what was done.
 pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteStats)> {
-    let file = elf::parse(data)?;
-    let scan = scan(&file)?;
+    let file = phase("parse", || elf::parse(data))?;
+    let scan = phase("scan", || scan(&file))?;
     if scan.source == TableSource::None {
         return Err(Error::Unsupported(
             "no __patchable_function_entries table: nothing to rewrite".into(),
@@ -199,7 +201,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
     if done {
         return Ok((data.to_vec(), base_stats));
     }
-    let relocs = file.relocation_sections()?;
+    let relocs = phase("relocations", || file.relocation_sections())?;
     require_emit_relocs(&file, &scan, &relocs)?;
 
     let ptr = file.ptr_size() as u64;
@@ -225,7 +227,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
     };
     // The table needs room in the freed bytes; when there is none (small slots gain little
     // over the pad), the file is rewritten without it and the stats say so.
-    let (plan, with_table) = match plan(&file, &scan.sites, &relocs, options) {
+    let (plan, with_table) = match phase("plan", || plan(&file, &scan.sites, &relocs, options)) {
         Err(Error::Refused(m)) if with_table && m.contains("__mcount_loc") => (
             plan(
                 &file,
@@ -241,7 +243,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         ),
         other => (other?, with_table),
     };
-    let mut fixed = relocate(&file, &scan.sites, &plan, &relocs)?;
+    let mut fixed = phase("relocate", || relocate(&file, &scan.sites, &plan, &relocs))?;
 
     let mut table = None;
     if let (true, Some((addr, offset))) = (with_table, plan.table) {
@@ -289,7 +291,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         });
     }
     let fixed_kernel = fixed.kernel;
-    let out = emit(&file, &plan, &fixed, table)?;
+    let out = phase("emit", || emit(&file, &plan, &mut fixed, table))?;
 
     let text_after: u64 = plan
         .map

@@ -635,7 +635,8 @@ fn alignment_of(addr: u64) -> u32 {
 /// `.text` minus 2 lands in `.plt`, which has no symbols). Unknowable cases (very long
 /// distance) count as a start.
 enum Boundary {
-    /// The entry starts an instruction; `previous` is the one before it, when known.
+    /// The entry starts an instruction; `previous` is the one before it, when known (not
+    /// looked up when the bytes before the entry cannot be a nop).
     Start { previous: Option<u32> },
     /// The entry is inside an instruction.
     Inside,
@@ -656,9 +657,11 @@ fn on_boundary(
     };
     let start = label_before(entry);
     match walk(data, base, start, entry) {
-        Walk::Lands { previous: None } if start > base => {
+        Walk::Lands { previous: None } if start > base && may_follow_nop(data, base, entry) => {
             // The entry has a label of its own: the instruction before it is found from
             // the label before that one, when decoding from there lands on the entry too.
+            // (Callers only ask whether it is a nop: bytes that cannot end one skip the
+            // decoding of the whole function before.)
             let previous = match walk(data, base, label_before(start - 1), entry) {
                 Walk::Lands { previous } => previous,
                 _ => None,
@@ -669,6 +672,23 @@ fn on_boundary(
         Walk::Passes => Boundary::Inside,
         Walk::Unknown => Boundary::Start { previous: None },
     }
+}
+
+/// Whether the bytes just before `entry` could be a `nop` or `c.nop` (if an instruction
+/// ends there at all).
+fn may_follow_nop(data: &[u8], base: u64, entry: u64) -> bool {
+    let Some(off) = entry
+        .checked_sub(base)
+        .and_then(|o| usize::try_from(o).ok())
+    else {
+        return true;
+    };
+    let ends = |n: usize, want: u64| {
+        off.checked_sub(n)
+            .and_then(|from| read_uint(data, from, n))
+            .is_some_and(|v| v == want)
+    };
+    ends(2, u64::from(C_NOP)) || ends(4, u64::from(NOP))
 }
 
 /// Decoding instruction lengths from one address to another.

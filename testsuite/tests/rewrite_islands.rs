@@ -25,14 +25,23 @@ int main(int argc, char **argv) {
 
 fn runtime_lib() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/runtime-lib");
-    let out = Command::new(script).output().expect("run scripts/runtime-lib");
-    assert!(out.status.success(), "runtime-lib: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(script)
+        .output()
+        .expect("run scripts/runtime-lib");
+    assert!(
+        out.status.success(),
+        "runtime-lib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     PathBuf::from(stdout.lines().last().expect("a path").trim())
 }
 
 fn symbol(exe: &Path, name: &str) -> u64 {
-    let out = Command::new("riscv64-linux-gnu-nm").arg(exe).output().expect("nm");
+    let out = Command::new("riscv64-linux-gnu-nm")
+        .arg(exe)
+        .output()
+        .expect("nm");
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
@@ -72,7 +81,11 @@ fn far_slots_are_patched_through_islands() {
         .arg(&exe)
         .output()
         .expect("run the cross compiler");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tramp = symbol(&exe, "padtrim_trampoline");
     assert!(
         tramp - symbol(&exe, "early") > 1 << 20,
@@ -88,7 +101,11 @@ fn far_slots_are_patched_through_islands() {
         .arg("--json")
         .output()
         .expect("run padtrim rewrite");
-    assert!(rw.status.success(), "{}", String::from_utf8_lossy(&rw.stderr));
+    assert!(
+        rw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rw.stderr)
+    );
     let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).expect("JSON");
     let islands = stats["islands"].as_u64().expect("islands in the stats");
     assert!(islands >= 1, "no island added: {stats}");
@@ -113,7 +130,11 @@ fn far_slots_are_patched_through_islands() {
         .arg("--summary")
         .output()
         .expect("run padtrim replay");
-    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
     let summary = String::from_utf8_lossy(&replay.stdout);
     for (name, calls) in [("main", 1), ("early", 3), ("late", 3)] {
         let line = summary

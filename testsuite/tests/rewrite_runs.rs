@@ -57,7 +57,8 @@ fn check_program(a: &Artifact, slot: u32, layout: &str) -> Result<(), String> {
     let rw = rewrite(&a.path, &out_path, slot, layout);
     // 4-byte pads of c.nops hold a 4-byte slot only where they are 4-byte aligned; the
     // others need 2 bytes more, which the in-place layout cannot find: a refusal, not a bug.
-    let must_grow = layout == "in-place" && slot == 4 && a.pad_bytes() == 4 && a.nop_kind() == "c.nop";
+    let must_grow =
+        layout == "in-place" && slot == 4 && a.pad_bytes() == 4 && a.nop_kind() == "c.nop";
     if must_grow
         && rw.status.code() == Some(2)
         && String::from_utf8_lossy(&rw.stderr).contains("would grow")

@@ -24,16 +24,29 @@ fn gcc(dir: &Path, args: &[&str]) {
         .args(args)
         .output()
         .expect("run the cross compiler");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn run(dir: &Path, libdir: &str) -> (String, Option<i32>) {
     let out = Command::new("qemu-riscv64")
         .current_dir(dir)
-        .args(["-L", RISCV_SYSROOT, "-E", &format!("LD_LIBRARY_PATH={libdir}"), "./use"])
+        .args([
+            "-L",
+            RISCV_SYSROOT,
+            "-E",
+            &format!("LD_LIBRARY_PATH={libdir}"),
+            "./use",
+        ])
         .output()
         .expect("run qemu-riscv64");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+    )
 }
 
 #[test]
@@ -41,7 +54,19 @@ fn calls_through_a_shared_objects_own_plt_are_mapped() {
     let dir = scratch_dir("rewrite-shared-plt");
     std::fs::write(dir.join("lib.c"), LIBRARY).unwrap();
     std::fs::write(dir.join("use.c"), PROGRAM).unwrap();
-    gcc(&dir, &["-O2", "-fPIC", "-shared", "-fpatchable-function-entry=8", "lib.c", "-Wl,-q", "-o", "libpt.so"]);
+    gcc(
+        &dir,
+        &[
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-fpatchable-function-entry=8",
+            "lib.c",
+            "-Wl,-q",
+            "-o",
+            "libpt.so",
+        ],
+    );
     gcc(&dir, &["-O2", "use.c", "-L.", "-lpt", "-o", "use"]);
     std::fs::create_dir_all(dir.join("new")).unwrap();
     let rw = padtrim()
@@ -49,7 +74,11 @@ fn calls_through_a_shared_objects_own_plt_are_mapped() {
         .args(["rewrite", "libpt.so", "-o", "new/libpt.so", "--json"])
         .output()
         .expect("run padtrim rewrite");
-    assert!(rw.status.success(), "{}", String::from_utf8_lossy(&rw.stderr));
+    assert!(
+        rw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rw.stderr)
+    );
     let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).expect("JSON");
     assert_eq!(stats["sites"], 3, "{stats}");
     assert!(stats["bytes_removed"].as_i64().unwrap() > 0, "{stats}");

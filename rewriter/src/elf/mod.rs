@@ -130,7 +130,10 @@ impl Symbol<'_> {
             && self.shndx == u32::from(object::elf::SHN_ABS.0)
             && matches!(
                 self.name,
-                "__global_pointer$" | "_DYNAMIC" | "_GLOBAL_OFFSET_TABLE_" | "_PROCEDURE_LINKAGE_TABLE_"
+                "__global_pointer$"
+                    | "_DYNAMIC"
+                    | "_GLOBAL_OFFSET_TABLE_"
+                    | "_PROCEDURE_LINKAGE_TABLE_"
             )
     }
 

@@ -57,6 +57,12 @@ pub struct SectionMove {
     edits: Vec<Edit>,
     /// Net size change before each edit (same length as `edits`).
     delta_before: Vec<i64>,
+    /// Lookup index: how many edits lie before each `1 << bucket_shift`-byte bucket of the
+    /// section (one entry more than there are buckets), so a lookup searches one bucket's
+    /// few edits instead of all of them.
+    bucket_first: Vec<u32>,
+    /// log2 of the bucket size, chosen so there are about as many buckets as edits.
+    bucket_shift: u32,
     /// Occupies no address space of its own (`.tbss`): only used when nothing else matches.
     overlay: bool,
 }
@@ -72,6 +78,8 @@ impl SectionMove {
             new_size: old_size,
             edits: Vec::new(),
             delta_before: Vec::new(),
+            bucket_first: Vec::new(),
+            bucket_shift: 0,
             overlay: false,
         }
     }
@@ -97,6 +105,7 @@ impl SectionMove {
             delta += e.delta();
         }
         let new_size = (old_size as i64 + delta) as u64;
+        let (bucket_first, bucket_shift) = bucket_index(&edits, old_addr, old_size);
         SectionMove {
             index,
             old_addr,
@@ -105,7 +114,26 @@ impl SectionMove {
             new_size,
             edits,
             delta_before,
+            bucket_first,
+            bucket_shift,
             overlay: false,
+        }
+    }
+
+    /// How many edits lie at or before `addr` (the index of the first edit after it).
+    fn edits_through(&self, addr: u64) -> usize {
+        let at_or_before = |e: &Edit| e.at() <= addr;
+        let Some(off) = addr.checked_sub(self.old_addr) else {
+            return 0;
+        };
+        let b = (off >> self.bucket_shift) as usize;
+        match (self.bucket_first.get(b), self.bucket_first.get(b + 1)) {
+            (Some(&lo), Some(&hi)) => {
+                let (lo, hi) = (lo as usize, hi as usize);
+                lo + self.edits[lo..hi].partition_point(at_or_before)
+            }
+            // Past the last bucket (the section's end) or no index: search everything.
+            _ => self.edits.partition_point(at_or_before),
         }
     }
 
@@ -124,7 +152,7 @@ impl SectionMove {
     pub fn map_offset(&self, off: u64) -> u64 {
         let addr = self.old_addr + off;
         // Last edit at or before addr.
-        let i = self.edits.partition_point(|e| e.at() <= addr);
+        let i = self.edits_through(addr);
         if i == 0 {
             return off;
         }
@@ -148,9 +176,32 @@ impl SectionMove {
 
     /// True if `addr` lies inside a removed range.
     pub fn is_cut(&self, addr: u64) -> bool {
-        let i = self.edits.partition_point(|e| e.at() <= addr);
+        let i = self.edits_through(addr);
         matches!(self.edits.get(i.wrapping_sub(1)), Some(Edit::Cut { at, len }) if addr < at + len)
     }
+}
+
+/// Builds the bucket index of [`SectionMove::edits_through`]: `first[b]` = edits before
+/// bucket `b`. About one bucket per edit keeps it small whatever size a section claims.
+fn bucket_index(edits: &[Edit], old_addr: u64, old_size: u64) -> (Vec<u32>, u32) {
+    if edits.is_empty() || edits.len() > u32::MAX as usize {
+        return (Vec::new(), 0);
+    }
+    let mut shift = 4;
+    while shift < 63 && (old_size >> shift) > edits.len() as u64 {
+        shift += 1;
+    }
+    let buckets = (old_size >> shift) as usize + 1;
+    let mut first = Vec::with_capacity(buckets + 1);
+    let mut i = 0usize;
+    for b in 0..=buckets {
+        let start = old_addr.saturating_add((b as u64) << shift);
+        while i < edits.len() && edits[i].at() < start {
+            i += 1;
+        }
+        first.push(i as u32);
+    }
+    (first, shift)
 }
 
 /// The map of the whole image: one [`SectionMove`] per allocated section (per section with
@@ -286,5 +337,27 @@ mod tests {
         assert_eq!(map.map(0x2008), 0x1108);
         assert_eq!(map.map(0x5000), 0x5000, "outside everything: unchanged");
         assert_eq!(map.map_in(2, 0x2000), 0x1100);
+    }
+
+    #[test]
+    fn the_bucket_index_agrees_with_a_full_search() {
+        // Edits of varied spacing, some sharing a bucket, some buckets empty.
+        let mut edits = Vec::new();
+        let mut at = 0x1002u64;
+        for k in 0..500u64 {
+            edits.push(if k % 3 == 0 {
+                Edit::Insert { at, len: 2 }
+            } else {
+                Edit::Cut { at, len: 4 + k % 8 }
+            });
+            at += 12 + (k * 7919) % 300;
+        }
+        let size = at + 64 - 0x1000;
+        let m = SectionMove::edited(1, 0x1000, size, 0x1000, edits.clone());
+        for addr in 0x1000..=0x1000 + size {
+            let full = edits.partition_point(|e| e.at() <= addr);
+            assert_eq!(m.edits_through(addr), full, "at {addr:#x}");
+        }
+        assert_eq!(m.edits_through(0xfff), 0);
     }
 }

@@ -28,7 +28,11 @@ impl SlotLayout {
         let before = site.pre_bytes;
         let after = site.pad_bytes - before;
         // Whole nops only: half a 4-byte nop would be a broken instruction.
-        let unit = if site.nop_kind == crate::scan::NopKind::Nop { 4 } else { 2 };
+        let unit = if site.nop_kind == crate::scan::NopKind::Nop {
+            4
+        } else {
+            2
+        };
         let keep_pre = pre.min(before) / unit * unit;
         let keep_slot = slot.min(after);
         SlotLayout {

@@ -6,6 +6,7 @@
 //! refused rather than trusted. PC-relative instructions without a relocation are found by
 //! decoding every executable section and fixed from their decoded targets.
 
+mod addr_set;
 mod data;
 pub mod kernel;
 mod sweep;
@@ -22,6 +23,7 @@ use crate::elf::{read_uint, ElfFile, Reloc, RelocSection};
 use crate::error::{Error, Result};
 use crate::plan::{Edit, Plan};
 use crate::riscv::{self, decode, hi_lo, Insn, Op, Xlen, C_NOP, NOP};
+use addr_set::AddrSet;
 
 /// The new bytes and relocations of everything the rewrite changes.
 #[derive(Debug, Default)]
@@ -48,6 +50,8 @@ pub(crate) struct Image<'a, 'data> {
     pub tls_got: HashSet<u64>,
     /// Small difference fields (section, original place) → (bits, old value, movement).
     pub pairs: HashMap<(usize, u64), (u32, i64, i64)>,
+    /// Original address ranges of the PLT sections (asked about for every call).
+    pub plt: Vec<std::ops::Range<u64>>,
 }
 
 impl<'a, 'data> Image<'a, 'data> {
@@ -74,9 +78,7 @@ impl<'a, 'data> Image<'a, 'data> {
 
     /// True if original address `addr` lies in a PLT section.
     pub fn in_plt(&self, addr: u64) -> bool {
-        self.file.sections.iter().any(|s| {
-            s.is_exec() && matches!(s.name, ".plt" | ".plt.sec" | ".iplt") && s.contains(addr)
-        })
+        self.plt.iter().any(|r| r.contains(&addr))
     }
 
     /// Original bytes of a section.
@@ -256,13 +258,19 @@ pub fn relocate(
         data: BTreeMap::new(),
         tls_got: HashSet::default(),
         pairs: HashMap::default(),
+        plt: file
+            .sections
+            .iter()
+            .filter(|s| s.is_exec() && matches!(s.name, ".plt" | ".plt.sec" | ".iplt"))
+            .map(|s| s.addr..s.end())
+            .collect(),
     };
     kernel::refuse_erased_relocations(file, relocs)?;
     build_exec_sections(&mut img)?;
     write_slots(&mut img, sites)?;
 
     let mut fixed = Fixed::default();
-    let mut handled: HashSet<u64> = HashSet::default();
+    let mut handled = AddrSet::for_code(file);
 
     // Table entries map to the planned first kept pad byte, not through the plain map.
     let entry_map: HashMap<u64, u64> = plan
@@ -294,6 +302,7 @@ pub fn relocate(
     }
     let gp_old = file.symbol_by_name("__global_pointer$").map(|s| s.value);
 
+    let t_relocs = std::time::Instant::now();
     for rs in relocs {
         let target = rs.target;
         let is_dynamic = file.sections[rs.index].is_alloc();
@@ -396,6 +405,12 @@ pub fn relocate(
         fixed.relocs.insert(rs.index, out);
     }
 
+    if std::env::var_os("PADTRIM_TIMINGS").is_some() {
+        eprintln!(
+            "padtrim: relocate: relocations {:8.1} ms",
+            t_relocs.elapsed().as_secs_f64() * 1e3
+        );
+    }
     data::check_pairs(&img)?;
     // Every %pcrel_lo must have been fixed with an auipc that carries a %pcrel_hi.
     for &(_, lp, _) in lo_partners.values().flatten() {
@@ -403,7 +418,9 @@ pub fn relocate(
             return Err(Error::refused(format!("%pcrel_lo at {lp:#x} has no auipc")));
         }
     }
-    fixed.unrelocated_fixups = sweep::fix_unrelocated(&mut img, &handled)?;
+    fixed.unrelocated_fixups = crate::timing::phase("relocate: sweep", || {
+        sweep::fix_unrelocated(&mut img, &handled)
+    })?;
     data::fix_got(&mut img, &dyn_covered)?;
     data::fix_eh_frame_hdr(&mut img)?;
     if file.kind == crate::elf::FileKind::Vmlinux {
@@ -424,7 +441,7 @@ fn fix_one(
     gp_old: Option<u64>,
     lo_partners: &HashMap<u64, Vec<(usize, u64, u32)>>,
     dyn_covered: &HashSet<u64>,
-    handled: &mut HashSet<u64>,
+    handled: &mut AddrSet,
 ) -> Result<()> {
     use elf::*;
     let sec = rs.target;

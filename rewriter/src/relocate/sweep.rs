@@ -2,8 +2,7 @@
 //! assembly, linker stubs such as the PLT) are found by decoding every executable section
 //! and fixed from their decoded targets.
 
-use rustc_hash::FxHashSet as HashSet;
-
+use super::addr_set::AddrSet;
 use super::Image;
 use crate::error::{Error, Result};
 use crate::riscv::{self, decode, hi_lo, Op};
@@ -13,7 +12,7 @@ const AUIPC_WINDOW: usize = 8;
 
 /// Fixes every unrelocated PC-relative instruction whose distance to its target changed.
 /// Returns how many instructions were rewritten.
-pub(super) fn fix_unrelocated(img: &mut Image<'_, '_>, handled: &HashSet<u64>) -> Result<usize> {
+pub(super) fn fix_unrelocated(img: &mut Image<'_, '_>, handled: &AddrSet) -> Result<usize> {
     let mut fixed = 0;
     let sections: Vec<usize> = img
         .file
@@ -82,7 +81,7 @@ fn fix_auipc(
     at: u64,
     rd: u8,
     imm: i64,
-    handled: &HashSet<u64>,
+    handled: &AddrSet,
 ) -> Result<usize> {
     let s = &img.file.sections[sec];
     let old = img.old(sec);

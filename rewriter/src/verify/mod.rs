@@ -73,7 +73,7 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
         new: rewritten,
         pairs,
         table,
-        old_relocs: original.relocation_sections()?,
+        old_relocs: crate::timing::phase("verify: relocations", || original.relocation_sections())?,
         new_relocs: rewritten.relocation_sections()?,
         xlen: if original.is_64 {
             Xlen::Rv64
@@ -85,43 +85,49 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
     };
     let islands = sites::claimed_islands(&ctx);
     // The scan of the original and the code walk are independent: run them side by side.
-    let (scanned, (mut mapper, walks, walked)) = rayon::join(
-        || scan(original),
-        || {
-            let mut r = VerifyReport::default();
-            let (mapper, walks) = build_map(&ctx, &islands, &mut r);
-            (mapper, walks, r)
-        },
-    );
+    let (scanned, (mut mapper, walks, walked)) = crate::timing::phase("verify: scan+map", || {
+        rayon::join(
+            || scan(original),
+            || {
+                let mut r = VerifyReport::default();
+                let (mapper, walks) = build_map(&ctx, &islands, &mut r);
+                (mapper, walks, r)
+            },
+        )
+    });
     report.merge(walked);
     let mut covered = bytes::Covered::default();
-    sites::check_sites(
-        &ctx,
-        &scanned?,
-        &mut mapper,
-        &islands,
-        &mut covered,
-        &mut report,
-    )?;
+    crate::timing::phase("verify: sites", || {
+        sites::check_sites(
+            &ctx,
+            &scanned?,
+            &mut mapper,
+            &islands,
+            &mut covered,
+            &mut report,
+        )
+    })?;
     // Symbols need only the map; everything else shares the covered fields.
-    let (refs, syms) = rayon::join(
-        || -> Result<VerifyReport> {
-            let mut r = VerifyReport::default();
-            let tls_got = code_refs::check(&ctx, &mapper, &walks, &mut r);
-            data::check(&ctx, &mapper, &tls_got, &mut covered, &mut r)?;
-            kernel::check(&ctx, &mapper, &mut covered, &mut r);
-            cfi::check(&ctx, &mapper, &mut covered, &mut r);
-            versions::check(&ctx, &mut covered, &mut r);
-            versions::hash_tables(&ctx, &mut covered, &mut r)?;
-            bytes::compare(&ctx, &covered, &mut r);
-            Ok(r)
-        },
-        || -> Result<VerifyReport> {
-            let mut r = VerifyReport::default();
-            symbols::check(&ctx, &mapper, &mut r)?;
-            Ok(r)
-        },
-    );
+    let (refs, syms) = crate::timing::phase("verify: refs+syms", || {
+        rayon::join(
+            || -> Result<VerifyReport> {
+                let mut r = VerifyReport::default();
+                let tls_got = code_refs::check(&ctx, &mapper, &walks, &mut r);
+                data::check(&ctx, &mapper, &tls_got, &mut covered, &mut r)?;
+                kernel::check(&ctx, &mapper, &mut covered, &mut r);
+                cfi::check(&ctx, &mapper, &mut covered, &mut r);
+                versions::check(&ctx, &mut covered, &mut r);
+                versions::hash_tables(&ctx, &mut covered, &mut r)?;
+                bytes::compare(&ctx, &covered, &mut r);
+                Ok(r)
+            },
+            || -> Result<VerifyReport> {
+                let mut r = VerifyReport::default();
+                symbols::check(&ctx, &mapper, &mut r)?;
+                Ok(r)
+            },
+        )
+    });
     report.merge(refs?);
     report.merge(syms?);
     Ok(report)
