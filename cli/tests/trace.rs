@@ -40,8 +40,10 @@ fn runtime_lib() -> &'static Path {
     })
 }
 
+/// A fresh directory under cargo's per-target scratch space (not /tmp, where the
+/// directories of every run would pile up).
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "padtrim-trace-test-{}-{}",
         std::process::id(),
         name
