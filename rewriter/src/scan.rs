@@ -467,7 +467,8 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
         return Ok((out, TableSource::Relocations, None));
     }
     // Linked: the loader's RELATIVE addends win over the (often zero) bytes.
-    let mut relative: BTreeMap<u64, u64> = BTreeMap::new();
+    // Keyed by address: FxHash (a crafted input can only make it slower, never wrong).
+    let mut relative: rustc_hash::FxHashMap<u64, u64> = Default::default();
     for rs in &relocs {
         if file.sections[rs.index].is_alloc() {
             for r in rs

@@ -45,7 +45,9 @@ pub(crate) struct Image<'a, 'data> {
     pub file: &'a ElfFile<'data>,
     pub plan: &'a Plan,
     pub xlen: Xlen,
-    pub data: BTreeMap<usize, Vec<u8>>,
+    /// New contents by section index, `None` until first written (a vector, not a map:
+    /// every relocation asks for its section's bytes).
+    pub data: Vec<Option<Vec<u8>>>,
     /// GOT slots that hold TLS offsets or module ids, not addresses.
     pub tls_got: HashSet<u64>,
     /// Small difference fields (section, original place) → (bits, old value, movement).
@@ -100,11 +102,11 @@ impl<'a, 'data> Image<'a, 'data> {
 
     /// The new bytes of section `sec` (copied from the original on first use).
     pub fn bytes_mut(&mut self, sec: usize) -> &mut Vec<u8> {
-        if !self.data.contains_key(&sec) {
-            let copy = self.old(sec).to_vec();
-            self.data.insert(sec, copy);
+        if self.data.len() <= sec {
+            self.data.resize(sec + 1, None);
         }
-        self.data.get_mut(&sec).expect("inserted")
+        let old = self.old(sec);
+        self.data[sec].get_or_insert_with(|| old.to_vec())
     }
 
     /// Reads `size` bytes little-endian at new address `addr` of section `sec`.
@@ -193,7 +195,10 @@ fn build_exec_sections(img: &mut Image<'_, '_>) -> Result<()> {
             let tail = mv.old_size - mv.new_size;
             push_nops(&mut out, tail, rvc);
         }
-        img.data.insert(sec, out);
+        if img.data.len() <= sec {
+            img.data.resize(sec + 1, None);
+        }
+        img.data[sec] = Some(out);
     }
     Ok(())
 }
@@ -255,7 +260,7 @@ pub fn relocate(
         file,
         plan,
         xlen,
-        data: BTreeMap::new(),
+        data: vec![None; file.sections.len()],
         tls_got: HashSet::default(),
         pairs: HashMap::default(),
         plt: file
@@ -426,7 +431,12 @@ pub fn relocate(
     if file.kind == crate::elf::FileKind::Vmlinux {
         fixed.kernel = kernel::fix_kernel_tables(&mut img)?;
     }
-    fixed.data = img.data;
+    fixed.data = img
+        .data
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, d)| Some((i, d?)))
+        .collect();
     Ok(fixed)
 }
 
