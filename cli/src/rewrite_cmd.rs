@@ -116,9 +116,13 @@ fn verify_output(input: &Input, bytes: &[u8], stats: &RewriteStats) -> Result<Ve
             ..VerifyReport::default()
         });
     }
-    let old = phase("verify: parse original", || input.elf())?;
-    let new = phase("verify: parse new", || padtrim::elf::parse(bytes))
-        .with_context(|| format!("{}: the rewritten file cannot be read back", input.name()))?;
+    let (old, new) = rayon::join(
+        || phase("verify: parse original", || input.elf()),
+        || phase("verify: parse new", || padtrim::elf::parse(bytes)),
+    );
+    let old = old?;
+    let new =
+        new.with_context(|| format!("{}: the rewritten file cannot be read back", input.name()))?;
     let report =
         verify(&old, &new).with_context(|| format!("{}: verifying the rewrite", input.name()))?;
     if !report.is_ok() {

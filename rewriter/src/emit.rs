@@ -82,14 +82,29 @@ fn map_symbol(
 }
 
 /// Writes the rewritten file.
-pub fn emit(
-    file: &ElfFile<'_>,
+pub fn emit<'data>(
+    file: &ElfFile<'data>,
     plan: &Plan,
     fixed: &mut Fixed,
     table: Option<NewSection>,
 ) -> Result<Vec<u8>> {
-    let mut b =
-        crate::timing::phase("emit: builder read", || Builder::read(file.data)).map_err(err)?;
+    emit_with(file, read_builder(file)?, plan, fixed, table)
+}
+
+/// Reads the original file into `object`'s builder: the first half of [`emit`], which needs
+/// nothing from the plan, so a caller can run it while relocating.
+pub fn read_builder<'data>(file: &ElfFile<'data>) -> Result<Builder<'data>> {
+    crate::timing::phase("emit: builder read", || Builder::read(file.data)).map_err(err)
+}
+
+/// [`emit`] with the builder already read by [`read_builder`].
+pub fn emit_with<'data>(
+    file: &ElfFile<'data>,
+    mut b: Builder<'data>,
+    plan: &Plan,
+    fixed: &mut Fixed,
+    table: Option<NewSection>,
+) -> Result<Vec<u8>> {
     // sh_addralign 0 means "no constraint", like 1; the writer's layout divides by it.
     for s in b.sections.iter_mut() {
         s.sh_addralign = s.sh_addralign.max(1);

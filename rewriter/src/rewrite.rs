@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::elf::{self, ElfFile, FileKind};
-use crate::emit::{emit, NewSection};
+use crate::emit::{emit_with, NewSection};
 use crate::error::{Error, Result};
 use crate::plan::{plan, Layout, PlanOptions};
 use crate::relocate::relocate;
@@ -124,7 +124,13 @@ pub struct RewriteStats {
 /// Rewrites `data`; returns the new file and what was done.
 pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteStats)> {
     let file = phase("parse", || elf::parse(data))?;
-    let scan = phase("scan", || scan(&file))?;
+    // The scan and the parse of the relocations are independent: run them side by side
+    // (a relocation error is reported only where the relocations are needed, as before).
+    let (scan, relocs) = rayon::join(
+        || phase("scan", || scan(&file)),
+        || phase("relocations", || file.relocation_sections()),
+    );
+    let scan = scan?;
     if scan.source == TableSource::None {
         return Err(Error::Unsupported(
             "no __patchable_function_entries table: nothing to rewrite".into(),
@@ -201,7 +207,7 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
     if done {
         return Ok((data.to_vec(), base_stats));
     }
-    let relocs = phase("relocations", || file.relocation_sections())?;
+    let relocs = relocs?;
     require_emit_relocs(&file, &scan, &relocs)?;
 
     let ptr = file.ptr_size() as u64;
@@ -243,7 +249,13 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         ),
         other => (other?, with_table),
     };
-    let mut fixed = phase("relocate", || relocate(&file, &scan.sites, &plan, &relocs))?;
+    // Reading the original into the writer's builder needs nothing from the relocation
+    // pass: run the two side by side.
+    let (fixed, builder) = rayon::join(
+        || phase("relocate", || relocate(&file, &scan.sites, &plan, &relocs)),
+        || crate::emit::read_builder(&file),
+    );
+    let (mut fixed, builder) = (fixed?, builder?);
 
     let mut table = None;
     if let (true, Some((addr, offset))) = (with_table, plan.table) {
@@ -291,7 +303,9 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         });
     }
     let fixed_kernel = fixed.kernel;
-    let out = phase("emit", || emit(&file, &plan, &mut fixed, table))?;
+    let out = phase("emit", || {
+        emit_with(&file, builder, &plan, &mut fixed, table)
+    })?;
 
     let text_after: u64 = plan
         .map

@@ -408,6 +408,8 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
     for table in &tables {
         check_table_shape(file, table)?;
     }
+    // A linked file's table needs only the loader's relocations, but all are parsed: a
+    // malformed relocation section makes the file unusable for every command.
     let relocs = file.relocation_sections()?;
     let mut out = Vec::new();
     if file.kind == FileKind::Relocatable {

@@ -227,7 +227,8 @@ fn dyn_flags_1<Elf: FileHeader<Endian = Endianness>>(
     Ok(0)
 }
 
-/// All `SHT_RELA` and `SHT_REL` sections, parsed.
+/// All `SHT_RELA` and `SHT_REL` sections, parsed (in parallel: a linked program's static
+/// relocations are most of its size).
 pub(super) fn relocation_sections(file: &ElfFile<'_>) -> Result<Vec<RelocSection>> {
     if file.is_64 {
         relocation_sections_generic::<Header64>(file)
@@ -238,51 +239,70 @@ pub(super) fn relocation_sections(file: &ElfFile<'_>) -> Result<Vec<RelocSection
 
 fn relocation_sections_generic<Elf: FileHeader<Endian = Endianness>>(
     file: &ElfFile<'_>,
-) -> Result<Vec<RelocSection>> {
+) -> Result<Vec<RelocSection>>
+where
+    Elf::SectionHeader: Sync,
+{
+    use rayon::prelude::*;
     let header = Elf::parse(file.data)?;
     let endian = header.endian()?;
     let table = header.sections(endian, file.data)?;
-    let mut out = Vec::new();
-    for (index, sh) in table.iter().enumerate() {
-        let section = &file.sections[index];
-        let relocs: Vec<Reloc> = if let Some((rela, _)) = sh.rela(endian, file.data)? {
-            rela.iter()
-                .map(|r| Reloc {
-                    offset: r.r_offset(endian).into(),
-                    r_type: r.r_type(endian, false).0,
-                    sym: r.r_sym(endian, false),
-                    addend: r.r_addend(endian).into(),
-                })
-                .collect()
-        } else if let Some((rel, _)) = sh.rel(endian, file.data)? {
-            rel.iter()
-                .map(|r| Reloc {
-                    offset: r.r_offset(endian).into(),
-                    r_type: r.r_type(endian).0,
-                    sym: r.r_sym(endian),
-                    addend: 0,
-                })
-                .collect()
-        } else {
-            continue;
-        };
-        let target = section.info as usize;
-        if target >= file.sections.len() {
-            return Err(Error::malformed(format!(
-                "relocation section {} applies to section {} which does not exist",
-                section.name, target
-            )));
-        }
-        check_symbol_indices(file, section, &relocs)?;
-        check_offsets(file, section, target, &relocs)?;
-        out.push(RelocSection {
-            index,
-            target,
-            symtab: section.link as usize,
-            relocs,
-        });
+    let headers: Vec<(usize, &Elf::SectionHeader)> = table
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index < file.sections.len())
+        .collect();
+    let parsed: Vec<Result<Option<RelocSection>>> = headers
+        .into_par_iter()
+        .map(|(index, sh)| relocation_section::<Elf>(file, endian, index, sh))
+        .collect();
+    // The first error in section order, whichever thread found it: messages stay stable.
+    parsed.into_iter().filter_map(Result::transpose).collect()
+}
+
+fn relocation_section<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_>,
+    endian: Endianness,
+    index: usize,
+    sh: &Elf::SectionHeader,
+) -> Result<Option<RelocSection>> {
+    let section = &file.sections[index];
+    let relocs: Vec<Reloc> = if let Some((rela, _)) = sh.rela(endian, file.data)? {
+        rela.iter()
+            .map(|r| Reloc {
+                offset: r.r_offset(endian).into(),
+                r_type: r.r_type(endian, false).0,
+                sym: r.r_sym(endian, false),
+                addend: r.r_addend(endian).into(),
+            })
+            .collect()
+    } else if let Some((rel, _)) = sh.rel(endian, file.data)? {
+        rel.iter()
+            .map(|r| Reloc {
+                offset: r.r_offset(endian).into(),
+                r_type: r.r_type(endian).0,
+                sym: r.r_sym(endian),
+                addend: 0,
+            })
+            .collect()
+    } else {
+        return Ok(None);
+    };
+    let target = section.info as usize;
+    if target >= file.sections.len() {
+        return Err(Error::malformed(format!(
+            "relocation section {} applies to section {} which does not exist",
+            section.name, target
+        )));
     }
-    Ok(out)
+    check_symbol_indices(file, section, &relocs)?;
+    check_offsets(file, section, target, &relocs)?;
+    Ok(Some(RelocSection {
+        index,
+        target,
+        symtab: section.link as usize,
+        relocs,
+    }))
 }
 
 /// A relocation section links to a symbol table (or to none, when every entry uses symbol
