@@ -165,30 +165,8 @@ pub fn emit_with<'data>(
             }
         }
     }
-    for (pos, sym) in b.symbols.iter_mut().enumerate() {
-        let Some(orig) = file.symbols.get(pos + 1) else {
-            break;
-        };
-        if orig.is_linker_address() {
-            sym.st_value = map.map(orig.value);
-            continue;
-        }
-        let (v, s) = map_symbol(file, map, orig.section(), orig.value, orig.size, orig.kind);
-        sym.st_value = v;
-        sym.st_size = s;
-    }
-    for (pos, sym) in b.dynamic_symbols.iter_mut().enumerate() {
-        let Some(orig) = dynsyms.get(pos + 1) else {
-            break;
-        };
-        if orig.is_linker_address() {
-            sym.st_value = map.map(orig.value);
-            continue;
-        }
-        let (v, s) = map_symbol(file, map, orig.section(), orig.value, orig.size, orig.kind);
-        sym.st_value = v;
-        sym.st_size = s;
-    }
+    map_symbols(file, map, b.symbols.iter_mut(), &file.symbols);
+    map_symbols(file, map, b.dynamic_symbols.iter_mut(), &dynsyms);
     if file.kind.is_linked() {
         b.header.e_entry = map.map(file.entry);
         for (k, seg) in b.segments.iter_mut().enumerate() {
@@ -210,6 +188,25 @@ pub fn emit_with<'data>(
     crate::timing::phase("emit: builder write", || b.write(&mut out)).map_err(err)?;
     fix_nonalloc_segments(file, &mut out)?;
     Ok(out)
+}
+
+/// Moves the builder's symbols (`.symtab` or `.dynsym`, in file order after the null
+/// symbol) to the new values and sizes of the original symbols `orig`.
+fn map_symbols<'a, 'data: 'a, const DYNAMIC: bool>(
+    file: &ElfFile<'_>,
+    map: &AddressMap,
+    syms: impl Iterator<Item = &'a mut object::build::elf::Symbol<'data, DYNAMIC>>,
+    orig: &[crate::elf::Symbol<'_>],
+) {
+    for (sym, orig) in syms.zip(orig.iter().skip(1)) {
+        if orig.is_linker_address() {
+            sym.st_value = map.map(orig.value);
+            continue;
+        }
+        let (v, s) = map_symbol(file, map, orig.section(), orig.value, orig.size, orig.kind);
+        sym.st_value = v;
+        sym.st_size = s;
+    }
 }
 
 /// Adds an allocated section right after `t.after` in section-table order, by shifting the

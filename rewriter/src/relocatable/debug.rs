@@ -13,41 +13,10 @@ use std::collections::BTreeMap;
 
 use object::elf;
 
+use super::cursor::Cursor;
 use super::symbols::Maps;
-use crate::elf::{read_uint, ElfFile, Reloc, RelocSection};
+use crate::elf::{ElfFile, Reloc, RelocSection};
 use crate::error::{Error, Result};
-
-/// A byte cursor over `.debug_line`.
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    fn u8(&mut self) -> Option<u8> {
-        let b = *self.data.get(self.pos)?;
-        self.pos += 1;
-        Some(b)
-    }
-    fn uint(&mut self, size: usize) -> Option<u64> {
-        let v = read_uint(self.data, self.pos, size)?;
-        self.pos += size;
-        Some(v)
-    }
-    fn leb(&mut self) -> Option<u64> {
-        let (mut v, mut shift) = (0u64, 0u32);
-        loop {
-            let b = self.u8()?;
-            if shift < 64 {
-                v |= u64::from(b & 0x7f) << shift;
-            }
-            shift += 7;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-    }
-}
 
 /// The line-program state that matters here: the address, as a code section and offset.
 type Address = Option<(usize, i64)>;
@@ -162,7 +131,7 @@ impl LineWalk<'_, '_> {
             }
             match op {
                 0 => {
-                    let len = c.leb().ok_or_else(bad)? as usize;
+                    let len = c.uleb().ok_or_else(bad)? as usize;
                     let body = c.pos;
                     let sub = c.u8().ok_or_else(bad)?;
                     match sub {
@@ -176,7 +145,7 @@ impl LineWalk<'_, '_> {
                         .ok_or_else(bad)?;
                 }
                 2 => {
-                    let by = (c.leb().ok_or_else(bad)? as i64).wrapping_mul(min_insn);
+                    let by = (c.uleb().ok_or_else(bad)? as i64).wrapping_mul(min_insn);
                     addr = self.constant(at, addr, by)?;
                 }
                 8 => {
@@ -193,7 +162,7 @@ impl LineWalk<'_, '_> {
                 }
                 _ => {
                     for _ in 0..lengths[op as usize - 1] {
-                        c.leb().ok_or_else(bad)?;
+                        c.uleb().ok_or_else(bad)?;
                     }
                 }
             }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::cursor::Cursor;
 use super::symbols::Maps;
 use crate::elf::{read_uint, ElfFile, Reloc};
 use crate::error::{Error, Result};
@@ -17,58 +18,6 @@ use crate::error::{Error, Result};
 fn reloc_target(file: &ElfFile<'_>, r: &Reloc) -> Option<(usize, i64)> {
     let s = file.symbols.get(r.sym as usize)?;
     Some((s.section()?, (s.value as i64).wrapping_add(r.addend)))
-}
-
-/// A byte cursor over one frame section.
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    fn u8(&mut self) -> Option<u8> {
-        let b = *self.data.get(self.pos)?;
-        self.pos += 1;
-        Some(b)
-    }
-    fn uint(&mut self, size: usize) -> Option<u64> {
-        let v = read_uint(self.data, self.pos, size)?;
-        self.pos += size;
-        Some(v)
-    }
-    fn uleb(&mut self) -> Option<u64> {
-        let (mut v, mut shift) = (0u64, 0u32);
-        loop {
-            let b = self.u8()?;
-            if shift < 64 {
-                v |= u64::from(b & 0x7f) << shift;
-            }
-            shift += 7;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-    }
-    fn sleb(&mut self) -> Option<i64> {
-        let (mut v, mut shift) = (0i64, 0u32);
-        loop {
-            let b = self.u8()?;
-            if shift < 64 {
-                v |= i64::from(b & 0x7f) << shift;
-            }
-            shift += 7;
-            if b & 0x80 == 0 {
-                if shift < 64 && b & 0x40 != 0 {
-                    v |= -1i64 << shift;
-                }
-                return Some(v);
-            }
-        }
-    }
-    fn skip(&mut self, n: usize) -> Option<()> {
-        self.pos = self.pos.checked_add(n).filter(|&p| p <= self.data.len())?;
-        Some(())
-    }
 }
 
 /// What an FDE needs from its CIE.

@@ -15,6 +15,7 @@
 //! byte. With `--slot 0` nothing is left to patch, so the records are dropped (the tables
 //! become empty). An object that needs no change is returned byte for byte.
 
+mod cursor;
 mod debug;
 mod frames;
 mod layout;
