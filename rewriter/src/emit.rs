@@ -141,6 +141,8 @@ pub fn emit_with<'data>(
         if let Some(new) = fixed.relocs.get(&index) {
             match &mut sec.data {
                 SectionData::Relocation(v) => {
+                    // Fewer new entries: the section was emptied (a removed patch table).
+                    v.truncate(new.len());
                     for (r, n) in v.iter_mut().zip(new) {
                         r.r_offset = n.offset;
                         r.r_addend = n.addend;

@@ -302,6 +302,11 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
             after,
         });
     }
+    // Pads removed entirely (`--slot 0 --pre 0`): the table would list entries that now
+    // hold code, which a tool trusting it would overwrite. Empty it, and its relocations.
+    if opts.slot == 0 && opts.pre == 0 && file.kind != FileKind::Vmlinux {
+        empty_patch_table(&file, &relocs, &mut fixed);
+    }
     let fixed_kernel = fixed.kernel;
     let out = phase("emit", || {
         emit_with(&file, builder, &plan, &mut fixed, table)
@@ -331,6 +336,26 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
     stats.islands = plan.islands.len();
     stats.kernel_tables = (file.kind == FileKind::Vmlinux).then_some(fixed_kernel);
     Ok((out, stats))
+}
+
+/// Empties every `__patchable_function_entries` section and its static relocations (the
+/// section keeps its address: the loader's RELATIVE words for it land, harmlessly, in the
+/// bytes it leaves in its segment).
+fn empty_patch_table(
+    file: &ElfFile<'_>,
+    relocs: &[crate::elf::RelocSection],
+    fixed: &mut crate::relocate::Fixed,
+) {
+    for s in file
+        .sections
+        .iter()
+        .filter(|s| s.name == crate::scan::TABLE_SECTION)
+    {
+        fixed.data.insert(s.index, Vec::new());
+        for rs in relocs.iter().filter(|rs| rs.target == s.index) {
+            fixed.relocs.insert(rs.index, Vec::new());
+        }
+    }
 }
 
 /// The original section after which the new table section goes (the one ending at or

@@ -165,6 +165,23 @@ pub(crate) struct Ctx<'a, 'o, 'n> {
 }
 
 impl<'o, 'n> Ctx<'_, 'o, 'n> {
+    /// True when the rewrite emptied the patch table (every pad removed, `--slot 0`): the
+    /// original has `__patchable_function_entries` with entries, the output has it empty.
+    pub fn patch_table_emptied(&self) -> bool {
+        let named = |f: &ElfFile<'_>| {
+            f.sections
+                .iter()
+                .filter(|s| s.name == crate::scan::TABLE_SECTION)
+                .map(|s| s.size)
+                .collect::<Vec<_>>()
+        };
+        let (old, new) = (named(self.old), named(self.new));
+        self.old.kind.is_linked()
+            && old.iter().any(|&n| n > 0)
+            && old.len() == new.len()
+            && new.iter().all(|&n| n == 0)
+    }
+
     /// The new section paired with old section `index`.
     pub fn new_section(&self, index: usize) -> Option<&Section<'n>> {
         self.pairs

@@ -134,7 +134,11 @@ pub(super) fn check_sites(
     }
     let old_t = read_table(ctx.old, &ctx.old_relocs);
     let new_t = read_table(ctx.new, &ctx.new_relocs);
-    if old_t.values.len() != new_t.values.len() {
+    // An emptied table (`--slot 0`): each site's new entry is where its run ends, past the
+    // nops before it (alignment padding, whose size the layout may change, so the kept
+    // bytes cannot be told from alignment here: the rewriter empties only with slot 0).
+    let emptied = ctx.patch_table_emptied();
+    if old_t.values.len() != new_t.values.len() && !emptied {
         report.mismatch(
             "patch table",
             old_t.places.first().copied(),
@@ -183,11 +187,17 @@ pub(super) fn check_sites(
             continue;
         };
         let cm = &mapper.code[code];
-        let Some(new_entry) = entry_map
+        let from_table = entry_map
             .binary_search_by_key(&site.entry, |e| e.0)
             .ok()
-            .map(|k| entry_map[k].1)
-        else {
+            .map(|k| entry_map[k].1);
+        let from_run = || {
+            let run = cm.run_at(site.entry)?;
+            let body =
+                (run.old + run.old_len).saturating_sub(site.entry + u64::from(site.pad_bytes));
+            (run.new + run.new_len).checked_sub(body)
+        };
+        let Some(new_entry) = (if emptied { from_run() } else { from_table }) else {
             report.mismatch(
                 "site",
                 Some(site.entry),

@@ -349,6 +349,12 @@ fn output_relocations(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut Verif
         };
         let ti = rs.target;
         let tsec = &ctx.old.sections[ti];
+        if nrs.relocs.is_empty()
+            && tsec.name == crate::scan::TABLE_SECTION
+            && ctx.patch_table_emptied()
+        {
+            continue;
+        }
         if nrs.relocs.len() != rs.relocs.len() {
             report.warn(
                 "output relocation",
