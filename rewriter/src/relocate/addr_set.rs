@@ -43,7 +43,7 @@ impl AddrSet {
     }
 
     fn slot(&self, addr: u64) -> Option<(usize, usize, u64)> {
-        if addr % 2 != 0 {
+        if !addr.is_multiple_of(2) {
             return None;
         }
         let i = self
