@@ -200,14 +200,34 @@ fn map_symbols<'a, 'data: 'a, const DYNAMIC: bool>(
     syms: impl Iterator<Item = &'a mut object::build::elf::Symbol<'data, DYNAMIC>>,
     orig: &[crate::elf::Symbol<'_>],
 ) {
-    for (sym, orig) in syms.zip(orig.iter().skip(1)) {
-        if orig.is_linker_address() {
-            sym.st_value = map.map(orig.value);
-            continue;
+    use rayon::prelude::*;
+    // Computed in parallel (a large program has hundreds of thousands), assigned in order.
+    let mapped: Vec<Option<(u64, u64)>> = orig
+        .par_iter()
+        .skip(1)
+        .map(|orig| {
+            if orig.is_linker_address() {
+                return None;
+            }
+            Some(map_symbol(
+                file,
+                map,
+                orig.section(),
+                orig.value,
+                orig.size,
+                orig.kind,
+            ))
+        })
+        .collect();
+    for ((sym, orig), m) in syms.zip(orig.iter().skip(1)).zip(mapped) {
+        match m {
+            // A linker-defined address keeps its size; only its value moves.
+            None => sym.st_value = map.map(orig.value),
+            Some((v, s)) => {
+                sym.st_value = v;
+                sym.st_size = s;
+            }
         }
-        let (v, s) = map_symbol(file, map, orig.section(), orig.value, orig.size, orig.kind);
-        sym.st_value = v;
-        sym.st_size = s;
     }
 }
 
