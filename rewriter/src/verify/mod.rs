@@ -111,19 +111,24 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
     let (refs, syms) = crate::timing::phase("verify: refs+syms", || {
         rayon::join(
             || -> Result<VerifyReport> {
+                use crate::timing::phase;
                 let mut r = VerifyReport::default();
-                let tls_got = code_refs::check(&ctx, &mapper, &walks, &mut r);
-                data::check(&ctx, &mapper, &tls_got, &mut covered, &mut r)?;
+                let tls_got = phase("verify: code refs", || {
+                    code_refs::check(&ctx, &mapper, &walks, &mut r)
+                });
+                phase("verify: data", || {
+                    data::check(&ctx, &mapper, &tls_got, &mut covered, &mut r)
+                })?;
                 kernel::check(&ctx, &mapper, &mut covered, &mut r);
                 cfi::check(&ctx, &mapper, &mut covered, &mut r);
                 versions::check(&ctx, &mut covered, &mut r);
                 versions::hash_tables(&ctx, &mut covered, &mut r)?;
-                bytes::compare(&ctx, &covered, &mut r);
+                phase("verify: bytes", || bytes::compare(&ctx, &covered, &mut r));
                 Ok(r)
             },
             || -> Result<VerifyReport> {
                 let mut r = VerifyReport::default();
-                symbols::check(&ctx, &mapper, &mut r)?;
+                crate::timing::phase("verify: symbols", || symbols::check(&ctx, &mapper, &mut r))?;
                 Ok(r)
             },
         )

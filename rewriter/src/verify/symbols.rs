@@ -45,8 +45,22 @@ pub(super) fn check(
     }
     section_headers(ctx, report);
     segments(ctx, mapper, report);
-    output_relocations(ctx, mapper, report);
-    alignment(ctx, mapper, &fa, report);
+    // The output's relocations and the alignment points only read the files and the map:
+    // check them side by side, and merge in the order they used to run.
+    let (relocs, aligned) = rayon::join(
+        || {
+            let mut r = VerifyReport::default();
+            output_relocations(ctx, mapper, &mut r);
+            r
+        },
+        || {
+            let mut r = VerifyReport::default();
+            alignment(ctx, mapper, &fa, &mut r);
+            r
+        },
+    );
+    report.merge(relocs);
+    report.merge(aligned);
     Ok(())
 }
 
