@@ -347,19 +347,15 @@ fn fix_nonalloc_segments(file: &ElfFile<'_>, out: &mut [u8]) -> Result<()> {
     if !file.kind.is_linked() || file.kind == FileKind::Relocatable {
         return Ok(());
     }
-    let (is_64, new_off, fixes) = {
-        let new = crate::elf::parse(out)?;
-        let Some(attrs) = new.section_by_name(".riscv.attributes") else {
-            return Ok(());
-        };
-        let fixes: Vec<usize> = new
-            .segments
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| g.p_type == elf::PT_RISCV_ATTRIBUTES.0 && g.offset != attrs.offset)
-            .map(|(k, _)| k)
-            .collect();
-        (new.is_64, attrs.offset, fixes)
+    // Only the headers are needed: reading the whole output again (symbols and all) would
+    // cost as much as a tenth of a large rewrite.
+    let (is_64, new_off, fixes) = if file.is_64 {
+        attributes_fixes::<elf::FileHeader64<object::Endianness>>(out)?
+    } else {
+        attributes_fixes::<elf::FileHeader32<object::Endianness>>(out)?
+    };
+    let Some(new_off) = new_off else {
+        return Ok(());
     };
     let phoff = read_phoff(out, is_64);
     let entsize = if is_64 { 56 } else { 32 };
@@ -372,6 +368,34 @@ fn fix_nonalloc_segments(file: &ElfFile<'_>, out: &mut [u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// In the written file: whether it is 64-bit, the offset of `.riscv.attributes` (if any),
+/// and the program headers of type `PT_RISCV_ATTRIBUTES` that do not point at it.
+fn attributes_fixes<Elf: object::read::elf::FileHeader<Endian = object::Endianness>>(
+    out: &[u8],
+) -> Result<(bool, Option<u64>, Vec<usize>)> {
+    use object::read::elf::{ProgramHeader, SectionHeader};
+    let header = Elf::parse(out)?;
+    let endian = header.endian()?;
+    let sections = header.sections(endian, out)?;
+    let attrs = sections
+        .iter()
+        .find(|s| sections.section_name(endian, s).ok() == Some(b".riscv.attributes".as_slice()))
+        .map(|s| s.sh_offset(endian).into());
+    let Some(attrs) = attrs else {
+        return Ok((header.is_type_64(), None, Vec::new()));
+    };
+    let fixes = header
+        .program_headers(endian, out)?
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| {
+            g.p_type(endian) == elf::PT_RISCV_ATTRIBUTES && g.p_offset(endian).into() != attrs
+        })
+        .map(|(k, _)| k)
+        .collect();
+    Ok((header.is_type_64(), Some(attrs), fixes))
 }
 
 fn read_phoff(out: &[u8], is_64: bool) -> usize {
