@@ -200,11 +200,32 @@ fn map_symbols<'a, 'data: 'a, const DYNAMIC: bool>(
     syms: impl Iterator<Item = &'a mut object::build::elf::Symbol<'data, DYNAMIC>>,
     orig: &[crate::elf::Symbol<'_>],
 ) {
+    let mapped = mapped_symbols(file, map, orig);
+    for ((sym, orig), m) in syms
+        .zip(orig.iter().skip(1))
+        .zip(mapped.into_iter().skip(1))
+    {
+        match m {
+            // A linker-defined address keeps its size; only its value moves.
+            None => sym.st_value = map.map(orig.value),
+            Some((v, s)) => {
+                sym.st_value = v;
+                sym.st_size = s;
+            }
+        }
+    }
+}
+
+/// New (value, size) of each symbol of `orig` (index 0, the null symbol, included), or
+/// `None` for a linker-defined address, whose value alone moves (to `map.map(value)`).
+/// Computed in parallel: a large program has hundreds of thousands.
+pub(crate) fn mapped_symbols(
+    file: &ElfFile<'_>,
+    map: &AddressMap,
+    orig: &[crate::elf::Symbol<'_>],
+) -> Vec<Option<(u64, u64)>> {
     use rayon::prelude::*;
-    // Computed in parallel (a large program has hundreds of thousands), assigned in order.
-    let mapped: Vec<Option<(u64, u64)>> = orig
-        .par_iter()
-        .skip(1)
+    orig.par_iter()
         .map(|orig| {
             if orig.is_linker_address() {
                 return None;
@@ -218,17 +239,7 @@ fn map_symbols<'a, 'data: 'a, const DYNAMIC: bool>(
                 orig.kind,
             ))
         })
-        .collect();
-    for ((sym, orig), m) in syms.zip(orig.iter().skip(1)).zip(mapped) {
-        match m {
-            // A linker-defined address keeps its size; only its value moves.
-            None => sym.st_value = map.map(orig.value),
-            Some((v, s)) => {
-                sym.st_value = v;
-                sym.st_size = s;
-            }
-        }
-    }
+        .collect()
 }
 
 /// Adds an allocated section right after `t.after` in section-table order, by shifting the

@@ -251,11 +251,14 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
     };
     // Reading the original into the writer's builder needs nothing from the relocation
     // pass: run the two side by side.
+    // A vmlinux rewritten in place is patched into a copy of itself (see emit_in_place):
+    // no builder.
+    let patch_in_place = file.kind == FileKind::Vmlinux && layout == Layout::InPlace;
     let (fixed, builder) = rayon::join(
         || phase("relocate", || relocate(&file, &scan.sites, &plan, &relocs)),
-        || crate::emit::read_builder(&file),
+        || (!patch_in_place).then(|| crate::emit::read_builder(&file)),
     );
-    let (mut fixed, builder) = (fixed?, builder?);
+    let (mut fixed, builder) = (fixed?, builder.transpose()?);
 
     let mut table = None;
     if let (true, Some((addr, offset))) = (with_table, plan.table) {
@@ -308,9 +311,24 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
         empty_patch_table(&file, &relocs, &mut fixed);
     }
     let fixed_kernel = fixed.kernel;
-    let out = phase("emit", || {
-        emit_with(&file, builder, &plan, &mut fixed, table)
-    })?;
+    let in_place = match (&table, patch_in_place) {
+        (None, true) => phase("emit (in place)", || {
+            crate::emit_in_place::emit_in_place(&file, &plan, &fixed)
+        }),
+        _ => None,
+    };
+    let out = match in_place {
+        Some(out) => out,
+        None => {
+            let builder = match builder {
+                Some(b) => b,
+                None => crate::emit::read_builder(&file)?,
+            };
+            phase("emit", || {
+                emit_with(&file, builder, &plan, &mut fixed, table)
+            })?
+        }
+    };
 
     let text_after: u64 = plan
         .map
