@@ -122,7 +122,23 @@ pub struct RewriteStats {
 }
 
 /// Rewrites `data`; returns the new file and what was done.
+///
+/// What padtrim writes, padtrim reads back: the output passes the same checks as any input
+/// (a crafted input can lead to a layout whose fault only the output shows), or the rewrite
+/// is refused.
 pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteStats)> {
+    let (out, stats) = rewrite_unchecked(data, opts)?;
+    if !stats.unchanged {
+        phase("read back", || elf::parse(&out)).map_err(|e| {
+            Error::refused(format!(
+                "the rewritten file would be malformed ({e}); nothing written"
+            ))
+        })?;
+    }
+    Ok((out, stats))
+}
+
+fn rewrite_unchecked(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteStats)> {
     let file = phase("parse", || elf::parse(data))?;
     // The scan and the parse of the relocations are independent: run them side by side
     // (a relocation error is reported only where the relocations are needed, as before).
