@@ -309,103 +309,60 @@ pub fn relocate(
 
     let t_relocs = std::time::Instant::now();
     for rs in relocs {
-        let target = rs.target;
         let is_dynamic = file.sections[rs.index].is_alloc();
-        let mut out = Vec::with_capacity(rs.relocs.len());
-        let symtab: Vec<crate::elf::Symbol<'_>>;
+        let dynsyms: Vec<crate::elf::Symbol<'_>>;
         let syms: &[crate::elf::Symbol<'_>] = if is_dynamic {
-            symtab = file.dynamic_symbols()?;
-            &symtab
+            dynsyms = file.dynamic_symbols()?;
+            &dynsyms
         } else {
             &file.symbols
         };
-        let table_section = file.sections[target].name == crate::scan::TABLE_SECTION;
-        let table_range = file
-            .section_by_name(crate::scan::TABLE_SECTION)
-            .map(|t| t.addr..t.end());
-        for r in &rs.relocs {
-            *fixed.types.entry(r.r_type).or_insert(0) += 1;
-            let s_old = sym_value(syms, r);
-            let t_old = s_old.wrapping_add(r.addend as u64);
-            let map_t = |img: &Image<'_, '_>, t: u64| -> u64 {
-                if table_section
-                    || (is_dynamic
-                        && table_range
-                            .as_ref()
-                            .is_some_and(|rg| rg.contains(&r.offset)))
-                {
-                    entry_map.get(&t).copied().unwrap_or_else(|| img.map(t))
-                } else {
-                    img.map(t)
-                }
-            };
-            let p_new = if is_dynamic {
-                img.map(r.offset)
-            } else {
-                img.map_in(target, r.offset)
-            };
-            let mut new = *r;
-            new.offset = p_new;
-            if is_dynamic {
-                data::fix_dynamic(&mut img, r, &mut new, &map_t)?;
+        let ctx = SectionCtx {
+            rs,
+            syms,
+            is_dynamic,
+            table_section: file.sections[rs.target].name == crate::scan::TABLE_SECTION,
+            table_range: file
+                .section_by_name(crate::scan::TABLE_SECTION)
+                .map(|t| t.addr..t.end()),
+            entry_map: &entry_map,
+            gp_old,
+            lo_partners: &lo_partners,
+        };
+        let mut out = Vec::with_capacity(rs.relocs.len());
+        if is_dynamic {
+            // Dynamic relocations read and write the new data words as they go: in order.
+            for r in &rs.relocs {
+                *fixed.types.entry(r.r_type).or_insert(0) += 1;
+                let mut new = *r;
+                new.offset = img.map(r.offset);
+                data::fix_dynamic(&mut img, r, &mut new, &|img, t| ctx.map_target(img, r, t))?;
                 out.push(new);
-                continue;
             }
-            // Keep S' + A' = map(S + A) so the output's relocations stay true.
-            let sym = syms.get(r.sym as usize);
-            // An undefined symbol with a value is a non-PIE's canonical PLT entry: a real
-            // address. One without is reached through the PLT or GOT: the bytes say where.
-            let defined = r.sym == 0 || sym.is_some_and(|s| s.shndx != 0 || s.value != 0);
-            let s_new = match sym {
-                Some(s)
-                    if r.sym != 0
-                        && (s.section().is_some()
-                            || (s.shndx == 0 && s.value != 0)
-                            || s.is_linker_address()) =>
-                {
-                    img.map(s_old)
+        } else {
+            // Static relocations are resolved in parallel against the original bytes; what
+            // they change is applied afterwards in their original order, so the result (and
+            // the first error) is the same as one pass in order would give.
+            for window in rs.relocs.chunks(RELOC_CHUNK * RELOC_WINDOW) {
+                let chunks: Vec<ChunkFix> = {
+                    use rayon::prelude::*;
+                    let img = &img;
+                    window
+                        .par_chunks(RELOC_CHUNK)
+                        .map(|chunk| ctx.fix_chunk(img, chunk))
+                        .collect()
+                };
+                for chunk in chunks {
+                    for (t, n) in chunk.types {
+                        *fixed.types.entry(t).or_insert(0) += n;
+                    }
+                    out.extend(chunk.relocs);
+                    apply(&mut img, chunk.actions, &mut handled, &dyn_covered)?;
+                    if let Some(e) = chunk.error {
+                        return Err(e);
+                    }
                 }
-                _ => s_old,
-            };
-            // ld's --emit-relocs writes gp-relative relocations as S + A = target - gp.
-            let gprel = r.r_type == elf::R_RISCV_GPREL_I.0 || r.r_type == elf::R_RISCV_GPREL_S.0;
-            let (gp, gp_new) = match (gprel, gp_old) {
-                (true, Some(g)) => (g, img.map(g)),
-                _ => (0, 0),
-            };
-            let t_old = t_old.wrapping_add(gp);
-            let t_new = map_t(&img, t_old);
-            if defined {
-                new.addend = t_new.wrapping_sub(gp_new).wrapping_sub(s_new) as i64;
             }
-            // An absolute reference to an undefined symbol without a value (a weak one in a
-            // static link) was resolved to 0 + A: it stays as it is.
-            let absolute = [
-                elf::R_RISCV_HI20.0,
-                elf::R_RISCV_LO12_I.0,
-                elf::R_RISCV_LO12_S.0,
-                elf::R_RISCV_RVC_LUI.0,
-            ]
-            .contains(&r.r_type);
-            let (t_old, t_new) = if defined {
-                (t_old, t_new)
-            } else if absolute {
-                (t_old, t_old)
-            } else {
-                (u64::MAX, u64::MAX)
-            };
-            fix_one(
-                &mut img,
-                rs,
-                r,
-                t_old,
-                t_new,
-                gp_old,
-                &lo_partners,
-                &dyn_covered,
-                &mut handled,
-            )?;
-            out.push(new);
         }
         fixed.relocs.insert(rs.index, out);
     }
@@ -440,18 +397,196 @@ pub fn relocate(
     Ok(fixed)
 }
 
+/// Relocations resolved by one parallel task, and in each window of tasks.
+const RELOC_CHUNK: usize = 2048;
+const RELOC_WINDOW: usize = 32;
+
+/// A change one static relocation makes, applied in relocation order after the parallel
+/// resolution (which reads only the original bytes).
+enum Action {
+    /// Write `raw` (`len` bytes) at new address `addr` of section `sec`.
+    Write { sec: usize, addr: u64, len: u8, raw: u32 },
+    /// The instruction at original address `addr` was fixed through a relocation.
+    Handled(u64),
+    /// The GOT slot at original address `addr` holds a TLS offset or module id.
+    TlsGot(u64),
+    /// A data relocation: it reads and writes the new bytes, so it runs in order.
+    Data { sec: usize, r: Reloc, t_old: u64, t_new: u64, p_new: u64 },
+}
+
+/// What a chunk of static relocations resolved to.
+struct ChunkFix {
+    /// The new relocation entries, up to the first error.
+    relocs: Vec<Reloc>,
+    /// Their changes, in order.
+    actions: Vec<Action>,
+    /// Relocation type -> count.
+    types: Vec<(u32, usize)>,
+    /// The first error, after the changes of the relocations before it.
+    error: Option<Error>,
+}
+
+/// What every relocation of one relocation section shares.
+struct SectionCtx<'c, 'data> {
+    rs: &'c RelocSection,
+    syms: &'c [crate::elf::Symbol<'data>],
+    is_dynamic: bool,
+    /// The relocations apply to `__patchable_function_entries`.
+    table_section: bool,
+    table_range: Option<std::ops::Range<u64>>,
+    entry_map: &'c HashMap<u64, u64>,
+    gp_old: Option<u64>,
+    lo_partners: &'c HashMap<u64, Vec<(usize, u64, u32)>>,
+}
+
+impl SectionCtx<'_, '_> {
+    /// New address of target `t` of relocation `r`: patch-table entries map to the planned
+    /// first kept pad byte, not through the plain map.
+    fn map_target(&self, img: &Image<'_, '_>, r: &Reloc, t: u64) -> u64 {
+        if self.table_section
+            || (self.is_dynamic
+                && self
+                    .table_range
+                    .as_ref()
+                    .is_some_and(|rg| rg.contains(&r.offset)))
+        {
+            self.entry_map.get(&t).copied().unwrap_or_else(|| img.map(t))
+        } else {
+            img.map(t)
+        }
+    }
+
+    /// Resolves a chunk of static relocations against the original bytes.
+    fn fix_chunk(&self, img: &Image<'_, '_>, chunk: &[Reloc]) -> ChunkFix {
+        let mut fix = ChunkFix {
+            relocs: Vec::with_capacity(chunk.len()),
+            actions: Vec::with_capacity(chunk.len()),
+            types: Vec::new(),
+            error: None,
+        };
+        let mut types: BTreeMap<u32, usize> = BTreeMap::new();
+        for r in chunk {
+            *types.entry(r.r_type).or_insert(0) += 1;
+            match self.fix_static(img, r, &mut fix.actions) {
+                Ok(new) => fix.relocs.push(new),
+                Err(e) => {
+                    fix.error = Some(e);
+                    break;
+                }
+            }
+        }
+        fix.types = types.into_iter().collect();
+        fix
+    }
+
+    /// Re-resolves one static relocation (one kept by `--emit-relocs`): its new entry, and
+    /// the changes to the bytes it covers as actions.
+    fn fix_static(
+        &self,
+        img: &Image<'_, '_>,
+        r: &Reloc,
+        actions: &mut Vec<Action>,
+    ) -> Result<Reloc> {
+        let s_old = sym_value(self.syms, r);
+        let t_old = s_old.wrapping_add(r.addend as u64);
+        let mut new = *r;
+        new.offset = img.map_in(self.rs.target, r.offset);
+        // Keep S' + A' = map(S + A) so the output's relocations stay true.
+        let sym = self.syms.get(r.sym as usize);
+        // An undefined symbol with a value is a non-PIE's canonical PLT entry: a real
+        // address. One without is reached through the PLT or GOT: the bytes say where.
+        let defined = r.sym == 0 || sym.is_some_and(|s| s.shndx != 0 || s.value != 0);
+        let s_new = match sym {
+            Some(s)
+                if r.sym != 0
+                    && (s.section().is_some()
+                        || (s.shndx == 0 && s.value != 0)
+                        || s.is_linker_address()) =>
+            {
+                img.map(s_old)
+            }
+            _ => s_old,
+        };
+        // ld's --emit-relocs writes gp-relative relocations as S + A = target - gp.
+        let gprel = r.r_type == elf::R_RISCV_GPREL_I.0 || r.r_type == elf::R_RISCV_GPREL_S.0;
+        let (gp, gp_new) = match (gprel, self.gp_old) {
+            (true, Some(g)) => (g, img.map(g)),
+            _ => (0, 0),
+        };
+        let t_old = t_old.wrapping_add(gp);
+        let t_new = self.map_target(img, r, t_old);
+        if defined {
+            new.addend = t_new.wrapping_sub(gp_new).wrapping_sub(s_new) as i64;
+        }
+        // An absolute reference to an undefined symbol without a value (a weak one in a
+        // static link) was resolved to 0 + A: it stays as it is.
+        let absolute = [
+            elf::R_RISCV_HI20.0,
+            elf::R_RISCV_LO12_I.0,
+            elf::R_RISCV_LO12_S.0,
+            elf::R_RISCV_RVC_LUI.0,
+        ]
+        .contains(&r.r_type);
+        let (t_old, t_new) = if defined {
+            (t_old, t_new)
+        } else if absolute {
+            (t_old, t_old)
+        } else {
+            (u64::MAX, u64::MAX)
+        };
+        fix_one(
+            img,
+            self.rs,
+            r,
+            t_old,
+            t_new,
+            self.gp_old,
+            self.lo_partners,
+            actions,
+        )?;
+        Ok(new)
+    }
+}
+
+/// Applies the changes of resolved static relocations, in order.
+fn apply(
+    img: &mut Image<'_, '_>,
+    actions: Vec<Action>,
+    handled: &mut AddrSet,
+    dyn_covered: &HashSet<u64>,
+) -> Result<()> {
+    for a in actions {
+        match a {
+            Action::Write { sec, addr, len, raw } => {
+                img.write_new(sec, addr, len as usize, u64::from(raw))?
+            }
+            Action::Handled(at) => handled.insert(at),
+            Action::TlsGot(at) => {
+                img.tls_got.insert(at);
+            }
+            Action::Data {
+                sec,
+                r,
+                t_old,
+                t_new,
+                p_new,
+            } => data::fix_data(img, sec, &r, t_old, t_new, p_new, dyn_covered)?,
+        }
+    }
+    Ok(())
+}
+
 /// Re-resolves one static relocation (one kept by `--emit-relocs`).
 #[allow(clippy::too_many_arguments)]
 fn fix_one(
-    img: &mut Image<'_, '_>,
+    img: &Image<'_, '_>,
     rs: &RelocSection,
     r: &Reloc,
     t_old: u64,
     t_new: u64,
     gp_old: Option<u64>,
     lo_partners: &HashMap<u64, Vec<(usize, u64, u32)>>,
-    dyn_covered: &HashSet<u64>,
-    handled: &mut AddrSet,
+    actions: &mut Vec<Action>,
 ) -> Result<()> {
     use elf::*;
     let sec = rs.target;
@@ -502,8 +637,8 @@ fn fix_one(
                 )));
             }
             let raw = reencode_pc(&insn, t_new.wrapping_sub(p_new) as i64, p)?;
-            img.put_insn(sec, p, &insn, raw)?;
-            handled.insert(p);
+            actions.push(put_insn(img, sec, p, &insn, raw));
+            actions.push(Action::Handled(p));
         }
         _ if t == R_RISCV_CALL.0 || t == R_RISCV_CALL_PLT.0 => {
             let auipc = img.old_insn(sec, p)?;
@@ -529,10 +664,10 @@ fn fix_one(
             let (hi, lo) = hi_lo(t_new.wrapping_sub(p_new) as i64).map_err(range(p, "call"))?;
             let a = riscv::with_u_imm(auipc.raw, hi).map_err(range(p, "call"))?;
             let j = riscv::with_i_imm(jalr.raw, lo).map_err(range(p, "call"))?;
-            img.put_insn(sec, p, &auipc, a)?;
-            img.put_insn(sec, p + 4, &jalr, j)?;
-            handled.insert(p);
-            handled.insert(p + 4);
+            actions.push(put_insn(img, sec, p, &auipc, a));
+            actions.push(put_insn(img, sec, p + 4, &jalr, j));
+            actions.push(Action::Handled(p));
+            actions.push(Action::Handled(p + 4));
         }
         _ if t == R_RISCV_PCREL_HI20.0
             || t == R_RISCV_GOT_HI20.0
@@ -584,15 +719,15 @@ fn fix_one(
             // Initial-exec uses one GOT word (the TP offset); general-dynamic two (module
             // id and offset). Neither holds an address.
             if t == R_RISCV_TLS_GOT_HI20.0 || t == R_RISCV_TLS_GD_HI20.0 {
-                img.tls_got.insert(full_old);
+                actions.push(Action::TlsGot(full_old));
             }
             if t == R_RISCV_TLS_GD_HI20.0 {
-                img.tls_got.insert(full_old + img.file.ptr_size() as u64);
+                actions.push(Action::TlsGot(full_old + img.file.ptr_size() as u64));
             }
             let (hi, lo) = hi_lo(full_new.wrapping_sub(p_new) as i64).map_err(range(p, "auipc"))?;
             let a = riscv::with_u_imm(auipc.raw, hi).map_err(range(p, "auipc"))?;
-            img.put_insn(sec, p, &auipc, a)?;
-            handled.insert(p);
+            actions.push(put_insn(img, sec, p, &auipc, a));
+            actions.push(Action::Handled(p));
             for (lsec, lp, li, old_lo) in lows {
                 let this_old = p
                     .wrapping_add(imm as u64)
@@ -607,8 +742,8 @@ fn fix_one(
                     _ => riscv::with_i_imm(li.raw, lo),
                 }
                 .map_err(range(lp, "%pcrel_lo"))?;
-                img.put_insn(lsec, lp, &li, raw)?;
-                handled.insert(lp);
+                actions.push(put_insn(img, lsec, lp, &li, raw));
+                actions.push(Action::Handled(lp));
             }
         }
         // Fixed together with its auipc; `relocate` checks afterwards that each one was.
@@ -637,8 +772,8 @@ fn fix_one(
                 }
             }
             .map_err(range(p, "absolute address"))?;
-            img.put_insn(sec, p, &insn, raw)?;
-            handled.insert(p);
+            actions.push(put_insn(img, sec, p, &insn, raw));
+            actions.push(Action::Handled(p));
         }
         _ if t == R_RISCV_GPREL_I.0 || t == R_RISCV_GPREL_S.0 => {
             let Some(gp) = gp_old else {
@@ -653,12 +788,28 @@ fn fix_one(
                 _ => riscv::with_i_imm(insn.raw, value),
             }
             .map_err(range(p, "gp-relative access"))?;
-            img.put_insn(sec, p, &insn, raw)?;
-            handled.insert(p);
+            actions.push(put_insn(img, sec, p, &insn, raw));
+            actions.push(Action::Handled(p));
         }
-        _ => data::fix_data(img, sec, r, t_old, t_new, p_new, dyn_covered)?,
+        _ => actions.push(Action::Data {
+            sec,
+            r: *r,
+            t_old,
+            t_new,
+            p_new,
+        }),
     }
     Ok(())
+}
+
+/// The write of a re-encoded instruction at the new place of original address `addr`.
+fn put_insn(img: &Image<'_, '_>, sec: usize, addr: u64, insn: &Insn, raw: u32) -> Action {
+    Action::Write {
+        sec,
+        addr: img.map_in(sec, addr),
+        len: insn.len,
+        raw,
+    }
 }
 
 /// Re-encodes a branch or jump with a new offset.
