@@ -100,11 +100,25 @@ pub fn read_builder<'data>(file: &ElfFile<'data>) -> Result<Builder<'data>> {
 /// [`emit`] with the builder already read by [`read_builder`].
 pub fn emit_with<'data>(
     file: &ElfFile<'data>,
-    mut b: Builder<'data>,
+    b: Builder<'data>,
     plan: &Plan,
     fixed: &mut Fixed,
     table: Option<NewSection>,
 ) -> Result<Vec<u8>> {
+    let b = prepare(file, b, plan, fixed, table)?;
+    write(file, b)
+}
+
+/// Puts the plan and the fixed contents into the builder (taking them out of `fixed`), so
+/// that a caller can free what only the preparation needed (symbols, relocations) before
+/// [`write`] allocates the output: the peak of a rewrite's memory.
+pub fn prepare<'data>(
+    file: &ElfFile<'data>,
+    mut b: Builder<'data>,
+    plan: &Plan,
+    fixed: &mut Fixed,
+    table: Option<NewSection>,
+) -> Result<Builder<'data>> {
     // sh_addralign 0 means "no constraint", like 1; the writer's layout divides by it.
     for s in b.sections.iter_mut() {
         s.sh_addralign = s.sh_addralign.max(1);
@@ -138,7 +152,8 @@ pub fn emit_with<'data>(
                 }
             }
         }
-        if let Some(new) = fixed.relocs.get(&index) {
+        // Taken, not borrowed: the new entries are copied into the builder's and freed.
+        if let Some(new) = fixed.relocs.remove(&index) {
             match &mut sec.data {
                 SectionData::Relocation(v) => {
                     // Fewer new entries: the section was emptied (a removed patch table).
@@ -186,6 +201,12 @@ pub fn emit_with<'data>(
     if let Some(t) = table {
         insert_section(&mut b, &ids, t)?;
     }
+    Ok(b)
+}
+
+/// Writes the prepared builder out. Of `file`, only the header facts and the sections are
+/// read.
+pub fn write(file: &ElfFile<'_>, b: Builder<'_>) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(file.data.len());
     crate::timing::phase("emit: builder write", || b.write(&mut out)).map_err(err)?;
     fix_nonalloc_segments(file, &mut out)?;

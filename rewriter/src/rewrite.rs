@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::elf::{self, ElfFile, FileKind};
-use crate::emit::{emit_with, NewSection};
+use crate::emit::NewSection;
 use crate::error::{Error, Result};
 use crate::plan::{plan, Layout, PlanOptions};
 use crate::relocate::relocate;
@@ -139,14 +139,14 @@ pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteSta
 }
 
 fn rewrite_unchecked(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteStats)> {
-    let file = phase("parse", || elf::parse(data))?;
+    let mut file = phase("parse", || elf::parse(data))?;
     // The scan and the parse of the relocations are independent: run them side by side
     // (a relocation error is reported only where the relocations are needed, as before).
     let (scan, relocs) = rayon::join(
         || phase("scan", || scan(&file)),
         || phase("relocations", || file.relocation_sections()),
     );
-    let scan = scan?;
+    let mut scan = scan?;
     if scan.source == TableSource::None {
         return Err(Error::Unsupported(
             "no __patchable_function_entries table: nothing to rewrite".into(),
@@ -223,7 +223,7 @@ fn rewrite_unchecked(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rewr
     if done {
         return Ok((data.to_vec(), base_stats));
     }
-    let relocs = relocs?;
+    let mut relocs = relocs?;
     require_emit_relocs(&file, &scan, &relocs)?;
 
     let ptr = file.ptr_size() as u64;
@@ -340,9 +340,15 @@ fn rewrite_unchecked(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rewr
                 Some(b) => b,
                 None => crate::emit::read_builder(&file)?,
             };
-            phase("emit", || {
-                emit_with(&file, builder, &plan, &mut fixed, table)
-            })?
+            let b = phase("emit", || {
+                crate::emit::prepare(&file, builder, &plan, &mut fixed, table)
+            })?;
+            // The writer's output is the peak of the rewrite's memory: free first what
+            // only the passes before it needed.
+            drop(std::mem::take(&mut file.symbols));
+            drop(std::mem::take(&mut relocs));
+            drop(std::mem::take(&mut scan.sites));
+            phase("emit: write", || crate::emit::write(&file, b))?
         }
     };
 
