@@ -306,17 +306,16 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
         let continues_run = match owner {
             // A label inside the pad: its function's pad, unless the entry follows a nop
             // that alignment padding cannot explain (it points into the nops before it).
-            Some(Owner::Own(_)) => previous.is_some_and(|p| {
+            Some(Owner::Own(..)) => previous.is_some_and(|p| {
                 continues_cnop_run(p, entry) && !padding_ends.contains(&(section, entry))
             }),
             // No label of its own (an overridden weak function, a stripped static one): an
             // anonymous pad, unless it continues a nop run, i.e. the entry points into a pad.
-            Some(Owner::Before(_)) => previous.is_some_and(is_nop),
+            Some(Owner::Before(..)) => previous.is_some_and(is_nop),
             None => false,
         };
         let symbol = match owner {
-            Some(Owner::Own(s) | Owner::Before(s)) if continues_run => {
-                let func = file.symbols[s].value;
+            Some(Owner::Own(_, func) | Owner::Before(func)) if continues_run => {
                 stray_offsets.push(distance(func, entry));
                 problems.push(SiteProblem {
                     address: entry,
@@ -325,10 +324,11 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
                 });
                 continue;
             }
-            Some(Owner::Own(s)) => Some(s),
+            Some(Owner::Own(s, value)) => Some((s, value)),
             _ => None,
         };
-        let func_addr = symbol.map_or(entry, |s| file.symbols[s].value);
+        let func_addr = symbol.map_or(entry, |(_, value)| value);
+        let symbol = symbol.map(|(s, _)| s);
         sites.push(PatchSite {
             section,
             entry,
@@ -653,10 +653,12 @@ fn on_boundary(
     data: &[u8],
 ) -> Boundary {
     let base = file.sections[section].addr;
+    // The label's address comes from the sorted labels themselves: looking it up in the
+    // symbol table was a cache miss per site (a third of a large program's scan).
     let label_before = |addr: u64| {
         labels
             .at_or_before(section, addr)
-            .map_or(base, |s| file.symbols[s].value)
+            .map_or(base, |(_, value)| value)
     };
     let start = label_before(entry);
     match walk(data, base, start, entry) {
@@ -759,12 +761,13 @@ fn continues_cnop_run(previous: u32, entry: u64) -> bool {
     previous == u32::from(C_NOP) && !entry.is_multiple_of(4)
 }
 
-/// Whose pad a site is: a label inside the pad, or only one before it.
+/// Whose pad a site is: a label inside the pad (symbol index, address), or only one before
+/// it (address).
 enum Owner {
     /// A label lies inside `[entry, entry + pad]`: the pad's own function.
-    Own(usize),
+    Own(usize, u64),
     /// Only a label before the entry: the pad has no function symbol of its own.
-    Before(usize),
+    Before(u64),
 }
 
 /// Code labels (function symbols and named untyped labels) sorted by (section, address),
@@ -785,7 +788,10 @@ impl CodeLabels {
                 Some((sec, s.value, s.kind != elf::STT_FUNC.0, s.index))
             })
             .collect();
-        sorted.sort_unstable();
+        {
+            use rayon::slice::ParallelSliceMut;
+            sorted.par_sort_unstable();
+        }
         CodeLabels { sorted }
     }
 
@@ -797,9 +803,11 @@ impl CodeLabels {
             .partition_point(|&(s, v, _, _)| (s, v) < (section, entry));
         match self.sorted.get(i) {
             Some(&(s, v, _, idx)) if s == section && v <= entry.saturating_add(pad) => {
-                Some(Owner::Own(idx))
+                Some(Owner::Own(idx, v))
             }
-            _ => self.at_or_before(section, entry).map(Owner::Before),
+            _ => self
+                .at_or_before(section, entry)
+                .map(|(_, v)| Owner::Before(v)),
         }
     }
 
@@ -817,7 +825,7 @@ impl CodeLabels {
             .checked_sub(1)
             .map(|j| self.sorted[j])
             .filter(|l| l.0 == section)
-            .and_then(|l| Some((addr - l.1, self.at_or_before(section, l.1)?)));
+            .and_then(|l| Some((addr - l.1, self.at_or_before(section, l.1)?.0)));
         match (after, before) {
             (Some(a), Some(b)) if b.0 < a.0 => Some(b.1),
             (Some(a), _) => Some(a.1),
@@ -825,8 +833,8 @@ impl CodeLabels {
         }
     }
 
-    /// The last label at or before `addr` in `section`.
-    fn at_or_before(&self, section: usize, addr: u64) -> Option<usize> {
+    /// The last label at or before `addr` in `section`: its symbol index and address.
+    fn at_or_before(&self, section: usize, addr: u64) -> Option<(usize, u64)> {
         let i = self
             .sorted
             .partition_point(|&(s, v, _, _)| (s, v) <= (section, addr));
@@ -838,7 +846,7 @@ impl CodeLabels {
         let first = self
             .sorted
             .partition_point(|&(s2, v2, _, _)| (s2, v2) < (s, v));
-        Some(self.sorted[first].3)
+        Some((self.sorted[first].3, v))
     }
 }
 
