@@ -245,102 +245,31 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
     located.sort_unstable();
     located.dedup();
 
+    // Each entry is classified on its own (in parallel: a large program has 100,000s);
+    // the outcomes are gathered in table order, so the result does not depend on threads.
+    let outcomes: Vec<Result<Outcome>> = {
+        use rayon::prelude::*;
+        located
+            .par_iter()
+            .enumerate()
+            .map(|(i, &(section, entry))| {
+                let next = located.get(i + 1).copied();
+                classify(file, &labels, &padding_ends, section, entry, next)
+            })
+            .collect()
+    };
     let mut sites = Vec::with_capacity(located.len());
     // (function symbol - entry) of entries that point at an instruction near a function
     // but are not usable sites: they join `entry_offsets`, so a shifted table shows there.
     let mut stray_offsets = Vec::new();
-    for (i, &(section, entry)) in located.iter().enumerate() {
-        let sec = &file.sections[section];
-        let data = file.section_data(sec)?;
-        // `entry` lies in the section's bytes (checked above); stay bounds-checked anyway.
-        let here = usize::try_from(entry - sec.addr)
-            .ok()
-            .and_then(|off| data.get(off..));
-        let Some(here) = here.filter(|h| !h.is_empty()) else {
-            problems.push(SiteProblem {
-                address: entry,
-                section: Some(section),
-                problem: Problem::OutsideText,
-            });
-            continue;
-        };
-        // A pad never runs into the next site's pad.
-        let limit = match located.get(i + 1) {
-            Some(&(s, next)) if s == section => {
-                usize::try_from(next - entry).map_or(here.len(), |n| n.min(here.len()))
+    for outcome in outcomes {
+        match outcome? {
+            Outcome::Site(s) => sites.push(s),
+            Outcome::Problem(p, stray) => {
+                problems.push(p);
+                stray_offsets.extend(stray);
             }
-            _ => here.len(),
-        };
-        let run = nop_run(&here[..limit], file.rvc());
-        let Boundary::Start { previous } = on_boundary(file, &labels, section, entry, data) else {
-            problems.push(SiteProblem {
-                address: entry,
-                section: Some(section),
-                problem: Problem::MidInstruction,
-            });
-            continue;
-        };
-        let state = if run.bytes > 0 {
-            SiteState::Nops
-        } else {
-            let raw = read_insn(here);
-            if is_call_patch(raw) {
-                SiteState::Patched(raw)
-            } else {
-                if let Some(s) = labels.nearest(section, entry) {
-                    stray_offsets.push(distance(file.symbols[s].value, entry));
-                }
-                problems.push(SiteProblem {
-                    address: entry,
-                    section: Some(section),
-                    problem: Problem::NoNop(raw),
-                });
-                continue;
-            }
-        };
-        let (bytes, insns) = match state {
-            SiteState::Nops => (run.bytes, run.insns),
-            SiteState::Patched(raw) => (insn_len(raw as u16) as u32, 1),
-        };
-        let owner = labels.function_for(section, entry, u64::from(bytes));
-        let continues_run = match owner {
-            // A label inside the pad: its function's pad, unless the entry follows a nop
-            // that alignment padding cannot explain (it points into the nops before it).
-            Some(Owner::Own(..)) => previous.is_some_and(|p| {
-                continues_cnop_run(p, entry) && !padding_ends.contains(&(section, entry))
-            }),
-            // No label of its own (an overridden weak function, a stripped static one): an
-            // anonymous pad, unless it continues a nop run, i.e. the entry points into a pad.
-            Some(Owner::Before(..)) => previous.is_some_and(is_nop),
-            None => false,
-        };
-        let symbol = match owner {
-            Some(Owner::Own(_, func) | Owner::Before(func)) if continues_run => {
-                stray_offsets.push(distance(func, entry));
-                problems.push(SiteProblem {
-                    address: entry,
-                    section: Some(section),
-                    problem: Problem::NotRunStart { function: func },
-                });
-                continue;
-            }
-            Some(Owner::Own(s, value)) => Some((s, value)),
-            _ => None,
-        };
-        let func_addr = symbol.map_or(entry, |(_, value)| value);
-        let symbol = symbol.map(|(s, _)| s);
-        sites.push(PatchSite {
-            section,
-            entry,
-            symbol,
-            func_addr,
-            pad_bytes: bytes,
-            pad_insns: insns,
-            pre_bytes: func_addr.saturating_sub(entry).min(u64::from(bytes)) as u32,
-            nop_kind: run.kind,
-            align: alignment_of(entry),
-            state,
-        });
+        }
     }
 
     // Sites whose distance to their function differs from the binary's usual one.
@@ -379,6 +308,107 @@ pub fn scan(file: &ElfFile<'_>) -> Result<Scan> {
         entry_offsets,
         table_addr,
     })
+}
+
+/// What one located table entry turned out to be.
+enum Outcome {
+    /// A usable patch site.
+    Site(PatchSite),
+    /// Not usable; with (function symbol - entry) when it points near a function.
+    Problem(SiteProblem, Option<i64>),
+}
+
+/// Classifies the entry at `entry` of executable `section`; `next` is the next located
+/// entry (a pad never runs into the next site's pad).
+fn classify(
+    file: &ElfFile<'_>,
+    labels: &CodeLabels,
+    padding_ends: &HashSet<(usize, u64)>,
+    section: usize,
+    entry: u64,
+    next: Option<(usize, u64)>,
+) -> Result<Outcome> {
+    let problem = |problem: Problem, stray: Option<i64>| {
+        Ok(Outcome::Problem(
+            SiteProblem {
+                address: entry,
+                section: Some(section),
+                problem,
+            },
+            stray,
+        ))
+    };
+    let sec = &file.sections[section];
+    let data = file.section_data(sec)?;
+    // `entry` lies in the section's bytes (checked above); stay bounds-checked anyway.
+    let here = usize::try_from(entry - sec.addr)
+        .ok()
+        .and_then(|off| data.get(off..));
+    let Some(here) = here.filter(|h| !h.is_empty()) else {
+        return problem(Problem::OutsideText, None);
+    };
+    let limit = match next {
+        Some((s, next)) if s == section => {
+            usize::try_from(next - entry).map_or(here.len(), |n| n.min(here.len()))
+        }
+        _ => here.len(),
+    };
+    let run = nop_run(&here[..limit], file.rvc());
+    let Boundary::Start { previous } = on_boundary(file, labels, section, entry, data) else {
+        return problem(Problem::MidInstruction, None);
+    };
+    let state = if run.bytes > 0 {
+        SiteState::Nops
+    } else {
+        let raw = read_insn(here);
+        if is_call_patch(raw) {
+            SiteState::Patched(raw)
+        } else {
+            let stray = labels
+                .nearest(section, entry)
+                .map(|s| distance(file.symbols[s].value, entry));
+            return problem(Problem::NoNop(raw), stray);
+        }
+    };
+    let (bytes, insns) = match state {
+        SiteState::Nops => (run.bytes, run.insns),
+        SiteState::Patched(raw) => (insn_len(raw as u16) as u32, 1),
+    };
+    let owner = labels.function_for(section, entry, u64::from(bytes));
+    let continues_run = match owner {
+        // A label inside the pad: its function's pad, unless the entry follows a nop
+        // that alignment padding cannot explain (it points into the nops before it).
+        Some(Owner::Own(..)) => previous.is_some_and(|p| {
+            continues_cnop_run(p, entry) && !padding_ends.contains(&(section, entry))
+        }),
+        // No label of its own (an overridden weak function, a stripped static one): an
+        // anonymous pad, unless it continues a nop run, i.e. the entry points into a pad.
+        Some(Owner::Before(..)) => previous.is_some_and(is_nop),
+        None => false,
+    };
+    let symbol = match owner {
+        Some(Owner::Own(_, func) | Owner::Before(func)) if continues_run => {
+            return problem(
+                Problem::NotRunStart { function: func },
+                Some(distance(func, entry)),
+            );
+        }
+        Some(Owner::Own(s, value)) => Some((s, value)),
+        _ => None,
+    };
+    let func_addr = symbol.map_or(entry, |(_, value)| value);
+    Ok(Outcome::Site(PatchSite {
+        section,
+        entry,
+        symbol: symbol.map(|(s, _)| s),
+        func_addr,
+        pad_bytes: bytes,
+        pad_insns: insns,
+        pre_bytes: func_addr.saturating_sub(entry).min(u64::from(bytes)) as u32,
+        nop_kind: run.kind,
+        align: alignment_of(entry),
+        state,
+    }))
 }
 
 /// An executable section with bytes in the file (an `SHT_NOBITS` one claiming to be code
