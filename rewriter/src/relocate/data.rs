@@ -213,24 +213,28 @@ fn write_uleb_fixed(out: &mut [u8], mut v: u64) -> Option<()> {
 
 /// Dynamic relocations: move the place; `RELATIVE`/`IRELATIVE` addends are addresses.
 pub(super) fn fix_dynamic(
-    img: &mut Image<'_, '_>,
+    img: &Image<'_, '_>,
     r: &Reloc,
     new: &mut Reloc,
     map_t: &dyn Fn(&Image<'_, '_>, u64) -> u64,
-) -> Result<()> {
+) -> Option<super::Action> {
     if r.r_type == R_RISCV_RELATIVE.0 || r.r_type == R_RISCV_IRELATIVE.0 {
         let a_new = map_t(img, r.addend as u64);
         new.addend = a_new as i64;
         // If the linker also stored the value in the word, keep it in step.
         if let Some(sec) = img.file.alloc_section_at(r.offset).map(|s| s.index) {
             let w = img.file.ptr_size();
-            let p_new = img.map(r.offset);
-            if img.read_new(sec, p_new, w)? == r.addend as u64 & mask(w) && r.addend != 0 {
-                img.write_new(sec, p_new, w, a_new & mask(w))?;
-            }
+            return Some(super::Action::WriteIfWord {
+                sec,
+                addr: img.map(r.offset),
+                len: w as u8,
+                // A zero addend is never written back (but the word must be readable).
+                expect: (r.addend != 0).then_some(r.addend as u64 & mask(w)),
+                value: a_new & mask(w),
+            });
         }
     }
-    Ok(())
+    None
 }
 
 /// GOT words the linker filled without a dynamic relocation hold link-time addresses.

@@ -330,19 +330,10 @@ pub fn relocate(
             lo_partners: &lo_partners,
         };
         let mut out = Vec::with_capacity(rs.relocs.len());
-        if is_dynamic {
-            // Dynamic relocations read and write the new data words as they go: in order.
-            for r in &rs.relocs {
-                *fixed.types.entry(r.r_type).or_insert(0) += 1;
-                let mut new = *r;
-                new.offset = img.map(r.offset);
-                data::fix_dynamic(&mut img, r, &mut new, &|img, t| ctx.map_target(img, r, t))?;
-                out.push(new);
-            }
-        } else {
-            // Static relocations are resolved in parallel against the original bytes; what
-            // they change is applied afterwards in their original order, so the result (and
-            // the first error) is the same as one pass in order would give.
+        {
+            // Relocations are resolved in parallel against the original bytes; what they
+            // change is applied afterwards in their original order, so the result (and the
+            // first error) is the same as one pass in order would give.
             for window in rs.relocs.chunks(RELOC_CHUNK * RELOC_WINDOW) {
                 let chunks: Vec<ChunkFix> = {
                     use rayon::prelude::*;
@@ -401,7 +392,7 @@ pub fn relocate(
 const RELOC_CHUNK: usize = 2048;
 const RELOC_WINDOW: usize = 32;
 
-/// A change one static relocation makes, applied in relocation order after the parallel
+/// A change one relocation makes, applied in relocation order after the parallel
 /// resolution (which reads only the original bytes).
 enum Action {
     /// Write `raw` (`len` bytes) at new address `addr` of section `sec`.
@@ -412,9 +403,12 @@ enum Action {
     TlsGot(u64),
     /// A data relocation: it reads and writes the new bytes, so it runs in order.
     Data { sec: usize, r: Reloc, t_old: u64, t_new: u64, p_new: u64 },
+    /// Write `value` (`len` bytes) at new address `addr` of section `sec` if the word there
+    /// (as the changes before left it) holds `expect`; `None`: only read it.
+    WriteIfWord { sec: usize, addr: u64, len: u8, expect: Option<u64>, value: u64 },
 }
 
-/// What a chunk of static relocations resolved to.
+/// What a chunk of relocations resolved to.
 struct ChunkFix {
     /// The new relocation entries, up to the first error.
     relocs: Vec<Reloc>,
@@ -456,7 +450,7 @@ impl SectionCtx<'_, '_> {
         }
     }
 
-    /// Resolves a chunk of static relocations against the original bytes.
+    /// Resolves a chunk of relocations against the original bytes.
     fn fix_chunk(&self, img: &Image<'_, '_>, chunk: &[Reloc]) -> ChunkFix {
         let mut fix = ChunkFix {
             relocs: Vec::with_capacity(chunk.len()),
@@ -467,6 +461,15 @@ impl SectionCtx<'_, '_> {
         let mut types: BTreeMap<u32, usize> = BTreeMap::new();
         for r in chunk {
             *types.entry(r.r_type).or_insert(0) += 1;
+            if self.is_dynamic {
+                let mut new = *r;
+                new.offset = img.map(r.offset);
+                let map_t = |img: &Image<'_, '_>, t: u64| self.map_target(img, r, t);
+                fix.actions
+                    .extend(data::fix_dynamic(img, r, &mut new, &map_t));
+                fix.relocs.push(new);
+                continue;
+            }
             match self.fix_static(img, r, &mut fix.actions) {
                 Ok(new) => fix.relocs.push(new),
                 Err(e) => {
@@ -559,6 +562,17 @@ fn apply(
         match a {
             Action::Write { sec, addr, len, raw } => {
                 img.write_new(sec, addr, len as usize, u64::from(raw))?
+            }
+            Action::WriteIfWord {
+                sec,
+                addr,
+                len,
+                expect,
+                value,
+            } => {
+                if Some(img.read_new(sec, addr, len as usize)?) == expect {
+                    img.write_new(sec, addr, len as usize, value)?;
+                }
             }
             Action::Handled(at) => handled.insert(at),
             Action::TlsGot(at) => {
