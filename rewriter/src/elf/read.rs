@@ -34,7 +34,10 @@ pub fn parse(data: &[u8]) -> Result<ElfFile<'_>> {
 fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
     data: &[u8],
     is_64: bool,
-) -> Result<ElfFile<'_>> {
+) -> Result<ElfFile<'_>>
+where
+    Elf::Sym: Sync,
+{
     let header = Elf::parse(data).map_err(|e| Error::malformed(format!("ELF header: {e}")))?;
     let endian = header.endian()?;
     if header.e_machine(endian) != elf::EM_RISCV {
@@ -154,29 +157,49 @@ fn collect_symbols<'data, Elf: FileHeader<Endian = Endianness>>(
     endian: Endianness,
     table: &object::read::elf::SymbolTable<'data, Elf, &'data [u8]>,
     what: &str,
-) -> Result<Vec<Symbol<'data>>> {
+) -> Result<Vec<Symbol<'data>>>
+where
+    Elf::Sym: Sync,
+{
+    use rayon::prelude::*;
+    // Every parse of a large program reads 100,000s of symbols (names checked as UTF-8):
+    // in parallel chunks, joined in order, so the first error is the first bad symbol.
+    const CHUNK: usize = 16 * 1024;
+    let chunks: Vec<Result<Vec<Symbol<'data>>>> = table
+        .symbols()
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(c, syms)| {
+            let mut out = Vec::with_capacity(syms.len());
+            for (k, sym) in syms.iter().enumerate() {
+                let index = c * CHUNK + k;
+                let name = table.symbol_name(endian, sym).map(lossy).map_err(|e| {
+                    Error::malformed(format!(
+                        "{what} symbol {index}: name at offset {:#x} of its string table is \
+                         not a NUL-terminated string inside it ({e})",
+                        sym.st_name(endian)
+                    ))
+                })?;
+                let shndx = match sym.st_shndx(endian) {
+                    elf::SHN_XINDEX => table.shndx(endian, object::SymbolIndex(index)).unwrap_or(0),
+                    s => u32::from(s.0),
+                };
+                out.push(Symbol {
+                    index,
+                    name,
+                    value: sym.st_value(endian).into(),
+                    size: sym.st_size(endian).into(),
+                    kind: sym.st_type().0,
+                    bind: sym.st_bind().0,
+                    shndx,
+                });
+            }
+            Ok(out)
+        })
+        .collect();
     let mut out = Vec::with_capacity(table.len());
-    for (index, sym) in table.iter().enumerate() {
-        let name = table.symbol_name(endian, sym).map(lossy).map_err(|e| {
-            Error::malformed(format!(
-                "{what} symbol {index}: name at offset {:#x} of its string table is not a \
-                 NUL-terminated string inside it ({e})",
-                sym.st_name(endian)
-            ))
-        })?;
-        let shndx = match sym.st_shndx(endian) {
-            elf::SHN_XINDEX => table.shndx(endian, object::SymbolIndex(index)).unwrap_or(0),
-            s => u32::from(s.0),
-        };
-        out.push(Symbol {
-            index,
-            name,
-            value: sym.st_value(endian).into(),
-            size: sym.st_size(endian).into(),
-            kind: sym.st_type().0,
-            bind: sym.st_bind().0,
-            shndx,
-        });
+    for chunk in chunks {
+        out.extend(chunk?);
     }
     Ok(out)
 }
@@ -390,7 +413,10 @@ fn is_erased(r: &Reloc) -> bool {
 pub(super) fn dynamic_symbols<'data>(file: &ElfFile<'data>) -> Result<Vec<Symbol<'data>>> {
     fn generic<'data, Elf: FileHeader<Endian = Endianness>>(
         file: &ElfFile<'data>,
-    ) -> Result<Vec<Symbol<'data>>> {
+    ) -> Result<Vec<Symbol<'data>>>
+    where
+        Elf::Sym: Sync,
+    {
         let header = Elf::parse(file.data)?;
         let endian = header.endian()?;
         let table = header.sections(endian, file.data)?;
