@@ -396,16 +396,33 @@ const RELOC_WINDOW: usize = 32;
 /// resolution (which reads only the original bytes).
 enum Action {
     /// Write `raw` (`len` bytes) at new address `addr` of section `sec`.
-    Write { sec: usize, addr: u64, len: u8, raw: u32 },
+    Write {
+        sec: usize,
+        addr: u64,
+        len: u8,
+        raw: u32,
+    },
     /// The instruction at original address `addr` was fixed through a relocation.
     Handled(u64),
     /// The GOT slot at original address `addr` holds a TLS offset or module id.
     TlsGot(u64),
     /// A data relocation: it reads and writes the new bytes, so it runs in order.
-    Data { sec: usize, r: Reloc, t_old: u64, t_new: u64, p_new: u64 },
+    Data {
+        sec: usize,
+        r: Reloc,
+        t_old: u64,
+        t_new: u64,
+        p_new: u64,
+    },
     /// Write `value` (`len` bytes) at new address `addr` of section `sec` if the word there
     /// (as the changes before left it) holds `expect`; `None`: only read it.
-    WriteIfWord { sec: usize, addr: u64, len: u8, expect: Option<u64>, value: u64 },
+    WriteIfWord {
+        sec: usize,
+        addr: u64,
+        len: u8,
+        expect: Option<u64>,
+        value: u64,
+    },
 }
 
 /// What a chunk of relocations resolved to.
@@ -444,7 +461,10 @@ impl SectionCtx<'_, '_> {
                     .as_ref()
                     .is_some_and(|rg| rg.contains(&r.offset)))
         {
-            self.entry_map.get(&t).copied().unwrap_or_else(|| img.map(t))
+            self.entry_map
+                .get(&t)
+                .copied()
+                .unwrap_or_else(|| img.map(t))
         } else {
             img.map(t)
         }
@@ -560,9 +580,12 @@ fn apply(
 ) -> Result<()> {
     for a in actions {
         match a {
-            Action::Write { sec, addr, len, raw } => {
-                img.write_new(sec, addr, len as usize, u64::from(raw))?
-            }
+            Action::Write {
+                sec,
+                addr,
+                len,
+                raw,
+            } => img.write_new(sec, addr, len as usize, u64::from(raw))?,
             Action::WriteIfWord {
                 sec,
                 addr,

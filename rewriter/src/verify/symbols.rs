@@ -86,7 +86,7 @@ fn symbol_table(
         return;
     }
     let min_insn = if ctx.old.rvc() { 2 } else { 4 };
-    for (k, o) in old.iter().enumerate().skip(1) {
+    let check_one = |k: usize, o: &Symbol<'_>, report: &mut VerifyReport| {
         report.counts.symbols += 1;
         let Some(n) = perm.get(k).copied().flatten().and_then(|j| new.get(j)) else {
             report.mismatch(
@@ -96,7 +96,7 @@ fn symbol_table(
                 format!("{} {table}[{k}] in the rewritten file", o.name),
                 "no such symbol".to_string(),
             );
-            continue;
+            return;
         };
         let bad = |report: &mut VerifyReport, what: String, found: String| {
             report.mismatch("symbol", Some(o.value), Some(n.value), what, found)
@@ -110,7 +110,7 @@ fn symbol_table(
                 format!("{} {table}[{}] in section {shndx}", o.name, o.index),
                 format!("{} in section {}", n.name, n.shndx),
             );
-            continue;
+            return;
         }
         let section = o.section().and_then(|s| ctx.old.sections.get(s));
         let moves = o.kind != elf::STT_TLS.0
@@ -164,7 +164,7 @@ fn symbol_table(
             } else {
                 bad(report, what, found);
             }
-            continue;
+            return;
         }
         if let Some(&a) = o.section().and_then(|s| fa.get(&s)) {
             if o.kind == elf::STT_FUNC.0 && a > min_insn {
@@ -181,6 +181,28 @@ fn symbol_table(
                 }
             }
         }
+    };
+    // Symbols are checked in parallel chunks (a large program has 100,000s); the chunks'
+    // reports merge in symbol order, so the report is the same as one pass would give.
+    const CHUNK: usize = 8192;
+    let parts: Vec<VerifyReport> = {
+        use rayon::prelude::*;
+        old.par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let mut r = VerifyReport::default();
+                for (i, o) in chunk.iter().enumerate() {
+                    let k = c * CHUNK + i;
+                    if k > 0 {
+                        check_one(k, o, &mut r);
+                    }
+                }
+                r
+            })
+            .collect()
+    };
+    for part in parts {
+        report.merge(part);
     }
 }
 
