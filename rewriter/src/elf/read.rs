@@ -126,7 +126,7 @@ where
         .map_err(|e| Error::malformed(format!(".symtab: {e}")))?;
     let symtab_index = (!symtab.is_empty()).then(|| symtab.section().0);
     let symbols = collect_symbols::<Elf>(endian, &symtab, ".symtab")?;
-    validate::symbols(&symbols, sections.len())?;
+    validate::symbols(&symbols, sections.len(), ".symtab")?;
 
     let e_type = header.e_type(endian).0;
     let mut file = ElfFile {
@@ -421,7 +421,10 @@ pub(super) fn dynamic_symbols<'data>(file: &ElfFile<'data>) -> Result<Vec<Symbol
         let endian = header.endian()?;
         let table = header.sections(endian, file.data)?;
         let dynsym = table.symbols(endian, file.data, elf::SHT_DYNSYM)?;
-        collect_symbols::<Elf>(endian, &dynsym, ".dynsym")
+        let symbols = collect_symbols::<Elf>(endian, &dynsym, ".dynsym")?;
+        // Like .symtab's at parse time: every user indexes the sections with them (fuzzing).
+        validate::symbols(&symbols, file.sections.len(), ".dynsym")?;
+        Ok(symbols)
     }
     if file.is_64 {
         generic::<Header64>(file)

@@ -248,12 +248,12 @@ pub(super) fn hash_tables(data: &[u8], sections: &[Section<'_>], is_64: bool) ->
 }
 
 /// A symbol defined in a regular section must name one that exists.
-pub(super) fn symbols(symbols: &[Symbol<'_>], section_count: usize) -> Result<()> {
+pub(super) fn symbols(symbols: &[Symbol<'_>], section_count: usize, table: &str) -> Result<()> {
     for sym in symbols {
         if let Some(sec) = sym.section() {
             if sec >= section_count {
                 return Err(Error::malformed(format!(
-                    ".symtab symbol {} ({}) is defined in section {sec}, which does not exist \
+                    "{table} symbol {} ({}) is defined in section {sec}, which does not exist \
                      (the file has {} sections)",
                     sym.index,
                     if sym.name.is_empty() {

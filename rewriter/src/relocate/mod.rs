@@ -759,7 +759,10 @@ fn fix_one(
                 actions.push(Action::TlsGot(full_old));
             }
             if t == R_RISCV_TLS_GD_HI20.0 {
-                actions.push(Action::TlsGot(full_old + img.file.ptr_size() as u64));
+                // A crafted auipc can reach the top of the address space (fuzzing).
+                actions.push(Action::TlsGot(
+                    full_old.wrapping_add(img.file.ptr_size() as u64),
+                ));
             }
             let (hi, lo) = hi_lo(full_new.wrapping_sub(p_new) as i64).map_err(range(p, "auipc"))?;
             let a = riscv::with_u_imm(auipc.raw, hi).map_err(range(p, "auipc"))?;
