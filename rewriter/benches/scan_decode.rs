@@ -110,6 +110,7 @@ fn rewrite_slot4(b: Bencher) {
         pre: 0,
         layout: None,
         force: false,
+        writer: Default::default(),
     };
     b.bench(|| rewrite(black_box(input()), opts).expect("rewrites").0.len());
 }

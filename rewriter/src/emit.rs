@@ -247,20 +247,28 @@ pub(crate) fn mapped_symbols(
 ) -> Vec<Option<(u64, u64)>> {
     use rayon::prelude::*;
     orig.par_iter()
-        .map(|orig| {
-            if orig.is_linker_address() {
-                return None;
-            }
-            Some(map_symbol(
-                file,
-                map,
-                orig.section(),
-                orig.value,
-                orig.size,
-                orig.kind,
-            ))
-        })
+        .map(|orig| mapped_symbol(file, map, orig))
         .collect()
+}
+
+/// New (value, size) of one symbol, or `None` for a linker-defined address, whose value
+/// alone moves (to `map.map(value)`).
+pub(crate) fn mapped_symbol(
+    file: &ElfFile<'_>,
+    map: &AddressMap,
+    orig: &crate::elf::Symbol<'_>,
+) -> Option<(u64, u64)> {
+    if orig.is_linker_address() {
+        return None;
+    }
+    Some(map_symbol(
+        file,
+        map,
+        orig.section(),
+        orig.value,
+        orig.size,
+        orig.kind,
+    ))
 }
 
 /// Adds an allocated section right after `t.after` in section-table order, by shifting the

@@ -5,7 +5,7 @@
 pub mod check;
 pub mod elf;
 pub mod emit;
-pub mod emit_in_place;
+pub mod emit_patched;
 pub mod error;
 pub mod plan;
 pub mod relocatable;

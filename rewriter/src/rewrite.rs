@@ -80,6 +80,21 @@ pub struct RewriteOptions {
     pub layout: Option<Layout>,
     /// Allow slots smaller than a kernel's ftrace patch.
     pub force: bool,
+    /// How a linked file is written.
+    pub writer: Writer,
+}
+
+/// How a linked file's rewrite is written out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Writer {
+    /// The input's own bytes placed anew and patched (see `emit_patched`); what that cannot
+    /// express falls back to the builder.
+    #[default]
+    Patched,
+    /// `object`'s ELF builder: reads the whole file into its model and re-serialises it
+    /// (slower, twice the memory; rebuilds `.dynsym` order and hash tables).
+    Builder,
 }
 
 /// What a rewrite did, for `--json` and the report.
@@ -116,6 +131,9 @@ pub struct RewriteStats {
     /// Trampoline islands added (programs linked with the runtime whose slots are far from
     /// its trampoline).
     pub islands: usize,
+    /// The writer that wrote a linked file (none: output equals input, or an object file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer: Option<Writer>,
     /// Kernel tables rewritten from their bytes (`__ex_table`, kallsyms), in a vmlinux.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_tables: Option<crate::relocate::kernel::KernelTables>,
@@ -210,6 +228,7 @@ fn rewrite_unchecked(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rewr
         table: false,
         kernel_tables: None,
         islands: 0,
+        writer: None,
     };
     // Already rewritten to this slot size: nothing to do, byte for byte.
     let done = scan.sites.iter().all(|s| {
@@ -265,14 +284,13 @@ fn rewrite_unchecked(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rewr
         ),
         other => (other?, with_table),
     };
-    // Reading the original into the writer's builder needs nothing from the relocation
-    // pass: run the two side by side.
-    // A vmlinux rewritten in place is patched into a copy of itself (see emit_in_place):
-    // no builder.
-    let patch_in_place = file.kind == FileKind::Vmlinux && layout == Layout::InPlace;
+    // A linked file is written by patching its own bytes into place (see emit_patched);
+    // only what that cannot express goes through `object`'s builder. Reading the original
+    // into the builder needs nothing from the relocation pass: the two run side by side.
+    let patched = opts.writer == Writer::Patched && crate::emit_patched::supports(&file);
     let (fixed, builder) = rayon::join(
         || phase("relocate", || relocate(&file, &scan.sites, &plan, &relocs)),
-        || (!patch_in_place).then(|| crate::emit::read_builder(&file)),
+        || (!patched).then(|| crate::emit::read_builder(&file)),
     );
     let (mut fixed, builder) = (fixed?, builder.transpose()?);
 
@@ -327,13 +345,19 @@ fn rewrite_unchecked(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rewr
         empty_patch_table(&file, &relocs, &mut fixed);
     }
     let fixed_kernel = fixed.kernel;
-    let in_place = match (&table, patch_in_place) {
-        (None, true) => phase("emit (in place)", || {
-            crate::emit_in_place::emit_in_place(&file, &plan, &fixed)
-        }),
-        _ => None,
+    let direct = if patched {
+        phase("emit (patched)", || {
+            crate::emit_patched::emit_patched(&file, &plan, &fixed, table.as_ref())
+        })
+    } else {
+        None
     };
-    let out = match in_place {
+    let writer = if direct.is_some() {
+        Writer::Patched
+    } else {
+        Writer::Builder
+    };
+    let out = match direct {
         Some(out) => out,
         None => {
             let builder = match builder {
@@ -374,6 +398,7 @@ fn rewrite_unchecked(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rewr
     stats.unchanged = false;
     stats.table = with_table && plan.table.is_some();
     stats.islands = plan.islands.len();
+    stats.writer = Some(writer);
     stats.kernel_tables = (file.kind == FileKind::Vmlinux).then_some(fixed_kernel);
     Ok((out, stats))
 }

@@ -81,6 +81,7 @@ pub fn rewrite_relocatable(
         unchanged: true,
         table: false,
         islands: 0,
+        writer: None,
         kernel_tables: None,
     };
 

@@ -1,0 +1,596 @@
+//! Writing a linked rewrite by patching the input's own bytes into a new file, without
+//! `object`'s builder.
+//!
+//! A linked file's rewrite changes little of its structure: allocated sections move to the
+//! plan's addresses and file offsets, executable sections shrink, and section contents,
+//! relocation offsets and addends, symbol values and sizes, dynamic address tags and program
+//! headers change where they are. Names, string tables, symbol and relocation order, hash and
+//! version tables stay as they were. So the new file is the input's bytes placed anew:
+//! - the headers and every allocated section at the plan's file offsets (bytes before the
+//!   first moved section, gaps included, copied as they are);
+//! - the non-allocated sections as one block after them, shifted together (their relative
+//!   layout and alignment kept);
+//! - the `__mcount_loc` table, if any, at the plan's offset, with its header appended at the
+//!   end of the section table (as `objcopy --add-section` does: no index changes, so no
+//!   `st_shndx`, `sh_link` or `sh_info` is renumbered), its name appended to `.shstrtab`;
+//! - the section header table at the end.
+//!
+//! Going through the builder instead re-reads every symbol and relocation, holds them a
+//! second time and re-serialises the whole file on one thread: for a large program that was
+//! a quarter of a rewrite's time and most of its memory. What this writer cannot express
+//! (`REL` relocations, non-allocated sections among allocated ones, a section that grows
+//! outside the plan, extended section numbering) falls back to [`crate::emit::emit_with`]:
+//! [`supports`] says so before relocation (so the builder is read only when it will be
+//! used), [`emit_patched`] after.
+
+use object::elf;
+
+use crate::elf::{read_uint, ElfFile, Section};
+use crate::emit::NewSection;
+use crate::plan::{AddressMap, Plan};
+use crate::relocate::Fixed;
+
+/// Dynamic tags whose value is an address in the image.
+const ADDRESS_TAGS: &[u64] = &[
+    elf::DT_PLTGOT.0 as u64,
+    elf::DT_HASH.0 as u64,
+    elf::DT_STRTAB.0 as u64,
+    elf::DT_SYMTAB.0 as u64,
+    elf::DT_RELA.0 as u64,
+    elf::DT_INIT.0 as u64,
+    elf::DT_FINI.0 as u64,
+    elf::DT_REL.0 as u64,
+    elf::DT_JMPREL.0 as u64,
+    elf::DT_INIT_ARRAY.0 as u64,
+    elf::DT_FINI_ARRAY.0 as u64,
+    elf::DT_PREINIT_ARRAY.0 as u64,
+    elf::DT_RELR.0 as u64,
+    elf::DT_GNU_HASH.0 as u64,
+    elf::DT_VERSYM.0 as u64,
+    elf::DT_VERDEF.0 as u64,
+    elf::DT_VERNEED.0 as u64,
+];
+
+/// Field offsets of the two ELF classes (little-endian throughout: RISC-V).
+struct Class {
+    /// Bytes of an address or size field.
+    word: usize,
+    /// Bytes of a section header.
+    shentsize: usize,
+    /// Bytes of a program header.
+    phentsize: usize,
+    /// Bytes of a RELA entry.
+    rela: usize,
+    /// Bytes of a symbol.
+    sym: usize,
+    /// Bytes of a dynamic entry.
+    dyn_entry: usize,
+}
+
+const CLASS64: Class = Class {
+    word: 8,
+    shentsize: 64,
+    phentsize: 56,
+    rela: 24,
+    sym: 24,
+    dyn_entry: 16,
+};
+const CLASS32: Class = Class {
+    word: 4,
+    shentsize: 40,
+    phentsize: 32,
+    rela: 12,
+    sym: 16,
+    dyn_entry: 8,
+};
+
+impl Class {
+    fn of(file: &ElfFile<'_>) -> &'static Class {
+        if file.is_64 {
+            &CLASS64
+        } else {
+            &CLASS32
+        }
+    }
+    /// (addr, offset, size) field offsets in a section header.
+    fn sh_fields(&self) -> (usize, usize, usize) {
+        if self.word == 8 {
+            (16, 24, 32)
+        } else {
+            (12, 16, 20)
+        }
+    }
+    /// (offset, vaddr, paddr, filesz, memsz) field offsets in a program header.
+    fn ph_fields(&self) -> (usize, usize, usize, usize, usize) {
+        if self.word == 8 {
+            (8, 16, 24, 32, 40)
+        } else {
+            (4, 8, 12, 16, 20)
+        }
+    }
+    /// (value, size) field offsets in a symbol.
+    fn sym_fields(&self) -> (usize, usize) {
+        if self.word == 8 {
+            (8, 16)
+        } else {
+            (4, 8)
+        }
+    }
+}
+
+/// The file header fields this writer reads and rewrites.
+#[derive(Clone, Copy)]
+struct Header {
+    phoff: usize,
+    phnum: usize,
+    shoff: usize,
+    shnum: usize,
+}
+
+fn header(file: &ElfFile<'_>) -> Option<Header> {
+    let d = file.data;
+    let at = |o64: usize, o32: usize, size: usize| {
+        read_uint(d, if file.is_64 { o64 } else { o32 }, size).and_then(|v| usize::try_from(v).ok())
+    };
+    let w = Class::of(file).word;
+    Some(Header {
+        phoff: at(32, 28, w)?,
+        phnum: at(56, 44, 2)?,
+        shoff: at(40, 32, w)?,
+        shnum: at(60, 48, 2)?,
+    })
+}
+
+/// Little-endian `size`-byte write; `None` if it does not fit.
+fn put(out: &mut [u8], at: usize, size: usize, value: u64) -> Option<()> {
+    out.get_mut(at..at.checked_add(size)?)?
+        .copy_from_slice(&value.to_le_bytes()[..size]);
+    Some(())
+}
+
+/// Copies `bytes` to `out[at..]`; `None` if they do not fit. Large copies go in parallel
+/// slices: they are where a large output's pages are first touched, and faulted in.
+fn put_bytes(out: &mut [u8], at: u64, bytes: &[u8]) -> Option<()> {
+    use rayon::prelude::*;
+    const SLICE: usize = 1 << 20;
+    let at = usize::try_from(at).ok()?;
+    let dst = out.get_mut(at..at.checked_add(bytes.len())?)?;
+    if bytes.len() <= SLICE {
+        dst.copy_from_slice(bytes);
+    } else {
+        dst.par_chunks_mut(SLICE)
+            .zip(bytes.par_chunks(SLICE))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+    }
+    Some(())
+}
+
+/// True when a section's bytes in the file are part of the allocated image.
+fn in_image(s: &Section<'_>) -> bool {
+    s.is_alloc() && !s.is_nobits() && s.size > 0
+}
+
+/// The non-allocated sections with bytes in the file (the null section excluded).
+fn nonalloc<'a, 'data>(file: &'a ElfFile<'data>) -> impl Iterator<Item = &'a Section<'data>> {
+    file.sections
+        .iter()
+        .skip(1)
+        .filter(|s| !s.is_alloc() && !s.is_nobits() && s.size > 0)
+}
+
+/// End of the allocated part of the input: headers, allocated sections, loaded segments.
+fn image_end(file: &ElfFile<'_>, h: Header) -> Option<u64> {
+    let class = Class::of(file);
+    let headers = h.phoff.checked_add(h.phnum.checked_mul(class.phentsize)?)? as u64;
+    let mut end = headers.max(if file.is_64 { 64 } else { 52 });
+    for s in file.sections.iter().filter(|s| in_image(s)) {
+        end = end.max(s.offset.checked_add(s.size)?);
+    }
+    for g in file.segments.iter().filter(|g| g.p_type == elf::PT_LOAD.0) {
+        end = end.max(g.offset.checked_add(g.filesz)?);
+    }
+    Some(end)
+}
+
+/// Whether this writer can write a rewrite of `file` (what the plan and relocation may
+/// still refuse is checked by [`emit_patched`]).
+pub fn supports(file: &ElfFile<'_>) -> bool {
+    supports_inner(file).is_some()
+}
+
+fn supports_inner(file: &ElfFile<'_>) -> Option<()> {
+    let class = Class::of(file);
+    let h = header(file)?;
+    let shstrndx = read_uint(file.data, if file.is_64 { 62 } else { 50 }, 2)? as usize;
+    let ok = file.kind.is_linked()
+        // Extended numbering keeps the count in section 0; one more section must still fit.
+        && h.shnum == file.sections.len()
+        && h.shnum > 0
+        && h.shnum + 1 < elf::SHN_LORESERVE as usize
+        && shstrndx > 0
+        && shstrndx < h.shnum
+        && !file.sections.iter().any(|s| s.sh_type == elf::SHT_REL.0)
+        && file.sections.iter().all(|s| {
+            let t = s.sh_type;
+            let want = if t == elf::SHT_SYMTAB.0 || t == elf::SHT_DYNSYM.0 {
+                class.sym
+            } else if t == elf::SHT_RELA.0 {
+                class.rela
+            } else if t == elf::SHT_DYNAMIC.0 {
+                class.dyn_entry
+            } else {
+                return true;
+            };
+            s.entsize == want as u64
+        })
+        && nonalloc(file).all(|s| s.align <= 1 || s.align.is_power_of_two());
+    if !ok {
+        return None;
+    }
+    // The non-allocated sections follow the image, and no segment but the attributes one
+    // describes them: they move as one block.
+    let end = image_end(file, h)?;
+    let lo = nonalloc(file).map(|s| s.offset).min();
+    if let Some(lo) = lo {
+        if lo < end {
+            return None;
+        }
+        let covers_nonalloc = file.segments.iter().any(|g| {
+            g.p_type != elf::PT_RISCV_ATTRIBUTES.0 && g.filesz > 0 && g.offset + g.filesz > lo
+        });
+        if covers_nonalloc {
+            return None;
+        }
+    }
+    // The headers come before every allocated section, and stay where they are.
+    let headers = (h.phoff + h.phnum * class.phentsize) as u64;
+    let first = file
+        .sections
+        .iter()
+        .filter(|s| in_image(s))
+        .map(|s| s.offset)
+        .min()
+        .unwrap_or(u64::MAX);
+    (headers <= first).then_some(())
+}
+
+/// Where a section's header says it is in the new file.
+#[derive(Clone, Copy)]
+struct Placed {
+    addr: u64,
+    offset: u64,
+    size: u64,
+}
+
+/// The rewritten file, or `None` when a change does not fit this writer.
+pub fn emit_patched(
+    file: &ElfFile<'_>,
+    plan: &Plan,
+    fixed: &Fixed,
+    table: Option<&NewSection>,
+) -> Option<Vec<u8>> {
+    supports_inner(file)?;
+    let class = Class::of(file);
+    let h = header(file)?;
+    let map = &plan.map;
+
+    // New size of every changed section; non-allocated ones may only shrink (their block
+    // keeps its layout), dynamic relocation tables keep their length.
+    for (&i, d) in &fixed.data {
+        let s = file.sections.get(i)?;
+        if s.is_nobits() || (!s.is_alloc() && d.len() as u64 > s.size) {
+            return None;
+        }
+    }
+    for (&i, r) in &fixed.relocs {
+        let s = file.sections.get(i)?;
+        let bytes = (r.len() as u64).checked_mul(class.rela as u64)?;
+        if s.sh_type != elf::SHT_RELA.0 || bytes > s.size || (s.is_alloc() && bytes != s.size) {
+            return None;
+        }
+    }
+    let mut placed: Vec<Placed> = file
+        .sections
+        .iter()
+        .map(|s| {
+            let size = match (fixed.data.get(&s.index), fixed.relocs.get(&s.index)) {
+                (Some(d), _) => d.len() as u64,
+                (None, Some(r)) => r.len() as u64 * class.rela as u64,
+                (None, None) => s.size,
+            };
+            let (addr, offset) = if s.is_alloc() {
+                (
+                    map.section(s.index).map_or(s.addr, |m| m.new_addr),
+                    plan.offsets.get(&s.index).copied().unwrap_or(s.offset),
+                )
+            } else {
+                (s.addr, s.offset)
+            };
+            Placed { addr, offset, size }
+        })
+        .collect();
+
+    // The allocated part: where it ends now.
+    let headers_end = (h.phoff + h.phnum * class.phentsize) as u64;
+    let mut new_end = headers_end;
+    for s in file.sections.iter().filter(|s| in_image(s)) {
+        let p = placed[s.index];
+        new_end = new_end.max(p.offset.checked_add(p.size)?);
+    }
+    if let Some(t) = table {
+        new_end = new_end.max(t.offset.checked_add(t.data.len() as u64)?);
+    }
+    for (k, g) in file.segments.iter().enumerate() {
+        if g.p_type == elf::PT_LOAD.0 {
+            let &(_, offset, filesz, _) = plan.segments.get(k)?;
+            new_end = new_end.max(offset.checked_add(filesz)?);
+        }
+    }
+
+    // The non-allocated block: same gap after the image as before, then rounded up so that
+    // every section in it keeps its alignment.
+    let old_end = image_end(file, h)?;
+    let lo = nonalloc(file).map(|s| s.offset).min().unwrap_or(old_end);
+    let hi = nonalloc(file)
+        .map(|s| s.offset + s.size)
+        .max()
+        .unwrap_or(lo);
+    let align = nonalloc(file).map(|s| s.align.max(1)).max().unwrap_or(1);
+    let mut new_lo = new_end.checked_add(lo - old_end)?;
+    new_lo = new_lo.checked_add(lo.wrapping_sub(new_lo) & (align - 1))?;
+    let delta = new_lo.wrapping_sub(lo);
+    for s in file.sections.iter().skip(1).filter(|s| !s.is_alloc()) {
+        placed[s.index].offset = s.offset.wrapping_add(delta);
+    }
+    let mut end = new_lo.checked_add(hi - lo)?;
+
+    // The table's name: reused if `.shstrtab` has it, else appended to it (in place when it
+    // is the last section of the block, else in a copy after the block).
+    let shstrndx = read_uint(file.data, if file.is_64 { 62 } else { 50 }, 2)? as usize;
+    let shstr = file.sections.get(shstrndx)?;
+    let shstr_old = file.section_data(shstr).ok()?;
+    let mut shstr_new: Option<Vec<u8>> = None;
+    let mut table_name = 0u64;
+    if let Some(t) = table {
+        let name: Vec<u8> = t.name.bytes().chain([0]).collect();
+        match shstr_old
+            .windows(name.len())
+            .position(|w| w == name.as_slice())
+        {
+            Some(at) => table_name = at as u64,
+            None => {
+                let mut grown = shstr_old.to_vec();
+                table_name = grown.len() as u64;
+                grown.extend_from_slice(&name);
+                let p = &mut placed[shstrndx];
+                if shstr.offset + shstr.size != hi || shstr.is_alloc() {
+                    p.offset = end;
+                }
+                p.size = grown.len() as u64;
+                end = end.max(p.offset + p.size);
+                shstr_new = Some(grown);
+            }
+        }
+    }
+    let shoff = end.next_multiple_of(class.word as u64);
+    let shnum = h.shnum + usize::from(table.is_some());
+    let total = usize::try_from(shoff)
+        .ok()?
+        .checked_add(shnum * class.shentsize)?;
+    if total > isize::MAX as usize {
+        return None;
+    }
+    let mut out = vec![0u8; total];
+
+    // The bytes before the first section that moved or changed size are the input's own,
+    // gaps and all (so an in-place rewrite differs from its input only where it changed).
+    let moved_from = file
+        .sections
+        .iter()
+        .filter(|s| in_image(s))
+        .filter(|s| placed[s.index].offset != s.offset || placed[s.index].size != s.size)
+        .map(|s| s.offset)
+        .min()
+        .unwrap_or(old_end)
+        .min(old_end)
+        .max(headers_end);
+    put_bytes(&mut out, 0, file.data.get(..moved_from as usize)?)?;
+    for s in file.sections.iter().filter(|s| in_image(s)) {
+        let p = placed[s.index];
+        match fixed.data.get(&s.index) {
+            Some(d) => put_bytes(&mut out, p.offset, d)?,
+            None if p.offset == s.offset && s.offset + s.size <= moved_from => {}
+            None => put_bytes(&mut out, p.offset, file.section_data(s).ok()?)?,
+        }
+    }
+    if let Some(t) = table {
+        put_bytes(&mut out, t.offset, &t.data)?;
+    }
+    put_bytes(&mut out, new_lo, file.data.get(lo as usize..hi as usize)?)?;
+    for s in file.sections.iter().skip(1).filter(|s| !s.is_alloc()) {
+        if let Some(d) = fixed.data.get(&s.index) {
+            let p = placed[s.index];
+            put_bytes(&mut out, p.offset, d)?;
+            // A shrunk section leaves no stale bytes behind.
+            let tail = (s.size - d.len() as u64) as usize;
+            put_bytes(&mut out, p.offset + d.len() as u64, &vec![0; tail])?;
+        }
+    }
+    if let Some(grown) = &shstr_new {
+        put_bytes(&mut out, placed[shstrndx].offset, grown)?;
+    }
+
+    patch_relocations(file, fixed, &placed, class, &mut out)?;
+    if let Some(i) = file.symtab_index {
+        patch_symbols(file, map, &file.symbols, placed[i].offset, class, &mut out)?;
+    }
+    if let Some(dynsym) = file
+        .sections
+        .iter()
+        .find(|s| s.sh_type == elf::SHT_DYNSYM.0)
+    {
+        let syms = file.dynamic_symbols().ok()?;
+        patch_symbols(
+            file,
+            map,
+            &syms,
+            placed[dynsym.index].offset,
+            class,
+            &mut out,
+        )?;
+    }
+    for s in file
+        .sections
+        .iter()
+        .filter(|s| s.sh_type == elf::SHT_DYNAMIC.0)
+    {
+        let p = placed[s.index];
+        patch_dynamic(map, p.offset, p.size, class, &mut out)?;
+    }
+
+    // Section headers: the input's, with new places, then the table's.
+    let (f_addr, f_offset, f_size) = class.sh_fields();
+    let w = class.word;
+    for (i, p) in placed.iter().enumerate() {
+        let from = h.shoff.checked_add(i * class.shentsize)?;
+        let at = shoff as usize + i * class.shentsize;
+        out[at..at + class.shentsize].copy_from_slice(file.data.get(from..from + class.shentsize)?);
+        if i > 0 {
+            put(&mut out, at + f_addr, w, p.addr)?;
+            put(&mut out, at + f_offset, w, p.offset)?;
+            put(&mut out, at + f_size, w, p.size)?;
+        }
+    }
+    if let Some(t) = table {
+        let at = shoff as usize + h.shnum * class.shentsize;
+        let ptr = w as u64;
+        put(&mut out, at, 4, table_name)?;
+        put(&mut out, at + 4, 4, u64::from(elf::SHT_PROGBITS.0))?;
+        put(&mut out, at + 8, w, elf::SHF_ALLOC.0)?;
+        put(&mut out, at + f_addr, w, t.addr)?;
+        put(&mut out, at + f_offset, w, t.offset)?;
+        put(&mut out, at + f_size, w, t.data.len() as u64)?;
+        // sh_link and sh_info stay 0; then sh_addralign and sh_entsize.
+        put(&mut out, at + f_size + w + 8, w, ptr)?;
+        put(&mut out, at + f_size + 2 * w + 8, w, ptr)?;
+    }
+
+    // File header: entry, section table place and count.
+    put(&mut out, 24, w, map.map(file.entry))?;
+    put(&mut out, if file.is_64 { 40 } else { 32 }, w, shoff)?;
+    put(&mut out, if file.is_64 { 60 } else { 48 }, 2, shnum as u64)?;
+
+    // Program headers, from the plan; the attributes segment follows its section.
+    let attributes = file
+        .sections
+        .iter()
+        .find(|s| s.name == ".riscv.attributes")
+        .map(|s| placed[s.index].offset);
+    let (p_offset, p_vaddr, p_paddr, p_filesz, p_memsz) = class.ph_fields();
+    for (k, g) in file.segments.iter().enumerate().take(h.phnum) {
+        let at = h.phoff + k * class.phentsize;
+        if g.p_type == elf::PT_RISCV_ATTRIBUTES.0 {
+            if let Some(off) = attributes {
+                put(&mut out, at + p_offset, w, off)?;
+            }
+            continue;
+        }
+        let Some(&(vaddr, offset, filesz, memsz)) = plan.segments.get(k) else {
+            continue;
+        };
+        let paddr = read_uint(file.data, at + p_paddr, w)?;
+        let phys_delta = g.vaddr.wrapping_sub(paddr);
+        put(&mut out, at + p_offset, w, offset)?;
+        put(&mut out, at + p_vaddr, w, vaddr)?;
+        put(&mut out, at + p_paddr, w, vaddr.wrapping_sub(phys_delta))?;
+        put(&mut out, at + p_filesz, w, filesz)?;
+        put(&mut out, at + p_memsz, w, memsz)?;
+    }
+    Some(out)
+}
+
+/// Writes the fixed offsets and addends of every changed relocation table where its
+/// section now is (and clears what a shortened table left behind).
+fn patch_relocations(
+    file: &ElfFile<'_>,
+    fixed: &Fixed,
+    placed: &[Placed],
+    class: &Class,
+    out: &mut [u8],
+) -> Option<()> {
+    let w = class.word;
+    for (&i, relocs) in &fixed.relocs {
+        let base = usize::try_from(placed[i].offset).ok()?;
+        for (k, r) in relocs.iter().enumerate() {
+            let at = base.checked_add(k.checked_mul(class.rela)?)?;
+            put(out, at, w, r.offset)?;
+            put(out, at + 2 * w, w, r.addend as u64)?;
+        }
+        let kept = relocs.len() * class.rela;
+        let old = usize::try_from(file.sections[i].size).ok()?;
+        out.get_mut(base + kept..base + old)?.fill(0);
+    }
+    Some(())
+}
+
+/// Writes the new value (and size) of every symbol of `syms`, a symbol table now at `base`,
+/// in parallel chunks (a large program has hundreds of thousands).
+fn patch_symbols(
+    file: &ElfFile<'_>,
+    map: &AddressMap,
+    syms: &[crate::elf::Symbol<'_>],
+    base: u64,
+    class: &Class,
+    out: &mut [u8],
+) -> Option<()> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 4096;
+    let (value_at, size_at) = class.sym_fields();
+    let w = class.word;
+    let base = usize::try_from(base).ok()?;
+    let table = out.get_mut(base..base.checked_add(syms.len().checked_mul(class.sym)?)?)?;
+    table
+        .par_chunks_mut(CHUNK * class.sym)
+        .zip(syms.par_chunks(CHUNK))
+        .try_for_each(|(bytes, syms)| {
+            for (k, orig) in syms.iter().enumerate() {
+                // The null symbol stays null.
+                if orig.index == 0 {
+                    continue;
+                }
+                let at = k * class.sym;
+                match crate::emit::mapped_symbol(file, map, orig) {
+                    None => put(bytes, at + value_at, w, map.map(orig.value))?,
+                    Some((v, size)) => {
+                        put(bytes, at + value_at, w, v)?;
+                        put(bytes, at + size_at, w, size)?;
+                    }
+                }
+            }
+            Some(())
+        })
+}
+
+/// Moves the address-valued entries of a dynamic section now at `offset`.
+fn patch_dynamic(
+    map: &AddressMap,
+    offset: u64,
+    size: u64,
+    class: &Class,
+    out: &mut [u8],
+) -> Option<()> {
+    let w = class.word;
+    let base = usize::try_from(offset).ok()?;
+    for k in 0..usize::try_from(size).ok()? / class.dyn_entry {
+        let at = base + k * class.dyn_entry;
+        let tag = read_uint(out, at, w)?;
+        if tag == elf::DT_NULL.0 as u64 {
+            break;
+        }
+        let val = read_uint(out, at + w, w)?;
+        if ADDRESS_TAGS.contains(&tag) && val != 0 {
+            put(out, at + w, w, map.map(val))?;
+        }
+    }
+    Some(())
+}
