@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use padtrim::plan::Layout;
-use padtrim::rewrite::{rewrite as run_rewrite, RewriteOptions, RewriteStats};
+use padtrim::rewrite::{rewrite as run_rewrite, RewriteOptions, RewriteStats, Writer};
 use padtrim::timing::phase;
 use padtrim::verify::{verify, VerifyReport};
 
@@ -36,9 +36,22 @@ pub struct RewriteArgs {
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
+    /// How a linked file is written: its own bytes placed anew (fast, small), or through
+    /// `object`'s ELF builder, which re-serialises the whole file.
+    #[arg(long, value_enum, default_value_t = WriterArg::Patched)]
+    pub writer: WriterArg,
     /// Write the output without verifying it first (`padtrim verify` can check it later).
     #[arg(long)]
     pub no_verify: bool,
+}
+
+/// `--writer` values.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum WriterArg {
+    /// Place and patch the input's own bytes (the builder only for what that cannot express).
+    Patched,
+    /// Re-serialise the file through `object`'s ELF builder.
+    Builder,
 }
 
 /// `--layout` values.
@@ -74,6 +87,10 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
             LayoutArg::InPlace => Layout::InPlace,
         }),
         force: args.force,
+        writer: match args.writer {
+            WriterArg::Patched => Writer::Patched,
+            WriterArg::Builder => Writer::Builder,
+        },
     };
     let (bytes, stats) = phase("rewrite (total)", || run_rewrite(input.bytes(), opts))
         .with_context(|| input.name())?;

@@ -44,11 +44,21 @@ fn scan_inputs_end_in_ok_or_error() {
     });
 }
 
+/// Each input through both writers: the selector's top bit picks the writer, and inputs
+/// saved before the patched writer existed were all found through the builder.
 #[test]
 fn rewrite_inputs_end_in_ok_or_error() {
-    replay("rewrite", |data| match bodies::rewrite_input(data) {
-        None => "empty".into(),
-        Some(Ok(stats)) => format!("ok: {} sites", stats.sites),
-        Some(Err(e)) => format!("error: {e}"),
+    replay("rewrite", |data| {
+        let mut other = data.to_vec();
+        if let Some(selector) = other.first_mut() {
+            *selector ^= 0x80;
+        }
+        [data, other.as_slice()]
+            .map(|d| match bodies::rewrite_input(d) {
+                None => "empty".into(),
+                Some(Ok(stats)) => format!("ok: {} sites, {:?}", stats.sites, stats.writer),
+                Some(Err(e)) => format!("error: {e}"),
+            })
+            .join(" | ")
     });
 }

@@ -1,7 +1,8 @@
 //! `padtrim rewrite`: every runnable corpus program, rewritten with every slot size and
 //! both layouts, must behave exactly as the original (stdout, stderr, exit status), pass
 //! `check --max-pad` at its new slot size, print no readelf/objdump warnings, and rewrite
-//! to itself.
+//! to itself; through the default (patched) writer with no verify warning at all, and
+//! through the builder writer on two of the matrices.
 
 use std::path::Path;
 use std::process::Output;
@@ -17,13 +18,14 @@ fn describe(out: &Output) -> String {
     )
 }
 
-fn rewrite(input: &Path, output: &Path, slot: u32, layout: &str) -> Output {
+fn rewrite(input: &Path, output: &Path, slot: u32, layout: &str, writer: &str) -> Output {
     padtrim()
         .arg("rewrite")
         .arg(input)
         .arg("-o")
         .arg(output)
         .args(["--slot", &slot.to_string(), "--layout", layout, "--json"])
+        .args(["--writer", writer])
         .output()
         .expect("run padtrim rewrite")
 }
@@ -51,10 +53,10 @@ fn programs() -> Vec<&'static Artifact> {
         .collect()
 }
 
-fn check_program(a: &Artifact, slot: u32, layout: &str) -> Result<(), String> {
-    let dir = scratch_dir(&format!("rewrite-{}-{slot}-{layout}", a.name));
+fn check_program(a: &Artifact, slot: u32, layout: &str, writer: &str) -> Result<(), String> {
+    let dir = scratch_dir(&format!("rewrite-{}-{slot}-{layout}-{writer}", a.name));
     let out_path = dir.join(&a.name);
-    let rw = rewrite(&a.path, &out_path, slot, layout);
+    let rw = rewrite(&a.path, &out_path, slot, layout, writer);
     // 4-byte pads of c.nops hold a 4-byte slot only where they are 4-byte aligned; the
     // others need 2 bytes more, which the in-place layout cannot find: a refusal, not a bug.
     let must_grow =
@@ -88,6 +90,20 @@ fn check_program(a: &Artifact, slot: u32, layout: &str) -> Result<(), String> {
         if stats.get(key).is_none() {
             return Err(format!("{}: rewrite --json lacks {key}", a.name));
         }
+    }
+    if stats["unchanged"] == false && stats["writer"] != writer {
+        return Err(format!(
+            "{} slot {slot} {layout}: asked for the {writer} writer, used {}",
+            a.name, stats["writer"]
+        ));
+    }
+    // The patched writer keeps `.dynsym` and its hash and version tables as the linker
+    // made them: verify finds every dynamic symbol as before, with no warning at all.
+    if writer == "patched" && stats["unchanged"] == false && stats["verify"]["warning_count"] != 0 {
+        return Err(format!(
+            "{} slot {slot} {layout}: verify warnings: {}",
+            a.name, stats["verify"]["warnings"]
+        ));
     }
     let original = a.run(&[]);
     let rewritten = a.run_file(&out_path, &[]);
@@ -144,7 +160,7 @@ fn check_program(a: &Artifact, slot: u32, layout: &str) -> Result<(), String> {
     }
     // Rewriting the output again changes nothing.
     let again = dir.join(format!("{}.again", a.name));
-    let rw2 = rewrite(&out_path, &again, slot, layout);
+    let rw2 = rewrite(&out_path, &again, slot, layout, writer);
     if !rw2.status.success() || std::fs::read(&again).ok() != std::fs::read(&out_path).ok() {
         return Err(format!(
             "{} slot {slot} {layout}: second rewrite is not a no-op\n{}",
@@ -159,7 +175,7 @@ fn check_program(a: &Artifact, slot: u32, layout: &str) -> Result<(), String> {
 /// fail so the list cannot go stale. Empty: every corpus program rewrites and runs.
 const KNOWN_FAILURES: &[(&str, u32, &str)] = &[];
 
-fn run_matrix(slot: u32, layout: &str) {
+fn run_matrix(slot: u32, layout: &str, writer: &str) {
     assert!(!programs().is_empty(), "corpus has runnable programs");
     let mut failures = Vec::new();
     let mut fixed = Vec::new();
@@ -167,7 +183,7 @@ fn run_matrix(slot: u32, layout: &str) {
         let known = KNOWN_FAILURES
             .iter()
             .any(|&(n, s, l)| n == a.name && s == slot && l == layout);
-        match (check_program(a, slot, layout), known) {
+        match (check_program(a, slot, layout, writer), known) {
             (Err(e), false) => failures.push(e),
             (Ok(()), true) => fixed.push(a.name.clone()),
             _ => {}
@@ -188,32 +204,44 @@ fn run_matrix(slot: u32, layout: &str) {
 
 #[test]
 fn slot4_pack() {
-    run_matrix(4, "pack");
+    run_matrix(4, "pack", "patched");
 }
 
 #[test]
 fn slot4_in_place() {
-    run_matrix(4, "in-place");
+    run_matrix(4, "in-place", "patched");
 }
 
 #[test]
 fn slot8_pack() {
-    run_matrix(8, "pack");
+    run_matrix(8, "pack", "patched");
 }
 
 #[test]
 fn slot8_in_place() {
-    run_matrix(8, "in-place");
+    run_matrix(8, "in-place", "patched");
 }
 
 #[test]
 fn slot0_pack() {
-    run_matrix(0, "pack");
+    run_matrix(0, "pack", "patched");
 }
 
 #[test]
 fn slot0_in_place() {
-    run_matrix(0, "in-place");
+    run_matrix(0, "in-place", "patched");
+}
+
+/// The builder writer, the fallback for what the patched writer cannot express, kept working
+/// on real programs.
+#[test]
+fn builder_writer_slot4_pack() {
+    run_matrix(4, "pack", "builder");
+}
+
+#[test]
+fn builder_writer_slot8_in_place() {
+    run_matrix(8, "in-place", "builder");
 }
 
 #[test]
@@ -222,7 +250,7 @@ fn input_is_never_modified_and_bad_input_leaves_no_output() {
     let before = std::fs::read(&a.path).expect("read");
     let dir = scratch_dir("rewrite-no-output");
     let out = dir.join("out");
-    let rw = rewrite(&a.path, &out, 4, "pack");
+    let rw = rewrite(&a.path, &out, 4, "pack", "patched");
     assert!(rw.status.success(), "{}", describe(&rw));
     assert_eq!(
         std::fs::read(&a.path).expect("read"),
@@ -230,14 +258,14 @@ fn input_is_never_modified_and_bad_input_leaves_no_output() {
         "input changed"
     );
     // Same path as input: refused, input untouched.
-    let same = rewrite(&a.path, &a.path, 4, "pack");
+    let same = rewrite(&a.path, &a.path, 4, "pack", "patched");
     assert_eq!(same.status.code(), Some(2), "{}", describe(&same));
     assert_eq!(std::fs::read(&a.path).expect("read"), before);
     // Garbage input: exit 2, no output file.
     let junk = dir.join("junk");
     std::fs::write(&junk, b"\x7fELF not really").expect("write");
     let bad_out = dir.join("bad-out");
-    let bad = rewrite(&junk, &bad_out, 4, "pack");
+    let bad = rewrite(&junk, &bad_out, 4, "pack", "patched");
     assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
     assert!(!bad_out.exists(), "partial output left behind");
     // No relocations: refused with the link hint.
@@ -249,7 +277,7 @@ fn input_is_never_modified_and_bad_input_leaves_no_output() {
         .output()
         .expect("strip");
     assert!(strip.status.success());
-    let nr = rewrite(&stripped, &dir.join("nr-out"), 4, "pack");
+    let nr = rewrite(&stripped, &dir.join("nr-out"), 4, "pack", "patched");
     assert_eq!(nr.status.code(), Some(2), "{}", describe(&nr));
     assert!(
         String::from_utf8_lossy(&nr.stderr).contains("--emit-relocs"),

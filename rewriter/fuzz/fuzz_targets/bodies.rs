@@ -8,7 +8,7 @@
 use padtrim::check::{check, CheckOptions};
 use padtrim::plan::Layout;
 use padtrim::report::{Report, ReportDiff};
-use padtrim::rewrite::{rewrite, RewriteOptions, RewriteStats};
+use padtrim::rewrite::{rewrite, RewriteOptions, RewriteStats, Writer};
 
 /// Parse, scan, report (text, JSON round trip, diff) and the CI gate on `data`. Returns the
 /// first error, if the input was refused.
@@ -35,7 +35,7 @@ pub fn scan_report_check(data: &[u8]) -> padtrim::Result<()> {
 }
 
 /// The rewrite options the first input byte selects: slot (bits 0-1), layout (bits 2-3),
-/// pre bytes (bits 4-5), force (bit 6).
+/// pre bytes (bits 4-5), force (bit 6), the builder writer (bit 7).
 pub fn options(selector: u8) -> RewriteOptions {
     RewriteOptions {
         slot: [4, 8, 0, 16][usize::from(selector & 3)],
@@ -43,6 +43,11 @@ pub fn options(selector: u8) -> RewriteOptions {
             [usize::from((selector >> 2) & 3)],
         pre: [0, 0, 4, 8][usize::from((selector >> 4) & 3)],
         force: selector & 0x40 != 0,
+        writer: if selector & 0x80 != 0 {
+            Writer::Builder
+        } else {
+            Writer::Patched
+        },
     }
 }
 
