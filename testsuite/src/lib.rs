@@ -99,6 +99,14 @@ pub fn run_qemu(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     run_with_timeout(cmd, QEMU_TIMEOUT)
 }
 
+/// Runs a freestanding riscv32 Linux program under `qemu-riscv32` (no sysroot: Debian ships
+/// no rv32 C library). Captures stdout and stderr, like [`run_qemu`].
+pub fn run_qemu_rv32(path: &Path) -> Output {
+    let mut cmd = Command::new("qemu-riscv32");
+    cmd.arg(path);
+    run_with_timeout(cmd, QEMU_TIMEOUT)
+}
+
 /// Runs a command to completion with captured output, killing it after `timeout`.
 fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     let desc = format!("{cmd:?}");
