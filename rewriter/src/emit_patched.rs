@@ -127,6 +127,16 @@ struct Header {
     shnum: usize,
 }
 
+impl Header {
+    /// End of the program header table in the file.
+    fn headers_end(&self, class: &Class) -> Option<u64> {
+        let end = self
+            .phoff
+            .checked_add(self.phnum.checked_mul(class.phentsize)?)?;
+        u64::try_from(end).ok()
+    }
+}
+
 fn header(file: &ElfFile<'_>) -> Option<Header> {
     let d = file.data;
     let at = |o64: usize, o32: usize, size: usize| {
@@ -180,8 +190,7 @@ fn nonalloc<'a, 'data>(file: &'a ElfFile<'data>) -> impl Iterator<Item = &'a Sec
 
 /// End of the allocated part of the input: headers, allocated sections, loaded segments.
 fn image_end(file: &ElfFile<'_>, h: Header) -> Option<u64> {
-    let class = Class::of(file);
-    let headers = h.phoff.checked_add(h.phnum.checked_mul(class.phentsize)?)? as u64;
+    let headers = h.headers_end(Class::of(file))?;
     let mut end = headers.max(if file.is_64 { 64 } else { 52 });
     for s in file.sections.iter().filter(|s| in_image(s)) {
         end = end.max(s.offset.checked_add(s.size)?);
@@ -236,14 +245,16 @@ fn supports_inner(file: &ElfFile<'_>) -> Option<()> {
             return None;
         }
         let covers_nonalloc = file.segments.iter().any(|g| {
-            g.p_type != elf::PT_RISCV_ATTRIBUTES.0 && g.filesz > 0 && g.offset + g.filesz > lo
+            g.p_type != elf::PT_RISCV_ATTRIBUTES.0
+                && g.filesz > 0
+                && g.offset.saturating_add(g.filesz) > lo
         });
         if covers_nonalloc {
             return None;
         }
     }
     // The headers come before every allocated section, and stay where they are.
-    let headers = (h.phoff + h.phnum * class.phentsize) as u64;
+    let headers = h.headers_end(class)?;
     let first = file
         .sections
         .iter()
@@ -311,7 +322,7 @@ pub fn emit_patched(
         .collect();
 
     // The allocated part: where it ends now.
-    let headers_end = (h.phoff + h.phnum * class.phentsize) as u64;
+    let headers_end = h.headers_end(class)?;
     let mut new_end = headers_end;
     for s in file.sections.iter().filter(|s| in_image(s)) {
         let p = placed[s.index];
@@ -339,10 +350,16 @@ pub fn emit_patched(
     let mut new_lo = new_end.checked_add(lo - old_end)?;
     new_lo = new_lo.checked_add(lo.wrapping_sub(new_lo) & (align - 1))?;
     let delta = new_lo.wrapping_sub(lo);
-    for s in file.sections.iter().skip(1).filter(|s| !s.is_alloc()) {
-        placed[s.index].offset = s.offset.wrapping_add(delta);
-    }
     let mut end = new_lo.checked_add(hi - lo)?;
+    for s in file.sections.iter().skip(1).filter(|s| !s.is_alloc()) {
+        // An empty section outside the block stays in the file: before it, where it was;
+        // after it, at its end.
+        placed[s.index].offset = match s.offset {
+            o if o < lo => o,
+            o if o <= hi => o.wrapping_add(delta),
+            _ => end,
+        };
+    }
 
     // The table's name: reused if `.shstrtab` has it, else appended to it (in place when it
     // is the last section of the block, else in a copy after the block).
