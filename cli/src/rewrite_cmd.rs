@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use padtrim::plan::Layout;
-use padtrim::rewrite::{rewrite as run_rewrite, RewriteOptions, RewriteStats, Writer};
+use padtrim::rewrite::{read_back, rewrite_unread, RewriteOptions, RewriteStats, Writer};
 use padtrim::timing::phase;
 use padtrim::verify::{verify, VerifyReport};
 
@@ -92,8 +92,13 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
             WriterArg::Builder => Writer::Builder,
         },
     };
-    let (bytes, stats) = phase("rewrite (total)", || run_rewrite(input.bytes(), opts))
+    // The output is read back (parsed as any input is) before anything is written; the
+    // verification parses it anyway, so it does the reading back.
+    let (bytes, stats) = phase("rewrite (total)", || rewrite_unread(input.bytes(), opts))
         .with_context(|| input.name())?;
+    if args.no_verify && !stats.unchanged {
+        phase("read back", || read_back(&bytes)).with_context(|| input.name())?;
+    }
     // Verification and the write of the temporary file are independent: run them side by
     // side; the output gets its name only once both succeeded.
     let (verified, pending) = rayon::join(
@@ -135,11 +140,10 @@ fn verify_output(input: &Input, bytes: &[u8], stats: &RewriteStats) -> Result<Ve
     }
     let (old, new) = rayon::join(
         || phase("verify: parse original", || input.elf()),
-        || phase("verify: parse new", || padtrim::elf::parse(bytes)),
+        || phase("verify: parse new", || read_back(bytes)),
     );
     let old = old?;
-    let new =
-        new.with_context(|| format!("{}: the rewritten file cannot be read back", input.name()))?;
+    let new = new.with_context(|| input.name())?;
     let report =
         verify(&old, &new).with_context(|| format!("{}: verifying the rewrite", input.name()))?;
     if !report.is_ok() {

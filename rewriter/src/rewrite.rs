@@ -145,18 +145,26 @@ pub struct RewriteStats {
 /// (a crafted input can lead to a layout whose fault only the output shows), or the rewrite
 /// is refused.
 pub fn rewrite(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteStats)> {
-    let (out, stats) = rewrite_unchecked(data, opts)?;
+    let (out, stats) = rewrite_unread(data, opts)?;
     if !stats.unchanged {
-        phase("read back", || elf::parse(&out)).map_err(|e| {
-            Error::refused(format!(
-                "the rewritten file would be malformed ({e}); nothing written"
-            ))
-        })?;
+        phase("read back", || read_back(&out))?;
     }
     Ok((out, stats))
 }
 
-fn rewrite_unchecked(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteStats)> {
+/// Parses a rewrite's output as any input is parsed; an error refuses the rewrite.
+pub fn read_back(out: &[u8]) -> Result<elf::ElfFile<'_>> {
+    elf::parse(out).map_err(|e| {
+        Error::refused(format!(
+            "the rewritten file would be malformed ({e}); nothing written"
+        ))
+    })
+}
+
+/// [`rewrite`] without reading the output back, for a caller that parses it anyway (the
+/// command line's verification does): it must call [`read_back`] on an output that is not
+/// `unchanged` before using it.
+pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, RewriteStats)> {
     let mut file = phase("parse", || elf::parse(data))?;
     // The scan and the parse of the relocations are independent: run them side by side
     // (a relocation error is reported only where the relocations are needed, as before).

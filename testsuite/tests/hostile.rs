@@ -836,3 +836,32 @@ fn vmlinux_with_erased_ex_table_relocations() {
         );
     }
 }
+
+/// An input whose rewrite through the builder writer would not parse again (a fuzzing find:
+/// a segment claiming 64 TiB of memory that the builder's compacted file cannot back) is
+/// refused by `rewrite` with and without verification: the output is read back either way,
+/// and nothing is written.
+#[test]
+fn rewrite_whose_output_would_be_malformed() {
+    let saved = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../rewriter/tests/fuzz-regressions/rewrite/segment-memsz-huge-output-7e465a0f");
+    let data = std::fs::read(&saved).unwrap_or_else(|e| panic!("{}: {e}", saved.display()));
+    let dir = scratch_dir("hostile_output_malformed");
+    // The first byte is the fuzz target's option selector; the ELF follows.
+    let input = dir.join("input");
+    std::fs::write(&input, &data[1..]).expect("write input");
+    for extra in [None, Some("--no-verify")] {
+        let out_dir = dir.join(format!("out{}", extra.unwrap_or("")));
+        std::fs::create_dir_all(&out_dir).expect("create output dir");
+        let out_file = out_dir.join("rewritten").to_string_lossy().into_owned();
+        let mut args = vec!["rewrite", "--writer", "builder", "-o", &out_file];
+        args.extend(extra);
+        let out = run_limited(&args, &input);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let line = stderr.trim_end_matches('\n');
+        assert!(!line.contains('\n') && line.contains(&*input.to_string_lossy()));
+        assert!(line.contains("would be malformed"), "{args:?}: {line}");
+        assert_eq!(std::fs::read_dir(&out_dir).expect("read dir").count(), 0);
+    }
+}
