@@ -534,7 +534,7 @@ fn place_sections(
         } else {
             -((shift.unsigned_abs().next_multiple_of(align as u64)) as i64)
         };
-        let new_addr = (sec.addr as i64 - s) as u64;
+        let new_addr = sec.addr.wrapping_sub(s as u64);
         let mv = match edits {
             Some(e) => SectionMove::edited(sec.index, sec.addr, sec.size, new_addr, e),
             None => SectionMove::block(sec.index, sec.addr, sec.size, new_addr),
@@ -554,7 +554,7 @@ fn place_sections(
                 }
                 table = Some((at, 0)); // file offset fixed below
             }
-            let new_off = (sec.offset as i64 - s) as u64;
+            let new_off = sec.offset.wrapping_sub(s as u64);
             prev_end = (
                 new_addr + mv.new_size,
                 if sec.is_nobits() {
@@ -565,9 +565,11 @@ fn place_sections(
                 sec.addr + sec.size,
             );
         }
+        // Wrapping: a NOBITS section's offset is not checked against the file (it has no
+        // bytes there), and a hostile one may sit anywhere; it is only carried over.
         offsets.insert(
             sec.index,
-            (sec.offset as i64 + new_addr as i64 - sec.addr as i64) as u64,
+            sec.offset.wrapping_add(new_addr).wrapping_sub(sec.addr),
         );
         // .tbss takes no address space of its own: addresses there belong to what follows.
         moves.push(if is_tbss(sec) { mv.overlay() } else { mv });
