@@ -18,6 +18,11 @@ impl Covered {
         self.ranges.push((sec, off, len));
     }
 
+    /// Adds the fields another piece of a check covered.
+    pub fn append(&mut self, mut other: Covered) {
+        self.ranges.append(&mut other.ranges);
+    }
+
     /// Marks a whole section as checked elsewhere.
     pub fn whole(&mut self, sec: usize) {
         self.ranges.push((sec, 0, u64::MAX));

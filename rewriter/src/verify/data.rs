@@ -10,8 +10,9 @@ use super::report::VerifyReport;
 use super::sites::bytes_at;
 use super::versions::STRING_TAGS;
 use super::Ctx;
-use crate::elf::{read_uint, Reloc, RelocSection, Symbol};
+use crate::elf::{read_uint, Reloc, Symbol};
 use crate::error::Result;
+use rayon::prelude::*;
 
 /// How a data relocation's field relates to its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,8 +156,25 @@ pub(super) fn check(
         .flat_map(|rs| rs.relocs.iter().map(|r| r.offset))
         .collect();
     dyn_covered.sort_unstable();
-    for rs in ctx.old_relocs.iter().filter(|rs| !ctx.is_dynamic(rs)) {
-        static_relocs(ctx, mapper, rs, covered, report);
+    // Static relocations in parallel pieces (each a whole number of fields), their reports
+    // and covered fields merged in order: the same report as one pass.
+    let pieces: Vec<(usize, &[Reloc])> = ctx
+        .old_relocs
+        .iter()
+        .filter(|rs| !ctx.is_dynamic(rs))
+        .flat_map(|rs| field_pieces(&rs.relocs).map(move |p| (rs.target, p)))
+        .collect();
+    let parts: Vec<(VerifyReport, Covered)> = pieces
+        .par_iter()
+        .map(|&(ti, relocs)| {
+            let mut part = (VerifyReport::default(), Covered::default());
+            static_relocs(ctx, mapper, ti, relocs, &mut part.1, &mut part.0);
+            part
+        })
+        .collect();
+    for (r, c) in parts {
+        report.merge(r);
+        covered.append(c);
     }
     dynamic_relocs(ctx, mapper, covered, report)?;
     got(ctx, mapper, tls_got, &dyn_covered, covered, report);
@@ -165,15 +183,37 @@ pub(super) fn check(
     Ok(())
 }
 
-/// Data fields under the static relocations of one section (kept by `--emit-relocs`).
+/// Relocations in one parallel piece of [`check`], at least.
+const PIECE: usize = 4096;
+
+/// `relocs` cut into pieces of about [`PIECE`] entries, each cut between two offsets (the
+/// relocations of one field are consecutive and share its offset).
+fn field_pieces(relocs: &[Reloc]) -> impl Iterator<Item = &[Reloc]> {
+    let mut rest = relocs;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut cut = PIECE.min(rest.len());
+        while cut < rest.len() && rest[cut].offset == rest[cut - 1].offset {
+            cut += 1;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// Data fields under static relocations (kept by `--emit-relocs`) of section `ti`: `relocs`,
+/// whole fields of its relocation section.
 fn static_relocs(
     ctx: &Ctx<'_, '_, '_>,
     mapper: &Mapper,
-    rs: &RelocSection,
+    ti: usize,
+    relocs: &[Reloc],
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) {
-    let ti = rs.target;
     let sec = &ctx.old.sections[ti];
     let Some(nsec) = ctx.new_section(ti) else {
         return;
@@ -182,7 +222,6 @@ fn static_relocs(
         return;
     }
     let (old, new) = (ctx.old_data(ti), ctx.new_data(ti));
-    let relocs = &rs.relocs;
     let mut i = 0;
     while i < relocs.len() {
         let r = relocs[i];
@@ -410,7 +449,6 @@ fn dynamic_relocs(
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) -> Result<()> {
-    let ptr = ctx.ptr;
     for rs in ctx.old_relocs.iter().filter(|rs| ctx.is_dynamic(rs)) {
         let Some(nj) = ctx.pairs.get(rs.index).copied().flatten() else {
             continue;
@@ -429,75 +467,101 @@ fn dynamic_relocs(
             );
             continue;
         }
-        for (r, n) in rs.relocs.iter().zip(&nrs.relocs) {
-            report.counts.dynamic_relocations += 1;
-            let place = mapper.map(r.offset);
-            let sym = if r.sym == 0 {
-                Some(0)
-            } else {
-                ctx.dyn_perm.get(r.sym as usize).copied().flatten()
-            };
-            if n.r_type != r.r_type || Some(n.sym as usize) != sym || !place.accepts(n.offset) {
-                report.mismatch(
-                    "dynamic relocation",
-                    Some(r.offset),
-                    Some(n.offset),
-                    format!("type {} symbol {} at {place} in {name}", r.r_type, r.sym),
-                    format!("type {} symbol {} at {:#x}", n.r_type, n.sym, n.offset),
-                );
-                continue;
-            }
-            let relative =
-                r.r_type == elf::R_RISCV_RELATIVE.0 || r.r_type == elf::R_RISCV_IRELATIVE.0;
-            let addend = if relative {
-                mapper.map(r.addend as u64)
-            } else {
-                Mapped::Exact(r.addend as u64)
-            };
-            if !addend.accepts(n.addend as u64) {
-                report.mismatch(
-                    "dynamic relocation",
-                    Some(r.offset),
-                    Some(n.offset),
-                    format!("addend {addend} (from {:#x}) in {name}", r.addend),
-                    format!("{:#x}", n.addend),
-                );
-            }
-            // The word it applies to.
-            let Some(sec) = ctx
-                .old
-                .alloc_section_at(r.offset)
-                .filter(|s| !s.is_nobits())
-            else {
-                continue;
-            };
-            let (Some(ow), Some(nw)) = (
-                bytes_at(ctx.old, r.offset, ptr).and_then(|b| read_uint(b, 0, ptr)),
-                bytes_at(ctx.new, n.offset, ptr).and_then(|b| read_uint(b, 0, ptr)),
-            ) else {
-                continue;
-            };
-            if ctx.is_code(sec.index) {
-                continue;
-            }
-            covered.add(sec.index, r.offset - sec.addr, ptr as u64);
-            let want = if is_tls_dynamic(r.r_type) {
-                Mapped::Exact(ow)
-            } else {
-                mapper.map(ow)
-            };
-            if !want.accepts(nw) {
-                report.mismatch(
-                    "dynamic word",
-                    Some(r.offset),
-                    Some(n.offset),
-                    format!("{want} (from {ow:#x}) under relocation type {}", r.r_type),
-                    format!("{nw:#x}"),
-                );
-            }
+        let parts: Vec<(VerifyReport, Covered)> = rs
+            .relocs
+            .par_chunks(PIECE)
+            .zip(nrs.relocs.par_chunks(PIECE))
+            .map(|(olds, news)| {
+                let mut part = (VerifyReport::default(), Covered::default());
+                for (r, n) in olds.iter().zip(news) {
+                    dynamic_reloc(ctx, mapper, name, (r, n), &mut part.1, &mut part.0);
+                }
+                part
+            })
+            .collect();
+        for (r, c) in parts {
+            report.merge(r);
+            covered.append(c);
         }
     }
     Ok(())
+}
+
+/// One dynamic relocation `r` and its counterpart `n` in the new file, and the word it
+/// applies to.
+fn dynamic_reloc(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    name: &str,
+    (r, n): (&Reloc, &Reloc),
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) {
+    let ptr = ctx.ptr;
+    report.counts.dynamic_relocations += 1;
+    let place = mapper.map(r.offset);
+    let sym = if r.sym == 0 {
+        Some(0)
+    } else {
+        ctx.dyn_perm.get(r.sym as usize).copied().flatten()
+    };
+    if n.r_type != r.r_type || Some(n.sym as usize) != sym || !place.accepts(n.offset) {
+        report.mismatch(
+            "dynamic relocation",
+            Some(r.offset),
+            Some(n.offset),
+            format!("type {} symbol {} at {place} in {name}", r.r_type, r.sym),
+            format!("type {} symbol {} at {:#x}", n.r_type, n.sym, n.offset),
+        );
+        return;
+    }
+    let relative = r.r_type == elf::R_RISCV_RELATIVE.0 || r.r_type == elf::R_RISCV_IRELATIVE.0;
+    let addend = if relative {
+        mapper.map(r.addend as u64)
+    } else {
+        Mapped::Exact(r.addend as u64)
+    };
+    if !addend.accepts(n.addend as u64) {
+        report.mismatch(
+            "dynamic relocation",
+            Some(r.offset),
+            Some(n.offset),
+            format!("addend {addend} (from {:#x}) in {name}", r.addend),
+            format!("{:#x}", n.addend),
+        );
+    }
+    // The word it applies to.
+    let Some(sec) = ctx
+        .old
+        .alloc_section_at(r.offset)
+        .filter(|s| !s.is_nobits())
+    else {
+        return;
+    };
+    let (Some(ow), Some(nw)) = (
+        bytes_at(ctx.old, r.offset, ptr).and_then(|b| read_uint(b, 0, ptr)),
+        bytes_at(ctx.new, n.offset, ptr).and_then(|b| read_uint(b, 0, ptr)),
+    ) else {
+        return;
+    };
+    if ctx.is_code(sec.index) {
+        return;
+    }
+    covered.add(sec.index, r.offset - sec.addr, ptr as u64);
+    let want = if is_tls_dynamic(r.r_type) {
+        Mapped::Exact(ow)
+    } else {
+        mapper.map(ow)
+    };
+    if !want.accepts(nw) {
+        report.mismatch(
+            "dynamic word",
+            Some(r.offset),
+            Some(n.offset),
+            format!("{want} (from {ow:#x}) under relocation type {}", r.r_type),
+            format!("{nw:#x}"),
+        );
+    }
 }
 
 /// GOT words the linker filled without a dynamic relocation: addresses move with their
@@ -708,5 +772,41 @@ fn eh_frame_hdr(
             );
         }
         last = loc;
+    }
+}
+
+#[cfg(test)]
+mod piece_tests {
+    use super::{field_pieces, PIECE};
+    use crate::elf::Reloc;
+
+    /// Pieces cover the relocations in order, and never cut between two relocations of one
+    /// field (same offset), even when a field straddles a piece's nominal end.
+    #[test]
+    fn pieces_cut_between_fields() {
+        let offsets: Vec<u64> = (0..3 * PIECE as u64 + 7).map(|k| k / 3).collect();
+        let relocs: Vec<Reloc> = offsets
+            .iter()
+            .map(|&offset| Reloc {
+                offset,
+                r_type: 35,
+                sym: 0,
+                addend: 0,
+            })
+            .collect();
+        let pieces: Vec<&[Reloc]> = field_pieces(&relocs).collect();
+        assert!(pieces.len() > 1);
+        let joined: Vec<u64> = pieces
+            .iter()
+            .flat_map(|p| p.iter().map(|r| r.offset))
+            .collect();
+        assert_eq!(joined, offsets);
+        for w in pieces.windows(2) {
+            assert_ne!(
+                w[0].last().map(|r| r.offset),
+                w[1].first().map(|r| r.offset)
+            );
+        }
+        assert_eq!(field_pieces(&[]).count(), 0);
     }
 }
