@@ -1,6 +1,6 @@
-//! Writing the new image: the original file read into `object`'s ELF builder, every
-//! address, size, offset, symbol, relocation and dynamic entry replaced from the plan and
-//! the fixed contents, then written out.
+//! The fallback writer (the default is `emit_patched`): the original file read into
+//! `object`'s ELF builder, every address, size, offset, symbol, relocation and dynamic entry
+//! replaced from the plan and the fixed contents, then written out.
 
 use object::build::elf::{Builder, Dynamic, SectionData};
 use object::elf;
@@ -9,20 +9,6 @@ use crate::elf::{ElfFile, FileKind};
 use crate::error::{Error, Result};
 use crate::plan::{AddressMap, Plan};
 use crate::relocate::Fixed;
-
-/// Dynamic tags whose value is an address.
-const ADDRESS_TAGS: &[u32] = &[
-    elf::DT_PLTGOT.0 as u32,
-    elf::DT_INIT.0 as u32,
-    elf::DT_FINI.0 as u32,
-    elf::DT_RELA.0 as u32,
-    elf::DT_REL.0 as u32,
-    elf::DT_JMPREL.0 as u32,
-    elf::DT_INIT_ARRAY.0 as u32,
-    elf::DT_FINI_ARRAY.0 as u32,
-    elf::DT_PREINIT_ARRAY.0 as u32,
-    elf::DT_RELR.0 as u32,
-];
 
 /// A new allocated section to add (the `__mcount_loc` table).
 pub struct NewSection {
@@ -175,7 +161,7 @@ pub fn prepare<'data>(
         if let SectionData::Dynamic(dyns) = &mut sec.data {
             for d in dyns.iter_mut() {
                 if let Dynamic::Integer { tag, val } = d {
-                    if ADDRESS_TAGS.contains(&(tag.0 as u32)) && *val != 0 {
+                    if crate::emit_patched::ADDRESS_TAGS.contains(&(tag.0 as u64)) && *val != 0 {
                         *val = map.map(*val);
                     }
                 }

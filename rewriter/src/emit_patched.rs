@@ -30,8 +30,8 @@ use crate::emit::NewSection;
 use crate::plan::{AddressMap, Plan};
 use crate::relocate::Fixed;
 
-/// Dynamic tags whose value is an address in the image.
-const ADDRESS_TAGS: &[u64] = &[
+/// Dynamic tags whose value is an address in the image (both writers move them).
+pub(crate) const ADDRESS_TAGS: &[u64] = &[
     elf::DT_PLTGOT.0 as u64,
     elf::DT_HASH.0 as u64,
     elf::DT_STRTAB.0 as u64,
