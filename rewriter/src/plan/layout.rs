@@ -287,9 +287,9 @@ fn section_edits(
                 let site = &sites[i];
                 let cut = SlotLayout::for_site(site, opts.slot, opts.pre);
                 if let Some(tramp) = opts.trampoline.filter(|_| opts.slot >= 4) {
-                    let here = (site.entry as i64 + delta) as u64;
+                    let here = site.entry.wrapping_add(delta as u64);
                     let far = site.entry.abs_diff(tramp) > ISLAND_REACH;
-                    if far && last_island.is_none_or(|l| here - l > ISLAND_REACH) {
+                    if far && last_island.is_none_or(|l| here.wrapping_sub(l) > ISLAND_REACH) {
                         // In front of the pad: 4-byte aligned, reached by what follows.
                         let align = (4 - here % 4) % 4;
                         if align % unit != 0 {
@@ -317,8 +317,12 @@ fn section_edits(
                 }
                 let residue = if align > 4 { 0 } else { residue };
                 // Where the symbol would land without padding.
-                let new_sym = site.func_addr as i64 + delta - i64::from(cut.cut_pre);
-                let pad = (residue as i64 - new_sym).rem_euclid(align as i64) as u64;
+                let new_sym = (site.func_addr as i64)
+                    .wrapping_add(delta)
+                    .wrapping_sub(i64::from(cut.cut_pre));
+                let pad = (residue as i64)
+                    .wrapping_sub(new_sym)
+                    .rem_euclid(align as i64) as u64;
                 if pad % unit != 0 {
                     return Err(Error::refused(format!(
                         "cannot align the slot of the function at {:#x}: needs {pad} bytes of padding",
@@ -348,8 +352,8 @@ fn section_edits(
                     });
                 }
                 delta += pad as i64 - pre_cut as i64;
-                let slot_addr = (site.func_addr as i64 + delta) as u64;
-                let entry = slot_addr - u64::from(cut.keep_pre);
+                let slot_addr = site.func_addr.wrapping_add(delta as u64);
+                let entry = slot_addr.wrapping_sub(u64::from(cut.keep_pre));
                 if cut.cut_post > 0 {
                     edits.push(Edit::Cut {
                         at: site.func_addr + u64::from(cut.keep_slot),
@@ -376,8 +380,8 @@ fn section_edits(
                 } else {
                     (p.at, 0)
                 };
-                let new_start = start as i64 + delta;
-                let need = (-new_start).rem_euclid(p.align as i64) as u64;
+                let new_start = (start as i64).wrapping_add(delta);
+                let need = new_start.wrapping_neg().rem_euclid(p.align as i64) as u64;
                 if need % unit != 0 {
                     return Err(Error::refused(format!(
                         "cannot keep the alignment of the code at {:#x}",
@@ -417,6 +421,16 @@ fn is_nop_at(data: &[u8], o: usize) -> bool {
             && data
                 .get(o..o + 4)
                 .is_some_and(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) == NOP))
+}
+
+/// How far `from` is above `to`, or a refusal when the two are too far apart for a signed
+/// distance (addresses a hostile header put at opposite ends of the space).
+fn distance(from: u64, to: u64, section: &str) -> Result<i64> {
+    i64::try_from(i128::from(from) - i128::from(to)).map_err(|_| {
+        Error::refused(format!(
+            "section {section}: its new place ({to:#x}) is too far from its old one ({from:#x})"
+        ))
+    })
 }
 
 /// Places every allocated section (and the table) and derives the new program headers.
@@ -540,12 +554,14 @@ fn place_sections(
             None => SectionMove::block(sec.index, sec.addr, sec.size, new_addr),
         };
         if !is_tbss(sec) {
-            let new_end = new_addr + mv.new_size;
-            shift = (sec.addr + sec.size) as i64 - new_end as i64;
+            let new_end = new_addr.wrapping_add(mv.new_size);
+            shift = distance(sec.addr.wrapping_add(sec.size), new_end, sec.name)?;
             if Some(sec.index) == last_in_table_segment && opts.table_bytes > 0 {
-                let at = new_end.next_multiple_of(ptr);
-                let end = at + opts.table_bytes;
-                shift = (sec.addr + sec.size) as i64 - end as i64;
+                let at = new_end.checked_next_multiple_of(ptr).ok_or_else(|| {
+                    Error::refused(format!("section {} ends at the top of the space", sec.name))
+                })?;
+                let end = at.wrapping_add(opts.table_bytes);
+                shift = distance(sec.addr.wrapping_add(sec.size), end, sec.name)?;
                 if shift < 0 {
                     return Err(Error::refused(
                         "no room for the __mcount_loc table: the freed bytes do not cover it"
@@ -556,13 +572,13 @@ fn place_sections(
             }
             let new_off = sec.offset.wrapping_sub(s as u64);
             prev_end = (
-                new_addr + mv.new_size,
+                new_end,
                 if sec.is_nobits() {
                     new_off
                 } else {
-                    new_off + mv.new_size
+                    new_off.wrapping_add(mv.new_size)
                 },
-                sec.addr + sec.size,
+                sec.addr.wrapping_add(sec.size),
             );
         }
         // Wrapping: a NOBITS section's offset is not checked against the file (it has no
@@ -665,7 +681,7 @@ fn place_sections(
                 (g.vaddr, g.offset, g.filesz, g.memsz)
             } else {
                 let vaddr = map.map(g.vaddr);
-                let d = g.vaddr as i64 - vaddr as i64;
+                let d = g.vaddr.wrapping_sub(vaddr) as i64;
                 let mem_end = map.map_end(g.vaddr + g.memsz);
                 let file_end = map.map_end(g.vaddr + g.filesz);
                 // Saturating: a corrupt segment whose start lies outside every section maps
