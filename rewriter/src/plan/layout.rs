@@ -635,8 +635,8 @@ fn place_sections(
                     return (g.vaddr, g.offset, g.filesz, g.memsz);
                 };
                 let mv = map.section(first.index).expect("placed");
-                let d = first.addr - mv.new_addr;
-                let vaddr = g.vaddr - d;
+                let d = first.addr.wrapping_sub(mv.new_addr);
+                let vaddr = g.vaddr.wrapping_sub(d);
                 let mut mem_end = vaddr;
                 let mut file_end = vaddr;
                 for s in &members {
@@ -646,33 +646,38 @@ fn place_sections(
                     } else {
                         m.new_size
                     };
-                    mem_end = mem_end.max(m.new_addr + size);
+                    mem_end = mem_end.max(m.new_addr.saturating_add(size));
                     if !s.is_nobits() {
-                        file_end = file_end.max(m.new_addr + size);
+                        file_end = file_end.max(m.new_addr.saturating_add(size));
                     }
                 }
                 if let Some((at, _)) = table {
                     if load_of(g.vaddr) == table_segment && opts.layout == Layout::Pack {
-                        mem_end = mem_end.max(at + opts.table_bytes);
-                        file_end = file_end.max(at + opts.table_bytes);
+                        mem_end = mem_end.max(at.saturating_add(opts.table_bytes));
+                        file_end = file_end.max(at.saturating_add(opts.table_bytes));
                     }
                 }
                 // Keep what the segment covered beyond its last section (rare) as it was.
-                let old_tail_mem = (g.vaddr + g.memsz)
-                    .saturating_sub(members.iter().map(|s| s.addr + s.size).max().unwrap_or(0));
-                let old_tail_file = (g.vaddr + g.filesz).saturating_sub(
+                // Saturating and wrapping: hostile sizes give a nonsense segment, which the
+                // read-back of the output then refuses, not an overflow here.
+                let end_of = |s: &&&crate::elf::Section<'_>| s.addr.saturating_add(s.size);
+                let old_tail_mem = g
+                    .vaddr
+                    .saturating_add(g.memsz)
+                    .saturating_sub(members.iter().map(end_of).max().unwrap_or(0));
+                let old_tail_file = g.vaddr.saturating_add(g.filesz).saturating_sub(
                     members
                         .iter()
                         .filter(|s| !s.is_nobits())
-                        .map(|s| s.addr + s.size)
+                        .map(end_of)
                         .max()
                         .unwrap_or(0),
                 );
                 (
                     vaddr,
-                    g.offset - d,
-                    file_end + old_tail_file - vaddr,
-                    mem_end + old_tail_mem - vaddr,
+                    g.offset.wrapping_sub(d),
+                    file_end.wrapping_add(old_tail_file).wrapping_sub(vaddr),
+                    mem_end.wrapping_add(old_tail_mem).wrapping_sub(vaddr),
                 )
             } else if g.memsz == 0 && g.filesz == 0
                 || g.p_type == elf::PT_RISCV_ATTRIBUTES.0
@@ -682,8 +687,8 @@ fn place_sections(
             } else {
                 let vaddr = map.map(g.vaddr);
                 let d = g.vaddr.wrapping_sub(vaddr) as i64;
-                let mem_end = map.map_end(g.vaddr + g.memsz);
-                let file_end = map.map_end(g.vaddr + g.filesz);
+                let mem_end = map.map_end(g.vaddr.saturating_add(g.memsz));
+                let file_end = map.map_end(g.vaddr.saturating_add(g.filesz));
                 // Saturating: a corrupt segment whose start lies outside every section maps
                 // its start unchanged and its end lower.
                 let filesz = file_end.saturating_sub(vaddr);
