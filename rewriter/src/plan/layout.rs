@@ -190,7 +190,11 @@ pub fn plan(
     // Island addresses were section-relative guesses until the sections were placed.
     plan.islands = islands
         .into_iter()
-        .map(|(sec, off)| plan.map.section(sec).map_or(off, |m| m.new_addr + off))
+        .map(|(sec, off)| {
+            plan.map
+                .section(sec)
+                .map_or(off, |m| m.new_addr.wrapping_add(off))
+        })
         .collect();
     plan.islands.sort_unstable();
     if let Some(tramp) = opts.trampoline {
@@ -302,14 +306,14 @@ fn section_edits(
                             at: site.entry,
                             len: align + ISLAND_BYTES,
                         });
-                        let at = here + align;
-                        islands.push((site.section, at - base));
+                        let at = here.wrapping_add(align);
+                        islands.push((site.section, at.wrapping_sub(base)));
                         last_island = Some(at);
                         delta += (align + ISLAND_BYTES) as i64;
                         spent += align;
                     }
                 }
-                let keep_from = site.entry + u64::from(cut.cut_pre);
+                let keep_from = site.entry.wrapping_add(u64::from(cut.cut_pre));
                 let mut align = 4;
                 let residue = cut.required_residue(site.func_addr);
                 if let Some(&fa) = func_align.get(&site.func_addr) {
@@ -356,7 +360,7 @@ fn section_edits(
                 let entry = slot_addr.wrapping_sub(u64::from(cut.keep_pre));
                 if cut.cut_post > 0 {
                     edits.push(Edit::Cut {
-                        at: site.func_addr + u64::from(cut.keep_slot),
+                        at: site.func_addr.wrapping_add(u64::from(cut.keep_slot)),
                         len: u64::from(cut.cut_post),
                     });
                     delta -= i64::from(cut.cut_post);
@@ -372,7 +376,7 @@ fn section_edits(
                 // Existing padding [pad_start, at) is resized if it is all nops; otherwise
                 // it stays and padding is only inserted in front of `at`.
                 let nops = (p.pad_start..p.at).step_by(unit as usize).all(|off| {
-                    let o = (off - base) as usize;
+                    let o = off.wrapping_sub(base) as usize;
                     is_nop_at(data, o)
                 });
                 let (start, old_pad) = if nops {
@@ -466,7 +470,9 @@ fn place_sections(
         |s: &crate::elf::Section<'_>| s.is_nobits() && s.flags & u64::from(elf::SHF_TLS.0) != 0;
     let load_of = |addr: u64| {
         file.segments.iter().position(|g| {
-            g.p_type == elf::PT_LOAD.0 && addr >= g.vaddr && addr < g.vaddr + g.memsz.max(1)
+            g.p_type == elf::PT_LOAD.0
+                && addr >= g.vaddr
+                && addr < g.vaddr.saturating_add(g.memsz.max(1))
         })
     };
     // The load segment after whose last section the table goes: the one with the last
@@ -598,7 +604,7 @@ fn place_sections(
                 .iter()
                 .find(|m| m.index == idx)
                 .map_or(sec.addr, |m| m.new_addr);
-            let off = offsets[&idx] + (at - new_addr);
+            let off = offsets[&idx].wrapping_add(at.wrapping_sub(new_addr));
             table = Some((at, off));
         }
     }
@@ -617,9 +623,9 @@ fn place_sections(
         let mv = moves.iter().find(|m| m.index == idx).expect("moved");
         // At the very end of the free tail, so that the section can end where the table
         // starts: the free nops stay inside it, and no two sections overlap.
-        let at = (sec.addr + sec.size - opts.table_bytes) / ptr * ptr;
-        table = Some((at, sec.offset + (at - sec.addr)));
-        *free.get_mut(&idx).expect("free") = at - (sec.addr + mv.new_size);
+        let at = sec.addr.wrapping_add(sec.size - opts.table_bytes) / ptr * ptr;
+        table = Some((at, sec.offset.wrapping_add(at.wrapping_sub(sec.addr))));
+        *free.get_mut(&idx).expect("free") = at.wrapping_sub(sec.addr.wrapping_add(mv.new_size));
     }
     let map = AddressMap::new(moves, file.sections.len());
     let segments = file
