@@ -20,7 +20,7 @@
 //! a quarter of a rewrite's time and most of its memory. What this writer cannot express
 //! (`REL` relocations, non-allocated sections among allocated ones, a section that grows
 //! outside the plan, extended section numbering) falls back to [`crate::emit::emit_with`]:
-//! [`supports`] says so before relocation (so the builder is read only when it will be
+//! [`Source::of`] says so before relocation (so the builder is read only when it will be
 //! used), [`emit_patched`] after.
 
 use object::elf;
@@ -201,68 +201,85 @@ fn image_end(file: &ElfFile<'_>, h: Header) -> Option<u64> {
     Some(end)
 }
 
-/// Whether this writer can write a rewrite of `file` (what the plan and relocation may
-/// still refuse is checked by [`emit_patched`]).
-pub fn supports(file: &ElfFile<'_>) -> bool {
-    supports_inner(file).is_some()
+/// What this writer needs to know of the input, learned once before relocation (so that the
+/// builder is read only when it will be used).
+pub struct Source {
+    /// File header fields.
+    header: Header,
+    /// Index of `.shstrtab`.
+    shstrndx: usize,
+    /// End of the allocated part of the input (see [`image_end`]).
+    image_end: u64,
+    /// File range of the non-allocated sections, which move as one block.
+    block: (u64, u64),
+    /// Largest alignment in that block.
+    block_align: u64,
 }
 
-fn supports_inner(file: &ElfFile<'_>) -> Option<()> {
-    let class = Class::of(file);
-    let h = header(file)?;
-    let shstrndx = read_uint(file.data, if file.is_64 { 62 } else { 50 }, 2)? as usize;
-    let ok = file.kind.is_linked()
-        // Extended numbering keeps the count in section 0; one more section must still fit.
-        && h.shnum == file.sections.len()
-        && h.shnum > 0
-        && h.shnum + 1 < elf::SHN_LORESERVE as usize
-        && shstrndx > 0
-        && shstrndx < h.shnum
-        && !file.sections.iter().any(|s| s.sh_type == elf::SHT_REL.0)
-        && file.sections.iter().all(|s| {
-            let t = s.sh_type;
-            let want = if t == elf::SHT_SYMTAB.0 || t == elf::SHT_DYNSYM.0 {
-                class.sym
-            } else if t == elf::SHT_RELA.0 {
-                class.rela
-            } else if t == elf::SHT_DYNAMIC.0 {
-                class.dyn_entry
-            } else {
-                return true;
-            };
-            s.entsize == want as u64
-        })
-        && nonalloc(file).all(|s| s.align <= 1 || s.align.is_power_of_two());
-    if !ok {
-        return None;
-    }
-    // The non-allocated sections follow the image, and no segment but the attributes one
-    // describes them: they move as one block.
-    let end = image_end(file, h)?;
-    let lo = nonalloc(file).map(|s| s.offset).min();
-    if let Some(lo) = lo {
-        if lo < end {
+impl Source {
+    /// What [`emit_patched`] needs of `file`, or `None` when its structure does not fit this
+    /// writer (what the plan and relocation may still refuse is checked by [`emit_patched`]).
+    pub fn of(file: &ElfFile<'_>) -> Option<Source> {
+        let class = Class::of(file);
+        let h = header(file)?;
+        let shstrndx = read_uint(file.data, if file.is_64 { 62 } else { 50 }, 2)? as usize;
+        let ok = file.kind.is_linked()
+            // Extended numbering keeps the count in section 0; one more section must fit.
+            && h.shnum == file.sections.len()
+            && h.shnum > 0
+            && h.shnum + 1 < elf::SHN_LORESERVE as usize
+            && shstrndx > 0
+            && shstrndx < h.shnum
+            && !file.sections.iter().any(|s| s.sh_type == elf::SHT_REL.0)
+            && file.sections.iter().all(|s| {
+                let t = s.sh_type;
+                let want = if t == elf::SHT_SYMTAB.0 || t == elf::SHT_DYNSYM.0 {
+                    class.sym
+                } else if t == elf::SHT_RELA.0 {
+                    class.rela
+                } else if t == elf::SHT_DYNAMIC.0 {
+                    class.dyn_entry
+                } else {
+                    return true;
+                };
+                s.entsize == want as u64
+            })
+            && nonalloc(file).all(|s| s.align <= 1 || s.align.is_power_of_two());
+        if !ok {
             return None;
         }
-        let covers_nonalloc = file.segments.iter().any(|g| {
+        // The non-allocated sections follow the image, and no segment but the attributes
+        // one describes them: they move as one block.
+        let image_end = image_end(file, h)?;
+        let lo = nonalloc(file).map(|s| s.offset).min().unwrap_or(image_end);
+        let hi = nonalloc(file)
+            .map(|s| s.offset + s.size)
+            .max()
+            .unwrap_or(lo);
+        let covers_block = file.segments.iter().any(|g| {
             g.p_type != elf::PT_RISCV_ATTRIBUTES.0
                 && g.filesz > 0
                 && g.offset.saturating_add(g.filesz) > lo
         });
-        if covers_nonalloc {
+        if lo < image_end || (hi > lo && covers_block) {
             return None;
         }
+        // The headers come before every allocated section, and stay where they are.
+        let first = file
+            .sections
+            .iter()
+            .filter(|s| in_image(s))
+            .map(|s| s.offset)
+            .min()
+            .unwrap_or(u64::MAX);
+        (h.headers_end(class)? <= first).then(|| Source {
+            header: h,
+            shstrndx,
+            image_end,
+            block: (lo, hi),
+            block_align: nonalloc(file).map(|s| s.align.max(1)).max().unwrap_or(1),
+        })
     }
-    // The headers come before every allocated section, and stay where they are.
-    let headers = h.headers_end(class)?;
-    let first = file
-        .sections
-        .iter()
-        .filter(|s| in_image(s))
-        .map(|s| s.offset)
-        .min()
-        .unwrap_or(u64::MAX);
-    (headers <= first).then_some(())
 }
 
 /// Where a section's header says it is in the new file.
@@ -276,13 +293,13 @@ struct Placed {
 /// The rewritten file, or `None` when a change does not fit this writer.
 pub fn emit_patched(
     file: &ElfFile<'_>,
+    src: &Source,
     plan: &Plan,
     fixed: &Fixed,
     table: Option<&NewSection>,
 ) -> Option<Vec<u8>> {
-    supports_inner(file)?;
     let class = Class::of(file);
-    let h = header(file)?;
+    let h = src.header;
     let map = &plan.map;
 
     // New size of every changed section; non-allocated ones may only shrink (their block
@@ -340,13 +357,7 @@ pub fn emit_patched(
 
     // The non-allocated block: same gap after the image as before, then rounded up so that
     // every section in it keeps its alignment.
-    let old_end = image_end(file, h)?;
-    let lo = nonalloc(file).map(|s| s.offset).min().unwrap_or(old_end);
-    let hi = nonalloc(file)
-        .map(|s| s.offset + s.size)
-        .max()
-        .unwrap_or(lo);
-    let align = nonalloc(file).map(|s| s.align.max(1)).max().unwrap_or(1);
+    let (old_end, (lo, hi), align) = (src.image_end, src.block, src.block_align);
     let mut new_lo = new_end.checked_add(lo - old_end)?;
     new_lo = new_lo.checked_add(lo.wrapping_sub(new_lo) & (align - 1))?;
     let delta = new_lo.wrapping_sub(lo);
@@ -363,7 +374,7 @@ pub fn emit_patched(
 
     // The table's name: reused if `.shstrtab` has it, else appended to it (in place when it
     // is the last section of the block, else in a copy after the block).
-    let shstrndx = read_uint(file.data, if file.is_64 { 62 } else { 50 }, 2)? as usize;
+    let shstrndx = src.shstrndx;
     let shstr = file.sections.get(shstrndx)?;
     let shstr_old = file.section_data(shstr).ok()?;
     let mut shstr_new: Option<Vec<u8>> = None;
@@ -429,8 +440,9 @@ pub fn emit_patched(
             let p = placed[s.index];
             put_bytes(&mut out, p.offset, d)?;
             // A shrunk section leaves no stale bytes behind.
-            let tail = (s.size - d.len() as u64) as usize;
-            put_bytes(&mut out, p.offset + d.len() as u64, &vec![0; tail])?;
+            let from = usize::try_from(p.offset).ok()?.checked_add(d.len())?;
+            let to = usize::try_from(p.offset.checked_add(s.size)?).ok()?;
+            out.get_mut(from..to)?.fill(0);
         }
     }
     if let Some(grown) = &shstr_new {

@@ -295,10 +295,12 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
     // A linked file is written by patching its own bytes into place (see emit_patched);
     // only what that cannot express goes through `object`'s builder. Reading the original
     // into the builder needs nothing from the relocation pass: the two run side by side.
-    let patched = opts.writer == Writer::Patched && crate::emit_patched::supports(&file);
+    let source = (opts.writer == Writer::Patched)
+        .then(|| crate::emit_patched::Source::of(&file))
+        .flatten();
     let (fixed, builder) = rayon::join(
         || phase("relocate", || relocate(&file, &scan.sites, &plan, &relocs)),
-        || (!patched).then(|| crate::emit::read_builder(&file)),
+        || source.is_none().then(|| crate::emit::read_builder(&file)),
     );
     let (mut fixed, builder) = (fixed?, builder.transpose()?);
 
@@ -353,13 +355,11 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
         empty_patch_table(&file, &relocs, &mut fixed);
     }
     let fixed_kernel = fixed.kernel;
-    let direct = if patched {
+    let direct = source.as_ref().and_then(|src| {
         phase("emit (patched)", || {
-            crate::emit_patched::emit_patched(&file, &plan, &fixed, table.as_ref())
+            crate::emit_patched::emit_patched(&file, src, &plan, &fixed, table.as_ref())
         })
-    } else {
-        None
-    };
+    });
     let writer = if direct.is_some() {
         Writer::Patched
     } else {
