@@ -20,8 +20,6 @@ const PIECE: usize = 64 * 1024;
 struct Swept {
     /// Instructions to rewrite, in address order.
     puts: Vec<Put>,
-    /// Offset where the sweep stopped: the first instruction start at or after the end.
-    next: usize,
     /// The error that stopped the sweep, after `puts`.
     error: Option<Error>,
 }
@@ -49,9 +47,7 @@ pub(super) fn fix_unrelocated(img: &mut Image<'_, '_>, handled: &AddrSet) -> Res
         let pieces = {
             let img = &*img;
             in_pieces(&starts, len, |start, end| {
-                let piece = sweep_range(img, sec, handled, start, end);
-                let next = piece.error.is_none().then_some(piece.next);
-                (piece, next)
+                sweep_range(img, sec, handled, start, end)
             })
         };
         for piece in pieces {
@@ -101,17 +97,18 @@ fn in_pieces<R: Send>(
 /// Offsets where the parallel pieces of a section's sweep start: 0, then the first code
 /// label at least [`PIECE`] bytes after the previous start.
 fn piece_starts(img: &Image<'_, '_>, sec: usize) -> Vec<usize> {
-    let s = &img.file.sections[sec];
     let len = img.old(sec).len();
+    let base = if img.file.kind.is_linked() {
+        img.file.sections[sec].addr
+    } else {
+        0
+    };
     let mut labels: Vec<usize> = img
         .file
         .symbols
         .iter()
         .filter(|y| y.is_code_label() && y.section() == Some(sec))
-        .filter_map(|y| {
-            let base = if img.file.kind.is_linked() { s.addr } else { 0 };
-            usize::try_from(y.value.checked_sub(base)?).ok()
-        })
+        .filter_map(|y| usize::try_from(y.value.checked_sub(base)?).ok())
         .filter(|&o| o < len)
         .collect();
     labels.sort_unstable();
@@ -125,27 +122,25 @@ fn piece_starts(img: &Image<'_, '_>, sec: usize) -> Vec<usize> {
 }
 
 /// The sweep of one section from offset `start` until the first instruction start at or
-/// after `end` (or the first error).
+/// after `end` (or the first error): what it found, and where it stopped (`None` on an
+/// error), as [`in_pieces`] wants it.
 fn sweep_range(
     img: &Image<'_, '_>,
     sec: usize,
     handled: &AddrSet,
     start: usize,
     end: usize,
-) -> Swept {
+) -> (Swept, Option<usize>) {
     let mut puts = Vec::new();
-    let error = sweep_into(img, sec, handled, start, end, &mut puts);
-    match error {
-        Ok(next) => Swept {
-            puts,
-            next,
-            error: None,
-        },
-        Err(e) => Swept {
-            puts,
-            next: usize::MAX,
-            error: Some(e),
-        },
+    match sweep_into(img, sec, handled, start, end, &mut puts) {
+        Ok(next) => (Swept { puts, error: None }, Some(next)),
+        Err(e) => (
+            Swept {
+                puts,
+                error: Some(e),
+            },
+            None,
+        ),
     }
 }
 
