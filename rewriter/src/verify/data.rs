@@ -164,23 +164,36 @@ pub(super) fn check(
         .filter(|rs| !ctx.is_dynamic(rs))
         .flat_map(|rs| field_pieces(&rs.relocs).map(move |p| (rs.target, p)))
         .collect();
-    let parts: Vec<(VerifyReport, Covered)> = pieces
-        .par_iter()
-        .map(|&(ti, relocs)| {
-            let mut part = (VerifyReport::default(), Covered::default());
-            static_relocs(ctx, mapper, ti, relocs, &mut part.1, &mut part.0);
-            part
-        })
-        .collect();
-    for (r, c) in parts {
-        report.merge(r);
-        covered.append(c);
-    }
+    in_parts(pieces.par_iter(), covered, report, |&(ti, relocs), c, r| {
+        static_relocs(ctx, mapper, ti, relocs, c, r);
+    });
     dynamic_relocs(ctx, mapper, covered, report)?;
     got(ctx, mapper, tls_got, &dyn_covered, covered, report);
     dynamic_section(ctx, mapper, report);
     eh_frame_hdr(ctx, mapper, covered, report);
     Ok(())
+}
+
+/// Runs `check` on every item of `items` in parallel, each with a report and covered fields
+/// of its own, then merges them into `report` and `covered` in item order: the result of
+/// one pass in order.
+fn in_parts<I: IndexedParallelIterator>(
+    items: I,
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+    check: impl Fn(I::Item, &mut Covered, &mut VerifyReport) + Sync + Send,
+) {
+    let parts: Vec<(Covered, VerifyReport)> = items
+        .map(|item| {
+            let mut part = (Covered::default(), VerifyReport::default());
+            check(item, &mut part.0, &mut part.1);
+            part
+        })
+        .collect();
+    for (c, r) in parts {
+        report.merge(r);
+        covered.append(c);
+    }
 }
 
 /// Relocations in one parallel piece of [`check`], at least.
@@ -467,22 +480,15 @@ fn dynamic_relocs(
             );
             continue;
         }
-        let parts: Vec<(VerifyReport, Covered)> = rs
+        let chunks = rs
             .relocs
             .par_chunks(PIECE)
-            .zip(nrs.relocs.par_chunks(PIECE))
-            .map(|(olds, news)| {
-                let mut part = (VerifyReport::default(), Covered::default());
-                for (r, n) in olds.iter().zip(news) {
-                    dynamic_reloc(ctx, mapper, name, (r, n), &mut part.1, &mut part.0);
-                }
-                part
-            })
-            .collect();
-        for (r, c) in parts {
-            report.merge(r);
-            covered.append(c);
-        }
+            .zip(nrs.relocs.par_chunks(PIECE));
+        in_parts(chunks, covered, report, |(olds, news), c, r| {
+            for pair in olds.iter().zip(news) {
+                dynamic_reloc(ctx, mapper, name, pair, c, r);
+            }
+        });
     }
     Ok(())
 }
