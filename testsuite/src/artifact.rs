@@ -34,7 +34,7 @@ pub enum Linkage {
 pub enum Compiler {
     /// `riscv64-linux-gnu-gcc` (C).
     Gcc,
-    /// `riscv64-linux-gnu-g++` (C++; links only single-TU programs, see shared/README).
+    /// `riscv64-linux-gnu-g++` (C++; GCC 12 + ld 2.40 cannot link COMDAT functions with pads, so only single-TU programs).
     Gxx,
     /// `clang++ --target=riscv64-linux-gnu` (C++ with COMDAT pads that GNU ld can link).
     Clangxx,
