@@ -1010,3 +1010,45 @@ fn long_entry_traces_are_complete_and_replay_quickly() {
         started.elapsed()
     );
 }
+
+#[test]
+fn replay_speaks_in_flag_words_and_plurals() {
+    let dir = scratch("words");
+    let exe = build(&dir, "calls.c");
+    let (_, _, graph) = record(&exe, "graph", None);
+    let (_, _, entry) = record(&exe, "entry", None);
+    let summary = replay(&graph, &exe, &["--summary"]);
+    let first = summary.lines().next().unwrap();
+    assert!(first.ends_with(", mode graph, 1 thread"), "{first}");
+    assert!(
+        summary.contains("# startup: 6 slots patched, 0 skipped"),
+        "{summary}"
+    );
+    let head = replay(&graph, &exe, &[]);
+    assert!(
+        head.lines().next().unwrap().ends_with(", mode graph"),
+        "{head}"
+    );
+    let head = replay(&entry, &exe, &[]);
+    assert!(
+        head.lines().next().unwrap().ends_with(", mode entry"),
+        "{head}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&replay(&graph, &exe, &["--format", "chrome"])).unwrap();
+    assert_eq!(doc["otherData"]["mode"], "graph");
+    let threads = build(&dir, "threads.c");
+    let (_, _, trace) = record(&threads, "entry", None);
+    let summary = replay(&trace, &threads, &["--summary"]);
+    assert!(
+        summary
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(", mode entry, 4 threads"),
+        "{summary}"
+    );
+    for all in [&summary, &head] {
+        assert!(!all.contains("(s)") && !all.contains("Graph") && !all.contains("Entry"));
+    }
+}
