@@ -1264,6 +1264,16 @@ fn replay_refuses_a_program_other_than_the_traced_one() {
     assert!(st.success());
     let out = padtrim(&["replay", t, "--elf", stripped.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A separate debug file has the symbols but not the code: the build-id decides.
+    let debug = dir.join("calls.debug");
+    let st = Command::new("riscv64-linux-gnu-objcopy")
+        .arg("--only-keep-debug")
+        .arg(&exe)
+        .arg(&debug)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(replay(&trace, &debug, &[]).contains("main()"));
 
     // The program rebuilt (here: replaced) after recording: replay without --elf refuses.
     std::fs::copy(&other, &exe).unwrap();

@@ -245,7 +245,7 @@ fn add_identity(trace: &Path, identity: &Identity) -> anyhow::Result<()> {
         .context("cannot open it")?;
     let meta = file.metadata().context("cannot stat it")?;
     if !meta.is_file() {
-        bail!("not a regular file");
+        return Ok(()); // -o /dev/null, a pipe: nothing to replay later
     }
     let mut head = Vec::new();
     (&mut file)
