@@ -1386,3 +1386,36 @@ fn replay_speaks_in_flag_words_and_plurals() {
         assert!(!all.contains("(s)") && !all.contains("Graph") && !all.contains("Entry"));
     }
 }
+
+#[test]
+fn record_never_removes_a_device_given_as_output() {
+    // `-o /dev/null` once removed /dev/null (record deletes an old trace first) and, run as
+    // root, the runtime then created a regular file in its place. A node of the same device
+    // in the scratch directory stands in for it.
+    let dir = scratch("device");
+    let null = dir.join("null");
+    let made = Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .output()
+        .unwrap();
+    if !made.status.success() {
+        eprintln!(
+            "skipped: cannot make a device node here: {}",
+            text(&made.stderr)
+        );
+        return;
+    }
+    let exe = build_source(&dir, "prog", EXIT_WITH, true);
+    let out = padtrim(&[
+        "record",
+        "-o",
+        null.to_str().unwrap(),
+        "--",
+        exe.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::symlink_metadata(&null).unwrap().file_type();
+    assert!(kind.is_char_device(), "{} was replaced", null.display());
+}

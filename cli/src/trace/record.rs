@@ -48,8 +48,12 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
     if let Some(f) = &args.filter {
         env.push(("PADTRIM_FILTER", f.clone()));
     }
-    // An old trace must not pass for a new one if the program fails before writing.
-    let _ = std::fs::remove_file(&out);
+    // An old trace must not pass for a new one if the program fails before writing. Only
+    // a regular file (or a link) is removed: never a device such as -o /dev/null, which
+    // root would otherwise delete for the whole machine.
+    if std::fs::symlink_metadata(&out).is_ok_and(|m| m.is_file() || m.is_symlink()) {
+        let _ = std::fs::remove_file(&out);
+    }
     let mut cmd = if std::env::consts::ARCH == "riscv64" {
         // A bare name means the file in the working directory, as for qemu-riscv64 (not a
         // PATH search).
