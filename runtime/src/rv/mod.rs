@@ -283,8 +283,8 @@ pub extern "C" fn padtrim_enable_function(func: *const u8, on: i32) -> i32 {
     if !is_slot(&slots, addr) {
         return -1;
     }
+    let mut p = patch::Patcher::begin();
     let insn = unsafe { core::ptr::read_volatile(addr as *const u32) };
-    let mut p = patch::Patcher::new();
     let ok = if on != 0 {
         crate::descriptor::decode_jal_t0(addr as u64, insn).is_some() || p.enable(&slots, addr)
     } else {

@@ -1,7 +1,7 @@
 //! Finding the slot table (descriptor first, `__patchable_function_entries` as fallback) and
 //! patching slots: one aligned 32-bit store each, text writable only while being patched.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::{asm, sys};
 use crate::descriptor::{
@@ -140,8 +140,14 @@ pub struct PatchStats {
     pub skipped: u64,
 }
 
+/// Held by the one `Patcher` alive at a time. Two threads patching slots in the same page
+/// would undo each other's `mprotect`: one makes the page read-only again while the other is
+/// about to store into it (SIGSEGV).
+static PATCHING: AtomicBool = AtomicBool::new(false);
+
 /// Batches writes to text: keeps one page writable at a time (RW+X, so other threads can
 /// still run code there), restores R+X before moving on, and flushes the icache once.
+/// Only one exists at a time in the process: `begin` waits for the previous one to be gone.
 pub struct Patcher {
     page: usize,
     lo: usize,
@@ -151,8 +157,14 @@ pub struct Patcher {
 }
 
 impl Patcher {
-    /// Nothing writable yet.
-    pub fn new() -> Patcher {
+    /// Nothing writable yet; waits until no other thread is patching.
+    pub fn begin() -> Patcher {
+        while PATCHING
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
         Patcher {
             page: 0,
             lo: usize::MAX,
@@ -240,13 +252,25 @@ impl Patcher {
         is_ours && self.store(slot, NOP)
     }
 
-    /// Restore page protections and make the new instructions visible to all harts.
-    pub fn finish(&mut self) {
+    /// Restore page protections, make the new instructions visible to all harts, and let
+    /// other threads patch.
+    pub fn finish(self) -> PatchStats {
+        self.stats
+    }
+
+    fn publish(&mut self) {
         self.restore();
         if self.lo < self.hi {
             sys::flush_icache(self.lo, self.hi);
         }
         self.lo = usize::MAX;
         self.hi = 0;
+    }
+}
+
+impl Drop for Patcher {
+    fn drop(&mut self) {
+        self.publish();
+        PATCHING.store(false, Ordering::Release);
     }
 }

@@ -158,7 +158,7 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     if filter.is_some() && symbols.is_none() {
         sys::write_all(2, b"padtrim: cannot read the symbol table of /proc/self/exe; PADTRIM_FILTER selects nothing\n");
     }
-    let mut patcher = patch::Patcher::new();
+    let mut patcher = patch::Patcher::begin();
     for i in 0..slots.count {
         let slot = slots.slot(i);
         if slot == 0 {
@@ -172,9 +172,8 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
         }
         patcher.enable(&slots, slot);
     }
-    patcher.finish();
+    let stats = patcher.finish();
     drop(symbols);
-    let stats = patcher.stats;
     let r = Record {
         time: sys::ticks(),
         addr: stats.patched | stats.skipped << 32,
