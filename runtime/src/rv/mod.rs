@@ -278,17 +278,20 @@ pub extern "C" fn padtrim_set_enabled(on: i32) {
 /// changed).
 #[no_mangle]
 pub extern "C" fn padtrim_enable_function(func: *const u8, on: i32) -> i32 {
-    let slots = patch::find_slots(asm::descriptor_addr());
+    let slots = patch::find_slots();
     let addr = func as usize;
-    if !is_slot(&slots, addr) {
-        return -1;
-    }
+    let i = match find_slot(&slots, addr) {
+        Some(i) => i,
+        None => return -1,
+    };
     let mut p = patch::Patcher::begin();
-    let insn = unsafe { core::ptr::read_volatile(addr as *const u32) };
-    let ok = if on != 0 {
-        crate::descriptor::decode_jal_t0(addr as u64, insn).is_some() || p.enable(&slots, addr)
-    } else {
-        insn == crate::descriptor::NOP || p.disable(&slots, addr)
+    let ok = match slots.instruction(i) {
+        // Empty or misaligned (compressed pads): never patched, cannot be.
+        None => false,
+        Some(insn) if on != 0 => {
+            crate::descriptor::decode_jal_t0(addr as u64, insn).is_some() || p.enable(&slots, i)
+        }
+        Some(insn) => insn == crate::descriptor::NOP || p.disable(&slots, i),
     };
     p.finish();
     if ok {
@@ -298,15 +301,18 @@ pub extern "C" fn padtrim_enable_function(func: *const u8, on: i32) -> i32 {
     }
 }
 
-/// Is `addr` (runtime) one of the table's slots? The table is sorted by link-time address,
-/// and the bias is the same for every entry, so a binary search works.
-fn is_slot(slots: &patch::Slots, addr: usize) -> bool {
-    let (mut lo, mut hi) = (0, slots.count);
+/// The index of `addr` (runtime, not null) in the slot table. The table is sorted by
+/// link-time address, and the bias is the same for every entry, so a binary search works.
+fn find_slot(slots: &patch::Slots, addr: usize) -> Option<usize> {
+    if addr == 0 {
+        return None; // the address of empty entries
+    }
+    let (mut lo, mut hi) = (0, slots.count());
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let v = slots.slot(mid);
         if v == addr {
-            return true;
+            return Some(mid);
         }
         if v < addr {
             lo = mid + 1;
@@ -315,7 +321,11 @@ fn is_slot(slots: &patch::Slots, addr: usize) -> bool {
         }
     }
     // The fallback table (`__patchable_function_entries`) is in link order, not sorted.
-    !slots.add_bias && (0..slots.count).any(|i| slots.slot(i) == addr)
+    if slots.add_bias {
+        None
+    } else {
+        (0..slots.count()).find(|&i| slots.slot(i) == addr)
+    }
 }
 
 /// Call `handler(func, caller)` on every entry of `func` (patching its slot if needed), after

@@ -135,7 +135,7 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
         );
     }
     PID.store(sys::getpid(), Ordering::Relaxed);
-    let slots = patch::find_slots(super::asm::descriptor_addr());
+    let slots = patch::find_slots();
     BIAS.store(slots.bias, Ordering::Relaxed);
     if cfg.mode == Mode::Off {
         if cfg.debug {
@@ -159,7 +159,7 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
         sys::write_all(2, b"padtrim: cannot read the symbol table of /proc/self/exe; PADTRIM_FILTER selects nothing\n");
     }
     let mut patcher = patch::Patcher::begin();
-    for i in 0..slots.count {
+    for i in 0..slots.count() {
         let slot = slots.slot(i);
         if slot == 0 {
             continue;
@@ -170,7 +170,7 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
                 continue;
             }
         }
-        patcher.enable(&slots, slot);
+        patcher.enable(&slots, i);
     }
     let stats = patcher.finish();
     drop(symbols);
@@ -200,9 +200,9 @@ fn debug_line(slots: &patch::Slots, mode: Mode, stats: patch::PatchStats) {
     l.text(b"padtrim: table=")
         .text(slots.source.name().as_bytes())
         .text(b" entries=")
-        .dec(slots.count as u64)
+        .dec(slots.count() as u64)
         .text(b" islands=")
-        .dec(slots.islands_count as u64)
+        .dec(slots.islands_count() as u64)
         .text(b" bias=")
         .hex(slots.bias)
         .text(b" mode=")
