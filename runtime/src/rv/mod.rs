@@ -122,7 +122,9 @@ fn claim_state() -> *mut ThreadState {
             unsafe { (*p).tid = tid };
             return p;
         }
-        sys::munmap(p as *mut u8, core::mem::size_of::<ThreadState>());
+        // SAFETY: `p` is the mapping made above, of that size; the exchange failed, so it
+        // was never published and nothing else knows it.
+        unsafe { sys::munmap(p as *mut u8, core::mem::size_of::<ThreadState>()) };
     }
     // Registry full: take over a dead thread's state.
     let pid = PID.load(Ordering::Relaxed);
@@ -171,13 +173,19 @@ fn call_registered_handler(slot: usize, caller: usize) {
 #[no_mangle]
 pub unsafe extern "C" fn padtrim_on_entry(slot: usize, ret_slot: *mut usize, sp: usize) {
     let now = sys::ticks();
-    let caller = *ret_slot; // before graph mode swaps in the return hook
-    record_entry(slot, ret_slot, sp, now);
+    // SAFETY: the trampoline passes the address of the ra it saved in its own frame:
+    // aligned, valid, and used by nothing else until we return.
+    let caller = unsafe { *ret_slot }; // before graph mode swaps in the return hook
+                                       // SAFETY: our caller's guarantees are `record_entry`'s.
+    unsafe { record_entry(slot, ret_slot, sp, now) };
     if HANDLER_COUNT.load(Ordering::Relaxed) != 0 {
         call_registered_handler(slot, caller);
     }
 }
 
+/// # Safety
+/// `ret_slot` must be valid for reads and writes and used by nothing else during the call
+/// (the trampoline's saved ra); `sp` the traced function's entry sp.
 unsafe fn record_entry(slot: usize, ret_slot: *mut usize, sp: usize, now: u64) {
     let mode = mode();
     if mode == Mode::Off || !ENABLED.load(Ordering::Relaxed) || FINISHED.load(Ordering::Relaxed) {
@@ -197,8 +205,11 @@ unsafe fn record_entry(slot: usize, ret_slot: *mut usize, sp: usize, now: u64) {
     }
     let func = (slot as u64).wrapping_sub(BIAS.load(Ordering::Relaxed));
     if mode == Mode::Graph {
-        if st.enter_hooked(func, sp as u64, *ret_slot as u64, now, &mut flush_block) {
-            *ret_slot = asm::return_hook_addr();
+        // SAFETY: `ret_slot` is valid for reads and writes (our contract).
+        let ret = unsafe { *ret_slot };
+        if st.enter_hooked(func, sp as u64, ret as u64, now, &mut flush_block) {
+            // SAFETY: as above.
+            unsafe { *ret_slot = asm::return_hook_addr() };
         }
     } else {
         st.enter(func, sp as u64, now, &mut flush_block);

@@ -271,12 +271,11 @@ impl Patcher {
             return true;
         }
         self.restore();
-        if sys::mprotect(
-            page,
-            PAGE,
-            sys::PROT_READ | sys::PROT_WRITE | sys::PROT_EXEC,
-        ) != 0
-        {
+        let rwx = sys::PROT_READ | sys::PROT_WRITE | sys::PROT_EXEC;
+        // SAFETY: `addr` is a slot, so (slot table contract, see `find_slots`) its page is
+        // text, mapped R+X; adding write and keeping read and execute allows every access
+        // that was allowed before, including other threads running code in the page.
+        if unsafe { sys::mprotect(page, PAGE, rwx) } != 0 {
             return false;
         }
         self.page = page;
@@ -285,7 +284,11 @@ impl Patcher {
 
     fn restore(&mut self) {
         if self.page != 0 {
-            sys::mprotect(self.page, PAGE, sys::PROT_READ | sys::PROT_EXEC);
+            // SAFETY: `make_writable` made this page of text (R+X before) writable; this
+            // puts R+X back. Only patchers write text, and the `PATCHING` lock makes this
+            // one the only patcher, so no store into the page follows until a patcher makes
+            // it writable again.
+            unsafe { sys::mprotect(self.page, PAGE, sys::PROT_READ | sys::PROT_EXEC) };
             self.page = 0;
         }
     }

@@ -105,15 +105,22 @@ static REAL: [AtomicUsize; 3] = [NONE; 3];
 /// function `which` (0 raise, 1 resume-or-rethrow, 2 forced unwind) for the wrapper to jump to.
 #[no_mangle]
 unsafe extern "C" fn padtrim_before_unwind(which: usize, sp: usize) -> usize {
-    restore_return_addresses(sp as u64);
+    // SAFETY: our caller's guarantees are `restore_return_addresses`'s.
+    unsafe { restore_return_addresses(sp as u64) };
     let which = which.min(2);
     let mut f = REAL[which].load(Ordering::Relaxed);
     if f == 0 {
         // Not `dlsym as usize`: Rust assumes function pointers are never null.
         let lookup: usize;
-        core::arch::asm!("la {0}, dlsym", out(reg) lookup, options(pure, readonly, nostack));
+        // SAFETY: loads the (weak) address of `dlsym` from the GOT: reads memory, writes
+        // none, no stack.
+        unsafe {
+            core::arch::asm!("la {0}, dlsym", out(reg) lookup, options(pure, readonly, nostack));
+        }
         if lookup != 0 {
-            f = dlsym(RTLD_NEXT, NAMES[which].as_ptr());
+            // SAFETY: `dlsym` is linked (its address is not null); the name is a
+            // NUL-terminated static string.
+            f = unsafe { dlsym(RTLD_NEXT, NAMES[which].as_ptr()) };
         }
         if f == 0 {
             sys::fatal(b"padtrim: cannot find the real libgcc unwinder (dlsym RTLD_NEXT)\n");
@@ -125,7 +132,8 @@ unsafe extern "C" fn padtrim_before_unwind(which: usize, sp: usize) -> usize {
 
 unsafe fn restore_return_addresses(mut lower: u64) {
     let slot = asm::tls_slot();
-    if *slot <= 1 {
+    // SAFETY: `tls_slot` is this thread's own TLS word.
+    if unsafe { *slot } <= 1 {
         return; // this thread never traced anything
     }
     let st = match super::thread_state() {
@@ -141,8 +149,11 @@ unsafe fn restore_return_addresses(mut lower: u64) {
             let mut at = f.sp - 8;
             while at >= lower {
                 let p = at as *mut u64;
-                if core::ptr::read_volatile(p) == hook {
-                    core::ptr::write_volatile(p, f.ret);
+                // SAFETY: `lower` <= `at` < `f.sp`: a word of a live frame of this thread's
+                // stack above our own.
+                if unsafe { core::ptr::read_volatile(p) } == hook {
+                    // SAFETY: as above.
+                    unsafe { core::ptr::write_volatile(p, f.ret) };
                     st.frames[i].hooked = 0;
                     break;
                 }
