@@ -140,7 +140,9 @@ unsafe fn restore_return_addresses(mut lower: u64) {
         Some(s) => s,
         None => return,
     };
-    let was_busy = st.busy.swap(1, Ordering::Acquire);
+    // SAFETY: `thread_state` is this thread's own state, and we are its unwinder (see
+    // `hold_as_owner`).
+    let mut st = unsafe { st.hold_as_owner() };
     let hook = asm::return_hook_addr() as u64;
     for i in (0..st.depth as usize).rev() {
         let f = st.frames[i];
@@ -162,5 +164,4 @@ unsafe fn restore_return_addresses(mut lower: u64) {
         }
         lower = lower.max(f.sp);
     }
-    st.busy.store(was_busy, Ordering::Release);
 }
