@@ -199,14 +199,16 @@ fn call_registered_handler(slot: usize, caller: usize) {
 /// appears inside the function whose entry triggered it).
 ///
 /// # Safety
-/// Only the trampoline calls this: `ret_slot` points at the saved ra, `sp` is the entry sp.
+/// Only the trampoline calls this, on entry of a traced function: `ret_slot` points at the
+/// ra it saved in its own frame (aligned, valid for reads and writes, used by nothing else
+/// until we return), `sp` is the function's entry sp, `slot` its slot address.
 #[no_mangle]
 pub unsafe extern "C" fn padtrim_on_entry(slot: usize, ret_slot: *mut usize, sp: usize) {
     let now = sys::ticks();
-    // SAFETY: the trampoline passes the address of the ra it saved in its own frame:
-    // aligned, valid, and used by nothing else until we return.
-    let caller = unsafe { *ret_slot }; // before graph mode swaps in the return hook
-                                       // SAFETY: our caller's guarantees are `record_entry`'s.
+    // Before graph mode swaps in the return hook.
+    // SAFETY: `ret_slot` is valid for reads (our contract).
+    let caller = unsafe { *ret_slot };
+    // SAFETY: our contract includes `record_entry`'s.
     unsafe { record_entry(slot, ret_slot, sp, now) };
     if HANDLER_COUNT.load(Ordering::Relaxed) != 0 {
         call_registered_handler(slot, caller);
@@ -246,7 +248,9 @@ unsafe fn record_entry(slot: usize, ret_slot: *mut usize, sp: usize, now: u64) {
 /// Called by `padtrim_return_hook` with the sp at return; returns the real return address.
 ///
 /// # Safety
-/// Only the return hook calls this.
+/// Only the return hook calls this, on the thread whose traced function just returned into
+/// it (`hold_as_owner`'s contract: see there why the state cannot then be held by this
+/// thread for good reason).
 #[no_mangle]
 pub unsafe extern "C" fn padtrim_on_exit(sp: usize) -> usize {
     let now = sys::ticks();
@@ -254,8 +258,8 @@ pub unsafe extern "C" fn padtrim_on_exit(sp: usize) -> usize {
         Some(s) => s,
         None => sys::fatal(b"padtrim: return hook reached without thread state\n"),
     };
-    // SAFETY: `thread_state` is this thread's own state, and we are the return hook (see
-    // `hold_as_owner`).
+    // SAFETY: `thread_state` is this thread's own state, and this is the return hook
+    // (our contract).
     let ret = unsafe { st.hold_as_owner() }.exit_hooked(sp as u64, now, &mut flush_block);
     match ret {
         Some(r) => r as usize,
