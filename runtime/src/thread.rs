@@ -48,8 +48,9 @@ pub const HELD_BY_OTHER: u32 = 2;
 #[repr(C)]
 pub struct ThreadState {
     /// Who may use `shadow` (`FREE`, `HELD_BY_OWNER`, `HELD_BY_OTHER`): guards against
-    /// re-entry (signal handlers) and against the exit flush racing the owner.
-    pub busy: AtomicU32,
+    /// re-entry (signal handlers) and against the exit flush racing the owner. Private: a
+    /// store from outside could let two `Held`s exist at once.
+    busy: AtomicU32,
     /// Kernel thread id of the owner (0 before the first), readable without holding `busy`.
     pub owner: AtomicU32,
     shadow: UnsafeCell<Shadow>,

@@ -172,9 +172,11 @@ impl Symbols {
 ///
 /// # Safety
 /// `file` must map the program's own executable (`/proc/self/exe`), as `Symbols::load`
-/// does: the mapping is private and read-only, and the kernel keeps the running executable
-/// from being opened for writing (ETXTBSY), so its bytes do not change while borrowed. (A
-/// file truncated under the mapping would make reads fault, not return wrong bytes.)
+/// does, so that its bytes do not change while borrowed: the mapping is private and
+/// read-only, and the runtime assumes, like any program reading its own executable, that
+/// the file is not rewritten while it runs (Linux normally refuses to open a running
+/// executable for writing: ETXTBSY). A file truncated under the mapping would make reads
+/// fault (SIGBUS), not return other bytes.
 unsafe fn file_bytes(file: &Mapping) -> &[u8] {
     // SAFETY: the mapping is `len` readable bytes at `ptr` while `file` lives (`Mapping`'s
     // invariant), which the returned borrow outlives not; unchanged per the contract above.
@@ -187,9 +189,9 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     // SAFETY: glibc calls `.init_array` functions with the `envp` of `main`: the process's
     // environment block (for a library loaded later, `environ` at that time), a
     // null-terminated array of NUL-terminated strings. The strings are used only until this
-    // function returns (`cfg` and `filter` are locals), and while it runs nothing changes
-    // them: in an executable no other thread exists yet; a library loaded by `dlopen` has
-    // the same requirement as `getenv` (no `setenv` in other threads meanwhile).
+    // function returns (`cfg` and `filter` are locals), and the runtime changes none of
+    // them; as for `getenv`, no other thread may change the environment meanwhile (when an
+    // executable's constructors run there is normally no other thread yet).
     let cfg = Config::from_env(unsafe { EnvIter::new(envp) });
     if cfg.bad_mode {
         sys::write_all(
