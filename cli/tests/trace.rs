@@ -790,6 +790,23 @@ fn runtime_api_controls_recording_and_calls_handlers() {
 }
 
 #[test]
+fn threads_patching_slots_in_one_page_at_once_do_not_crash() {
+    // Each padtrim_enable_function makes the slot's page writable, stores, and makes it
+    // read-only again: two threads doing that to one page must take turns, or one of them
+    // stores into a page the other has just made read-only (SIGSEGV).
+    let dir = scratch("patch-race");
+    let exe = rewrite(&build_padded(&dir, "patch_race.c", Link::NoPie));
+    for mode in ["off", "entry"] {
+        let (stdout, code) = run_plain(&exe, mode);
+        assert_eq!(
+            (stdout.as_str(), code),
+            ("bad=0\n", 0),
+            "PADTRIM_TRACE={mode}"
+        );
+    }
+}
+
+#[test]
 fn shared_library_carrying_the_runtime_finds_its_own_descriptor() {
     // `-Bsymbolic`: without it the library's calls to its own exported functions go through
     // its PLT, which `padtrim rewrite` does not follow yet ("branch ... goes to ...@plt").

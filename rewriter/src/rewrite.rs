@@ -11,13 +11,9 @@ use crate::plan::{plan, Layout, PlanOptions};
 use crate::relocate::relocate;
 use crate::scan::{scan, TableSource};
 use crate::timing::phase;
+use padtrim_abi::{Descriptor, DESCRIPTOR_MAGIC};
 
-/// Name of the sorted slot table the rewriter adds.
-pub const MCOUNT_SECTION: &str = "__mcount_loc";
-/// Symbol of the runtime's descriptor that the rewriter fills.
-pub const DESCRIPTOR_SYMBOL: &str = "padtrim_descriptor";
-/// The runtime's trampoline, which slots call (directly or through an island).
-pub const TRAMPOLINE_SYMBOL: &str = "padtrim_trampoline";
+pub use padtrim_abi::{DESCRIPTOR_SYMBOL, MCOUNT_SECTION, TRAMPOLINE_SYMBOL};
 
 /// Most islands a file can need: none when all code is near the trampoline, else one per
 /// `ISLAND_REACH` of code plus one per section.
@@ -478,24 +474,25 @@ fn fill_descriptor(
         .or_insert_with(|| file.section_data(section).unwrap_or(&[]).to_vec());
     let off = (new_addr - new_base) as usize;
     let desc = bytes
-        .get_mut(off..off + 56)
+        .get_mut(off..off + Descriptor::SIZE)
         .ok_or_else(|| Error::refused(format!("{DESCRIPTOR_SYMBOL} runs past its section")))?;
-    if &desc[..8] != b"PADTRIM\0" {
+    let Some(mut filled) = Descriptor::from_bytes(desc).filter(|d| d.magic == DESCRIPTOR_MAGIC)
+    else {
         return Err(Error::refused(format!(
             "{DESCRIPTOR_SYMBOL} has the wrong magic: runtime version mismatch?"
         )));
-    }
-    desc[12..16].copy_from_slice(&slot.to_le_bytes());
-    desc[16..24].copy_from_slice(&new_addr.to_le_bytes());
-    desc[24..32].copy_from_slice(&table_addr.to_le_bytes());
-    desc[32..40].copy_from_slice(&count.to_le_bytes());
-    let islands_addr = if islands.is_empty() {
+    };
+    filled.slot_size = slot;
+    filled.self_addr = new_addr;
+    filled.table_addr = table_addr;
+    filled.table_count = count;
+    filled.islands_addr = if islands.is_empty() {
         0
     } else {
         table_addr + count * file.ptr_size() as u64
     };
-    desc[40..48].copy_from_slice(&islands_addr.to_le_bytes());
-    desc[48..56].copy_from_slice(&(islands.len() as u64).to_le_bytes());
+    filled.islands_count = islands.len() as u64;
+    desc.copy_from_slice(&filled.to_bytes());
     Ok(())
 }
 

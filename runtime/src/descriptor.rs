@@ -1,60 +1,13 @@
-//! The descriptor the rewriter fills in (see notes/contracts.md), and the address and
-//! instruction arithmetic for patching slots. Portable so it is unit-tested on the host.
+//! The address and instruction arithmetic for patching slots, beside the descriptor the
+//! rewriter fills in (defined once, in the `padtrim-abi` crate, for the rewriter, its verifier
+//! and this runtime). Portable so it is unit-tested on the host.
+
+pub use padtrim_abi::{Descriptor, DESCRIPTOR_MAGIC, DESCRIPTOR_VERSION};
 
 /// The 4-byte `nop` (`addi x0, x0, 0`) a patchable slot must hold.
 pub const NOP: u32 = 0x0000_0013;
 /// `jal` reaches targets within [-1 MiB, +1 MiB - 2] of the slot.
 pub const JAL_REACH: i64 = 1 << 20;
-/// Descriptor magic, set by the runtime's static initializer.
-pub const DESCRIPTOR_MAGIC: [u8; 8] = *b"PADTRIM\0";
-/// Descriptor layout version.
-pub const DESCRIPTOR_VERSION: u32 = 1;
-
-/// Where the slot table is; filled in the file by `padtrim rewrite`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Descriptor {
-    /// `b"PADTRIM\0"`.
-    pub magic: [u8; 8],
-    /// 1.
-    pub version: u32,
-    /// 0 = file not rewritten by padtrim; else slot bytes (4).
-    pub slot_size: u32,
-    /// Link-time address of this descriptor.
-    pub self_addr: u64,
-    /// Link-time address of the sorted `__mcount_loc` table.
-    pub table_addr: u64,
-    /// Entries in the table.
-    pub table_count: u64,
-    /// Link-time address of the sorted island table, or 0.
-    pub islands_addr: u64,
-    /// Entries in the island table.
-    pub islands_count: u64,
-}
-
-impl Descriptor {
-    /// The value the runtime links in: valid magic, not rewritten.
-    pub const EMPTY: Descriptor = Descriptor {
-        magic: DESCRIPTOR_MAGIC,
-        version: DESCRIPTOR_VERSION,
-        slot_size: 0,
-        self_addr: 0,
-        table_addr: 0,
-        table_count: 0,
-        islands_addr: 0,
-        islands_count: 0,
-    };
-
-    /// Was this descriptor filled by the rewriter (and is it one we understand)?
-    pub fn is_filled(&self) -> bool {
-        self.magic == DESCRIPTOR_MAGIC && self.version == DESCRIPTOR_VERSION && self.slot_size == 4
-    }
-
-    /// Load bias given the descriptor's runtime address.
-    pub fn load_bias(&self, runtime_addr: u64) -> u64 {
-        runtime_addr.wrapping_sub(self.self_addr)
-    }
-}
 
 /// Encode `jal t0, to` placed at `from`, or `None` when out of reach or misaligned.
 pub fn encode_jal_t0(from: u64, to: u64) -> Option<u32> {
@@ -194,21 +147,5 @@ mod tests {
         assert_eq!(decode_island(0, 0x00001317, 0x000300e7), None);
         assert_eq!(decode_island(0, 0x00001317, 0x00038067), None);
         assert_eq!(decode_island(0, NOP, NOP), None);
-    }
-
-    #[test]
-    fn bias_from_descriptor() {
-        let d = Descriptor {
-            self_addr: 0x12000,
-            table_addr: 0x13000,
-            table_count: 2,
-            slot_size: 4,
-            ..Descriptor::EMPTY
-        };
-        assert!(d.is_filled());
-        assert!(!Descriptor::EMPTY.is_filled());
-        assert_eq!(d.load_bias(0x5555_5556_6000 + 0x12000), 0x5555_5556_6000);
-        assert_eq!(d.load_bias(0x12000), 0);
-        assert_eq!(core::mem::size_of::<Descriptor>(), 56);
     }
 }

@@ -41,8 +41,7 @@ use crate::riscv::Xlen;
 use crate::scan::scan;
 use map::{Mapper, SectionImage};
 
-/// Name of the table section a rewrite adds.
-const MCOUNT_SECTION: &str = "__mcount_loc";
+use padtrim_abi::MCOUNT_SECTION;
 
 /// Verifies that `rewritten` is a correct rewrite of `original`.
 ///

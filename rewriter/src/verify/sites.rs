@@ -20,10 +20,8 @@ use crate::error::Result;
 use crate::riscv::NOP;
 use crate::scan::{Scan, TABLE_SECTION};
 
-/// Symbol of the runtime's descriptor.
-const DESCRIPTOR_SYMBOL: &str = "padtrim_descriptor";
-/// The runtime's trampoline, which slots call directly or through an island.
-const TRAMPOLINE_SYMBOL: &str = "padtrim_trampoline";
+use padtrim_abi::{Descriptor as FilledDescriptor, DESCRIPTOR_MAGIC, DESCRIPTOR_SYMBOL};
+use padtrim_abi::{MCOUNT_SECTION, TRAMPOLINE_SYMBOL};
 
 /// A patch table: entry values and where each entry is.
 struct Table {
@@ -440,7 +438,7 @@ fn check_mcount(
     expected.extend_from_slice(islands);
     if values.len() < expected.len() {
         report.mismatch(
-            "__mcount_loc",
+            MCOUNT_SECTION,
             None,
             Some(addr),
             format!("{slots} slots and {} islands", islands.len()),
@@ -452,7 +450,7 @@ fn check_mcount(
         let Some(&e) = expected.get(k) else {
             if v != 0 {
                 report.mismatch(
-                    "__mcount_loc",
+                    MCOUNT_SECTION,
                     None,
                     Some(at),
                     format!("entry {k} = 0 (unused)"),
@@ -464,7 +462,7 @@ fn check_mcount(
         report.counts.mcount_entries += 1;
         if k > 0 && k != slots && values[k - 1] >= v {
             report.mismatch(
-                "__mcount_loc",
+                MCOUNT_SECTION,
                 None,
                 Some(at),
                 format!(
@@ -477,7 +475,7 @@ fn check_mcount(
         if v != e {
             let what = if k < slots { "slot" } else { "island" };
             report.mismatch(
-                "__mcount_loc",
+                MCOUNT_SECTION,
                 None,
                 Some(at),
                 format!("entry {k} = {what} {e:#x}"),
@@ -584,14 +582,15 @@ pub(super) fn claimed_islands(ctx: &Ctx<'_, '_, '_>) -> Vec<u64> {
     let Some(sym) = ctx.new.symbol_by_name(DESCRIPTOR_SYMBOL) else {
         return Vec::new();
     };
-    let Some(desc) = bytes_at(ctx.new, sym.value, 56) else {
+    let Some(desc) = bytes_at(ctx.new, sym.value, FilledDescriptor::SIZE)
+        .and_then(FilledDescriptor::from_bytes)
+    else {
         return Vec::new();
     };
-    let field = |o: usize, w: usize| read_uint(desc, o, w).unwrap_or(0);
-    if &desc[..8] != b"PADTRIM\0" || field(12, 4) == 0 {
+    if desc.magic != DESCRIPTOR_MAGIC || desc.slot_size == 0 {
         return Vec::new();
     }
-    let (addr, count) = (field(40, 8), field(48, 8));
+    let (addr, count) = (desc.islands_addr, desc.islands_count);
     let ptr = ctx.ptr as u64;
     let mut out: Vec<u64> = (0..count.min(1 << 20))
         .map_while(|k| {
@@ -618,40 +617,49 @@ fn check_descriptor(
     let Some(new_addr) = mapper.map_in(sec, sym.value).exact() else {
         return;
     };
-    let Some(desc) = bytes_at(ctx.new, new_addr, 56) else {
+    let Some(found) = bytes_at(ctx.new, new_addr, FilledDescriptor::SIZE)
+        .and_then(FilledDescriptor::from_bytes)
+    else {
         report.mismatch(
             "descriptor",
             Some(sym.value),
             Some(new_addr),
-            "56 bytes",
+            format!("{} bytes", FilledDescriptor::SIZE),
             "none",
         );
         return;
     };
-    let field = |o: usize, w: usize| read_uint(desc, o, w).unwrap_or(0);
     let islands_addr = if want.islands.is_empty() {
         0
     } else {
         want.table_addr + want.count * ctx.ptr as u64
     };
-    let fields = [
-        (12usize, 4usize, want.slot, "slot_size"),
-        (16, 8, new_addr, "self_addr"),
-        (24, 8, want.table_addr, "table_addr"),
-        (32, 8, want.count, "table_count"),
-        (40, 8, islands_addr, "islands_addr"),
-        (48, 8, want.islands.len() as u64, "islands_count"),
+    let expected = [
+        want.slot,
+        new_addr,
+        want.table_addr,
+        want.count,
+        islands_addr,
+        want.islands.len() as u64,
     ];
-    for (off, w, value, name) in fields {
-        if field(off, w) != value {
+    let fields = FilledDescriptor::FILLED_FIELDS.iter().zip(expected).zip(found.filled_values());
+    for ((field, value), got) in fields {
+        if got != value {
+            let off = field.offset as u64;
             report.mismatch(
                 "descriptor",
-                Some(sym.value + off as u64),
-                Some(new_addr + off as u64),
-                format!("{name} = {value:#x}"),
-                format!("{:#x}", field(off, w)),
+                Some(sym.value + off),
+                Some(new_addr + off),
+                format!("{} = {value:#x}", field.name),
+                format!("{got:#x}"),
             );
         }
     }
-    covered.add(sec, sym.value - ctx.old.sections[sec].addr + 12, 44);
+    // What the rewriter fills: every field after the magic and the version.
+    let filled_from = FilledDescriptor::FILLED_FIELDS[0].offset as u64;
+    covered.add(
+        sec,
+        sym.value - ctx.old.sections[sec].addr + filled_from,
+        FilledDescriptor::SIZE as u64 - filled_from,
+    );
 }
