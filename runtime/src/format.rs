@@ -17,6 +17,13 @@
 //! the traced program (build-id, file size, a hash of its code), so `padtrim replay` can
 //! refuse symbols from another program. The runtime never writes them, and readers skip
 //! record kinds they do not know, so traces with and without them read the same way.
+//!
+//! Modules (the runtime preloaded into a program, see `rv::preload`): a function address is
+//! tagged with the id of the module it belongs to in its top 16 bits (`tag`, `untag`); id 0
+//! is the executable named in the header, so traces of a linked-in runtime, whose addresses
+//! are all untagged, read the same way. Each traced module is described by `Module` records
+//! (its path, load bias, build-id, what patching did, when it was unloaded), and a forked
+//! child announces itself with a `Fork` record before its own records.
 
 /// The 8 bytes every trace file starts with.
 pub const MAGIC: [u8; 8] = *b"PADTRACE";
@@ -91,6 +98,122 @@ pub enum Kind {
     /// of its value, `time` then `addr` = up to 16 bytes of the value (little-endian). A
     /// longer value goes on in the next records of the same field, in file order.
     Identity,
+    /// A fact about a traced module (written by the preloaded runtime): `tid` = the module
+    /// id, `depth` = which fact (`ModuleField::to_u16`) in its low byte; see `ModuleField`
+    /// for `time` and `addr`.
+    Module,
+    /// A forked child started tracing into the same file: `tid` = the child's pid, `addr` =
+    /// the parent's pid, `time` = when. The child's records carry its own thread ids.
+    Fork,
+}
+
+/// Which fact a `Module` record carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleField {
+    /// The module was found and its slots patched: `addr` = its load bias, `time` = when.
+    Loaded,
+    /// What patching did: `addr` = patched slots, skipped ones in the upper 32 bits;
+    /// `time` = when patching finished.
+    Patched,
+    /// The module's path: up to 16 bytes in `time` then `addr` (little-endian), the number
+    /// of them in the high byte of `depth`; a longer path goes on in the next records.
+    Path,
+    /// The module's GNU build-id, in chunks like `Path`.
+    BuildId,
+    /// The module was unloaded (`dlclose`) at `time`; its id is not used again.
+    Unloaded,
+}
+
+impl ModuleField {
+    /// The number stored in the low byte of a `Module` record's `depth`.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            ModuleField::Loaded => 1,
+            ModuleField::Patched => 2,
+            ModuleField::Path => 3,
+            ModuleField::BuildId => 4,
+            ModuleField::Unloaded => 5,
+        }
+    }
+    /// Inverse of `to_u16`.
+    pub fn from_u16(v: u16) -> Option<ModuleField> {
+        match v {
+            1 => Some(ModuleField::Loaded),
+            2 => Some(ModuleField::Patched),
+            3 => Some(ModuleField::Path),
+            4 => Some(ModuleField::BuildId),
+            5 => Some(ModuleField::Unloaded),
+            _ => None,
+        }
+    }
+}
+
+/// Bits of a recorded function address below the module id.
+pub const MODULE_SHIFT: u32 = 48;
+/// Largest module id (ids are 16 bits).
+pub const MAX_MODULE_ID: u32 = 0xffff;
+
+/// The recorded address of the function at link-time address `link` in module `id`, or
+/// `None` when the address does not fit below the id (48 bits).
+pub fn tag(id: u32, link: u64) -> Option<u64> {
+    if id > MAX_MODULE_ID || link >> MODULE_SHIFT != 0 {
+        return None;
+    }
+    Some(u64::from(id) << MODULE_SHIFT | link)
+}
+
+/// The module id and link-time address of a recorded function address.
+pub fn untag(addr: u64) -> (u32, u64) {
+    (
+        (addr >> MODULE_SHIFT) as u32,
+        addr & ((1u64 << MODULE_SHIFT) - 1),
+    )
+}
+
+/// A `Module` record with a fact that fits one record (`Loaded`, `Patched`, `Unloaded`).
+pub fn module_record(id: u32, field: ModuleField, time: u64, addr: u64) -> Record {
+    Record {
+        time,
+        addr,
+        tid: id,
+        depth: field.to_u16(),
+        kind: Kind::Module,
+    }
+}
+
+/// The `index`-th `Module` record carrying `value` (a path or a build-id) for module `id`,
+/// or `None` past the last one. An empty value has one record.
+pub fn module_chunk(id: u32, field: ModuleField, value: &[u8], index: usize) -> Option<Record> {
+    let start = index.checked_mul(16)?;
+    if start >= value.len() && !(index == 0 && value.is_empty()) {
+        return None;
+    }
+    let end = core::cmp::min(start + 16, value.len());
+    let mut chunk = [0u8; 16];
+    chunk[..end - start].copy_from_slice(&value[start..end]);
+    Some(Record {
+        time: u64_at(&chunk, 0)?,
+        addr: u64_at(&chunk, 8)?,
+        tid: id,
+        depth: field.to_u16() | ((end - start) as u16) << 8,
+        kind: Kind::Module,
+    })
+}
+
+impl Record {
+    /// For a `Module` record: the module id, the fact, and for `Path` and `BuildId` the
+    /// bytes this record carries.
+    pub fn module_fact(&self) -> Option<(u32, ModuleField, [u8; 16], usize)> {
+        if self.kind != Kind::Module {
+            return None;
+        }
+        let field = ModuleField::from_u16(self.depth & 0xff)?;
+        let mut chunk = [0u8; 16];
+        chunk[..8].copy_from_slice(&self.time.to_le_bytes());
+        chunk[8..].copy_from_slice(&self.addr.to_le_bytes());
+        let len = core::cmp::min((self.depth >> 8) as usize, 16);
+        Some((self.tid, field, chunk, len))
+    }
 }
 
 /// Which fact an `Identity` record carries.
@@ -180,6 +303,9 @@ pub enum TableSource {
     Descriptor,
     /// The linker's `__start/__stop___patchable_function_entries` (program not rewritten).
     PatchableEntries,
+    /// The `__mcount_loc` section of each module, found by the preloaded runtime in the
+    /// modules' files.
+    McountLoc,
 }
 
 impl TableSource {
@@ -189,6 +315,7 @@ impl TableSource {
             TableSource::None => 0,
             TableSource::Descriptor => 1,
             TableSource::PatchableEntries => 2,
+            TableSource::McountLoc => 3,
         }
     }
     /// Inverse of `to_u16`.
@@ -197,6 +324,7 @@ impl TableSource {
             0 => Some(TableSource::None),
             1 => Some(TableSource::Descriptor),
             2 => Some(TableSource::PatchableEntries),
+            3 => Some(TableSource::McountLoc),
             _ => None,
         }
     }
@@ -206,6 +334,7 @@ impl TableSource {
             TableSource::None => "none",
             TableSource::Descriptor => "descriptor",
             TableSource::PatchableEntries => "__patchable_function_entries",
+            TableSource::McountLoc => "__mcount_loc",
         }
     }
 }
@@ -221,6 +350,8 @@ impl Kind {
             Kind::Lost => 4,
             Kind::Patched => 5,
             Kind::Identity => 6,
+            Kind::Module => 7,
+            Kind::Fork => 8,
         }
     }
     /// Inverse of `to_u8`.
@@ -233,6 +364,8 @@ impl Kind {
             4 => Some(Kind::Lost),
             5 => Some(Kind::Patched),
             6 => Some(Kind::Identity),
+            7 => Some(Kind::Module),
+            8 => Some(Kind::Fork),
             _ => None,
         }
     }
@@ -575,6 +708,36 @@ mod tests {
             kind: Kind::Entry,
         };
         assert!(entry.identity_chunk().is_none());
+    }
+
+    #[test]
+    fn module_facts_round_trip_and_addresses_carry_the_module() {
+        let path = b"/usr/lib/riscv64-linux-gnu/libfoo.so.1";
+        let mut back = Vec::new();
+        let mut i = 0;
+        while let Some(r) = module_chunk(3, ModuleField::Path, path, i) {
+            let (id, field, chunk, len) =
+                Record::decode(&r.encode()).unwrap().module_fact().unwrap();
+            assert_eq!((id, field), (3, ModuleField::Path));
+            back.extend_from_slice(&chunk[..len]);
+            i += 1;
+        }
+        assert_eq!(i, 3);
+        assert_eq!(back, path.to_vec());
+        let loaded = module_record(3, ModuleField::Loaded, 99, 0x4000_0000);
+        let decoded = Record::decode(&loaded.encode()).unwrap();
+        assert_eq!(
+            decoded.module_fact().map(|f| (f.0, f.1)),
+            Some((3, ModuleField::Loaded))
+        );
+        assert_eq!((decoded.addr, decoded.time), (0x4000_0000, 99));
+        assert!(module_chunk(1, ModuleField::BuildId, &[], 0).is_some());
+        assert!(module_chunk(1, ModuleField::BuildId, &[], 1).is_none());
+        assert_eq!(tag(0, 0x10a0), Some(0x10a0));
+        assert_eq!(untag(tag(7, 0x1234).unwrap()), (7, 0x1234));
+        assert_eq!(tag(1, 1 << 48), None);
+        assert_eq!(tag(0x1_0000, 0), None);
+        assert_eq!(Kind::from_u8(Kind::Fork.to_u8()), Some(Kind::Fork));
     }
 
     #[test]
