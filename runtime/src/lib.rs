@@ -20,6 +20,7 @@ pub mod elf;
 pub mod format;
 pub mod glob;
 pub mod line;
+pub mod module;
 pub mod thread;
 
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
