@@ -115,6 +115,32 @@ impl ThreadState {
     }
 }
 
+impl ThreadState {
+    /// In a forked child: forget what the parent's threads buffered (the parent writes it),
+    /// and give the state to `tid` if `keep_frames` (the thread that called `fork`, which goes
+    /// on in the same frames: its shadow stack stays), else leave it free for reuse.
+    ///
+    /// # Safety
+    /// Only in a forked child before it starts a thread, from the thread that called `fork`:
+    /// no other thread of the child exists, so no one else can hold or use the state, and a
+    /// hold taken in the parent by a thread that does not exist in the child is void. The
+    /// caller itself must not be holding the state (it is not, in a `fork` handler).
+    pub unsafe fn reset_after_fork(&self, keep_frames: bool, tid: u32) {
+        self.busy.store(FREE, Ordering::Relaxed);
+        // SAFETY: `busy` is free and no other thread exists (our contract): this is the only
+        // access to `shadow` until the state is held again.
+        let shadow = unsafe { &mut *self.shadow.get() };
+        shadow.len = 0;
+        shadow.lost = 0;
+        if keep_frames {
+            shadow.tid = tid;
+            self.owner.store(tid, Ordering::Relaxed);
+        } else {
+            shadow.depth = 0;
+        }
+    }
+}
+
 /// The shadow stack and buffer of a held state; gives the state back when dropped.
 pub struct Held<'a> {
     state: &'a ThreadState,

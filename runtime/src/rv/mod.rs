@@ -3,8 +3,14 @@
 
 pub mod asm;
 pub mod patch;
+#[cfg(padtrim_preload)]
+mod preload;
+// The linked-in start-up and the static-program unwinder checks are not used by the
+// preloaded build, which shares the rest of these modules.
+#[cfg_attr(padtrim_preload, allow(dead_code, unused_imports))]
 mod startup;
 pub mod sys;
+#[cfg_attr(padtrim_preload, allow(dead_code))]
 mod unwind;
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -208,17 +214,20 @@ pub unsafe extern "C" fn padtrim_on_entry(slot: usize, ret_slot: *mut usize, sp:
     // Before graph mode swaps in the return hook.
     // SAFETY: `ret_slot` is valid for reads (our contract).
     let caller = unsafe { *ret_slot };
+    let func = (slot as u64).wrapping_sub(BIAS.load(Ordering::Relaxed));
     // SAFETY: our contract includes `record_entry`'s.
-    unsafe { record_entry(slot, ret_slot, sp, now) };
+    unsafe { record_entry(func, ret_slot, sp, now) };
     if HANDLER_COUNT.load(Ordering::Relaxed) != 0 {
         call_registered_handler(slot, caller);
     }
 }
 
+/// Record the entry of the function `func` (its address as the trace has it).
+///
 /// # Safety
 /// `ret_slot` must be valid for reads and writes and used by nothing else during the call
 /// (the trampoline's saved ra); `sp` the traced function's entry sp.
-unsafe fn record_entry(slot: usize, ret_slot: *mut usize, sp: usize, now: u64) {
+unsafe fn record_entry(func: u64, ret_slot: *mut usize, sp: usize, now: u64) {
     let mode = mode();
     if mode == Mode::Off || !ENABLED.load(Ordering::Relaxed) || FINISHED.load(Ordering::Relaxed) {
         return;
@@ -232,7 +241,6 @@ unsafe fn record_entry(slot: usize, ret_slot: *mut usize, sp: usize, now: u64) {
         Some(held) => held,
         None => return,
     };
-    let func = (slot as u64).wrapping_sub(BIAS.load(Ordering::Relaxed));
     if mode == Mode::Graph {
         // SAFETY: `ret_slot` is valid for reads and writes (our contract).
         let ret = unsafe { *ret_slot };

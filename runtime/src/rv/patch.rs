@@ -357,6 +357,32 @@ impl Patcher {
         is_ours && self.store(slots, i, NOP)
     }
 
+    /// Store the 32-bit `word` at runtime address `addr` of a module's text.
+    ///
+    /// # Safety
+    /// `addr` must be 4-byte aligned and lie in a file-backed page of text (mapped R+X by
+    /// the loader, for as long as the module stays loaded), and the word must be one that no
+    /// code relies on holding anything else: a slot (`nop` or `jal t0`) or bytes past the end
+    /// of a text segment that nothing uses. Other threads may execute or read it meanwhile:
+    /// they see the old or the new word (an aligned 32-bit store).
+    pub unsafe fn store_word(&mut self, addr: usize, word: u32) -> bool {
+        if addr == 0 || addr & 3 != 0 || !self.make_writable(addr) {
+            return false;
+        }
+        // SAFETY: our contract; `make_writable` made the page writable until `restore`, which
+        // only this `Patcher` (the only one alive: `PATCHING`) calls.
+        unsafe { (*(addr as *const AtomicU32)).store(word, Ordering::Relaxed) };
+        self.lo = self.lo.min(addr);
+        self.hi = self.hi.max(addr + 4);
+        true
+    }
+
+    /// Make what was stored so far visible to instruction fetch on every hart (page
+    /// protections restored), before anything jumps to it.
+    pub fn publish_now(&mut self) {
+        self.publish();
+    }
+
     /// Restore page protections, make the new instructions visible to all harts, and let
     /// other threads patch.
     pub fn finish(self) -> PatchStats {
@@ -371,6 +397,22 @@ impl Patcher {
         self.lo = usize::MAX;
         self.hi = 0;
     }
+}
+
+/// Keep every `Patcher` out across `fork` (the `PATCHING` lock would stay taken forever in
+/// the child if another thread held it at the fork); `unlock_after_fork` lets them in again.
+pub fn lock_for_fork() {
+    while PATCHING
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+}
+
+/// See `lock_for_fork` (in the parent and in the child after the fork).
+pub fn unlock_after_fork() {
+    PATCHING.store(false, Ordering::Release);
 }
 
 impl Drop for Patcher {

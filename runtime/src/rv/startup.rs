@@ -17,7 +17,9 @@ const O_TRUNC: usize = 0o1000;
 const O_APPEND: usize = 0o2000;
 const O_CLOEXEC: usize = 0o2000000;
 
-/// glibc calls `.init_array` entries with (argc, argv, envp).
+/// glibc calls `.init_array` entries with (argc, argv, envp). (The preloaded build starts
+/// from `preload::preload_init` instead.)
+#[cfg(not(padtrim_preload))]
 #[used]
 #[link_section = ".init_array.00100"]
 static INIT: extern "C" fn(i32, *const *const u8, *const *const u8) = padtrim_init;
@@ -27,7 +29,7 @@ static INIT: extern "C" fn(i32, *const *const u8, *const *const u8) = padtrim_in
 /// # Safety
 /// `p` must be non-null and its bytes readable up to its first NUL or its `max`-th byte,
 /// whichever comes first; they must stay valid and unchanged for `'a`.
-unsafe fn c_str<'a>(p: *const u8, max: usize) -> &'a [u8] {
+pub(super) unsafe fn c_str<'a>(p: *const u8, max: usize) -> &'a [u8] {
     let mut n = 0;
     // SAFETY: the caller guarantees bytes up to the first NUL (or `max`) are readable, and
     // the loop stops at the first NUL or at `max`.
@@ -40,7 +42,7 @@ unsafe fn c_str<'a>(p: *const u8, max: usize) -> &'a [u8] {
 }
 
 /// The `NAME=value` strings of an environment block.
-struct EnvIter<'a> {
+pub(super) struct EnvIter<'a> {
     p: *const *const u8,
     env: PhantomData<&'a [u8]>,
 }
@@ -49,7 +51,7 @@ impl<'a> EnvIter<'a> {
     /// # Safety
     /// `envp` must be null or point to a null-terminated array of pointers to NUL-terminated
     /// strings, and the array and the strings must stay valid and unchanged for `'a`.
-    unsafe fn new(envp: *const *const u8) -> EnvIter<'a> {
+    pub(super) unsafe fn new(envp: *const *const u8) -> EnvIter<'a> {
         EnvIter {
             p: envp,
             env: PhantomData,
@@ -80,7 +82,7 @@ impl<'a> Iterator for EnvIter<'a> {
 /// Memory from `sys::mmap`, unmapped when dropped. While it lives, its `len` bytes are
 /// mapped readable (anonymous memory also writable) at `ptr`, page-aligned, and nothing
 /// else unmaps them.
-struct Mapping {
+pub(super) struct Mapping {
     ptr: *mut u8,
     len: usize,
 }
@@ -88,7 +90,7 @@ struct Mapping {
 impl Mapping {
     /// `len` bytes: anonymous and zeroed when `fd` < 0, else the start of file `fd`
     /// (private, read-only). `None` if `len` is 0 or the map fails.
-    fn new(len: usize, fd: i32) -> Option<Mapping> {
+    pub(super) fn new(len: usize, fd: i32) -> Option<Mapping> {
         if len == 0 {
             return None;
         }
@@ -109,8 +111,25 @@ impl Drop for Mapping {
     }
 }
 
-/// The program's own symbols, mapped from /proc/self/exe, sorted for lookup.
-struct Symbols {
+/// The whole file at `path` (NUL-terminated), mapped private and read-only; `None` if it
+/// cannot be opened or is empty.
+pub(super) fn map_file(path: &[u8]) -> Option<Mapping> {
+    let fd = sys::open(path, O_CLOEXEC, 0);
+    if fd < 0 {
+        return None;
+    }
+    let len = sys::file_size(fd);
+    let file = if len > 0 {
+        Mapping::new(len as usize, fd)
+    } else {
+        None
+    };
+    sys::close(fd);
+    file
+}
+
+/// A module's function symbols, from its file, sorted for lookup.
+pub(super) struct Symbols {
     /// The whole file, read-only.
     file: Mapping,
     /// Room for `file`'s symbol count of `FuncSym`s, the first `funcs_len` filled.
@@ -120,18 +139,11 @@ struct Symbols {
 
 impl Symbols {
     fn load() -> Option<Symbols> {
-        let fd = sys::open(b"/proc/self/exe\0", O_CLOEXEC, 0);
-        if fd < 0 {
-            return None;
-        }
-        let len = sys::file_size(fd);
-        let file = if len > 0 {
-            Mapping::new(len as usize, fd)
-        } else {
-            None
-        };
-        sys::close(fd);
-        let file = file?;
+        Symbols::of(map_file(b"/proc/self/exe\0")?)
+    }
+
+    /// The symbols of the mapped file of a loaded module (see `file_bytes`).
+    pub(super) fn of(file: Mapping) -> Option<Symbols> {
         // SAFETY: see `file_bytes`; the slice dies with `elf` below, before `file` moves.
         let elf = Elf::parse(unsafe { file_bytes(&file) })?;
         let cap = elf.symbol_count().max(1);
@@ -151,7 +163,7 @@ impl Symbols {
 
     /// Does `filter` select the function whose entry is at link-time `addr`? A function
     /// with several names (aliases) is selected if any of them is.
-    fn selects(&self, filter: &Filter<'_>, addr: u64) -> bool {
+    pub(super) fn selects(&self, filter: &Filter<'_>, addr: u64) -> bool {
         // SAFETY: see `file_bytes`; the slice borrows `self`.
         let elf = match Elf::parse(unsafe { file_bytes(&self.file) }) {
             Some(e) => e,
@@ -171,18 +183,21 @@ impl Symbols {
 /// The bytes of the file mapping `file`, borrowed from it.
 ///
 /// # Safety
-/// `file` must map the program's own executable (`/proc/self/exe`), as `Symbols::load`
-/// does, so that its bytes do not change while borrowed: the mapping is private and
-/// read-only, and the runtime assumes, like any program reading its own executable, that
-/// the file is not rewritten while it runs (Linux normally refuses to open a running
-/// executable for writing: ETXTBSY). A file truncated under the mapping would make reads
-/// fault (SIGBUS), not return other bytes.
-unsafe fn file_bytes(file: &Mapping) -> &[u8] {
+/// `file` must map the file of a module loaded in this process (the program's own
+/// executable, `/proc/self/exe`, as `Symbols::load` maps, or a shared library, as the
+/// preloaded runtime maps), so that its bytes do not change while borrowed: the mapping is
+/// private and read-only, and the runtime assumes, like the loader that mapped the module
+/// from the same file, that the file is not rewritten in place while it is loaded (Linux
+/// refuses to open a running executable for writing, ETXTBSY; libraries are replaced, not
+/// rewritten, by installers). A file truncated under the mapping would make reads fault
+/// (SIGBUS), not return other bytes.
+pub(super) unsafe fn file_bytes(file: &Mapping) -> &[u8] {
     // SAFETY: the mapping is `len` readable bytes at `ptr` while `file` lives (`Mapping`'s
     // invariant), which the returned borrow outlives not; unchanged per the contract above.
     unsafe { core::slice::from_raw_parts(file.ptr, file.len) }
 }
 
+#[cfg(not(padtrim_preload))]
 extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *const u8) {
     let t0 = sys::ticks();
     let ns0 = sys::monotonic_ns();
@@ -198,6 +213,13 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
             2,
             b"padtrim: PADTRIM_TRACE must be off, entry or graph; tracing is off\n",
         );
+    }
+    if cfg.mode != Mode::Off && super::unwind::preloaded_runtime() {
+        // The preloaded copy traces every module, this one included (see rv/preload.rs).
+        if cfg.debug {
+            sys::write_all(2, b"padtrim: linked runtime: the preloaded padtrim runtime traces this module; standing down\n");
+        }
+        return;
     }
     PID.store(sys::getpid(), Ordering::Relaxed);
     let slots = patch::find_slots();
@@ -285,7 +307,7 @@ fn debug_line(slots: &patch::Slots, mode: Mode, stats: patch::PatchStats) {
 }
 
 /// Create the trace file and write its header; false (tracing stays off) on failure.
-fn open_trace(cfg: &Config<'_>, bias: u64, t0: u64, ns0: u64) -> bool {
+pub(super) fn open_trace(cfg: &Config<'_>, bias: u64, t0: u64, ns0: u64) -> bool {
     let mut path = [0u8; MAX_PATH + 1];
     if cfg.out.len() > MAX_PATH {
         sys::write_all(2, b"padtrim: PADTRIM_OUT is too long; tracing is off\n");

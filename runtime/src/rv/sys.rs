@@ -10,10 +10,15 @@ pub const PROT_READ: usize = 1;
 pub const PROT_WRITE: usize = 2;
 /// Executable.
 pub const PROT_EXEC: usize = 4;
+const MAP_SHARED: usize = 1;
 const MAP_PRIVATE: usize = 2;
 const MAP_ANONYMOUS: usize = 0x20;
+/// Like MAP_FIXED, but fails (EEXIST) rather than replace a mapping (Linux 4.17; older
+/// kernels take the address as a hint).
+const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
 
 mod nr {
+    pub const GETCWD: usize = 17;
     pub const OPENAT: usize = 56;
     pub const CLOSE: usize = 57;
     pub const LSEEK: usize = 62;
@@ -150,6 +155,67 @@ pub fn mmap(len: usize, fd: i32) -> *mut u8 {
     } else {
         p as *mut u8
     }
+}
+
+/// Map `len` bytes of zeroed anonymous read-write memory at `at` if that range is free:
+/// returns where it was mapped (`at`, or elsewhere where the kernel or qemu-user takes `at`
+/// as a hint only), or null on failure. Never replaces an existing mapping.
+pub fn mmap_near(at: usize, len: usize) -> *mut u8 {
+    let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping (kernels that do not know it
+    // treat the address as a hint): the new mapping cannot overlap memory anything uses; the
+    // kernel reads and writes no memory of ours.
+    let p = unsafe {
+        syscall6(
+            nr::MMAP,
+            [at, len, PROT_READ | PROT_WRITE, flags, usize::MAX, 0],
+        )
+    };
+    if p < 0 && p > -4096 {
+        core::ptr::null_mut()
+    } else {
+        p as *mut u8
+    }
+}
+
+/// Map `len` bytes of zeroed anonymous read-write memory shared with forked children (a
+/// fork does not copy it: parent and child see the same bytes). Null on failure.
+pub fn mmap_shared(len: usize) -> *mut u8 {
+    // SAFETY: as in `mmap`: no fixed address, so no existing mapping is replaced.
+    let p = unsafe {
+        syscall6(
+            nr::MMAP,
+            [
+                0,
+                len,
+                PROT_READ | PROT_WRITE,
+                MAP_SHARED | MAP_ANONYMOUS,
+                usize::MAX,
+                0,
+            ],
+        )
+    };
+    if p < 0 && p > -4096 {
+        core::ptr::null_mut()
+    } else {
+        p as *mut u8
+    }
+}
+
+/// The working directory into `buf`, without its NUL; 0 bytes on error.
+pub fn getcwd(buf: &mut [u8]) -> usize {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, a live exclusive slice.
+    let n = unsafe {
+        syscall6(
+            nr::GETCWD,
+            [buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0, 0],
+        )
+    };
+    if n <= 0 {
+        return 0;
+    }
+    // The kernel's count includes the NUL.
+    (n as usize).min(buf.len()).saturating_sub(1)
 }
 
 /// Unmap what `mmap` returned.

@@ -95,7 +95,32 @@ pub fn can_throw() -> bool {
     p != 0
 }
 
-const RTLD_NEXT: *mut u8 = -1isize as *mut u8;
+/// Is a preloaded padtrim runtime (`rv/preload.rs`) in the process? It exports
+/// `padtrim_preloaded`; a static program (no `dlsym`) cannot have one.
+pub fn preloaded_runtime() -> bool {
+    lookup(core::ptr::null_mut(), b"padtrim_preloaded\0") != 0
+}
+
+/// `dlsym(handle, name)` if `dlsym` is linked, else 0. `name` must be NUL-terminated.
+pub(crate) fn lookup(handle: *mut u8, name: &[u8]) -> usize {
+    if !name.contains(&0) {
+        return 0;
+    }
+    let linked: usize;
+    // SAFETY: loads the (weak) address of `dlsym` from the GOT: reads memory, writes none,
+    // no stack.
+    unsafe {
+        core::arch::asm!("la {0}, dlsym", out(reg) linked, options(pure, readonly, nostack));
+    }
+    if linked == 0 {
+        return 0;
+    }
+    // SAFETY: `dlsym` is linked (its address is not null); `name` is NUL-terminated (checked
+    // above) and lives across the call; `handle` is RTLD_DEFAULT, RTLD_NEXT or a handle.
+    unsafe { dlsym(handle, name.as_ptr()) as usize }
+}
+
+pub(crate) const RTLD_NEXT: *mut u8 = -1isize as *mut u8;
 const NAMES: [&[u8]; 3] = [
     b"_Unwind_RaiseException\0",
     b"_Unwind_Resume_or_Rethrow\0",
@@ -118,18 +143,7 @@ unsafe extern "C" fn padtrim_before_unwind(which: usize, sp: usize) -> usize {
     let which = which.min(2);
     let mut f = REAL[which].load(Ordering::Relaxed);
     if f == 0 {
-        // Not `dlsym as usize`: Rust assumes function pointers are never null.
-        let lookup: usize;
-        // SAFETY: loads the (weak) address of `dlsym` from the GOT: reads memory, writes
-        // none, no stack.
-        unsafe {
-            core::arch::asm!("la {0}, dlsym", out(reg) lookup, options(pure, readonly, nostack));
-        }
-        if lookup != 0 {
-            // SAFETY: `dlsym` is linked (its address is not null); the name is a
-            // NUL-terminated static string.
-            f = unsafe { dlsym(RTLD_NEXT, NAMES[which].as_ptr()) } as usize;
-        }
+        f = lookup(RTLD_NEXT, NAMES[which]);
         if f == 0 {
             sys::fatal(b"padtrim: cannot find the real libgcc unwinder (dlsym RTLD_NEXT)\n");
         }
