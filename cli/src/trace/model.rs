@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use padtrim_runtime::elf::{containing, Elf, FuncSym};
-use padtrim_runtime::format::{Kind, Mode, TableSource, TraceFile};
+use padtrim_runtime::format::{untag, Kind, Mode, ModuleField, Record, TableSource, TraceFile};
 
 use super::identity::Identity;
 
@@ -139,6 +139,39 @@ impl Trace {
                 elf_path.display()
             );
         }
+        // Libraries traced by a preloaded runtime: their files, where they were loaded from.
+        let modules = modules_of(file.records());
+        let module_files: Vec<(u32, Option<Vec<u8>>)> = modules
+            .iter()
+            .filter(|(&id, _)| id != 0)
+            .map(|(&id, m)| (id, m.read(path)))
+            .collect();
+        let module_symbols: HashMap<u32, Symbols<'_>> = module_files
+            .iter()
+            .filter_map(|(id, bytes)| Some((*id, Symbols::new(bytes.as_ref()?)?)))
+            .collect();
+        let name_of = |addr: u64| -> String {
+            let (id, link) = untag(addr);
+            if id == 0 {
+                return symbols
+                    .as_ref()
+                    .and_then(|s| s.name(addr))
+                    .unwrap_or_else(|| format!("{addr:#x}"));
+            }
+            module_symbols
+                .get(&id)
+                .and_then(|s| s.name(link))
+                .unwrap_or_else(|| {
+                    let module = modules.get(&id).map_or_else(
+                        || format!("module {id}"),
+                        |m| {
+                            let p = String::from_utf8_lossy(&m.path).into_owned();
+                            p.rsplit('/').next().unwrap_or_default().to_string()
+                        },
+                    );
+                    format!("{module}+{link:#x}")
+                })
+        };
         let clock = file.clock();
         let mut names = Vec::new();
         let mut by_addr: HashMap<u64, usize> = HashMap::new();
@@ -164,15 +197,10 @@ impl Trace {
                     });
                     continue;
                 }
-                Kind::Clock | Kind::Identity => continue,
+                Kind::Clock | Kind::Identity | Kind::Module | Kind::Fork => continue,
             };
             let func = *by_addr.entry(r.addr).or_insert_with(|| {
-                names.push(
-                    symbols
-                        .as_ref()
-                        .and_then(|s| s.name(r.addr))
-                        .unwrap_or_else(|| format!("{:#x}", r.addr)),
-                );
+                names.push(name_of(r.addr));
                 names.len() - 1
             });
             let t = *by_tid.entry(r.tid).or_insert_with(|| {
@@ -218,6 +246,59 @@ impl Trace {
             trailing_bytes: file.trailing_bytes,
         })
     }
+}
+
+/// A module a preloaded runtime traced, as its `Module` records describe it.
+#[derive(Clone, Debug, Default)]
+struct ModuleInfo {
+    path: Vec<u8>,
+    build_id: Vec<u8>,
+}
+
+impl ModuleInfo {
+    /// The module's file, if it is still where it was loaded from and has the recorded
+    /// build-id; else a warning (its functions are then shown as `file+offset`).
+    fn read(&self, trace: &Path) -> Option<Vec<u8>> {
+        let path = String::from_utf8_lossy(&self.path).into_owned();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!(
+                    "padtrim: replay: warning: {}: cannot read {path}, traced in it: {e}; its \
+                     functions are shown as offsets",
+                    trace.display()
+                );
+                return None;
+            }
+        };
+        let found = Identity::of(&bytes).build_id.unwrap_or_default();
+        if found != self.build_id {
+            eprintln!(
+                "padtrim: replay: warning: {}: {path} is not the library traced (its build-id \
+                 differs); its functions are shown as offsets",
+                trace.display()
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+}
+
+/// The modules described by `Module` records, by id.
+fn modules_of(records: impl Iterator<Item = Record>) -> HashMap<u32, ModuleInfo> {
+    let mut modules: HashMap<u32, ModuleInfo> = HashMap::new();
+    for r in records {
+        let Some((id, field, chunk, len)) = r.module_fact() else {
+            continue;
+        };
+        let m = modules.entry(id).or_default();
+        match field {
+            ModuleField::Path => m.path.extend_from_slice(&chunk[..len]),
+            ModuleField::BuildId => m.build_id.extend_from_slice(&chunk[..len]),
+            ModuleField::Loaded | ModuleField::Patched | ModuleField::Unloaded => {}
+        }
+    }
+    modules
 }
 
 /// Refuse (or with `force`, warn about) a program that is not the one `recorded` describes.
@@ -271,10 +352,12 @@ fn warn_if_no_function_matches(
     symbols: &Symbols<'_>,
     addrs: &HashMap<u64, usize>,
 ) {
-    if addrs.is_empty() || addrs.keys().any(|&a| symbols.starts_function(a)) {
+    // Functions of other modules (a preloaded runtime's libraries) are not the program's.
+    let program: Vec<u64> = addrs.keys().copied().filter(|&a| untag(a).0 == 0).collect();
+    if program.is_empty() || program.iter().any(|&a| symbols.starts_function(a)) {
         return;
     }
-    let n = addrs.len();
+    let n = program.len();
     let functions = if n == 1 { "function" } else { "functions" };
     eprintln!(
         "padtrim: replay: warning: none of the {n} traced {functions} in {} starts at a \
