@@ -1163,6 +1163,8 @@ fn record_refuses_what_is_not_a_riscv_program_before_running_it() {
 
 #[test]
 fn record_of_a_program_without_the_runtime_exits_2() {
+    // Neither linked with the runtime nor rewritten (no __mcount_loc table for a preloaded
+    // runtime to find): nothing could trace it, so it is refused before it runs.
     let dir = scratch("noruntime");
     let exe = build_source(&dir, "plain", EXIT_WITH, false);
     let trace = dir.join("t.trace");
@@ -1176,12 +1178,12 @@ fn record_of_a_program_without_the_runtime_exits_2() {
             status,
         ]);
         let stderr = text(&out.stderr);
-        assert_eq!(text(&out.stdout), "ran\n", "the program runs: {stderr}");
+        assert_eq!(text(&out.stdout), "", "the program must not run: {stderr}");
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(
             stderr.contains(&format!(
-                "{} wrote no trace (it exited with status {status}): it is not linked with \
-                 the padtrim runtime",
+                "{}: no __mcount_loc slot table, so nothing to trace: rewrite it with \
+                 `padtrim rewrite --slot 4`",
                 exe.display()
             )),
             "{stderr}"

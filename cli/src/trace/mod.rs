@@ -34,8 +34,15 @@ pub struct RecordArgs {
     /// Sysroot handed to the emulator (`qemu -L`).
     #[arg(long, value_name = "DIR", default_value = "/usr/riscv64-linux-gnu")]
     pub sysroot: PathBuf,
-    /// The program (a riscv64 ELF linked with the padtrim runtime) and its arguments, after
-    /// `--`. A bare name is a file in the working directory (PATH is not searched).
+    /// The padtrim runtime built as a shared library (`scripts/runtime-lib --shared`),
+    /// preloaded into a dynamically linked program that is not linked with the runtime
+    /// (default: built by scripts/runtime-lib of the source tree padtrim was built from).
+    #[arg(long, value_name = "FILE")]
+    pub preload: Option<PathBuf>,
+    /// The program and its arguments, after `--`: a riscv64 ELF rewritten by
+    /// `padtrim rewrite --slot 4` (it and its rewritten libraries are traced by the preloaded
+    /// runtime), or linked with the padtrim runtime (a static program must be). A bare name is
+    /// a file in the working directory (PATH is not searched).
     #[arg(
         required = true,
         trailing_var_arg = true,

@@ -29,6 +29,7 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
     let input = check_program(Path::new(program))?;
     let identity = Identity::of(input.bytes());
     let carries_runtime = carries_runtime(input.bytes());
+    let preload = preload_for(args, program, input.bytes(), carries_runtime)?;
     drop(input);
     let out = if args.output.is_absolute() {
         args.output.clone()
@@ -64,12 +65,19 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
         };
         let mut c = Command::new(path);
         c.args(rest);
+        if let Some(lib) = &preload {
+            c.env("LD_PRELOAD", native_preload(lib));
+        }
         c
     } else {
         // qemu-user hands its own environment to the guest. Not `-E`: it splits its value
         // at commas (getsubopt), which would cut a PADTRIM_FILTER list apart.
         let mut c = Command::new(&args.qemu);
-        c.arg("-L").arg(&args.sysroot).arg(program).args(rest);
+        c.arg("-L").arg(&args.sysroot);
+        if let Some(lib) = &preload {
+            c.args(qemu_preload(lib)?);
+        }
+        c.arg(program).args(rest);
         c
     };
     for (k, v) in &env {
@@ -79,7 +87,9 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
         .status()
         .with_context(|| format!("record: cannot run {}", cmd.get_program().to_string_lossy()))?;
     if !out.exists() {
-        let why = if carries_runtime {
+        let why = if preload.is_some() {
+            "the preloaded padtrim runtime did not start tracing (see its messages above)"
+        } else if carries_runtime {
             "the padtrim runtime in it did not start tracing (see its messages above)"
         } else {
             "it is not linked with the padtrim runtime (link it with the library that \
@@ -92,7 +102,7 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
     }
     // The identity describes the program run; a trace written by a runtime in one of its
     // shared libraries names that library's functions, so it gets none.
-    if carries_runtime {
+    if carries_runtime || preload.is_some() {
         if let Err(e) = add_identity(&out, &identity) {
             eprintln!(
                 "padtrim: record: warning: {}: cannot add the program's identity ({e:#}); \
@@ -237,6 +247,88 @@ fn carries_runtime(bytes: &[u8]) -> bool {
     let mut pattern = DESCRIPTOR_MAGIC.to_vec();
     pattern.extend_from_slice(&DESCRIPTOR_VERSION.to_le_bytes());
     bytes.windows(pattern.len()).any(|w| w == pattern)
+}
+
+/// The shared runtime to preload into the program, or `None` when the runtime linked into it
+/// traces it (it carries one: it owns the trace; a static program cannot preload anything).
+/// A dynamically linked program without the runtime must have a slot table.
+fn preload_for(
+    args: &RecordArgs,
+    name: &str,
+    bytes: &[u8],
+    carries_runtime: bool,
+) -> anyhow::Result<Option<PathBuf>> {
+    use padtrim_runtime::module::{segments, ModuleFile};
+    const PT_INTERP: u32 = 3;
+    let file = ModuleFile::parse(bytes);
+    let dynamic = file
+        .and_then(|f| f.program_headers())
+        .is_some_and(|ph| segments(ph).any(|s| s.kind == PT_INTERP));
+    if carries_runtime || !dynamic {
+        return Ok(None);
+    }
+    if file.and_then(|f| f.slot_table()).is_none() {
+        bail!(
+            "record: {name}: no __mcount_loc slot table, so nothing to trace: rewrite it with \
+             `padtrim rewrite --slot 4` (build it with -fpatchable-function-entry and -Wl,-q), \
+             or link it with the padtrim runtime"
+        );
+    }
+    let lib = match &args.preload {
+        Some(lib) => lib.clone(),
+        None => built_shared_runtime()?,
+    };
+    if !lib.is_file() {
+        bail!("record: --preload {}: no such file", lib.display());
+    }
+    Ok(Some(lib))
+}
+
+/// The shared runtime built by scripts/runtime-lib of the source tree padtrim comes from.
+fn built_shared_runtime() -> anyhow::Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/runtime-lib");
+    let advice = "build it with scripts/runtime-lib --shared and pass it with --preload FILE";
+    if !script.is_file() {
+        bail!(
+            "record: cannot find the padtrim runtime's shared library ({} is gone); {advice}",
+            script.display()
+        );
+    }
+    let out = Command::new(&script)
+        .arg("--shared")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("record: cannot run {}", script.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().last() {
+        Some(lib) if out.status.success() => Ok(PathBuf::from(lib.trim())),
+        _ => bail!("record: {} --shared failed; {advice}", script.display()),
+    }
+}
+
+/// `LD_PRELOAD` for a native run: the runtime first, then what the caller preloads.
+fn native_preload(lib: &Path) -> std::ffi::OsString {
+    let mut v = lib.as_os_str().to_os_string();
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
+        v.push(":");
+        v.push(old);
+    }
+    v
+}
+
+/// qemu-user's arguments setting `LD_PRELOAD` in the guest only (in qemu's own environment it
+/// would be the host's loader that tried to preload a riscv64 library).
+fn qemu_preload(lib: &Path) -> anyhow::Result<[std::ffi::OsString; 2]> {
+    let lib = lib.as_os_str();
+    if lib.as_encoded_bytes().contains(&b',') {
+        bail!(
+            "record: --preload {}: qemu-riscv64 -E cannot pass a path with a comma",
+            lib.to_string_lossy()
+        );
+    }
+    let mut env = std::ffi::OsString::from("LD_PRELOAD=");
+    env.push(lib);
+    Ok(["-E".into(), env])
 }
 
 /// Append the identity records to the trace the program wrote. Not to a trace that ends in
