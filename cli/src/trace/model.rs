@@ -88,6 +88,8 @@ pub struct Thread {
     pub events: Vec<Event>,
     /// Calls as spans, in entry order (graph traces only).
     pub spans: Vec<Span>,
+    /// For the first thread of a forked child (its tid is the child's pid), the parent's pid.
+    pub forked_from: Option<u32>,
 }
 
 /// A decoded, symbolized trace.
@@ -179,6 +181,11 @@ impl Trace {
         let mut by_tid: HashMap<u32, usize> = HashMap::new();
         let mut patched = None;
         let mut lost = 0;
+        let forks: HashMap<u32, u32> = file
+            .records()
+            .filter(|r| r.kind == Kind::Fork)
+            .map(|r| (r.tid, r.addr as u32))
+            .collect();
         for r in file.records() {
             let kind = match r.kind {
                 Kind::Entry => EventKind::Entry,
@@ -208,6 +215,7 @@ impl Trace {
                     tid: r.tid,
                     events: Vec::new(),
                     spans: Vec::new(),
+                    forked_from: forks.get(&r.tid).copied(),
                 });
                 threads.len() - 1
             });

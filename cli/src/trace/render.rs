@@ -27,7 +27,10 @@ pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
         t.mode.name()
     )?;
     for th in &t.threads {
-        writeln!(out, "# thread {}", th.tid)?;
+        match th.forked_from {
+            Some(parent) => writeln!(out, "# thread {} (a process forked from {parent})", th.tid)?,
+            None => writeln!(out, "# thread {}", th.tid)?,
+        }
         if t.mode != Mode::Graph {
             writeln!(out, "#{:>7} {:>14} |  FUNCTION CALLS", "TID", "TIME")?;
             for e in th.events.iter().filter(|e| e.kind == EventKind::Entry) {
