@@ -597,6 +597,15 @@ unsafe fn load(
     scan.patched += patched.patched;
     scan.skipped += patched.skipped + patched.unreachable;
     describe(id, bias, &path[..len], &build_id[..build_id_len], &patched);
+    if patched.unreachable > 0 {
+        let mut l = Line::new();
+        l.text(b"padtrim: warning: ")
+            .text(&path[..len])
+            .text(b": ")
+            .dec(patched.unreachable)
+            .text(b" slots out of jal reach of any stub (text over 2 MiB); their functions are not traced\n");
+        sys::write_all(2, l.as_bytes());
+    }
     if scan.debug {
         let mut l = Line::new();
         l.text(b"padtrim: module=")
