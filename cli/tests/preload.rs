@@ -200,17 +200,19 @@ fn replay(trace: &Path, extra: &[&str]) -> String {
     text(&out.stdout)
 }
 
-/// Calls per function, from `replay --summary`.
+/// Calls per function name, from `replay --summary` (a library loaded twice is two
+/// modules: its functions have a row per load).
 fn calls(trace: &Path) -> BTreeMap<String, u64> {
-    replay(trace, &["--summary"])
+    let mut out = BTreeMap::new();
+    for l in replay(trace, &["--summary"])
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim_start().starts_with("CALLS"))
-        .map(|l| {
-            let mut it = l.split_whitespace();
-            let n = it.next().unwrap().parse().unwrap();
-            (it.last().unwrap().to_string(), n)
-        })
-        .collect()
+    {
+        let mut it = l.split_whitespace();
+        let n: u64 = it.next().unwrap().parse().unwrap();
+        *out.entry(it.last().unwrap().to_string()).or_default() += n;
+    }
+    out
 }
 
 /// Per thread, the call paths of a graph trace (e.g. "main;lib_entry;lib_leaf") with how
@@ -334,11 +336,20 @@ fn a_program_its_library_and_its_plugin_are_traced_without_relinking() {
         );
     }
     assert_eq!(module_line(&entry.stderr, "main")["id"], "0");
-    let plugin_id = &module_line(&entry.stderr, "libpreload_plugin.so")["id"];
-    assert!(
+    // The plugin, loaded twice, was patched at each load and forgotten at each unload.
+    let plugin_loads: Vec<&str> = entry
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("padtrim: module=") && l.contains("/libpreload_plugin.so "))
+        .collect();
+    assert_eq!(plugin_loads.len(), 2, "{}", entry.stderr);
+    assert_eq!(
         entry
             .stderr
-            .contains(&format!("padtrim: module id={plugin_id} unloaded")),
+            .lines()
+            .filter(|l| l.ends_with(" unloaded"))
+            .count(),
+        2,
         "{}",
         entry.stderr
     );
@@ -659,4 +670,45 @@ fn a_static_program_is_traced_by_its_linked_runtime_only() {
         r.stderr
     );
     assert!(!r.stderr.contains("padtrim: preload"), "{}", r.stderr);
+}
+
+#[test]
+fn slots_out_of_reach_of_every_stub_are_counted_and_the_rest_traced() {
+    // ~3 MiB of text: stubs in the unused end of the text page and in a page below the
+    // program reach the slots within 1 MiB of either end, not those in the middle.
+    let dir = scratch("big");
+    let gen = Command::new("sh")
+        .arg(programs().join("big.c.sh"))
+        .output()
+        .unwrap();
+    assert!(gen.status.success());
+    let src = dir.join("big.c");
+    std::fs::write(&src, gen.stdout).unwrap();
+    let exe = dir.join("big");
+    let mut args: Vec<&std::ffi::OsStr> = PADS.iter().map(|s| os(s)).collect();
+    args.extend([src.as_os_str(), os("-o"), exe.as_os_str()]);
+    gcc(&args);
+    let rw = dir.join("big.rw");
+    rewrite(&exe, &rw);
+    let base = run_untraced(&rw, &[], &dir);
+    let r = record(&rw, &[], &dir, false, None);
+    assert_eq!((r.stdout.clone(), r.code), base, "{}", r.stderr);
+    let m = module_line(&r.stderr, "big.rw");
+    let n = |k: &str| m[k].parse::<u64>().unwrap();
+    assert_eq!(n("entries"), 49);
+    assert_eq!(n("patched") + n("unreachable"), 49, "{}", r.stderr);
+    assert!(n("unreachable") > 0 && n("patched") > 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "padtrim: warning: {}: {} slots out of jal reach of any stub",
+            rw.display(),
+            n("unreachable")
+        )),
+        "{}",
+        r.stderr
+    );
+    // main calls each bigN once: exactly the patched functions appear, once each.
+    let c = calls(&r.trace);
+    assert_eq!(c.len() as u64, n("patched"), "{c:?}");
+    assert!(c.values().all(|&k| k == 1), "{c:?}");
 }
