@@ -48,8 +48,7 @@ use crate::format::{
 use crate::glob::Filter;
 use crate::line::Line;
 use crate::module::{
-    far_jump_stub, image_bounds, in_loaded_file_bytes, in_text, text_slack, ModuleFile, PHDR_SIZE,
-    STUB_SIZE,
+    far_jump_stub, image_bounds, in_loaded_file_bytes, text_slack, ModuleFile, PHDR_SIZE, STUB_SIZE,
 };
 use crate::thread::ThreadState;
 
@@ -573,9 +572,13 @@ unsafe fn load(
     let table_at = table.wrapping_add(bias) as usize;
     let patched = {
         let selects = |link: u64| match (&scan.filter, &symbols) {
-            (None, _) => true,
             (Some(f), Some(s)) => s.selects(f, link),
-            (Some(_), None) => false,
+            _ => false,
+        };
+        let selects: Option<&dyn Fn(u64) -> bool> = if scan.filter.is_some() {
+            Some(&selects)
+        } else {
+            None
         };
         // SAFETY: the object is loaded (our contract); `table_at` is the runtime address of
         // `count` 8-byte aligned entries inside a loaded, file-backed segment of it (checked
@@ -588,7 +591,7 @@ unsafe fn load(
                 phdrs,
                 bias,
                 copy + COPY_ENTRY_OFFSET.load(Ordering::Relaxed),
-                &selects,
+                selects,
             )
         }
     };
@@ -689,7 +692,7 @@ unsafe fn patch_module(
     phdrs: &[u8],
     bias: u64,
     target: usize,
-    selects: &dyn Fn(u64) -> bool,
+    selects: Option<&dyn Fn(u64) -> bool>,
 ) -> Patched {
     let mut out = Patched::default();
     let mut stubs = [0usize; MAX_STUBS];
@@ -697,6 +700,20 @@ unsafe fn patch_module(
     let mut slack = [(0u64, 0u64); 4];
     let nslack = text_slack(phdrs, PAGE as u64, STUB_SIZE, &mut slack);
     let mut slack_used = [false; 4];
+    // The module's text (link-time [start, end) of its executable segments' file bytes).
+    let mut text = [(0u64, 0u64); 8];
+    let mut ntext = 0;
+    for seg in crate::module::segments(phdrs) {
+        if seg.kind == crate::module::PT_LOAD
+            && seg.flags & crate::module::PF_X != 0
+            && ntext < text.len()
+        {
+            text[ntext] = (seg.vaddr, seg.vaddr.saturating_add(seg.filesz));
+            ntext += 1;
+        }
+    }
+    let text = &text[..ntext];
+    let mut last_stub = 0usize;
     let mut p = patch::Patcher::begin();
     for i in 0..count {
         // SAFETY: `i < count`: an aligned entry of the table, mapped while the module is
@@ -706,12 +723,17 @@ unsafe fn patch_module(
             continue; // an entry the linker left empty
         }
         let slot = link.wrapping_add(bias) as usize;
-        if slot & 3 != 0 || !in_text(phdrs, link, 4) || link >> 48 != 0 {
+        let in_text = text
+            .iter()
+            .any(|&(lo, hi)| lo <= link && link < hi.saturating_sub(3));
+        if slot & 3 != 0 || !in_text || link >> 48 != 0 {
             out.skipped += 1;
             continue;
         }
-        if !selects(link) {
-            continue;
+        if let Some(selects) = selects {
+            if !selects(link) {
+                continue;
+            }
         }
         // SAFETY: `slot` is 4-byte aligned and inside the file-backed part of a loaded
         // executable segment of the module (checked just above), mapped while it is loaded;
@@ -722,10 +744,14 @@ unsafe fn patch_module(
             out.skipped += 1;
             continue;
         }
-        let mut stub = stubs[..nstubs]
-            .iter()
-            .copied()
-            .find(|&s| encode_jal_t0(slot as u64, s as u64).is_some());
+        let mut stub = if last_stub != 0 && encode_jal_t0(slot as u64, last_stub as u64).is_some() {
+            Some(last_stub)
+        } else {
+            stubs[..nstubs]
+                .iter()
+                .copied()
+                .find(|&s| encode_jal_t0(slot as u64, s as u64).is_some())
+        };
         if stub.is_none() && nstubs < MAX_STUBS {
             // In the unused end of a text page of the module, else in a page next to it.
             for k in 0..nslack {
@@ -756,6 +782,7 @@ unsafe fn patch_module(
                 nstubs += 1;
             }
         }
+        last_stub = stub.unwrap_or(last_stub);
         let insn = stub.and_then(|s| encode_jal_t0(slot as u64, s as u64));
         match insn {
             // SAFETY: `slot` is a slot of the module's text holding a `nop` (checked above);
