@@ -270,8 +270,10 @@ fn preload_for(
     if file.and_then(|f| f.slot_table()).is_none() {
         bail!(
             "record: {name}: no __mcount_loc slot table, so nothing to trace: rewrite it with \
-             `padtrim rewrite --slot 4` (build it with -fpatchable-function-entry and -Wl,-q), \
-             or link it with the padtrim runtime"
+             `padtrim rewrite --slot 4` (build it with -fpatchable-function-entry and -Wl,-q; \
+             a program with too few functions may leave no room for the table, which \
+             `padtrim rewrite --json` reports as \"table\": false), or link it with the \
+             padtrim runtime"
         );
     }
     let lib = match &args.preload {
