@@ -712,3 +712,38 @@ fn slots_out_of_reach_of_every_stub_are_counted_and_the_rest_traced() {
     assert_eq!(c.len() as u64, n("patched"), "{c:?}");
     assert!(c.values().all(|&k| k == 1), "{c:?}");
 }
+
+#[test]
+fn dlopen_searches_the_calling_modules_runpath_as_without_the_runtime() {
+    // The program finds its plugin (a bare name) and its library through its own DT_RUNPATH
+    // ($ORIGIN): glibc must still see the program, not the preloaded runtime, as the caller.
+    let dir = scratch("runpath");
+    let rw = dir.join("rw");
+    std::fs::create_dir_all(&rw).unwrap();
+    let lib = build_lib(&dir, "preload_lib.c", "preload_lib");
+    let plugin = build_lib(&dir, "preload_plugin.c", "preload_plugin");
+    let exe = build_program(&dir, "preload_main.c", "main", &["-Wl,-rpath,$ORIGIN"]);
+    for m in [&lib, &plugin, &exe] {
+        rewrite(m, &rw.join(m.file_name().unwrap()));
+    }
+    let exe = rw.join("main");
+    let nowhere = dir.join("empty");
+    std::fs::create_dir_all(&nowhere).unwrap();
+    let base = run_untraced(&exe, &["libpreload_plugin.so"], &nowhere);
+    assert_eq!(base, ("a=15 b=39 c=9\n".to_string(), 0));
+    for graph in [false, true] {
+        let r = record(&exe, &["libpreload_plugin.so"], &nowhere, graph, None);
+        assert_eq!((r.stdout.clone(), r.code), base, "{}", r.stderr);
+        assert_eq!(
+            calls(&r.trace),
+            expect(&[
+                ("main", 1),
+                ("lib_entry", 1),
+                ("lib_leaf", 2),
+                ("plugin_entry", 2),
+                ("plugin_leaf", 5),
+                ("main_leaf", 2),
+            ])
+        );
+    }
+}

@@ -28,11 +28,13 @@
 //! module is described by `Module` records (path, load bias, build-id, what was patched,
 //! unloading).
 //!
+//! The `dlopen` wrapper keeps glibc seeing the real caller (whose DT_RUNPATH and `$ORIGIN`
+//! it searches): see `padtrim_dlopen_prepare`.
+//!
 //! Limits: constructors that run before this library's (libraries' start-up constructors)
-//! or inside `dlopen` (a new library's own) are not traced; `dlopen` sees this library as its
-//! caller, so a name without `/` is searched with the program's `LD_LIBRARY_PATH` and
-//! `DT_RPATH` but not the calling module's `DT_RUNPATH`; libraries loaded by glibc itself or
-//! with `dlmopen` are found at the next `dlopen` or `dlclose`.
+//! or inside `dlopen` (a new library's own) are not traced; libraries loaded by glibc itself
+//! or with `dlmopen`, or by a module whose text page has no room for the wrapper's return
+//! stub, are found at the next `dlopen` or `dlclose`.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -949,25 +951,160 @@ fn real(cache: &AtomicUsize, name: &[u8]) -> usize {
     f
 }
 
-/// `dlopen`, then patch the modules it loaded (see the module documentation for what this
-/// wrapper changes).
-///
-/// # Safety
-/// As for glibc's `dlopen`: `file` is null or a NUL-terminated path.
+// `dlopen`: glibc resolves a name without `/` with the search path of the calling module
+// (its DT_RUNPATH, `$ORIGIN`), which it finds from `dlopen`'s return address. A wrapper that
+// called `dlopen` would make this library the caller. So the real `dlopen` is entered with a
+// return address inside the calling module: a far-jump stub written into the unused end of
+// that module's text page (see `return_stub`), which comes back to `padtrim_dlopen_resume`,
+// with sp still on this wrapper's frame; the modules `dlopen` loaded are then patched. When
+// there is no such stub (tracing off, or no room), `dlopen` is tail-called: the program runs
+// as without the wrapper, and what it loads is found at the next `dlopen` or `dlclose`.
+global_asm!(
+    ".text",
+    ".globl dlopen",
+    ".type dlopen, @function",
+    ".p2align 2",
+    "dlopen:",
+    "addi sp, sp, -32",
+    "sd ra, 0(sp)",
+    "sd a0, 8(sp)",
+    "sd a1, 16(sp)",
+    "mv a0, ra",
+    "call padtrim_dlopen_prepare",
+    "mv t2, a0",
+    "mv t3, a1",
+    "ld a0, 8(sp)",
+    "ld a1, 16(sp)",
+    "ld ra, 0(sp)",
+    "beqz t3, 1f",
+    "mv ra, t3",
+    "jr t2",
+    "1:",
+    "addi sp, sp, 32",
+    "jr t2",
+    ".size dlopen, . - dlopen",
+    ".globl padtrim_dlopen_resume",
+    ".hidden padtrim_dlopen_resume",
+    "padtrim_dlopen_resume:",
+    "sd a0, 8(sp)",
+    "call padtrim_dlopen_done",
+    "ld a0, 8(sp)",
+    "ld ra, 0(sp)",
+    "addi sp, sp, 32",
+    "ret",
+);
+
+/// What the `dlopen` wrapper jumps to: glibc's `dlopen`, and the return address to give it
+/// (0: tail-call it with the caller's own).
+#[repr(C)]
+pub struct DlopenTargets {
+    real: usize,
+    stub: usize,
+}
+
+/// Called by the `dlopen` wrapper with its caller's return address.
 #[no_mangle]
-pub unsafe extern "C" fn dlopen(file: *const u8, mode: i32) -> *mut u8 {
-    let f = real(&REAL_DLOPEN, b"dlopen\0");
-    if f == 0 {
+extern "C" fn padtrim_dlopen_prepare(caller: usize) -> DlopenTargets {
+    let real = real(&REAL_DLOPEN, b"dlopen\0");
+    if real == 0 {
         sys::fatal(b"padtrim: cannot find the real dlopen (dlsym RTLD_NEXT)\n");
     }
-    // SAFETY: `f` is glibc's `dlopen`, found by name, so of this type.
-    let f: unsafe extern "C" fn(*const u8, i32) -> *mut u8 = unsafe { core::mem::transmute(f) };
-    // SAFETY: our caller's arguments, passed on.
-    let handle = unsafe { f(file, mode) };
-    if !handle.is_null() {
+    let stub = if MODE.load(Ordering::Relaxed) == Mode::Off.to_u32() {
+        0
+    } else {
+        lock_scan();
+        let stub = return_stub(caller);
+        unlock_scan();
+        if stub == 0 && DEBUG.load(Ordering::Relaxed) {
+            sys::write_all(2, b"padtrim: dlopen: no room for a return stub in the calling module; what it loads is patched at the next dlopen or dlclose\n");
+        }
+        stub
+    };
+    DlopenTargets { real, stub }
+}
+
+/// Called by the `dlopen` wrapper after glibc's `dlopen` returned `handle`.
+#[no_mangle]
+extern "C" fn padtrim_dlopen_done(handle: usize) {
+    if handle != 0 {
         rescan();
     }
-    handle
+}
+
+/// Runtime address of `padtrim_dlopen_resume`.
+fn resume_addr() -> usize {
+    let p: usize;
+    // SAFETY: `lla` only computes the address of a symbol defined above (`pure, nomem,
+    // nostack`).
+    unsafe {
+        core::arch::asm!("lla {0}, padtrim_dlopen_resume", out(reg) p, options(pure, nomem, nostack));
+    }
+    p
+}
+
+/// A far-jump stub to `padtrim_dlopen_resume` inside the loaded module that contains
+/// `caller` (0 if there is none, or no room): in the last 24 bytes of the unused end of one of
+/// its text pages, when that end has room for a slot stub at its start too. Made once per
+/// module (found again by its bytes). Call with `SCAN` held.
+fn return_stub(caller: usize) -> usize {
+    struct Find {
+        caller: u64,
+        stub: usize,
+    }
+    extern "C" fn visit(info: *const DlPhdrInfo, size: usize, data: *mut u8) -> i32 {
+        // SAFETY: `return_stub` passes its `Find`, used by nothing else meanwhile.
+        let find = unsafe { &mut *(data as *mut Find) };
+        if info.is_null() || size < core::mem::size_of::<DlPhdrInfo>() {
+            return 0;
+        }
+        // SAFETY: glibc's valid `dl_phdr_info` for the duration of the call.
+        let info = unsafe { &*info };
+        if info.phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: as in `on_object`: the object's program headers, mapped while it is
+        // loaded, which it stays during the callback (glibc holds its loader lock).
+        let phdrs =
+            unsafe { core::slice::from_raw_parts(info.phdr, info.phnum as usize * PHDR_SIZE) };
+        let bias = info.addr as u64;
+        let link = find.caller.wrapping_sub(bias);
+        if !crate::module::in_text(phdrs, link, 1) || is_ours(phdrs, bias) {
+            return 0;
+        }
+        let mut slack = [(0u64, 0u64); 4];
+        let n = text_slack(phdrs, PAGE as u64, 2 * STUB_SIZE, &mut slack);
+        if let Some(&(_, end)) = slack[..n].first() {
+            let at = end.wrapping_add(bias).wrapping_sub(STUB_SIZE) as usize;
+            let words = far_jump_stub(resume_addr() as u64);
+            // SAFETY: `at .. at + STUB_SIZE` is the end of the unused end of a loaded text
+            // page of the object (`text_slack`), mapped while it is loaded, 8-byte aligned.
+            let present = (0..words.len()).all(|w| unsafe {
+                (*((at + 4 * w) as *const core::sync::atomic::AtomicU32)).load(Ordering::Relaxed)
+            } == words[w]);
+            let mut ok = present;
+            if !present {
+                let mut p = patch::Patcher::begin();
+                ok = true;
+                for (w, word) in words.iter().enumerate() {
+                    // SAFETY: as above: unused bytes of the object's text, nothing uses them
+                    // (a slot stub, if any, is at the start of this range, 24+ bytes before).
+                    ok &= unsafe { p.store_word(at + 4 * w, *word) };
+                }
+                p.finish();
+            }
+            if ok {
+                find.stub = at;
+            }
+        }
+        1 // the object containing the caller was found
+    }
+    let mut find = Find {
+        caller: caller as u64,
+        stub: 0,
+    };
+    // SAFETY: `visit` uses only `find`, which outlives the call.
+    unsafe { dl_iterate_phdr(visit, &mut find as *mut Find as *mut u8) };
+    find.stub
 }
 
 /// `dlclose`, then forget the modules it unloaded.
