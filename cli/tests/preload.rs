@@ -747,3 +747,24 @@ fn dlopen_searches_the_calling_modules_runpath_as_without_the_runtime() {
         );
     }
 }
+
+#[test]
+fn programs_it_executes_do_not_inherit_the_runtime() {
+    let dir = scratch("exec");
+    let src = programs().join("preload_exec.c");
+    let exe = dir.join("exec");
+    let mut args: Vec<&std::ffi::OsStr> = PADS.iter().map(|s| os(s)).collect();
+    args.extend([src.as_os_str(), os("-o"), exe.as_os_str()]);
+    gcc(&args);
+    let rw = dir.join("exec.rw");
+    rewrite(&exe, &rw);
+    let base = run_untraced(&rw, &[], &dir);
+    assert_eq!(base, ("child LD_PRELOAD=[]\na=2 r=0 b=4\n".to_string(), 0));
+    let r = record(&rw, &[], &dir, false, None);
+    assert_eq!((r.stdout.clone(), r.code), base, "{}", r.stderr);
+    assert!(!r.stderr.contains("LD_PRELOAD"), "{}", r.stderr);
+    assert_eq!(
+        calls(&r.trace),
+        expect(&[("main", 1), ("before", 1), ("after", 1)])
+    );
+}

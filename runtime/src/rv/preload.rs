@@ -31,6 +31,9 @@
 //! The `dlopen` wrapper keeps glibc seeing the real caller (whose DT_RUNPATH and `$ORIGIN`
 //! it searches): see `padtrim_dlopen_prepare`.
 //!
+//! Programs started with `exec` are not traced: the library takes itself out of
+//! `LD_PRELOAD` at start-up, so that they do not start a runtime over the same trace file.
+//!
 //! Limits: constructors that run before this library's (libraries' start-up constructors)
 //! or inside `dlopen` (a new library's own) are not traced; libraries loaded by glibc itself
 //! or with `dlmopen`, or by a module whose text page has no room for the wrapper's return
@@ -240,6 +243,9 @@ type IterateCallback = extern "C" fn(*const DlPhdrInfo, usize, *mut u8) -> i32;
 type AtforkHandler = extern "C" fn();
 
 extern "C" {
+    fn getenv(name: *const u8) -> *const u8;
+    fn setenv(name: *const u8, value: *const u8, overwrite: i32) -> i32;
+    fn unsetenv(name: *const u8) -> i32;
     fn dl_iterate_phdr(callback: IterateCallback, data: *mut u8) -> i32;
     fn __register_atfork(
         prepare: Option<AtforkHandler>,
@@ -1170,6 +1176,91 @@ extern "C" fn fork_child() {
     unlock_scan();
 }
 
+/// This library's file name as the loader has it (NUL-terminated, in `out`); its length.
+fn own_name(out: &mut [u8; MAX_PATH + 1]) -> usize {
+    extern "C" fn visit(info: *const DlPhdrInfo, size: usize, data: *mut u8) -> i32 {
+        if info.is_null() || size < core::mem::size_of::<DlPhdrInfo>() {
+            return 0;
+        }
+        // SAFETY: glibc's valid `dl_phdr_info` for the call; `data` is `own_name`'s buffer.
+        let (info, out) = unsafe { (&*info, &mut *(data as *mut [u8; MAX_PATH + 1])) };
+        if info.phdr.is_null() || info.name.is_null() {
+            return 0;
+        }
+        // SAFETY: as in `on_object`.
+        let phdrs =
+            unsafe { core::slice::from_raw_parts(info.phdr, info.phnum as usize * PHDR_SIZE) };
+        if !is_ours(phdrs, info.addr as u64) {
+            return 0;
+        }
+        // SAFETY: the loader's NUL-terminated name of a loaded object, used during the call.
+        let name = unsafe { super::startup::c_str(info.name, MAX_PATH) };
+        out[..name.len()].copy_from_slice(name);
+        out[name.len()] = 0;
+        1
+    }
+    out[0] = 0;
+    // SAFETY: `visit` writes only into `out`, which outlives the call.
+    unsafe { dl_iterate_phdr(visit, out as *mut [u8; MAX_PATH + 1] as *mut u8) };
+    out.iter().position(|&b| b == 0).unwrap_or(0)
+}
+
+/// Take this library out of `LD_PRELOAD`, so that a program the traced one executes does not
+/// start a runtime of its own over the same trace file (which it would truncate): programs
+/// started with `exec` are not traced (children made by `fork` are).
+fn leave_ld_preload() {
+    let mut own = [0u8; MAX_PATH + 1];
+    let own_len = own_name(&mut own);
+    if own_len == 0 {
+        return;
+    }
+    let own = &own[..own_len];
+    let base = |p: &[u8]| -> usize { p.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1) };
+    let own_base = &own[base(own)..];
+    // SAFETY: `getenv` with a NUL-terminated name; at start-up no other thread changes the
+    // environment. The value is copied before the environment is changed.
+    let value = unsafe { getenv(b"LD_PRELOAD\0".as_ptr()) };
+    if value.is_null() {
+        return;
+    }
+    // SAFETY: `getenv`'s result is a NUL-terminated string of the environment.
+    let value = unsafe { super::startup::c_str(value, MAX_PATH + 1) };
+    if value.len() > MAX_PATH {
+        return;
+    }
+    let mut rest = [0u8; MAX_PATH + 1];
+    let mut n = 0;
+    let mut removed = false;
+    for item in value
+        .split(|&b| b == b':' || b == b' ')
+        .filter(|i| !i.is_empty())
+    {
+        if item == own || (&item[base(item)..] == own_base && !own_base.is_empty()) {
+            removed = true;
+            continue;
+        }
+        if n > 0 {
+            rest[n] = b':';
+            n += 1;
+        }
+        rest[n..n + item.len()].copy_from_slice(item);
+        n += item.len();
+    }
+    if !removed {
+        return;
+    }
+    rest[n] = 0;
+    // SAFETY: glibc's `setenv`/`unsetenv` with NUL-terminated strings, during start-up, when
+    // no other thread uses the environment.
+    unsafe {
+        if n == 0 {
+            unsetenv(b"LD_PRELOAD\0".as_ptr());
+        } else {
+            setenv(b"LD_PRELOAD\0".as_ptr(), rest.as_ptr(), 1);
+        }
+    }
+}
+
 /// glibc calls `.init_array` entries of libraries with (argc, argv, envp).
 #[used]
 #[link_section = ".init_array.00100"]
@@ -1192,6 +1283,7 @@ extern "C" fn preload_init(_argc: i32, _argv: *const *const u8, envp: *const *co
         }
         return;
     }
+    leave_ld_preload();
     PID.store(sys::getpid(), Ordering::Relaxed);
     DEBUG.store(cfg.debug, Ordering::Relaxed);
     if let Some(f) = cfg.filter {
