@@ -768,3 +768,36 @@ fn programs_it_executes_do_not_inherit_the_runtime() {
         expect(&[("main", 1), ("before", 1), ("after", 1)])
     );
 }
+
+#[test]
+fn cxx_exceptions_unwind_through_hooked_frames_of_the_preloaded_runtime() {
+    // The preloaded library's _Unwind_* entry points come before libgcc's: they put the real
+    // return addresses back before an exception unwinds through graph-mode return hooks.
+    let dir = scratch("cxx");
+    let exe = dir.join("exc");
+    let out = Command::new("clang++")
+        .args(["--target=riscv64-linux-gnu", "-march=rv64gc", "-O1"])
+        .args(["-fpatchable-function-entry=8", "-Wl,-q"])
+        .arg(programs().join("exc.cc"))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rw = dir.join("exc.rw");
+    rewrite(&exe, &rw);
+    let base = run_untraced(&rw, &[], &dir);
+    assert_eq!(base, ("caught too big\na=2 b=-1 after=3\n".to_string(), 0));
+    let r = record(&rw, &[], &dir, true, None);
+    assert_eq!((r.stdout.clone(), r.code), base, "{}", r.stderr);
+    assert_eq!(
+        calls(&r.trace),
+        expect(&[
+            ("main", 1),
+            ("_Z7catcheri", 2),
+            ("_Z6middlei", 2),
+            ("_Z7throweri", 2),
+            ("_Z5afteri", 1),
+        ])
+    );
+}
