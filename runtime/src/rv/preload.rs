@@ -21,7 +21,9 @@
 //! Ownership: when this library is in the process, it owns every module, including one that
 //! carries a runtime linked into it; such a linked copy finds this library at its start
 //! (`padtrim_preloaded`) and stands down, so no slot is patched twice and one trace is
-//! written.
+//! written. (The C API of `padtrim.h` is the linked copy's: once it stood down, its calls
+//! change nothing; this library does not export it.) `padtrim record` preloads this library
+//! only into dynamically linked programs that do not carry the runtime themselves.
 //!
 //! The trace: function addresses carry the module id in their top 16 bits (the program is
 //! id 0, so a trace of a program alone reads like one from a linked runtime), and each traced
