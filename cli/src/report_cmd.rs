@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use padtrim::check::{check as run_check, CheckOptions, Verdict};
+use padtrim::report::check::{check as run_check, CheckOptions, Verdict};
 use padtrim::report::{Report, ReportDiff};
 use padtrim::scan::scan;
 

@@ -19,14 +19,14 @@
 //! second time and re-serialises the whole file on one thread: for a large program that was
 //! a quarter of a rewrite's time and most of its memory. What this writer cannot express
 //! (`REL` relocations, non-allocated sections among allocated ones, a section that grows
-//! outside the plan, extended section numbering) falls back to [`crate::emit::emit_with`]:
+//! outside the plan, extended section numbering) falls back to [`crate::emit::builder::emit_with`]:
 //! [`Source::of`] says so before relocation (so the builder is read only when it will be
 //! used), [`emit_patched`] after.
 
 use object::elf;
 
 use crate::elf::{read_uint, ElfFile, Section};
-use crate::emit::NewSection;
+use crate::emit::builder::NewSection;
 use crate::plan::{AddressMap, Plan};
 use crate::relocate::Fixed;
 
@@ -588,7 +588,7 @@ fn patch_symbols(
                     continue;
                 }
                 let at = k * class.sym;
-                match crate::emit::mapped_symbol(file, map, orig) {
+                match crate::emit::builder::mapped_symbol(file, map, orig) {
                     None => put(bytes, at + value_at, w, map.map(orig.value))?,
                     Some((v, size)) => {
                         put(bytes, at + value_at, w, v)?;

@@ -18,7 +18,7 @@
 mod cursor;
 mod debug;
 mod frames;
-mod layout;
+mod cut;
 pub mod offsets;
 mod relocs;
 mod symbols;
@@ -35,7 +35,7 @@ use crate::plan::Layout;
 use crate::rewrite::{reloc_name, RewriteOptions, RewriteStats};
 use crate::scan::{Scan, TABLE_SECTION};
 
-pub use layout::ALIGN_RESERVE;
+pub use cut::ALIGN_RESERVE;
 
 /// Rewrites the relocatable object `file` (already scanned: `scan` has no problems).
 pub fn rewrite_relocatable(
@@ -86,7 +86,7 @@ pub fn rewrite_relocatable(
     };
 
     // 1. Cut the pads, section by section.
-    let cut = layout::CutOptions {
+    let cut = cut::CutOptions {
         slot: opts.slot,
         pre: opts.pre,
     };
@@ -114,12 +114,12 @@ pub fn rewrite_relocatable(
     let symbols_in = |index: usize| symbols_of.get(&index).map_or(&[][..], Vec::as_slice);
     let mut plans = BTreeMap::new();
     for (&index, ids) in &by_section {
-        let section = layout::SectionInput {
+        let section = cut::SectionInput {
             index,
             relocs: relocs_of(index),
             symbols: symbols_in(index),
         };
-        let plan = layout::plan_section(file, &section, &scan.sites, ids, cut)?;
+        let plan = cut::plan_section(file, &section, &scan.sites, ids, cut)?;
         if !plan.is_unchanged(file.sections[index].align) {
             plans.insert(index, plan);
         }

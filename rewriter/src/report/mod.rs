@@ -1,5 +1,7 @@
 //! The pad report: totals, histograms, per-section and per-function rows; text and JSON.
 
+pub mod check;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

@@ -1,11 +1,13 @@
 //! The rewrite pipeline: bytes → model → scan → plan → fixed contents → new bytes.
 
+pub mod object;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::elf::{self, ElfFile, FileKind};
-use crate::emit::NewSection;
+use crate::emit::builder::NewSection;
 use crate::error::{Error, Result};
 use crate::plan::{plan, Layout, PlanOptions};
 use crate::relocate::relocate;
@@ -194,7 +196,7 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
         )));
     }
     if file.kind == FileKind::Relocatable {
-        return crate::relocatable::rewrite_relocatable(&file, &scan, opts);
+        return crate::rewrite::object::rewrite_relocatable(&file, &scan, opts);
     }
     if file.kind == FileKind::Vmlinux && opts.slot < 8 && !opts.force {
         return Err(Error::refused(format!(
@@ -292,11 +294,11 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
     // only what that cannot express goes through `object`'s builder. Reading the original
     // into the builder needs nothing from the relocation pass: the two run side by side.
     let source = (opts.writer == Writer::Patched)
-        .then(|| crate::emit_patched::Source::of(&file))
+        .then(|| crate::emit::patched::Source::of(&file))
         .flatten();
     let (fixed, builder) = rayon::join(
         || phase("relocate", || relocate(&file, &scan.sites, &plan, &relocs)),
-        || source.is_none().then(|| crate::emit::read_builder(&file)),
+        || source.is_none().then(|| crate::emit::builder::read_builder(&file)),
     );
     let (mut fixed, builder) = (fixed?, builder.transpose()?);
 
@@ -353,7 +355,7 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
     let fixed_kernel = fixed.kernel;
     let direct = source.as_ref().and_then(|src| {
         phase("emit (patched)", || {
-            crate::emit_patched::emit_patched(&file, src, &plan, &fixed, table.as_ref())
+            crate::emit::patched::emit_patched(&file, src, &plan, &fixed, table.as_ref())
         })
     });
     let writer = if direct.is_some() {
@@ -366,17 +368,17 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
         None => {
             let builder = match builder {
                 Some(b) => b,
-                None => crate::emit::read_builder(&file)?,
+                None => crate::emit::builder::read_builder(&file)?,
             };
             let b = phase("emit", || {
-                crate::emit::prepare(&file, builder, &plan, &mut fixed, table)
+                crate::emit::builder::prepare(&file, builder, &plan, &mut fixed, table)
             })?;
             // The writer's output is the peak of the rewrite's memory: free first what
             // only the passes before it needed.
             drop(std::mem::take(&mut file.symbols));
             drop(std::mem::take(&mut relocs));
             drop(std::mem::take(&mut scan.sites));
-            phase("emit: write", || crate::emit::write(&file, b))?
+            phase("emit: write", || crate::emit::builder::write(&file, b))?
         }
     };
 

@@ -161,7 +161,7 @@ pub fn prepare<'data>(
         if let SectionData::Dynamic(dyns) = &mut sec.data {
             for d in dyns.iter_mut() {
                 if let Dynamic::Integer { tag, val } = d {
-                    if crate::emit_patched::ADDRESS_TAGS.contains(&(tag.0 as u64)) && *val != 0 {
+                    if crate::emit::patched::ADDRESS_TAGS.contains(&(tag.0 as u64)) && *val != 0 {
                         *val = map.map(*val);
                     }
                 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::report::{functions_by_name, Report};
+use super::{functions_by_name, Report};
 use crate::scan::Problem;
 
 /// What the gate enforces.
