@@ -5,8 +5,8 @@
 // Each fuzz target and the regression test use only part of this file.
 #![allow(dead_code)]
 
-use padtrim::report::check::{check, CheckOptions};
 use padtrim::plan::Layout;
+use padtrim::report::check::{check, CheckOptions};
 use padtrim::report::{Report, ReportDiff};
 use padtrim::rewrite::{rewrite, RewriteOptions, RewriteStats, Writer};
 

@@ -3,4 +3,7 @@
 //! ([`builder`]).
 
 pub mod builder;
+mod common;
 pub mod patched;
+
+pub use common::NewSection;

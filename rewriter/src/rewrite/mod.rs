@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::elf::{self, ElfFile, FileKind};
-use crate::emit::builder::NewSection;
+use crate::emit::NewSection;
 use crate::error::{Error, Result};
 use crate::plan::{plan, Layout, PlanOptions};
 use crate::relocate::relocate;
@@ -298,7 +298,11 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
         .flatten();
     let (fixed, builder) = rayon::join(
         || phase("relocate", || relocate(&file, &scan.sites, &plan, &relocs)),
-        || source.is_none().then(|| crate::emit::builder::read_builder(&file)),
+        || {
+            source
+                .is_none()
+                .then(|| crate::emit::builder::read_builder(&file))
+        },
     );
     let (mut fixed, builder) = (fixed?, builder.transpose()?);
 

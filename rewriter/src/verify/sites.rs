@@ -582,8 +582,8 @@ pub(super) fn claimed_islands(ctx: &Ctx<'_, '_, '_>) -> Vec<u64> {
     let Some(sym) = ctx.new.symbol_by_name(DESCRIPTOR_SYMBOL) else {
         return Vec::new();
     };
-    let Some(desc) = bytes_at(ctx.new, sym.value, FilledDescriptor::SIZE)
-        .and_then(FilledDescriptor::from_bytes)
+    let Some(desc) =
+        bytes_at(ctx.new, sym.value, FilledDescriptor::SIZE).and_then(FilledDescriptor::from_bytes)
     else {
         return Vec::new();
     };
@@ -617,8 +617,8 @@ fn check_descriptor(
     let Some(new_addr) = mapper.map_in(sec, sym.value).exact() else {
         return;
     };
-    let Some(found) = bytes_at(ctx.new, new_addr, FilledDescriptor::SIZE)
-        .and_then(FilledDescriptor::from_bytes)
+    let Some(found) =
+        bytes_at(ctx.new, new_addr, FilledDescriptor::SIZE).and_then(FilledDescriptor::from_bytes)
     else {
         report.mismatch(
             "descriptor",
@@ -642,7 +642,10 @@ fn check_descriptor(
         islands_addr,
         want.islands.len() as u64,
     ];
-    let fields = FilledDescriptor::FILLED_FIELDS.iter().zip(expected).zip(found.filled_values());
+    let fields = FilledDescriptor::FILLED_FIELDS
+        .iter()
+        .zip(expected)
+        .zip(found.filled_values());
     for ((field, value), got) in fields {
         if got != value {
             let off = field.offset as u64;

@@ -16,9 +16,9 @@
 //! become empty). An object that needs no change is returned byte for byte.
 
 mod cursor;
+mod cut;
 mod debug;
 mod frames;
-mod cut;
 pub mod offsets;
 mod relocs;
 mod symbols;
