@@ -4,6 +4,7 @@
 //! ([`read`]); everything after that works on the 64-bit-wide model types below, so no other
 //! module has to care about the class.
 
+pub mod dwarf;
 mod read;
 mod validate;
 
@@ -208,6 +209,31 @@ pub struct ElfFile<'data> {
 }
 
 impl<'data> ElfFile<'data> {
+    /// The alignment every function symbol of each code section shares (a power of two,
+    /// at most the section's alignment), by section index: code aligned more than the C
+    /// extension needs stays so, and the verifier checks it did.
+    pub fn function_alignment(&self) -> std::collections::BTreeMap<usize, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for s in self
+            .symbols
+            .iter()
+            .filter(|s| s.kind == object::elf::STT_FUNC.0)
+        {
+            let Some(sec) = s.section() else { continue };
+            let Some(section) = self.sections.get(sec).filter(|x| x.is_exec()) else {
+                continue;
+            };
+            let a = if s.value == 0 {
+                64
+            } else {
+                1u64 << s.value.trailing_zeros().min(6)
+            };
+            let e = out.entry(sec).or_insert(64);
+            *e = (*e).min(a).min(section.align.max(1));
+        }
+        out
+    }
+
     /// Size of a pointer in bytes (4 or 8).
     pub fn ptr_size(&self) -> usize {
         if self.is_64 {

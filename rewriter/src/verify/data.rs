@@ -10,6 +10,7 @@ use super::report::VerifyReport;
 use super::sites::bytes_at;
 use super::versions::STRING_TAGS;
 use super::Ctx;
+use crate::elf::dwarf::read_uleb;
 use crate::elf::{read_uint, Reloc, Symbol};
 use crate::error::Result;
 use rayon::prelude::*;
@@ -102,17 +103,6 @@ fn delta(mapped: Mapped, target: u64) -> Option<(i128, i128)> {
         i128::from(lo) - i128::from(target),
         i128::from(hi) - i128::from(target),
     ))
-}
-
-fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, b) in bytes.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 /// `S + A` of a relocation against `syms`, and where it must map: addresses in allocated

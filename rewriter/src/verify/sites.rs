@@ -76,26 +76,6 @@ fn read_table(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Table {
     t
 }
 
-/// The alignment every function symbol of each code section shares (a power of two,
-/// at most the section's alignment), by section index.
-pub(super) fn function_alignment(file: &ElfFile<'_>) -> BTreeMap<usize, u64> {
-    let mut out: BTreeMap<usize, u64> = BTreeMap::new();
-    for s in file.symbols.iter().filter(|s| s.kind == elf::STT_FUNC.0) {
-        let Some(sec) = s.section() else { continue };
-        let Some(section) = file.sections.get(sec).filter(|x| x.is_exec()) else {
-            continue;
-        };
-        let a = if s.value == 0 {
-            64
-        } else {
-            1u64 << s.value.trailing_zeros().min(6)
-        };
-        let e = out.entry(sec).or_insert(64);
-        *e = (*e).min(a).min(section.align.max(1));
-    }
-    out
-}
-
 /// Bytes at an address of a linked file (any allocated section with contents).
 pub(super) fn bytes_at<'d>(file: &ElfFile<'d>, addr: u64, len: usize) -> Option<&'d [u8]> {
     let s = file.alloc_section_at(addr)?;

@@ -15,7 +15,6 @@
 //! byte. With `--slot 0` nothing is left to patch, so the records are dropped (the tables
 //! become empty). An object that needs no change is returned byte for byte.
 
-mod cursor;
 mod cut;
 mod debug;
 mod frames;
