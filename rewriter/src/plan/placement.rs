@@ -549,7 +549,7 @@ fn place_sections(
                 let end = at.wrapping_add(opts.table_bytes);
                 shift = distance(sec.addr.wrapping_add(sec.size), end, sec.name)?;
                 if shift < 0 {
-                    return Err(Error::refused(
+                    return Err(Error::NoRoomForTable(
                         "no room for the __mcount_loc table: the freed bytes do not cover it"
                             .to_string(),
                     ));
@@ -595,8 +595,9 @@ fn place_sections(
             .filter(|(&i, &f)| f >= opts.table_bytes + ptr && file.sections[i].is_alloc())
             .max_by_key(|(_, &f)| f)
             .ok_or_else(|| {
-                Error::refused(
-                    "in-place layout: no executable section has room for the __mcount_loc table",
+                Error::NoRoomForTable(
+                    "in-place layout: no executable section has room for the __mcount_loc table"
+                        .to_string(),
                 )
             })?;
         let sec = &file.sections[idx];

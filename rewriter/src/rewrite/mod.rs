@@ -275,7 +275,7 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
     // The table needs room in the freed bytes; when there is none (small slots gain little
     // over the pad), the file is rewritten without it and the stats say so.
     let (plan, with_table) = match phase("plan", || plan(&file, &scan.sites, &relocs, options)) {
-        Err(Error::Refused(m)) if with_table && m.contains("__mcount_loc") => (
+        Err(Error::NoRoomForTable(_)) if with_table => (
             plan(
                 &file,
                 &scan.sites,
