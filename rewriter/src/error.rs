@@ -32,7 +32,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// What kind of failure an [`Error`] is: what a caller matches on (the command line maps it
+/// What kind of failure an [`enum@Error`] is: what a caller matches on (the command line maps it
 /// to its exit status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -72,5 +72,5 @@ impl From<object::read::Error> for Error {
     }
 }
 
-/// Result with the library's [`Error`].
+/// Result with the library's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

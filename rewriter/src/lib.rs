@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! padtrim: scan, rewrite and verify RISC-V patchable function entries.
 //!
 //! Data flows one way: bytes → [`elf`] model → [`scan`] (patch sites) → plan → new image →

@@ -1,7 +1,7 @@
 //! The ELF model: a read-only, bounds-checked view of a RISC-V ELF file in plain integers.
 //!
 //! Parsing goes through the `object` crate with one generic code path over ELF32 and ELF64
-//! ([`read`]); everything after that works on the 64-bit-wide model types below, so no other
+//! (`read`); everything after that works on the 64-bit-wide model types below, so no other
 //! module has to care about the class.
 
 pub mod dwarf;

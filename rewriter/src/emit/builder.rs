@@ -24,7 +24,7 @@ pub fn read_builder<'data>(file: &ElfFile<'data>) -> Result<Builder<'data>> {
 
 /// Puts the plan and the fixed contents into the builder (taking them out of `fixed`), so
 /// that a caller can free what only the preparation needed (symbols, relocations) before
-/// [`write`] allocates the output: the peak of a rewrite's memory.
+/// [`write()`] allocates the output: the peak of a rewrite's memory.
 pub fn prepare<'data>(
     file: &ElfFile<'data>,
     mut b: Builder<'data>,
