@@ -73,8 +73,18 @@ fn one_malloc_arena() {
     }
 }
 
+/// `PADTRIM_TIMINGS=1`: the library's phase timings on stderr, one line each.
+fn timings_on_stderr() {
+    if std::env::var_os("PADTRIM_TIMINGS").is_some() {
+        padtrim::timing::set_sink(|name, elapsed| {
+            eprintln!("padtrim: {name:<24} {:8.1} ms", elapsed.as_secs_f64() * 1e3)
+        });
+    }
+}
+
 fn main() -> ExitCode {
     one_malloc_arena();
+    timings_on_stderr();
     default_sigpipe();
     let cli = Cli::parse();
     if let Command::Record(args) = &cli.command {

@@ -358,12 +358,7 @@ pub fn relocate(
         fixed.relocs.insert(rs.index, out);
     }
 
-    if std::env::var_os("PADTRIM_TIMINGS").is_some() {
-        eprintln!(
-            "padtrim: relocate: relocations {:8.1} ms",
-            t_relocs.elapsed().as_secs_f64() * 1e3
-        );
-    }
+    crate::timing::record("relocate: relocations", t_relocs.elapsed());
     data::check_pairs(&img)?;
     // Every %pcrel_lo must have been fixed with an auipc that carries a %pcrel_hi.
     for &(_, lp, _) in lo_partners.values().flatten() {
