@@ -6,11 +6,13 @@
 
 pub mod dwarf;
 mod read;
+mod reloc_names;
 mod validate;
 
 use crate::error::{Error, Result};
 
 pub use read::parse;
+pub use reloc_names::reloc_name;
 
 /// What kind of ELF file this is, as far as padtrim cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::elf::{self, ElfFile, FileKind};
+use crate::elf::{self, reloc_name, ElfFile, FileKind};
 use crate::emit::NewSection;
 use crate::error::{Error, Result};
 use crate::plan::{plan, Layout, PlanOptions};
@@ -520,76 +520,4 @@ fn require_emit_relocs(
         }
     }
     Ok(())
-}
-
-/// `R_RISCV_*` name of a relocation type (psABI numbering).
-pub fn reloc_name(t: u32) -> String {
-    const NAMES: &[&str] = &[
-        "NONE",
-        "32",
-        "64",
-        "RELATIVE",
-        "COPY",
-        "JUMP_SLOT",
-        "TLS_DTPMOD32",
-        "TLS_DTPMOD64",
-        "TLS_DTPREL32",
-        "TLS_DTPREL64",
-        "TLS_TPREL32",
-        "TLS_TPREL64",
-        "TLSDESC",
-        "",
-        "",
-        "",
-        "BRANCH",
-        "JAL",
-        "CALL",
-        "CALL_PLT",
-        "GOT_HI20",
-        "TLS_GOT_HI20",
-        "TLS_GD_HI20",
-        "PCREL_HI20",
-        "PCREL_LO12_I",
-        "PCREL_LO12_S",
-        "HI20",
-        "LO12_I",
-        "LO12_S",
-        "TPREL_HI20",
-        "TPREL_LO12_I",
-        "TPREL_LO12_S",
-        "TPREL_ADD",
-        "ADD8",
-        "ADD16",
-        "ADD32",
-        "ADD64",
-        "SUB8",
-        "SUB16",
-        "SUB32",
-        "SUB64",
-        "GOT32_PCREL",
-        "",
-        "ALIGN",
-        "RVC_BRANCH",
-        "RVC_JUMP",
-        "RVC_LUI",
-        "GPREL_I",
-        "GPREL_S",
-        "TPREL_I",
-        "TPREL_S",
-        "RELAX",
-        "SUB6",
-        "SET6",
-        "SET8",
-        "SET16",
-        "SET32",
-        "32_PCREL",
-        "IRELATIVE",
-        "PLT32",
-        "SET_ULEB128",
-        "SUB_ULEB128",
-    ];
-    match NAMES.get(t as usize) {
-        Some(n) if !n.is_empty() => format!("R_RISCV_{n}"),
-        _ => format!("type {t}"),
-    }
 }

@@ -28,10 +28,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use object::elf;
 
+use crate::elf::reloc_name;
 use crate::elf::ElfFile;
 use crate::error::{Error, Result};
 use crate::plan::Layout;
-use crate::rewrite::{reloc_name, RewriteOptions, RewriteStats};
+use crate::rewrite::{RewriteOptions, RewriteStats};
 use crate::scan::{Scan, TABLE_SECTION};
 
 pub use cut::ALIGN_RESERVE;
