@@ -256,6 +256,7 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
             opts.slot
         )));
     }
+    refuse_sizes_past_the_top(&file)?;
     let layout = opts.layout.unwrap_or(if file.kind == FileKind::Vmlinux {
         Layout::InPlace
     } else {
@@ -458,6 +459,25 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
     stats.writer = Some(writer);
     stats.kernel_tables = (file.kind == FileKind::Vmlinux).then_some(fixed_kernel);
     Ok((out, stats))
+}
+
+/// A symbol of the image whose size runs past the top of the address space has no new size
+/// that would be true (a corrupt `st_size`): refused, naming the symbol, rather than written
+/// with a size that only the verification would catch.
+fn refuse_sizes_past_the_top(file: &ElfFile<'_>) -> Result<()> {
+    let top = 1u128 << (8 * file.ptr_size());
+    let past = file.symbols.iter().find(|s| {
+        s.section()
+            .is_some_and(|i| file.sections.get(i).is_some_and(|x| x.is_alloc()))
+            && u128::from(s.value) + u128::from(s.size) > top
+    });
+    match past {
+        Some(s) => Err(Error::refused(format!(
+            "symbol {} at {:#x} claims {:#x} bytes, past the top of the address space",
+            s.name, s.value, s.size
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Empties every `__patchable_function_entries` section and its static relocations (the
