@@ -15,10 +15,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// The exit statuses, for `--help`.
-const EXIT_STATUS: &str =
-    "Exit status: 0 success, 1 a failed check, 2 unusable input (the file and \
-the reason on stderr), 3 internal error (a rewrite failed its own verification: a bug in padtrim, \
-not in the input; nothing was written).";
+const EXIT_STATUS: &str = "Exit status:
+  0  success
+  1  a failed check
+  2  unusable input (the file and the reason on stderr)
+  3  internal error: a rewrite failed its own verification (a bug in padtrim, not in the \
+input; nothing was written)";
 
 /// Trim RISC-V patchable function entries to 4-byte slots, and trace through them.
 #[derive(Parser)]
