@@ -1,7 +1,8 @@
 //! `padtrim`: report, check, rewrite and verify RISC-V patchable function entries, and record
 //! and replay traces of programs that carry the padtrim runtime.
 //!
-//! Exit status: 0 success, 1 a failed check, 2 unusable input.
+//! Exit status: 0 success, 1 a failed check, 2 unusable input, 3 internal error (a rewrite
+//! failed its own verification: a bug in padtrim, not in the input; nothing was written).
 
 mod input;
 mod report_cmd;
@@ -13,9 +14,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The exit statuses, for `--help`.
+const EXIT_STATUS: &str = "Exit status:
+  0  success
+  1  a failed check
+  2  unusable input (the file and the reason on stderr)
+  3  internal error: a rewrite failed its own verification (a bug in padtrim, not in the \
+input; nothing was written)";
+
 /// Trim RISC-V patchable function entries to 4-byte slots, and trace through them.
 #[derive(Parser)]
-#[command(name = "padtrim", version, about, long_about = None)]
+#[command(name = "padtrim", version, about, long_about = None, after_help = EXIT_STATUS)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +41,16 @@ enum Command {
     /// Prove a rewrite right: every instruction, reference, symbol and table maps (exit 1 if not).
     Verify(verify_cmd::VerifyArgs),
     /// Run a RISC-V program linked with the padtrim runtime and record a trace.
+    ///
+    /// PROGRAM must be a riscv64 ELF program: a missing file, a directory, a file that is not
+    /// ELF or an ELF file for another machine is refused (exit 2) before anything runs. The
+    /// trace also gets the program's identity (build-id, size, a hash of its code), which
+    /// `padtrim replay` checks against the program it takes symbols from.
+    ///
+    /// Exit status: the program's own, so `padtrim record` can stand in for the program in
+    /// scripts; 128+N when signal N killed it (as shells report it); 2 when padtrim could not
+    /// run it, or when it wrote no trace (not linked with the padtrim runtime), whatever its
+    /// own status was (which the message then tells).
     Record(trace::RecordArgs),
     /// Print a recorded trace (text, chrome, folded, or --summary).
     Replay(trace::ReplayArgs),
@@ -44,6 +63,8 @@ pub enum Outcome {
     /// Exit 1: a check failed (details already printed).
     CheckFailed,
 }
+// Exit 2 is any other error (unusable input); exit 3 is a rewrite that failed its own
+// verification (`rewrite_cmd::VerificationFailed`).
 
 /// Dies quietly on a closed pipe (`padtrim report big | head`), as other command-line tools
 /// do, instead of panicking in `println!`.
@@ -88,7 +109,8 @@ fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse();
     if let Command::Record(args) = &cli.command {
-        // `record` exits with the traced program's own status.
+        // `record` exits with the traced program's own status (128+N if signal N killed
+        // it); its errors, including a program that wrote no trace, exit 2.
         return match trace::record(args) {
             Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => {
@@ -108,6 +130,11 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Err(e) if e.is::<rewrite_cmd::VerificationFailed>() => {
+            // padtrim's own fault: what happened, and what to send in a bug report.
+            eprintln!("padtrim: {e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             // One line: the file and the reason (anyhow's context chain, joined).
             eprintln!("padtrim: {e:#}");

@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use padtrim::plan::Layout;
-use padtrim::rewrite::{read_back, rewrite_unread, RewriteOptions, RewriteStats, Writer};
+use padtrim::rewrite::{
+    read_back, rewrite_unread, PreShortfall, RewriteOptions, RewriteStats, Writer,
+};
 use padtrim::timing::phase;
 use padtrim::verify::{verify, VerifyReport};
 
 use crate::input::Input;
+use crate::verify_cmd::count;
 use crate::Outcome;
 
 /// Arguments of `padtrim rewrite`.
@@ -94,8 +97,12 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
     };
     // The output is read back (parsed as any input is) before anything is written; the
     // verification parses it anyway, so it does the reading back.
-    let (bytes, stats) = phase("rewrite (total)", || rewrite_unread(input.bytes(), opts))
+    let (mut bytes, stats) = phase("rewrite (total)", || rewrite_unread(input.bytes(), opts))
         .with_context(|| input.name())?;
+    if let Some(short) = &stats.pre_shortfall {
+        eprintln!("padtrim: warning: {}: {}", input.name(), pre_warning(short));
+    }
+    damage_for_tests(&mut bytes, stats.unchanged)?;
     if args.no_verify && !stats.unchanged {
         phase("read back", || read_back(&bytes)).with_context(|| input.name())?;
     }
@@ -147,18 +154,114 @@ fn verify_output(input: &Input, bytes: &[u8], stats: &RewriteStats) -> Result<Ve
     let report =
         verify(&old, &new).with_context(|| format!("{}: verifying the rewrite", input.name()))?;
     if !report.is_ok() {
-        let first = report
-            .mismatches
-            .first()
-            .map_or_else(String::new, |m| format!("; first: {m}"));
-        bail!(
-            "{}: the rewrite failed verification ({} mismatches{first}); nothing written \
-             (--no-verify writes it anyway; `padtrim verify IN OUT` lists the mismatches)",
-            input.name(),
-            report.mismatch_count
-        );
+        return Err(VerificationFailed {
+            input: input.name(),
+            mismatches: report.mismatch_count,
+            first: report.mismatches.first().map(|m| m.to_string()),
+        }
+        .into());
     }
     Ok(report)
+}
+
+/// A rewrite that failed its own verification: a bug in padtrim, not in the input
+/// (exit 3, see `main`). Nothing was written.
+#[derive(Debug)]
+pub struct VerificationFailed {
+    input: String,
+    mismatches: usize,
+    first: Option<String>,
+}
+
+impl std::fmt::Display for VerificationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let input = &self.input;
+        writeln!(
+            f,
+            "internal error: the rewrite of {input} failed its own verification ({}{})",
+            count(self.mismatches, "mismatch", "mismatches"),
+            self.first
+                .as_ref()
+                .map_or(String::new(), |m| format!("; first: {m}")),
+        )?;
+        write!(
+            f,
+            "  The input is fine: this is a bug in padtrim, and no output was written.\n  \
+             Please report it with the padtrim version ({}), the command line ({}) and the \
+             input file ({input}).\n  \
+             `--no-verify` writes the output anyway, unverified; `padtrim verify {input} OUT` \
+             then lists every mismatch.",
+            env!("CARGO_PKG_VERSION"),
+            command_line(),
+        )
+    }
+}
+
+impl std::error::Error for VerificationFailed {}
+
+/// This process's command line, quoted for a shell where needed (for bug reports).
+fn command_line() -> String {
+    let args = std::env::args_os().skip(1);
+    std::iter::once("padtrim".to_string())
+        .chain(args.map(|a| {
+            let a = a.to_string_lossy().into_owned();
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c));
+            if plain {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Test hook, read by the command line only (never by the library): with
+/// `PADTRIM_DEBUG_DAMAGE_OUTPUT=OFFSET`, the byte at OFFSET of the rewritten file is
+/// inverted before it is verified and written. A rewrite that fails its own verification
+/// is a padtrim bug, and no known input triggers one: this is the only way to reach that
+/// path (exit 3) from outside, so the test suite can check what a user would see.
+fn damage_for_tests(bytes: &mut [u8], unchanged: bool) -> Result<()> {
+    let Some(at) = std::env::var_os("PADTRIM_DEBUG_DAMAGE_OUTPUT") else {
+        return Ok(());
+    };
+    let at: usize = at
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .context("PADTRIM_DEBUG_DAMAGE_OUTPUT must be a file offset")?;
+    match bytes.get_mut(at) {
+        Some(b) if !unchanged => *b = !*b,
+        _ => bail!("PADTRIM_DEBUG_DAMAGE_OUTPUT={at}: no such byte in a rewritten file"),
+    }
+    Ok(())
+}
+
+/// The warning for `--pre` asking more than the pads have before their functions.
+fn pre_warning(s: &PreShortfall) -> String {
+    let have = if s.least == s.most {
+        format!("{} bytes", s.least)
+    } else {
+        format!("{} to {} bytes", s.least, s.most)
+    };
+    let which = match (s.functions, s.of) {
+        (n, of) if n == of => "the pads have".to_string(),
+        (1, of) => format!("1 of {of} pads has"),
+        (n, of) => format!("{n} of {of} pads have"),
+    };
+    if s.most == 0 {
+        return format!(
+            "--pre {}: {which} no bytes before the function (-fpatchable-function-entry=N \
+             puts none there; N,M puts M nops), so none were kept",
+            s.requested
+        );
+    }
+    format!(
+        "--pre {}: {which} only {have} before the function (the M nops of \
+         -fpatchable-function-entry=N,M); kept all of those",
+        s.requested
+    )
 }
 
 fn print_verified(v: &VerifyReport) {
@@ -168,18 +271,50 @@ fn print_verified(v: &VerifyReport) {
     }
     let c = &v.counts;
     println!(
-        "  verified:            {} instructions, {} branches, {} auipc pairs, {} data references, {} symbols: no mismatches{}",
-        c.instructions,
-        c.branches,
-        c.auipc_pairs + c.unrelocated_auipc,
-        c.data_words + c.differences + c.dynamic_relocations + c.got_words,
-        c.symbols,
+        "  verified:            {}, {}, {}, {}, {}: no mismatches{}",
+        count(c.instructions as usize, "instruction", "instructions"),
+        count(c.branches as usize, "branch", "branches"),
+        count(
+            (c.auipc_pairs + c.unrelocated_auipc) as usize,
+            "auipc pair",
+            "auipc pairs"
+        ),
+        count(
+            (c.data_words + c.differences + c.dynamic_relocations + c.got_words) as usize,
+            "data reference",
+            "data references"
+        ),
+        count(c.symbols as usize, "symbol", "symbols"),
         if v.warning_count > 0 {
-            format!(" ({} warnings: `padtrim verify` lists them)", v.warning_count)
+            format!(
+                " ({}: `padtrim verify` lists them)",
+                count(v.warning_count, "warning", "warnings")
+            )
         } else {
             String::new()
         }
     );
+}
+
+/// How a size changed, in words: "1.20% smaller", "0.50% larger" or "unchanged".
+fn change(before: u64, after: u64) -> String {
+    if before == after {
+        return "unchanged".into();
+    }
+    let (d, word) = match after < before {
+        true => (before - after, "smaller"),
+        false => (after - before, "larger"),
+    };
+    if before == 0 {
+        return word.into();
+    }
+    let pct = 100.0 * d as f64 / before as f64;
+    // Never "0.00% larger" for a change of a few bytes in a large file.
+    if pct < 0.005 {
+        format!("<0.01% {word}")
+    } else {
+        format!("{pct:.2}% {word}")
+    }
 }
 
 fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
@@ -191,39 +326,55 @@ fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
         );
         return;
     }
-    let pct = |a: u64, b: u64| {
-        if a == 0 {
-            0.0
-        } else {
-            100.0 * (a as f64 - b as f64) / a as f64
-        }
-    };
     println!("{input} -> {}", output.display());
+    let layout = match s.layout {
+        Layout::Pack => "--layout pack",
+        Layout::InPlace => "--layout in-place",
+    };
     println!(
-        "  sites rewritten:     {} ({}-byte slots, {:?} layout)",
-        s.sites, s.slot_bytes, s.layout
+        "  sites rewritten:     {} ({}-byte slots, {layout})",
+        s.sites, s.slot_bytes
     );
+    let removed = if s.bytes_removed >= 0 {
+        format!(
+            "{} removed",
+            count(s.bytes_removed as usize, "byte", "bytes")
+        )
+    } else {
+        format!(
+            "{} added",
+            count(s.bytes_removed.unsigned_abs() as usize, "byte", "bytes")
+        )
+    };
     println!(
-        "  text:                {} -> {} bytes ({:.2}% smaller), {} bytes removed, {} spent on alignment",
+        "  text:                {} -> {} bytes ({}), {removed}, {} spent on alignment",
         s.text_size_before,
         s.text_size_after,
-        pct(s.text_size_before, s.text_size_after),
-        s.bytes_removed,
+        change(s.text_size_before, s.text_size_after),
         s.alignment_bytes
     );
     println!(
-        "  file:                {} -> {} bytes ({:.2}% smaller)",
+        "  file:                {} -> {} bytes ({})",
         s.file_size_before,
         s.file_size_after,
-        pct(s.file_size_before, s.file_size_after)
+        change(s.file_size_before, s.file_size_after)
     );
     if s.free_bytes > 0 {
         println!(
-            "  free space (in-place): {} bytes of nops at section ends",
-            s.free_bytes
+            "  free space:          {} of nops at section ends (--layout in-place)",
+            count(s.free_bytes as usize, "byte", "bytes")
         );
     }
-    println!("  unrelocated fixups:  {}", s.unrelocated_fixups);
+    if s.slot_bytes >= 4 && s.writer.is_some() && s.kernel_tables.is_none() && !s.table {
+        println!(
+            "  slot table:          none added (the freed bytes leave no room for \
+             __mcount_loc; the padtrim runtime will find no slots)"
+        );
+    }
+    println!(
+        "  unrelocated fixups:  {} (PC-relative code without relocations, fixed by decoding)",
+        s.unrelocated_fixups
+    );
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -790,6 +790,23 @@ fn runtime_api_controls_recording_and_calls_handlers() {
 }
 
 #[test]
+fn threads_patching_slots_in_one_page_at_once_do_not_crash() {
+    // Each padtrim_enable_function makes the slot's page writable, stores, and makes it
+    // read-only again: two threads doing that to one page must take turns, or one of them
+    // stores into a page the other has just made read-only (SIGSEGV).
+    let dir = scratch("patch-race");
+    let exe = rewrite(&build_padded(&dir, "patch_race.c", Link::NoPie));
+    for mode in ["off", "entry"] {
+        let (stdout, code) = run_plain(&exe, mode);
+        assert_eq!(
+            (stdout.as_str(), code),
+            ("bad=0\n", 0),
+            "PADTRIM_TRACE={mode}"
+        );
+    }
+}
+
+#[test]
 fn shared_library_carrying_the_runtime_finds_its_own_descriptor() {
     // `-Bsymbolic`: without it the library's calls to its own exported functions go through
     // its PLT, which `padtrim rewrite` does not follow yet ("branch ... goes to ...@plt").
@@ -1009,4 +1026,413 @@ fn long_entry_traces_are_complete_and_replay_quickly() {
         "replay took {:?}",
         started.elapsed()
     );
+}
+
+// ---- `padtrim record` / `padtrim replay` for a newcomer: refusals, exit statuses, words ----
+
+/// Build C `source` (written to `dir/name.c`) for riscv64 into `dir/name`, with the runtime
+/// linked in or not.
+fn build_source(dir: &Path, name: &str, source: &str, with_runtime: bool) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let exe = dir.join(name);
+    let mut cmd = Command::new("riscv64-linux-gnu-gcc");
+    cmd.args(["-march=rv64g", "-mabi=lp64d", "-O0"]);
+    if with_runtime {
+        cmd.arg("-fpatchable-function-entry=1");
+    }
+    cmd.arg(&src);
+    if with_runtime {
+        cmd.arg(runtime_lib()).args(["-Wl,-q", "-lpthread"]);
+    }
+    let out = cmd
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("run the cross compiler");
+    assert!(
+        out.status.success(),
+        "building {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// A program that prints a line and exits with `argv[1]`, or raises signal `argv[2]`.
+const EXIT_WITH: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noinline)) int status_of(const char *s) { return atoi(s); }
+int main(int argc, char **argv) {
+    puts("ran");
+    fflush(stdout);
+    if (argc > 2) raise(atoi(argv[2]));
+    return argc > 1 ? status_of(argv[1]) : 0;
+}
+"#;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn record_refuses_what_is_not_a_riscv_program_before_running_it() {
+    let dir = scratch("refuse");
+    // An "emulator" that only leaves a mark: nothing may reach it.
+    let marker = dir.join("ran");
+    let fake_qemu = dir.join("fake-qemu");
+    std::fs::write(
+        &fake_qemu,
+        format!("#!/bin/sh\ntouch '{}'\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake_qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "just text\n").unwrap();
+    let script = dir.join("wrapper.sh");
+    std::fs::write(&script, "#!/bin/sh\nexec ./prog \"$@\"\n").unwrap();
+    let object = dir.join("obj.o");
+    let src = dir.join("obj.c");
+    std::fs::write(&src, "int f(void) { return 1; }\n").unwrap();
+    let cc = Command::new("riscv64-linux-gnu-gcc")
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .unwrap();
+    assert!(cc.status.success());
+    let missing = dir.join("missing");
+    let host_program = PathBuf::from(env!("CARGO_BIN_EXE_padtrim"));
+    let trace = dir.join("t.trace");
+    for (program, reason) in [
+        (&missing, "no such file"),
+        (&dir, "is a directory"),
+        (&notes, "not an ELF file"),
+        (&script, "not an ELF file (a script)"),
+        (&host_program, "not a RISC-V ELF (machine "),
+        (&object, "a relocatable object file, not a program"),
+    ] {
+        let out = padtrim(&[
+            "record",
+            "--qemu",
+            fake_qemu.to_str().unwrap(),
+            "-o",
+            trace.to_str().unwrap(),
+            "--",
+            program.to_str().unwrap(),
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {stderr}",
+            program.display()
+        );
+        assert!(
+            stderr.contains(&format!("{}: {reason}", program.display())),
+            "{}: wanted {reason:?}, got: {stderr}",
+            program.display()
+        );
+        assert!(!stderr.contains("is it linked"), "{stderr}");
+        assert!(!marker.exists(), "{} was run", program.display());
+        assert!(!trace.exists());
+    }
+    // An output the runtime could not create: refused too, before running.
+    let exe = build_source(&dir, "prog", EXIT_WITH, true);
+    let nowhere = dir.join("no-such-dir/t.trace");
+    let out = padtrim(&[
+        "record",
+        "--qemu",
+        fake_qemu.to_str().unwrap(),
+        "-o",
+        nowhere.to_str().unwrap(),
+        "--",
+        exe.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no such directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn record_of_a_program_without_the_runtime_exits_2() {
+    let dir = scratch("noruntime");
+    let exe = build_source(&dir, "plain", EXIT_WITH, false);
+    let trace = dir.join("t.trace");
+    for status in ["0", "3"] {
+        let out = padtrim(&[
+            "record",
+            "-o",
+            trace.to_str().unwrap(),
+            "--",
+            exe.to_str().unwrap(),
+            status,
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(text(&out.stdout), "ran\n", "the program runs: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{} wrote no trace (it exited with status {status}): it is not linked with \
+                 the padtrim runtime",
+                exe.display()
+            )),
+            "{stderr}"
+        );
+        assert!(!trace.exists());
+    }
+}
+
+#[test]
+fn record_passes_on_the_programs_exit_status_and_documents_it() {
+    let dir = scratch("status");
+    let exe = build_source(&dir, "exits", EXIT_WITH, true);
+    let trace = dir.join("t.trace");
+    // (arguments, expected status): own statuses, then signals as 128+N.
+    for (args, want) in [
+        (&["0"][..], 0),
+        (&["3"][..], 3),
+        (&["42"][..], 42),
+        (&["0", "15"][..], 128 + 15), // SIGTERM
+        (&["0", "6"][..], 128 + 6),   // SIGABRT
+    ] {
+        let mut argv = vec![
+            "record",
+            "--graph",
+            "-o",
+            trace.to_str().unwrap(),
+            "--",
+            exe.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(args);
+        let out = padtrim(&argv);
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(trace.exists(), "{args:?}: no trace");
+        // A killed program never flushes its records (only the header is there).
+        if args.len() == 1 {
+            let summary = replay(&trace, &exe, &["--summary"]);
+            assert!(summary.contains("main"), "{args:?}: {summary}");
+        }
+    }
+    let help = text(&padtrim(&["record", "--help"]).stdout);
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for words in [
+        "Exit status: the program's own",
+        "128+N when signal N killed it",
+        "2 when padtrim could not run it, or when it wrote no trace",
+    ] {
+        assert!(
+            flat.contains(words),
+            "record --help lacks {words:?}: {help}"
+        );
+    }
+}
+
+#[test]
+fn replay_refuses_a_program_other_than_the_traced_one() {
+    let dir = scratch("identity");
+    let exe = build(&dir, "calls.c");
+    let other = build(&dir, "jump.c");
+    let (_, _, trace) = record(&exe, "graph", None);
+    let t = trace.to_str().unwrap();
+
+    let out = padtrim(&["replay", t, "--elf", other.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    for part in [
+        format!("{} is not the program traced in {}", other.display(), t),
+        format!("traced: {}: build-id ", exe.display()),
+        format!("--elf:  {}: build-id ", other.display()),
+        "--force".to_string(),
+    ] {
+        assert!(stderr.contains(&part), "wanted {part:?} in: {stderr}");
+    }
+
+    // --force: a warning, and the replay.
+    let out = padtrim(&["replay", t, "--elf", other.to_str().unwrap(), "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning"));
+    assert!(text(&out.stdout).starts_with("# padtrim trace of"));
+
+    // A copy, and a stripped copy, hold the same code: accepted.
+    let copy = dir.join("calls-copy");
+    std::fs::copy(&exe, &copy).unwrap();
+    assert!(replay(&trace, &copy, &[]).contains("main()"));
+    let stripped = dir.join("calls-stripped");
+    let st = Command::new("riscv64-linux-gnu-strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = padtrim(&["replay", t, "--elf", stripped.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A separate debug file has the symbols but not the code: the build-id decides.
+    let debug = dir.join("calls.debug");
+    let st = Command::new("riscv64-linux-gnu-objcopy")
+        .arg("--only-keep-debug")
+        .arg(&exe)
+        .arg(&debug)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(replay(&trace, &debug, &[]).contains("main()"));
+
+    // The program rebuilt (here: replaced) after recording: replay without --elf refuses.
+    std::fs::copy(&other, &exe).unwrap();
+    let out = padtrim(&["replay", t]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} has changed since {t} was recorded",
+            exe.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--elf"), "{stderr}");
+}
+
+#[test]
+fn replay_refuses_the_original_of_a_rewritten_program() {
+    // `padtrim rewrite` keeps the build-id but moves the functions: the build-id alone would
+    // let the original's symbols name the rewritten program's addresses.
+    let dir = scratch("identity-rewrite");
+    let exe = build_padded(&dir, "calls.c", Link::Pie);
+    let pt = rewrite(&exe);
+    let (_, _, trace) = record(&pt, "graph", None);
+    let out = padtrim(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--elf",
+        exe.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the same build-id but different code"),
+        "{stderr}"
+    );
+    assert!(replay(&trace, &pt, &[]).contains("main()"));
+}
+
+#[test]
+fn traces_written_without_record_still_replay_and_warn_about_a_foreign_program() {
+    let dir = scratch("direct");
+    let exe = build(&dir, "calls.c");
+    let other = build(&dir, "jump.c");
+    let trace = dir.join("direct.trace");
+    let (_, stderr, _) = run_env(
+        &exe,
+        &[
+            ("PADTRIM_TRACE", "graph"),
+            ("PADTRIM_OUT", trace.to_str().unwrap()),
+        ],
+    );
+    assert!(trace.exists(), "{stderr}");
+    let t = trace.to_str().unwrap();
+    let out = padtrim(&["replay", t, "--elf", exe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("main()"));
+    // No identity to check, but not one traced address starts a function of `other`.
+    let out = padtrim(&["replay", t, "--elf", other.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "starts at a function symbol of {}: is it the traced program",
+            other.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn replay_speaks_in_flag_words_and_plurals() {
+    let dir = scratch("words");
+    let exe = build(&dir, "calls.c");
+    let (_, _, graph) = record(&exe, "graph", None);
+    let (_, _, entry) = record(&exe, "entry", None);
+    let summary = replay(&graph, &exe, &["--summary"]);
+    let first = summary.lines().next().unwrap();
+    assert!(first.ends_with(", mode graph, 1 thread"), "{first}");
+    assert!(
+        summary.contains("# startup: 6 slots patched, 0 skipped"),
+        "{summary}"
+    );
+    let head = replay(&graph, &exe, &[]);
+    assert!(
+        head.lines().next().unwrap().ends_with(", mode graph"),
+        "{head}"
+    );
+    let head = replay(&entry, &exe, &[]);
+    assert!(
+        head.lines().next().unwrap().ends_with(", mode entry"),
+        "{head}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&replay(&graph, &exe, &["--format", "chrome"])).unwrap();
+    assert_eq!(doc["otherData"]["mode"], "graph");
+    let threads = build(&dir, "threads.c");
+    let (_, _, trace) = record(&threads, "entry", None);
+    let summary = replay(&trace, &threads, &["--summary"]);
+    assert!(
+        summary
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(", mode entry, 4 threads"),
+        "{summary}"
+    );
+    for all in [&summary, &head] {
+        assert!(!all.contains("(s)") && !all.contains("Graph") && !all.contains("Entry"));
+    }
+}
+
+#[test]
+fn record_never_removes_a_device_given_as_output() {
+    // `-o /dev/null` once removed /dev/null (record deletes an old trace first) and, run as
+    // root, the runtime then created a regular file in its place. A node of the same device
+    // in the scratch directory stands in for it.
+    let dir = scratch("device");
+    let null = dir.join("null");
+    let made = Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .output()
+        .unwrap();
+    if !made.status.success() {
+        eprintln!(
+            "skipped: cannot make a device node here: {}",
+            text(&made.stderr)
+        );
+        return;
+    }
+    let exe = build_source(&dir, "prog", EXIT_WITH, true);
+    let out = padtrim(&[
+        "record",
+        "-o",
+        null.to_str().unwrap(),
+        "--",
+        exe.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::symlink_metadata(&null).unwrap().file_type();
+    assert!(kind.is_char_device(), "{} was replaced", null.display());
 }

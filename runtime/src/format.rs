@@ -12,6 +12,11 @@
 //! `time` is in clock ticks (`rdtime`); `Clock` records pair ticks with CLOCK_MONOTONIC
 //! nanoseconds so the reader can convert. Addresses are link-time (runtime minus load bias).
 //! A crash can leave a partial record at the end; readers ignore it.
+//!
+//! `padtrim record` appends `Identity` records after the program has run: what identifies
+//! the traced program (build-id, file size, a hash of its code), so `padtrim replay` can
+//! refuse symbols from another program. The runtime never writes them, and readers skip
+//! record kinds they do not know, so traces with and without them read the same way.
 
 /// The 8 bytes every trace file starts with.
 pub const MAGIC: [u8; 8] = *b"PADTRACE";
@@ -44,6 +49,14 @@ impl Mode {
             Mode::Graph => 2,
         }
     }
+    /// The word for it, as `PADTRIM_TRACE` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Entry => "entry",
+            Mode::Graph => "graph",
+        }
+    }
     /// Inverse of `to_u32`.
     pub fn from_u32(v: u32) -> Option<Mode> {
         match v {
@@ -73,6 +86,89 @@ pub enum Kind {
     /// 4-byte aligned `nop`, or out of reach) in the upper 32 bits of addr; `depth` = where
     /// the slot table was found (`TableSource::to_u16`).
     Patched,
+    /// A fact identifying the traced program, appended by `padtrim record` (never by the
+    /// runtime): `depth` = which fact (`IdentityField::to_u16`), `tid` = the length in bytes
+    /// of its value, `time` then `addr` = up to 16 bytes of the value (little-endian). A
+    /// longer value goes on in the next records of the same field, in file order.
+    Identity,
+}
+
+/// Which fact an `Identity` record carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityField {
+    /// The GNU build-id (the `NT_GNU_BUILD_ID` note's bytes).
+    BuildId,
+    /// The file's size in bytes (u64).
+    FileSize,
+    /// 64-bit FNV-1a over the program's code: for each allocated, executable section with
+    /// bytes in the file, in section-header order, its address (u64), its size (u64) and
+    /// its bytes. Equal hashes mean the same instructions at the same addresses, so the
+    /// same function addresses (a stripped copy hashes like the original; a program
+    /// rewritten by `padtrim rewrite` does not, though it keeps the build-id).
+    CodeHash,
+}
+
+impl IdentityField {
+    /// The number stored in an `Identity` record's `depth`.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            IdentityField::BuildId => 1,
+            IdentityField::FileSize => 2,
+            IdentityField::CodeHash => 3,
+        }
+    }
+    /// Inverse of `to_u16`.
+    pub fn from_u16(v: u16) -> Option<IdentityField> {
+        match v {
+            1 => Some(IdentityField::BuildId),
+            2 => Some(IdentityField::FileSize),
+            3 => Some(IdentityField::CodeHash),
+            _ => None,
+        }
+    }
+}
+
+/// Longest value an `Identity` field may carry (a build-id is 8 to 20 bytes in practice).
+pub const MAX_IDENTITY_VALUE: usize = 256;
+
+/// The `index`-th `Identity` record carrying `value` for `field`, or `None` past the last
+/// one (or when `value` is longer than `MAX_IDENTITY_VALUE`). An empty value has one record.
+pub fn identity_record(field: IdentityField, value: &[u8], index: usize) -> Option<Record> {
+    if value.len() > MAX_IDENTITY_VALUE {
+        return None;
+    }
+    let start = index.checked_mul(16)?;
+    if start >= value.len() && !(index == 0 && value.is_empty()) {
+        return None;
+    }
+    let mut chunk = [0u8; 16];
+    let end = core::cmp::min(start + 16, value.len());
+    chunk[..end - start].copy_from_slice(&value[start..end]);
+    Some(Record {
+        time: u64_at(&chunk, 0)?,
+        addr: u64_at(&chunk, 8)?,
+        tid: value.len() as u32,
+        depth: field.to_u16(),
+        kind: Kind::Identity,
+    })
+}
+
+impl Record {
+    /// For an `Identity` record: its field, the value's total length, and its 16 bytes
+    /// (of which the reader keeps what the length still needs).
+    pub fn identity_chunk(&self) -> Option<(IdentityField, usize, [u8; 16])> {
+        if self.kind != Kind::Identity {
+            return None;
+        }
+        let mut chunk = [0u8; 16];
+        chunk[..8].copy_from_slice(&self.time.to_le_bytes());
+        chunk[8..].copy_from_slice(&self.addr.to_le_bytes());
+        Some((
+            IdentityField::from_u16(self.depth)?,
+            self.tid as usize,
+            chunk,
+        ))
+    }
 }
 
 /// Where the runtime found the slot table.
@@ -124,6 +220,7 @@ impl Kind {
             Kind::Clock => 3,
             Kind::Lost => 4,
             Kind::Patched => 5,
+            Kind::Identity => 6,
         }
     }
     /// Inverse of `to_u8`.
@@ -135,6 +232,7 @@ impl Kind {
             3 => Some(Kind::Clock),
             4 => Some(Kind::Lost),
             5 => Some(Kind::Patched),
+            6 => Some(Kind::Identity),
             _ => None,
         }
     }
@@ -258,6 +356,8 @@ pub struct TraceFile<'a> {
     pub header: Header,
     /// Path of the traced executable, as the process saw it.
     pub exe_path: &'a [u8],
+    /// Bytes before the first record (the header with its path and padding).
+    pub header_size: usize,
     /// The record area (whole records only).
     records: &'a [u8],
     /// Bytes of an incomplete record at the end (a crash while writing).
@@ -299,6 +399,7 @@ impl<'a> TraceFile<'a> {
         Ok(TraceFile {
             header,
             exe_path: &bytes[HEADER_FIXED_SIZE..HEADER_FIXED_SIZE + path_len],
+            header_size: size,
             records: &rest[..whole],
             trailing_bytes: rest.len() - whole,
         })
@@ -436,6 +537,44 @@ mod tests {
         let c = t.clock();
         assert!((c.ns_per_tick - 1.0).abs() < 1e-9);
         assert!((c.ns_since_start(1300) - 300.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn identity_values_split_into_records_and_join_again() {
+        let build_id: Vec<u8> = (1..=20).collect();
+        let mut recs = Vec::new();
+        let mut i = 0;
+        while let Some(r) = identity_record(IdentityField::BuildId, &build_id, i) {
+            recs.push(r);
+            i += 1;
+        }
+        assert_eq!(recs.len(), 2);
+        let mut back = Vec::new();
+        for r in &recs {
+            let decoded = Record::decode(&r.encode()).unwrap();
+            let (field, len, chunk) = decoded.identity_chunk().unwrap();
+            assert_eq!((field, len), (IdentityField::BuildId, 20));
+            let take = core::cmp::min(16, len - back.len());
+            back.extend_from_slice(&chunk[..take]);
+        }
+        assert_eq!(back, build_id);
+        let size = identity_record(IdentityField::FileSize, &7u64.to_le_bytes(), 0).unwrap();
+        assert_eq!((size.addr, size.time, size.tid), (0, 7, 8));
+        assert!(identity_record(IdentityField::FileSize, &7u64.to_le_bytes(), 1).is_none());
+        assert!(identity_record(IdentityField::BuildId, &[], 0).is_some());
+        assert!(identity_record(IdentityField::BuildId, &[0; 300], 0).is_none());
+        assert!(Record::decode(&recs[0].encode())
+            .unwrap()
+            .identity_chunk()
+            .is_some());
+        let entry = Record {
+            time: 0,
+            addr: 0,
+            tid: 0,
+            depth: 0,
+            kind: Kind::Entry,
+        };
+        assert!(entry.identity_chunk().is_none());
     }
 
     #[test]

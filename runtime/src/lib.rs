@@ -8,6 +8,7 @@
 //! exists on riscv64 Linux: it is built as a `staticlib` by `scripts/runtime-lib` with
 //! `--cfg padtrim_staticlib`, which also adds the panic handler.
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(test)]
 extern crate std;

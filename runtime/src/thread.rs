@@ -6,8 +6,14 @@
 //! hook was skipped by `longjmp` or an exception. Such frames are popped ("resync") and get
 //! an `ExitUnwound` record. A frame with the same `sp` as the current one is a live caller
 //! only if its return hook is still installed (a tail call reuses its caller's `sp`).
+//!
+//! A state is shared between threads (its owner, the exit flush, a thread taking over a dead
+//! thread's state), so only `busy` and `owner` are touched by anyone; the shadow stack and
+//! the buffer (`Shadow`) only by whoever holds `busy`, through a `Held`.
 
-use core::sync::atomic::AtomicU32;
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::format::{Kind, Record, RECORD_SIZE};
 
@@ -30,12 +36,123 @@ pub struct Frame {
     pub hooked: u64,
 }
 
+/// `ThreadState::busy`: nobody holds the state.
+pub const FREE: u32 = 0;
+/// `ThreadState::busy`: held by the thread the state belongs to (its handlers, its unwinder).
+pub const HELD_BY_OWNER: u32 = 1;
+/// `ThreadState::busy`: held by another thread (the exit flush, or a thread taking over the
+/// state of a thread that has exited).
+pub const HELD_BY_OTHER: u32 = 2;
+
 /// Everything a thread needs; all-zero bytes are a valid empty state (so mmap'd memory is).
 #[repr(C)]
 pub struct ThreadState {
-    /// Guard against re-entry (signal handlers) and against the exit flush racing the owner.
-    pub busy: AtomicU32,
-    /// Kernel thread id of the owner.
+    /// Who may use `shadow` (`FREE`, `HELD_BY_OWNER`, `HELD_BY_OTHER`): guards against
+    /// re-entry (signal handlers) and against the exit flush racing the owner. Private: a
+    /// store from outside could let two `Held`s exist at once.
+    busy: AtomicU32,
+    /// Kernel thread id of the owner (0 before the first), readable without holding `busy`.
+    pub owner: AtomicU32,
+    shadow: UnsafeCell<Shadow>,
+}
+
+// SAFETY: shared between threads, a `ThreadState` is used only through its atomics and
+// through `Held`, which exists only while its holder has taken `busy` with an Acquire
+// exchange and gives it back with a Release store: like a `Mutex<Shadow>`, this hands the
+// `Shadow` (plain data, so `Send`) from one holder to the next, never to two at once.
+unsafe impl Sync for ThreadState {}
+
+impl ThreadState {
+    /// Hold the state (as `by`: `HELD_BY_OWNER` or `HELD_BY_OTHER`) if nobody does.
+    #[inline(always)]
+    pub fn try_hold(&self, by: u32) -> Option<Held<'_>> {
+        match self
+            .busy
+            .compare_exchange(FREE, by, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Some(Held {
+                state: self,
+                restore: FREE,
+            }),
+            Err(_) => None,
+        }
+    }
+
+    /// Hold the state for its owner where the owner cannot skip its work (the return hook
+    /// must give back a return address): wait while another thread holds it (the exit flush
+    /// holds it for one `write`), and take it even if the owner itself holds it; it is held
+    /// by the owner again when the `Held` is dropped.
+    ///
+    /// # Safety
+    /// Only the owner thread may call this, and only where the owner holding the state means
+    /// the holder will never use it again. That is so for the return hook and the unwinder:
+    /// they run with the state owner-held only when a signal interrupted a holder and the
+    /// handler did not return to it (it left by `longjmp`), since a handler's own calls are
+    /// not hooked while the state is held.
+    pub unsafe fn hold_as_owner(&self) -> Held<'_> {
+        loop {
+            match self.busy.compare_exchange_weak(
+                FREE,
+                HELD_BY_OWNER,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Held {
+                        state: self,
+                        restore: FREE,
+                    }
+                }
+                Err(HELD_BY_OWNER) => {
+                    return Held {
+                        state: self,
+                        restore: HELD_BY_OWNER,
+                    }
+                }
+                Err(_) => core::hint::spin_loop(),
+            }
+        }
+    }
+}
+
+/// The shadow stack and buffer of a held state; gives the state back when dropped.
+pub struct Held<'a> {
+    state: &'a ThreadState,
+    restore: u32,
+}
+
+impl Deref for Held<'_> {
+    type Target = Shadow;
+    #[inline(always)]
+    fn deref(&self) -> &Shadow {
+        // SAFETY: a `Held` exists only while `busy` is held for it (`try_hold`,
+        // `hold_as_owner`), and every access to `shadow` goes through a `Held`, so no one
+        // writes `shadow` while this borrow of `self` lasts.
+        unsafe { &*self.state.shadow.get() }
+    }
+}
+
+impl DerefMut for Held<'_> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut Shadow {
+        // SAFETY: as in `deref`; `&mut self` makes this the only access through this `Held`,
+        // and holding `busy` makes this `Held` the only one in use.
+        unsafe { &mut *self.state.shadow.get() }
+    }
+}
+
+impl Drop for Held<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.state.busy.store(self.restore, Ordering::Release);
+    }
+}
+
+/// A thread's record buffer and shadow stack: only used by whoever holds its `ThreadState`.
+/// All-zero bytes are a valid empty one.
+#[repr(C)]
+pub struct Shadow {
+    /// Kernel thread id the records carry.
     pub tid: u32,
     /// Frames in use.
     pub depth: u32,
@@ -49,7 +166,7 @@ pub struct ThreadState {
     pub buf: [u8; BUF_RECORDS * RECORD_SIZE],
 }
 
-impl ThreadState {
+impl Shadow {
     /// The hot path of every traced call: inlined, the flush kept out of line.
     #[inline(always)]
     fn push_record(&mut self, r: Record, flush: &mut dyn FnMut(&[u8])) {
@@ -198,9 +315,65 @@ mod tests {
     use std::boxed::Box;
     use std::vec::Vec;
 
-    fn new_state() -> Box<ThreadState> {
-        // All-zero is the documented initial state (the runtime gets it from mmap).
+    fn new_state() -> Box<Shadow> {
+        // SAFETY: all-zero bytes are a valid `Shadow` (integers and arrays of them only), the
+        // documented initial state (the runtime gets it from mmap).
         unsafe { Box::new(core::mem::zeroed()) }
+    }
+
+    fn new_thread_state() -> Box<ThreadState> {
+        // SAFETY: all-zero bytes are a valid `ThreadState`: atomics and a `Shadow` (above).
+        unsafe { Box::new(core::mem::zeroed()) }
+    }
+
+    #[test]
+    fn a_held_state_is_held_once_and_given_back() {
+        let st = new_thread_state();
+        let mut held = st.try_hold(HELD_BY_OWNER).unwrap();
+        held.tid = 7;
+        assert!(st.try_hold(HELD_BY_OTHER).is_none());
+        assert!(st.try_hold(HELD_BY_OWNER).is_none());
+        drop(held);
+        assert_eq!(st.busy.load(Ordering::Relaxed), FREE);
+        let held = st.try_hold(HELD_BY_OTHER).unwrap();
+        assert_eq!(
+            (held.tid, st.busy.load(Ordering::Relaxed)),
+            (7, HELD_BY_OTHER)
+        );
+    }
+
+    #[test]
+    fn the_owner_takes_its_own_abandoned_hold_and_leaves_it_held() {
+        let st = new_thread_state();
+        let abandoned = st.try_hold(HELD_BY_OWNER).unwrap();
+        core::mem::forget(abandoned); // as if a signal handler had longjmp'd out of it
+                                      // SAFETY: this thread is the owner and the holder never resumes.
+        let held = unsafe { st.hold_as_owner() };
+        drop(held);
+        assert_eq!(st.busy.load(Ordering::Relaxed), HELD_BY_OWNER);
+    }
+
+    #[test]
+    fn the_owner_waits_while_another_thread_holds_its_state() {
+        use std::sync::atomic::AtomicBool;
+        let st: &'static ThreadState = Box::leak(new_thread_state());
+        let held = st.try_hold(HELD_BY_OTHER).unwrap();
+        let done: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let owner = std::thread::spawn(move || {
+            // SAFETY: this thread acts as the owner; nobody holds the state as owner.
+            let mut own = unsafe { st.hold_as_owner() };
+            own.depth += 1;
+            done.store(true, Ordering::SeqCst);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "took a state another thread held"
+        );
+        drop(held);
+        owner.join().unwrap();
+        assert_eq!(st.busy.load(Ordering::Relaxed), FREE);
+        assert_eq!(st.try_hold(HELD_BY_OTHER).unwrap().depth, 1);
     }
 
     fn events(out: &[u8]) -> Vec<(Kind, u64, u16, u64)> {

@@ -2,6 +2,7 @@
 //! and turn the binary trace into text (ftrace function_graph style), Chrome trace-event
 //! JSON, folded stacks, or a per-function summary.
 
+mod identity;
 mod model;
 mod record;
 mod render;
@@ -33,7 +34,8 @@ pub struct RecordArgs {
     /// Sysroot handed to the emulator (`qemu -L`).
     #[arg(long, value_name = "DIR", default_value = "/usr/riscv64-linux-gnu")]
     pub sysroot: PathBuf,
-    /// The program (linked with the padtrim runtime) and its arguments, after `--`.
+    /// The program (a riscv64 ELF linked with the padtrim runtime) and its arguments, after
+    /// `--`. A bare name is a file in the working directory (PATH is not searched).
     #[arg(
         required = true,
         trailing_var_arg = true,
@@ -60,7 +62,9 @@ pub struct ReplayArgs {
     /// Trace file written by `padtrim record` (or a program run with PADTRIM_TRACE set).
     #[arg(value_name = "TRACE")]
     pub trace: PathBuf,
-    /// The traced program, for symbols (default: the path stored in the trace).
+    /// The traced program, for symbols (default: the path stored in the trace). A trace
+    /// made by `padtrim record` knows the program's build-id and code: another program is
+    /// refused (exit 2) unless --force is given.
     #[arg(long, value_name = "PROGRAM")]
     pub elf: Option<PathBuf>,
     /// Output format.
@@ -69,11 +73,15 @@ pub struct ReplayArgs {
     /// Print per-function calls, total and self time instead of the events.
     #[arg(long)]
     pub summary: bool,
+    /// Replay even with a program that is not the traced one (a warning instead of exit 2;
+    /// function names will likely be wrong).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Decode a trace and print it in the requested form on stdout.
 pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
-    let trace = model::Trace::load(&args.trace, args.elf.as_deref())?;
+    let trace = model::Trace::load(&args.trace, args.elf.as_deref(), args.force)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.summary {
         render::summary(&trace, &mut out)?;

@@ -8,6 +8,8 @@ use anyhow::{bail, Context};
 use padtrim_runtime::elf::{containing, Elf, FuncSym};
 use padtrim_runtime::format::{Kind, Mode, TableSource, TraceFile};
 
+use super::identity::Identity;
+
 /// What happened to a function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
@@ -110,8 +112,10 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Read and decode `path`, taking symbols from `elf` (or the executable named in the trace).
-    pub fn load(path: &Path, elf: Option<&Path>) -> anyhow::Result<Trace> {
+    /// Read and decode `path`, taking symbols from `elf` (or the executable named in the
+    /// trace). An error if the trace identifies its program and `elf` is another one,
+    /// unless `force` (then a warning).
+    pub fn load(path: &Path, elf: Option<&Path>, force: bool) -> anyhow::Result<Trace> {
         let bytes =
             std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let file = match TraceFile::parse(&bytes) {
@@ -124,6 +128,10 @@ impl Trace {
             .unwrap_or_else(|| exe.clone().into());
         let elf_bytes = std::fs::read(&elf_path)
             .with_context(|| format!("{}: cannot read the traced program", elf_path.display()))?;
+        let recorded = Identity::from_records(file.records());
+        if let Some(recorded) = &recorded {
+            check_identity(path, &exe, elf, &elf_path, recorded, &elf_bytes, force)?;
+        }
         let symbols = Symbols::new(&elf_bytes);
         if symbols.is_none() {
             eprintln!(
@@ -156,7 +164,7 @@ impl Trace {
                     });
                     continue;
                 }
-                Kind::Clock => continue,
+                Kind::Clock | Kind::Identity => continue,
             };
             let func = *by_addr.entry(r.addr).or_insert_with(|| {
                 names.push(
@@ -182,6 +190,11 @@ impl Trace {
                 ns: clock.ns_since_start(r.time).max(0.0),
             });
         }
+        if recorded.is_none() {
+            if let Some(s) = &symbols {
+                warn_if_no_function_matches(path, &elf_path, s, &by_addr);
+            }
+        }
         // Only graph traces have exits to pair; an entry-only trace would leave every call
         // open, nested in all earlier ones (quadratic in time and memory).
         if file.header.mode == Mode::Graph {
@@ -205,6 +218,71 @@ impl Trace {
             trailing_bytes: file.trailing_bytes,
         })
     }
+}
+
+/// Refuse (or with `force`, warn about) a program that is not the one `recorded` describes.
+fn check_identity(
+    trace: &Path,
+    exe: &str,
+    given: Option<&Path>,
+    elf_path: &Path,
+    recorded: &Identity,
+    elf_bytes: &[u8],
+    force: bool,
+) -> anyhow::Result<()> {
+    let found = Identity::of(elf_bytes);
+    if recorded.matches(&found) {
+        return Ok(());
+    }
+    let rewritten = if recorded.same_build_different_code(&found) {
+        " (the same build-id but different code: was one of them rewritten by padtrim rewrite?)"
+    } else {
+        ""
+    };
+    let (t, e) = (trace.display(), elf_path.display());
+    let (tid, eid) = (recorded.describe(), found.describe());
+    let (what, advice, facts) = match given {
+        Some(_) => (
+            format!("{e} is not the program traced in {t}{rewritten}"),
+            "pass --force to replay with it anyway",
+            format!("\n  traced: {exe}: {tid}\n  --elf:  {e}: {eid}"),
+        ),
+        None => (
+            format!("{e} has changed since {t} was recorded{rewritten}"),
+            "give the traced program with --elf, or pass --force to replay anyway",
+            format!("\n  then: {tid}\n  now:  {eid}"),
+        ),
+    };
+    if force {
+        eprintln!(
+            "padtrim: replay: warning: {what}; replaying anyway (--force), so function names \
+             may be wrong{facts}"
+        );
+        return Ok(());
+    }
+    bail!("replay: {what}; {advice}{facts}")
+}
+
+/// For a trace that does not identify its program (written by a program run without
+/// `padtrim record`): warn when not one traced function starts at a function of `elf`.
+fn warn_if_no_function_matches(
+    trace: &Path,
+    elf: &Path,
+    symbols: &Symbols<'_>,
+    addrs: &HashMap<u64, usize>,
+) {
+    if addrs.is_empty() || addrs.keys().any(|&a| symbols.starts_function(a)) {
+        return;
+    }
+    let n = addrs.len();
+    let functions = if n == 1 { "function" } else { "functions" };
+    eprintln!(
+        "padtrim: replay: warning: none of the {n} traced {functions} in {} starts at a \
+         function symbol of {}: is it the traced program, with its symbols? (the trace does \
+         not identify its program: it was not written through padtrim record)",
+        trace.display(),
+        elf.display()
+    );
 }
 
 /// Pair entries with exits. Exits arrive in LIFO order from the runtime; an exit that does
@@ -280,6 +358,11 @@ impl<'a> Symbols<'a> {
         let n = elf.sorted_functions(&mut funcs);
         funcs.truncate(n);
         Some(Symbols { elf, funcs })
+    }
+
+    /// Does a function start exactly at `addr`?
+    fn starts_function(&self, addr: u64) -> bool {
+        containing(&self.funcs, addr).is_some_and(|f| f.addr == addr)
     }
 
     fn name(&self, addr: u64) -> Option<String> {

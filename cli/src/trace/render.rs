@@ -8,6 +8,11 @@ use serde_json::json;
 
 use super::model::{EventKind, SpanEnd, Trace};
 
+/// "1 thread", "2 threads".
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn us(ns: f64) -> String {
     format!("{:.3} us", ns / 1000.0)
 }
@@ -16,8 +21,10 @@ fn us(ns: f64) -> String {
 pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(
         out,
-        "# padtrim trace of {} (pid {}), mode {:?}",
-        t.exe, t.pid, t.mode
+        "# padtrim trace of {} (pid {}), mode {}",
+        t.exe,
+        t.pid,
+        t.mode.name()
     )?;
     for th in &t.threads {
         writeln!(out, "# thread {}", th.tid)?;
@@ -122,7 +129,7 @@ pub fn chrome(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     }
     let doc = json!({"traceEvents": events, "displayTimeUnit": "ns",
-                     "otherData": {"exe": t.exe, "mode": format!("{:?}", t.mode)}});
+                     "otherData": {"exe": t.exe, "mode": t.mode.name()}});
     serde_json::to_writer(&mut *out, &doc)?;
     writeln!(out)?;
     Ok(())
@@ -178,30 +185,34 @@ pub fn summary(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "# padtrim trace of {} (pid {}), mode {:?}, {} thread(s)",
+        "# padtrim trace of {} (pid {}), mode {}, {}",
         t.exe,
         t.pid,
-        t.mode,
-        t.threads.len()
+        t.mode.name(),
+        count(t.threads.len() as u64, "thread", "threads")
     )?;
     if let Some(st) = t.patched {
         writeln!(
             out,
-            "# startup: {} slots patched, {} skipped, in {} (table: {})",
-            st.patched,
+            "# startup: {} patched, {} skipped, in {} (table: {})",
+            count(st.patched, "slot", "slots"),
             st.skipped,
             us(st.ns),
             st.table
         )?;
     }
     if t.lost > 0 {
-        writeln!(out, "# lost records: {}", t.lost)?;
+        writeln!(
+            out,
+            "# {} lost (the runtime could not keep them)",
+            count(t.lost, "record", "records")
+        )?;
     }
     if t.trailing_bytes > 0 {
         writeln!(
             out,
-            "# {} bytes of a torn record at the end (the program crashed?)",
-            t.trailing_bytes
+            "# {} of a torn record at the end (the program crashed?)",
+            count(t.trailing_bytes as u64, "byte", "bytes")
         )?;
     }
     let mut order: Vec<usize> = (0..rows.len()).collect();

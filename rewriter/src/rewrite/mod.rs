@@ -135,6 +135,51 @@ pub struct RewriteStats {
     /// Kernel tables rewritten from their bytes (`__ex_table`, kallsyms), in a vmlinux.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_tables: Option<crate::relocate::kernel::KernelTables>,
+    /// `--pre` asked for more bytes before functions than some pads have (each of those
+    /// kept all it had).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_shortfall: Option<PreShortfall>,
+}
+
+/// Pads with fewer bytes before their function than `--pre` asked to keep: those keep all
+/// they have (the pre-entry nops come from the M of `-fpatchable-function-entry=N,M`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreShortfall {
+    /// Bytes asked for (`--pre`).
+    pub requested: u32,
+    /// Functions whose pads have fewer bytes than that before them.
+    pub functions: usize,
+    /// Functions with pads, in all.
+    pub of: usize,
+    /// Fewest bytes before a function among those pads.
+    pub least: u32,
+    /// Most bytes before a function among those pads.
+    pub most: u32,
+}
+
+impl PreShortfall {
+    /// The shortfall of `--pre pre` over `sites`, if any pad has fewer bytes before its
+    /// function than that.
+    pub fn of(sites: &[crate::scan::PatchSite], pre: u32) -> Option<PreShortfall> {
+        let mut short = sites
+            .iter()
+            .filter(|s| s.pre_bytes < pre)
+            .map(|s| s.pre_bytes);
+        let first = short.next()?;
+        let (mut least, mut most, mut functions) = (first, first, 1);
+        for b in short {
+            least = least.min(b);
+            most = most.max(b);
+            functions += 1;
+        }
+        Some(PreShortfall {
+            requested: pre,
+            functions,
+            of: sites.len(),
+            least,
+            most,
+        })
+    }
 }
 
 /// Rewrites `data`; returns the new file and what was done.
@@ -195,8 +240,11 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
             opts.pre, s.func_addr
         )));
     }
+    let pre_shortfall = PreShortfall::of(&scan.sites, opts.pre);
     if file.kind == FileKind::Relocatable {
-        return crate::rewrite::object::rewrite_relocatable(&file, &scan, opts);
+        let (out, mut stats) = crate::rewrite::object::rewrite_relocatable(&file, &scan, opts)?;
+        stats.pre_shortfall = pre_shortfall;
+        return Ok((out, stats));
     }
     if file.kind == FileKind::Vmlinux && opts.slot < 8 && !opts.force {
         return Err(Error::refused(format!(
@@ -206,6 +254,7 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
             opts.slot
         )));
     }
+    refuse_sizes_past_the_top(&file)?;
     let layout = opts.layout.unwrap_or(if file.kind == FileKind::Vmlinux {
         Layout::InPlace
     } else {
@@ -235,6 +284,7 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
         kernel_tables: None,
         islands: 0,
         writer: None,
+        pre_shortfall,
     };
     // Already rewritten to this slot size: nothing to do, byte for byte.
     let done = scan.sites.iter().all(|s| {
@@ -411,6 +461,25 @@ pub fn rewrite_unread(data: &[u8], opts: RewriteOptions) -> Result<(Vec<u8>, Rew
     stats.writer = Some(writer);
     stats.kernel_tables = (file.kind == FileKind::Vmlinux).then_some(fixed_kernel);
     Ok((out, stats))
+}
+
+/// A symbol of the image whose size runs past the top of the address space has no new size
+/// that would be true (a corrupt `st_size`): refused, naming the symbol, rather than written
+/// with a size that only the verification would catch.
+fn refuse_sizes_past_the_top(file: &ElfFile<'_>) -> Result<()> {
+    let top = 1u128 << (8 * file.ptr_size());
+    let past = file.symbols.iter().find(|s| {
+        s.section()
+            .is_some_and(|i| file.sections.get(i).is_some_and(|x| x.is_alloc()))
+            && u128::from(s.value) + u128::from(s.size) > top
+    });
+    match past {
+        Some(s) => Err(Error::refused(format!(
+            "symbol {} at {:#x} claims {:#x} bytes, past the top of the address space",
+            s.name, s.value, s.size
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Empties every `__patchable_function_entries` section and its static relocations (the

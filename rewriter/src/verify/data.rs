@@ -421,9 +421,13 @@ fn difference(
             Some(at.0),
             Some(at.1),
             format!(
-                "{old_v:#x} moved by {lo}..={hi} in {} (relocation types {:?})",
+                "{old_v:#x} moved by {lo}..={hi} in {} ({})",
                 ctx.old.sections[ti].name,
-                group.iter().map(|r| r.r_type).collect::<Vec<_>>()
+                group
+                    .iter()
+                    .map(|r| crate::elf::reloc_name(r.r_type))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
             ),
             format!("{new_v:#x}"),
         );

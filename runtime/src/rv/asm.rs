@@ -126,9 +126,12 @@ global_asm!(
 );
 
 extern "C" {
-    /// See the global_asm above.
+    /// See the global_asm above. Declared for reference only: it is not a C function (it
+    /// takes its arguments in t0, ra and sp, as a patched slot enters it), so calling it
+    /// from Rust is undefined behaviour; its address comes from `trampoline_addr`.
     pub fn padtrim_trampoline();
-    /// See the global_asm above.
+    /// See the global_asm above. Declared for reference only, like `padtrim_trampoline`:
+    /// only a traced function's `ret` may enter it; see `return_hook_addr`.
     pub fn padtrim_return_hook();
 }
 
@@ -139,6 +142,9 @@ extern "C" {
 #[inline(always)]
 pub fn trampoline_addr() -> usize {
     let p: usize;
+    // SAFETY: `lla` (auipc + addi) only computes an address into the output register: it
+    // reads and writes no memory and no stack, as `pure, nomem, nostack` declare. The symbol
+    // is defined in this module (above), so the PC-relative reach is the linker's concern.
     unsafe {
         asm!("lla {0}, padtrim_trampoline", out(reg) p, options(pure, nomem, nostack));
     }
@@ -149,6 +155,7 @@ pub fn trampoline_addr() -> usize {
 #[inline(always)]
 pub fn return_hook_addr() -> usize {
     let p: usize;
+    // SAFETY: as in `trampoline_addr`: only computes an address (`pure, nomem, nostack`).
     unsafe {
         asm!("lla {0}, padtrim_return_hook", out(reg) p, options(pure, nomem, nostack));
     }
@@ -160,16 +167,24 @@ pub fn return_hook_addr() -> usize {
 #[inline(always)]
 pub fn descriptor_addr() -> *const crate::descriptor::Descriptor {
     let p: usize;
+    // SAFETY: as in `trampoline_addr`: only computes an address (`pure, nomem, nostack`);
+    // `padtrim_descriptor` is this crate's own static.
     unsafe {
         asm!("lla {0}, padtrim_descriptor", out(reg) p, options(pure, nomem, nostack));
     }
     p as *const crate::descriptor::Descriptor
 }
 
-/// Address of this thread's state pointer.
+/// Address of this thread's state pointer: an aligned word of this thread's static TLS
+/// block, valid for the thread's whole life and used by no other thread. (Initial-exec
+/// TLS: this module was loaded at startup, or `dlopen` found room for it in the static TLS
+/// block, since it refuses to load a module whose initial-exec TLS does not fit.)
 #[inline(always)]
 pub fn tls_slot() -> *mut usize {
     let p: usize;
+    // SAFETY: `la.tls.ie` loads the variable's offset from the thread pointer out of the
+    // GOT (a read of memory ld.so relocated before any of our code ran and never changes
+    // again, hence `pure, readonly`), and `add` adds `tp`; no stack is used.
     unsafe {
         asm!("la.tls.ie {0}, padtrim_tls_state", "add {0}, {0}, tp", out(reg) p,
              options(pure, readonly, nostack));
@@ -180,6 +195,9 @@ pub fn tls_slot() -> *mut usize {
 /// Runtime bounds of `__patchable_function_entries` (0, 0 when the program has none).
 pub fn pfe_table() -> (usize, usize) {
     let (start, stop): (usize, usize);
+    // SAFETY: `la` of a (weak) symbol computes its address, reading it from the GOT in PIC
+    // code (relocated by ld.so before our code runs, never changed after: `pure, readonly`);
+    // nothing is written, no stack is used. An undefined weak symbol gives 0.
     unsafe {
         asm!(".weak __start___patchable_function_entries",
              ".weak __stop___patchable_function_entries",
@@ -193,6 +211,7 @@ pub fn pfe_table() -> (usize, usize) {
 /// Runtime address of the program's ELF header (`__ehdr_start`), or 0 if not mapped.
 pub fn ehdr_start() -> usize {
     let p: usize;
+    // SAFETY: as in `pfe_table`: `la` of a weak symbol, reading at most the GOT.
     unsafe {
         asm!(".weak __ehdr_start", "la {0}, __ehdr_start", out(reg) p, options(pure, readonly, nostack));
     }

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsiz
 
 use crate::descriptor::Descriptor;
 use crate::format::{Kind, Mode, Record};
-use crate::thread::ThreadState;
+use crate::thread::{ThreadState, HELD_BY_OTHER, HELD_BY_OWNER};
 
 /// Filled in the file by `padtrim rewrite` (it must live in `.data`, not `.bss`).
 #[no_mangle]
@@ -25,6 +25,8 @@ const MAX_THREADS: usize = 256;
 const NO_STATE: usize = 1;
 /// Functions that can have a registered handler.
 const MAX_HANDLERS: usize = 64;
+/// A registered handler: `padtrim_handler` in padtrim.h.
+type Handler = extern "C" fn(*const u8, *const u8);
 
 static MODE: AtomicU32 = AtomicU32::new(0);
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -76,12 +78,19 @@ fn write_clock_pair() {
 
 /// This thread's state, created on first use; `None` if none could be had.
 /// Inlined into the handlers: after a thread's first call this is one TLS load.
+/// Use its shadow stack and buffer only through `ThreadState::try_hold` (or, in the return
+/// hook and the unwinder, `hold_as_owner`).
 #[inline(always)]
-pub(crate) fn thread_state() -> Option<&'static mut ThreadState> {
+pub(crate) fn thread_state() -> Option<&'static ThreadState> {
     let slot = asm::tls_slot();
+    // SAFETY: `tls_slot` is this thread's own, aligned TLS word; only this thread uses it.
     let cur = unsafe { *slot };
     if cur > NO_STATE {
-        return Some(unsafe { &mut *(cur as *mut ThreadState) });
+        // SAFETY: a TLS word above `NO_STATE` was set by `first_thread_state` to a state in
+        // the registry: mapped, initialised (all-zero is a valid state) and never unmapped,
+        // hence `'static`. Only a shared reference: other threads may use it too, through
+        // its atomics and `Held`.
+        return Some(unsafe { &*(cur as *const ThreadState) });
     }
     first_thread_state(slot, cur)
 }
@@ -89,62 +98,82 @@ pub(crate) fn thread_state() -> Option<&'static mut ThreadState> {
 /// `thread_state` on the thread's first call (or when it has none).
 #[cold]
 #[inline(never)]
-fn first_thread_state(slot: *mut usize, cur: usize) -> Option<&'static mut ThreadState> {
+fn first_thread_state(slot: *mut usize, cur: usize) -> Option<&'static ThreadState> {
     if cur == NO_STATE {
         return None;
     }
     let st = claim_state();
+    // SAFETY: `slot` is this thread's own TLS word (`thread_state`).
     unsafe { *slot = if st.is_null() { NO_STATE } else { st as usize } };
     if st.is_null() {
         LOST.fetch_add(1, Ordering::Relaxed);
         None
     } else {
-        Some(unsafe { &mut *st })
+        // SAFETY: as in `thread_state`: `claim_state` returns a registry state.
+        Some(unsafe { &*st })
     }
 }
 
 /// Get a state for the calling thread: a new mapping in a free registry slot, or the state
-/// of a thread that has exited (flushed first).
-fn claim_state() -> *mut ThreadState {
+/// of a thread that has exited (flushed first). Registry entries, once set, are never
+/// cleared or unmapped.
+fn claim_state() -> *const ThreadState {
     let tid = sys::gettid();
     for entry in THREADS.iter() {
         if entry.load(Ordering::Acquire) != 0 {
             continue;
         }
-        let p = sys::mmap(core::mem::size_of::<ThreadState>(), -1) as *mut ThreadState;
+        let p = sys::mmap(core::mem::size_of::<ThreadState>(), -1) as *const ThreadState;
         if p.is_null() {
             return p;
         }
+        // SAFETY: a fresh anonymous mapping: page-aligned, zero-filled (a valid empty
+        // state), and not yet published, so this thread is its only user.
+        let st = unsafe { &*p };
+        st.owner.store(tid, Ordering::Relaxed);
+        if let Some(mut held) = st.try_hold(HELD_BY_OWNER) {
+            held.tid = tid;
+        }
+        // Release: whoever loads the entry sees the owner and tid written above.
         if entry
             .compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            unsafe { (*p).tid = tid };
             return p;
         }
-        sys::munmap(p as *mut u8, core::mem::size_of::<ThreadState>());
+        // SAFETY: `p` is the mapping made above, of that size; the exchange failed, so it
+        // was never published, and `st` is not used again.
+        unsafe { sys::munmap(p as *mut u8, core::mem::size_of::<ThreadState>()) };
     }
-    // Registry full: take over a dead thread's state.
+    // Registry full (every entry set: entries are never cleared): take over a dead
+    // thread's state.
     let pid = PID.load(Ordering::Relaxed);
     for entry in THREADS.iter() {
-        let p = entry.load(Ordering::Acquire) as *mut ThreadState;
-        let st = unsafe { &mut *p };
-        if st.tid != tid
-            && !sys::thread_alive(pid, st.tid)
-            && st
-                .busy
-                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            st.flush(&mut flush_block);
-            st.depth = 0;
-            st.lost = 0;
-            st.tid = tid;
-            st.busy.store(0, Ordering::Release);
+        let p = entry.load(Ordering::Acquire) as *const ThreadState;
+        if p.is_null() {
+            continue;
+        }
+        // SAFETY: a registry state (see `thread_state`); shared, used through atomics and
+        // `Held` only.
+        let st = unsafe { &*p };
+        let owner = st.owner.load(Ordering::Relaxed);
+        if owner == tid || sys::thread_alive(pid, owner) {
+            continue;
+        }
+        if let Some(mut held) = st.try_hold(HELD_BY_OTHER) {
+            // Another thread may have taken it over between our look and our hold.
+            if st.owner.load(Ordering::Relaxed) != owner {
+                continue;
+            }
+            held.flush(&mut flush_block);
+            held.depth = 0;
+            held.lost = 0;
+            held.tid = tid;
+            st.owner.store(tid, Ordering::Relaxed);
             return p;
         }
     }
-    core::ptr::null_mut()
+    core::ptr::null()
 }
 
 #[cold]
@@ -155,8 +184,11 @@ fn call_registered_handler(slot: usize, caller: usize) {
         if HANDLER_FN[i].load(Ordering::Acquire) == slot as u64 {
             let cb = HANDLER_CB[i].load(Ordering::Acquire);
             if cb != 0 {
-                let f: extern "C" fn(usize, usize) = unsafe { core::mem::transmute(cb as usize) };
-                f(slot, caller);
+                // SAFETY: `cb` is not 0, and `padtrim_register_handler` stored it from a
+                // `Handler` (`h as usize`), so it is a valid pointer to a function of exactly
+                // that type.
+                let f: Handler = unsafe { core::mem::transmute(cb as usize) };
+                f(slot as *const u8, caller as *const u8);
             }
         }
     }
@@ -167,17 +199,25 @@ fn call_registered_handler(slot: usize, caller: usize) {
 /// appears inside the function whose entry triggered it).
 ///
 /// # Safety
-/// Only the trampoline calls this: `ret_slot` points at the saved ra, `sp` is the entry sp.
+/// Only the trampoline calls this, on entry of a traced function: `ret_slot` points at the
+/// ra it saved in its own frame (aligned, valid for reads and writes, used by nothing else
+/// until we return), `sp` is the function's entry sp, `slot` its slot address.
 #[no_mangle]
 pub unsafe extern "C" fn padtrim_on_entry(slot: usize, ret_slot: *mut usize, sp: usize) {
     let now = sys::ticks();
-    let caller = *ret_slot; // before graph mode swaps in the return hook
-    record_entry(slot, ret_slot, sp, now);
+    // Before graph mode swaps in the return hook.
+    // SAFETY: `ret_slot` is valid for reads (our contract).
+    let caller = unsafe { *ret_slot };
+    // SAFETY: our contract includes `record_entry`'s.
+    unsafe { record_entry(slot, ret_slot, sp, now) };
     if HANDLER_COUNT.load(Ordering::Relaxed) != 0 {
         call_registered_handler(slot, caller);
     }
 }
 
+/// # Safety
+/// `ret_slot` must be valid for reads and writes and used by nothing else during the call
+/// (the trampoline's saved ra); `sp` the traced function's entry sp.
 unsafe fn record_entry(slot: usize, ret_slot: *mut usize, sp: usize, now: u64) {
     let mode = mode();
     if mode == Mode::Off || !ENABLED.load(Ordering::Relaxed) || FINISHED.load(Ordering::Relaxed) {
@@ -188,28 +228,29 @@ unsafe fn record_entry(slot: usize, ret_slot: *mut usize, sp: usize, now: u64) {
         None => return,
     };
     // A signal handler interrupting us here must not touch the state: skip its calls.
-    if st
-        .busy
-        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        return;
-    }
+    let mut st = match st.try_hold(HELD_BY_OWNER) {
+        Some(held) => held,
+        None => return,
+    };
     let func = (slot as u64).wrapping_sub(BIAS.load(Ordering::Relaxed));
     if mode == Mode::Graph {
-        if st.enter_hooked(func, sp as u64, *ret_slot as u64, now, &mut flush_block) {
-            *ret_slot = asm::return_hook_addr();
+        // SAFETY: `ret_slot` is valid for reads and writes (our contract).
+        let ret = unsafe { *ret_slot };
+        if st.enter_hooked(func, sp as u64, ret as u64, now, &mut flush_block) {
+            // SAFETY: as above.
+            unsafe { *ret_slot = asm::return_hook_addr() };
         }
     } else {
         st.enter(func, sp as u64, now, &mut flush_block);
     }
-    st.busy.store(0, Ordering::Release);
 }
 
 /// Called by `padtrim_return_hook` with the sp at return; returns the real return address.
 ///
 /// # Safety
-/// Only the return hook calls this.
+/// Only the return hook calls this, on the thread whose traced function just returned into
+/// it (`hold_as_owner`'s contract: see there why the state cannot then be held by this
+/// thread for good reason).
 #[no_mangle]
 pub unsafe extern "C" fn padtrim_on_exit(sp: usize) -> usize {
     let now = sys::ticks();
@@ -217,9 +258,9 @@ pub unsafe extern "C" fn padtrim_on_exit(sp: usize) -> usize {
         Some(s) => s,
         None => sys::fatal(b"padtrim: return hook reached without thread state\n"),
     };
-    let was_busy = st.busy.swap(1, Ordering::Acquire);
-    let ret = st.exit_hooked(sp as u64, now, &mut flush_block);
-    st.busy.store(was_busy, Ordering::Release);
+    // SAFETY: `thread_state` is this thread's own state, and this is the return hook
+    // (our contract).
+    let ret = unsafe { st.hold_as_owner() }.exit_hooked(sp as u64, now, &mut flush_block);
     match ret {
         Some(r) => r as usize,
         None => sys::fatal(b"padtrim: return hook found no matching shadow frame\n"),
@@ -233,20 +274,17 @@ extern "C" fn padtrim_fini() {
     }
     let mut lost = LOST.load(Ordering::Relaxed);
     for entry in THREADS.iter() {
-        let p = entry.load(Ordering::Acquire) as *mut ThreadState;
+        let p = entry.load(Ordering::Acquire) as *const ThreadState;
         if p.is_null() {
             continue;
         }
-        let st = unsafe { &mut *p };
+        // SAFETY: a registry state (see `thread_state`); shared, used through atomics and
+        // `Held` only.
+        let st = unsafe { &*p };
         // A thread still inside a handler keeps its buffer (it may be mid-update).
-        if st
-            .busy
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            st.flush(&mut write_trace);
-            lost += st.lost;
-            st.busy.store(0, Ordering::Release);
+        if let Some(mut held) = st.try_hold(HELD_BY_OTHER) {
+            held.flush(&mut write_trace);
+            lost += held.lost;
         }
     }
     FINISHED.store(true, Ordering::Relaxed);
@@ -278,17 +316,20 @@ pub extern "C" fn padtrim_set_enabled(on: i32) {
 /// changed).
 #[no_mangle]
 pub extern "C" fn padtrim_enable_function(func: *const u8, on: i32) -> i32 {
-    let slots = patch::find_slots(asm::descriptor_addr());
+    let slots = patch::find_slots();
     let addr = func as usize;
-    if !is_slot(&slots, addr) {
-        return -1;
-    }
-    let insn = unsafe { core::ptr::read_volatile(addr as *const u32) };
-    let mut p = patch::Patcher::new();
-    let ok = if on != 0 {
-        crate::descriptor::decode_jal_t0(addr as u64, insn).is_some() || p.enable(&slots, addr)
-    } else {
-        insn == crate::descriptor::NOP || p.disable(&slots, addr)
+    let i = match find_slot(&slots, addr) {
+        Some(i) => i,
+        None => return -1,
+    };
+    let mut p = patch::Patcher::begin();
+    let ok = match slots.instruction(i) {
+        // Empty or misaligned (compressed pads): never patched, cannot be.
+        None => false,
+        Some(insn) if on != 0 => {
+            crate::descriptor::decode_jal_t0(addr as u64, insn).is_some() || p.enable(&slots, i)
+        }
+        Some(insn) => insn == crate::descriptor::NOP || p.disable(&slots, i),
     };
     p.finish();
     if ok {
@@ -298,15 +339,18 @@ pub extern "C" fn padtrim_enable_function(func: *const u8, on: i32) -> i32 {
     }
 }
 
-/// Is `addr` (runtime) one of the table's slots? The table is sorted by link-time address,
-/// and the bias is the same for every entry, so a binary search works.
-fn is_slot(slots: &patch::Slots, addr: usize) -> bool {
-    let (mut lo, mut hi) = (0, slots.count);
+/// The index of `addr` (runtime, not null) in the slot table. The table is sorted by
+/// link-time address, and the bias is the same for every entry, so a binary search works.
+fn find_slot(slots: &patch::Slots, addr: usize) -> Option<usize> {
+    if addr == 0 {
+        return None; // the address of empty entries
+    }
+    let (mut lo, mut hi) = (0, slots.count());
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let v = slots.slot(mid);
         if v == addr {
-            return true;
+            return Some(mid);
         }
         if v < addr {
             lo = mid + 1;
@@ -315,17 +359,18 @@ fn is_slot(slots: &patch::Slots, addr: usize) -> bool {
         }
     }
     // The fallback table (`__patchable_function_entries`) is in link order, not sorted.
-    !slots.add_bias && (0..slots.count).any(|i| slots.slot(i) == addr)
+    if slots.add_bias {
+        None
+    } else {
+        (0..slots.count()).find(|&i| slots.slot(i) == addr)
+    }
 }
 
 /// Call `handler(func, caller)` on every entry of `func` (patching its slot if needed), after
 /// recording the entry; a null handler removes it (the slot stays patched). Returns 0, or
 /// -1 if `func` has no slot or the table (64 functions) is full.
 #[no_mangle]
-pub extern "C" fn padtrim_register_handler(
-    func: *const u8,
-    handler: Option<extern "C" fn(*const u8, *const u8)>,
-) -> i32 {
+pub extern "C" fn padtrim_register_handler(func: *const u8, handler: Option<Handler>) -> i32 {
     let key = func as u64;
     let cb = handler.map_or(0, |h| h as usize as u64);
     if cb != 0 && padtrim_enable_function(func, 1) != 0 {

@@ -1,39 +1,56 @@
 //! Finding the slot table (descriptor first, `__patchable_function_entries` as fallback) and
 //! patching slots: one aligned 32-bit store each, text writable only while being patched.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::{asm, sys};
-use crate::descriptor::{
-    decode_island, decode_jal_t0, encode_jal_t0, pick_target, Descriptor, NOP,
-};
+use crate::descriptor::{decode_island, decode_jal_t0, encode_jal_t0, pick_target, NOP};
 pub use crate::format::TableSource;
 
 const PAGE: usize = 4096;
 
 /// The process's slot table, found once at startup.
+///
+/// Invariant (what makes `slot` and `islands` sound): `table` is the runtime address of
+/// `count` 8-byte aligned `u64`s, and `islands` of `islands_count` of them, that stay mapped
+/// and unchanged for the life of the process. The fields are private so that only
+/// `find_slots` builds a `Slots`; see there for why the addresses it takes hold that.
 #[derive(Clone, Copy, Debug)]
 pub struct Slots {
     /// Where the table came from.
     pub source: TableSource,
     /// Runtime address of the first pointer-sized entry.
-    pub table: usize,
+    table: usize,
     /// Number of entries.
-    pub count: usize,
+    count: usize,
     /// Entries are link-time addresses (descriptor) and need `bias` added, or are
     /// already relocated (fallback table).
     pub add_bias: bool,
     /// Runtime minus link-time address.
     pub bias: u64,
     /// Runtime address of the island table (link-time entries), or 0.
-    pub islands: usize,
+    islands: usize,
     /// Number of islands.
-    pub islands_count: usize,
+    islands_count: usize,
 }
 
 impl Slots {
-    /// Runtime address of slot `i`.
+    /// Number of slots in the table.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Number of islands in the island table.
+    pub fn islands_count(&self) -> usize {
+        self.islands_count
+    }
+
+    /// Runtime address of slot `i` (0 for an entry the linker left empty). Panics (a fatal
+    /// error in the runtime) if `i` is not below `count()`.
     pub fn slot(&self, i: usize) -> usize {
+        assert!(i < self.count, "slot index out of range");
+        // SAFETY: `i < count`, and by the type's invariant the `count` entries from `table`
+        // are mapped, aligned, initialised `u64`s that nothing writes.
         let v = unsafe { core::ptr::read((self.table as *const u64).add(i)) };
         if self.add_bias {
             v.wrapping_add(self.bias) as usize
@@ -42,37 +59,91 @@ impl Slots {
         }
     }
 
+    /// The instruction word in slot `i`, or `None` when the slot cannot hold a 4-byte slot
+    /// instruction (empty entry, or not 4-byte aligned: a pad of compressed `c.nop`s).
+    pub fn instruction(&self, i: usize) -> Option<u32> {
+        let at = self.slot(i);
+        if at == 0 || at & 3 != 0 {
+            return None;
+        }
+        // SAFETY: `at` is 4-byte aligned and not null; by the slot table contract (see
+        // `find_slots`) a non-empty entry is the address of a function entry in the
+        // program's text, which stays mapped and readable for the life of the process. The
+        // load is atomic because another thread may be patching that word (`Patcher::store`,
+        // an atomic store); a relaxed atomic load of read-only memory is allowed.
+        Some(unsafe { (*(at as *const AtomicU32)).load(Ordering::Relaxed) })
+    }
+
     fn islands(&self) -> &'static [u64] {
         if self.islands == 0 || self.islands_count == 0 {
             return &[];
         }
+        // SAFETY: by the type's invariant, `islands_count` aligned `u64`s at `islands` stay
+        // mapped and unchanged for the life of the process (hence `'static`), and nothing
+        // writes them.
         unsafe { core::slice::from_raw_parts(self.islands as *const u64, self.islands_count) }
     }
 }
 
-/// Locate the slot table: a filled descriptor wins; else the linker's
+/// Can `count` 8-byte entries at runtime address `at` be a table (not null, aligned, no
+/// wrap-around)? This cannot prove the memory is mapped (that is the rewriter's and the
+/// linker's part of the contract); it refuses addresses no correct table can have.
+fn table_shape_ok(at: usize, count: usize) -> bool {
+    at != 0
+        && at % 8 == 0
+        && count
+            .checked_mul(8)
+            .and_then(|n| at.checked_add(n))
+            .is_some()
+}
+
+/// Locate this module's slot table: a filled descriptor wins; else the linker's
 /// `__start/__stop___patchable_function_entries` with the bias from the ELF header.
-pub fn find_slots(desc: *const Descriptor) -> Slots {
+///
+/// The slot table contract, which the resulting `Slots` relies on:
+/// - descriptor: `padtrim rewrite` put the sorted `__mcount_loc` table (`table_count`
+///   entries) and, right after it, the island table (`islands_count` entries) in a loaded
+///   segment of this module, 8-byte aligned (`padtrim verify` checks what it wrote);
+/// - fallback: the linker's section bounds enclose the compiler's 8-byte aligned table of
+///   relocated entry addresses, in a loaded segment.
+///
+/// Tables with an address no correct table can have (null, misaligned, wrapping) are
+/// treated as empty.
+pub fn find_slots() -> Slots {
+    let desc = asm::descriptor_addr();
+    // SAFETY: `desc` is this module's own `padtrim_descriptor` (a static: aligned, mapped
+    // and initialised for the life of the process) and nothing writes it at run time. The
+    // read is volatile because the rewriter changed the bytes in the file after the compiler
+    // saw the initialiser.
     let d = unsafe { core::ptr::read_volatile(desc) };
     if d.is_filled() {
         let bias = d.load_bias(desc as u64);
+        let table = d.table_addr.wrapping_add(bias) as usize;
+        let islands = d.islands_addr.wrapping_add(bias) as usize;
+        let (count, islands_count) = (d.table_count as usize, d.islands_count as usize);
+        let islands_ok = d.islands_addr != 0 && table_shape_ok(islands, islands_count);
         return Slots {
             source: TableSource::Descriptor,
-            table: d.table_addr.wrapping_add(bias) as usize,
-            count: d.table_count as usize,
+            table,
+            count: if table_shape_ok(table, count) {
+                count
+            } else {
+                0
+            },
             add_bias: true,
             bias,
-            islands: if d.islands_addr == 0 {
-                0
-            } else {
-                d.islands_addr.wrapping_add(bias) as usize
-            },
-            islands_count: d.islands_count as usize,
+            islands: if islands_ok { islands } else { 0 },
+            islands_count: if islands_ok { islands_count } else { 0 },
         };
     }
     let (start, stop) = asm::pfe_table();
     let count = if start != 0 && stop > start {
         (stop - start) / 8
+    } else {
+        0
+    };
+    let count = if table_shape_ok(start, count) {
+        count
     } else {
         0
     };
@@ -92,26 +163,43 @@ pub fn find_slots(desc: *const Descriptor) -> Slots {
 }
 
 /// Bias from the mapped ELF header: its runtime address minus the link-time address of the
-/// PT_LOAD that maps file offset 0 (0 for non-PIE executables).
+/// PT_LOAD that maps file offset 0 (0 for non-PIE executables, or when there is no header
+/// to read).
 fn load_bias_from_ehdr() -> u64 {
+    const EHDR_SIZE: usize = 64;
+    const PHDR_SIZE: usize = 56;
     let base = asm::ehdr_start();
     if base == 0 {
         return 0;
     }
-    unsafe {
-        let rd16 = |off: usize| core::ptr::read_unaligned((base + off) as *const u16) as usize;
-        let rd64 = |off: usize| core::ptr::read_unaligned((base + off) as *const u64) as usize;
-        let phoff = rd64(0x20);
-        let phentsize = rd16(0x36);
-        let phnum = rd16(0x38);
-        for i in 0..phnum {
-            let ph = phoff + i * phentsize;
-            let kind = core::ptr::read_unaligned((base + ph) as *const u32);
-            let offset = rd64(ph + 8);
-            let vaddr = rd64(ph + 16);
-            if kind == 1 && offset == 0 {
-                return (base as u64).wrapping_sub(vaddr as u64);
-            }
+    // SAFETY: the linker defines `__ehdr_start` only when the ELF file header is part of a
+    // loaded segment, so its 64 bytes are mapped and readable at `base` for the life of the
+    // process (and never written). Unaligned reads: no alignment is assumed.
+    let header = unsafe { core::ptr::read_unaligned(base as *const [u8; EHDR_SIZE]) };
+    let rd16 = |b: &[u8], off: usize| u16::from_le_bytes([b[off], b[off + 1]]) as usize;
+    let rd64 = |b: &[u8], off: usize| {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&b[off..off + 8]);
+        u64::from_le_bytes(v)
+    };
+    // ELF64 little-endian, with the program header entry size the kernel and ld.so insist
+    // on (they refuse to load anything else, so this module was not loaded from one).
+    if header[..6] != *b"\x7fELF\x02\x01" || rd16(&header, 0x36) != PHDR_SIZE {
+        return 0;
+    }
+    let phoff = rd64(&header, 0x20) as usize;
+    let phnum = rd16(&header, 0x38);
+    for i in 0..phnum {
+        // SAFETY: GNU ld and lld, whenever they load the file header, put the program
+        // headers right after it in the same segment (ld.so needs them mapped), so the
+        // `phnum` entries of 56 bytes at `base + phoff` are mapped and readable; the module
+        // was loaded from this header, which ld.so checked. Unaligned read, never written.
+        let ph = unsafe {
+            core::ptr::read_unaligned((base + phoff + i * PHDR_SIZE) as *const [u8; PHDR_SIZE])
+        };
+        let kind = u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]);
+        if kind == 1 && rd64(&ph, 8) == 0 {
+            return (base as u64).wrapping_sub(rd64(&ph, 16));
         }
     }
     0
@@ -122,6 +210,10 @@ fn island_reaches(at: u64, tramp: u64) -> bool {
     if at & 3 != 0 {
         return false;
     }
+    // SAFETY: `at` is 4-byte aligned and, by the slot table contract (see `find_slots`), an
+    // entry of the island table: the address of an 8-byte island the rewriter wrote into
+    // this module's text, mapped and readable for the life of the process. Nothing writes
+    // islands at run time.
     let (first, second) = unsafe {
         (
             core::ptr::read_volatile(at as *const u32),
@@ -140,8 +232,14 @@ pub struct PatchStats {
     pub skipped: u64,
 }
 
+/// Held by the one `Patcher` alive at a time. Two threads patching slots in the same page
+/// would undo each other's `mprotect`: one makes the page read-only again while the other is
+/// about to store into it (SIGSEGV).
+static PATCHING: AtomicBool = AtomicBool::new(false);
+
 /// Batches writes to text: keeps one page writable at a time (RW+X, so other threads can
 /// still run code there), restores R+X before moving on, and flushes the icache once.
+/// Only one exists at a time in the process: `begin` waits for the previous one to be gone.
 pub struct Patcher {
     page: usize,
     lo: usize,
@@ -151,8 +249,14 @@ pub struct Patcher {
 }
 
 impl Patcher {
-    /// Nothing writable yet.
-    pub fn new() -> Patcher {
+    /// Nothing writable yet; waits until no other thread is patching.
+    pub fn begin() -> Patcher {
+        while PATCHING
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
         Patcher {
             page: 0,
             lo: usize::MAX,
@@ -167,12 +271,11 @@ impl Patcher {
             return true;
         }
         self.restore();
-        if sys::mprotect(
-            page,
-            PAGE,
-            sys::PROT_READ | sys::PROT_WRITE | sys::PROT_EXEC,
-        ) != 0
-        {
+        let rwx = sys::PROT_READ | sys::PROT_WRITE | sys::PROT_EXEC;
+        // SAFETY: `addr` is a slot, so (slot table contract, see `find_slots`) its page is
+        // text, mapped R+X; adding write and keeping read and execute allows every access
+        // that was allowed before, including other threads running code in the page.
+        if unsafe { sys::mprotect(page, PAGE, rwx) } != 0 {
             return false;
         }
         self.page = page;
@@ -181,36 +284,50 @@ impl Patcher {
 
     fn restore(&mut self) {
         if self.page != 0 {
-            sys::mprotect(self.page, PAGE, sys::PROT_READ | sys::PROT_EXEC);
+            // SAFETY: `make_writable` made this page of text (R+X before) writable; this
+            // puts R+X back. Only patchers write text, and the `PATCHING` lock makes this
+            // one the only patcher, so no store into the page follows until a patcher makes
+            // it writable again.
+            unsafe { sys::mprotect(self.page, PAGE, sys::PROT_READ | sys::PROT_EXEC) };
             self.page = 0;
         }
     }
 
-    fn store(&mut self, addr: usize, insn: u32) -> bool {
-        if !self.make_writable(addr) {
+    /// Store `insn` into slot `i`, whose current instruction `Slots::instruction` read (so
+    /// the slot is 4-byte aligned and not empty).
+    fn store(&mut self, slots: &Slots, i: usize, insn: u32) -> bool {
+        let addr = slots.slot(i);
+        if addr == 0 || addr & 3 != 0 || !self.make_writable(addr) {
             return false;
         }
+        // SAFETY: `addr` is a non-empty, 4-byte aligned entry of the slot table, so (by the
+        // table contract, see `find_slots`) a slot in this module's text, mapped for the life
+        // of the process; `make_writable` has just made its page writable, and the page stays
+        // so until `restore`, which only this `Patcher` calls: the `PATCHING` lock keeps every
+        // other patcher out. The store is atomic (one aligned 32-bit store) because other
+        // threads may be reading the word (`Slots::instruction`) or executing it: they see the
+        // old or the new instruction, never a mix.
         unsafe { (*(addr as *const AtomicU32)).store(insn, Ordering::Relaxed) };
         self.lo = self.lo.min(addr);
         self.hi = self.hi.max(addr + 4);
         true
     }
 
-    /// Turn the `nop` at `slot` into `jal t0, trampoline-or-island`. An island is used only
-    /// if it really forwards to the trampoline (a wrong island table must not send traced
-    /// functions elsewhere).
-    pub fn enable(&mut self, slots: &Slots, slot: usize) -> bool {
-        let ok = slot & 3 == 0 && unsafe { core::ptr::read_volatile(slot as *const u32) } == NOP;
+    /// Turn the `nop` in slot `i` into `jal t0, trampoline-or-island`. An island is used
+    /// only if it really forwards to the trampoline (a wrong island table must not send
+    /// traced functions elsewhere).
+    pub fn enable(&mut self, slots: &Slots, i: usize) -> bool {
+        let slot = slots.slot(i) as u64;
         let tramp = asm::trampoline_addr() as u64;
-        let insn = if ok {
-            pick_target(slot as u64, tramp, slots.islands(), slots.bias)
+        let insn = if slots.instruction(i) == Some(NOP) {
+            pick_target(slot, tramp, slots.islands(), slots.bias)
                 .filter(|&t| t == tramp || island_reaches(t, tramp))
-                .and_then(|t| encode_jal_t0(slot as u64, t))
+                .and_then(|t| encode_jal_t0(slot, t))
         } else {
             None
         };
         match insn {
-            Some(i) if self.store(slot, i) => {
+            Some(insn) if self.store(slots, i, insn) => {
                 self.stats.patched += 1;
                 true
             }
@@ -221,13 +338,13 @@ impl Patcher {
         }
     }
 
-    /// Put the `nop` back if `slot` holds a `jal t0` to the trampoline or an island.
-    pub fn disable(&mut self, slots: &Slots, slot: usize) -> bool {
-        if slot & 3 != 0 {
-            return false;
-        }
-        let insn = unsafe { core::ptr::read_volatile(slot as *const u32) };
-        let target = match decode_jal_t0(slot as u64, insn) {
+    /// Put the `nop` back if slot `i` holds a `jal t0` to the trampoline or an island.
+    pub fn disable(&mut self, slots: &Slots, i: usize) -> bool {
+        let slot = slots.slot(i) as u64;
+        let target = match slots
+            .instruction(i)
+            .and_then(|insn| decode_jal_t0(slot, insn))
+        {
             Some(t) => t,
             None => return false,
         };
@@ -236,17 +353,29 @@ impl Patcher {
             || slots
                 .islands()
                 .iter()
-                .any(|&i| i.wrapping_add(slots.bias) == target);
-        is_ours && self.store(slot, NOP)
+                .any(|&isl| isl.wrapping_add(slots.bias) == target);
+        is_ours && self.store(slots, i, NOP)
     }
 
-    /// Restore page protections and make the new instructions visible to all harts.
-    pub fn finish(&mut self) {
+    /// Restore page protections, make the new instructions visible to all harts, and let
+    /// other threads patch.
+    pub fn finish(self) -> PatchStats {
+        self.stats
+    }
+
+    fn publish(&mut self) {
         self.restore();
         if self.lo < self.hi {
             sys::flush_icache(self.lo, self.hi);
         }
         self.lo = usize::MAX;
         self.hi = 0;
+    }
+}
+
+impl Drop for Patcher {
+    fn drop(&mut self) {
+        self.publish();
+        PATCHING.store(false, Ordering::Release);
     }
 }

@@ -1,6 +1,7 @@
 //! Startup: read the settings, open the trace, select and patch slots. Runs from
 //! `.init_array` before the program's own constructors.
 
+use core::marker::PhantomData;
 use core::sync::atomic::Ordering;
 
 use super::{patch, sys, BIAS, ENABLED, MODE, PID, TRACE_FD};
@@ -21,40 +22,99 @@ const O_CLOEXEC: usize = 0o2000000;
 #[link_section = ".init_array.00100"]
 static INIT: extern "C" fn(i32, *const *const u8, *const *const u8) = padtrim_init;
 
-/// Length of a NUL-terminated string, at most `max`.
+/// The NUL-terminated string at `p`, without its NUL, at most `max` bytes.
+///
+/// # Safety
+/// `p` must be non-null and its bytes readable up to its first NUL or its `max`-th byte,
+/// whichever comes first; they must stay valid and unchanged for `'a`.
 unsafe fn c_str<'a>(p: *const u8, max: usize) -> &'a [u8] {
     let mut n = 0;
-    while n < max && *p.add(n) != 0 {
+    // SAFETY: the caller guarantees bytes up to the first NUL (or `max`) are readable, and
+    // the loop stops at the first NUL or at `max`.
+    while n < max && unsafe { *p.add(n) } != 0 {
         n += 1;
     }
-    core::slice::from_raw_parts(p, n)
+    // SAFETY: the `n` bytes just read are readable and, by the caller's guarantee, stay
+    // valid and unchanged for `'a`.
+    unsafe { core::slice::from_raw_parts(p, n) }
 }
 
-struct EnvIter {
+/// The `NAME=value` strings of an environment block.
+struct EnvIter<'a> {
     p: *const *const u8,
+    env: PhantomData<&'a [u8]>,
 }
 
-impl Iterator for EnvIter {
-    type Item = &'static [u8];
-    fn next(&mut self) -> Option<&'static [u8]> {
+impl<'a> EnvIter<'a> {
+    /// # Safety
+    /// `envp` must be null or point to a null-terminated array of pointers to NUL-terminated
+    /// strings, and the array and the strings must stay valid and unchanged for `'a`.
+    unsafe fn new(envp: *const *const u8) -> EnvIter<'a> {
+        EnvIter {
+            p: envp,
+            env: PhantomData,
+        }
+    }
+}
+
+impl<'a> Iterator for EnvIter<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
         if self.p.is_null() {
             return None;
         }
+        // SAFETY: `p` is not null and, by `new`'s contract, points into the array, at or
+        // before its terminating null (we stop there).
         let s = unsafe { *self.p };
         if s.is_null() {
             return None;
         }
+        // SAFETY: `s` was not the terminator, so the next element is still in the array.
         self.p = unsafe { self.p.add(1) };
+        // SAFETY: `s` is a non-null element of the array: a NUL-terminated string valid and
+        // unchanged for `'a` (`new`'s contract).
         Some(unsafe { c_str(s, 1 << 20) })
+    }
+}
+
+/// Memory from `sys::mmap`, unmapped when dropped. While it lives, its `len` bytes are
+/// mapped readable (anonymous memory also writable) at `ptr`, page-aligned, and nothing
+/// else unmaps them.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    /// `len` bytes: anonymous and zeroed when `fd` < 0, else the start of file `fd`
+    /// (private, read-only). `None` if `len` is 0 or the map fails.
+    fn new(len: usize, fd: i32) -> Option<Mapping> {
+        if len == 0 {
+            return None;
+        }
+        let ptr = sys::mmap(len, fd);
+        if ptr.is_null() {
+            None
+        } else {
+            Some(Mapping { ptr, len })
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` is the mapping `mmap` returned; every slice made from it
+        // borrows `self` (see `Symbols`), so none outlives this.
+        unsafe { sys::munmap(self.ptr, self.len) };
     }
 }
 
 /// The program's own symbols, mapped from /proc/self/exe, sorted for lookup.
 struct Symbols {
-    file: *mut u8,
-    file_len: usize,
-    funcs: *mut FuncSym,
-    funcs_cap: usize,
+    /// The whole file, read-only.
+    file: Mapping,
+    /// Room for `file`'s symbol count of `FuncSym`s, the first `funcs_len` filled.
+    funcs: Mapping,
     funcs_len: usize,
 }
 
@@ -66,68 +126,73 @@ impl Symbols {
         }
         let len = sys::file_size(fd);
         let file = if len > 0 {
-            sys::mmap(len as usize, fd)
+            Mapping::new(len as usize, fd)
         } else {
-            core::ptr::null_mut()
+            None
         };
         sys::close(fd);
-        if file.is_null() {
-            return None;
-        }
-        let mut s = Symbols {
-            file,
-            file_len: len as usize,
-            funcs: core::ptr::null_mut(),
-            funcs_cap: 0,
-            funcs_len: 0,
-        };
-        let elf = Elf::parse(s.bytes())?;
+        let file = file?;
+        // SAFETY: see `file_bytes`; the slice dies with `elf` below, before `file` moves.
+        let elf = Elf::parse(unsafe { file_bytes(&file) })?;
         let cap = elf.symbol_count().max(1);
-        let funcs = sys::mmap(cap * core::mem::size_of::<FuncSym>(), -1) as *mut FuncSym;
-        if funcs.is_null() {
-            return None;
-        }
-        s.funcs = funcs;
-        s.funcs_cap = cap;
-        let buf = unsafe { core::slice::from_raw_parts_mut(funcs, cap) };
-        s.funcs_len = elf.sorted_functions(buf);
-        Some(s)
-    }
-
-    fn bytes(&self) -> &'static [u8] {
-        unsafe { core::slice::from_raw_parts(self.file, self.file_len) }
+        let funcs = Mapping::new(cap.checked_mul(core::mem::size_of::<FuncSym>())?, -1)?;
+        // SAFETY: `funcs` is a fresh anonymous mapping of exactly `cap` `FuncSym`s: page
+        // aligned (more than `FuncSym` needs), zero-filled, and all-zero bytes are a valid
+        // `FuncSym` (integers only). Nothing else has its address, and `buf` dies before
+        // `funcs` moves into the result.
+        let buf = unsafe { core::slice::from_raw_parts_mut(funcs.ptr as *mut FuncSym, cap) };
+        let funcs_len = elf.sorted_functions(buf);
+        Some(Symbols {
+            file,
+            funcs,
+            funcs_len,
+        })
     }
 
     /// Does `filter` select the function whose entry is at link-time `addr`? A function
     /// with several names (aliases) is selected if any of them is.
     fn selects(&self, filter: &Filter<'_>, addr: u64) -> bool {
-        let elf = match Elf::parse(self.bytes()) {
+        // SAFETY: see `file_bytes`; the slice borrows `self`.
+        let elf = match Elf::parse(unsafe { file_bytes(&self.file) }) {
             Some(e) => e,
             None => return false,
         };
-        let funcs = unsafe { core::slice::from_raw_parts(self.funcs, self.funcs_len) };
+        // SAFETY: `load` filled the first `funcs_len` (at most the capacity) `FuncSym`s of
+        // the aligned mapping, which lives as long as `self`, and nothing writes it any more.
+        let funcs = unsafe {
+            core::slice::from_raw_parts(self.funcs.ptr as *const FuncSym, self.funcs_len)
+        };
         at_address(funcs, addr)
             .iter()
             .any(|f| filter.selects(elf.name(f.index)))
     }
 }
 
-impl Drop for Symbols {
-    fn drop(&mut self) {
-        sys::munmap(self.file, self.file_len);
-        if !self.funcs.is_null() {
-            sys::munmap(
-                self.funcs as *mut u8,
-                self.funcs_cap * core::mem::size_of::<FuncSym>(),
-            );
-        }
-    }
+/// The bytes of the file mapping `file`, borrowed from it.
+///
+/// # Safety
+/// `file` must map the program's own executable (`/proc/self/exe`), as `Symbols::load`
+/// does, so that its bytes do not change while borrowed: the mapping is private and
+/// read-only, and the runtime assumes, like any program reading its own executable, that
+/// the file is not rewritten while it runs (Linux normally refuses to open a running
+/// executable for writing: ETXTBSY). A file truncated under the mapping would make reads
+/// fault (SIGBUS), not return other bytes.
+unsafe fn file_bytes(file: &Mapping) -> &[u8] {
+    // SAFETY: the mapping is `len` readable bytes at `ptr` while `file` lives (`Mapping`'s
+    // invariant), which the returned borrow outlives not; unchanged per the contract above.
+    unsafe { core::slice::from_raw_parts(file.ptr, file.len) }
 }
 
 extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *const u8) {
     let t0 = sys::ticks();
     let ns0 = sys::monotonic_ns();
-    let cfg = Config::from_env(EnvIter { p: envp });
+    // SAFETY: glibc calls `.init_array` functions with the `envp` of `main`: the process's
+    // environment block (for a library loaded later, `environ` at that time), a
+    // null-terminated array of NUL-terminated strings. The strings are used only until this
+    // function returns (`cfg` and `filter` are locals), and the runtime changes none of
+    // them; as for `getenv`, no other thread may change the environment meanwhile (when an
+    // executable's constructors run there is normally no other thread yet).
+    let cfg = Config::from_env(unsafe { EnvIter::new(envp) });
     if cfg.bad_mode {
         sys::write_all(
             2,
@@ -135,7 +200,7 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
         );
     }
     PID.store(sys::getpid(), Ordering::Relaxed);
-    let slots = patch::find_slots(super::asm::descriptor_addr());
+    let slots = patch::find_slots();
     BIAS.store(slots.bias, Ordering::Relaxed);
     if cfg.mode == Mode::Off {
         if cfg.debug {
@@ -158,8 +223,8 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     if filter.is_some() && symbols.is_none() {
         sys::write_all(2, b"padtrim: cannot read the symbol table of /proc/self/exe; PADTRIM_FILTER selects nothing\n");
     }
-    let mut patcher = patch::Patcher::new();
-    for i in 0..slots.count {
+    let mut patcher = patch::Patcher::begin();
+    for i in 0..slots.count() {
         let slot = slots.slot(i);
         if slot == 0 {
             continue;
@@ -170,11 +235,10 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
                 continue;
             }
         }
-        patcher.enable(&slots, slot);
+        patcher.enable(&slots, i);
     }
-    patcher.finish();
+    let stats = patcher.finish();
     drop(symbols);
-    let stats = patcher.stats;
     let r = Record {
         time: sys::ticks(),
         addr: stats.patched | stats.skipped << 32,
@@ -201,9 +265,9 @@ fn debug_line(slots: &patch::Slots, mode: Mode, stats: patch::PatchStats) {
     l.text(b"padtrim: table=")
         .text(slots.source.name().as_bytes())
         .text(b" entries=")
-        .dec(slots.count as u64)
+        .dec(slots.count() as u64)
         .text(b" islands=")
-        .dec(slots.islands_count as u64)
+        .dec(slots.islands_count() as u64)
         .text(b" bias=")
         .hex(slots.bias)
         .text(b" mode=")

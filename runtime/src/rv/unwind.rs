@@ -67,13 +67,16 @@ global_asm!(
 global_asm!(".weak dlsym");
 
 extern "C" {
-    fn dlsym(handle: *mut u8, name: *const u8) -> usize;
+    fn dlsym(handle: *mut u8, name: *const u8) -> *mut u8;
 }
 
 /// Do the wrappers above receive the program's unwinds (false in static programs, where
 /// libgcc_eh's own definitions win)?
 pub fn interposed() -> bool {
     let (ours, linked): (usize, usize);
+    // SAFETY: `lla` computes an address and `la` of a (weak) symbol reads it from the GOT
+    // (relocated before our code runs, never changed after: `pure, readonly`); nothing is
+    // written, no stack is used.
     unsafe {
         core::arch::asm!("lla {0}, padtrim_unwind_raise", "la {1}, _Unwind_RaiseException",
                          out(reg) ours, out(reg) linked, options(pure, readonly, nostack));
@@ -84,6 +87,7 @@ pub fn interposed() -> bool {
 /// Is the C++ `throw` machinery linked in (weak reference to `__cxa_throw`)?
 pub fn can_throw() -> bool {
     let p: usize;
+    // SAFETY: as in `interposed`: `la` of a weak symbol, reading at most the GOT.
     unsafe {
         core::arch::asm!(".weak __cxa_throw", "la {0}, __cxa_throw", out(reg) p,
                          options(pure, readonly, nostack));
@@ -103,17 +107,28 @@ static REAL: [AtomicUsize; 3] = [NONE; 3];
 
 /// Restore real return addresses on this thread's stack, then return the real libgcc
 /// function `which` (0 raise, 1 resume-or-rethrow, 2 forced unwind) for the wrapper to jump to.
+///
+/// # Safety
+/// Only the wrappers above call this, on the thread that starts the unwind, with `sp` the
+/// stack pointer at the wrapper's entry; see `restore_return_addresses`.
 #[no_mangle]
 unsafe extern "C" fn padtrim_before_unwind(which: usize, sp: usize) -> usize {
-    restore_return_addresses(sp as u64);
+    // SAFETY: our caller's guarantees are `restore_return_addresses`'s.
+    unsafe { restore_return_addresses(sp as u64) };
     let which = which.min(2);
     let mut f = REAL[which].load(Ordering::Relaxed);
     if f == 0 {
         // Not `dlsym as usize`: Rust assumes function pointers are never null.
         let lookup: usize;
-        core::arch::asm!("la {0}, dlsym", out(reg) lookup, options(pure, readonly, nostack));
+        // SAFETY: loads the (weak) address of `dlsym` from the GOT: reads memory, writes
+        // none, no stack.
+        unsafe {
+            core::arch::asm!("la {0}, dlsym", out(reg) lookup, options(pure, readonly, nostack));
+        }
         if lookup != 0 {
-            f = dlsym(RTLD_NEXT, NAMES[which].as_ptr());
+            // SAFETY: `dlsym` is linked (its address is not null); the name is a
+            // NUL-terminated static string.
+            f = unsafe { dlsym(RTLD_NEXT, NAMES[which].as_ptr()) } as usize;
         }
         if f == 0 {
             sys::fatal(b"padtrim: cannot find the real libgcc unwinder (dlsym RTLD_NEXT)\n");
@@ -123,16 +138,29 @@ unsafe extern "C" fn padtrim_before_unwind(which: usize, sp: usize) -> usize {
     f
 }
 
+/// Write the real return address over the saved hook address in each hooked frame of this
+/// thread above `lower`.
+///
+/// # Safety
+/// `lower` must be this thread's stack pointer (or above it, inside a live frame of ours)
+/// when an unwind starts, and the thread must run on one stack: the shadow frames' entry
+/// sps above `lower` then lie in live frames of this same stack, between `lower` and the
+/// stack's top, which are mapped and which no other thread uses. (A thread that switches
+/// stacks, e.g. with `swapcontext`, breaks this, as it breaks the shadow stack anyway.)
 unsafe fn restore_return_addresses(mut lower: u64) {
     let slot = asm::tls_slot();
-    if *slot <= 1 {
+    // SAFETY: `tls_slot` is this thread's own TLS word, valid and aligned.
+    if unsafe { *slot } <= 1 {
         return; // this thread never traced anything
     }
     let st = match super::thread_state() {
         Some(s) => s,
         None => return,
     };
-    let was_busy = st.busy.swap(1, Ordering::Acquire);
+    // SAFETY: `thread_state` is this thread's own state, and this is its unwinder, which
+    // runs with the state held by this thread only if the holder was abandoned (see
+    // `hold_as_owner`).
+    let mut st = unsafe { st.hold_as_owner() };
     let hook = asm::return_hook_addr() as u64;
     for i in (0..st.depth as usize).rev() {
         let f = st.frames[i];
@@ -141,8 +169,15 @@ unsafe fn restore_return_addresses(mut lower: u64) {
             let mut at = f.sp - 8;
             while at >= lower {
                 let p = at as *mut u64;
-                if core::ptr::read_volatile(p) == hook {
-                    core::ptr::write_volatile(p, f.ret);
+                // SAFETY: `lower` <= `at` < `f.sp`, 8-aligned (entry sps are 16-aligned by
+                // the ABI, `lower` is a stack pointer): by our contract a word of a live
+                // frame of this thread's stack, above our own frame, used by no other thread
+                // and by no code of this thread while we run. We replace only a word holding
+                // the hook address (the return address we swapped in for this frame, as the
+                // function saved it) by the address it replaced.
+                if unsafe { core::ptr::read_volatile(p) } == hook {
+                    // SAFETY: as above.
+                    unsafe { core::ptr::write_volatile(p, f.ret) };
                     st.frames[i].hooked = 0;
                     break;
                 }
@@ -151,5 +186,4 @@ unsafe fn restore_return_addresses(mut lower: u64) {
         }
         lower = lower.max(f.sp);
     }
-    st.busy.store(was_busy, Ordering::Release);
 }

@@ -83,6 +83,7 @@ pub fn rewrite_relocatable(
         islands: 0,
         writer: None,
         kernel_tables: None,
+        pre_shortfall: None,
     };
 
     // 1. Cut the pads, section by section.
