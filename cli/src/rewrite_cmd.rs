@@ -4,13 +4,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::Args;
 use padtrim::plan::Layout;
 use padtrim::rewrite::{
-    read_back, rewrite_unread, PreShortfall, RewriteOptions, RewriteStats, Writer,
+    parse_slot, prepare, PreShortfall, RewriteOptions, RewriteStats, Rewritten, Writer,
 };
 use padtrim::timing::phase;
-use padtrim::verify::{verify, VerifyReport};
+use padtrim::verify::VerifyReport;
 
 use crate::input::Input;
 use crate::verify_cmd::count;
@@ -31,8 +32,8 @@ pub struct RewriteArgs {
     #[arg(long, default_value_t = 0)]
     pub pre: u32,
     /// Where freed bytes go (default: in-place for a vmlinux, pack otherwise).
-    #[arg(long, value_enum)]
-    pub layout: Option<LayoutArg>,
+    #[arg(long, value_parser = layout_parser())]
+    pub layout: Option<Layout>,
     /// Allow a slot smaller than a kernel's ftrace patch.
     #[arg(long)]
     pub force: bool,
@@ -41,36 +42,23 @@ pub struct RewriteArgs {
     pub json: bool,
     /// How a linked file is written: its own bytes placed anew (fast, small), or through
     /// `object`'s ELF builder, which re-serialises the whole file.
-    #[arg(long, value_enum, default_value_t = WriterArg::Patched)]
-    pub writer: WriterArg,
+    #[arg(long, value_parser = writer_parser(), default_value = "patched")]
+    pub writer: Writer,
     /// Write the output without verifying it first (`padtrim verify` can check it later).
     #[arg(long)]
     pub no_verify: bool,
 }
 
-/// `--writer` values.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum WriterArg {
-    /// Place and patch the input's own bytes (the builder only for what that cannot express).
-    Patched,
-    /// Re-serialise the file through `object`'s ELF builder.
-    Builder,
+/// `--layout`: the library's layouts, by their flag spellings.
+fn layout_parser() -> impl TypedValueParser<Value = Layout> {
+    let values = Layout::ALL.map(|l| PossibleValue::new(l.name()).help(l.help()));
+    PossibleValuesParser::new(values).try_map(|s| s.parse::<Layout>())
 }
 
-/// `--layout` values.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum LayoutArg {
-    /// Shrink code and move what follows: a smaller file and image.
-    Pack,
-    /// Keep section addresses; freed bytes become nops at section ends.
-    InPlace,
-}
-
-fn parse_slot(s: &str) -> Result<u32, String> {
-    match s.parse::<u32>() {
-        Ok(v @ (0 | 4 | 8 | 16)) => Ok(v),
-        _ => Err("slot must be 0, 4, 8 or 16".into()),
-    }
+/// `--writer`: the library's writers, by their flag spellings.
+fn writer_parser() -> impl TypedValueParser<Value = Writer> {
+    let values = Writer::ALL.map(|w| PossibleValue::new(w.name()).help(w.help()));
+    PossibleValuesParser::new(values).try_map(|s| s.parse::<Writer>())
 }
 
 /// `padtrim rewrite`.
@@ -85,42 +73,36 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
     let opts = RewriteOptions {
         slot: args.slot,
         pre: args.pre,
-        layout: args.layout.map(|l| match l {
-            LayoutArg::Pack => Layout::Pack,
-            LayoutArg::InPlace => Layout::InPlace,
-        }),
+        layout: args.layout,
         force: args.force,
-        writer: match args.writer {
-            WriterArg::Patched => Writer::Patched,
-            WriterArg::Builder => Writer::Builder,
-        },
+        writer: args.writer,
+        verify: !args.no_verify,
     };
-    // The output is read back (parsed as any input is) before anything is written; the
-    // verification parses it anyway, so it does the reading back.
-    let (mut bytes, stats) = phase("rewrite (total)", || rewrite_unread(input.bytes(), opts))
-        .with_context(|| input.name())?;
-    if let Some(short) = &stats.pre_shortfall {
+    let mut pending = prepare(input.bytes(), &opts).with_context(|| input.name())?;
+    if let Some(short) = &pending.stats().pre_shortfall {
         eprintln!("padtrim: warning: {}: {}", input.name(), pre_warning(short));
     }
-    damage_for_tests(&mut bytes, stats.unchanged)?;
-    if args.no_verify && !stats.unchanged {
-        phase("read back", || read_back(&bytes)).with_context(|| input.name())?;
-    }
-    // Verification and the write of the temporary file are independent: run them side by
-    // side; the output gets its name only once both succeeded.
-    let (verified, pending) = rayon::join(
-        || -> Result<Option<VerifyReport>> {
-            match args.no_verify {
-                true => Ok(None),
-                false => Ok(Some(phase("verify (total)", || {
-                    verify_output(&input, &bytes, &stats)
-                })?)),
-            }
-        },
-        || phase("write", || PendingOutput::write(&args.output, &bytes)),
-    );
-    let (verified, pending) = (verified?, pending?);
-    pending.commit()?;
+    let unchanged = pending.stats().unchanged;
+    damage_for_tests(pending.unverified_bytes_mut(), unchanged)?;
+    // The library hands back only a verified output (or, with --no-verify, one that parses
+    // again). Verification and the write of the temporary file are independent: run them
+    // side by side; the output gets its name only once both succeeded.
+    let (done, written) = if args.no_verify {
+        let done = pending.skip_verification().with_context(|| input.name())?;
+        let written = phase("write", || PendingOutput::write(&args.output, &done.bytes));
+        (done, written)
+    } else {
+        let (done, written) = pending.verify_alongside(input.bytes(), |bytes| {
+            phase("write", || PendingOutput::write(&args.output, bytes))
+        });
+        (done.map_err(|e| verification_error(&input, e))?, written)
+    };
+    written?.commit()?;
+    let Rewritten {
+        stats,
+        verification: verified,
+        ..
+    } = done;
     if args.json {
         let mut json = serde_json::to_value(&stats)?;
         if let (serde_json::Value::Object(map), Some(v)) = (&mut json, &verified) {
@@ -136,32 +118,18 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Translation validation of the new bytes against the input, before anything is written:
-/// a rewrite that fails it is an error (exit 2) and leaves no output.
-fn verify_output(input: &Input, bytes: &[u8], stats: &RewriteStats) -> Result<VerifyReport> {
-    if stats.unchanged {
-        return Ok(VerifyReport {
-            skipped: Some("the output is the input, unchanged".into()),
-            ..VerifyReport::default()
-        });
-    }
-    let (old, new) = rayon::join(
-        || phase("verify: parse original", || input.elf()),
-        || phase("verify: parse new", || read_back(bytes)),
-    );
-    let old = old?;
-    let new = new.with_context(|| input.name())?;
-    let report =
-        verify(&old, &new).with_context(|| format!("{}: verifying the rewrite", input.name()))?;
-    if !report.is_ok() {
-        return Err(VerificationFailed {
+/// The library's error for a rewrite of `input`: a failed verification is padtrim's own
+/// fault (exit 3, [`VerificationFailed`]); anything else names the input.
+fn verification_error(input: &Input, e: padtrim::Error) -> anyhow::Error {
+    match e {
+        padtrim::Error::VerificationFailed { mismatches, first } => VerificationFailed {
             input: input.name(),
-            mismatches: report.mismatch_count,
-            first: report.mismatches.first().map(|m| m.to_string()),
+            mismatches,
+            first: (!first.is_empty()).then_some(first),
         }
-        .into());
+        .into(),
+        e => anyhow::Error::new(e).context(input.name()),
     }
-    Ok(report)
 }
 
 /// A rewrite that failed its own verification: a bug in padtrim, not in the input

@@ -43,12 +43,6 @@ pub fn rewrite_relocatable(
     scan: &Scan,
     opts: RewriteOptions,
 ) -> Result<(Vec<u8>, RewriteStats)> {
-    if !matches!(opts.slot, 0 | 4 | 8 | 16) {
-        return Err(Error::Unsupported(format!(
-            "slot size {} (allowed: 0, 4, 8, 16)",
-            opts.slot
-        )));
-    }
     let relocs = file.relocation_sections()?;
     for rs in &relocs {
         if file.sections[rs.index].sh_type != elf::SHT_RELA.0 {
@@ -65,26 +59,13 @@ pub fn rewrite_relocatable(
         }
     }
     let text_before: u64 = exec_sections(file).map(|s| s.size).sum();
-    let mut stats = RewriteStats {
-        sites: scan.sites.len(),
-        bytes_removed: 0,
-        file_size_before: file.data.len() as u64,
-        file_size_after: file.data.len() as u64,
-        text_size_before: text_before,
-        text_size_after: text_before,
-        alignment_bytes: 0,
-        unrelocated_fixups: 0,
-        free_bytes: 0,
-        layout: Layout::Pack,
-        slot_bytes: opts.slot,
-        relocation_types: BTreeMap::new(),
-        unchanged: true,
-        table: false,
-        islands: 0,
-        writer: None,
-        kernel_tables: None,
-        pre_shortfall: None,
-    };
+    let mut stats = RewriteStats::unchanged(
+        scan.sites.len(),
+        file.data.len() as u64,
+        text_before,
+        Layout::Pack,
+        opts.slot,
+    );
 
     // 1. Cut the pads, section by section.
     let cut = cut::CutOptions {
