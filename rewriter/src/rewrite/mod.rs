@@ -12,9 +12,9 @@
 
 mod linked;
 pub mod object;
-mod options;
+pub mod options;
 mod policy;
-mod stats;
+pub mod stats;
 
 pub use options::{parse_slot, RewriteOptions, UnknownChoice, Writer, SLOT_SIZES};
 pub use padtrim_abi::{DESCRIPTOR_SYMBOL, MCOUNT_SECTION, TRAMPOLINE_SYMBOL};

@@ -32,7 +32,8 @@ use crate::elf::reloc_name;
 use crate::elf::ElfFile;
 use crate::error::{Error, Result};
 use crate::plan::Layout;
-use crate::rewrite::{RewriteOptions, RewriteStats};
+use crate::rewrite::options::RewriteOptions;
+use crate::rewrite::stats::RewriteStats;
 use crate::scan::{Scan, TABLE_SECTION};
 
 pub use cut::ALIGN_RESERVE;
