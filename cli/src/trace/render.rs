@@ -28,7 +28,7 @@ fn push_us(buf: &mut Vec<u8>, ns: f64) {
     // `x` is within half a unit in the last place (< 1e-4 below 1e12) of the exact value
     // whose rounding to an integer gives the three decimals: away from a tie, rounding `x`
     // gives the same digits. Ties, negative and huge values take the slow path.
-    if v >= 0.0 && x < 1e12 {
+    if v.is_sign_positive() && x < 1e12 {
         let whole = x.floor();
         let frac = x - whole;
         if (frac - 0.5).abs() > 1e-3 {
