@@ -1,7 +1,9 @@
 //! Write a large, valid padtrim trace for a real program, to measure `padtrim replay`
-//! (scripts/bench-replay). The calls are a random walk over the program's function symbols
-//! (depth 1 to 24, several threads, blocks of 2048 records per thread as the runtime
-//! flushes them), so every address names a function of the program.
+//! (scripts/bench-replay). The calls are a random walk down a fixed call graph over the
+//! program's function symbols (each function calls one of two others, up to 14 deep, so
+//! there are a bounded number of distinct call stacks, as in a real program), on several
+//! threads, in blocks of 2048 records per thread as the runtime flushes them. Every
+//! address names a function of the program.
 //!
 //!   cargo run --release --example gen-trace -- PROGRAM OUT RECORDS [THREADS] [graph|entry]
 
@@ -12,7 +14,9 @@ use padtrim_runtime::format::{encode_header, Header, Kind, Mode, Record};
 
 /// Records per block, as the runtime's per-thread buffer holds them.
 const BLOCK: usize = 2048;
-const MAX_DEPTH: usize = 24;
+const MAX_DEPTH: usize = 14;
+/// Functions the walk visits (the program's hot paths).
+const HOT: u64 = 64;
 /// Nanoseconds per tick (a 10 MHz `rdtime`, as qemu-riscv64 has).
 const NS_PER_TICK: u64 = 100;
 
@@ -32,7 +36,8 @@ impl Rng {
 
 struct Thread {
     tid: u32,
-    stack: Vec<u64>,
+    /// (address, index in the hot set) of the open calls.
+    stack: Vec<(u64, u64)>,
     buf: Vec<u8>,
     records: usize,
 }
@@ -103,7 +108,7 @@ fn run() -> Result<(), String> {
     let mut tick = tick0;
     let mut written = 0u64;
     // A small working set of functions, like a real program's hot paths.
-    let hot: Vec<u64> = (0..64)
+    let hot: Vec<u64> = (0..HOT)
         .map(|_| funcs[rng.below(funcs.len() as u64) as usize].addr)
         .collect();
     while written < total {
@@ -114,8 +119,13 @@ fn run() -> Result<(), String> {
             let depth = t.stack.len();
             let enter = depth == 0 || (depth < MAX_DEPTH && rng.below(100) < 52);
             let rec = if enter {
-                let addr = hot[rng.below(hot.len() as u64) as usize];
-                t.stack.push(addr);
+                // A root, or one of the two callees of the caller.
+                let pick = match t.stack.last() {
+                    None => rng.below(4),
+                    Some(&(_, caller)) => (caller * 7 + 1 + rng.below(2) * 6) % HOT,
+                };
+                let addr = hot[pick as usize];
+                t.stack.push((addr, pick));
                 Record {
                     time: tick,
                     addr,
@@ -124,7 +134,7 @@ fn run() -> Result<(), String> {
                     kind: Kind::Entry,
                 }
             } else {
-                let addr = t.stack.pop().unwrap_or_default();
+                let (addr, _) = t.stack.pop().unwrap_or_default();
                 if mode == Mode::Entry {
                     continue;
                 }
@@ -147,7 +157,9 @@ fn run() -> Result<(), String> {
     // Close the calls still open (graph traces), then the clock calibration.
     for t in &mut ts {
         while mode == Mode::Graph {
-            let Some(addr) = t.stack.pop() else { break };
+            let Some((addr, _)) = t.stack.pop() else {
+                break;
+            };
             tick += 1;
             let rec = Record {
                 time: tick,
