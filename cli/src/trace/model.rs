@@ -537,7 +537,7 @@ impl Pairing {
     }
 
     /// An exit or unwind: hand each span it ends, innermost first, to `closed`.
-    pub fn leave(&mut self, e: &Event, mut closed: impl FnMut(&Pairing, Closed)) {
+    pub fn leave(&mut self, e: &Event, mut closed: impl FnMut(Closed)) {
         let Some(pos) = self.open.iter().rposition(|o| o.func == e.func) else {
             return;
         };
@@ -555,7 +555,7 @@ impl Pairing {
     }
 
     /// The end of the thread at `last` ns: every span still open ends there.
-    pub fn close_all(&mut self, last: f64, mut closed: impl FnMut(&Pairing, Closed)) {
+    pub fn close_all(&mut self, last: f64, mut closed: impl FnMut(Closed)) {
         while let Some(o) = self.open.pop() {
             let end = last.max(o.start);
             self.finish(o, end, SpanEnd::Open, &mut closed);
@@ -567,17 +567,12 @@ impl Pairing {
         self.next_ordinal
     }
 
-    /// Functions of the open spans, outermost first.
-    pub fn stack(&self) -> impl Iterator<Item = usize> + '_ {
-        self.open.iter().map(|o| o.func)
-    }
-
     fn finish(
         &mut self,
         o: OpenSpan,
         end: f64,
         end_kind: SpanEnd,
-        closed: &mut impl FnMut(&Pairing, Closed),
+        closed: &mut impl FnMut(Closed),
     ) {
         let dur = end - o.start;
         if let Some(p) = self.open.last_mut() {
@@ -593,13 +588,10 @@ impl Pairing {
             end_kind,
             recursive,
         };
-        closed(
-            self,
-            Closed {
-                ordinal: o.ordinal,
-                span,
-            },
-        );
+        closed(Closed {
+            ordinal: o.ordinal,
+            span,
+        });
     }
 }
 
@@ -637,11 +629,11 @@ impl<'a> Spans<'a> {
                 pairing.enter(&e);
             } else {
                 let next = pairing.next_ordinal();
-                pairing.leave(&e, |_, c| note(next, c));
+                pairing.leave(&e, |c| note(next, c));
             }
         }
         let next = pairing.next_ordinal();
-        pairing.close_all(events.last_ns(), |_, c| note(next, c));
+        pairing.close_all(events.last_ns(), |c| note(next, c));
         Ok(Spans {
             events: trace.events(t)?,
             pairing: Pairing::default(),
@@ -663,7 +655,7 @@ impl<'a> Spans<'a> {
                 return Ok(None);
             }
             let (queue, base) = (&mut self.queue, self.base);
-            let mut fill = |c: Closed| {
+            let fill = |c: Closed| {
                 if let Some(slot) = c
                     .ordinal
                     .checked_sub(base)
@@ -684,10 +676,10 @@ impl<'a> Spans<'a> {
                     });
                     self.queue.push_back(known);
                 }
-                Some(e) => self.pairing.leave(&e, |_, c| fill(c)),
+                Some(e) => self.pairing.leave(&e, fill),
                 None => {
                     let last = self.events.last_ns();
-                    self.pairing.close_all(last, |_, c| fill(c));
+                    self.pairing.close_all(last, fill);
                     self.done = true;
                 }
             }

@@ -261,17 +261,20 @@ pub fn chrome(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
         },
     )?;
     write!(out, ",\"traceEvents\":[")?;
+    // Each event is serialized into `ev`, then written whole: serde_json's many small
+    // writes are cheap into a Vec and slow through `dyn Write`.
+    let mut ev: Vec<u8> = Vec::with_capacity(256);
     let mut first = true;
-    let mut sep = |out: &mut dyn Write| -> std::io::Result<()> {
+    let mut sep = |ev: &mut Vec<u8>| {
+        ev.clear();
         if !std::mem::take(&mut first) {
-            out.write_all(b",")?;
+            ev.push(b',');
         }
-        Ok(())
     };
     for (ti, th) in t.threads.iter().enumerate() {
-        sep(out)?;
+        sep(&mut ev);
         serde_json::to_writer(
-            &mut *out,
+            &mut ev,
             &ThreadName {
                 args: NameArg {
                     name: format!("tid {}", th.tid),
@@ -282,17 +285,18 @@ pub fn chrome(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                 tid: th.tid,
             },
         )?;
+        out.write_all(&ev)?;
         if t.mode == Mode::Graph {
             let mut spans = Spans::new(t, ti)?;
             while let Some(s) = spans.next_span()? {
-                sep(out)?;
+                sep(&mut ev);
                 let args = match s.end_kind {
                     SpanEnd::Returned => None,
                     SpanEnd::Unwound => Some(EndArg { end: "unwound" }),
                     SpanEnd::Open => Some(EndArg { end: "open" }),
                 };
                 serde_json::to_writer(
-                    &mut *out,
+                    &mut ev,
                     &Complete {
                         args,
                         cat: "function",
@@ -304,6 +308,7 @@ pub fn chrome(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                         ts: s.start / 1000.0,
                     },
                 )?;
+                out.write_all(&ev)?;
             }
         } else {
             let mut events = t.events(ti)?;
@@ -311,9 +316,9 @@ pub fn chrome(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                 if e.kind != EventKind::Entry {
                     continue;
                 }
-                sep(out)?;
+                sep(&mut ev);
                 serde_json::to_writer(
-                    &mut *out,
+                    &mut ev,
                     &Instant {
                         args: DepthArg { depth: e.depth },
                         cat: "function",
@@ -325,6 +330,7 @@ pub fn chrome(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                         ts: e.ns / 1000.0,
                     },
                 )?;
+                out.write_all(&ev)?;
             }
         }
     }
@@ -335,55 +341,56 @@ pub fn chrome(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
 /// Folded stacks: graph traces weigh each stack by its self time in ns; entry-only traces
 /// count calls.
 pub fn folded(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
-    // Keyed by the functions of the stack; turned into names at the end (two functions
-    // may share a name, and then their stacks add up).
-    let mut by_path: IntMap<Vec<usize>, u64> = IntMap::default();
-    let mut path: Vec<usize> = Vec::new();
+    let mut stacks = Stacks::default();
     for ti in 0..t.threads.len() {
         let mut events = t.events(ti)?;
+        // The stack id of each open call, outermost first.
+        let mut ids: Vec<u32> = Vec::new();
         if t.mode == Mode::Graph {
             let mut pairing = Pairing::default();
-            let mut add = |p: &Pairing, s: Span| {
+            let add = |stacks: &mut Stacks, ids: &mut Vec<u32>, s: Span| {
                 let self_ns = (s.end - s.start - s.children).max(0.0).round() as u64;
-                path.clear();
-                path.extend(p.stack());
-                path.push(s.func);
-                match by_path.get_mut(path.as_slice()) {
-                    Some(w) => *w += self_ns,
-                    None => {
-                        by_path.insert(path.clone(), self_ns);
-                    }
-                }
+                let id = ids.pop().unwrap_or_default();
+                stacks.weights[id as usize] += self_ns;
             };
             while let Some(e) = events.next_event()? {
                 if e.kind == EventKind::Entry {
                     pairing.enter(&e);
+                    let id = stacks.child(ids.last().copied(), e.func);
+                    ids.push(id);
                 } else {
-                    pairing.leave(&e, |p, c| add(p, c.span));
+                    pairing.leave(&e, |c| add(&mut stacks, &mut ids, c.span));
                 }
             }
-            pairing.close_all(events.last_ns(), |p, c| add(p, c.span));
+            pairing.close_all(events.last_ns(), |c| add(&mut stacks, &mut ids, c.span));
         } else {
-            let mut stack: Vec<usize> = Vec::new();
             while let Some(e) = events.next_event()? {
                 if e.kind != EventKind::Entry {
                     continue;
                 }
-                stack.truncate(e.depth as usize);
-                stack.push(e.func);
-                match by_path.get_mut(stack.as_slice()) {
-                    Some(w) => *w += 1,
-                    None => {
-                        by_path.insert(stack.clone(), 1);
-                    }
-                }
+                ids.truncate(e.depth as usize);
+                let id = stacks.child(ids.last().copied(), e.func);
+                stacks.weights[id as usize] += 1;
+                ids.push(id);
             }
         }
     }
+    // Two functions may share a name: their stacks then add up under one line.
     let mut weights: BTreeMap<String, u64> = BTreeMap::new();
-    for (p, w) in by_path {
-        let names: Vec<&str> = p.iter().map(|&f| t.names[f].as_str()).collect();
-        *weights.entry(names.join(";")).or_default() += w;
+    let mut funcs = Vec::new();
+    for (id, &w) in stacks.weights.iter().enumerate() {
+        if w == 0 {
+            continue;
+        }
+        funcs.clear();
+        let mut at = Some(id as u32);
+        while let Some(i) = at {
+            let (parent, func) = stacks.nodes[i as usize];
+            funcs.push(t.names[func].as_str());
+            at = parent;
+        }
+        funcs.reverse();
+        *weights.entry(funcs.join(";")).or_default() += w;
     }
     for (stack, w) in weights {
         if w > 0 {
@@ -391,6 +398,31 @@ pub fn folded(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The distinct call stacks of a trace as a tree: each stack is its caller's stack and a
+/// function, and has an id and a weight.
+#[derive(Default)]
+struct Stacks {
+    ids: IntMap<(u32, usize), u32>,
+    /// (caller's stack, function) of each stack.
+    nodes: Vec<(Option<u32>, usize)>,
+    weights: Vec<u64>,
+}
+
+impl Stacks {
+    /// The id of the stack `parent` (none: outermost) with `func` called on top.
+    fn child(&mut self, parent: Option<u32>, func: usize) -> u32 {
+        let key = (parent.map_or(u32::MAX, |p| p), func);
+        if let Some(&id) = self.ids.get(&key) {
+            return id;
+        }
+        let id = self.nodes.len() as u32;
+        self.nodes.push((parent, func));
+        self.weights.push(0);
+        self.ids.insert(key, id);
+        id
+    }
 }
 
 /// Per-function calls, total (inclusive, recursion counted once) and self time.

@@ -392,12 +392,12 @@ pub fn export(trace: &Trace, dir: &Path, run: &RunInfo) -> anyhow::Result<()> {
                     let (_, level, _) = pairing.enter(&e);
                     put(&mut w, UFTRACE_ENTRY, e.ns, level, e.func);
                 } else {
-                    pairing.leave(&e, |_, c| {
+                    pairing.leave(&e, |c| {
                         put(&mut w, UFTRACE_EXIT, c.span.end, c.span.level, c.span.func)
                     });
                 }
             }
-            pairing.close_all(events.last_ns(), |_, c| {
+            pairing.close_all(events.last_ns(), |c| {
                 put(&mut w, UFTRACE_EXIT, c.span.end, c.span.level, c.span.func)
             });
         } else {
