@@ -1659,20 +1659,21 @@ fn record_writes_a_uftrace_directory_directly() {
     let dir = scratch("uftrace-record");
     let exe = build_source(&dir, "exit_with", EXIT_WITH, true);
     let data = dir.join("uftrace.data");
-    let out = padtrim(&[
-        "record",
-        "--graph",
-        "--uftrace",
-        data.to_str().unwrap(),
-        "--",
-        exe.to_str().unwrap(),
-        "3",
-    ]);
+    // Run in `dir`, where a default trace (padtrim.trace) would appear.
+    let out = Command::new(env!("CARGO_BIN_EXE_padtrim"))
+        .current_dir(&dir)
+        .args(["record", "--graph", "--uftrace", "uftrace.data", "--"])
+        .arg(&exe)
+        .arg("3")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(
-        !dir.join("padtrim.trace").exists(),
-        "no trace kept without -o"
-    );
+    let traces: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".trace"))
+        .collect();
+    assert!(traces.is_empty(), "no trace kept without -o: {traces:?}");
     let report = uftrace_report(&data);
     assert_eq!(report["main"].0, 1);
     assert_eq!(report["status_of"].0, 1);
@@ -1753,4 +1754,111 @@ fn uftrace_export_refuses_what_it_cannot_write() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).is_empty(), "the program did not run");
+}
+
+/// Write a graph trace of `rounds` calls of thread_main { work { leaf } } on each of two
+/// threads, inside one `main` that stays open the whole trace (a span longer than any
+/// window replay keeps), with the program's real addresses.
+fn write_long_graph_trace(exe: &Path, path: &Path, rounds: u64) {
+    use padtrim_runtime::format::{encode_header, Header, Kind, Mode, Record};
+    use std::io::Write;
+    let syms = symbols(exe);
+    let header = Header {
+        mode: Mode::Graph,
+        load_bias: 0,
+        tick0: 0,
+        ns0: 1_000_000,
+        pid: 7,
+    };
+    let mut head = vec![0u8; 8192];
+    let path_bytes = exe.to_str().unwrap().as_bytes();
+    let n = encode_header(&header, path_bytes, &mut head).unwrap();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    out.write_all(&head[..n]).unwrap();
+    let mut time = 0u64;
+    let mut put = |out: &mut std::io::BufWriter<std::fs::File>, tid, name: &str, depth, kind| {
+        time += 3;
+        let r = Record {
+            time,
+            addr: syms[name],
+            tid,
+            depth,
+            kind,
+        };
+        out.write_all(&r.encode()).unwrap();
+    };
+    put(&mut out, 7, "main", 0, Kind::Entry);
+    for _ in 0..rounds {
+        for tid in [7u32, 8] {
+            let base = if tid == 7 { 1 } else { 0 };
+            for (name, d) in [("thread_main", 0), ("work", 1), ("leaf", 2)] {
+                put(&mut out, tid, name, base + d, Kind::Entry);
+            }
+            for (name, d) in [("leaf", 2), ("work", 1), ("thread_main", 0)] {
+                put(&mut out, tid, name, base + d, Kind::Exit);
+            }
+        }
+    }
+    put(&mut out, 7, "main", 0, Kind::Exit);
+    out.flush().unwrap();
+}
+
+#[test]
+fn replay_streams_a_long_trace_in_little_memory() {
+    let dir = scratch("stream");
+    let exe = build(&dir, "threads.c");
+    // 2.5 million records (60 MB): replay used to hold several times that in memory.
+    let rounds = 2_500_000 / 12;
+    let trace = dir.join("long.trace");
+    write_long_graph_trace(&exe, &trace, rounds);
+    let data = dir.join("long.uftrace");
+    let t = trace.to_str().unwrap();
+    let e = exe.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    let runs: [&[&str]; 5] = [
+        &["--format", "text"],
+        &["--format", "chrome"],
+        &["--format", "folded"],
+        &["--summary"],
+        &["--format", "uftrace", "-o", d],
+    ];
+    for extra in runs {
+        // 128 MiB of address space in all: far less than the trace's events in memory.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 131072 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_padtrim"))
+            .args(["replay", t, "--elf", e])
+            .args(extra)
+            .stdout(if extra[0] == "--summary" {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "replay {extra:?} in 128 MiB: {}",
+            text(&out.stderr)
+        );
+        if extra[0] == "--summary" {
+            let summary = text(&out.stdout);
+            for (name, calls) in [
+                ("main", 1),
+                ("thread_main", 2 * rounds),
+                ("leaf", 2 * rounds),
+            ] {
+                let line = summary
+                    .lines()
+                    .find(|l| l.ends_with(&format!("  {name}")))
+                    .unwrap_or_else(|| panic!("no {name} in {summary}"));
+                assert_eq!(
+                    line.split_whitespace().next(),
+                    Some(calls.to_string().as_str())
+                );
+            }
+        }
+    }
+    assert_eq!(uftrace_report(&data)["work"].0, 2 * rounds);
 }
