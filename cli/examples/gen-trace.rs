@@ -156,10 +156,10 @@ fn run() -> Result<(), String> {
     }
     // Close the calls still open (graph traces), then the clock calibration.
     for t in &mut ts {
-        while mode == Mode::Graph {
-            let Some((addr, _)) = t.stack.pop() else {
-                break;
-            };
+        if mode == Mode::Entry {
+            t.stack.clear();
+        }
+        while let Some((addr, _)) = t.stack.pop() {
             tick += 1;
             let rec = Record {
                 time: tick,

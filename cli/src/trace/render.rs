@@ -527,7 +527,7 @@ mod tests {
 
     #[test]
     fn fast_microseconds_match_the_formatter() {
-        let mut check = |ns: f64| {
+        let check = |ns: f64| {
             let mut b = Vec::new();
             push_us(&mut b, ns);
             assert_eq!(String::from_utf8(b).unwrap(), us(ns), "ns = {ns:?}");
