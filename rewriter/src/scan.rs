@@ -32,6 +32,18 @@ pub enum NopKind {
     None,
 }
 
+impl NopKind {
+    /// The word reports print (as in JSON): `c.nop`, `nop`, `mixed` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NopKind::CNop => "c.nop",
+            NopKind::Nop => "nop",
+            NopKind::Mixed => "mixed",
+            NopKind::None => "none",
+        }
+    }
+}
+
 /// What a pad currently holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SiteState {
@@ -152,6 +164,18 @@ pub enum TableSource {
     KernelMcountLoc,
     /// No table in the file.
     None,
+}
+
+impl TableSource {
+    /// Where the entries came from, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TableSource::Relocations => "the relocations of __patchable_function_entries",
+            TableSource::Section => "__patchable_function_entries",
+            TableSource::KernelMcountLoc => "__mcount_loc (__start_mcount_loc..__stop_mcount_loc)",
+            TableSource::None => "nowhere (no table)",
+        }
+    }
 }
 
 /// The result of scanning one file.

@@ -28,6 +28,17 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// What the file is, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FileKind::Relocatable => "relocatable object",
+            FileKind::Executable => "executable",
+            FileKind::Pie => "position-independent executable",
+            FileKind::Shared => "shared object",
+            FileKind::Vmlinux => "Linux kernel image",
+        }
+    }
+
     /// True for files whose sections have final addresses.
     pub fn is_linked(self) -> bool {
         self != FileKind::Relocatable

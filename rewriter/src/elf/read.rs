@@ -220,9 +220,7 @@ fn classify<Elf: FileHeader<Endian = Endianness>>(
         }
         t if t == elf::ET_DYN.0 => {
             let has_interp = file.segments.iter().any(|s| s.p_type == elf::PT_INTERP.0);
-            if has_interp
-                || dyn_flags_1::<Elf>(file, header, endian)? & elf::DF_1_PIE.0 != 0
-            {
+            if has_interp || dyn_flags_1::<Elf>(file, header, endian)? & elf::DF_1_PIE.0 != 0 {
                 FileKind::Pie
             } else {
                 FileKind::Shared
