@@ -248,9 +248,8 @@ fn dyn_flags_1<Elf: FileHeader<Endian = Endianness>>(
     Ok(0)
 }
 
-/// All `SHT_RELA` and `SHT_REL` sections, parsed (in parallel: a linked program's static
-/// relocations are most of its size).
-/// Only those `wanted` picks (by their own section header) are read.
+/// The `SHT_RELA` and `SHT_REL` sections `wanted` picks (by their own section header),
+/// parsed (in parallel: a linked program's static relocations are most of its size).
 pub(super) fn relocation_sections<'data>(
     file: &ElfFile<'data>,
     wanted: impl Fn(&Section<'data>) -> bool + Sync,
@@ -378,11 +377,11 @@ fn check_symbol_indices(file: &ElfFile<'_>, section: &Section<'_>, relocs: &[Rel
 /// with `--emit-relocs`) lie inside it, end included (ld leaves `R_RISCV_ALIGN` at the end
 /// of a section it relaxed): at a section offset in a `.o` or a non-allocated section, at an
 /// address of the section otherwise. An `R_RISCV_NONE` applies to nothing and may be
-/// anywhere: GNU ld 2.40 leaves the one a relaxed call at the end of a section becomes past
-/// that end once later relaxation shrinks the section (`-Wl,-q`), and post-link tools zero
-/// entries they drop. Dynamic relocations (those of an allocated relocation section) may
-/// patch any address and are not checked here, nor are those of compressed or empty
-/// sections.
+/// anywhere: a call at the very end of a section that GNU ld 2.40 relaxes leaves one at the
+/// section's end, which a later alignment relaxation that shrinks the section does not move
+/// (so `-Wl,-q` keeps it past the end), and post-link tools zero the entries they drop.
+/// Dynamic relocations (those of an allocated relocation section) may patch any address and
+/// are not checked here, nor are those of compressed or empty sections.
 fn check_offsets(
     file: &ElfFile<'_>,
     section: &Section<'_>,
