@@ -31,6 +31,17 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// What the file is, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FileKind::Relocatable => "relocatable object",
+            FileKind::Executable => "executable",
+            FileKind::Pie => "position-independent executable",
+            FileKind::Shared => "shared object",
+            FileKind::Vmlinux => "Linux kernel image",
+        }
+    }
+
     /// True for files whose sections have final addresses.
     pub fn is_linked(self) -> bool {
         self != FileKind::Relocatable
@@ -67,11 +78,11 @@ pub struct Section<'data> {
 impl Section<'_> {
     /// Occupies memory at run time (`SHF_ALLOC`).
     pub fn is_alloc(&self) -> bool {
-        self.flags & u64::from(object::elf::SHF_ALLOC.0) != 0
+        self.flags & object::elf::SHF_ALLOC.0 != 0
     }
     /// Holds instructions (`SHF_EXECINSTR`).
     pub fn is_exec(&self) -> bool {
-        self.flags & u64::from(object::elf::SHF_EXECINSTR.0) != 0
+        self.flags & object::elf::SHF_EXECINSTR.0 != 0
     }
     /// Has no bytes in the file (`SHT_NOBITS`).
     pub fn is_nobits(&self) -> bool {
@@ -277,7 +288,7 @@ impl<'data> ElfFile<'data> {
     /// The allocated section containing `addr` (linked files only). `.tbss` is skipped: it
     /// takes no room in the image, and the sections after it share its addresses.
     pub fn alloc_section_at(&self, addr: u64) -> Option<&Section<'data>> {
-        let tls = u64::from(object::elf::SHF_TLS.0);
+        let tls = object::elf::SHF_TLS.0;
         self.sections.iter().find(|s| {
             s.is_alloc() && s.size > 0 && s.contains(addr) && !(s.is_nobits() && s.flags & tls != 0)
         })
@@ -298,7 +309,19 @@ impl<'data> ElfFile<'data> {
 
     /// Every relocation section of the file (including dynamic ones), parsed.
     pub fn relocation_sections(&self) -> Result<Vec<RelocSection>> {
-        read::relocation_sections(self)
+        read::relocation_sections(self, |_| true)
+    }
+
+    /// The relocation sections `wanted` picks, parsed and checked like
+    /// [`relocation_sections`](Self::relocation_sections); the others are neither read nor
+    /// checked, so a defect in one a command does not need cannot stop it. `wanted` sees the
+    /// relocation section's header (its `info` names the section it applies to, which may
+    /// not exist).
+    pub fn relocation_sections_where(
+        &self,
+        wanted: impl Fn(&Section<'data>) -> bool + Sync,
+    ) -> Result<Vec<RelocSection>> {
+        read::relocation_sections(self, wanted)
     }
 
     /// The dynamic symbol table (empty if there is none).

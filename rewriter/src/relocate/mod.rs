@@ -64,7 +64,11 @@ impl<'a, 'data> Image<'a, 'data> {
             self.plan.map.map_in(sec, addr)
         } else if !s.is_alloc() {
             addr
-        } else if addr < s.addr || addr > s.end() {
+        } else if addr > s.end() {
+            // Past the end: an `R_RISCV_NONE` ld's relaxation left there (the parser lets no
+            // other relocation through). It patches nothing; it stays at the section's end.
+            self.plan.map.map_in(sec, s.end())
+        } else if addr < s.addr {
             // Not in the section after all (a relocation a post-link tool zeroed): map it
             // as any address, which leaves it alone if no section holds it.
             self.plan.map.map(addr)

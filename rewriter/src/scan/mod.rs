@@ -32,6 +32,18 @@ pub enum NopKind {
     None,
 }
 
+impl NopKind {
+    /// The word reports print (as in JSON): `c.nop`, `nop`, `mixed` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NopKind::CNop => "c.nop",
+            NopKind::Nop => "nop",
+            NopKind::Mixed => "mixed",
+            NopKind::None => "none",
+        }
+    }
+}
+
 /// What a pad currently holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SiteState {
@@ -152,6 +164,18 @@ pub enum TableSource {
     KernelMcountLoc,
     /// No table in the file.
     None,
+}
+
+impl TableSource {
+    /// Where the entries came from, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TableSource::Relocations => "the relocations of __patchable_function_entries",
+            TableSource::Section => "__patchable_function_entries",
+            TableSource::KernelMcountLoc => "__mcount_loc (__start_mcount_loc..__stop_mcount_loc)",
+            TableSource::None => "nowhere (no table)",
+        }
+    }
 }
 
 /// The result of scanning one file.
@@ -438,9 +462,14 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
     for table in &tables {
         check_table_shape(file, table)?;
     }
-    // A linked file's table needs only the loader's relocations, but all are parsed: a
-    // malformed relocation section makes the file unusable for every command.
-    let relocs = file.relocation_sections()?;
+    // Only the relocations the table needs are read (and checked): an object's, those
+    // that apply to the table; a linked file's, the loader's. A defect in any other
+    // relocation section is the rewriter's business, not the scan's.
+    let relocs = if file.kind == FileKind::Relocatable {
+        file.relocation_sections_where(|rs| applies_to(file, rs, |t| t.name == TABLE_SECTION))?
+    } else {
+        file.relocation_sections_where(|rs| rs.is_alloc())?
+    };
     let mut out = Vec::new();
     if file.kind == FileKind::Relocatable {
         for table in &tables {
@@ -469,7 +498,12 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
                 elf::R_RISCV_32.0
             };
             for r in &rs.relocs {
-                if !r.offset.is_multiple_of(ptr as u64) || r.offset >= table.size {
+                let on_an_entry = r.offset.is_multiple_of(ptr as u64) && r.offset < table.size;
+                if !on_an_entry && r.r_type == elf::R_RISCV_NONE.0 {
+                    // Applies to nothing, and stands for no entry either.
+                    continue;
+                }
+                if !on_an_entry {
                     return Err(Error::malformed(format!(
                         "{TABLE_SECTION} ([{}]) has a relocation at offset {:#x}, which is not \
                          an entry of its {:#x} bytes of {ptr}-byte entries",
@@ -763,6 +797,17 @@ fn is_nop(raw: u32) -> bool {
     raw == NOP || raw == u32::from(C_NOP)
 }
 
+/// Whether relocation section `rs` applies to a section `pick` accepts, or to none that
+/// exists: one whose target is unknown may be the one a command needs, so it is read (and
+/// refused) rather than silently left out.
+fn applies_to(
+    file: &ElfFile<'_>,
+    rs: &crate::elf::Section<'_>,
+    pick: impl Fn(&crate::elf::Section<'_>) -> bool,
+) -> bool {
+    file.sections.get(rs.info as usize).is_none_or(pick)
+}
+
 /// Where alignment padding still to be relaxed ends in a relocatable file: (section, end
 /// offset) of every `R_RISCV_ALIGN`, whose padding need not end aligned before linking.
 fn alignment_padding_ends(file: &ElfFile<'_>) -> Result<HashSet<(usize, u64)>> {
@@ -770,7 +815,7 @@ fn alignment_padding_ends(file: &ElfFile<'_>) -> Result<HashSet<(usize, u64)>> {
         return Ok(HashSet::new());
     }
     Ok(file
-        .relocation_sections()?
+        .relocation_sections_where(|rs| applies_to(file, rs, |t| t.is_exec()))?
         .iter()
         .flat_map(|rs| {
             rs.relocs
