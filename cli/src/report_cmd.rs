@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use padtrim::report::check::{check as run_check, CheckOptions, Verdict};
 use padtrim::report::{counted, Report, ReportDiff, SortKey, TableOptions};
-use padtrim::scan::scan;
 
 use crate::input::Input;
 use crate::Outcome;
@@ -140,16 +139,7 @@ fn parse_slot(s: &str) -> Result<u32, String> {
 /// Scans `path` and builds its report.
 pub fn build_report(path: &std::path::Path, slot: u32) -> Result<Report> {
     let input = Input::open(path)?;
-    let file = input.elf()?;
-    let scan = scan(&file).with_context(|| input.name())?;
-    if scan.source == padtrim::scan::TableSource::None {
-        anyhow::bail!(
-            "{}: no {} table (was it built with -fpatchable-function-entry?)",
-            input.name(),
-            padtrim::scan::TABLE_SECTION
-        );
-    }
-    Ok(Report::new(&input.name(), &file, &scan, slot))
+    padtrim::report(&input.name(), input.bytes(), slot).with_context(|| input.name())
 }
 
 fn load_baseline(path: &PathBuf) -> Result<Report> {
