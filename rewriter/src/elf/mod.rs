@@ -5,6 +5,7 @@
 //! module has to care about the class.
 
 pub mod dwarf;
+pub mod fields;
 mod read;
 mod reloc_names;
 mod validate;

@@ -5,7 +5,8 @@
 use object::build::elf::{Builder, Dynamic, SectionData};
 use object::elf;
 
-use crate::elf::{ElfFile, FileKind};
+use crate::elf::fields::ClassFields;
+use crate::elf::{read_uint, ElfFile, FileKind};
 use crate::error::{Error, Result};
 use crate::plan::{AddressMap, Plan};
 use crate::relocate::Fixed;
@@ -318,9 +319,6 @@ fn attributes_fixes<Elf: object::read::elf::FileHeader<Endian = object::Endianne
 }
 
 fn read_phoff(out: &[u8], is_64: bool) -> usize {
-    if is_64 {
-        u64::from_le_bytes(out[32..40].try_into().unwrap_or([0; 8])) as usize
-    } else {
-        u32::from_le_bytes(out[28..32].try_into().unwrap_or([0; 4])) as usize
-    }
+    let f = ClassFields::of(is_64);
+    read_uint(out, f.e_phoff, f.word).map_or(0, |v| v as usize)
 }
