@@ -3,7 +3,7 @@
 //! step uses. Every read is bounds-checked and `None` past the end; bits past the 64th of a
 //! long LEB128 number are dropped, as readelf does.
 
-use crate::elf::read_uint;
+use super::bytes::read_uint;
 
 /// The unsigned LEB128 number at the start of `bytes`, and how many bytes it takes.
 pub fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {

@@ -4,7 +4,8 @@ use object::elf;
 use object::read::elf::{Dyn, FileHeader, ProgramHeader, Rel, Rela, SectionHeader, Sym};
 use object::Endianness;
 
-use super::{validate, ElfFile, FileKind, Reloc, RelocSection, Section, Segment, Symbol};
+use super::model::{ElfFile, FileKind, Reloc, RelocSection, Section, Segment, Symbol};
+use super::validate;
 use crate::error::{Error, Result};
 
 type Header32 = elf::FileHeader32<Endianness>;
@@ -444,5 +445,31 @@ pub(super) fn dynamic_symbols<'data>(file: &ElfFile<'data>) -> Result<Vec<Symbol
         generic::<Header64>(file)
     } else {
         generic::<Header32>(file)
+    }
+}
+
+/// The readers the model's users call after parsing: relocations and dynamic symbols are read
+/// on demand, not by [`parse`].
+impl<'data> ElfFile<'data> {
+    /// Every relocation section of the file (including dynamic ones), parsed.
+    pub fn relocation_sections(&self) -> Result<Vec<RelocSection>> {
+        relocation_sections(self, |_| true)
+    }
+
+    /// The relocation sections `wanted` picks, parsed and checked like
+    /// [`relocation_sections`](Self::relocation_sections); the others are neither read nor
+    /// checked, so a defect in one a command does not need cannot stop it. `wanted` sees the
+    /// relocation section's header (its `info` names the section it applies to, which may
+    /// not exist).
+    pub fn relocation_sections_where(
+        &self,
+        wanted: impl Fn(&Section<'data>) -> bool + Sync,
+    ) -> Result<Vec<RelocSection>> {
+        relocation_sections(self, wanted)
+    }
+
+    /// The dynamic symbol table (empty if there is none).
+    pub fn dynamic_symbols(&self) -> Result<Vec<Symbol<'data>>> {
+        dynamic_symbols(self)
     }
 }
