@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use padtrim::report::check::{check as run_check, CheckOptions, Verdict};
 use padtrim::report::{counted, Report, ReportDiff, SortKey, TableOptions};
+use padtrim::rewrite::parse_slot;
 
 use crate::input::Input;
 use crate::Outcome;
@@ -127,13 +128,6 @@ pub enum Format {
     Text,
     /// GitHub Actions `::error` annotations.
     Github,
-}
-
-fn parse_slot(s: &str) -> Result<u32, String> {
-    match s.parse::<u32>() {
-        Ok(v @ (0 | 4 | 8 | 16)) => Ok(v),
-        _ => Err("slot must be 0, 4, 8 or 16".into()),
-    }
 }
 
 /// Scans `path` and builds its report.
