@@ -26,6 +26,8 @@ fn run(input: &str, output: &str) -> Result<(), Box<dyn std::error::Error>> {
     let bytes = std::fs::read(input)?;
     let done = padtrim::rewrite(&bytes, &padtrim::RewriteOptions::default())?;
     std::fs::write(output, &done.bytes)?;
+    // A program stays a program: the output gets the input's permissions.
+    std::fs::set_permissions(output, std::fs::metadata(input)?.permissions())?;
     let s = &done.stats;
     println!(
         "sites rewritten:   {} ({}-byte slots, --layout {})",
