@@ -7,7 +7,7 @@
  * switch, a loop and a call to the exported padtrim_a_add() (which padtrim_b calls too).
  * Writing "fault" makes a user access fault (fixed up through the module's __ex_table: the
  * write fails with EFAULT). Reading /proc/padtrim_a prints "pokes=N sum=S alt=A", A from
- * code the loader patches through the module's .alternative table (3 when it did).
+ * code the loader patches through the module's .alternative table (7 when it did).
  * Init and exit log a line each; exit functions are notrace in the kernel (__exit), so exit
  * calls padtrim_a_bye(), which is traced.
  */
@@ -16,6 +16,7 @@
 #include <linux/module.h>
 #include <linux/proc_fs.h>
 #include <linux/uaccess.h>
+#include <asm/alternative-macros.h>
 #include <asm/cpufeature.h>
 
 long padtrim_a_add(long value);
@@ -56,6 +57,17 @@ static noinline long padtrim_a_weight(long n)
 }
 
 /*
+ * An alternative right at the function entry: the 4-byte nop it patches (into "addi", so
+ * this returns x + 1) directly follows the function's pad, as in some of the kernel's own
+ * functions (riscv_user_isa_enable). A rewrite must not take that nop for pad.
+ */
+static noinline long padtrim_a_alt_first(long x)
+{
+	asm volatile(ALTERNATIVE("nop", "addi %0, %0, 1", 0, %1, 1) : "+r"(x) : "i"(RISCV_ISA_EXT_m));
+	return x;
+}
+
+/*
  * .alternative entries, applied by the loader: every hart has M, so the likely test's
  * "j no" becomes a nop and the unlikely test's nop becomes "j yes", a jump the loader
  * re-aims from where the assembler put it (after the section's code) to where it is copied.
@@ -63,7 +75,8 @@ static noinline long padtrim_a_weight(long n)
 static noinline int padtrim_a_alternatives(void)
 {
 	return riscv_has_extension_likely(RISCV_ISA_EXT_m) +
-	       2 * riscv_has_extension_unlikely(RISCV_ISA_EXT_m);
+	       2 * riscv_has_extension_unlikely(RISCV_ISA_EXT_m) +
+	       4 * (padtrim_a_alt_first(padtrim_a_pokes) - padtrim_a_pokes);
 }
 
 /* A user access to an address nothing maps: the fault is fixed up through __ex_table. */
