@@ -394,11 +394,27 @@ fn classify(
             return problem(Problem::NoNop(raw), stray);
         }
     };
-    let (bytes, insns) = match state {
+    let (mut bytes, mut insns) = match state {
         SiteState::Nops => (run.bytes, run.insns),
         SiteState::Patched(raw) => (insn_len(raw as u16) as u32, 1),
     };
     let owner = labels.function_for(section, entry, u64::from(bytes));
+    let mut kind = run.kind;
+    // A label past the function's own address, inside the nop run, names code of its own:
+    // the pad ends there. (A kernel `ALTERNATIVE` whose old content is a `nop` right at
+    // the function's start: the kernel patches it at that label, so it is not pad.)
+    if let (SiteState::Nops, Some(Owner::Own(_, func))) = (state, &owner) {
+        let end = entry.saturating_add(u64::from(bytes));
+        if let Some(mark) = labels.first_mark_between(section, (*func).max(entry), end) {
+            let cut = nop_run(
+                &here[..usize::try_from(mark - entry).unwrap_or(0)],
+                file.rvc(),
+            );
+            if cut.bytes > 0 {
+                (bytes, insns, kind) = (cut.bytes, cut.insns, cut.kind);
+            }
+        }
+    }
     let continues_run = match owner {
         // A label inside the pad: its function's pad, unless the entry follows a nop
         // that alignment padding cannot explain (it points into the nops before it).
@@ -429,7 +445,7 @@ fn classify(
         pad_bytes: bytes,
         pad_insns: insns,
         pre_bytes: func_addr.saturating_sub(entry).min(u64::from(bytes)) as u32,
-        nop_kind: run.kind,
+        nop_kind: kind,
         align: alignment_of(entry),
         state,
     }))
@@ -846,9 +862,11 @@ enum Owner {
 }
 
 /// Code labels (function symbols and named untyped labels) sorted by (section, address),
-/// function symbols first among equals.
+/// function symbols first among equals; and every address of executable code that any
+/// symbol names (local `.L` labels too), sorted by (section, address).
 pub(crate) struct CodeLabels {
     sorted: Vec<(usize, u64, bool, usize)>,
+    marks: Vec<(usize, u64)>,
 }
 
 impl CodeLabels {
@@ -863,11 +881,40 @@ impl CodeLabels {
                 Some((sec, s.value, s.kind != elf::STT_FUNC.0, s.index))
             })
             .collect();
+        let mut marks: Vec<_> = file
+            .symbols
+            .iter()
+            .filter(|s| {
+                !s.name.is_empty()
+                    && s.kind != elf::STT_SECTION.0
+                    && s.kind != elf::STT_FILE.0
+                    && !s.name.starts_with('$')
+            })
+            .filter_map(|s: &Symbol<'_>| {
+                let sec = s.section()?;
+                file.sections.get(sec).filter(|x| x.is_exec())?;
+                Some((sec, s.value))
+            })
+            .collect();
         {
             use rayon::slice::ParallelSliceMut;
             sorted.par_sort_unstable();
+            marks.par_sort_unstable();
         }
-        CodeLabels { sorted }
+        marks.dedup();
+        CodeLabels { sorted, marks }
+    }
+
+    /// The first address in `section` strictly between `after` and `before` that a symbol
+    /// names.
+    fn first_mark_between(&self, section: usize, after: u64, before: u64) -> Option<u64> {
+        let i = self
+            .marks
+            .partition_point(|&(s, v)| (s, v) <= (section, after));
+        self.marks
+            .get(i)
+            .filter(|&&(s, v)| s == section && v < before)
+            .map(|&(_, v)| v)
     }
 
     /// The function a pad belongs to: the first label inside `[entry, entry + pad]`, else
