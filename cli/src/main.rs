@@ -1,7 +1,8 @@
 //! `padtrim`: report, check, rewrite and verify RISC-V patchable function entries, and record
 //! and replay traces of programs that carry the padtrim runtime.
 //!
-//! Exit status: 0 success, 1 a failed check, 2 unusable input.
+//! Exit status: 0 success, 1 a failed check, 2 unusable input, 3 internal error (a rewrite
+//! failed its own verification: a bug in padtrim, not in the input; nothing was written).
 
 mod input;
 mod report_cmd;
@@ -13,9 +14,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The exit statuses, for `--help`.
+const EXIT_STATUS: &str = "Exit status:
+  0  success
+  1  a failed check
+  2  unusable input (the file and the reason on stderr)
+  3  internal error: a rewrite failed its own verification (a bug in padtrim, not in the \
+input; nothing was written)";
+
 /// Trim RISC-V patchable function entries to 4-byte slots, and trace through them.
 #[derive(Parser)]
-#[command(name = "padtrim", version, about, long_about = None)]
+#[command(name = "padtrim", version, about, long_about = None, after_help = EXIT_STATUS)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,6 +63,8 @@ pub enum Outcome {
     /// Exit 1: a check failed (details already printed).
     CheckFailed,
 }
+// Exit 2 is any other error (unusable input); exit 3 is a rewrite that failed its own
+// verification (`rewrite_cmd::VerificationFailed`).
 
 /// Dies quietly on a closed pipe (`padtrim report big | head`), as other command-line tools
 /// do, instead of panicking in `println!`.
@@ -83,8 +94,18 @@ fn one_malloc_arena() {
     }
 }
 
+/// `PADTRIM_TIMINGS=1`: the library's phase timings on stderr, one line each.
+fn timings_on_stderr() {
+    if std::env::var_os("PADTRIM_TIMINGS").is_some() {
+        padtrim::timing::set_sink(|name, elapsed| {
+            eprintln!("padtrim: {name:<24} {:8.1} ms", elapsed.as_secs_f64() * 1e3)
+        });
+    }
+}
+
 fn main() -> ExitCode {
     one_malloc_arena();
+    timings_on_stderr();
     default_sigpipe();
     let cli = Cli::parse();
     if let Command::Record(args) = &cli.command {
@@ -109,6 +130,11 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Err(e) if e.is::<rewrite_cmd::VerificationFailed>() => {
+            // padtrim's own fault: what happened, and what to send in a bug report.
+            eprintln!("padtrim: {e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             // One line: the file and the reason (anyhow's context chain, joined).
             eprintln!("padtrim: {e:#}");

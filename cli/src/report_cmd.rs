@@ -4,30 +4,92 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use padtrim::check::{check as run_check, CheckOptions, Verdict};
-use padtrim::report::{Report, ReportDiff};
-use padtrim::scan::scan;
+use padtrim::report::check::{check as run_check, CheckOptions, Verdict};
+use padtrim::report::{counted, Report, ReportDiff, SortKey, TableOptions};
+use padtrim::rewrite::parse_slot;
 
 use crate::input::Input;
 use crate::Outcome;
 
 /// Arguments of `padtrim report`.
 #[derive(Args)]
+#[command(after_help = REPORT_AFTER_HELP, after_long_help = report_long_help())]
 pub struct ReportArgs {
     /// The ELF file (object, executable, shared object or vmlinux).
     pub file: PathBuf,
     /// Slot size in bytes the savings projection assumes.
     #[arg(long, default_value_t = 4, value_parser = parse_slot)]
     pub slot: u32,
-    /// Print one JSON object instead of the table.
+    /// Print one JSON object (the whole report: every function) instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// How many functions the table lists.
-    #[arg(long, default_value_t = 20)]
-    pub top: usize,
+    /// How many functions the table lists; 0 lists them all [default: 20 in the text
+    /// report, all with --csv/--tsv].
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// List every function (the same as --top 0).
+    #[arg(long, conflicts_with_all = ["top", "json", "baseline"])]
+    pub all: bool,
+    /// Order of the function table: size (largest pads first), name or address.
+    #[arg(long, value_enum, value_name = "KEY", conflicts_with_all = ["json", "baseline"])]
+    pub sort: Option<SortArg>,
+    /// List only the functions whose name matches GLOB (shell-style: `*`, `?`, `[a-z]`,
+    /// `[!a-z]`); repeat it or separate globs with commas. The text report says how many
+    /// functions matched.
+    #[arg(
+        long,
+        value_name = "GLOB",
+        value_delimiter = ',',
+        action = clap::ArgAction::Append,
+        conflicts_with_all = ["json", "baseline"]
+    )]
+    pub functions: Vec<String>,
+    /// Print the function table as CSV instead of the report: a header row, then one row
+    /// per function (columns: see --help).
+    #[arg(long, conflicts_with_all = ["json", "baseline", "tsv"])]
+    pub csv: bool,
+    /// Print the function table as TSV instead of the report: a header row, then one row
+    /// per function (columns: see --help).
+    #[arg(long, conflicts_with_all = ["json", "baseline"])]
+    pub tsv: bool,
     /// Compare with a saved `report --json` and print the differences.
     #[arg(long, value_name = "OLD.json")]
     pub baseline: Option<PathBuf>,
+}
+
+/// `--sort` keys.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SortArg {
+    /// Largest pads first, then by pad address.
+    Size,
+    /// By function name.
+    Name,
+    /// By section, then pad address.
+    Address,
+}
+
+/// The text table's columns, in words (`report -h` and `--help`).
+const REPORT_AFTER_HELP: &str = "The function table: bytes = pad size, pre = pad bytes before \
+     the function symbol, kind = the nops it holds, align = the largest power of two (up to \
+     64) dividing the pad address (2: not 4-byte aligned). --help lists the --csv/--tsv \
+     columns.";
+
+/// What `report --help` adds after the options: the table's columns, one per line.
+fn report_long_help() -> String {
+    let mut text = REPORT_AFTER_HELP.replace(" --help lists the --csv/--tsv columns.", "");
+    text.push_str(
+        "\n\nWith --csv or --tsv, the function table has one row per patch site, after a \
+         header row naming these columns, in this order:\n",
+    );
+    for (name, what) in padtrim::report::FUNCTION_COLUMNS {
+        text.push_str(&format!("  {name:<12} {what}\n"));
+    }
+    text.push_str(
+        "Addresses are hexadecimal (0x...), sizes decimal. CSV quotes a field that holds a \
+         comma, a quote or a line break; TSV writes a tab, line break or backslash in a field \
+         as \\t, \\n, \\r, \\\\.",
+    );
+    text
 }
 
 /// Arguments of `padtrim check`.
@@ -68,26 +130,10 @@ pub enum Format {
     Github,
 }
 
-fn parse_slot(s: &str) -> Result<u32, String> {
-    match s.parse::<u32>() {
-        Ok(v @ (0 | 4 | 8 | 16)) => Ok(v),
-        _ => Err("slot must be 0, 4, 8 or 16".into()),
-    }
-}
-
 /// Scans `path` and builds its report.
 pub fn build_report(path: &std::path::Path, slot: u32) -> Result<Report> {
     let input = Input::open(path)?;
-    let file = input.elf()?;
-    let scan = scan(&file).with_context(|| input.name())?;
-    if scan.source == padtrim::scan::TableSource::None {
-        anyhow::bail!(
-            "{}: no {} table (was it built with -fpatchable-function-entry?)",
-            input.name(),
-            padtrim::scan::TABLE_SECTION
-        );
-    }
-    Ok(Report::new(&input.name(), &file, &scan, slot))
+    padtrim::report(&input.name(), input.bytes(), slot).with_context(|| input.name())
 }
 
 fn load_baseline(path: &PathBuf) -> Result<Report> {
@@ -110,16 +156,40 @@ pub fn report(args: &ReportArgs) -> Result<Outcome> {
     } else if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.to_text(args.top));
+        let delimited = args.csv || args.tsv;
+        let table = TableOptions {
+            // The text report lists 20 by default, the machine-readable tables everything.
+            top: match (args.all, args.top) {
+                (true, _) | (false, Some(0)) => None,
+                (false, Some(n)) => Some(n),
+                (false, None) if delimited => None,
+                (false, None) => Some(20),
+            },
+            sort: match args.sort {
+                None | Some(SortArg::Size) => SortKey::Size,
+                Some(SortArg::Name) => SortKey::Name,
+                Some(SortArg::Address) => SortKey::Address,
+            },
+            patterns: args.functions.clone(),
+        };
+        if delimited {
+            print!(
+                "{}",
+                report.functions_delimited(&table, if args.csv { ',' } else { '\t' })
+            );
+        } else {
+            print!("{}", report.to_text_with(&table));
+        }
     }
     let bad = report.zero_entries + report.invalid_entries;
     if bad > 0 {
         let first = &report.problems[0];
         anyhow::bail!(
-            "{}: {} of {} table entries are unusable (first: {:#x} {})",
+            "{}: {} of {} {} unusable (first: {:#x} {})",
             report.file,
             bad,
-            report.sites,
+            counted(report.sites as u64, "table entry", "table entries"),
+            if bad == 1 { "is" } else { "are" },
             first.address,
             first.reason
         );
@@ -218,16 +288,16 @@ fn print_verdict(report: &Report, verdict: &Verdict, args: &CheckArgs) {
     }
     if verdict.pass {
         println!(
-            "{}: ok: {} sites, {} pad bytes",
+            "{}: ok: {}, {}",
             report.file,
-            report.usable_sites(),
-            report.pad_bytes_total
+            counted(report.usable_sites() as u64, "site", "sites"),
+            counted(report.pad_bytes_total, "pad byte", "pad bytes")
         );
     } else {
         eprintln!(
-            "{}: check failed: {} findings",
+            "{}: check failed: {}",
             report.file,
-            verdict.findings.len()
+            counted(verdict.findings.len() as u64, "finding", "findings")
         );
     }
 }

@@ -4,13 +4,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::Args;
 use padtrim::plan::Layout;
-use padtrim::rewrite::{read_back, rewrite_unread, RewriteOptions, RewriteStats, Writer};
+use padtrim::rewrite::{
+    parse_slot, prepare, PreShortfall, RewriteOptions, RewriteStats, Rewritten, Writer,
+};
 use padtrim::timing::phase;
-use padtrim::verify::{verify, VerifyReport};
+use padtrim::verify::VerifyReport;
 
 use crate::input::Input;
+use crate::verify_cmd::count;
 use crate::Outcome;
 
 /// Arguments of `padtrim rewrite`.
@@ -28,8 +32,8 @@ pub struct RewriteArgs {
     #[arg(long, default_value_t = 0)]
     pub pre: u32,
     /// Where freed bytes go (default: in-place for a vmlinux, pack otherwise).
-    #[arg(long, value_enum)]
-    pub layout: Option<LayoutArg>,
+    #[arg(long, value_parser = layout_parser())]
+    pub layout: Option<Layout>,
     /// Allow a slot smaller than a kernel's ftrace patch.
     #[arg(long)]
     pub force: bool,
@@ -38,36 +42,23 @@ pub struct RewriteArgs {
     pub json: bool,
     /// How a linked file is written: its own bytes placed anew (fast, small), or through
     /// `object`'s ELF builder, which re-serialises the whole file.
-    #[arg(long, value_enum, default_value_t = WriterArg::Patched)]
-    pub writer: WriterArg,
+    #[arg(long, value_parser = writer_parser(), default_value = "patched")]
+    pub writer: Writer,
     /// Write the output without verifying it first (`padtrim verify` can check it later).
     #[arg(long)]
     pub no_verify: bool,
 }
 
-/// `--writer` values.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum WriterArg {
-    /// Place and patch the input's own bytes (the builder only for what that cannot express).
-    Patched,
-    /// Re-serialise the file through `object`'s ELF builder.
-    Builder,
+/// `--layout`: the library's layouts, by their flag spellings.
+fn layout_parser() -> impl TypedValueParser<Value = Layout> {
+    let values = Layout::ALL.map(|l| PossibleValue::new(l.name()).help(l.help()));
+    PossibleValuesParser::new(values).try_map(|s| s.parse::<Layout>())
 }
 
-/// `--layout` values.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum LayoutArg {
-    /// Shrink code and move what follows: a smaller file and image.
-    Pack,
-    /// Keep section addresses; freed bytes become nops at section ends.
-    InPlace,
-}
-
-fn parse_slot(s: &str) -> Result<u32, String> {
-    match s.parse::<u32>() {
-        Ok(v @ (0 | 4 | 8 | 16)) => Ok(v),
-        _ => Err("slot must be 0, 4, 8 or 16".into()),
-    }
+/// `--writer`: the library's writers, by their flag spellings.
+fn writer_parser() -> impl TypedValueParser<Value = Writer> {
+    let values = Writer::ALL.map(|w| PossibleValue::new(w.name()).help(w.help()));
+    PossibleValuesParser::new(values).try_map(|s| s.parse::<Writer>())
 }
 
 /// `padtrim rewrite`.
@@ -82,38 +73,36 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
     let opts = RewriteOptions {
         slot: args.slot,
         pre: args.pre,
-        layout: args.layout.map(|l| match l {
-            LayoutArg::Pack => Layout::Pack,
-            LayoutArg::InPlace => Layout::InPlace,
-        }),
+        layout: args.layout,
         force: args.force,
-        writer: match args.writer {
-            WriterArg::Patched => Writer::Patched,
-            WriterArg::Builder => Writer::Builder,
-        },
+        writer: args.writer,
+        verify: !args.no_verify,
     };
-    // The output is read back (parsed as any input is) before anything is written; the
-    // verification parses it anyway, so it does the reading back.
-    let (bytes, stats) = phase("rewrite (total)", || rewrite_unread(input.bytes(), opts))
-        .with_context(|| input.name())?;
-    if args.no_verify && !stats.unchanged {
-        phase("read back", || read_back(&bytes)).with_context(|| input.name())?;
+    let mut pending = prepare(input.bytes(), &opts).with_context(|| input.name())?;
+    if let Some(short) = &pending.stats().pre_shortfall {
+        eprintln!("padtrim: warning: {}: {}", input.name(), pre_warning(short));
     }
-    // Verification and the write of the temporary file are independent: run them side by
-    // side; the output gets its name only once both succeeded.
-    let (verified, pending) = rayon::join(
-        || -> Result<Option<VerifyReport>> {
-            match args.no_verify {
-                true => Ok(None),
-                false => Ok(Some(phase("verify (total)", || {
-                    verify_output(&input, &bytes, &stats)
-                })?)),
-            }
-        },
-        || phase("write", || PendingOutput::write(&args.output, &bytes)),
-    );
-    let (verified, pending) = (verified?, pending?);
-    pending.commit()?;
+    let unchanged = pending.stats().unchanged;
+    damage_for_tests(pending.unverified_bytes_mut(), unchanged)?;
+    // The library hands back only a verified output (or, with --no-verify, one that parses
+    // again). Verification and the write of the temporary file are independent: run them
+    // side by side; the output gets its name only once both succeeded.
+    let (done, written) = if args.no_verify {
+        let done = pending.skip_verification().with_context(|| input.name())?;
+        let written = phase("write", || PendingOutput::write(&args.output, &done.bytes));
+        (done, written)
+    } else {
+        let (done, written) = pending.verify_alongside(input.bytes(), |bytes| {
+            phase("write", || PendingOutput::write(&args.output, bytes))
+        });
+        (done.map_err(|e| verification_error(&input, e))?, written)
+    };
+    written?.commit()?;
+    let Rewritten {
+        stats,
+        verification: verified,
+        ..
+    } = done;
     if args.json {
         let mut json = serde_json::to_value(&stats)?;
         if let (serde_json::Value::Object(map), Some(v)) = (&mut json, &verified) {
@@ -129,36 +118,118 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Translation validation of the new bytes against the input, before anything is written:
-/// a rewrite that fails it is an error (exit 2) and leaves no output.
-fn verify_output(input: &Input, bytes: &[u8], stats: &RewriteStats) -> Result<VerifyReport> {
-    if stats.unchanged {
-        return Ok(VerifyReport {
-            skipped: Some("the output is the input, unchanged".into()),
-            ..VerifyReport::default()
-        });
+/// The library's error for a rewrite of `input`: a failed verification is padtrim's own
+/// fault (exit 3, [`VerificationFailed`]); anything else names the input.
+fn verification_error(input: &Input, e: padtrim::Error) -> anyhow::Error {
+    match e {
+        padtrim::Error::VerificationFailed { mismatches, first } => VerificationFailed {
+            input: input.name(),
+            mismatches,
+            first: (!first.is_empty()).then_some(first),
+        }
+        .into(),
+        e => anyhow::Error::new(e).context(input.name()),
     }
-    let (old, new) = rayon::join(
-        || phase("verify: parse original", || input.elf()),
-        || phase("verify: parse new", || read_back(bytes)),
-    );
-    let old = old?;
-    let new = new.with_context(|| input.name())?;
-    let report =
-        verify(&old, &new).with_context(|| format!("{}: verifying the rewrite", input.name()))?;
-    if !report.is_ok() {
-        let first = report
-            .mismatches
-            .first()
-            .map_or_else(String::new, |m| format!("; first: {m}"));
-        bail!(
-            "{}: the rewrite failed verification ({} mismatches{first}); nothing written \
-             (--no-verify writes it anyway; `padtrim verify IN OUT` lists the mismatches)",
-            input.name(),
-            report.mismatch_count
+}
+
+/// A rewrite that failed its own verification: a bug in padtrim, not in the input
+/// (exit 3, see `main`). Nothing was written.
+#[derive(Debug)]
+pub struct VerificationFailed {
+    input: String,
+    mismatches: usize,
+    first: Option<String>,
+}
+
+impl std::fmt::Display for VerificationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let input = &self.input;
+        writeln!(
+            f,
+            "internal error: the rewrite of {input} failed its own verification ({}{})",
+            count(self.mismatches, "mismatch", "mismatches"),
+            self.first
+                .as_ref()
+                .map_or(String::new(), |m| format!("; first: {m}")),
+        )?;
+        write!(
+            f,
+            "  The input is fine: this is a bug in padtrim, and no output was written.\n  \
+             Please report it with the padtrim version ({}), the command line ({}) and the \
+             input file ({input}).\n  \
+             `--no-verify` writes the output anyway, unverified; `padtrim verify {input} OUT` \
+             then lists every mismatch.",
+            env!("CARGO_PKG_VERSION"),
+            command_line(),
+        )
+    }
+}
+
+impl std::error::Error for VerificationFailed {}
+
+/// This process's command line, quoted for a shell where needed (for bug reports).
+fn command_line() -> String {
+    let args = std::env::args_os().skip(1);
+    std::iter::once("padtrim".to_string())
+        .chain(args.map(|a| {
+            let a = a.to_string_lossy().into_owned();
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c));
+            if plain {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Test hook, read by the command line only (never by the library): with
+/// `PADTRIM_DEBUG_DAMAGE_OUTPUT=OFFSET`, the byte at OFFSET of the rewritten file is
+/// inverted before it is verified and written. A rewrite that fails its own verification
+/// is a padtrim bug, and no known input triggers one: this is the only way to reach that
+/// path (exit 3) from outside, so the test suite can check what a user would see.
+fn damage_for_tests(bytes: &mut [u8], unchanged: bool) -> Result<()> {
+    let Some(at) = std::env::var_os("PADTRIM_DEBUG_DAMAGE_OUTPUT") else {
+        return Ok(());
+    };
+    let at: usize = at
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .context("PADTRIM_DEBUG_DAMAGE_OUTPUT must be a file offset")?;
+    match bytes.get_mut(at) {
+        Some(b) if !unchanged => *b = !*b,
+        _ => bail!("PADTRIM_DEBUG_DAMAGE_OUTPUT={at}: no such byte in a rewritten file"),
+    }
+    Ok(())
+}
+
+/// The warning for `--pre` asking more than the pads have before their functions.
+fn pre_warning(s: &PreShortfall) -> String {
+    let have = if s.least == s.most {
+        format!("{} bytes", s.least)
+    } else {
+        format!("{} to {} bytes", s.least, s.most)
+    };
+    let which = match (s.functions, s.of) {
+        (n, of) if n == of => "the pads have".to_string(),
+        (1, of) => format!("1 of {of} pads has"),
+        (n, of) => format!("{n} of {of} pads have"),
+    };
+    if s.most == 0 {
+        return format!(
+            "--pre {}: {which} no bytes before the function (-fpatchable-function-entry=N \
+             puts none there; N,M puts M nops), so none were kept",
+            s.requested
         );
     }
-    Ok(report)
+    format!(
+        "--pre {}: {which} only {have} before the function (the M nops of \
+         -fpatchable-function-entry=N,M); kept all of those",
+        s.requested
+    )
 }
 
 fn print_verified(v: &VerifyReport) {
@@ -168,18 +239,50 @@ fn print_verified(v: &VerifyReport) {
     }
     let c = &v.counts;
     println!(
-        "  verified:            {} instructions, {} branches, {} auipc pairs, {} data references, {} symbols: no mismatches{}",
-        c.instructions,
-        c.branches,
-        c.auipc_pairs + c.unrelocated_auipc,
-        c.data_words + c.differences + c.dynamic_relocations + c.got_words,
-        c.symbols,
+        "  verified:            {}, {}, {}, {}, {}: no mismatches{}",
+        count(c.instructions as usize, "instruction", "instructions"),
+        count(c.branches as usize, "branch", "branches"),
+        count(
+            (c.auipc_pairs + c.unrelocated_auipc) as usize,
+            "auipc pair",
+            "auipc pairs"
+        ),
+        count(
+            (c.data_words + c.differences + c.dynamic_relocations + c.got_words) as usize,
+            "data reference",
+            "data references"
+        ),
+        count(c.symbols as usize, "symbol", "symbols"),
         if v.warning_count > 0 {
-            format!(" ({} warnings: `padtrim verify` lists them)", v.warning_count)
+            format!(
+                " ({}: `padtrim verify` lists them)",
+                count(v.warning_count, "warning", "warnings")
+            )
         } else {
             String::new()
         }
     );
+}
+
+/// How a size changed, in words: "1.20% smaller", "0.50% larger" or "unchanged".
+fn change(before: u64, after: u64) -> String {
+    if before == after {
+        return "unchanged".into();
+    }
+    let (d, word) = match after < before {
+        true => (before - after, "smaller"),
+        false => (after - before, "larger"),
+    };
+    if before == 0 {
+        return word.into();
+    }
+    let pct = 100.0 * d as f64 / before as f64;
+    // Never "0.00% larger" for a change of a few bytes in a large file.
+    if pct < 0.005 {
+        format!("<0.01% {word}")
+    } else {
+        format!("{pct:.2}% {word}")
+    }
 }
 
 fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
@@ -191,39 +294,55 @@ fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
         );
         return;
     }
-    let pct = |a: u64, b: u64| {
-        if a == 0 {
-            0.0
-        } else {
-            100.0 * (a as f64 - b as f64) / a as f64
-        }
-    };
     println!("{input} -> {}", output.display());
+    let layout = match s.layout {
+        Layout::Pack => "--layout pack",
+        Layout::InPlace => "--layout in-place",
+    };
     println!(
-        "  sites rewritten:     {} ({}-byte slots, {:?} layout)",
-        s.sites, s.slot_bytes, s.layout
+        "  sites rewritten:     {} ({}-byte slots, {layout})",
+        s.sites, s.slot_bytes
     );
+    let removed = if s.bytes_removed >= 0 {
+        format!(
+            "{} removed",
+            count(s.bytes_removed as usize, "byte", "bytes")
+        )
+    } else {
+        format!(
+            "{} added",
+            count(s.bytes_removed.unsigned_abs() as usize, "byte", "bytes")
+        )
+    };
     println!(
-        "  text:                {} -> {} bytes ({:.2}% smaller), {} bytes removed, {} spent on alignment",
+        "  text:                {} -> {} bytes ({}), {removed}, {} spent on alignment",
         s.text_size_before,
         s.text_size_after,
-        pct(s.text_size_before, s.text_size_after),
-        s.bytes_removed,
+        change(s.text_size_before, s.text_size_after),
         s.alignment_bytes
     );
     println!(
-        "  file:                {} -> {} bytes ({:.2}% smaller)",
+        "  file:                {} -> {} bytes ({})",
         s.file_size_before,
         s.file_size_after,
-        pct(s.file_size_before, s.file_size_after)
+        change(s.file_size_before, s.file_size_after)
     );
     if s.free_bytes > 0 {
         println!(
-            "  free space (in-place): {} bytes of nops at section ends",
-            s.free_bytes
+            "  free space:          {} of nops at section ends (--layout in-place)",
+            count(s.free_bytes as usize, "byte", "bytes")
         );
     }
-    println!("  unrelocated fixups:  {}", s.unrelocated_fixups);
+    if s.slot_bytes >= 4 && s.writer.is_some() && s.kernel_tables.is_none() && !s.table {
+        println!(
+            "  slot table:          none added (the freed bytes leave no room for \
+             __mcount_loc; the padtrim runtime will find no slots)"
+        );
+    }
+    println!(
+        "  unrelocated fixups:  {} (PC-relative code without relocations, fixed by decoding)",
+        s.unrelocated_fixups
+    );
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

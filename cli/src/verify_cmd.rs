@@ -39,6 +39,81 @@ pub fn verify(args: &VerifyArgs) -> Result<Outcome> {
     })
 }
 
+/// `n` and the noun for it: "1 mismatch", "2 mismatches".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What each count of [`padtrim::verify::Counts`] counts, in plain words, in the order
+/// they are printed (by field name; a count missing here is printed by its name).
+const COUNT_LABELS: &[(&str, &str)] = &[
+    ("sections", "sections paired with the original's"),
+    (
+        "instructions",
+        "instructions identical apart from their relocated immediates",
+    ),
+    (
+        "nop_runs",
+        "nop runs (pads and alignment padding, which may change length)",
+    ),
+    ("sites", "patch sites whose pad and slot were checked"),
+    (
+        "branches",
+        "branches and jumps that reach the new place of their target",
+    ),
+    (
+        "auipc_pairs",
+        "auipc pairs (calls, PC-relative and GOT accesses) from relocations",
+    ),
+    (
+        "unrelocated_auipc",
+        "auipc pairs without relocations (PLT, assembly), by decoding",
+    ),
+    ("absolute", "absolute %hi/%lo immediates"),
+    ("gp_relative", "gp-relative accesses"),
+    (
+        "data_words",
+        "data words under relocations (pointers) that point to the new places",
+    ),
+    (
+        "differences",
+        "differences of two addresses held in data (relative jump tables, frame ranges, \
+         PC-relative words), each changed by exactly how far its addresses moved",
+    ),
+    (
+        "dynamic_relocations",
+        "dynamic relocations (.rela.dyn, .rela.plt)",
+    ),
+    ("got_words", "GOT words"),
+    ("dynamic_entries", ".dynamic entries"),
+    ("eh_frame_hdr", ".eh_frame_hdr fields and entries"),
+    ("call_frames", "call frames (.eh_frame FDEs) decoded"),
+    ("symbols", "symbols (.symtab and .dynsym)"),
+    ("mcount_entries", "__mcount_loc entries"),
+    ("islands", "trampoline islands"),
+    (
+        "alignment_points",
+        "alignment points (aligned code, aligned slots)",
+    ),
+    (
+        "bytes_compared",
+        "bytes outside any reference, compared byte for byte",
+    ),
+    (
+        "kernel_table_entries",
+        "kernel table entries (__ex_table, kallsyms) decoded",
+    ),
+    (
+        "output_relocations",
+        "relocations of the output checked against the original's",
+    ),
+    ("segments", "program headers"),
+    (
+        "unchecked",
+        "references not checked (in code the walk could not map)",
+    ),
+];
+
 /// One line per category checked, then the verdict and the first mismatches.
 pub fn print_report(orig: &str, new: &str, r: &VerifyReport) {
     if let Some(why) = &r.skipped {
@@ -50,8 +125,19 @@ pub fn print_report(orig: &str, new: &str, r: &VerifyReport) {
         println!("  slots: {slot} bytes at each function ({pre} kept before it)");
     }
     if let Ok(serde_json::Value::Object(counts)) = serde_json::to_value(&r.counts) {
-        for (name, n) in counts.iter().filter(|(_, n)| n.as_u64() != Some(0)) {
-            println!("  {:<22} {n}", name.replace('_', " "));
+        println!("  checked:");
+        let known = COUNT_LABELS
+            .iter()
+            .map(|&(name, label)| (name, label.to_string()));
+        let unknown = counts
+            .keys()
+            .filter(|k| COUNT_LABELS.iter().all(|(name, _)| name != k))
+            .map(|k| (k.as_str(), k.replace('_', " ")));
+        for (name, label) in known.chain(unknown) {
+            match counts.get(name).and_then(|n| n.as_u64()) {
+                Some(n) if n > 0 => println!("  {n:>9}  {label}"),
+                _ => {}
+            }
         }
     }
     print_mismatches(r);
@@ -60,7 +146,10 @@ pub fn print_report(orig: &str, new: &str, r: &VerifyReport) {
 /// The verdict line and the first mismatches (on stdout), after any warnings.
 pub fn print_mismatches(r: &VerifyReport) {
     if r.warning_count > 0 {
-        println!("{} warnings (not failures):", r.warning_count);
+        println!(
+            "{} (not failures):",
+            count(r.warning_count, "warning", "warnings")
+        );
         for w in &r.warnings {
             println!("  warning: {w}");
         }
@@ -70,8 +159,8 @@ pub fn print_mismatches(r: &VerifyReport) {
         return;
     }
     println!(
-        "verification FAILED: {} mismatches{}",
-        r.mismatch_count,
+        "verification FAILED: {}{}",
+        count(r.mismatch_count, "mismatch", "mismatches"),
         if r.mismatch_count > r.mismatches.len() {
             format!(" (first {} listed)", r.mismatches.len())
         } else {

@@ -1438,3 +1438,446 @@ fn record_never_removes_a_device_given_as_output() {
     let kind = std::fs::symlink_metadata(&null).unwrap().file_type();
     assert!(kind.is_char_device(), "{} was replaced", null.display());
 }
+
+// ---- uftrace export: padtrim's data directories read by uftrace's own commands ----
+
+/// Run `uftrace CMD -d DIR ARGS...`; its stdout, asserting it succeeded. uftrace comes from
+/// Debian's package (scripts/setup installs it): a test that cannot find it fails.
+fn uftrace(cmd: &str, dir: &Path, extra: &[&str]) -> String {
+    let out = Command::new("uftrace")
+        .arg(cmd)
+        .arg("-d")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("run uftrace (installed by scripts/setup)");
+    assert!(
+        out.status.success(),
+        "uftrace {cmd} -d {}: {}\n{}",
+        dir.display(),
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A time as uftrace prints it ("651.748 us", "1.824 ms", blank for 0) in ns, and the
+/// resolution of the printed value (uftrace truncates to 3 decimals of its unit).
+fn uftrace_time(s: &str) -> (f64, f64) {
+    let s = s.trim();
+    if s.is_empty() {
+        return (0.0, 1.0);
+    }
+    let (num, unit) = s.split_once(' ').expect("a number and a unit");
+    let scale = match unit.trim() {
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        u => panic!("unknown unit {u:?} in {s:?}"),
+    };
+    (num.parse::<f64>().unwrap() * scale, scale / 1000.0)
+}
+
+/// Per function: (calls, total ns, self ns, resolution ns), from `uftrace report`.
+fn uftrace_report(dir: &Path) -> BTreeMap<String, (u64, f64, f64, f64)> {
+    let out = uftrace("report", dir, &[]);
+    let mut lines = out.lines();
+    let header = lines.next().expect("a header");
+    assert!(
+        header.contains("Total time") && header.contains("Calls"),
+        "{out}"
+    );
+    lines.next(); // ====
+    lines
+        .map(|l| {
+            // "  %10s  %10s  %10lu  %s": total, self, calls, function.
+            let (total, res_t) = uftrace_time(&l[..12]);
+            let (own, res_s) = uftrace_time(&l[12..24]);
+            let calls = l[24..36].trim().parse().unwrap();
+            (l[38..].to_string(), (calls, total, own, res_t.max(res_s)))
+        })
+        .collect()
+}
+
+/// Per function: (calls, total ns, self ns), from `padtrim replay --summary` (times are
+/// zero in an entry-only trace).
+fn padtrim_summary(trace: &Path, exe: &Path) -> BTreeMap<String, (u64, f64, f64)> {
+    replay(trace, exe, &["--summary"])
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim_start().starts_with("CALLS"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let us = |s: &str| s.parse::<f64>().unwrap() * 1e3;
+            match f.len() {
+                2 => (f[1].to_string(), (f[0].parse().unwrap(), 0.0, 0.0)),
+                6 => (
+                    f[5].to_string(),
+                    (f[0].parse().unwrap(), us(f[1]), us(f[3])),
+                ),
+                _ => panic!("unexpected summary line {l:?}"),
+            }
+        })
+        .collect()
+}
+
+/// Export `trace` with `replay --format uftrace` into a fresh directory.
+fn export_uftrace(trace: &Path, exe: &Path, name: &str) -> PathBuf {
+    let dir = trace.with_file_name(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = padtrim(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--elf",
+        exe.to_str().unwrap(),
+        "--format",
+        "uftrace",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "export: {}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "export prints nothing");
+    dir
+}
+
+/// Calls per function in `uftrace replay`'s output ("name();" and "name() {" lines).
+fn uftrace_replay_calls(dir: &Path) -> BTreeMap<String, u64> {
+    let mut calls = BTreeMap::new();
+    for l in uftrace("replay", dir, &[]).lines().skip(1) {
+        let f = l.rsplit('|').next().unwrap().trim();
+        if let Some(name) = f.strip_suffix("();").or_else(|| f.strip_suffix("() {")) {
+            *calls.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    calls
+}
+
+/// Calls per function in `uftrace dump --chrome`, which must be valid JSON: "B" events,
+/// each with its "E".
+fn uftrace_chrome_calls(dir: &Path) -> BTreeMap<String, u64> {
+    let out = uftrace("dump", dir, &["--chrome"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("uftrace's chrome JSON");
+    let mut begins: BTreeMap<String, u64> = BTreeMap::new();
+    let mut ends: BTreeMap<String, u64> = BTreeMap::new();
+    for e in doc["traceEvents"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap_or_default().to_string();
+        match e["ph"].as_str() {
+            Some("B") => *begins.entry(name).or_default() += 1,
+            Some("E") => *ends.entry(name).or_default() += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(begins, ends, "every call begins and ends");
+    begins
+}
+
+/// The export of `trace` as uftrace reads it, against padtrim's own summary: the same
+/// functions with the same call counts in report, replay and dump --chrome; in a graph
+/// trace the same total and self times (each uftrace timestamp is padtrim's rounded to
+/// the nanosecond, so a time may differ by a nanosecond per call it adds up, and uftrace
+/// truncates to its printed unit).
+fn check_uftrace_matches_summary(trace: &Path, exe: &Path, dir: &Path, graph: bool) {
+    let ours = padtrim_summary(trace, exe);
+    let theirs = uftrace_report(dir);
+    let calls = |m: &BTreeMap<String, (u64, f64, f64)>| -> BTreeMap<String, u64> {
+        m.iter().map(|(k, v)| (k.clone(), v.0)).collect()
+    };
+    let their_calls: BTreeMap<String, u64> = theirs.iter().map(|(k, v)| (k.clone(), v.0)).collect();
+    assert_eq!(
+        their_calls,
+        calls(&ours),
+        "uftrace report vs padtrim replay --summary"
+    );
+    assert_eq!(uftrace_replay_calls(dir), calls(&ours), "uftrace replay");
+    assert_eq!(
+        uftrace_chrome_calls(dir),
+        calls(&ours),
+        "uftrace dump --chrome"
+    );
+    if graph {
+        let all_calls: u64 = ours.values().map(|v| v.0).sum();
+        for (name, &(_, total, own)) in &ours {
+            let (_, t, s, res) = theirs[name];
+            let slack = res + 2.0 * all_calls as f64 + 1.0;
+            assert!(
+                (t - total).abs() <= slack,
+                "{name}: total {t} ns in uftrace, {total} ns in padtrim"
+            );
+            assert!(
+                (s - own).abs() <= slack,
+                "{name}: self {s} ns in uftrace, {own} ns in padtrim"
+            );
+        }
+    }
+    let graph_out = uftrace("graph", dir, &[]);
+    assert!(
+        graph_out.contains("FUNCTION CALL GRAPH") && graph_out.contains("main"),
+        "{graph_out}"
+    );
+}
+
+#[test]
+fn uftrace_reads_exported_graph_traces_of_several_threads() {
+    let dir = scratch("uftrace-graph");
+    let exe = build(&dir, "threads.c");
+    let (_, code, trace) = record(&exe, "graph", None);
+    assert_eq!(code, 0);
+    let data = export_uftrace(&trace, &exe, "graph.uftrace");
+    // uftrace must not need the RISC-V program: hide it while uftrace reads.
+    let hidden = exe.with_extension("hidden");
+    std::fs::rename(&exe, &hidden).unwrap();
+    let ours_exe = hidden.clone();
+    let summary = padtrim_summary(&trace, &ours_exe);
+    assert_eq!(summary["work"].0, 4500, "{summary:?}");
+    check_uftrace_matches_summary(&trace, &ours_exe, &data, true);
+    let info = uftrace("info", &data, &[]);
+    assert!(info.contains("number of tasks     : 4"), "{info}");
+    assert!(
+        info.contains(&format!("exe image           : {}", exe.display())),
+        "{info}"
+    );
+    // Nesting: in every thread, leaf is called inside work inside thread_main.
+    let replayed = uftrace("replay", &data, &[]);
+    assert!(
+        replayed.contains("| thread_main() {")
+            && replayed.contains("|   work() {")
+            && replayed.contains("|     leaf();"),
+        "{}",
+        &replayed[..replayed.len().min(2000)]
+    );
+}
+
+#[test]
+fn uftrace_reads_exported_entry_traces_with_every_call_counted() {
+    let dir = scratch("uftrace-entry");
+    let exe = build(&dir, "threads.c");
+    let (_, code, trace) = record(&exe, "entry", None);
+    assert_eq!(code, 0);
+    let data = export_uftrace(&trace, &exe, "entry.uftrace");
+    check_uftrace_matches_summary(&trace, &exe, &data, false);
+    let replayed = uftrace("replay", &data, &[]);
+    assert!(
+        replayed.contains("|   work() {"),
+        "entries keep their nesting"
+    );
+    let calls = uftrace_report(&data);
+    assert_eq!(calls["leaf"].0, 4500);
+}
+
+#[test]
+fn uftrace_reads_exported_traces_with_recursion_and_unwinding() {
+    let dir = scratch("uftrace-jump");
+    let exe = build(&dir, "jump.c");
+    let (_, _, trace) = record(&exe, "graph", None);
+    let data = export_uftrace(&trace, &exe, "jump.uftrace");
+    check_uftrace_matches_summary(&trace, &exe, &data, true);
+}
+
+#[test]
+fn record_writes_a_uftrace_directory_directly() {
+    let dir = scratch("uftrace-record");
+    let exe = build_source(&dir, "exit_with", EXIT_WITH, true);
+    let data = dir.join("uftrace.data");
+    // Run in `dir`, where a default trace (padtrim.trace) would appear.
+    let out = Command::new(env!("CARGO_BIN_EXE_padtrim"))
+        .current_dir(&dir)
+        .args(["record", "--graph", "--uftrace", "uftrace.data", "--"])
+        .arg(&exe)
+        .arg("3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let traces: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".trace"))
+        .collect();
+    assert!(traces.is_empty(), "no trace kept without -o: {traces:?}");
+    let report = uftrace_report(&data);
+    assert_eq!(report["main"].0, 1);
+    assert_eq!(report["status_of"].0, 1);
+    let info = uftrace("info", &data, &[]);
+    assert!(info.contains("exited with code: 3"), "{info}");
+    assert!(
+        info.contains(&format!("cmdline             : {} 3", exe.display())),
+        "{info}"
+    );
+    // Recording again replaces the directory's contents; with -o the trace is kept too.
+    let trace = dir.join("kept.trace");
+    let out = padtrim(&[
+        "record",
+        "--uftrace",
+        data.to_str().unwrap(),
+        "-o",
+        trace.to_str().unwrap(),
+        "--",
+        exe.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(trace.exists());
+    check_uftrace_matches_summary(&trace, &exe, &data, false);
+}
+
+#[test]
+fn uftrace_export_refuses_what_it_cannot_write() {
+    let dir = scratch("uftrace-refuse");
+    let exe = build(&dir, "threads.c");
+    let (_, _, trace) = record(&exe, "entry", None);
+    let t = trace.to_str().unwrap();
+    let e = exe.to_str().unwrap();
+    let out = padtrim(&["replay", t, "--elf", e, "--format", "uftrace"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("-o DIR"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = padtrim(&[
+        "replay",
+        t,
+        "--elf",
+        e,
+        "--format",
+        "uftrace",
+        "--summary",
+        "-o",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--summary"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A directory with other files in it is not emptied.
+    let other = dir.join("notes");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), "mine").unwrap();
+    let o = other.to_str().unwrap();
+    let out = padtrim(&["replay", t, "--elf", e, "--format", "uftrace", "-o", o]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(o) && err.contains("not a uftrace data directory"),
+        "{err}"
+    );
+    assert!(other.join("keep.txt").exists());
+    // So is a file, and record refuses before running the program.
+    let file = dir.join("file");
+    std::fs::write(&file, "x").unwrap();
+    let out = padtrim(&["record", "--uftrace", file.to_str().unwrap(), "--", e]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not a directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).is_empty(), "the program did not run");
+}
+
+/// Write a graph trace of `rounds` calls of thread_main { work { leaf } } on each of two
+/// threads, inside one `main` that stays open the whole trace (a span longer than any
+/// window replay keeps), with the program's real addresses.
+fn write_long_graph_trace(exe: &Path, path: &Path, rounds: u64) {
+    use padtrim_runtime::format::{encode_header, Header, Kind, Mode, Record};
+    use std::io::Write;
+    let syms = symbols(exe);
+    let header = Header {
+        mode: Mode::Graph,
+        load_bias: 0,
+        tick0: 0,
+        ns0: 1_000_000,
+        pid: 7,
+    };
+    let mut head = vec![0u8; 8192];
+    let path_bytes = exe.to_str().unwrap().as_bytes();
+    let n = encode_header(&header, path_bytes, &mut head).unwrap();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    out.write_all(&head[..n]).unwrap();
+    let mut time = 0u64;
+    let mut put = |out: &mut std::io::BufWriter<std::fs::File>, tid, name: &str, depth, kind| {
+        time += 3;
+        let r = Record {
+            time,
+            addr: syms[name],
+            tid,
+            depth,
+            kind,
+        };
+        out.write_all(&r.encode()).unwrap();
+    };
+    put(&mut out, 7, "main", 0, Kind::Entry);
+    for _ in 0..rounds {
+        for tid in [7u32, 8] {
+            let base = if tid == 7 { 1 } else { 0 };
+            for (name, d) in [("thread_main", 0), ("work", 1), ("leaf", 2)] {
+                put(&mut out, tid, name, base + d, Kind::Entry);
+            }
+            for (name, d) in [("leaf", 2), ("work", 1), ("thread_main", 0)] {
+                put(&mut out, tid, name, base + d, Kind::Exit);
+            }
+        }
+    }
+    put(&mut out, 7, "main", 0, Kind::Exit);
+    out.flush().unwrap();
+}
+
+#[test]
+fn replay_streams_a_long_trace_in_little_memory() {
+    let dir = scratch("stream");
+    let exe = build(&dir, "threads.c");
+    // 2.5 million records (60 MB): replay used to hold several times that in memory.
+    let rounds = 2_500_000 / 12;
+    let trace = dir.join("long.trace");
+    write_long_graph_trace(&exe, &trace, rounds);
+    let data = dir.join("long.uftrace");
+    let t = trace.to_str().unwrap();
+    let e = exe.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    let runs: [&[&str]; 5] = [
+        &["--format", "text"],
+        &["--format", "chrome"],
+        &["--format", "folded"],
+        &["--summary"],
+        &["--format", "uftrace", "-o", d],
+    ];
+    for extra in runs {
+        // 128 MiB of address space in all: far less than the trace's events in memory.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 131072 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_padtrim"))
+            .args(["replay", t, "--elf", e])
+            .args(extra)
+            .stdout(if extra[0] == "--summary" {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "replay {extra:?} in 128 MiB: {}",
+            text(&out.stderr)
+        );
+        if extra[0] == "--summary" {
+            let summary = text(&out.stdout);
+            for (name, calls) in [
+                ("main", 1),
+                ("thread_main", 2 * rounds),
+                ("leaf", 2 * rounds),
+            ] {
+                let line = summary
+                    .lines()
+                    .find(|l| l.ends_with(&format!("  {name}")))
+                    .unwrap_or_else(|| panic!("no {name} in {summary}"));
+                assert_eq!(
+                    line.split_whitespace().next(),
+                    Some(calls.to_string().as_str())
+                );
+            }
+        }
+    }
+    assert_eq!(uftrace_report(&data)["work"].0, 2 * rounds);
+}

@@ -1,24 +1,36 @@
-//! Phase timings on stderr when `PADTRIM_TIMINGS` is set: where a slow rewrite spends its
-//! time, without a profiler. Off (one cached env lookup) otherwise.
+//! Phase timings: where a slow rewrite spends its time, without a profiler. The library
+//! prints nothing itself: a caller that wants the timings installs a sink once
+//! ([`set_sink`]; the command line does when `PADTRIM_TIMINGS` is set). Without one, a phase
+//! costs one atomic load.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("PADTRIM_TIMINGS").is_some())
+/// Receives each phase's name and how long it took.
+pub type Sink = fn(&str, Duration);
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Installs the sink that receives every phase's time from now on. Only the first call
+/// takes effect; returns false when a sink was already installed.
+pub fn set_sink(sink: Sink) -> bool {
+    SINK.set(sink).is_ok()
 }
 
-/// Runs `f`, printing how long it took as `padtrim: <name> <ms> ms` when timings are on.
+/// Runs `f`, and gives its duration to the sink, if one is installed.
 pub fn phase<T>(name: &str, f: impl FnOnce() -> T) -> T {
-    if !enabled() {
+    let Some(sink) = SINK.get() else {
         return f();
-    }
+    };
     let t = Instant::now();
     let r = f();
-    eprintln!(
-        "padtrim: {name:<24} {:8.1} ms",
-        t.elapsed().as_secs_f64() * 1e3
-    );
+    sink(name, t.elapsed());
     r
+}
+
+/// Gives a duration measured by the caller to the sink, if one is installed.
+pub fn record(name: &str, elapsed: Duration) {
+    if let Some(sink) = SINK.get() {
+        sink(name, elapsed);
+    }
 }

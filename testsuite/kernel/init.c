@@ -12,6 +12,21 @@
  * Self-test of the checker: booted with "padtrim_selftest=foreign" on the kernel command line
  * (the kernel hands it to init as an environment variable), it also filters a function that
  * its own list does not expect (vfs_read, called by ksys_read), so both checks must FAIL.
+ *
+ * Modules: when the initramfs has /modules/order (make-initramfs writes it when given .ko
+ * files: padtrim's own modules, testsuite/kernel/modules/), it then also
+ *   - filters every function of each module before it is loaded ("*:mod:NAME", which ftrace
+ *     applies at load time), starts the function tracer and loads the modules in that order
+ *     (finit_module): their init functions must show in the trace;
+ *   - pokes them through /proc/padtrim_a and /sys/kernel/debug/padtrim_b/poke: the poked
+ *     functions must show in the trace, and nothing that is not the modules';
+ *   - checks two tables the loader applied: a faulting user access in padtrim_a is fixed
+ *     up through its __ex_table (EFAULT), and its .alternative patches took (alt=7);
+ *   - traces the poked functions by name with function_graph, pokes again and checks that;
+ *   - removes them (delete_module, in reverse order) while tracing NAME_bye, the function
+ *     each module's exit function calls (__exit functions are notrace): one trace line per
+ *     module; the files they made must be gone after.
+ * "PADTRIM-MODULE:" lines report what the modules answered (compared between boots).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,10 +38,14 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define TRACING "/sys/kernel/tracing"
+#define DEBUGFS "/sys/kernel/debug"
+#define MODULES "/modules"
 #define MAX_FUNCS 3
+#define MAX_MODULES 8
 
 /* Candidate functions per syscall, best first: the first one the kernel lists in
  * available_filter_functions is used. Static ones may be inlined away by -Os. */
@@ -215,6 +234,7 @@ static void trigger(void)
  * The function name a trace line reports, or NULL for lines that carry none.
  *   function:        "  init-1  [000] .....  12.345678: ksys_read <-__riscv_sys_read"
  *   function_graph:  " 0)   1.234 us    |  ksys_read();"   or   " 0)  |  ksys_read() {"
+ *                    (6.12, a module's function: " 0)  |  padtrim_a_poke [padtrim_a]() {")
  * `*bad` is set for a line of the function tracer that does not have that shape.
  */
 static const char *traced_name(char *line, int graph, int *bad, char *name, size_t cap)
@@ -242,6 +262,13 @@ static const char *traced_name(char *line, int graph, int *bad, char *name, size
         start = end;
         while (start > bar + 1 && start[-1] != ' ')
             start--;
+        /* 6.12 names a module's function "name [module]()": take the word before. */
+        if (*start == '[' && end[-1] == ']' && start > bar + 2) {
+            end = start - 1;
+            start = end;
+            while (start > bar + 1 && start[-1] != ' ')
+                start--;
+        }
     }
     size_t n = end - start;
     if (n == 0 || n >= cap) {
@@ -324,6 +351,294 @@ static void check_tracer(const char *tracer)
             tracer, chosen[0], hits[0], chosen[1], hits[1], chosen[2], hits[2], lines, enabled);
 }
 
+/* ---- Modules ---- */
+
+static char module_names[MAX_MODULES][64]; /* from /modules/order: "padtrim_a" ... */
+static int module_count;
+
+/* Read /modules/order (one .ko file name a line); returns the number of modules. */
+static int read_module_order(void)
+{
+    long len = slurp(MODULES "/order");
+    if (len < 0)
+        return 0;
+    for (char *line = buf; line < buf + len && module_count < MAX_MODULES;) {
+        char *end = memchr(line, '\n', buf + len - line);
+        if (!end)
+            end = buf + len;
+        size_t n = end - line;
+        if (n > 3 && n < sizeof module_names[0] && memcmp(end - 3, ".ko", 3) == 0) {
+            memcpy(module_names[module_count], line, n - 3);
+            module_names[module_count][n - 3] = '\0';
+            module_count++;
+        }
+        line = end + 1;
+    }
+    return module_count;
+}
+
+/* Is `name` a function of padtrim's modules (they all start with "padtrim_")? */
+static int module_function(const char *name)
+{
+    return strncmp(name, "padtrim_", 8) == 0 || strcmp(name, "init_module") == 0 ||
+           strcmp(name, "cleanup_module") == 0;
+}
+
+/* Write `text` to a file that is not in tracefs; returns 0 or an errno value. */
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    ssize_t n = write(fd, text, strlen(text));
+    int err = n < 0 ? errno : n != (ssize_t)strlen(text) ? EIO : 0;
+    close(fd);
+    return err;
+}
+
+/* Poke both modules once (number `n`) and report what they answer. */
+static void poke_modules(const char *what, long n)
+{
+    char text[32];
+    int err;
+    snprintf(text, sizeof text, "%ld\n", n);
+    if ((err = write_file("/proc/padtrim_a", text)))
+        fail(what, "write /proc/padtrim_a: %s", strerror(err));
+    if ((err = write_file(DEBUGFS "/padtrim_b/poke", text)))
+        fail(what, "write " DEBUGFS "/padtrim_b/poke: %s", strerror(err));
+    long len = slurp("/proc/padtrim_a");
+    if (len > 0 && buf[len - 1] == '\n')
+        buf[len - 1] = '\0';
+    say("PADTRIM-MODULE: after %s: /proc/padtrim_a: %s", what, len < 0 ? "unreadable" : buf);
+    len = slurp(DEBUGFS "/padtrim_b/poke");
+    if (len > 0 && buf[len - 1] == '\n')
+        buf[len - 1] = '\0';
+    say("PADTRIM-MODULE: after %s: padtrim_b/poke: %s", what, len < 0 ? "unreadable" : buf);
+}
+
+/*
+ * Read the trace and check it: every traced function is one of the modules' (`module_only`)
+ * and every name of `want` (NULL-terminated; "a|b" accepts either) shows up. Returns the
+ * number of traced lines, or -1 after a failure.
+ */
+static long check_module_trace(const char *what, int graph, const char *const *want)
+{
+    long len = slurp(TRACING "/trace");
+    if (len < 0) {
+        fail(what, "cannot read trace: %s", strerror(errno));
+        return -1;
+    }
+    long lines = 0, before = failures;
+    int seen[16] = {0};
+    char name[128];
+    for (char *line = buf; line < buf + len;) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        int bad;
+        const char *fn = traced_name(line, graph, &bad, name, sizeof name);
+        if (bad && failures - before < 3)
+            fail(what, "unparsable trace line: %.200s", line);
+        if (fn) {
+            lines++;
+            if (!module_function(fn) && failures - before < 3)
+                fail(what, "traced function %s is not the modules': %.160s", fn, line);
+            for (int w = 0; want[w]; w++) {
+                const char *alt = want[w];
+                while (*alt) {
+                    size_t n = strcspn(alt, "|");
+                    if (strlen(fn) == n && memcmp(fn, alt, n) == 0)
+                        seen[w]++;
+                    alt += n + (alt[n] == '|');
+                }
+            }
+        }
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    for (int w = 0; want[w]; w++)
+        if (!seen[w])
+            fail(what, "%s was called but not traced", want[w]);
+    return failures == before ? lines : -1;
+}
+
+/* Load the modules with every function of theirs filtered beforehand, poke them. */
+static int load_modules(void)
+{
+    const char *what = "module-load-function";
+    char filter[MAX_MODULES * 80] = "";
+    int err;
+    for (int m = 0; m < module_count; m++) {
+        size_t used = strlen(filter);
+        snprintf(filter + used, sizeof filter - used, "%s*:mod:%s", m ? " " : "",
+                 module_names[m]);
+    }
+    if ((err = put("current_tracer", "nop")) || (err = put("set_ftrace_filter", filter))) {
+        fail(what, "cannot set the filter %s: %s", filter, strerror(err));
+        return -1;
+    }
+    put("trace", "");
+    if ((err = put("current_tracer", "function")) || (err = put("tracing_on", "1"))) {
+        fail(what, "cannot start the tracer: %s", strerror(err));
+        return -1;
+    }
+    for (int m = 0; m < module_count; m++) {
+        char path[sizeof module_names + 16]; /* (GCC cannot bound one name's length) */
+        snprintf(path, sizeof path, MODULES "/%s.ko", module_names[m]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0) {
+            fail(what, "cannot load %s: %s", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            put("tracing_on", "0");
+            put("current_tracer", "nop");
+            return -1;
+        }
+        close(fd);
+        say("PADTRIM-MODULE: loaded %s", module_names[m]);
+    }
+    long enabled = count_lines("enabled_functions");
+    poke_modules("first poke", 5);
+    put("tracing_on", "0");
+    static const char *const want[] = {"padtrim_a_init|init_module", "padtrim_b_init|init_module",
+                                       "padtrim_a_poke", "padtrim_a_add", "padtrim_b_poke",
+                                       NULL};
+    long lines = check_module_trace(what, 0, want);
+    put("current_tracer", "nop");
+    put("tracing_on", "1");
+    if (lines >= 0)
+        say("PADTRIM-TRACE-CHECK: PASS %s (%ld traced lines, %ld enabled functions, "
+            "init functions traced)",
+            what, lines, enabled);
+    return 0;
+}
+
+/*
+ * What the loader did with the modules' own tables: a user access that faults must be fixed
+ * up through padtrim_a's __ex_table (the write fails with EFAULT, no oops), and the code it
+ * patched through .alternative must answer alt=7 (see padtrim_a.c).
+ */
+static void check_module_tables(void)
+{
+    const char *what = "module-tables";
+    long before = failures;
+    int err = write_file("/proc/padtrim_a", "fault\n");
+    if (err != EFAULT)
+        fail(what, "write \"fault\" to /proc/padtrim_a: %s, expected EFAULT",
+             err ? strerror(err) : "no error");
+    long len = slurp("/proc/padtrim_a");
+    if (len < 0 || !strstr(buf, " alt=7"))
+        fail(what, "/proc/padtrim_a does not say alt=7 (.alternative not applied?): %.100s",
+             len < 0 ? "unreadable" : buf);
+    if (failures == before)
+        say("PADTRIM-TRACE-CHECK: PASS %s (__ex_table fixup: EFAULT; .alternative: alt=7)", what);
+}
+
+/* function_graph on the poked functions, by name. */
+static void graph_modules(void)
+{
+    const char *what = "module-function_graph";
+    int err;
+    if ((err = put("set_ftrace_filter", "padtrim_a_poke padtrim_a_add padtrim_b_poke"))) {
+        fail(what, "cannot set the filter: %s", strerror(err));
+        return;
+    }
+    put("trace", "");
+    if ((err = put("current_tracer", "function_graph")) || (err = put("tracing_on", "1"))) {
+        fail(what, "cannot start the tracer: %s", strerror(err));
+        put("current_tracer", "nop");
+        return;
+    }
+    long enabled = count_lines("enabled_functions");
+    poke_modules("second poke", 6);
+    put("tracing_on", "0");
+    static const char *const want[] = {"padtrim_a_poke", "padtrim_a_add", "padtrim_b_poke", NULL};
+    long lines = check_module_trace(what, 1, want);
+    put("current_tracer", "nop");
+    put("tracing_on", "1");
+    if (enabled != 3)
+        fail(what, "enabled_functions has %ld entries, expected 3", enabled);
+    else if (lines >= 0)
+        say("PADTRIM-TRACE-CHECK: PASS %s (%ld traced lines, %ld enabled functions)", what,
+            lines, enabled);
+}
+
+/* Remove the modules (reverse order), tracing the NAME_bye function each exit calls. */
+static void unload_modules(void)
+{
+    const char *what = "module-unload-function";
+    char filter[MAX_MODULES * 80] = "";
+    int err, traced = 0;
+    for (int m = 0; m < module_count; m++) {
+        size_t used = strlen(filter);
+        snprintf(filter + used, sizeof filter - used, "%s%s_bye", m ? " " : "",
+                 module_names[m]);
+    }
+    if ((err = put("set_ftrace_filter", filter))) {
+        fail(what, "cannot set the filter %s: %s", filter, strerror(err));
+    } else {
+        put("trace", "");
+        if ((err = put("current_tracer", "function")) || (err = put("tracing_on", "1")))
+            fail(what, "cannot start the tracer: %s", strerror(err));
+        else
+            traced = 1;
+    }
+    long enabled = count_lines("enabled_functions");
+    for (int m = module_count - 1; m >= 0; m--) {
+        if (syscall(SYS_delete_module, module_names[m], O_NONBLOCK) != 0)
+            fail(what, "cannot remove %s: %s", module_names[m], strerror(errno));
+        else
+            say("PADTRIM-MODULE: removed %s", module_names[m]);
+    }
+    put("tracing_on", "0");
+    if (traced) {
+        /* The modules are gone: their functions print as addresses now, so count lines. */
+        long len = slurp(TRACING "/trace"), lines = 0, before = failures;
+        char name[128];
+        for (char *line = buf; len > 0 && line < buf + len;) {
+            char *end = strchr(line, '\n');
+            if (end)
+                *end = '\0';
+            int bad;
+            if (traced_name(line, 0, &bad, name, sizeof name))
+                lines++;
+            else if (bad && failures - before < 3)
+                fail(what, "unparsable trace line: %.200s", line);
+            if (!end)
+                break;
+            line = end + 1;
+        }
+        if (lines != module_count)
+            fail(what, "%ld calls traced during removal, expected %d", lines, module_count);
+        if (enabled != module_count)
+            fail(what, "enabled_functions has %ld entries, expected %d", enabled, module_count);
+        if (failures == before)
+            say("PADTRIM-TRACE-CHECK: PASS %s (%ld traced lines)", what, lines);
+    }
+    put("current_tracer", "nop");
+    put("tracing_on", "1");
+    struct stat st;
+    if (stat("/proc/padtrim_a", &st) == 0 || stat(DEBUGFS "/padtrim_b", &st) == 0)
+        fail(what, "a module's file is still there after removal");
+    long len = slurp("/proc/modules");
+    if (len > 0 && strstr(buf, "padtrim_"))
+        fail(what, "/proc/modules still lists a module: %.200s", buf);
+}
+
+static void check_modules(void)
+{
+    if (read_module_order() == 0)
+        return;
+    say("PADTRIM-MODULE: %d module(s) to load", module_count);
+    mount_fs("debugfs", DEBUGFS);
+    if (load_modules() == 0) {
+        check_module_tables();
+        graph_modules();
+        unload_modules();
+    }
+}
+
 int main(void)
 {
     /* The kernel opens /dev/console for us when the initramfs has it (its default list
@@ -353,6 +668,7 @@ int main(void)
         check_tracer("function");
         check_tracer("function_graph");
     }
+    check_modules();
     say("PADTRIM-INIT: done, %d failure(s)", failures);
     sync();
     reboot(RB_POWER_OFF);

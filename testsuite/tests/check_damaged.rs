@@ -363,7 +363,7 @@ impl Verdict {
     fn phrases(self) -> &'static [&'static str] {
         match self {
             Verdict::Site => &[],
-            Verdict::Zero => &["are zero"],
+            Verdict::Zero => &["are zero", "is zero"],
             Verdict::Outside => &["not inside an executable section"],
             Verdict::MidInstruction => &["middle of an instruction"],
             Verdict::NoNop => &["holds no nop"],

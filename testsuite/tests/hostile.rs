@@ -477,22 +477,35 @@ fn relocation_indices_out_of_range() {
                 }
             }
         });
-        refused(
-            src,
-            "reloc-offset-outside-its-section",
-            "outside the section",
-            |e| {
-                let text = e.find(".text");
-                let rela = e
-                    .reloc_sections()
-                    .into_iter()
-                    .find(|&r| e.shdr(r).info as usize == text)
-                    .expect(".text relocations");
-                let first = e.entries(rela)[0];
-                let (w, h) = (e.word(), e.shdr(text));
-                e.put(first, w, h.addr + h.size + 0x100);
-            },
-        );
+        // The first relocation of .text that applies to something (an R_RISCV_NONE may be
+        // anywhere) moved past the section's end. An object's scan needs these (alignment
+        // relaxation), a linked file's does not: there only the rewriter refuses.
+        let dir = scratch_dir(&format!("hostile_reloc_offset_outside_{src}"));
+        let mut e = Elf::corpus(src);
+        let text = e.find(".text");
+        let rela = e
+            .reloc_sections()
+            .into_iter()
+            .find(|&r| e.shdr(r).info as usize == text)
+            .expect(".text relocations");
+        let w = e.word();
+        let type_mask = if e.is_64 { 0xffff_ffff } else { 0xff };
+        let first = e
+            .entries(rela)
+            .into_iter()
+            .find(|&at| e.get(at + w, w) & type_mask != 0)
+            .expect("a .text relocation other than R_RISCV_NONE");
+        let h = e.shdr(text);
+        e.put(first, w, h.addr + h.size + 0x100);
+        let path = e.write(&dir, "reloc-offset-outside-its-section");
+        if src == OBJ || src == OBJ32 {
+            assert_refused(&path, "outside the section");
+        } else {
+            let original = report_json(&artifact(src).path);
+            assert_eq!(report_json(&path)["sites"], original["sites"], "{src}");
+            assert_eq!(run(Cmd::Check, &path).0, Some(0), "{src}: check");
+            assert_refused_by(&path, "outside the section", &[Cmd::Rewrite]);
+        }
         refused(src, "symbol-section-out-of-range", "does not exist", |e| {
             let symtab = e.find(".symtab");
             for at in e.entries(symtab).into_iter().skip(1) {

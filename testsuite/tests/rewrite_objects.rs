@@ -1023,3 +1023,129 @@ fn compressed_debug_sections_are_refused_until_decompressed() {
     .unwrap();
     assert_eq!(run_qemu(&bin, &[], &[]).status.code(), Some(3));
 }
+
+/// A program with the shape of a kernel `ALTERNATIVE` at a function's start: a 4-byte nop
+/// right after the pad, whose address a table records (`.4byte 886b - .`, relocated against
+/// the local label `886`), and which `main` patches at run time into `addi a0, a0, 1`, as
+/// the kernel and its module loader do. It prints 42 when the patch landed on that nop.
+const ALT_AT_ENTRY_C: &str = r#"
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+__attribute__((noinline)) long alt_entry(long x)
+{
+    __asm__ volatile("886:\n\t.option push\n\t.option norvc\n\tnop\n\t.option pop\n"
+                     "\t.pushsection alt_sites, \"a\"\n\t.balign 4\n\t.4byte 886b - .\n"
+                     "\t.popsection\n" : "+r"(x));
+    return x;
+}
+
+extern const int32_t __start_alt_sites[], __stop_alt_sites[];
+
+int main(void)
+{
+    const uint32_t nop = 0x00000013, addi = 0x00150513; /* addi a0, a0, 1 */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (const int32_t *e = __start_alt_sites; e < __stop_alt_sites; e++) {
+        uint8_t *at = (uint8_t *)e + *e;
+        uint32_t was;
+        memcpy(&was, at, 4);
+        if (was != nop) {
+            printf("the site holds %08x, not a nop\n", was);
+            return 1;
+        }
+        uintptr_t first = (uintptr_t)at & ~(page - 1);
+        if (mprotect((void *)first, 2 * page, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
+            return 2;
+        memcpy(at, &addi, 4);
+        __builtin___clear_cache((char *)at, (char *)at + 4);
+    }
+    printf("%ld\n", alt_entry(41));
+    return 0;
+}
+"#;
+
+/// The pad of `alt_entry` in a `report --json`.
+fn alt_entry_pad(path: &Path) -> u64 {
+    let report = report_json(path);
+    let f = report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "alt_entry")
+        .unwrap_or_else(|| panic!("{}: no alt_entry in {report}", path.display()));
+    f["pad_bytes"].as_u64().unwrap()
+}
+
+/// Issue 15: in Linux 6.12 (vmlinux and modules) a few functions start with an
+/// `ALTERNATIVE` whose old content is a `nop`, right after the 16-byte pad. padtrim took
+/// that nop for pad (20 bytes) and removed it, so the label the kernel patches pointed at
+/// the next instruction: the module loader overwrote the function's `ret` and the kernel
+/// oopsed. A label past the function's address ends the pad.
+#[test]
+fn a_labelled_nop_right_after_a_pad_is_not_pad() {
+    let dir = scratch_dir("rewrite-obj-alt-at-entry");
+    let src = dir.join("alt.c");
+    std::fs::write(&src, ALT_AT_ENTRY_C).unwrap();
+    let obj = dir.join("alt.o");
+    run(Command::new("riscv64-linux-gnu-gcc")
+        .args(["-O2", "-fpatchable-function-entry=8", "-mno-relax", "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj))
+    .unwrap();
+    assert_eq!(alt_entry_pad(&obj), 16, "the object's pad");
+    let link = |input: &Path, out: &Path| {
+        run(Command::new("riscv64-linux-gnu-gcc")
+            .args(["-Wl,-q", "-Wl,--no-relax"])
+            .arg(input)
+            .arg("-o")
+            .arg(out))
+        .unwrap();
+    };
+    let orig = dir.join("orig");
+    link(&obj, &orig);
+    let expected = run_qemu(&orig, &[], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&expected.stdout),
+        "42\n",
+        "{}",
+        describe(&expected)
+    );
+    assert_eq!(alt_entry_pad(&orig), 16, "the linked program's pad");
+
+    // The object, rewritten and linked; and the linked program, rewritten.
+    let obj8 = dir.join("alt8.o");
+    let rw = rewrite(&obj, &obj8, 8);
+    assert!(rw.status.success(), "{}", describe(&rw));
+    assert_eq!(alt_entry_pad(&obj8), 8, "the rewritten object's slot");
+    let from_obj = dir.join("from-obj8");
+    link(&obj8, &from_obj);
+    let prog8 = dir.join("prog8");
+    let rw = rewrite(&orig, &prog8, 8);
+    assert!(rw.status.success(), "{}", describe(&rw));
+    for bin in [&from_obj, &prog8] {
+        let out = run_qemu(bin, &[], &[]);
+        assert_eq!(
+            out.stdout,
+            expected.stdout,
+            "{}: {}",
+            bin.display(),
+            describe(&out)
+        );
+        let check = padtrim()
+            .args(["check", "--max-pad", "8"])
+            .arg(bin)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}: {}",
+            bin.display(),
+            describe(&check)
+        );
+    }
+}

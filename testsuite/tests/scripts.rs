@@ -13,7 +13,10 @@ use std::process::{Command, Output};
 use padtrim_testsuite::scratch_dir;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The workspace's declared minimum Rust (`rust-version` in the root Cargo.toml).
@@ -77,8 +80,16 @@ fn old_debian_toolchain_stops_both_entry_points_before_anything_is_built() {
                 && lines[0].contains("rustup"),
             "names the minimum, what was found and how to get it: {stderr}"
         );
-        assert!(out.stdout.is_empty(), "nothing else happened: {}", String::from_utf8_lossy(&out.stdout));
-        assert_eq!(log_of(&bin, "cargo").trim(), "--version", "cargo was only asked its version");
+        assert!(
+            out.stdout.is_empty(),
+            "nothing else happened: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(
+            log_of(&bin, "cargo").trim(),
+            "--version",
+            "cargo was only asked its version"
+        );
     }
 }
 
@@ -124,10 +135,18 @@ fn a_rustup_toolchain_outside_path_is_used() {
     fake_tool(&rustup_bin, "rustc", "rustc 9.99.0 (rustup)", 0);
     let out = run_script("test", &bin, &home);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "the rustup cargo ran and its status came back: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the rustup cargo ran and its status came back: {stderr}"
+    );
     assert!(stderr.contains("using the rustup toolchain"), "{stderr}");
     assert!(log_of(&rustup_bin, "cargo").contains("build --release -p padtrim-cli"));
-    assert_eq!(log_of(&bin, "cargo").trim(), "--version", "the old cargo built nothing");
+    assert_eq!(
+        log_of(&bin, "cargo").trim(),
+        "--version",
+        "the old cargo built nothing"
+    );
 }
 
 /// Runs `run_logged` from scripts/lib/common.sh on COMMAND, reporting every second.
@@ -147,20 +166,53 @@ fn run_logged(command: &str, log: &Path) -> Output {
 #[test]
 fn long_steps_say_what_runs_and_for_how_long() {
     let dir = scratch_dir("scripts-progress");
-    let out = run_logged("echo compiling one; sleep 4; echo compiling two", &dir.join("ok.log"));
+    let out = run_logged(
+        "echo compiling one; sleep 4; echo compiling two",
+        &dir.join("ok.log"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.lines().next().unwrap().starts_with("step x: started (log: "), "{stderr}");
-    let beats: Vec<&str> = stderr.lines().filter(|l| l.contains("still running after")).collect();
-    assert!(beats.len() >= 2, "a line per interval while it runs: {stderr}");
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("step x: started (log: "),
+        "{stderr}"
+    );
+    let beats: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("still running after"))
+        .collect();
+    assert!(
+        beats.len() >= 2,
+        "a line per interval while it runs: {stderr}"
+    );
     assert!(beats[0].contains("last: compiling one"), "{stderr}");
-    assert!(stderr.lines().last().unwrap().starts_with("step x: done in "), "{stderr}");
-    assert!(out.stdout.is_empty(), "the command's output goes to its log");
-    assert_eq!(fs::read_to_string(dir.join("ok.log")).unwrap(), "compiling one\ncompiling two\n");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("step x: done in "),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "the command's output goes to its log"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("ok.log")).unwrap(),
+        "compiling one\ncompiling two\n"
+    );
 
     let out = run_logged("exit 7", &dir.join("fail.log"));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(7), "the command's status comes back: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the command's status comes back: {stderr}"
+    );
     assert!(stderr.contains("step x: failed (status 7)"), "{stderr}");
 }
 
@@ -177,12 +229,18 @@ fn the_repository_names_no_file_outside_itself() {
     let mut offenders = Vec::new();
     for name in files.stdout.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        let Ok(text) = fs::read_to_string(repo().join(&name)) else { continue };
+        let Ok(text) = fs::read_to_string(repo().join(&name)) else {
+            continue;
+        };
         for (i, line) in text.lines().enumerate() {
             if needles.iter().any(|n| line.contains(n)) {
                 offenders.push(format!("{name}:{}: {}", i + 1, line.trim()));
             }
         }
     }
-    assert!(offenders.is_empty(), "references to files outside the repository:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "references to files outside the repository:\n{}",
+        offenders.join("\n")
+    );
 }

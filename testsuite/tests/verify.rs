@@ -490,13 +490,13 @@ fn rewrite_verifies_before_writing() {
         } else {
             assert_eq!(
                 checked.status.code(),
-                Some(2),
+                Some(3),
                 "{}: {}",
                 b.name,
                 describe(&checked)
             );
             assert!(
-                String::from_utf8_lossy(&checked.stderr).contains("failed verification"),
+                String::from_utf8_lossy(&checked.stderr).contains("failed its own verification"),
                 "{}",
                 describe(&checked)
             );

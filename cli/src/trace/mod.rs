@@ -6,6 +6,7 @@ mod identity;
 mod model;
 mod record;
 mod render;
+mod uftrace;
 
 use std::path::PathBuf;
 
@@ -20,14 +21,14 @@ pub struct RecordArgs {
     /// Record exits too (function graph with durations), not only entries.
     #[arg(long)]
     pub graph: bool,
-    /// Trace file to write.
-    #[arg(
-        short = 'o',
-        long = "output",
-        value_name = "FILE",
-        default_value = "padtrim.trace"
-    )]
-    pub output: PathBuf,
+    /// Trace file to write (default padtrim.trace; with --uftrace, none is kept unless -o
+    /// is given).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also write the trace as a uftrace data directory, for `uftrace replay -d DIR`,
+    /// `uftrace report -d DIR` and the other uftrace commands.
+    #[arg(long, value_name = "DIR")]
+    pub uftrace: Option<PathBuf>,
     /// Emulator used when the host is not riscv64.
     #[arg(long, value_name = "PATH", default_value = "qemu-riscv64")]
     pub qemu: String,
@@ -61,6 +62,8 @@ pub enum Format {
     Chrome,
     /// `a;b;c weight` lines for flamegraph.pl / inferno (weight: ns of self time, or calls).
     Folded,
+    /// A uftrace data directory (needs -o DIR), for `uftrace replay/report/graph/info/dump -d DIR`.
+    Uftrace,
 }
 
 /// Arguments of `padtrim replay`.
@@ -80,16 +83,40 @@ pub struct ReplayArgs {
     /// Print per-function calls, total and self time instead of the events.
     #[arg(long)]
     pub summary: bool,
+    /// Write to this file instead of standard output; with --format uftrace, the data
+    /// directory to write (created if missing).
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: Option<PathBuf>,
     /// Replay even with a program that is not the traced one (a warning instead of exit 2;
     /// function names will likely be wrong).
     #[arg(long)]
     pub force: bool,
 }
 
-/// Decode a trace and print it in the requested form on stdout.
+/// Decode a trace and print it in the requested form on stdout (or into `--output`).
 pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    if args.format == Format::Uftrace {
+        if args.summary {
+            anyhow::bail!("replay: --summary prints a table; it does not go with --format uftrace");
+        }
+        let Some(dir) = &args.output else {
+            anyhow::bail!("replay: --format uftrace writes a directory: give it with -o DIR");
+        };
+        uftrace::check_dir(dir)?;
+        let trace = model::Trace::load(&args.trace, args.elf.as_deref(), args.force)?;
+        return uftrace::export(&trace, dir, &uftrace::RunInfo::default());
+    }
     let trace = model::Trace::load(&args.trace, args.elf.as_deref(), args.force)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let sink: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("{}: cannot create", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, sink);
     if args.summary {
         render::summary(&trace, &mut out)?;
     } else {
@@ -97,9 +124,9 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             Format::Text => render::text(&trace, &mut out)?,
             Format::Chrome => render::chrome(&trace, &mut out)?,
             Format::Folded => render::folded(&trace, &mut out)?,
+            Format::Uftrace => unreachable!("handled above"),
         }
     }
-    use std::io::Write;
     out.flush()?;
     Ok(())
 }

@@ -31,14 +31,26 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
     let carries_runtime = carries_runtime(input.bytes());
     let preload = preload_for(args, program, input.bytes(), carries_runtime)?;
     drop(input);
-    let out = if args.output.is_absolute() {
-        args.output.clone()
+    // With --uftrace and no -o, the trace is a temporary file, converted and removed.
+    let temporary = args.output.is_none() && args.uftrace.is_some();
+    let given = match &args.output {
+        Some(o) => o.clone(),
+        None if temporary => {
+            std::env::temp_dir().join(format!("padtrim-record-{}.trace", std::process::id()))
+        }
+        None => PathBuf::from("padtrim.trace"),
+    };
+    let out = if given.is_absolute() {
+        given.clone()
     } else {
         std::env::current_dir()
             .context("record: cannot read the working directory")?
-            .join(&args.output)
+            .join(&given)
     };
-    check_output(&args.output, &out)?;
+    check_output(&given, &out)?;
+    if let Some(dir) = &args.uftrace {
+        super::uftrace::check_dir(dir).context("record: --uftrace")?;
+    }
     let mut env: Vec<(&str, String)> = vec![
         (
             "PADTRIM_TRACE",
@@ -107,11 +119,23 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
             eprintln!(
                 "padtrim: record: warning: {}: cannot add the program's identity ({e:#}); \
                  replay will not be able to check that it is given the right program",
-                args.output.display()
+                given.display()
             );
         }
     }
     use std::os::unix::process::ExitStatusExt;
+    if let Some(dir) = &args.uftrace {
+        let run = super::uftrace::RunInfo {
+            wait_status: Some(status.into_raw()),
+            cmdline: Some(args.command.join(" ")),
+        };
+        let converted = super::model::Trace::load(&out, Some(Path::new(program)), false)
+            .and_then(|trace| super::uftrace::export(&trace, dir, &run));
+        if temporary {
+            let _ = std::fs::remove_file(&out);
+        }
+        converted.context("record: --uftrace")?;
+    }
     Ok(match (status.code(), status.signal()) {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,

@@ -4,7 +4,8 @@ use object::elf;
 use object::read::elf::{Dyn, FileHeader, ProgramHeader, Rel, Rela, SectionHeader, Sym};
 use object::Endianness;
 
-use super::{validate, ElfFile, FileKind, Reloc, RelocSection, Section, Segment, Symbol};
+use super::model::{ElfFile, FileKind, Reloc, RelocSection, Section, Segment, Symbol};
+use super::validate;
 use crate::error::{Error, Result};
 
 type Header32 = elf::FileHeader32<Endianness>;
@@ -220,9 +221,7 @@ fn classify<Elf: FileHeader<Endian = Endianness>>(
         }
         t if t == elf::ET_DYN.0 => {
             let has_interp = file.segments.iter().any(|s| s.p_type == elf::PT_INTERP.0);
-            if has_interp
-                || dyn_flags_1::<Elf>(file, header, endian)? & u64::from(elf::DF_1_PIE.0) != 0
-            {
+            if has_interp || dyn_flags_1::<Elf>(file, header, endian)? & elf::DF_1_PIE.0 != 0 {
                 FileKind::Pie
             } else {
                 FileKind::Shared
@@ -250,30 +249,42 @@ fn dyn_flags_1<Elf: FileHeader<Endian = Endianness>>(
     Ok(0)
 }
 
-/// All `SHT_RELA` and `SHT_REL` sections, parsed (in parallel: a linked program's static
-/// relocations are most of its size).
-pub(super) fn relocation_sections(file: &ElfFile<'_>) -> Result<Vec<RelocSection>> {
+/// The `SHT_RELA` and `SHT_REL` sections `wanted` picks (by their own section header),
+/// parsed (in parallel: a linked program's static relocations are most of its size).
+pub(super) fn relocation_sections<'data>(
+    file: &ElfFile<'data>,
+    wanted: impl Fn(&Section<'data>) -> bool + Sync,
+) -> Result<Vec<RelocSection>> {
     if file.is_64 {
-        relocation_sections_generic::<Header64>(file)
+        relocation_sections_generic::<Header64, _>(file, wanted)
     } else {
-        relocation_sections_generic::<Header32>(file)
+        relocation_sections_generic::<Header32, _>(file, wanted)
     }
 }
 
-fn relocation_sections_generic<Elf: FileHeader<Endian = Endianness>>(
-    file: &ElfFile<'_>,
+fn relocation_sections_generic<'data, Elf, F>(
+    file: &ElfFile<'data>,
+    wanted: F,
 ) -> Result<Vec<RelocSection>>
 where
+    Elf: FileHeader<Endian = Endianness>,
     Elf::SectionHeader: Sync,
+    F: Fn(&Section<'data>) -> bool + Sync,
 {
     use rayon::prelude::*;
     let header = Elf::parse(file.data)?;
     let endian = header.endian()?;
     let table = header.sections(endian, file.data)?;
+    let is_relocation =
+        |s: &Section<'_>| s.sh_type == elf::SHT_RELA.0 || s.sh_type == elf::SHT_REL.0;
     let headers: Vec<(usize, &Elf::SectionHeader)> = table
         .iter()
         .enumerate()
-        .filter(|(index, _)| *index < file.sections.len())
+        .filter(|(index, _)| {
+            file.sections
+                .get(*index)
+                .is_some_and(|s| is_relocation(s) && wanted(s))
+        })
         .collect();
     let parsed: Vec<Result<Option<RelocSection>>> = headers
         .into_par_iter()
@@ -364,11 +375,14 @@ fn check_symbol_indices(file: &ElfFile<'_>, section: &Section<'_>, relocs: &[Rel
 }
 
 /// Relocations that apply to a section (the static ones of a `.o` or of a program linked
-/// with `--emit-relocs`) lie inside it, end included (ld leaves `R_RISCV_NONE` and
-/// `R_RISCV_ALIGN` at the end of a section it relaxed): at a section offset in a `.o` or a
-/// non-allocated section, at an address of the section otherwise. Dynamic relocations (those of an
-/// allocated relocation section) may patch any address and are not checked here, nor are
-/// those of compressed or empty sections.
+/// with `--emit-relocs`) lie inside it, end included (ld leaves `R_RISCV_ALIGN` at the end
+/// of a section it relaxed): at a section offset in a `.o` or a non-allocated section, at an
+/// address of the section otherwise. An `R_RISCV_NONE` applies to nothing and may be
+/// anywhere: a call at the very end of a section that GNU ld 2.40 relaxes leaves one at the
+/// section's end, which a later alignment relaxation that shrinks the section does not move
+/// (so `-Wl,-q` keeps it past the end), and post-link tools zero the entries they drop.
+/// Dynamic relocations (those of an allocated relocation section) may patch any address and
+/// are not checked here, nor are those of compressed or empty sections.
 fn check_offsets(
     file: &ElfFile<'_>,
     section: &Section<'_>,
@@ -392,7 +406,7 @@ fn check_offsets(
     match relocs
         .iter()
         .enumerate()
-        .find(|(_, r)| !is_erased(r) && (r.offset < start || r.offset > end))
+        .find(|(_, r)| !applies_to_nothing(r) && (r.offset < start || r.offset > end))
     {
         Some((i, r)) => Err(Error::malformed(format!(
             "relocation {i} of {} is at {:#x}, outside the section it applies to ({}, \
@@ -403,10 +417,11 @@ fn check_offsets(
     }
 }
 
-/// An entry a post-link tool zeroed (the kernel's sorttable does this to `__ex_table`'s):
-/// it patches nothing; the rewriter decides what a section with such entries means.
-fn is_erased(r: &Reloc) -> bool {
-    r.offset == 0 && r.r_type == 0 && r.sym == 0 && r.addend == 0
+/// An `R_RISCV_NONE` patches nothing, wherever it is: one relaxation left, or an entry a
+/// post-link tool zeroed (the kernel's sorttable does this to `__ex_table`'s; the rewriter
+/// decides what a section with such entries means).
+fn applies_to_nothing(r: &Reloc) -> bool {
+    r.r_type == elf::R_RISCV_NONE.0
 }
 
 /// The `.dynsym` symbols (empty without a dynamic symbol table).
@@ -430,5 +445,31 @@ pub(super) fn dynamic_symbols<'data>(file: &ElfFile<'data>) -> Result<Vec<Symbol
         generic::<Header64>(file)
     } else {
         generic::<Header32>(file)
+    }
+}
+
+/// The readers the model's users call after parsing: relocations and dynamic symbols are read
+/// on demand, not by [`parse`].
+impl<'data> ElfFile<'data> {
+    /// Every relocation section of the file (including dynamic ones), parsed.
+    pub fn relocation_sections(&self) -> Result<Vec<RelocSection>> {
+        relocation_sections(self, |_| true)
+    }
+
+    /// The relocation sections `wanted` picks, parsed and checked like
+    /// [`relocation_sections`](Self::relocation_sections); the others are neither read nor
+    /// checked, so a defect in one a command does not need cannot stop it. `wanted` sees the
+    /// relocation section's header (its `info` names the section it applies to, which may
+    /// not exist).
+    pub fn relocation_sections_where(
+        &self,
+        wanted: impl Fn(&Section<'data>) -> bool + Sync,
+    ) -> Result<Vec<RelocSection>> {
+        relocation_sections(self, wanted)
+    }
+
+    /// The dynamic symbol table (empty if there is none).
+    pub fn dynamic_symbols(&self) -> Result<Vec<Symbol<'data>>> {
+        dynamic_symbols(self)
     }
 }

@@ -5,7 +5,8 @@
 
 use object::elf;
 
-use super::{Section, Segment, Symbol};
+use super::bytes::read_uint;
+use super::model::{Section, Segment, Symbol};
 use crate::error::{Error, Result};
 
 /// The section headers of a file of `file_len` bytes: checked before anything reads
@@ -217,7 +218,7 @@ pub(super) fn hash_tables(data: &[u8], sections: &[Section<'_>], is_64: bool) ->
     for s in sections.iter().filter(|s| has_bytes(s)) {
         // In the file: checked by `sections` before.
         let bytes = &data[s.offset as usize..(s.offset + s.size) as usize];
-        let word = |i: usize| super::read_uint(bytes, 4 * i, 4);
+        let word = |i: usize| read_uint(bytes, 4 * i, 4);
         let bad = |why: String| {
             Err(Error::malformed(format!(
                 "hash table {}: {why}",

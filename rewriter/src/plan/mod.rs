@@ -1,10 +1,10 @@
 //! Planning a rewrite: how each pad is cut ([`SlotLayout`]) and where every byte goes.
 
 mod address_map;
-mod layout;
+mod placement;
 
 pub use address_map::{AddressMap, Edit, SectionMove};
-pub use layout::{plan, Layout, Plan, PlanOptions, PlannedSlot, ISLAND_BYTES, ISLAND_REACH};
+pub use placement::{plan, Layout, Plan, PlanOptions, PlannedSlot, ISLAND_BYTES, ISLAND_REACH};
 
 use crate::scan::PatchSite;
 

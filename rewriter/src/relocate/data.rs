@@ -6,6 +6,7 @@ use rustc_hash::FxHashSet as HashSet;
 use object::elf::*;
 
 use super::Image;
+use crate::elf::dwarf::read_uleb;
 use crate::elf::{read_uint, Reloc};
 use crate::error::{Error, Result};
 
@@ -188,17 +189,6 @@ pub(super) fn check_pairs(img: &Image<'_, '_>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, b) in bytes.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 /// Writes `v` as ULEB128 in exactly `out.len()` bytes (padded with continuation bytes).

@@ -64,7 +64,11 @@ impl<'a, 'data> Image<'a, 'data> {
             self.plan.map.map_in(sec, addr)
         } else if !s.is_alloc() {
             addr
-        } else if addr < s.addr || addr > s.end() {
+        } else if addr > s.end() {
+            // Past the end: an `R_RISCV_NONE` ld's relaxation left there (the parser lets no
+            // other relocation through). It patches nothing; it stays at the section's end.
+            self.plan.map.map_in(sec, s.end())
+        } else if addr < s.addr {
             // Not in the section after all (a relocation a post-link tool zeroed): map it
             // as any address, which leaves it alone if no section holds it.
             self.plan.map.map(addr)
@@ -358,12 +362,7 @@ pub fn relocate(
         fixed.relocs.insert(rs.index, out);
     }
 
-    if std::env::var_os("PADTRIM_TIMINGS").is_some() {
-        eprintln!(
-            "padtrim: relocate: relocations {:8.1} ms",
-            t_relocs.elapsed().as_secs_f64() * 1e3
-        );
-    }
+    crate::timing::record("relocate: relocations", t_relocs.elapsed());
     data::check_pairs(&img)?;
     // Every %pcrel_lo must have been fixed with an auipc that carries a %pcrel_hi.
     for &(_, lp, _) in lo_partners.values().flatten() {

@@ -32,30 +32,89 @@ pub struct Insn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     /// `beq`/`bne`/`blt`/`bge`/`bltu`/`bgeu` (offset in -4096..=4094).
-    Branch { rs1: u8, rs2: u8, offset: i32 },
+    Branch {
+        /// First source register.
+        rs1: u8,
+        /// Second source register.
+        rs2: u8,
+        /// Target, relative to the instruction.
+        offset: i32,
+    },
     /// `jal` (offset in -1 MiB..1 MiB).
-    Jal { rd: u8, offset: i32 },
+    Jal {
+        /// Link register (0: a plain jump).
+        rd: u8,
+        /// Target, relative to the instruction.
+        offset: i32,
+    },
     /// `c.beqz`/`c.bnez` (offset in -256..=254).
-    CBranch { rs1: u8, offset: i32 },
+    CBranch {
+        /// The register compared with zero.
+        rs1: u8,
+        /// Target, relative to the instruction.
+        offset: i32,
+    },
     /// `c.j` (offset in -2048..=2046).
-    CJ { offset: i32 },
+    CJ {
+        /// Target, relative to the instruction.
+        offset: i32,
+    },
     /// `c.jal`, RV32 only (links `ra`; offset in -2048..=2046).
-    CJal { offset: i32 },
+    CJal {
+        /// Target, relative to the instruction.
+        offset: i32,
+    },
     /// `auipc`; `imm` is the sign-extended upper immediate already shifted left by 12.
-    Auipc { rd: u8, imm: i64 },
+    Auipc {
+        /// Destination register.
+        rd: u8,
+        /// Upper immediate, shifted left by 12 and sign-extended.
+        imm: i64,
+    },
     /// `lui`; `imm` as for [`Op::Auipc`].
-    Lui { rd: u8, imm: i64 },
+    Lui {
+        /// Destination register.
+        rd: u8,
+        /// Upper immediate, shifted left by 12 and sign-extended.
+        imm: i64,
+    },
     /// `c.lui` (`rd` is never 2; `rd == 0` is the HINT form); `imm` shifted left by 12, never 0.
-    CLui { rd: u8, imm: i64 },
+    CLui {
+        /// Destination register.
+        rd: u8,
+        /// Upper immediate, shifted left by 12 and sign-extended.
+        imm: i64,
+    },
     /// `jalr`; also `c.jr rs1` (as `rd = 0, imm = 0`) and `c.jalr rs1` (as `rd = 1, imm = 0`),
     /// told apart from the 4-byte form by [`Insn::len`].
-    Jalr { rd: u8, rs1: u8, imm: i32 },
+    Jalr {
+        /// Link register.
+        rd: u8,
+        /// Base register.
+        rs1: u8,
+        /// Offset added to the base.
+        imm: i32,
+    },
     /// I-type with a 12-bit immediate that may hold `%lo`/`%pcrel_lo`: `addi`, `addiw`,
     /// `slti`, `sltiu`, `xori`, `ori` (incl. the Zicbop `prefetch.*` hints), `andi`,
     /// integer loads and `flh`/`flw`/`fld`/`flq`. (Not `nop`, which is [`Op::Nop`].)
-    IType { rd: u8, rs1: u8, imm: i32 },
+    IType {
+        /// Destination register.
+        rd: u8,
+        /// Source (or base) register.
+        rs1: u8,
+        /// The 12-bit immediate, sign-extended.
+        imm: i32,
+    },
     /// S-type stores `sb`/`sh`/`sw`/`sd` and `fsh`/`fsw`/`fsd`/`fsq`.
-    SType { rs1: u8, rs2: u8, imm: i32 },
+    SType {
+        /// Base register.
+        rs1: u8,
+        /// Register stored.
+        rs2: u8,
+        /// The 12-bit offset, sign-extended.
+        imm: i32,
+    },
     /// Exactly `nop` (0x00000013).
     Nop,
     /// Exactly `c.nop` (0x0001).
@@ -84,16 +143,29 @@ impl Op {
 pub enum DecodeError {
     /// Fewer bytes than the instruction needs.
     #[error("truncated instruction: needs {needed} bytes, only {available} available")]
-    Truncated { needed: u8, available: usize },
+    Truncated {
+        /// Bytes the instruction needs.
+        needed: u8,
+        /// Bytes there were.
+        available: usize,
+    },
     /// The parcel 0x0000, defined to be illegal.
     #[error("illegal instruction 0x0000 (all-zero parcel)")]
     AllZero,
     /// A 48-bit or longer encoding (low five bits all ones).
     #[error("unsupported instruction length (48 bits or more), first parcel {parcel:#06x}")]
-    TooLong { parcel: u16 },
+    TooLong {
+        /// The instruction's first 16 bits.
+        parcel: u16,
+    },
     /// A reserved, custom or unknown encoding.
     #[error("unknown or reserved {len}-byte instruction {raw:#010x}")]
-    Unknown { raw: u32, len: u8 },
+    Unknown {
+        /// The instruction's bits.
+        raw: u32,
+        /// Its length in bytes (2 or 4).
+        len: u8,
+    },
 }
 
 impl DecodeError {

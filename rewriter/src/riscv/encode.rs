@@ -53,24 +53,39 @@ pub enum RangeError {
     /// The value does not fit the field.
     #[error("{field} {value} does not fit: allowed {min}..={max}")]
     OutOfRange {
+        /// The field.
         field: Field,
+        /// The value that does not fit.
         value: i64,
+        /// Smallest value allowed.
         min: i64,
+        /// Largest value allowed.
         max: i64,
     },
     /// The value is not a multiple of the field's unit.
     #[error("{field} {value} is misaligned: must be a multiple of {align}")]
     Misaligned {
+        /// The field.
         field: Field,
+        /// The misaligned value.
         value: i64,
+        /// The unit it must be a multiple of.
         align: i64,
     },
     /// Zero is a reserved encoding for this field (`c.lui`).
     #[error("{field} 0 is a reserved encoding")]
-    ReservedZero { field: Field },
+    ReservedZero {
+        /// The field.
+        field: Field,
+    },
     /// `raw` is not an instruction that has this field.
     #[error("instruction {raw:#010x} has no {field}")]
-    WrongInstruction { field: Field, raw: u32 },
+    WrongInstruction {
+        /// The field asked for.
+        field: Field,
+        /// The instruction's bits.
+        raw: u32,
+    },
 }
 
 /// Check `value` against `min..=max` and a power-of-two `align`.

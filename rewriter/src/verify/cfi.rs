@@ -8,6 +8,7 @@ use super::bytes::Covered;
 use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
 use super::Ctx;
+use crate::elf::dwarf::{read_sleb, read_uleb};
 use crate::elf::read_uint;
 
 /// A cursor over one `.eh_frame`.
@@ -25,36 +26,15 @@ impl Reader<'_> {
     }
 
     fn uleb(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let b = *self.data.get(self.pos)?;
-            self.pos += 1;
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
+        let (v, n) = read_uleb(self.data.get(self.pos..)?)?;
+        self.pos += n;
+        Some(v)
     }
 
     fn sleb(&mut self) -> Option<i64> {
-        let mut v = 0i64;
-        let mut shift = 0;
-        loop {
-            let b = *self.data.get(self.pos)?;
-            self.pos += 1;
-            v |= i64::from(b & 0x7f) << shift;
-            shift += 7;
-            if b & 0x80 == 0 {
-                if shift < 64 && b & 0x40 != 0 {
-                    v |= -1i64 << shift;
-                }
-                return Some(v);
-            }
-            if shift >= 64 {
-                return None;
-            }
-        }
+        let (v, n) = read_sleb(self.data.get(self.pos..)?)?;
+        self.pos += n;
+        Some(v)
     }
 
     /// A pointer in DWARF encoding `enc` (`DW_EH_PE_*`); `None` for unsupported encodings.

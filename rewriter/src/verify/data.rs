@@ -10,6 +10,7 @@ use super::report::VerifyReport;
 use super::sites::bytes_at;
 use super::versions::STRING_TAGS;
 use super::Ctx;
+use crate::elf::dwarf::read_uleb;
 use crate::elf::{read_uint, Reloc, Symbol};
 use crate::error::Result;
 use rayon::prelude::*;
@@ -102,17 +103,6 @@ fn delta(mapped: Mapped, target: u64) -> Option<(i128, i128)> {
         i128::from(lo) - i128::from(target),
         i128::from(hi) - i128::from(target),
     ))
-}
-
-fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, b) in bytes.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 /// `S + A` of a relocation against `syms`, and where it must map: addresses in allocated
@@ -431,9 +421,13 @@ fn difference(
             Some(at.0),
             Some(at.1),
             format!(
-                "{old_v:#x} moved by {lo}..={hi} in {} (relocation types {:?})",
+                "{old_v:#x} moved by {lo}..={hi} in {} ({})",
                 ctx.old.sections[ti].name,
-                group.iter().map(|r| r.r_type).collect::<Vec<_>>()
+                group
+                    .iter()
+                    .map(|r| crate::elf::reloc_name(r.r_type))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
             ),
             format!("{new_v:#x}"),
         );

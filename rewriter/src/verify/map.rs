@@ -199,9 +199,10 @@ impl CodeMap {
             .take_while(|s| s.old_entry < p.old + p.old_len)
         {
             if x == s.old_entry {
-                // A pad with nops before its function, at the start of its run: its label
-                // may name the first kept byte or the padding in front of it.
-                if x == p.old && s.old_entry != s.old_func && p.new < s.new_entry {
+                // A pad with nops before its function: its label may name the first kept
+                // byte or the padding in front of it, which joins any nops before the pad
+                // (the alignment padding of an aligned function) in one run.
+                if s.old_entry != s.old_func && p.new < s.new_entry {
                     return Mapped::Range(p.new, s.new_entry);
                 }
                 return Mapped::Exact(s.new_entry);

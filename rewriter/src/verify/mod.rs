@@ -2,18 +2,18 @@
 //! files alone, that the rewritten one is the original with its pads compacted.
 //!
 //! The verifier never looks at the rewriter's plan. It infers the old → new address map by
-//! walking each executable section of both files in parallel ([`walk`]): nop runs are
+//! walking each executable section of both files in parallel (`walk`): nop runs are
 //! elastic, every other instruction must correspond one to one with the same encoding apart
 //! from immediates. Then every reference is checked against that map:
 //! - branches, jumps and `auipc` pairs (from the original's relocations, or paired by
 //!   decoding when there are none), absolute `%hi`/`%lo` and `gp`-relative accesses
-//!   ([`code_refs`]); an immediate that changed without such a reference is a mismatch;
+//!   (`code_refs`); an immediate that changed without such a reference is a mismatch;
 //! - data under the original's relocations, dynamic relocations, GOT words, `.dynamic`,
 //!   `.eh_frame_hdr`, kernel tables; every other byte of every non-code section must be
-//!   unchanged ([`data`], [`bytes`]);
-//! - pads and slots, `__mcount_loc` and the runtime descriptor ([`sites`]);
+//!   unchanged (`data`, `bytes`);
+//! - pads and slots, `__mcount_loc` and the runtime descriptor (`sites`);
 //! - symbols, sizes, `e_entry`, program headers and the output's own relocations
-//!   ([`symbols`]).
+//!   (`symbols`).
 //!
 //! Relocatable objects are not verified (the report says so).
 

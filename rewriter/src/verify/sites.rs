@@ -5,7 +5,9 @@
 //! `k` of both files describe the same pad). The verifier checks that claim against the
 //! walk: the new entry must lie in the image of the pad's nop run, the kept bytes must end
 //! where the function's code starts, every pad must keep the same number of bytes (what the
-//! pad had, up to one slot size), and a 4-byte slot must be one aligned `nop`.
+//! pad had, up to one slot size), and a 4-byte slot must be one aligned `nop`. Where a pad
+//! kept bytes before its function, the function's place among them is what the file says
+//! (its `__mcount_loc` entry, else its symbol), and every reference is checked against it.
 
 use std::collections::BTreeMap;
 
@@ -76,26 +78,6 @@ fn read_table(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Table {
     t
 }
 
-/// The alignment every function symbol of each code section shares (a power of two,
-/// at most the section's alignment), by section index.
-pub(super) fn function_alignment(file: &ElfFile<'_>) -> BTreeMap<usize, u64> {
-    let mut out: BTreeMap<usize, u64> = BTreeMap::new();
-    for s in file.symbols.iter().filter(|s| s.kind == elf::STT_FUNC.0) {
-        let Some(sec) = s.section() else { continue };
-        let Some(section) = file.sections.get(sec).filter(|x| x.is_exec()) else {
-            continue;
-        };
-        let a = if s.value == 0 {
-            64
-        } else {
-            1u64 << s.value.trailing_zeros().min(6)
-        };
-        let e = out.entry(sec).or_insert(64);
-        *e = (*e).min(a).min(section.align.max(1));
-    }
-    out
-}
-
 /// Bytes at an address of a linked file (any allocated section with contents).
 pub(super) fn bytes_at<'d>(file: &ElfFile<'d>, addr: u64, len: usize) -> Option<&'d [u8]> {
     let s = file.alloc_section_at(addr)?;
@@ -107,6 +89,8 @@ pub(super) fn bytes_at<'d>(file: &ElfFile<'d>, addr: u64, len: usize) -> Option<
 /// What the walk says about one site.
 struct Placed {
     site: usize,
+    /// Position of the pad's code map in [`Mapper::code`].
+    code: usize,
     old_func: u64,
     new_entry: u64,
     new_func: u64,
@@ -114,6 +98,33 @@ struct Placed {
     keep_slot: u64,
     pre: u64,
     post: u64,
+}
+
+/// Where the rewritten file says the function of a pad that kept bytes before it now
+/// starts, among its kept bytes `kept`: its `__mcount_loc` entry there, else the new value
+/// of the function's own symbol.
+///
+/// The kept bytes alone cannot tell: `--pre 4 --slot 4` and `--pre 0 --slot 8` keep the
+/// same two 4-byte nops of an rv64g pad, and differ only in where the function starts. The
+/// claim taken here fixes that place; every reference to the function (calls, symbols,
+/// data, the table) is then checked against it, so a rewrite that says one place and
+/// uses another still fails.
+fn claimed_function(
+    ctx: &Ctx<'_, '_, '_>,
+    site: &crate::scan::PatchSite,
+    kept: std::ops::RangeInclusive<u64>,
+    sorted_mcount: Option<&[u64]>,
+) -> Option<u64> {
+    let from_table = sorted_mcount.and_then(|values| {
+        let k = values.partition_point(|v| v < kept.start());
+        values.get(k).filter(|v| kept.contains(v)).copied()
+    });
+    from_table.or_else(|| {
+        let k = site.symbol?;
+        let (old, new) = (ctx.old.symbols.get(k)?, ctx.new.symbols.get(k)?);
+        (old.name == new.name && old.value == site.func_addr && kept.contains(&new.value))
+            .then_some(new.value)
+    })
 }
 
 /// Checks every site, fills the code maps' site images, checks `__mcount_loc` and the
@@ -178,6 +189,8 @@ pub(super) fn check_sites(
     sorted_mcount.sort_unstable();
 
     let mut placed = Vec::with_capacity(sites.len());
+    // Bytes each pad kept before its function, where the rewritten file says so.
+    let mut claims: Vec<Option<u64>> = Vec::with_capacity(sites.len());
     let mut images: BTreeMap<usize, Vec<SiteImage>> = BTreeMap::new();
     let mut last_run: Option<(usize, u64)> = None;
     for (i, site) in sites.iter().enumerate() {
@@ -256,36 +269,53 @@ pub(super) fn check_sites(
         }
         let kept = kept_end - new_entry;
         let post = pad - pre;
-        let in_kept = |v: &u64| (new_entry..=kept_end).contains(v);
-        let (keep_pre, keep_slot) = if pre == 0 {
-            (0, kept)
-        } else if let Some(f) = sorted_mcount
-            .iter()
-            .find(|v| in_kept(v))
-            .filter(|_| mcount.is_some())
-        {
-            (f - new_entry, kept_end - f)
-        } else if kept > post {
-            (kept - post, post)
+        // Where the function now starts among the kept bytes (its slot's first byte).
+        let func = if pre == 0 {
+            Some(new_entry)
         } else {
-            (0, kept)
+            claimed_function(
+                ctx,
+                site,
+                new_entry..=kept_end,
+                mcount.is_some().then_some(&sorted_mcount[..]),
+            )
         };
-        let new_func = new_entry + keep_pre;
-        images.entry(code).or_default().push(SiteImage {
-            old_entry: site.entry,
-            old_func: site.func_addr,
-            new_entry,
-            new_func,
-        });
+        claims.push(func.map(|f| f - new_entry));
         placed.push(Placed {
             site: i,
+            code,
             old_func: site.func_addr,
             new_entry,
-            new_func,
-            keep_pre,
-            keep_slot,
+            new_func: new_entry,
+            keep_pre: 0,
+            keep_slot: kept,
             pre,
             post,
+        });
+    }
+    // A pad without a claim (its function has no symbol and no __mcount_loc entry) keeps
+    // as many bytes before its function as the others; with no claim anywhere, a pad that
+    // kept more than its bytes after the function kept the difference before it.
+    let claimed_pre = claims
+        .iter()
+        .zip(&placed)
+        .filter(|(_, p)| p.pre > 0)
+        .filter_map(|(c, _)| *c)
+        .max();
+    for (p, claim) in placed.iter_mut().zip(claims) {
+        let kept = p.keep_slot;
+        let keep_pre = claim.unwrap_or_else(|| match claimed_pre {
+            Some(k) => k.min(p.pre).min(kept),
+            None => kept.saturating_sub(p.post),
+        });
+        p.keep_pre = keep_pre;
+        p.keep_slot = kept - keep_pre;
+        p.new_func = p.new_entry + keep_pre;
+        images.entry(p.code).or_default().push(SiteImage {
+            old_entry: sites[p.site].entry,
+            old_func: p.old_func,
+            new_entry: p.new_entry,
+            new_func: p.new_func,
         });
     }
     for (code, mut v) in images {
@@ -582,8 +612,8 @@ pub(super) fn claimed_islands(ctx: &Ctx<'_, '_, '_>) -> Vec<u64> {
     let Some(sym) = ctx.new.symbol_by_name(DESCRIPTOR_SYMBOL) else {
         return Vec::new();
     };
-    let Some(desc) = bytes_at(ctx.new, sym.value, FilledDescriptor::SIZE)
-        .and_then(FilledDescriptor::from_bytes)
+    let Some(desc) =
+        bytes_at(ctx.new, sym.value, FilledDescriptor::SIZE).and_then(FilledDescriptor::from_bytes)
     else {
         return Vec::new();
     };
@@ -617,8 +647,8 @@ fn check_descriptor(
     let Some(new_addr) = mapper.map_in(sec, sym.value).exact() else {
         return;
     };
-    let Some(found) = bytes_at(ctx.new, new_addr, FilledDescriptor::SIZE)
-        .and_then(FilledDescriptor::from_bytes)
+    let Some(found) =
+        bytes_at(ctx.new, new_addr, FilledDescriptor::SIZE).and_then(FilledDescriptor::from_bytes)
     else {
         report.mismatch(
             "descriptor",
@@ -642,7 +672,10 @@ fn check_descriptor(
         islands_addr,
         want.islands.len() as u64,
     ];
-    let fields = FilledDescriptor::FILLED_FIELDS.iter().zip(expected).zip(found.filled_values());
+    let fields = FilledDescriptor::FILLED_FIELDS
+        .iter()
+        .zip(expected)
+        .zip(found.filled_values());
     for ((field, value), got) in fields {
         if got != value {
             let off = field.offset as u64;

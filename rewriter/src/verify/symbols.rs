@@ -8,7 +8,6 @@ use object::elf;
 
 use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
-use super::sites::function_alignment;
 use super::{is_tbss, Ctx};
 use crate::elf::{RelocSection, Symbol};
 use crate::error::Result;
@@ -19,7 +18,7 @@ pub(super) fn check(
     mapper: &Mapper,
     report: &mut VerifyReport,
 ) -> Result<()> {
-    let fa = function_alignment(ctx.old);
+    let fa = ctx.old.function_alignment();
     let identity: Vec<Option<usize>> = (0..ctx.old.symbols.len()).map(Some).collect();
     let (old, new) = (&ctx.old.symbols, &ctx.new.symbols);
     symbol_table(ctx, mapper, (old, new, &identity), ".symtab", &fa, report);

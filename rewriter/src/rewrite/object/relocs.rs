@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use object::elf;
 
-use super::layout::SectionPlan;
+use super::cut::SectionPlan;
 use super::offsets::Inserted;
 use super::symbols::{map_addend, Maps, NewSymbol};
 use crate::elf::{ElfFile, Reloc, RelocSection};

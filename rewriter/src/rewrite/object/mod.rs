@@ -15,10 +15,9 @@
 //! byte. With `--slot 0` nothing is left to patch, so the records are dropped (the tables
 //! become empty). An object that needs no change is returned byte for byte.
 
-mod cursor;
+mod cut;
 mod debug;
 mod frames;
-mod layout;
 pub mod offsets;
 mod relocs;
 mod symbols;
@@ -29,13 +28,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use object::elf;
 
+use crate::elf::reloc_name;
 use crate::elf::ElfFile;
 use crate::error::{Error, Result};
 use crate::plan::Layout;
-use crate::rewrite::{reloc_name, RewriteOptions, RewriteStats};
+use crate::rewrite::options::RewriteOptions;
+use crate::rewrite::stats::RewriteStats;
 use crate::scan::{Scan, TABLE_SECTION};
 
-pub use layout::ALIGN_RESERVE;
+pub use cut::ALIGN_RESERVE;
 
 /// Rewrites the relocatable object `file` (already scanned: `scan` has no problems).
 pub fn rewrite_relocatable(
@@ -43,12 +44,6 @@ pub fn rewrite_relocatable(
     scan: &Scan,
     opts: RewriteOptions,
 ) -> Result<(Vec<u8>, RewriteStats)> {
-    if !matches!(opts.slot, 0 | 4 | 8 | 16) {
-        return Err(Error::Unsupported(format!(
-            "slot size {} (allowed: 0, 4, 8, 16)",
-            opts.slot
-        )));
-    }
     let relocs = file.relocation_sections()?;
     for rs in &relocs {
         if file.sections[rs.index].sh_type != elf::SHT_RELA.0 {
@@ -65,28 +60,16 @@ pub fn rewrite_relocatable(
         }
     }
     let text_before: u64 = exec_sections(file).map(|s| s.size).sum();
-    let mut stats = RewriteStats {
-        sites: scan.sites.len(),
-        bytes_removed: 0,
-        file_size_before: file.data.len() as u64,
-        file_size_after: file.data.len() as u64,
-        text_size_before: text_before,
-        text_size_after: text_before,
-        alignment_bytes: 0,
-        unrelocated_fixups: 0,
-        free_bytes: 0,
-        layout: Layout::Pack,
-        slot_bytes: opts.slot,
-        relocation_types: BTreeMap::new(),
-        unchanged: true,
-        table: false,
-        islands: 0,
-        writer: None,
-        kernel_tables: None,
-    };
+    let mut stats = RewriteStats::unchanged(
+        scan.sites.len(),
+        file.data.len() as u64,
+        text_before,
+        Layout::Pack,
+        opts.slot,
+    );
 
     // 1. Cut the pads, section by section.
-    let cut = layout::CutOptions {
+    let cut = cut::CutOptions {
         slot: opts.slot,
         pre: opts.pre,
     };
@@ -114,12 +97,12 @@ pub fn rewrite_relocatable(
     let symbols_in = |index: usize| symbols_of.get(&index).map_or(&[][..], Vec::as_slice);
     let mut plans = BTreeMap::new();
     for (&index, ids) in &by_section {
-        let section = layout::SectionInput {
+        let section = cut::SectionInput {
             index,
             relocs: relocs_of(index),
             symbols: symbols_in(index),
         };
-        let plan = layout::plan_section(file, &section, &scan.sites, ids, cut)?;
+        let plan = cut::plan_section(file, &section, &scan.sites, ids, cut)?;
         if !plan.is_unchanged(file.sections[index].align) {
             plans.insert(index, plan);
         }

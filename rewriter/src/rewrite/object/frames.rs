@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::cursor::Cursor;
 use super::symbols::Maps;
+use crate::elf::dwarf::Cursor;
 use crate::elf::{read_uint, ElfFile, Reloc};
 use crate::error::{Error, Result};
 

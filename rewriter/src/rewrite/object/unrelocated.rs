@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use object::elf;
 
-use super::layout::SectionPlan;
+use super::cut::SectionPlan;
 use crate::elf::{ElfFile, Reloc};
 use crate::error::{Error, Result};
 use crate::riscv::{self, decode, hi_lo, DecodeError, Insn, Op, Xlen};

@@ -19,37 +19,17 @@
 //! second time and re-serialises the whole file on one thread: for a large program that was
 //! a quarter of a rewrite's time and most of its memory. What this writer cannot express
 //! (`REL` relocations, non-allocated sections among allocated ones, a section that grows
-//! outside the plan, extended section numbering) falls back to [`crate::emit::emit_with`]:
+//! outside the plan, extended section numbering) falls back to [`super::builder`]:
 //! [`Source::of`] says so before relocation (so the builder is read only when it will be
 //! used), [`emit_patched`] after.
 
 use object::elf;
 
 use crate::elf::{read_uint, ElfFile, Section};
-use crate::emit::NewSection;
 use crate::plan::{AddressMap, Plan};
 use crate::relocate::Fixed;
 
-/// Dynamic tags whose value is an address in the image (both writers move them).
-pub(crate) const ADDRESS_TAGS: &[u64] = &[
-    elf::DT_PLTGOT.0 as u64,
-    elf::DT_HASH.0 as u64,
-    elf::DT_STRTAB.0 as u64,
-    elf::DT_SYMTAB.0 as u64,
-    elf::DT_RELA.0 as u64,
-    elf::DT_INIT.0 as u64,
-    elf::DT_FINI.0 as u64,
-    elf::DT_REL.0 as u64,
-    elf::DT_JMPREL.0 as u64,
-    elf::DT_INIT_ARRAY.0 as u64,
-    elf::DT_FINI_ARRAY.0 as u64,
-    elf::DT_PREINIT_ARRAY.0 as u64,
-    elf::DT_RELR.0 as u64,
-    elf::DT_GNU_HASH.0 as u64,
-    elf::DT_VERSYM.0 as u64,
-    elf::DT_VERDEF.0 as u64,
-    elf::DT_VERNEED.0 as u64,
-];
+use super::common::{mapped_symbol, NewSection, ADDRESS_TAGS};
 
 /// Field offsets of the two ELF classes (little-endian throughout: RISC-V).
 struct Class {
@@ -588,7 +568,7 @@ fn patch_symbols(
                     continue;
                 }
                 let at = k * class.sym;
-                match crate::emit::mapped_symbol(file, map, orig) {
+                match mapped_symbol(file, map, orig) {
                     None => put(bytes, at + value_at, w, map.map(orig.value))?,
                     Some((v, size)) => {
                         put(bytes, at + value_at, w, v)?;

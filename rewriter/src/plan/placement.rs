@@ -146,7 +146,7 @@ pub fn plan(
             });
         }
     }
-    for (section, align) in function_alignment(file) {
+    for (section, align) in file.function_alignment() {
         if align > min_insn(file) {
             for s in file
                 .symbols
@@ -221,26 +221,6 @@ fn check_island_reach(plan: &Plan, trampoline: u64) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The alignment every function symbol of a section shares (power of two, ≥ 2), if the
-/// section has function symbols: code aligned more than the C extension needs stays so.
-fn function_alignment(file: &ElfFile<'_>) -> BTreeMap<usize, u64> {
-    let mut out: BTreeMap<usize, u64> = BTreeMap::new();
-    for s in file.symbols.iter().filter(|s| s.kind == elf::STT_FUNC.0) {
-        let Some(sec) = s.section() else { continue };
-        if !file.sections.get(sec).is_some_and(|x| x.is_exec()) {
-            continue;
-        }
-        let a = if s.value == 0 {
-            64
-        } else {
-            1u64 << s.value.trailing_zeros().min(6)
-        };
-        let e = out.entry(sec).or_insert(64);
-        *e = (*e).min(a).min(file.sections[sec].align.max(1));
-    }
-    out
 }
 
 /// A unit of work in a section walk, in address order.
@@ -569,7 +549,7 @@ fn place_sections(
                 let end = at.wrapping_add(opts.table_bytes);
                 shift = distance(sec.addr.wrapping_add(sec.size), end, sec.name)?;
                 if shift < 0 {
-                    return Err(Error::refused(
+                    return Err(Error::NoRoomForTable(
                         "no room for the __mcount_loc table: the freed bytes do not cover it"
                             .to_string(),
                     ));
@@ -615,8 +595,9 @@ fn place_sections(
             .filter(|(&i, &f)| f >= opts.table_bytes + ptr && file.sections[i].is_alloc())
             .max_by_key(|(_, &f)| f)
             .ok_or_else(|| {
-                Error::refused(
-                    "in-place layout: no executable section has room for the __mcount_loc table",
+                Error::NoRoomForTable(
+                    "in-place layout: no executable section has room for the __mcount_loc table"
+                        .to_string(),
                 )
             })?;
         let sec = &file.sections[idx];

@@ -32,6 +32,18 @@ pub enum NopKind {
     None,
 }
 
+impl NopKind {
+    /// The word reports print (as in JSON): `c.nop`, `nop`, `mixed` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NopKind::CNop => "c.nop",
+            NopKind::Nop => "nop",
+            NopKind::Mixed => "mixed",
+            NopKind::None => "none",
+        }
+    }
+}
+
 /// What a pad currently holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SiteState {
@@ -152,6 +164,18 @@ pub enum TableSource {
     KernelMcountLoc,
     /// No table in the file.
     None,
+}
+
+impl TableSource {
+    /// Where the entries came from, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TableSource::Relocations => "the relocations of __patchable_function_entries",
+            TableSource::Section => "__patchable_function_entries",
+            TableSource::KernelMcountLoc => "__mcount_loc (__start_mcount_loc..__stop_mcount_loc)",
+            TableSource::None => "nowhere (no table)",
+        }
+    }
 }
 
 /// The result of scanning one file.
@@ -370,11 +394,27 @@ fn classify(
             return problem(Problem::NoNop(raw), stray);
         }
     };
-    let (bytes, insns) = match state {
+    let (mut bytes, mut insns) = match state {
         SiteState::Nops => (run.bytes, run.insns),
         SiteState::Patched(raw) => (insn_len(raw as u16) as u32, 1),
     };
     let owner = labels.function_for(section, entry, u64::from(bytes));
+    let mut kind = run.kind;
+    // A label past the function's own address, inside the nop run, names code of its own:
+    // the pad ends there. (A kernel `ALTERNATIVE` whose old content is a `nop` right at
+    // the function's start: the kernel patches it at that label, so it is not pad.)
+    if let (SiteState::Nops, Some(Owner::Own(_, func))) = (state, &owner) {
+        let end = entry.saturating_add(u64::from(bytes));
+        if let Some(mark) = labels.first_mark_between(section, (*func).max(entry), end) {
+            let cut = nop_run(
+                &here[..usize::try_from(mark - entry).unwrap_or(0)],
+                file.rvc(),
+            );
+            if cut.bytes > 0 {
+                (bytes, insns, kind) = (cut.bytes, cut.insns, cut.kind);
+            }
+        }
+    }
     let continues_run = match owner {
         // A label inside the pad: its function's pad, unless the entry follows a nop
         // that alignment padding cannot explain (it points into the nops before it).
@@ -405,7 +445,7 @@ fn classify(
         pad_bytes: bytes,
         pad_insns: insns,
         pre_bytes: func_addr.saturating_sub(entry).min(u64::from(bytes)) as u32,
-        nop_kind: run.kind,
+        nop_kind: kind,
         align: alignment_of(entry),
         state,
     }))
@@ -438,9 +478,14 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
     for table in &tables {
         check_table_shape(file, table)?;
     }
-    // A linked file's table needs only the loader's relocations, but all are parsed: a
-    // malformed relocation section makes the file unusable for every command.
-    let relocs = file.relocation_sections()?;
+    // Only the relocations the table needs are read (and checked): an object's, those
+    // that apply to the table; a linked file's, the loader's. A defect in any other
+    // relocation section is the rewriter's business, not the scan's.
+    let relocs = if file.kind == FileKind::Relocatable {
+        file.relocation_sections_where(|rs| applies_to(file, rs, |t| t.name == TABLE_SECTION))?
+    } else {
+        file.relocation_sections_where(|rs| rs.is_alloc())?
+    };
     let mut out = Vec::new();
     if file.kind == FileKind::Relocatable {
         for table in &tables {
@@ -469,7 +514,12 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
                 elf::R_RISCV_32.0
             };
             for r in &rs.relocs {
-                if !r.offset.is_multiple_of(ptr as u64) || r.offset >= table.size {
+                let on_an_entry = r.offset.is_multiple_of(ptr as u64) && r.offset < table.size;
+                if !on_an_entry && r.r_type == elf::R_RISCV_NONE.0 {
+                    // Applies to nothing, and stands for no entry either.
+                    continue;
+                }
+                if !on_an_entry {
                     return Err(Error::malformed(format!(
                         "{TABLE_SECTION} ([{}]) has a relocation at offset {:#x}, which is not \
                          an entry of its {:#x} bytes of {ptr}-byte entries",
@@ -763,6 +813,17 @@ fn is_nop(raw: u32) -> bool {
     raw == NOP || raw == u32::from(C_NOP)
 }
 
+/// Whether relocation section `rs` applies to a section `pick` accepts, or to none that
+/// exists: one whose target is unknown may be the one a command needs, so it is read (and
+/// refused) rather than silently left out.
+fn applies_to(
+    file: &ElfFile<'_>,
+    rs: &crate::elf::Section<'_>,
+    pick: impl Fn(&crate::elf::Section<'_>) -> bool,
+) -> bool {
+    file.sections.get(rs.info as usize).is_none_or(pick)
+}
+
 /// Where alignment padding still to be relaxed ends in a relocatable file: (section, end
 /// offset) of every `R_RISCV_ALIGN`, whose padding need not end aligned before linking.
 fn alignment_padding_ends(file: &ElfFile<'_>) -> Result<HashSet<(usize, u64)>> {
@@ -770,7 +831,7 @@ fn alignment_padding_ends(file: &ElfFile<'_>) -> Result<HashSet<(usize, u64)>> {
         return Ok(HashSet::new());
     }
     Ok(file
-        .relocation_sections()?
+        .relocation_sections_where(|rs| applies_to(file, rs, |t| t.is_exec()))?
         .iter()
         .flat_map(|rs| {
             rs.relocs
@@ -801,9 +862,11 @@ enum Owner {
 }
 
 /// Code labels (function symbols and named untyped labels) sorted by (section, address),
-/// function symbols first among equals.
+/// function symbols first among equals; and every address of executable code that any
+/// symbol names (local `.L` labels too), sorted by (section, address).
 pub(crate) struct CodeLabels {
     sorted: Vec<(usize, u64, bool, usize)>,
+    marks: Vec<(usize, u64)>,
 }
 
 impl CodeLabels {
@@ -818,11 +881,40 @@ impl CodeLabels {
                 Some((sec, s.value, s.kind != elf::STT_FUNC.0, s.index))
             })
             .collect();
+        let mut marks: Vec<_> = file
+            .symbols
+            .iter()
+            .filter(|s| {
+                !s.name.is_empty()
+                    && s.kind != elf::STT_SECTION.0
+                    && s.kind != elf::STT_FILE.0
+                    && !s.name.starts_with('$')
+            })
+            .filter_map(|s: &Symbol<'_>| {
+                let sec = s.section()?;
+                file.sections.get(sec).filter(|x| x.is_exec())?;
+                Some((sec, s.value))
+            })
+            .collect();
         {
             use rayon::slice::ParallelSliceMut;
             sorted.par_sort_unstable();
+            marks.par_sort_unstable();
         }
-        CodeLabels { sorted }
+        marks.dedup();
+        CodeLabels { sorted, marks }
+    }
+
+    /// The first address in `section` strictly between `after` and `before` that a symbol
+    /// names.
+    fn first_mark_between(&self, section: usize, after: u64, before: u64) -> Option<u64> {
+        let i = self
+            .marks
+            .partition_point(|&(s, v)| (s, v) <= (section, after));
+        self.marks
+            .get(i)
+            .filter(|&&(s, v)| s == section && v < before)
+            .map(|&(_, v)| v)
     }
 
     /// The function a pad belongs to: the first label inside `[entry, entry + pad]`, else

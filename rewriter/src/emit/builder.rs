@@ -1,103 +1,31 @@
-//! The fallback writer (the default is `emit_patched`): the original file read into
+//! The fallback writer (the default is [`super::patched`]): the original file read into
 //! `object`'s ELF builder, every address, size, offset, symbol, relocation and dynamic entry
 //! replaced from the plan and the fixed contents, then written out.
 
 use object::build::elf::{Builder, Dynamic, SectionData};
 use object::elf;
 
-use crate::elf::{ElfFile, FileKind};
+use crate::elf::fields::ClassFields;
+use crate::elf::{read_uint, ElfFile, FileKind};
 use crate::error::{Error, Result};
 use crate::plan::{AddressMap, Plan};
 use crate::relocate::Fixed;
 
-/// A new allocated section to add (the `__mcount_loc` table).
-pub struct NewSection {
-    /// Section name.
-    pub name: &'static str,
-    /// Address.
-    pub addr: u64,
-    /// File offset.
-    pub offset: u64,
-    /// Contents.
-    pub data: Vec<u8>,
-    /// Insert after this original section index (keeps offsets increasing in table order).
-    pub after: usize,
-}
+use super::common::{mapped_symbols, NewSection, ADDRESS_TAGS};
 
 fn err(e: object::build::Error) -> Error {
     Error::Malformed(format!("ELF writer: {e}"))
 }
 
-/// Maps a symbol value: section-relative in relocatable files, address otherwise.
-fn map_symbol(
-    file: &ElfFile<'_>,
-    map: &AddressMap,
-    section: Option<usize>,
-    value: u64,
-    size: u64,
-    kind: u8,
-) -> (u64, u64) {
-    let Some(sec) = section else {
-        return (value, size);
-    };
-    let s = &file.sections[sec];
-    if file.kind.is_linked() && !s.is_alloc() {
-        return (value, size);
-    }
-    if kind == elf::STT_SECTION.0 {
-        return (map.section(sec).map_or(value, |m| m.new_addr), size);
-    }
-    let new = if file.kind.is_linked() {
-        map.map(value)
-    } else {
-        map.map_in(sec, value)
-    };
-    let new_size = if size > 0 && map.section(sec).is_some_and(|m| !m.edits().is_empty()) {
-        // A corrupt st_size may claim up to 2^64: the end stops at the top of the space.
-        let end_old = value.saturating_add(size);
-        let end = if file.kind.is_linked() {
-            map.map_end(end_old)
-        } else {
-            map.section(sec).map_or(end_old, |m| m.map_end(end_old))
-        };
-        end.saturating_sub(new)
-    } else {
-        size
-    };
-    (new, new_size)
-}
-
-/// Writes the rewritten file.
-pub fn emit<'data>(
-    file: &ElfFile<'data>,
-    plan: &Plan,
-    fixed: &mut Fixed,
-    table: Option<NewSection>,
-) -> Result<Vec<u8>> {
-    emit_with(file, read_builder(file)?, plan, fixed, table)
-}
-
-/// Reads the original file into `object`'s builder: the first half of [`emit`], which needs
-/// nothing from the plan, so a caller can run it while relocating.
+/// Reads the original file into `object`'s builder. It needs nothing from the plan, so a
+/// caller can run it while relocating.
 pub fn read_builder<'data>(file: &ElfFile<'data>) -> Result<Builder<'data>> {
     crate::timing::phase("emit: builder read", || Builder::read(file.data)).map_err(err)
 }
 
-/// [`emit`] with the builder already read by [`read_builder`].
-pub fn emit_with<'data>(
-    file: &ElfFile<'data>,
-    b: Builder<'data>,
-    plan: &Plan,
-    fixed: &mut Fixed,
-    table: Option<NewSection>,
-) -> Result<Vec<u8>> {
-    let b = prepare(file, b, plan, fixed, table)?;
-    write(file, b)
-}
-
 /// Puts the plan and the fixed contents into the builder (taking them out of `fixed`), so
 /// that a caller can free what only the preparation needed (symbols, relocations) before
-/// [`write`] allocates the output: the peak of a rewrite's memory.
+/// [`write()`] allocates the output: the peak of a rewrite's memory.
 pub fn prepare<'data>(
     file: &ElfFile<'data>,
     mut b: Builder<'data>,
@@ -161,7 +89,7 @@ pub fn prepare<'data>(
         if let SectionData::Dynamic(dyns) = &mut sec.data {
             for d in dyns.iter_mut() {
                 if let Dynamic::Integer { tag, val } = d {
-                    if crate::emit_patched::ADDRESS_TAGS.contains(&(tag.0 as u64)) && *val != 0 {
+                    if ADDRESS_TAGS.contains(&(tag.0 as u64)) && *val != 0 {
                         *val = map.map(*val);
                     }
                 }
@@ -221,40 +149,6 @@ fn map_symbols<'a, 'data: 'a, const DYNAMIC: bool>(
             }
         }
     }
-}
-
-/// New (value, size) of each symbol of `orig` (index 0, the null symbol, included), or
-/// `None` for a linker-defined address, whose value alone moves (to `map.map(value)`).
-/// Computed in parallel: a large program has hundreds of thousands.
-pub(crate) fn mapped_symbols(
-    file: &ElfFile<'_>,
-    map: &AddressMap,
-    orig: &[crate::elf::Symbol<'_>],
-) -> Vec<Option<(u64, u64)>> {
-    use rayon::prelude::*;
-    orig.par_iter()
-        .map(|orig| mapped_symbol(file, map, orig))
-        .collect()
-}
-
-/// New (value, size) of one symbol, or `None` for a linker-defined address, whose value
-/// alone moves (to `map.map(value)`).
-pub(crate) fn mapped_symbol(
-    file: &ElfFile<'_>,
-    map: &AddressMap,
-    orig: &crate::elf::Symbol<'_>,
-) -> Option<(u64, u64)> {
-    if orig.is_linker_address() {
-        return None;
-    }
-    Some(map_symbol(
-        file,
-        map,
-        orig.section(),
-        orig.value,
-        orig.size,
-        orig.kind,
-    ))
 }
 
 /// Adds an allocated section right after `t.after` in section-table order, by shifting the
@@ -425,9 +319,6 @@ fn attributes_fixes<Elf: object::read::elf::FileHeader<Endian = object::Endianne
 }
 
 fn read_phoff(out: &[u8], is_64: bool) -> usize {
-    if is_64 {
-        u64::from_le_bytes(out[32..40].try_into().unwrap_or([0; 8])) as usize
-    } else {
-        u32::from_le_bytes(out[28..32].try_into().unwrap_or([0; 4])) as usize
-    }
+    let f = ClassFields::of(is_64);
+    read_uint(out, f.e_phoff, f.word).map_or(0, |v| v as usize)
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::report::{functions_by_name, Report};
+use super::{counted, functions_by_name, Report};
 use crate::scan::Problem;
 
 /// What the gate enforces.
@@ -62,8 +62,11 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
                 function: Some(f.name.clone()),
                 address: Some(f.pad_address),
                 message: format!(
-                    "{} at {:#x}: pad {} bytes > limit {}",
-                    f.name, f.pad_address, f.pad_bytes, max
+                    "{} at {:#x}: pad {} > limit {}",
+                    f.name,
+                    f.pad_address,
+                    counted(f.pad_bytes.into(), "byte", "bytes"),
+                    max
                 ),
             });
         }
@@ -79,9 +82,9 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
                 function: None,
                 address: None,
                 message: format!(
-                    "{} usable sites found ({} table entries), at least {} required",
-                    report.usable_sites(),
-                    report.sites,
+                    "{} found ({}), at least {} required",
+                    counted(report.usable_sites() as u64, "usable site", "usable sites"),
+                    counted(report.sites as u64, "table entry", "table entries"),
                     min
                 ),
             });
@@ -103,8 +106,14 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
             function: None,
             address: None,
             message: format!(
-                "{} of {} table entries are zero (a broken build step zeroed the table?)",
-                report.zero_entries, report.sites
+                "{} of {} {} zero (a broken build step zeroed the table?)",
+                report.zero_entries,
+                counted(report.sites as u64, "table entry", "table entries"),
+                if report.zero_entries == 1 {
+                    "is"
+                } else {
+                    "are"
+                }
             ),
         });
     }
@@ -124,8 +133,12 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
             function: None,
             address: invalid.first().map(|p| p.address),
             message: format!(
-                "{} invalid table entries: {}{}",
-                report.invalid_entries,
+                "{}: {}{}",
+                counted(
+                    report.invalid_entries as u64,
+                    "invalid table entry",
+                    "invalid table entries"
+                ),
                 first.join("; "),
                 and_more(invalid.len())
             ),
@@ -404,6 +417,46 @@ mod tests {
             ..opts
         };
         assert!(check(&r, &allowed).pass);
+    }
+
+    #[test]
+    fn one_of_a_kind_is_said_in_the_singular() {
+        let mut r = report_of(&names("f", 1));
+        r.functions[0].pad_bytes = 2;
+        r.sites = 2;
+        r.zero_entries = 1;
+        r.invalid_entries = 1;
+        r.problems = vec![
+            ProblemRow {
+                address: 0,
+                kind: "zero".into(),
+                reason: "table entry is zero".into(),
+            },
+            ProblemRow {
+                address: 0x2000,
+                kind: "no-nop".into(),
+                reason: "holds no nop".into(),
+            },
+        ];
+        let opts = CheckOptions {
+            max_pad: Some(1),
+            min_sites: Some(2),
+            ..CheckOptions::default()
+        };
+        let messages: Vec<String> = check(&r, &opts)
+            .findings
+            .into_iter()
+            .map(|f| f.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "f00 at 0x1000: pad 2 bytes > limit 1",
+                "1 usable site found (2 table entries), at least 2 required",
+                "1 of 2 table entries is zero (a broken build step zeroed the table?)",
+                "1 invalid table entry: 0x2000 holds no nop",
+            ]
+        );
     }
 
     #[test]

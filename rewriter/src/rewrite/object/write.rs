@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::symbols::NewSymbol;
+use crate::elf::fields::ClassFields;
 use crate::elf::{read_uint, ElfFile, Reloc};
 use crate::error::{Error, Result};
 
@@ -19,44 +20,13 @@ pub struct Changes {
     pub align: BTreeMap<usize, u64>,
 }
 
-/// Field offsets of the ELF class being written.
-struct Layout {
-    is_64: bool,
-}
-
-impl Layout {
-    fn word(&self) -> usize {
-        if self.is_64 {
-            8
-        } else {
-            4
-        }
-    }
-    /// (e_shoff, e_phnum, e_shentsize, e_shnum) offsets in the file header.
-    fn header_fields(&self) -> (usize, usize, usize, usize) {
-        if self.is_64 {
-            (0x28, 0x38, 0x3a, 0x3c)
-        } else {
-            (0x20, 0x2c, 0x2e, 0x30)
-        }
-    }
-    /// (sh_offset, sh_size, sh_addralign) offsets in a section header.
-    fn shdr_fields(&self) -> (usize, usize, usize) {
-        if self.is_64 {
-            (24, 32, 48)
-        } else {
-            (16, 20, 32)
-        }
-    }
-}
-
 fn put(buf: &mut [u8], at: usize, size: usize, value: u64) {
     buf[at..at + size].copy_from_slice(&value.to_le_bytes()[..size]);
 }
 
 /// Serialises RELA entries in the file's class.
 pub fn encode_rela(is_64: bool, relocs: &[Reloc]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(relocs.len() * if is_64 { 24 } else { 12 });
+    let mut out = Vec::with_capacity(relocs.len() * ClassFields::of(is_64).rela_size);
     for r in relocs {
         if is_64 {
             out.extend_from_slice(&r.offset.to_le_bytes());
@@ -80,11 +50,8 @@ pub fn patch_symtab(file: &ElfFile<'_>, new: &[NewSymbol]) -> Result<Option<(usi
     };
     let sec = &file.sections[index];
     let mut bytes = file.section_data(sec)?.to_vec();
-    let (entsize, value_at, size_at, word) = if file.is_64 {
-        (24, 8, 16, 8)
-    } else {
-        (16, 4, 8, 4)
-    };
+    let f = ClassFields::of(file.is_64);
+    let (entsize, value_at, size_at, word) = (f.sym_size, f.st_value, f.st_size, f.word);
     for (i, s) in new.iter().enumerate() {
         let base = i * entsize;
         if base + entsize > bytes.len() {
@@ -98,13 +65,13 @@ pub fn patch_symtab(file: &ElfFile<'_>, new: &[NewSymbol]) -> Result<Option<(usi
 
 /// Writes the object with `changes` applied.
 pub fn write_object(file: &ElfFile<'_>, changes: &Changes) -> Result<Vec<u8>> {
-    let lay = Layout { is_64: file.is_64 };
+    let f = ClassFields::of(file.is_64);
     let data = file.data;
-    let (shoff_at, phnum_at, shentsize_at, _) = lay.header_fields();
-    let word = lay.word();
+    let (shoff_at, phnum_at, shentsize_at) = (f.e_shoff, f.e_phnum, f.e_shentsize);
+    let word = f.word;
     let shoff = read_uint(data, shoff_at, word).unwrap_or(0) as usize;
     let shentsize = read_uint(data, shentsize_at, 2).unwrap_or(0) as usize;
-    let expected = if lay.is_64 { 64 } else { 40 };
+    let expected = f.shdr_size;
     if shentsize != expected {
         return Err(Error::malformed(format!(
             "section header entry size {shentsize}, expected {expected}"
@@ -121,13 +88,13 @@ pub fn write_object(file: &ElfFile<'_>, changes: &Changes) -> Result<Vec<u8>> {
         .filter(|&n| shoff.checked_add(n).is_some_and(|e| e <= data.len()))
         .ok_or_else(|| Error::malformed("section header table runs past the end of the file"))?;
     let mut headers = data[shoff..shoff + table_len].to_vec();
-    let ehsize = if lay.is_64 { 64 } else { 52 };
+    let ehsize = f.ehdr_size;
     let mut out = data[..ehsize.min(data.len())].to_vec();
 
     // Contents in their original file order.
     let mut order: Vec<usize> = (1..count).collect();
     order.sort_by_key(|&i| (file.sections[i].offset, i));
-    let (off_at, size_at, align_at) = lay.shdr_fields();
+    let (off_at, size_at, align_at) = (f.sh_offset, f.sh_size, f.sh_addralign);
     for i in order {
         let s = &file.sections[i];
         let align = changes.align.get(&i).copied().unwrap_or(s.align).max(1);

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use object::elf;
 
-use super::cursor::Cursor;
 use super::symbols::Maps;
+use crate::elf::dwarf::Cursor;
 use crate::elf::{ElfFile, Reloc, RelocSection};
 use crate::error::{Error, Result};
 

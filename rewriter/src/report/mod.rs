@@ -1,0 +1,830 @@
+//! The pad report: totals, histograms, per-section and per-function rows; text and JSON.
+
+pub mod check;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::elf::{ElfFile, FileKind};
+use crate::plan::project_savings;
+use crate::scan::{NopKind, Scan, SiteState, TableSource};
+
+/// Everything `padtrim report` says about one file. Also the baseline format of `check`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Path of the file, as given.
+    pub file: String,
+    /// `elf32` or `elf64`.
+    pub class: String,
+    /// What kind of ELF file.
+    pub kind: FileKind,
+    /// `EF_RISCV_RVC` is set.
+    pub rvc: bool,
+    /// Where the table entries came from.
+    #[serde(default = "default_source")]
+    pub table_source: TableSource,
+    /// Number of table entries (usable sites plus problems).
+    pub sites: usize,
+    /// Bytes of all usable pads.
+    pub pad_bytes_total: u64,
+    /// Pad size in bytes → number of pads.
+    pub histogram: BTreeMap<u32, usize>,
+    /// Slot size the projection assumes.
+    pub slot_bytes: u32,
+    /// Bytes a rewrite to `slot_bytes` slots would remove, after 4-byte slot alignment
+    /// (negative when aligning the slots costs more than the pads give back).
+    pub projected_saving_bytes: i64,
+    /// Bytes the projection spends on aligning slots.
+    #[serde(default)]
+    pub projected_alignment_bytes: u64,
+    /// Total size of executable sections.
+    pub text_bytes: u64,
+    /// `pad_bytes_total / text_bytes`.
+    pub pad_share_of_text: f64,
+    /// One row per executable section.
+    pub sections: Vec<SectionRow>,
+    /// One row per usable site, sorted by (section, pad address).
+    pub functions: Vec<FunctionRow>,
+    /// Entries that are zero.
+    pub zero_entries: usize,
+    /// Entries that are otherwise invalid (outside text, mid-instruction, misplaced, no nop).
+    pub invalid_entries: usize,
+    /// (function symbol − entry) → number of entries with a known function: usable and
+    /// misplaced sites, and entries pointing into a pad or at another instruction next to a
+    /// function, so a shifted table shows up as a second key.
+    pub entry_offsets: BTreeMap<i64, usize>,
+    /// The zero and invalid entries, with reasons.
+    #[serde(default)]
+    pub problems: Vec<ProblemRow>,
+}
+
+fn default_source() -> TableSource {
+    TableSource::Section
+}
+
+/// Pad totals of one executable section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SectionRow {
+    /// Section name.
+    pub name: String,
+    /// `sh_addr`.
+    pub address: u64,
+    /// `sh_size`.
+    pub size: u64,
+    /// Usable sites in it.
+    pub sites: usize,
+    /// Bytes of their pads.
+    pub pad_bytes: u64,
+}
+
+/// One patch site.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionRow {
+    /// Function name (`?` when no symbol covers the pad).
+    pub name: String,
+    /// Section holding the pad.
+    pub section: String,
+    /// Address of the function symbol (section offset in a `.o`).
+    pub address: u64,
+    /// Address of the first pad byte (the table entry).
+    pub pad_address: u64,
+    /// Pad size in bytes.
+    pub pad_bytes: u32,
+    /// Pad size in instructions.
+    pub pad_insns: u32,
+    /// Pad bytes before the function symbol.
+    pub pre_bytes: u32,
+    /// `c.nop`, `nop`, `mixed` or `none`.
+    pub nop_kind: NopKind,
+    /// Largest power of two dividing `pad_address` (capped at 64).
+    pub align: u32,
+    /// `nops`, or `patched` when the pad holds a call.
+    pub state: String,
+}
+
+/// A zero or invalid table entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProblemRow {
+    /// The address the entry holds.
+    pub address: u64,
+    /// What kind of problem (see [`crate::scan::Problem::kind`]); empty in old reports.
+    #[serde(default)]
+    pub kind: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Report {
+    /// Number of usable sites (table entries that point at a pad): one per function row.
+    pub fn usable_sites(&self) -> usize {
+        self.functions.len()
+    }
+
+    /// Builds the report of a scanned file, projecting savings for `slot_bytes` slots.
+    pub fn new(path: &str, file: &ElfFile<'_>, scan: &Scan, slot_bytes: u32) -> Report {
+        let mut histogram = BTreeMap::new();
+        let mut per_section: BTreeMap<usize, (usize, u64)> = BTreeMap::new();
+        let mut functions = Vec::with_capacity(scan.sites.len());
+        for site in &scan.sites {
+            *histogram.entry(site.pad_bytes).or_insert(0) += 1;
+            let row = per_section.entry(site.section).or_default();
+            row.0 += 1;
+            row.1 += u64::from(site.pad_bytes);
+            functions.push(FunctionRow {
+                name: site
+                    .symbol
+                    .map_or("?", |s| file.symbols[s].name)
+                    .to_string(),
+                section: file.sections[site.section].name.to_string(),
+                address: site.func_addr,
+                pad_address: site.entry,
+                pad_bytes: site.pad_bytes,
+                pad_insns: site.pad_insns,
+                pre_bytes: site.pre_bytes,
+                nop_kind: site.nop_kind,
+                align: site.align,
+                state: match site.state {
+                    SiteState::Nops => "nops".into(),
+                    SiteState::Patched(_) => "patched".into(),
+                },
+            });
+        }
+        let sections: Vec<SectionRow> = file
+            .sections
+            .iter()
+            .filter(|s| s.is_exec() && (s.is_alloc() || !file.kind.is_linked()))
+            .map(|s| {
+                let (sites, pad_bytes) = per_section.get(&s.index).copied().unwrap_or_default();
+                SectionRow {
+                    name: s.name.to_string(),
+                    address: s.addr,
+                    size: s.size,
+                    sites,
+                    pad_bytes,
+                }
+            })
+            .collect();
+        // Sizes come straight from section headers: a corrupt one may claim up to 2^64.
+        let text_bytes = sections
+            .iter()
+            .fold(0u64, |sum, s| sum.saturating_add(s.size));
+        let pad_bytes_total: u64 = scan.sites.iter().map(|s| u64::from(s.pad_bytes)).sum();
+        let projection = project_savings(&scan.sites, slot_bytes, 0);
+        Report {
+            file: path.to_string(),
+            class: if file.is_64 { "elf64" } else { "elf32" }.into(),
+            kind: file.kind,
+            rvc: file.rvc(),
+            table_source: scan.source,
+            sites: scan.entries,
+            pad_bytes_total,
+            histogram,
+            slot_bytes,
+            projected_saving_bytes: projection.removed,
+            projected_alignment_bytes: projection.alignment,
+            text_bytes,
+            pad_share_of_text: if text_bytes == 0 {
+                0.0
+            } else {
+                pad_bytes_total as f64 / text_bytes as f64
+            },
+            sections,
+            functions,
+            zero_entries: scan.zero_entries(),
+            invalid_entries: scan.invalid_entries(),
+            entry_offsets: scan.entry_offsets.clone(),
+            problems: scan
+                .problems
+                .iter()
+                .map(|p| ProblemRow {
+                    address: p.address,
+                    kind: p.problem.kind().to_string(),
+                    reason: p.problem.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The human-readable report, listing `top` functions (0: all) with the largest pads
+    /// first.
+    pub fn to_text(&self, top: usize) -> String {
+        self.to_text_with(&TableOptions {
+            top: (top != 0).then_some(top),
+            ..TableOptions::default()
+        })
+    }
+
+    /// The human-readable report, with the function table `table` selects.
+    pub fn to_text_with(&self, table: &TableOptions) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{}: {} RISC-V {}{}, table from {}",
+            self.file,
+            self.class,
+            self.kind.describe(),
+            if self.rvc { " (C extension)" } else { "" },
+            self.table_source.describe()
+        );
+        let _ = writeln!(
+            out,
+            "sites: {}   pad bytes: {}   text: {} bytes   pads are {:.2}% of text",
+            self.sites,
+            self.pad_bytes_total,
+            self.text_bytes,
+            100.0 * self.pad_share_of_text
+        );
+        let share = |bytes: i64| {
+            if self.text_bytes == 0 {
+                0.0
+            } else {
+                100.0 * bytes as f64 / self.text_bytes as f64
+            }
+        };
+        let alignment = counted(self.projected_alignment_bytes, "byte", "bytes");
+        if self.projected_saving_bytes < 0 {
+            // Aligning the slots costs more than the pads give back: the text grows.
+            let grows = self.projected_saving_bytes.unsigned_abs();
+            let _ = writeln!(
+                out,
+                "projected cost of {}-byte slots: text {} larger ({:.2}% of text; {alignment} of slot alignment)",
+                self.slot_bytes,
+                counted(grows, "byte", "bytes"),
+                share(self.projected_saving_bytes.saturating_neg()),
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "projected saving with {}-byte slots: {} ({:.2}% of text; {alignment} of slot alignment)",
+                self.slot_bytes,
+                counted(self.projected_saving_bytes.unsigned_abs(), "byte", "bytes"),
+                share(self.projected_saving_bytes),
+            );
+        }
+        let _ = writeln!(out, "\npad histogram:");
+        for (&size, &count) in &self.histogram {
+            let _ = writeln!(
+                out,
+                "  {:>4} {:<5}  {:>8} {}",
+                size,
+                if size == 1 { "byte" } else { "bytes" },
+                count,
+                if count == 1 { "pad" } else { "pads" }
+            );
+        }
+        let _ = writeln!(out, "\nexecutable sections:");
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>18} {:>10} {:>8} {:>10}",
+            "section", "address", "size", "sites", "pad bytes"
+        );
+        for s in &self.sections {
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>#18x} {:>10} {:>8} {:>10}",
+                s.name, s.address, s.size, s.sites, s.pad_bytes
+            );
+        }
+        if self.zero_entries + self.invalid_entries > 0 {
+            let _ = writeln!(
+                out,
+                "\nproblems: {}, {}",
+                counted(self.zero_entries as u64, "zero entry", "zero entries"),
+                counted(
+                    self.invalid_entries as u64,
+                    "invalid entry",
+                    "invalid entries"
+                )
+            );
+            for p in self.problems.iter().take(20) {
+                let _ = writeln!(out, "  {:#x}: {}", p.address, p.reason);
+            }
+        }
+        let (rows, matched) = self.function_rows(table);
+        out.push('\n');
+        if !table.patterns.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} of {} {} {}",
+                matched,
+                counted(self.functions.len() as u64, "function", "functions"),
+                if matched == 1 { "matches" } else { "match" },
+                table.patterns.join(", ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "functions ({} of {}, {}):",
+            rows.len(),
+            matched,
+            table.sort.describe()
+        );
+        let _ = writeln!(out, "  {ALIGN_LEGEND}");
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>18} {:>5} {:>5} {:>7} {:>6}",
+            "function", "pad address", "bytes", "pre", "kind", "align"
+        );
+        for f in rows {
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>#18x} {:>5} {:>5} {:>7} {:>6}",
+                f.name,
+                f.pad_address,
+                f.pad_bytes,
+                f.pre_bytes,
+                f.nop_kind.name(),
+                f.align
+            );
+        }
+        out
+    }
+
+    /// The function rows `table` selects, in its order, and how many functions its patterns
+    /// matched before `top` cut the list.
+    pub fn function_rows(&self, table: &TableOptions) -> (Vec<&FunctionRow>, usize) {
+        let patterns: Vec<Glob> = table.patterns.iter().map(|p| Glob::new(p)).collect();
+        let mut rows: Vec<&FunctionRow> = self
+            .functions
+            .iter()
+            .filter(|f| patterns.is_empty() || patterns.iter().any(|g| g.matches(&f.name)))
+            .collect();
+        let matched = rows.len();
+        match table.sort {
+            // Ties keep the report's (section, pad address) order.
+            SortKey::Size => rows.sort_by(|a, b| {
+                b.pad_bytes
+                    .cmp(&a.pad_bytes)
+                    .then(a.pad_address.cmp(&b.pad_address))
+            }),
+            SortKey::Name => rows.sort_by(|a, b| a.name.cmp(&b.name)),
+            SortKey::Address => {}
+        }
+        if let Some(top) = table.top {
+            rows.truncate(top);
+        }
+        (rows, matched)
+    }
+
+    /// The function table as delimited text: a header row ([`FUNCTION_COLUMNS`]), then one
+    /// row per function `table` selects. `sep` is `,` (CSV: fields quoted as RFC 4180 says
+    /// when they hold a comma, a quote or a line break) or a tab (TSV: tabs, line breaks
+    /// and backslashes in a field written `\t`, `\n`, `\r`, `\\`).
+    pub fn functions_delimited(&self, table: &TableOptions, sep: char) -> String {
+        let field = |text: &str| -> String {
+            if sep == '\t' {
+                text.replace('\\', "\\\\")
+                    .replace('\t', "\\t")
+                    .replace('\n', "\\n")
+                    .replace('\r', "\\r")
+            } else if text.contains([sep, '"', '\n', '\r']) {
+                format!("\"{}\"", text.replace('"', "\"\""))
+            } else {
+                text.to_string()
+            }
+        };
+        let mut out = String::new();
+        let header: Vec<&str> = FUNCTION_COLUMNS.iter().map(|(name, _)| *name).collect();
+        let _ = writeln!(out, "{}", header.join(&sep.to_string()));
+        for f in self.function_rows(table).0 {
+            let cells = [
+                field(&f.name),
+                field(&f.section),
+                format!("{:#x}", f.address),
+                format!("{:#x}", f.pad_address),
+                f.pad_bytes.to_string(),
+                f.pad_insns.to_string(),
+                f.pre_bytes.to_string(),
+                f.nop_kind.name().to_string(),
+                f.align.to_string(),
+                field(&f.state),
+            ];
+            let _ = writeln!(out, "{}", cells.join(&sep.to_string()));
+        }
+        out
+    }
+}
+
+/// The one-line legend of the `align` column.
+pub const ALIGN_LEGEND: &str =
+    "align = largest power of two dividing the pad address (up to 64); 2 = not 4-byte aligned";
+
+/// The columns of `report --csv` / `--tsv`, in order, with what each holds.
+pub const FUNCTION_COLUMNS: [(&str, &str); 10] = [
+    (
+        "function",
+        "function symbol name (? when no symbol covers the pad)",
+    ),
+    ("section", "section holding the pad"),
+    (
+        "address",
+        "address of the function symbol (section offset in an object), hex",
+    ),
+    (
+        "pad_address",
+        "address of the first pad byte (the table entry), hex",
+    ),
+    ("pad_bytes", "pad size in bytes"),
+    ("pad_insns", "pad size in instructions"),
+    ("pre_bytes", "pad bytes before the function symbol"),
+    ("nop_kind", "c.nop, nop, mixed or none"),
+    (
+        "align",
+        "largest power of two (up to 64) dividing pad_address (2: not 4-byte aligned)",
+    ),
+    (
+        "state",
+        "nops, or patched when the pad already holds a call",
+    ),
+];
+
+/// Order of the function table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// Largest pads first (then by pad address).
+    #[default]
+    Size,
+    /// By function name.
+    Name,
+    /// By section, then pad address (the report's own order).
+    Address,
+}
+
+impl SortKey {
+    /// The order in words, for the table's header.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SortKey::Size => "largest pads first",
+            SortKey::Name => "by name",
+            SortKey::Address => "by address",
+        }
+    }
+}
+
+/// Which rows of the function table to show, in what order.
+#[derive(Debug, Clone, Default)]
+pub struct TableOptions {
+    /// At most this many rows (`None`: all).
+    pub top: Option<usize>,
+    /// Row order.
+    pub sort: SortKey,
+    /// Shell-style globs: a function is listed when its name matches one (all when empty).
+    pub patterns: Vec<String>,
+}
+
+/// `count` and the word for it, singular or plural: `1 byte`, `2 bytes`.
+pub fn counted(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+/// A shell-style glob: `*` any run of characters, `?` any one, `[abc]`, `[a-z]` and `[!a-z]`
+/// (or `[^a-z]`) one of a set or not, `\` takes the next character literally. A `[`
+/// without its `]` is a literal `[`.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    items: Vec<GlobItem>,
+}
+
+#[derive(Debug, Clone)]
+enum GlobItem {
+    Char(char),
+    Any,
+    Star,
+    /// Ranges (inclusive), negated or not.
+    Class(Vec<(char, char)>, bool),
+}
+
+impl Glob {
+    /// Compiles `pattern`.
+    pub fn new(pattern: &str) -> Glob {
+        let chars: Vec<char> = pattern.chars().collect();
+        let mut items = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            match chars[i] {
+                '*' => items.push(GlobItem::Star),
+                '?' => items.push(GlobItem::Any),
+                '\\' if i + 1 < chars.len() => {
+                    i += 1;
+                    items.push(GlobItem::Char(chars[i]));
+                }
+                '[' => match Self::class(&chars[i + 1..]) {
+                    Some((class, used)) => {
+                        items.push(class);
+                        i += used;
+                    }
+                    None => items.push(GlobItem::Char('[')),
+                },
+                c => items.push(GlobItem::Char(c)),
+            }
+            i += 1;
+        }
+        Glob { items }
+    }
+
+    /// A class after its `[`: the item and how many characters it took, `]` included.
+    fn class(chars: &[char]) -> Option<(GlobItem, usize)> {
+        let mut i = 0;
+        let negated = matches!(chars.first(), Some('!' | '^'));
+        if negated {
+            i += 1;
+        }
+        let mut ranges = Vec::new();
+        let mut first = true;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == ']' && !first {
+                return Some((GlobItem::Class(ranges, negated), i + 1));
+            }
+            first = false;
+            if i + 2 < chars.len() && chars[i + 1] == '-' && chars[i + 2] != ']' {
+                ranges.push((c, chars[i + 2]));
+                i += 3;
+            } else {
+                ranges.push((c, c));
+                i += 1;
+            }
+        }
+        None
+    }
+
+    /// Whether the whole of `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        let name: Vec<char> = name.chars().collect();
+        let one = |item: &GlobItem, c: char| match item {
+            GlobItem::Char(x) => *x == c,
+            GlobItem::Any => true,
+            GlobItem::Class(ranges, negated) => {
+                ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+            }
+            GlobItem::Star => false,
+        };
+        // Classic two-pointer matching: on a mismatch, let the last `*` take one more
+        // character. Linear in practice, never exponential.
+        let (mut p, mut n) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while n < name.len() {
+            match self.items.get(p) {
+                Some(GlobItem::Star) => {
+                    star = Some((p, n));
+                    p += 1;
+                }
+                Some(item) if one(item, name[n]) => {
+                    p += 1;
+                    n += 1;
+                }
+                _ => match star {
+                    Some((sp, sn)) => {
+                        p = sp + 1;
+                        n = sn + 1;
+                        star = Some((sp, sn + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        self.items[p..].iter().all(|i| matches!(i, GlobItem::Star))
+    }
+}
+
+/// The difference between two reports, per function and in total (`report --baseline`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportDiff {
+    /// Baseline file.
+    pub old_file: String,
+    /// New file.
+    pub new_file: String,
+    /// Sites before and after.
+    pub sites: (usize, usize),
+    /// Pad bytes before and after.
+    pub pad_bytes: (u64, u64),
+    /// Functions that gained a site.
+    pub added: Vec<DiffRow>,
+    /// Functions that lost their site.
+    pub removed: Vec<DiffRow>,
+    /// Functions whose pad changed size.
+    pub changed: Vec<DiffRow>,
+}
+
+/// One function's pad before and after (0 = no site).
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffRow {
+    /// Function name.
+    pub name: String,
+    /// Pad bytes in the baseline.
+    pub old_bytes: u32,
+    /// Pad bytes now.
+    pub new_bytes: u32,
+}
+
+impl ReportDiff {
+    /// Compares `new` against `old`; functions pair by name and occurrence order.
+    pub fn new(old: &Report, new: &Report) -> ReportDiff {
+        let old_rows = by_name(old);
+        let new_rows = by_name(new);
+        let mut diff = ReportDiff {
+            old_file: old.file.clone(),
+            new_file: new.file.clone(),
+            sites: (old.sites, new.sites),
+            pad_bytes: (old.pad_bytes_total, new.pad_bytes_total),
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+        };
+        for (key, &new_bytes) in &new_rows {
+            match old_rows.get(key) {
+                None => diff.added.push(DiffRow {
+                    name: key.0.clone(),
+                    old_bytes: 0,
+                    new_bytes,
+                }),
+                Some(&old_bytes) if old_bytes != new_bytes => diff.changed.push(DiffRow {
+                    name: key.0.clone(),
+                    old_bytes,
+                    new_bytes,
+                }),
+                Some(_) => {}
+            }
+        }
+        for (key, &old_bytes) in &old_rows {
+            if !new_rows.contains_key(key) {
+                diff.removed.push(DiffRow {
+                    name: key.0.clone(),
+                    old_bytes,
+                    new_bytes: 0,
+                });
+            }
+        }
+        diff
+    }
+
+    /// The human-readable diff, like a size profiler's diff mode.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let delta = |a: u64, b: u64| b as i64 - a as i64;
+        let _ = writeln!(out, "{} -> {}", self.old_file, self.new_file);
+        let _ = writeln!(
+            out,
+            "sites: {} -> {} ({:+})   pad bytes: {} -> {} ({:+})",
+            self.sites.0,
+            self.sites.1,
+            delta(self.sites.0 as u64, self.sites.1 as u64),
+            self.pad_bytes.0,
+            self.pad_bytes.1,
+            delta(self.pad_bytes.0, self.pad_bytes.1)
+        );
+        let _ = writeln!(
+            out,
+            "functions: {} added, {} removed, {} changed",
+            self.added.len(),
+            self.removed.len(),
+            self.changed.len()
+        );
+        for (tag, rows) in [
+            ("+", &self.added),
+            ("-", &self.removed),
+            ("~", &self.changed),
+        ] {
+            for r in rows {
+                let _ = writeln!(
+                    out,
+                    "  {tag} {:<40} {:>5} -> {:<5} ({:+})",
+                    r.name,
+                    r.old_bytes,
+                    r.new_bytes,
+                    i64::from(r.new_bytes) - i64::from(r.old_bytes)
+                );
+            }
+        }
+        out
+    }
+}
+
+/// The report's functions keyed by (name, occurrence), so that same-named static functions
+/// pair up in order between two reports.
+pub fn functions_by_name(report: &Report) -> BTreeMap<(String, usize), &FunctionRow> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for f in &report.functions {
+        let n = seen.entry(&f.name).or_insert(0);
+        out.insert((f.name.clone(), *n), f);
+        *n += 1;
+    }
+    out
+}
+
+fn by_name(report: &Report) -> BTreeMap<(String, usize), u32> {
+    functions_by_name(report)
+        .into_iter()
+        .map(|(k, f)| (k, f.pad_bytes))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, pad_address: u64, pad_bytes: u32) -> FunctionRow {
+        FunctionRow {
+            name: name.into(),
+            section: ".text".into(),
+            address: pad_address,
+            pad_address,
+            pad_bytes,
+            pad_insns: pad_bytes / 2,
+            pre_bytes: 0,
+            nop_kind: NopKind::CNop,
+            align: 2,
+            state: "nops".into(),
+        }
+    }
+
+    fn report(functions: Vec<FunctionRow>) -> Report {
+        Report {
+            file: "prog".into(),
+            class: "elf64".into(),
+            kind: FileKind::Executable,
+            rvc: true,
+            table_source: TableSource::Section,
+            sites: functions.len(),
+            pad_bytes_total: functions.iter().map(|f| u64::from(f.pad_bytes)).sum(),
+            histogram: BTreeMap::new(),
+            slot_bytes: 4,
+            projected_saving_bytes: 0,
+            projected_alignment_bytes: 0,
+            text_bytes: 1000,
+            pad_share_of_text: 0.0,
+            sections: Vec::new(),
+            functions,
+            zero_entries: 0,
+            invalid_entries: 0,
+            entry_offsets: BTreeMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn globs_match_like_the_shell() {
+        let m = |p: &str, n: &str| Glob::new(p).matches(n);
+        assert!(m("*", "") && m("*", "anything"));
+        assert!(m("f*", "foo") && !m("f*", "bar"));
+        assert!(m("*_init", "dev_init") && !m("*_init", "dev_init2"));
+        assert!(m("a*b*c", "aXbYc") && m("a*b*c", "abbbc") && !m("a*b*c", "acb"));
+        assert!(m("f0?", "f01") && !m("f0?", "f0") && !m("f0?", "f012"));
+        assert!(m("f[0-2]", "f1") && !m("f[0-2]", "f3"));
+        assert!(m("f[!0-2]", "f3") && m("f[^0-2]", "f3") && !m("f[!0-2]", "f1"));
+        assert!(m("[]]", "]") && m("[a-]", "-"));
+        assert!(m("a\\*", "a*") && !m("a\\*", "ab"));
+        assert!(m("a[b", "a[b"), "an unclosed [ is literal");
+        assert!(m("_Z*3foo*", "_ZN2ns3fooEv"));
+        // Backtracking stays linear enough for long names.
+        let long = "a".repeat(5000);
+        assert!(!m("*a*a*a*a*a*b", &long));
+    }
+
+    #[test]
+    fn delimited_fields_are_quoted_or_escaped() {
+        let r = report(vec![
+            row("op,erator\"x", 0x10, 4),
+            row("tab\there", 0x20, 4),
+        ]);
+        let opts = TableOptions::default();
+        let csv = r.functions_delimited(&opts, ',');
+        assert!(csv.contains("\"op,erator\"\"x\",.text,0x10,0x10,4,2,0,c.nop,2,nops\n"));
+        let tsv = r.functions_delimited(&opts, '\t');
+        assert!(tsv.contains("tab\\there\t.text\t0x20"), "{tsv}");
+        assert_eq!(tsv.lines().count(), 3);
+    }
+
+    #[test]
+    fn a_projection_that_grows_the_text_says_larger() {
+        let mut r = report(vec![row("f", 0x10, 2)]);
+        r.projected_saving_bytes = -1;
+        r.projected_alignment_bytes = 1;
+        let text = r.to_text(0);
+        assert!(
+            text.contains(
+                "projected cost of 4-byte slots: text 1 byte larger (0.10% of text; 1 byte of slot alignment)"
+            ),
+            "{text}"
+        );
+        r.projected_saving_bytes = 5;
+        r.projected_alignment_bytes = 0;
+        assert!(r
+            .to_text(0)
+            .contains("saving with 4-byte slots: 5 bytes (0.50% of text; 0 bytes of"));
+    }
+
+    #[test]
+    fn top_zero_lists_every_function() {
+        let r = report(
+            (0..30)
+                .map(|i| row(&format!("f{i}"), 0x10 * i, 4))
+                .collect(),
+        );
+        assert_eq!(r.to_text(0).matches(" c.nop ").count(), 30);
+        assert_eq!(r.to_text(7).matches(" c.nop ").count(), 7);
+    }
+}
