@@ -504,6 +504,21 @@ fn a_forked_child_traces_into_the_same_file() {
             threads.iter().any(|l| l.contains("forked from")),
             "the child's records are marked: {text}"
         );
+        // In the uftrace export, the child is a task forked from the parent.
+        let forked = threads
+            .iter()
+            .find_map(|l| l.strip_prefix("# thread ")?.strip_suffix(")"))
+            .and_then(|l| l.split_once(" (a process forked from "))
+            .unwrap();
+        let (data, stderr) = export_uftrace(&r.trace, dir.join("fork.uftrace"));
+        assert_eq!(stderr, "");
+        let tasks = std::fs::read_to_string(data.join("task.txt")).unwrap();
+        assert!(
+            tasks.lines().any(|l| l.starts_with("FORK ")
+                && l.ends_with(&format!(" pid={} ppid={}", forked.0, forked.1))),
+            "{tasks}"
+        );
+        assert_eq!(uftrace_calls(&data), calls(&r.trace), "graph: {graph}");
         if graph {
             let paths = call_paths(&r.trace);
             let trees: Vec<&BTreeMap<String, u64>> = paths.values().collect();
@@ -800,4 +815,205 @@ fn cxx_exceptions_unwind_through_hooked_frames_of_the_preloaded_runtime() {
             ("_Z5afteri", 1),
         ])
     );
+}
+
+/// Stacks and their weights from `replay --format folded`.
+fn folded(trace: &Path) -> BTreeMap<String, u64> {
+    replay(trace, &["--format", "folded"])
+        .lines()
+        .map(|l| {
+            let (stack, w) = l.rsplit_once(' ').unwrap();
+            (stack.to_string(), w.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Run `uftrace CMD -d DIR`; its stdout (it must succeed). uftrace is Debian's package,
+/// installed by scripts/setup.
+fn uftrace(cmd: &str, dir: &Path) -> String {
+    let out = Command::new("uftrace")
+        .arg(cmd)
+        .arg("-d")
+        .arg(dir)
+        .output()
+        .expect("run uftrace (installed by scripts/setup)");
+    assert!(
+        out.status.success(),
+        "uftrace {cmd} -d {}: {}",
+        dir.display(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// `replay TRACE --format uftrace -o DIR` into a fresh DIR, which must succeed: DIR and
+/// what replay said on stderr.
+fn export_uftrace(trace: &Path, dir: PathBuf) -> (PathBuf, String) {
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = padtrim(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--format",
+        "uftrace",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    (dir, text(&out.stderr))
+}
+
+/// Calls per function in `uftrace report` ("  %10s  %10s  %10lu  %s": total, self, calls,
+/// function).
+fn uftrace_calls(dir: &Path) -> BTreeMap<String, u64> {
+    uftrace("report", dir)
+        .lines()
+        .skip(2)
+        .map(|l| (l[38..].to_string(), l[24..36].trim().parse().unwrap()))
+        .collect()
+}
+
+/// The mapped paths of a uftrace data directory's session map.
+fn uftrace_maps(dir: &Path) -> Vec<String> {
+    let map = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "map"))
+        .expect("a sid-*.map file");
+    std::fs::read_to_string(map)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().nth(5).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_format_and_the_uftrace_export_name_library_functions() {
+    let dir = scratch("formats");
+    let (exe, plugin) = build_main(&dir);
+    let rw = exe.parent().unwrap();
+    let plugin_arg = plugin.to_str().unwrap();
+    let every_call = expect(&[
+        ("main", 1),
+        ("lib_entry", 1),
+        ("lib_leaf", 2),
+        ("plugin_entry", 2),
+        ("plugin_leaf", 5),
+        ("main_leaf", 2),
+    ]);
+    let entry = record(&exe, &[plugin_arg], rw, false, None);
+    assert_eq!(entry.code, 0, "{}", entry.stderr);
+    assert_eq!(
+        folded(&entry.trace),
+        expect(&[
+            ("main", 1),
+            ("main;lib_entry", 1),
+            ("main;lib_entry;lib_leaf", 2),
+            ("main;plugin_entry", 2),
+            ("main;plugin_entry;plugin_leaf", 5),
+            ("main;main_leaf", 2),
+        ])
+    );
+    let graph = record(&exe, &[plugin_arg], rw, true, None);
+    assert_eq!(graph.code, 0, "{}", graph.stderr);
+    let stacks: Vec<String> = folded(&graph.trace).into_keys().collect();
+    assert_eq!(
+        stacks,
+        [
+            "main",
+            "main;lib_entry",
+            "main;lib_entry;lib_leaf",
+            "main;main_leaf",
+            "main;plugin_entry",
+            "main;plugin_entry;plugin_leaf"
+        ]
+    );
+
+    // uftrace: a map line and a .sym file per library (the plugin loaded twice is one),
+    // read without the RISC-V files at hand.
+    for (r, name) in [(&entry, "entry.uftrace"), (&graph, "graph.uftrace")] {
+        let (data, stderr) = export_uftrace(&r.trace, dir.join(name));
+        assert_eq!(stderr, "");
+        let maps = uftrace_maps(&data);
+        let lib = rw.join("libpreload_lib.so");
+        assert_eq!(
+            maps,
+            [
+                exe.to_str().unwrap(),
+                lib.to_str().unwrap(),
+                plugin_arg,
+                "[stack]"
+            ]
+        );
+        for sym in [
+            "main.sym",
+            "libpreload_lib.so.sym",
+            "libpreload_plugin.so.sym",
+        ] {
+            assert!(data.join(sym).is_file(), "{sym}");
+        }
+        let hidden = dir.join("rw.hidden");
+        std::fs::rename(rw, &hidden).unwrap();
+        let report = uftrace_calls(&data);
+        let replayed = uftrace("replay", &data);
+        std::fs::rename(&hidden, rw).unwrap();
+        assert_eq!(report, every_call, "{name}");
+        assert!(
+            replayed.contains("|   lib_entry() {") && replayed.contains("|     plugin_leaf();"),
+            "{replayed}"
+        );
+    }
+
+    // Two libraries with one file name: the plugin loaded from another directory under the
+    // library's name gets the second .sym name uftrace looks for.
+    let sub = rw.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let clash = sub.join("libpreload_lib.so");
+    std::fs::copy(&plugin, &clash).unwrap();
+    let r = record(&exe, &[clash.to_str().unwrap()], rw, true, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (data, stderr) = export_uftrace(&r.trace, dir.join("clash.uftrace"));
+    assert_eq!(stderr, "");
+    let syms: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("libpreload_lib.so-") && n.ends_with(".sym"))
+        .collect();
+    assert_eq!(syms.len(), 1, "{syms:?}");
+    assert_eq!(uftrace_calls(&data), every_call);
+
+    // A library that is gone: a warning, and its functions as offsets in every format.
+    std::fs::remove_file(&clash).unwrap();
+    let out = padtrim(&["replay", r.trace.to_str().unwrap(), "--format", "folded"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "warning: {}: cannot read {}, traced in it",
+            r.trace.display(),
+            clash.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("main;lib_entry;lib_leaf ")
+            && stdout.contains("main;libpreload_lib.so+0x")
+            && !stdout.contains("plugin_"),
+        "{stdout}"
+    );
+    let (data, stderr) = export_uftrace(&r.trace, dir.join("gone.uftrace"));
+    assert!(
+        stderr.contains("its functions are shown as offsets"),
+        "{stderr}"
+    );
+    let calls = uftrace_calls(&data);
+    let mut offsets: Vec<u64> = calls
+        .iter()
+        .filter(|(k, _)| k.starts_with("libpreload_lib.so+0x"))
+        .map(|(_, &n)| n)
+        .collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, [2, 5], "plugin_entry and plugin_leaf: {calls:?}");
+    assert_eq!((calls["lib_entry"], calls["lib_leaf"]), (1, 2));
 }
