@@ -281,9 +281,47 @@ pub fn emit_patched(
     let class = Class::of(file);
     let h = src.header;
     let map = &plan.map;
+    changes_fit(file, fixed, class)?;
+    let mut placed = new_places(file, plan, fixed, class);
+    let headers_end = h.headers_end(class)?;
+    let new_end = new_image_end(file, plan, &placed, table, headers_end)?;
+    let (new_lo, mut end) = place_block(file, src, new_end, &mut placed)?;
+    let (table_name, shstr_new) = name_table(file, src, table, &mut placed, &mut end)?;
+    let shoff = end.next_multiple_of(class.word as u64);
+    let shnum = h.shnum + usize::from(table.is_some());
+    let total = usize::try_from(shoff)
+        .ok()?
+        .checked_add(shnum * class.shentsize)?;
+    if total > isize::MAX as usize {
+        return None;
+    }
+    let mut out = vec![0u8; total];
 
-    // New size of every changed section; non-allocated ones may only shrink (their block
-    // keeps its layout), dynamic relocation tables keep their length.
+    let moved_from = unmoved_prefix(file, src, &placed, headers_end);
+    copy_image(file, fixed, &placed, table, moved_from, &mut out)?;
+    copy_block(file, src, fixed, &placed, new_lo, &mut out)?;
+    if let Some(grown) = &shstr_new {
+        put_bytes(&mut out, placed[src.shstrndx].offset, grown)?;
+    }
+    patch_tables(file, map, fixed, &placed, class, &mut out)?;
+
+    write_section_headers(file, h, &placed, shoff as usize, class, &mut out)?;
+    if let Some(t) = table {
+        let at = shoff as usize + h.shnum * class.shentsize;
+        write_table_header(t, table_name, at, class, &mut out)?;
+    }
+    // File header: entry, section table place and count.
+    let w = class.word;
+    put(&mut out, 24, w, map.map(file.entry))?;
+    put(&mut out, if file.is_64 { 40 } else { 32 }, w, shoff)?;
+    put(&mut out, if file.is_64 { 60 } else { 48 }, 2, shnum as u64)?;
+    write_program_headers(file, plan, h, &placed, class, &mut out)?;
+    Some(out)
+}
+
+/// `Some` when every changed section fits this writer: non-allocated ones may only shrink
+/// (their block keeps its layout), dynamic relocation tables keep their length.
+fn changes_fit(file: &ElfFile<'_>, fixed: &Fixed, class: &Class) -> Option<()> {
     for (&i, d) in &fixed.data {
         let s = file.sections.get(i)?;
         if s.is_nobits() || (!s.is_alloc() && d.len() as u64 > s.size) {
@@ -297,8 +335,13 @@ pub fn emit_patched(
             return None;
         }
     }
-    let mut placed: Vec<Placed> = file
-        .sections
+    Some(())
+}
+
+/// Every section's new size, and for allocated ones the plan's address and file offset
+/// (non-allocated ones are placed by [`place_block`]).
+fn new_places(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, class: &Class) -> Vec<Placed> {
+    file.sections
         .iter()
         .map(|s| {
             let size = match (fixed.data.get(&s.index), fixed.relocs.get(&s.index)) {
@@ -308,7 +351,7 @@ pub fn emit_patched(
             };
             let (addr, offset) = if s.is_alloc() {
                 (
-                    map.section(s.index).map_or(s.addr, |m| m.new_addr),
+                    plan.map.section(s.index).map_or(s.addr, |m| m.new_addr),
                     plan.offsets.get(&s.index).copied().unwrap_or(s.offset),
                 )
             } else {
@@ -316,10 +359,17 @@ pub fn emit_patched(
             };
             Placed { addr, offset, size }
         })
-        .collect();
+        .collect()
+}
 
-    // The allocated part: where it ends now.
-    let headers_end = h.headers_end(class)?;
+/// Where the allocated part (headers, sections, table, loaded segments) ends now.
+fn new_image_end(
+    file: &ElfFile<'_>,
+    plan: &Plan,
+    placed: &[Placed],
+    table: Option<&NewSection>,
+    headers_end: u64,
+) -> Option<u64> {
     let mut new_end = headers_end;
     for s in file.sections.iter().filter(|s| in_image(s)) {
         let p = placed[s.index];
@@ -334,14 +384,23 @@ pub fn emit_patched(
             new_end = new_end.max(offset.checked_add(filesz)?);
         }
     }
+    Some(new_end)
+}
 
-    // The non-allocated block: same gap after the image as before, then rounded up so that
-    // every section in it keeps its alignment.
+/// Places the non-allocated block after the image now ending at `new_end`: same gap after
+/// the image as before, then rounded up so that every section in it keeps its alignment.
+/// Returns the block's new start and the end of the file's contents.
+fn place_block(
+    file: &ElfFile<'_>,
+    src: &Source,
+    new_end: u64,
+    placed: &mut [Placed],
+) -> Option<(u64, u64)> {
     let (old_end, (lo, hi), align) = (src.image_end, src.block, src.block_align);
     let mut new_lo = new_end.checked_add(lo - old_end)?;
     new_lo = new_lo.checked_add(lo.wrapping_sub(new_lo) & (align - 1))?;
     let delta = new_lo.wrapping_sub(lo);
-    let mut end = new_lo.checked_add(hi - lo)?;
+    let end = new_lo.checked_add(hi - lo)?;
     for s in file.sections.iter().skip(1).filter(|s| !s.is_alloc()) {
         // An empty section outside the block stays in the file: before it, where it was;
         // after it, at its end.
@@ -351,145 +410,165 @@ pub fn emit_patched(
             _ => end,
         };
     }
+    Some((new_lo, end))
+}
 
-    // The table's name: reused if `.shstrtab` has it, else appended to it (in place when it
-    // is the last section of the block, else in a copy after the block).
-    let shstrndx = src.shstrndx;
-    let shstr = file.sections.get(shstrndx)?;
+/// The table's name in `.shstrtab`: reused if `.shstrtab` has it, else appended to it (in
+/// place when it is the last section of the block, else in a copy after the block, moving
+/// `end`). Returns its offset there and the grown `.shstrtab`, if it grew.
+fn name_table(
+    file: &ElfFile<'_>,
+    src: &Source,
+    table: Option<&NewSection>,
+    placed: &mut [Placed],
+    end: &mut u64,
+) -> Option<(u64, Option<Vec<u8>>)> {
+    let shstr = file.sections.get(src.shstrndx)?;
     let shstr_old = file.section_data(shstr).ok()?;
-    let mut shstr_new: Option<Vec<u8>> = None;
-    let mut table_name = 0u64;
-    if let Some(t) = table {
-        let name: Vec<u8> = t.name.bytes().chain([0]).collect();
-        match shstr_old
-            .windows(name.len())
-            .position(|w| w == name.as_slice())
-        {
-            Some(at) => table_name = at as u64,
-            None => {
-                let mut grown = shstr_old.to_vec();
-                table_name = grown.len() as u64;
-                grown.extend_from_slice(&name);
-                let p = &mut placed[shstrndx];
-                if shstr.offset + shstr.size != hi || shstr.is_alloc() {
-                    p.offset = end;
-                }
-                p.size = grown.len() as u64;
-                end = end.max(p.offset + p.size);
-                shstr_new = Some(grown);
-            }
-        }
+    let Some(table) = table else {
+        return Some((0, None));
+    };
+    let name: Vec<u8> = table.name.bytes().chain([0]).collect();
+    if let Some(at) = shstr_old
+        .windows(name.len())
+        .position(|w| w == name.as_slice())
+    {
+        return Some((at as u64, None));
     }
-    let shoff = end.next_multiple_of(class.word as u64);
-    let shnum = h.shnum + usize::from(table.is_some());
-    let total = usize::try_from(shoff)
-        .ok()?
-        .checked_add(shnum * class.shentsize)?;
-    if total > isize::MAX as usize {
-        return None;
+    let mut grown = shstr_old.to_vec();
+    let table_name = grown.len() as u64;
+    grown.extend_from_slice(&name);
+    let p = &mut placed[src.shstrndx];
+    if shstr.offset + shstr.size != src.block.1 || shstr.is_alloc() {
+        p.offset = *end;
     }
-    let mut out = vec![0u8; total];
+    p.size = grown.len() as u64;
+    *end = (*end).max(p.offset + p.size);
+    Some((table_name, Some(grown)))
+}
 
-    // The bytes before the first section that moved or changed size are the input's own,
-    // gaps and all (so an in-place rewrite differs from its input only where it changed).
-    let moved_from = file
-        .sections
+/// End of the bytes before the first section that moved or changed size: they are the
+/// input's own, gaps and all (so an in-place rewrite differs from its input only where it
+/// changed).
+fn unmoved_prefix(file: &ElfFile<'_>, src: &Source, placed: &[Placed], headers_end: u64) -> u64 {
+    file.sections
         .iter()
         .filter(|s| in_image(s))
         .filter(|s| placed[s.index].offset != s.offset || placed[s.index].size != s.size)
         .map(|s| s.offset)
         .min()
-        .unwrap_or(old_end)
-        .min(old_end)
-        .max(headers_end);
-    put_bytes(&mut out, 0, file.data.get(..moved_from as usize)?)?;
+        .unwrap_or(src.image_end)
+        .min(src.image_end)
+        .max(headers_end)
+}
+
+/// Copies the allocated part: the input's bytes up to `moved_from`, then every allocated
+/// section (new contents or old) where it now is, and the table.
+fn copy_image(
+    file: &ElfFile<'_>,
+    fixed: &Fixed,
+    placed: &[Placed],
+    table: Option<&NewSection>,
+    moved_from: u64,
+    out: &mut [u8],
+) -> Option<()> {
+    put_bytes(out, 0, file.data.get(..moved_from as usize)?)?;
     for s in file.sections.iter().filter(|s| in_image(s)) {
         let p = placed[s.index];
         match fixed.data.get(&s.index) {
-            Some(d) => put_bytes(&mut out, p.offset, d)?,
+            Some(d) => put_bytes(out, p.offset, d)?,
             None if p.offset == s.offset && s.offset + s.size <= moved_from => {}
-            None => put_bytes(&mut out, p.offset, file.section_data(s).ok()?)?,
+            None => put_bytes(out, p.offset, file.section_data(s).ok()?)?,
         }
     }
     if let Some(t) = table {
-        put_bytes(&mut out, t.offset, &t.data)?;
+        put_bytes(out, t.offset, &t.data)?;
     }
-    put_bytes(&mut out, new_lo, file.data.get(lo as usize..hi as usize)?)?;
+    Some(())
+}
+
+/// Copies the non-allocated block to `new_lo`, then the new contents of the non-allocated
+/// sections that changed.
+fn copy_block(
+    file: &ElfFile<'_>,
+    src: &Source,
+    fixed: &Fixed,
+    placed: &[Placed],
+    new_lo: u64,
+    out: &mut [u8],
+) -> Option<()> {
+    let (lo, hi) = src.block;
+    put_bytes(out, new_lo, file.data.get(lo as usize..hi as usize)?)?;
     for s in file.sections.iter().skip(1).filter(|s| !s.is_alloc()) {
         if let Some(d) = fixed.data.get(&s.index) {
             let p = placed[s.index];
-            put_bytes(&mut out, p.offset, d)?;
+            put_bytes(out, p.offset, d)?;
             // A shrunk section leaves no stale bytes behind.
             let from = usize::try_from(p.offset).ok()?.checked_add(d.len())?;
             let to = usize::try_from(p.offset.checked_add(s.size)?).ok()?;
             out.get_mut(from..to)?.fill(0);
         }
     }
-    if let Some(grown) = &shstr_new {
-        put_bytes(&mut out, placed[shstrndx].offset, grown)?;
-    }
+    Some(())
+}
 
-    patch_relocations(file, fixed, &placed, class, &mut out)?;
-    if let Some(i) = file.symtab_index {
-        patch_symbols(file, map, &file.symbols, placed[i].offset, class, &mut out)?;
-    }
-    if let Some(dynsym) = file
-        .sections
-        .iter()
-        .find(|s| s.sh_type == elf::SHT_DYNSYM.0)
-    {
-        let syms = file.dynamic_symbols().ok()?;
-        patch_symbols(
-            file,
-            map,
-            &syms,
-            placed[dynsym.index].offset,
-            class,
-            &mut out,
-        )?;
-    }
-    for s in file
-        .sections
-        .iter()
-        .filter(|s| s.sh_type == elf::SHT_DYNAMIC.0)
-    {
-        let p = placed[s.index];
-        patch_dynamic(map, p.offset, p.size, class, &mut out)?;
-    }
-
-    // Section headers: the input's, with new places, then the table's.
+/// Section headers: the input's, with their new places, in the table at `shoff`.
+fn write_section_headers(
+    file: &ElfFile<'_>,
+    h: Header,
+    placed: &[Placed],
+    shoff: usize,
+    class: &Class,
+    out: &mut [u8],
+) -> Option<()> {
     let (f_addr, f_offset, f_size) = class.sh_fields();
     let w = class.word;
     for (i, p) in placed.iter().enumerate() {
         let from = h.shoff.checked_add(i * class.shentsize)?;
-        let at = shoff as usize + i * class.shentsize;
+        let at = shoff + i * class.shentsize;
         out[at..at + class.shentsize].copy_from_slice(file.data.get(from..from + class.shentsize)?);
         if i > 0 {
-            put(&mut out, at + f_addr, w, p.addr)?;
-            put(&mut out, at + f_offset, w, p.offset)?;
-            put(&mut out, at + f_size, w, p.size)?;
+            put(out, at + f_addr, w, p.addr)?;
+            put(out, at + f_offset, w, p.offset)?;
+            put(out, at + f_size, w, p.size)?;
         }
     }
-    if let Some(t) = table {
-        let at = shoff as usize + h.shnum * class.shentsize;
-        let ptr = w as u64;
-        put(&mut out, at, 4, table_name)?;
-        put(&mut out, at + 4, 4, u64::from(elf::SHT_PROGBITS.0))?;
-        put(&mut out, at + 8, w, elf::SHF_ALLOC.0)?;
-        put(&mut out, at + f_addr, w, t.addr)?;
-        put(&mut out, at + f_offset, w, t.offset)?;
-        put(&mut out, at + f_size, w, t.data.len() as u64)?;
-        // sh_link and sh_info stay 0; then sh_addralign and sh_entsize.
-        put(&mut out, at + f_size + w + 8, w, ptr)?;
-        put(&mut out, at + f_size + 2 * w + 8, w, ptr)?;
-    }
+    Some(())
+}
 
-    // File header: entry, section table place and count.
-    put(&mut out, 24, w, map.map(file.entry))?;
-    put(&mut out, if file.is_64 { 40 } else { 32 }, w, shoff)?;
-    put(&mut out, if file.is_64 { 60 } else { 48 }, 2, shnum as u64)?;
+/// The table's section header at `at`, its name at `name` in `.shstrtab`.
+fn write_table_header(
+    t: &NewSection,
+    name: u64,
+    at: usize,
+    class: &Class,
+    out: &mut [u8],
+) -> Option<()> {
+    let (f_addr, f_offset, f_size) = class.sh_fields();
+    let w = class.word;
+    let ptr = w as u64;
+    put(out, at, 4, name)?;
+    put(out, at + 4, 4, u64::from(elf::SHT_PROGBITS.0))?;
+    put(out, at + 8, w, elf::SHF_ALLOC.0)?;
+    put(out, at + f_addr, w, t.addr)?;
+    put(out, at + f_offset, w, t.offset)?;
+    put(out, at + f_size, w, t.data.len() as u64)?;
+    // sh_link and sh_info stay 0; then sh_addralign and sh_entsize.
+    put(out, at + f_size + w + 8, w, ptr)?;
+    put(out, at + f_size + 2 * w + 8, w, ptr)?;
+    Some(())
+}
 
-    // Program headers, from the plan; the attributes segment follows its section.
+/// Program headers, from the plan; the attributes segment follows its section.
+fn write_program_headers(
+    file: &ElfFile<'_>,
+    plan: &Plan,
+    h: Header,
+    placed: &[Placed],
+    class: &Class,
+    out: &mut [u8],
+) -> Option<()> {
+    let w = class.word;
     let attributes = file
         .sections
         .iter()
@@ -500,7 +579,7 @@ pub fn emit_patched(
         let at = h.phoff + k * class.phentsize;
         if g.p_type == elf::PT_RISCV_ATTRIBUTES.0 {
             if let Some(off) = attributes {
-                put(&mut out, at + p_offset, w, off)?;
+                put(out, at + p_offset, w, off)?;
             }
             continue;
         }
@@ -509,13 +588,46 @@ pub fn emit_patched(
         };
         let paddr = read_uint(file.data, at + p_paddr, w)?;
         let phys_delta = g.vaddr.wrapping_sub(paddr);
-        put(&mut out, at + p_offset, w, offset)?;
-        put(&mut out, at + p_vaddr, w, vaddr)?;
-        put(&mut out, at + p_paddr, w, vaddr.wrapping_sub(phys_delta))?;
-        put(&mut out, at + p_filesz, w, filesz)?;
-        put(&mut out, at + p_memsz, w, memsz)?;
+        put(out, at + p_offset, w, offset)?;
+        put(out, at + p_vaddr, w, vaddr)?;
+        put(out, at + p_paddr, w, vaddr.wrapping_sub(phys_delta))?;
+        put(out, at + p_filesz, w, filesz)?;
+        put(out, at + p_memsz, w, memsz)?;
     }
-    Some(out)
+    Some(())
+}
+
+/// Writes what moved inside the copied tables: relocation offsets and addends, symbol values
+/// and sizes, dynamic address tags.
+fn patch_tables(
+    file: &ElfFile<'_>,
+    map: &AddressMap,
+    fixed: &Fixed,
+    placed: &[Placed],
+    class: &Class,
+    out: &mut [u8],
+) -> Option<()> {
+    patch_relocations(file, fixed, placed, class, out)?;
+    if let Some(i) = file.symtab_index {
+        patch_symbols(file, map, &file.symbols, placed[i].offset, class, out)?;
+    }
+    if let Some(dynsym) = file
+        .sections
+        .iter()
+        .find(|s| s.sh_type == elf::SHT_DYNSYM.0)
+    {
+        let syms = file.dynamic_symbols().ok()?;
+        patch_symbols(file, map, &syms, placed[dynsym.index].offset, class, out)?;
+    }
+    for s in file
+        .sections
+        .iter()
+        .filter(|s| s.sh_type == elf::SHT_DYNAMIC.0)
+    {
+        let p = placed[s.index];
+        patch_dynamic(map, p.offset, p.size, class, out)?;
+    }
+    Some(())
 }
 
 /// Writes the fixed offsets and addends of every changed relocation table where its
