@@ -295,14 +295,15 @@ fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
         return;
     }
     println!("{input} -> {}", output.display());
-    let layout = match s.layout {
-        Layout::Pack => "--layout pack",
-        Layout::InPlace => "--layout in-place",
-    };
     println!(
-        "  sites rewritten:     {} ({}-byte slots, {layout})",
-        s.sites, s.slot_bytes
+        "  sites rewritten:     {} ({}-byte slots, --layout {})",
+        s.sites, s.slot_bytes, s.layout
     );
+    if let Some(why) = &s.writer_fallback {
+        println!(
+            "  writer:              builder (the patched writer cannot take this file: {why})"
+        );
+    }
     let removed = if s.bytes_removed >= 0 {
         format!(
             "{} removed",

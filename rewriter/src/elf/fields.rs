@@ -21,6 +21,8 @@ pub struct ClassFields {
     pub e_shentsize: usize,
     /// `e_shnum` in the file header (2 bytes).
     pub e_shnum: usize,
+    /// `e_shstrndx` in the file header (2 bytes).
+    pub e_shstrndx: usize,
     /// Bytes of a section header.
     pub shdr_size: usize,
     /// `sh_addr` in a section header.
@@ -65,6 +67,7 @@ pub const ELF64: ClassFields = ClassFields {
     e_phnum: 56,
     e_shentsize: 58,
     e_shnum: 60,
+    e_shstrndx: 62,
     shdr_size: 64,
     sh_addr: 16,
     sh_offset: 24,
@@ -93,6 +96,7 @@ pub const ELF32: ClassFields = ClassFields {
     e_phnum: 44,
     e_shentsize: 46,
     e_shnum: 48,
+    e_shstrndx: 50,
     shdr_size: 40,
     sh_addr: 12,
     sh_offset: 16,
@@ -150,6 +154,8 @@ mod tests {
         assert_eq!(ELF32.e_phnum, offset_of!(FileHeader32<LE>, e_phnum));
         assert_eq!(ELF32.e_shentsize, offset_of!(FileHeader32<LE>, e_shentsize));
         assert_eq!(ELF32.e_shnum, offset_of!(FileHeader32<LE>, e_shnum));
+        assert_eq!(ELF64.e_shstrndx, offset_of!(FileHeader64<LE>, e_shstrndx));
+        assert_eq!(ELF32.e_shstrndx, offset_of!(FileHeader32<LE>, e_shstrndx));
         assert_eq!(ELF64.shdr_size, size_of::<SectionHeader64<LE>>());
         assert_eq!(ELF64.sh_addr, offset_of!(SectionHeader64<LE>, sh_addr));
         assert_eq!(ELF64.sh_offset, offset_of!(SectionHeader64<LE>, sh_offset));

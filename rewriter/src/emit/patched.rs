@@ -25,78 +25,12 @@
 
 use object::elf;
 
+use crate::elf::fields::ClassFields;
 use crate::elf::{read_uint, ElfFile, Section};
 use crate::plan::{AddressMap, Plan};
 use crate::relocate::Fixed;
 
 use super::common::{mapped_symbol, NewSection, ADDRESS_TAGS};
-
-/// Field offsets of the two ELF classes (little-endian throughout: RISC-V).
-struct Class {
-    /// Bytes of an address or size field.
-    word: usize,
-    /// Bytes of a section header.
-    shentsize: usize,
-    /// Bytes of a program header.
-    phentsize: usize,
-    /// Bytes of a RELA entry.
-    rela: usize,
-    /// Bytes of a symbol.
-    sym: usize,
-    /// Bytes of a dynamic entry.
-    dyn_entry: usize,
-}
-
-const CLASS64: Class = Class {
-    word: 8,
-    shentsize: 64,
-    phentsize: 56,
-    rela: 24,
-    sym: 24,
-    dyn_entry: 16,
-};
-const CLASS32: Class = Class {
-    word: 4,
-    shentsize: 40,
-    phentsize: 32,
-    rela: 12,
-    sym: 16,
-    dyn_entry: 8,
-};
-
-impl Class {
-    fn of(file: &ElfFile<'_>) -> &'static Class {
-        if file.is_64 {
-            &CLASS64
-        } else {
-            &CLASS32
-        }
-    }
-    /// (addr, offset, size) field offsets in a section header.
-    fn sh_fields(&self) -> (usize, usize, usize) {
-        if self.word == 8 {
-            (16, 24, 32)
-        } else {
-            (12, 16, 20)
-        }
-    }
-    /// (offset, vaddr, paddr, filesz, memsz) field offsets in a program header.
-    fn ph_fields(&self) -> (usize, usize, usize, usize, usize) {
-        if self.word == 8 {
-            (8, 16, 24, 32, 40)
-        } else {
-            (4, 8, 12, 16, 20)
-        }
-    }
-    /// (value, size) field offsets in a symbol.
-    fn sym_fields(&self) -> (usize, usize) {
-        if self.word == 8 {
-            (8, 16)
-        } else {
-            (4, 8)
-        }
-    }
-}
 
 /// The file header fields this writer reads and rewrites.
 #[derive(Clone, Copy)]
@@ -109,25 +43,24 @@ struct Header {
 
 impl Header {
     /// End of the program header table in the file.
-    fn headers_end(&self, class: &Class) -> Option<u64> {
+    fn headers_end(&self, class: &ClassFields) -> Option<u64> {
         let end = self
             .phoff
-            .checked_add(self.phnum.checked_mul(class.phentsize)?)?;
+            .checked_add(self.phnum.checked_mul(class.phdr_size)?)?;
         u64::try_from(end).ok()
     }
 }
 
 fn header(file: &ElfFile<'_>) -> Option<Header> {
-    let d = file.data;
-    let at = |o64: usize, o32: usize, size: usize| {
-        read_uint(d, if file.is_64 { o64 } else { o32 }, size).and_then(|v| usize::try_from(v).ok())
+    let f = ClassFields::of(file.is_64);
+    let at = |off: usize, size: usize| {
+        read_uint(file.data, off, size).and_then(|v| usize::try_from(v).ok())
     };
-    let w = Class::of(file).word;
     Some(Header {
-        phoff: at(32, 28, w)?,
-        phnum: at(56, 44, 2)?,
-        shoff: at(40, 32, w)?,
-        shnum: at(60, 48, 2)?,
+        phoff: at(f.e_phoff, f.word)?,
+        phnum: at(f.e_phnum, 2)?,
+        shoff: at(f.e_shoff, f.word)?,
+        shnum: at(f.e_shnum, 2)?,
     })
 }
 
@@ -170,8 +103,9 @@ fn nonalloc<'a, 'data>(file: &'a ElfFile<'data>) -> impl Iterator<Item = &'a Sec
 
 /// End of the allocated part of the input: headers, allocated sections, loaded segments.
 fn image_end(file: &ElfFile<'_>, h: Header) -> Option<u64> {
-    let headers = h.headers_end(Class::of(file))?;
-    let mut end = headers.max(if file.is_64 { 64 } else { 52 });
+    let class = ClassFields::of(file.is_64);
+    let headers = h.headers_end(class)?;
+    let mut end = headers.max(class.ehdr_size as u64);
     for s in file.sections.iter().filter(|s| in_image(s)) {
         end = end.max(s.offset.checked_add(s.size)?);
     }
@@ -196,41 +130,69 @@ pub struct Source {
     block_align: u64,
 }
 
+/// Why this writer hands a file to the builder: what it cannot express, in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fallback(pub &'static str);
+
+impl std::fmt::Display for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// `Some` to `Ok`, `None` to the fallback `why`.
+fn or_fall(why: &'static str) -> impl FnOnce() -> Fallback {
+    move || Fallback(why)
+}
+
 impl Source {
-    /// What [`emit_patched`] needs of `file`, or `None` when its structure does not fit this
-    /// writer (what the plan and relocation may still refuse is checked by [`emit_patched`]).
-    pub fn of(file: &ElfFile<'_>) -> Option<Source> {
-        let class = Class::of(file);
-        let h = header(file)?;
-        let shstrndx = read_uint(file.data, if file.is_64 { 62 } else { 50 }, 2)? as usize;
-        let ok = file.kind.is_linked()
-            // Extended numbering keeps the count in section 0; one more section must fit.
-            && h.shnum == file.sections.len()
+    /// What [`emit_patched`] needs of `file`, or why its structure does not fit this writer
+    /// (what the plan and relocation may still refuse is checked by [`emit_patched`]).
+    pub fn of(file: &ElfFile<'_>) -> Result<Source, Fallback> {
+        let class = ClassFields::of(file.is_64);
+        let h = header(file).ok_or_else(or_fall("the file header's offsets do not fit"))?;
+        let shstrndx = read_uint(file.data, class.e_shstrndx, 2)
+            .ok_or_else(or_fall("the file header's offsets do not fit"))?
+            as usize;
+        if !file.kind.is_linked() {
+            return Err(Fallback("an object file"));
+        }
+        // Extended numbering keeps the count in section 0; one more section must fit.
+        let numbered = h.shnum == file.sections.len()
             && h.shnum > 0
             && h.shnum + 1 < elf::SHN_LORESERVE as usize
             && shstrndx > 0
-            && shstrndx < h.shnum
-            && !file.sections.iter().any(|s| s.sh_type == elf::SHT_REL.0)
-            && file.sections.iter().all(|s| {
-                let t = s.sh_type;
-                let want = if t == elf::SHT_SYMTAB.0 || t == elf::SHT_DYNSYM.0 {
-                    class.sym
-                } else if t == elf::SHT_RELA.0 {
-                    class.rela
-                } else if t == elf::SHT_DYNAMIC.0 {
-                    class.dyn_entry
-                } else {
-                    return true;
-                };
-                s.entsize == want as u64
-            })
-            && nonalloc(file).all(|s| s.align <= 1 || s.align.is_power_of_two());
-        if !ok {
-            return None;
+            && shstrndx < h.shnum;
+        if !numbered {
+            return Err(Fallback(
+                "extended section numbering or no section name table",
+            ));
+        }
+        if file.sections.iter().any(|s| s.sh_type == elf::SHT_REL.0) {
+            return Err(Fallback("REL relocations"));
+        }
+        let entries_ok = file.sections.iter().all(|s| {
+            let t = s.sh_type;
+            let want = if t == elf::SHT_SYMTAB.0 || t == elf::SHT_DYNSYM.0 {
+                class.sym_size
+            } else if t == elf::SHT_RELA.0 {
+                class.rela_size
+            } else if t == elf::SHT_DYNAMIC.0 {
+                class.dyn_size
+            } else {
+                return true;
+            };
+            s.entsize == want as u64
+        }) && nonalloc(file).all(|s| s.align <= 1 || s.align.is_power_of_two());
+        if !entries_ok {
+            return Err(Fallback(
+                "a table with an unusual entry size, or a non-allocated section with an odd alignment",
+            ));
         }
         // The non-allocated sections follow the image, and no segment but the attributes
         // one describes them: they move as one block.
-        let image_end = image_end(file, h)?;
+        let image_end =
+            image_end(file, h).ok_or_else(or_fall("section or segment ends do not fit"))?;
         let lo = nonalloc(file).map(|s| s.offset).min().unwrap_or(image_end);
         let hi = nonalloc(file)
             .map(|s| s.offset + s.size)
@@ -242,7 +204,9 @@ impl Source {
                 && g.offset.saturating_add(g.filesz) > lo
         });
         if lo < image_end || (hi > lo && covers_block) {
-            return None;
+            return Err(Fallback(
+                "non-allocated sections among the allocated ones, or inside a segment",
+            ));
         }
         // The headers come before every allocated section, and stay where they are.
         let first = file
@@ -252,7 +216,13 @@ impl Source {
             .map(|s| s.offset)
             .min()
             .unwrap_or(u64::MAX);
-        (h.headers_end(class)? <= first).then(|| Source {
+        let headers_end = h
+            .headers_end(class)
+            .ok_or_else(or_fall("the program headers' end does not fit"))?;
+        if headers_end > first {
+            return Err(Fallback("a section before the program headers' end"));
+        }
+        Ok(Source {
             header: h,
             shstrndx,
             image_end,
@@ -270,20 +240,75 @@ struct Placed {
     size: u64,
 }
 
-/// The rewritten file, or `None` when a change does not fit this writer.
+/// The rewritten file, or why a change does not fit this writer.
 pub fn emit_patched(
     file: &ElfFile<'_>,
     src: &Source,
     plan: &Plan,
     fixed: &Fixed,
     table: Option<&NewSection>,
+) -> Result<Vec<u8>, Fallback> {
+    if changes_fit(file, fixed, ClassFields::of(file.is_64)).is_none() {
+        return Err(Fallback(
+            "a non-allocated section grew, or a dynamic relocation table changed length",
+        ));
+    }
+    write_patched(file, src, plan, fixed, table).ok_or(Fallback(
+        "a new place or size does not fit the file's fields",
+    ))
+}
+
+/// [`emit_patched`] once the changes are known to fit; `None` when arithmetic overflows.
+fn write_patched(
+    file: &ElfFile<'_>,
+    src: &Source,
+    plan: &Plan,
+    fixed: &Fixed,
+    table: Option<&NewSection>,
 ) -> Option<Vec<u8>> {
-    let class = Class::of(file);
+    let class = ClassFields::of(file.is_64);
     let h = src.header;
     let map = &plan.map;
+    let mut placed = new_places(file, plan, fixed, class);
+    let headers_end = h.headers_end(class)?;
+    let new_end = new_image_end(file, plan, &placed, table, headers_end)?;
+    let (new_lo, mut end) = place_block(file, src, new_end, &mut placed)?;
+    let (table_name, shstr_new) = name_table(file, src, table, &mut placed, &mut end)?;
+    let shoff = end.next_multiple_of(class.word as u64);
+    let shnum = h.shnum + usize::from(table.is_some());
+    let total = usize::try_from(shoff)
+        .ok()?
+        .checked_add(shnum * class.shdr_size)?;
+    if total > isize::MAX as usize {
+        return None;
+    }
+    let mut out = vec![0u8; total];
 
-    // New size of every changed section; non-allocated ones may only shrink (their block
-    // keeps its layout), dynamic relocation tables keep their length.
+    let moved_from = unmoved_prefix(file, src, &placed, headers_end);
+    copy_image(file, fixed, &placed, table, moved_from, &mut out)?;
+    copy_block(file, src, fixed, &placed, new_lo, &mut out)?;
+    if let Some(grown) = &shstr_new {
+        put_bytes(&mut out, placed[src.shstrndx].offset, grown)?;
+    }
+    patch_tables(file, map, fixed, &placed, class, &mut out)?;
+
+    write_section_headers(file, h, &placed, shoff as usize, class, &mut out)?;
+    if let Some(t) = table {
+        let at = shoff as usize + h.shnum * class.shdr_size;
+        write_table_header(t, table_name, at, class, &mut out)?;
+    }
+    // File header: entry, section table place and count.
+    let w = class.word;
+    put(&mut out, class.e_entry, w, map.map(file.entry))?;
+    put(&mut out, class.e_shoff, w, shoff)?;
+    put(&mut out, class.e_shnum, 2, shnum as u64)?;
+    write_program_headers(file, plan, h, &placed, class, &mut out)?;
+    Some(out)
+}
+
+/// `Some` when every changed section fits this writer: non-allocated ones may only shrink
+/// (their block keeps its layout), dynamic relocation tables keep their length.
+fn changes_fit(file: &ElfFile<'_>, fixed: &Fixed, class: &ClassFields) -> Option<()> {
     for (&i, d) in &fixed.data {
         let s = file.sections.get(i)?;
         if s.is_nobits() || (!s.is_alloc() && d.len() as u64 > s.size) {
@@ -292,23 +317,28 @@ pub fn emit_patched(
     }
     for (&i, r) in &fixed.relocs {
         let s = file.sections.get(i)?;
-        let bytes = (r.len() as u64).checked_mul(class.rela as u64)?;
+        let bytes = (r.len() as u64).checked_mul(class.rela_size as u64)?;
         if s.sh_type != elf::SHT_RELA.0 || bytes > s.size || (s.is_alloc() && bytes != s.size) {
             return None;
         }
     }
-    let mut placed: Vec<Placed> = file
-        .sections
+    Some(())
+}
+
+/// Every section's new size, and for allocated ones the plan's address and file offset
+/// (non-allocated ones are placed by [`place_block`]).
+fn new_places(file: &ElfFile<'_>, plan: &Plan, fixed: &Fixed, class: &ClassFields) -> Vec<Placed> {
+    file.sections
         .iter()
         .map(|s| {
             let size = match (fixed.data.get(&s.index), fixed.relocs.get(&s.index)) {
                 (Some(d), _) => d.len() as u64,
-                (None, Some(r)) => r.len() as u64 * class.rela as u64,
+                (None, Some(r)) => r.len() as u64 * class.rela_size as u64,
                 (None, None) => s.size,
             };
             let (addr, offset) = if s.is_alloc() {
                 (
-                    map.section(s.index).map_or(s.addr, |m| m.new_addr),
+                    plan.map.section(s.index).map_or(s.addr, |m| m.new_addr),
                     plan.offsets.get(&s.index).copied().unwrap_or(s.offset),
                 )
             } else {
@@ -316,10 +346,17 @@ pub fn emit_patched(
             };
             Placed { addr, offset, size }
         })
-        .collect();
+        .collect()
+}
 
-    // The allocated part: where it ends now.
-    let headers_end = h.headers_end(class)?;
+/// Where the allocated part (headers, sections, table, loaded segments) ends now.
+fn new_image_end(
+    file: &ElfFile<'_>,
+    plan: &Plan,
+    placed: &[Placed],
+    table: Option<&NewSection>,
+    headers_end: u64,
+) -> Option<u64> {
     let mut new_end = headers_end;
     for s in file.sections.iter().filter(|s| in_image(s)) {
         let p = placed[s.index];
@@ -334,14 +371,23 @@ pub fn emit_patched(
             new_end = new_end.max(offset.checked_add(filesz)?);
         }
     }
+    Some(new_end)
+}
 
-    // The non-allocated block: same gap after the image as before, then rounded up so that
-    // every section in it keeps its alignment.
+/// Places the non-allocated block after the image now ending at `new_end`: same gap after
+/// the image as before, then rounded up so that every section in it keeps its alignment.
+/// Returns the block's new start and the end of the file's contents.
+fn place_block(
+    file: &ElfFile<'_>,
+    src: &Source,
+    new_end: u64,
+    placed: &mut [Placed],
+) -> Option<(u64, u64)> {
     let (old_end, (lo, hi), align) = (src.image_end, src.block, src.block_align);
     let mut new_lo = new_end.checked_add(lo - old_end)?;
     new_lo = new_lo.checked_add(lo.wrapping_sub(new_lo) & (align - 1))?;
     let delta = new_lo.wrapping_sub(lo);
-    let mut end = new_lo.checked_add(hi - lo)?;
+    let end = new_lo.checked_add(hi - lo)?;
     for s in file.sections.iter().skip(1).filter(|s| !s.is_alloc()) {
         // An empty section outside the block stays in the file: before it, where it was;
         // after it, at its end.
@@ -351,156 +397,182 @@ pub fn emit_patched(
             _ => end,
         };
     }
+    Some((new_lo, end))
+}
 
-    // The table's name: reused if `.shstrtab` has it, else appended to it (in place when it
-    // is the last section of the block, else in a copy after the block).
-    let shstrndx = src.shstrndx;
-    let shstr = file.sections.get(shstrndx)?;
+/// The table's name in `.shstrtab`: reused if `.shstrtab` has it, else appended to it (in
+/// place when it is the last section of the block, else in a copy after the block, moving
+/// `end`). Returns its offset there and the grown `.shstrtab`, if it grew.
+fn name_table(
+    file: &ElfFile<'_>,
+    src: &Source,
+    table: Option<&NewSection>,
+    placed: &mut [Placed],
+    end: &mut u64,
+) -> Option<(u64, Option<Vec<u8>>)> {
+    let shstr = file.sections.get(src.shstrndx)?;
     let shstr_old = file.section_data(shstr).ok()?;
-    let mut shstr_new: Option<Vec<u8>> = None;
-    let mut table_name = 0u64;
-    if let Some(t) = table {
-        let name: Vec<u8> = t.name.bytes().chain([0]).collect();
-        match shstr_old
-            .windows(name.len())
-            .position(|w| w == name.as_slice())
-        {
-            Some(at) => table_name = at as u64,
-            None => {
-                let mut grown = shstr_old.to_vec();
-                table_name = grown.len() as u64;
-                grown.extend_from_slice(&name);
-                let p = &mut placed[shstrndx];
-                if shstr.offset + shstr.size != hi || shstr.is_alloc() {
-                    p.offset = end;
-                }
-                p.size = grown.len() as u64;
-                end = end.max(p.offset + p.size);
-                shstr_new = Some(grown);
-            }
-        }
+    let Some(table) = table else {
+        return Some((0, None));
+    };
+    let name: Vec<u8> = table.name.bytes().chain([0]).collect();
+    if let Some(at) = shstr_old
+        .windows(name.len())
+        .position(|w| w == name.as_slice())
+    {
+        return Some((at as u64, None));
     }
-    let shoff = end.next_multiple_of(class.word as u64);
-    let shnum = h.shnum + usize::from(table.is_some());
-    let total = usize::try_from(shoff)
-        .ok()?
-        .checked_add(shnum * class.shentsize)?;
-    if total > isize::MAX as usize {
-        return None;
+    let mut grown = shstr_old.to_vec();
+    let table_name = grown.len() as u64;
+    grown.extend_from_slice(&name);
+    let p = &mut placed[src.shstrndx];
+    if shstr.offset + shstr.size != src.block.1 || shstr.is_alloc() {
+        p.offset = *end;
     }
-    let mut out = vec![0u8; total];
+    p.size = grown.len() as u64;
+    *end = (*end).max(p.offset + p.size);
+    Some((table_name, Some(grown)))
+}
 
-    // The bytes before the first section that moved or changed size are the input's own,
-    // gaps and all (so an in-place rewrite differs from its input only where it changed).
-    let moved_from = file
-        .sections
+/// End of the bytes before the first section that moved or changed size: they are the
+/// input's own, gaps and all (so an in-place rewrite differs from its input only where it
+/// changed).
+fn unmoved_prefix(file: &ElfFile<'_>, src: &Source, placed: &[Placed], headers_end: u64) -> u64 {
+    file.sections
         .iter()
         .filter(|s| in_image(s))
         .filter(|s| placed[s.index].offset != s.offset || placed[s.index].size != s.size)
         .map(|s| s.offset)
         .min()
-        .unwrap_or(old_end)
-        .min(old_end)
-        .max(headers_end);
-    put_bytes(&mut out, 0, file.data.get(..moved_from as usize)?)?;
+        .unwrap_or(src.image_end)
+        .min(src.image_end)
+        .max(headers_end)
+}
+
+/// Copies the allocated part: the input's bytes up to `moved_from`, then every allocated
+/// section (new contents or old) where it now is, and the table.
+fn copy_image(
+    file: &ElfFile<'_>,
+    fixed: &Fixed,
+    placed: &[Placed],
+    table: Option<&NewSection>,
+    moved_from: u64,
+    out: &mut [u8],
+) -> Option<()> {
+    put_bytes(out, 0, file.data.get(..moved_from as usize)?)?;
     for s in file.sections.iter().filter(|s| in_image(s)) {
         let p = placed[s.index];
         match fixed.data.get(&s.index) {
-            Some(d) => put_bytes(&mut out, p.offset, d)?,
+            Some(d) => put_bytes(out, p.offset, d)?,
             None if p.offset == s.offset && s.offset + s.size <= moved_from => {}
-            None => put_bytes(&mut out, p.offset, file.section_data(s).ok()?)?,
+            None => put_bytes(out, p.offset, file.section_data(s).ok()?)?,
         }
     }
     if let Some(t) = table {
-        put_bytes(&mut out, t.offset, &t.data)?;
+        put_bytes(out, t.offset, &t.data)?;
     }
-    put_bytes(&mut out, new_lo, file.data.get(lo as usize..hi as usize)?)?;
+    Some(())
+}
+
+/// Copies the non-allocated block to `new_lo`, then the new contents of the non-allocated
+/// sections that changed.
+fn copy_block(
+    file: &ElfFile<'_>,
+    src: &Source,
+    fixed: &Fixed,
+    placed: &[Placed],
+    new_lo: u64,
+    out: &mut [u8],
+) -> Option<()> {
+    let (lo, hi) = src.block;
+    put_bytes(out, new_lo, file.data.get(lo as usize..hi as usize)?)?;
     for s in file.sections.iter().skip(1).filter(|s| !s.is_alloc()) {
         if let Some(d) = fixed.data.get(&s.index) {
             let p = placed[s.index];
-            put_bytes(&mut out, p.offset, d)?;
+            put_bytes(out, p.offset, d)?;
             // A shrunk section leaves no stale bytes behind.
             let from = usize::try_from(p.offset).ok()?.checked_add(d.len())?;
             let to = usize::try_from(p.offset.checked_add(s.size)?).ok()?;
             out.get_mut(from..to)?.fill(0);
         }
     }
-    if let Some(grown) = &shstr_new {
-        put_bytes(&mut out, placed[shstrndx].offset, grown)?;
-    }
+    Some(())
+}
 
-    patch_relocations(file, fixed, &placed, class, &mut out)?;
-    if let Some(i) = file.symtab_index {
-        patch_symbols(file, map, &file.symbols, placed[i].offset, class, &mut out)?;
-    }
-    if let Some(dynsym) = file
-        .sections
-        .iter()
-        .find(|s| s.sh_type == elf::SHT_DYNSYM.0)
-    {
-        let syms = file.dynamic_symbols().ok()?;
-        patch_symbols(
-            file,
-            map,
-            &syms,
-            placed[dynsym.index].offset,
-            class,
-            &mut out,
-        )?;
-    }
-    for s in file
-        .sections
-        .iter()
-        .filter(|s| s.sh_type == elf::SHT_DYNAMIC.0)
-    {
-        let p = placed[s.index];
-        patch_dynamic(map, p.offset, p.size, class, &mut out)?;
-    }
-
-    // Section headers: the input's, with new places, then the table's.
-    let (f_addr, f_offset, f_size) = class.sh_fields();
+/// Section headers: the input's, with their new places, in the table at `shoff`.
+fn write_section_headers(
+    file: &ElfFile<'_>,
+    h: Header,
+    placed: &[Placed],
+    shoff: usize,
+    class: &ClassFields,
+    out: &mut [u8],
+) -> Option<()> {
+    let (f_addr, f_offset, f_size) = (class.sh_addr, class.sh_offset, class.sh_size);
     let w = class.word;
     for (i, p) in placed.iter().enumerate() {
-        let from = h.shoff.checked_add(i * class.shentsize)?;
-        let at = shoff as usize + i * class.shentsize;
-        out[at..at + class.shentsize].copy_from_slice(file.data.get(from..from + class.shentsize)?);
+        let from = h.shoff.checked_add(i * class.shdr_size)?;
+        let at = shoff + i * class.shdr_size;
+        out[at..at + class.shdr_size].copy_from_slice(file.data.get(from..from + class.shdr_size)?);
         if i > 0 {
-            put(&mut out, at + f_addr, w, p.addr)?;
-            put(&mut out, at + f_offset, w, p.offset)?;
-            put(&mut out, at + f_size, w, p.size)?;
+            put(out, at + f_addr, w, p.addr)?;
+            put(out, at + f_offset, w, p.offset)?;
+            put(out, at + f_size, w, p.size)?;
         }
     }
-    if let Some(t) = table {
-        let at = shoff as usize + h.shnum * class.shentsize;
-        let ptr = w as u64;
-        put(&mut out, at, 4, table_name)?;
-        put(&mut out, at + 4, 4, u64::from(elf::SHT_PROGBITS.0))?;
-        put(&mut out, at + 8, w, elf::SHF_ALLOC.0)?;
-        put(&mut out, at + f_addr, w, t.addr)?;
-        put(&mut out, at + f_offset, w, t.offset)?;
-        put(&mut out, at + f_size, w, t.data.len() as u64)?;
-        // sh_link and sh_info stay 0; then sh_addralign and sh_entsize.
-        put(&mut out, at + f_size + w + 8, w, ptr)?;
-        put(&mut out, at + f_size + 2 * w + 8, w, ptr)?;
-    }
+    Some(())
+}
 
-    // File header: entry, section table place and count.
-    put(&mut out, 24, w, map.map(file.entry))?;
-    put(&mut out, if file.is_64 { 40 } else { 32 }, w, shoff)?;
-    put(&mut out, if file.is_64 { 60 } else { 48 }, 2, shnum as u64)?;
+/// The table's section header at `at`, its name at `name` in `.shstrtab`.
+fn write_table_header(
+    t: &NewSection,
+    name: u64,
+    at: usize,
+    class: &ClassFields,
+    out: &mut [u8],
+) -> Option<()> {
+    let (f_addr, f_offset, f_size) = (class.sh_addr, class.sh_offset, class.sh_size);
+    let w = class.word;
+    let ptr = w as u64;
+    put(out, at, 4, name)?;
+    put(out, at + 4, 4, u64::from(elf::SHT_PROGBITS.0))?;
+    put(out, at + 8, w, elf::SHF_ALLOC.0)?;
+    put(out, at + f_addr, w, t.addr)?;
+    put(out, at + f_offset, w, t.offset)?;
+    put(out, at + f_size, w, t.data.len() as u64)?;
+    // sh_link and sh_info stay 0; then sh_addralign and sh_entsize.
+    put(out, at + f_size + w + 8, w, ptr)?;
+    put(out, at + f_size + 2 * w + 8, w, ptr)?;
+    Some(())
+}
 
-    // Program headers, from the plan; the attributes segment follows its section.
+/// Program headers, from the plan; the attributes segment follows its section.
+fn write_program_headers(
+    file: &ElfFile<'_>,
+    plan: &Plan,
+    h: Header,
+    placed: &[Placed],
+    class: &ClassFields,
+    out: &mut [u8],
+) -> Option<()> {
+    let w = class.word;
     let attributes = file
         .sections
         .iter()
         .find(|s| s.name == ".riscv.attributes")
         .map(|s| placed[s.index].offset);
-    let (p_offset, p_vaddr, p_paddr, p_filesz, p_memsz) = class.ph_fields();
+    let (p_offset, p_vaddr, p_paddr, p_filesz, p_memsz) = (
+        class.p_offset,
+        class.p_vaddr,
+        class.p_paddr,
+        class.p_filesz,
+        class.p_memsz,
+    );
     for (k, g) in file.segments.iter().enumerate().take(h.phnum) {
-        let at = h.phoff + k * class.phentsize;
+        let at = h.phoff + k * class.phdr_size;
         if g.p_type == elf::PT_RISCV_ATTRIBUTES.0 {
             if let Some(off) = attributes {
-                put(&mut out, at + p_offset, w, off)?;
+                put(out, at + p_offset, w, off)?;
             }
             continue;
         }
@@ -509,13 +581,46 @@ pub fn emit_patched(
         };
         let paddr = read_uint(file.data, at + p_paddr, w)?;
         let phys_delta = g.vaddr.wrapping_sub(paddr);
-        put(&mut out, at + p_offset, w, offset)?;
-        put(&mut out, at + p_vaddr, w, vaddr)?;
-        put(&mut out, at + p_paddr, w, vaddr.wrapping_sub(phys_delta))?;
-        put(&mut out, at + p_filesz, w, filesz)?;
-        put(&mut out, at + p_memsz, w, memsz)?;
+        put(out, at + p_offset, w, offset)?;
+        put(out, at + p_vaddr, w, vaddr)?;
+        put(out, at + p_paddr, w, vaddr.wrapping_sub(phys_delta))?;
+        put(out, at + p_filesz, w, filesz)?;
+        put(out, at + p_memsz, w, memsz)?;
     }
-    Some(out)
+    Some(())
+}
+
+/// Writes what moved inside the copied tables: relocation offsets and addends, symbol values
+/// and sizes, dynamic address tags.
+fn patch_tables(
+    file: &ElfFile<'_>,
+    map: &AddressMap,
+    fixed: &Fixed,
+    placed: &[Placed],
+    class: &ClassFields,
+    out: &mut [u8],
+) -> Option<()> {
+    patch_relocations(file, fixed, placed, class, out)?;
+    if let Some(i) = file.symtab_index {
+        patch_symbols(file, map, &file.symbols, placed[i].offset, class, out)?;
+    }
+    if let Some(dynsym) = file
+        .sections
+        .iter()
+        .find(|s| s.sh_type == elf::SHT_DYNSYM.0)
+    {
+        let syms = file.dynamic_symbols().ok()?;
+        patch_symbols(file, map, &syms, placed[dynsym.index].offset, class, out)?;
+    }
+    for s in file
+        .sections
+        .iter()
+        .filter(|s| s.sh_type == elf::SHT_DYNAMIC.0)
+    {
+        let p = placed[s.index];
+        patch_dynamic(map, p.offset, p.size, class, out)?;
+    }
+    Some(())
 }
 
 /// Writes the fixed offsets and addends of every changed relocation table where its
@@ -524,18 +629,18 @@ fn patch_relocations(
     file: &ElfFile<'_>,
     fixed: &Fixed,
     placed: &[Placed],
-    class: &Class,
+    class: &ClassFields,
     out: &mut [u8],
 ) -> Option<()> {
     let w = class.word;
     for (&i, relocs) in &fixed.relocs {
         let base = usize::try_from(placed[i].offset).ok()?;
         for (k, r) in relocs.iter().enumerate() {
-            let at = base.checked_add(k.checked_mul(class.rela)?)?;
+            let at = base.checked_add(k.checked_mul(class.rela_size)?)?;
             put(out, at, w, r.offset)?;
             put(out, at + 2 * w, w, r.addend as u64)?;
         }
-        let kept = relocs.len() * class.rela;
+        let kept = relocs.len() * class.rela_size;
         let old = usize::try_from(file.sections[i].size).ok()?;
         out.get_mut(base + kept..base + old)?.fill(0);
     }
@@ -549,17 +654,17 @@ fn patch_symbols(
     map: &AddressMap,
     syms: &[crate::elf::Symbol<'_>],
     base: u64,
-    class: &Class,
+    class: &ClassFields,
     out: &mut [u8],
 ) -> Option<()> {
     use rayon::prelude::*;
     const CHUNK: usize = 4096;
-    let (value_at, size_at) = class.sym_fields();
+    let (value_at, size_at) = (class.st_value, class.st_size);
     let w = class.word;
     let base = usize::try_from(base).ok()?;
-    let table = out.get_mut(base..base.checked_add(syms.len().checked_mul(class.sym)?)?)?;
+    let table = out.get_mut(base..base.checked_add(syms.len().checked_mul(class.sym_size)?)?)?;
     table
-        .par_chunks_mut(CHUNK * class.sym)
+        .par_chunks_mut(CHUNK * class.sym_size)
         .zip(syms.par_chunks(CHUNK))
         .try_for_each(|(bytes, syms)| {
             for (k, orig) in syms.iter().enumerate() {
@@ -567,7 +672,7 @@ fn patch_symbols(
                 if orig.index == 0 {
                     continue;
                 }
-                let at = k * class.sym;
+                let at = k * class.sym_size;
                 match mapped_symbol(file, map, orig) {
                     None => put(bytes, at + value_at, w, map.map(orig.value))?,
                     Some((v, size)) => {
@@ -585,13 +690,13 @@ fn patch_dynamic(
     map: &AddressMap,
     offset: u64,
     size: u64,
-    class: &Class,
+    class: &ClassFields,
     out: &mut [u8],
 ) -> Option<()> {
     let w = class.word;
     let base = usize::try_from(offset).ok()?;
-    for k in 0..usize::try_from(size).ok()? / class.dyn_entry {
-        let at = base + k * class.dyn_entry;
+    for k in 0..usize::try_from(size).ok()? / class.dyn_size {
+        let at = base + k * class.dyn_size;
         let tag = read_uint(out, at, w)?;
         if tag == elf::DT_NULL.0 as u64 {
             break;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use object::elf;
 
 use super::{AddressMap, Edit, SectionMove, SlotLayout};
-use crate::elf::{ElfFile, RelocSection};
+use crate::elf::{ElfFile, Reloc, RelocSection, Section, Segment};
 use crate::error::{Error, Result};
 use crate::riscv::{insn_len, C_NOP, NOP};
 use crate::scan::PatchSite;
@@ -104,13 +104,45 @@ pub fn plan(
     relocs: &[RelocSection],
     opts: PlanOptions,
 ) -> Result<Plan> {
-    let mut moves_exec: BTreeMap<usize, Vec<Edit>> = BTreeMap::new();
+    let mut points = align_points(file, relocs)?;
+    let mut by_section: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, s) in sites.iter().enumerate() {
+        by_section.entry(s.section).or_default().push(i);
+    }
+    let mut exec_edits: BTreeMap<usize, Vec<Edit>> = BTreeMap::new();
     let mut slots = Vec::with_capacity(sites.len());
     let mut alignment_bytes = 0u64;
     // (section, offset of the island in the section's new bytes)
     let mut islands: Vec<(usize, u64)> = Vec::new();
+    for sec in file
+        .sections
+        .iter()
+        .filter(|s| s.is_exec() && (s.is_alloc() || !file.kind.is_linked()) && !s.is_nobits())
+    {
+        let data = file.section_data(sec)?;
+        let mut pts = points.remove(&sec.index).unwrap_or_default();
+        pts.sort_by_key(|p| p.at);
+        let site_ids = by_section.remove(&sec.index).unwrap_or_default();
+        let done = section_edits(file, sec.addr, data, sites, &site_ids, &pts, opts)?;
+        alignment_bytes += done.spent;
+        slots.extend(done.placed);
+        islands.extend(done.islands);
+        exec_edits.insert(sec.index, done.edits);
+    }
+    slots.sort_by_key(|s| s.site);
+    let mut plan = place_sections(file, exec_edits, slots, alignment_bytes, opts)?;
+    plan.islands = island_addresses(&plan.map, islands);
+    if let Some(tramp) = opts.trampoline {
+        check_island_reach(&plan, plan.map.map(tramp))?;
+    }
+    Ok(plan)
+}
 
-    // Alignment points per section, from R_RISCV_ALIGN and from function alignment.
+/// Alignment points per section, from `R_RISCV_ALIGN` and from function alignment.
+fn align_points(
+    file: &ElfFile<'_>,
+    relocs: &[RelocSection],
+) -> Result<BTreeMap<usize, Vec<AlignPoint>>> {
     let mut points: BTreeMap<usize, Vec<AlignPoint>> = BTreeMap::new();
     for rs in relocs
         .iter()
@@ -122,28 +154,8 @@ pub fn plan(
             .iter()
             .filter(|r| r.r_type == elf::R_RISCV_ALIGN.0)
         {
-            // Checked: a corrupt addend (negative, or near 2^64) overflows.
-            let bad = || {
-                Error::refused(format!(
-                    "R_RISCV_ALIGN at {:#x} in {} asks for {} bytes of padding",
-                    r.offset, sec.name, r.addend
-                ))
-            };
-            let align = (r.addend as u64)
-                .checked_add(min_insn(file))
-                .and_then(u64::checked_next_power_of_two)
-                .ok_or_else(bad)?;
-            let start = if file.kind.is_linked() {
-                r.offset
-            } else {
-                sec.addr.checked_add(r.offset).ok_or_else(bad)?
-            };
-            let at = start.checked_next_multiple_of(align).ok_or_else(bad)?;
-            points.entry(rs.target).or_default().push(AlignPoint {
-                at,
-                align,
-                pad_start: start,
-            });
+            let point = reloc_align_point(file, sec, r)?;
+            points.entry(rs.target).or_default().push(point);
         }
     }
     for (section, align) in file.function_alignment() {
@@ -161,46 +173,47 @@ pub fn plan(
             }
         }
     }
+    Ok(points)
+}
 
-    let mut by_section: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, s) in sites.iter().enumerate() {
-        by_section.entry(s.section).or_default().push(i);
-    }
-    let exec_sections: Vec<usize> = file
-        .sections
-        .iter()
-        .filter(|s| s.is_exec() && (s.is_alloc() || !file.kind.is_linked()) && !s.is_nobits())
-        .map(|s| s.index)
-        .collect();
-    for &section in &exec_sections {
-        let sec = &file.sections[section];
-        let data = file.section_data(sec)?;
-        let mut pts = points.remove(&section).unwrap_or_default();
-        pts.sort_by_key(|p| p.at);
-        let site_ids = by_section.remove(&section).unwrap_or_default();
-        let (edits, placed, spent, isl) =
-            section_edits(file, sec.addr, data, sites, &site_ids, &pts, opts)?;
-        alignment_bytes += spent;
-        slots.extend(placed);
-        islands.extend(isl);
-        moves_exec.insert(section, edits);
-    }
-    slots.sort_by_key(|s| s.site);
-    let mut plan = place_sections(file, moves_exec, slots, alignment_bytes, opts)?;
-    // Island addresses were section-relative guesses until the sections were placed.
-    plan.islands = islands
+/// The point an `R_RISCV_ALIGN` of section `sec` keeps aligned: its nops end there.
+fn reloc_align_point(file: &ElfFile<'_>, sec: &Section<'_>, r: &Reloc) -> Result<AlignPoint> {
+    // Checked: a corrupt addend (negative, or near 2^64) overflows.
+    let bad = || {
+        Error::refused(format!(
+            "R_RISCV_ALIGN at {:#x} in {} asks for {} bytes of padding",
+            r.offset, sec.name, r.addend
+        ))
+    };
+    let align = (r.addend as u64)
+        .checked_add(min_insn(file))
+        .and_then(u64::checked_next_power_of_two)
+        .ok_or_else(bad)?;
+    let start = if file.kind.is_linked() {
+        r.offset
+    } else {
+        sec.addr.checked_add(r.offset).ok_or_else(bad)?
+    };
+    let at = start.checked_next_multiple_of(align).ok_or_else(bad)?;
+    Ok(AlignPoint {
+        at,
+        align,
+        pad_start: start,
+    })
+}
+
+/// The new addresses of the islands, sorted, from their places in their sections' new
+/// bytes: those were section-relative guesses until the sections were placed.
+fn island_addresses(map: &AddressMap, islands: Vec<(usize, u64)>) -> Vec<u64> {
+    let mut addrs: Vec<u64> = islands
         .into_iter()
         .map(|(sec, off)| {
-            plan.map
-                .section(sec)
+            map.section(sec)
                 .map_or(off, |m| m.new_addr.wrapping_add(off))
         })
         .collect();
-    plan.islands.sort_unstable();
-    if let Some(tramp) = opts.trampoline {
-        check_island_reach(&plan, plan.map.map(tramp))?;
-    }
-    Ok(plan)
+    addrs.sort_unstable();
+    addrs
 }
 
 /// Every slot must have the trampoline or an island within `jal` reach.
@@ -229,6 +242,18 @@ enum Step {
     Align(AlignPoint),
 }
 
+/// What the walk over one executable section produced.
+struct SectionEdits {
+    /// The edits, in address order.
+    edits: Vec<Edit>,
+    /// The section's slots.
+    placed: Vec<PlannedSlot>,
+    /// Bytes spent on alignment.
+    spent: u64,
+    /// (section, offset of the island in the section's new bytes)
+    islands: Vec<(usize, u64)>,
+}
+
 /// Computes the edits of one executable section: cut pads, pad slots and aligned points.
 fn section_edits(
     file: &ElfFile<'_>,
@@ -238,7 +263,48 @@ fn section_edits(
     site_ids: &[usize],
     points: &[AlignPoint],
     opts: PlanOptions,
-) -> Result<(Vec<Edit>, Vec<PlannedSlot>, u64, Vec<(usize, u64)>)> {
+) -> Result<SectionEdits> {
+    let mut walk = SectionWalk {
+        base,
+        data,
+        unit: min_insn(file),
+        opts,
+        func_align: points
+            .iter()
+            .filter(|p| p.pad_start == p.at)
+            .map(|p| (p.at, p.align))
+            .collect(),
+        edits: Vec::new(),
+        placed: Vec::new(),
+        delta: 0,
+        spent: 0,
+        islands: Vec::new(),
+        last_island: None,
+    };
+    for (_, _, step) in walk_steps(sites, site_ids, points) {
+        match step {
+            Step::Site(i) => walk.place_site(i, &sites[i])?,
+            Step::Align(p) => walk.keep_aligned(p)?,
+        }
+    }
+    // Generated in address order already; a stable sort keeps an insert before a cut at
+    // the same address.
+    walk.edits.sort_by_key(|e| e.at());
+    Ok(SectionEdits {
+        edits: walk.edits,
+        placed: walk.placed,
+        spent: walk.spent,
+        islands: walk.islands,
+    })
+}
+
+/// The sites and alignment points of a section in address order (a point before a site at
+/// the same address).
+fn walk_steps(
+    sites: &[PatchSite],
+    site_ids: &[usize],
+    points: &[AlignPoint],
+) -> Vec<(u64, u8, Step)> {
     let mut steps: Vec<(u64, u8, Step)> = Vec::with_capacity(site_ids.len() + points.len());
     for &i in site_ids {
         steps.push((sites[i].entry, 1, Step::Site(i)));
@@ -251,147 +317,178 @@ fn section_edits(
         steps.push((p.pad_start, 0, Step::Align(*p)));
     }
     steps.sort_by_key(|(a, k, _)| (*a, *k));
+    steps
+}
 
-    let unit = min_insn(file);
-    let mut edits = Vec::new();
-    let mut placed = Vec::new();
-    let mut delta: i64 = 0;
-    let mut spent = 0u64;
-    let func_align: BTreeMap<u64, u64> = points
-        .iter()
-        .filter(|p| p.pad_start == p.at)
-        .map(|p| (p.at, p.align))
-        .collect();
-    let mut islands = Vec::new();
-    // New address of this section's last island.
-    let mut last_island: Option<u64> = None;
-    for (_, _, step) in steps {
-        match step {
-            Step::Site(i) => {
-                let site = &sites[i];
-                let cut = SlotLayout::for_site(site, opts.slot, opts.pre);
-                if let Some(tramp) = opts.trampoline.filter(|_| opts.slot >= 4) {
-                    let here = site.entry.wrapping_add(delta as u64);
-                    let far = site.entry.abs_diff(tramp) > ISLAND_REACH;
-                    if far && last_island.is_none_or(|l| here.wrapping_sub(l) > ISLAND_REACH) {
-                        // In front of the pad: 4-byte aligned, reached by what follows.
-                        let align = (4 - here % 4) % 4;
-                        if align % unit != 0 {
-                            return Err(Error::refused(format!(
-                                "cannot align a trampoline island at {:#x}",
-                                site.entry
-                            )));
-                        }
-                        edits.push(Edit::Insert {
-                            at: site.entry,
-                            len: align + ISLAND_BYTES,
-                        });
-                        let at = here.wrapping_add(align);
-                        islands.push((site.section, at.wrapping_sub(base)));
-                        last_island = Some(at);
-                        delta += (align + ISLAND_BYTES) as i64;
-                        spent += align;
-                    }
-                }
-                let keep_from = site.entry.wrapping_add(u64::from(cut.cut_pre));
-                let mut align = 4;
-                let residue = cut.required_residue(site.func_addr);
-                if let Some(&fa) = func_align.get(&site.func_addr) {
-                    align = align.max(fa);
-                }
-                let residue = if align > 4 { 0 } else { residue };
-                // Where the symbol would land without padding.
-                let new_sym = (site.func_addr as i64)
-                    .wrapping_add(delta)
-                    .wrapping_sub(i64::from(cut.cut_pre));
-                let pad = (residue as i64)
-                    .wrapping_sub(new_sym)
-                    .rem_euclid(align as i64) as u64;
-                if pad % unit != 0 {
-                    return Err(Error::refused(format!(
-                        "cannot align the slot of the function at {:#x}: needs {pad} bytes of padding",
-                        site.func_addr
-                    )));
-                }
-                spent += pad;
-                // Net edit in front of the kept bytes: reuse cut nops as padding when we can.
-                let pre_cut = u64::from(cut.cut_pre);
-                if pre_cut >= pad {
-                    if pre_cut > pad {
-                        edits.push(Edit::Cut {
-                            at: site.entry,
-                            len: pre_cut - pad,
-                        });
-                    }
-                } else {
-                    if pre_cut > 0 {
-                        edits.push(Edit::Cut {
-                            at: site.entry,
-                            len: pre_cut,
-                        });
-                    }
-                    edits.push(Edit::Insert {
-                        at: keep_from,
-                        len: pad - pre_cut,
-                    });
-                }
-                delta += pad as i64 - pre_cut as i64;
-                let slot_addr = site.func_addr.wrapping_add(delta as u64);
-                let entry = slot_addr.wrapping_sub(u64::from(cut.keep_pre));
-                if cut.cut_post > 0 {
-                    edits.push(Edit::Cut {
-                        at: site.func_addr.wrapping_add(u64::from(cut.keep_slot)),
-                        len: u64::from(cut.cut_post),
-                    });
-                    delta -= i64::from(cut.cut_post);
-                }
-                placed.push(PlannedSlot {
-                    site: i,
-                    cut,
-                    slot_addr,
-                    entry,
+/// The walk over one executable section: the edits so far and how far they moved the code.
+struct SectionWalk<'a> {
+    /// Original address of the section.
+    base: u64,
+    /// Its original bytes.
+    data: &'a [u8],
+    /// Minimum instruction size.
+    unit: u64,
+    opts: PlanOptions,
+    /// Function alignment points of the section: address -> alignment.
+    func_align: BTreeMap<u64, u64>,
+    edits: Vec<Edit>,
+    placed: Vec<PlannedSlot>,
+    /// New address minus old address of the next kept byte.
+    delta: i64,
+    /// Bytes spent on alignment.
+    spent: u64,
+    /// (section, offset of the island in the section's new bytes)
+    islands: Vec<(usize, u64)>,
+    /// New address of this section's last island.
+    last_island: Option<u64>,
+}
+
+impl SectionWalk<'_> {
+    /// Cuts the pad of site `i` and pads its slot into alignment.
+    fn place_site(&mut self, i: usize, site: &PatchSite) -> Result<()> {
+        let cut = SlotLayout::for_site(site, self.opts.slot, self.opts.pre);
+        self.island_before(site)?;
+        let pad = self.slot_padding(site, cut)?;
+        self.spent += pad;
+        // Net edit in front of the kept bytes: reuse cut nops as padding when we can.
+        let keep_from = site.entry.wrapping_add(u64::from(cut.cut_pre));
+        let pre_cut = u64::from(cut.cut_pre);
+        if pre_cut >= pad {
+            if pre_cut > pad {
+                self.edits.push(Edit::Cut {
+                    at: site.entry,
+                    len: pre_cut - pad,
                 });
             }
-            Step::Align(p) => {
-                // Existing padding [pad_start, at) is resized if it is all nops; otherwise
-                // it stays and padding is only inserted in front of `at`.
-                let nops = (p.pad_start..p.at).step_by(unit as usize).all(|off| {
-                    let o = off.wrapping_sub(base) as usize;
-                    is_nop_at(data, o)
+        } else {
+            if pre_cut > 0 {
+                self.edits.push(Edit::Cut {
+                    at: site.entry,
+                    len: pre_cut,
                 });
-                let (start, old_pad) = if nops {
-                    (p.pad_start, p.at - p.pad_start)
-                } else {
-                    (p.at, 0)
-                };
-                let new_start = (start as i64).wrapping_add(delta);
-                let need = new_start.wrapping_neg().rem_euclid(p.align as i64) as u64;
-                if need % unit != 0 {
-                    return Err(Error::refused(format!(
-                        "cannot keep the alignment of the code at {:#x}",
-                        p.at
-                    )));
-                }
-                if need < old_pad {
-                    edits.push(Edit::Cut {
-                        at: start,
-                        len: old_pad - need,
-                    });
-                } else if need > old_pad {
-                    edits.push(Edit::Insert {
-                        at: p.at,
-                        len: need - old_pad,
-                    });
-                }
-                delta += need as i64 - old_pad as i64;
-                spent += need;
             }
+            self.edits.push(Edit::Insert {
+                at: keep_from,
+                len: pad - pre_cut,
+            });
         }
+        self.delta += pad as i64 - pre_cut as i64;
+        let slot_addr = site.func_addr.wrapping_add(self.delta as u64);
+        let entry = slot_addr.wrapping_sub(u64::from(cut.keep_pre));
+        if cut.cut_post > 0 {
+            self.edits.push(Edit::Cut {
+                at: site.func_addr.wrapping_add(u64::from(cut.keep_slot)),
+                len: u64::from(cut.cut_post),
+            });
+            self.delta -= i64::from(cut.cut_post);
+        }
+        self.placed.push(PlannedSlot {
+            site: i,
+            cut,
+            slot_addr,
+            entry,
+        });
+        Ok(())
     }
-    // Generated in address order already; a stable sort keeps an insert before a cut at
-    // the same address.
-    edits.sort_by_key(|e| e.at());
-    Ok((edits, placed, spent, islands))
+
+    /// Inserts a trampoline island in front of `site`'s pad when the trampoline and the
+    /// section's last island are both out of its reach.
+    fn island_before(&mut self, site: &PatchSite) -> Result<()> {
+        let Some(tramp) = self.opts.trampoline.filter(|_| self.opts.slot >= 4) else {
+            return Ok(());
+        };
+        let here = site.entry.wrapping_add(self.delta as u64);
+        let far = site.entry.abs_diff(tramp) > ISLAND_REACH;
+        if !far
+            || self
+                .last_island
+                .is_some_and(|l| here.wrapping_sub(l) <= ISLAND_REACH)
+        {
+            return Ok(());
+        }
+        // In front of the pad: 4-byte aligned, reached by what follows.
+        let align = (4 - here % 4) % 4;
+        if !align.is_multiple_of(self.unit) {
+            return Err(Error::refused(format!(
+                "cannot align a trampoline island at {:#x}",
+                site.entry
+            )));
+        }
+        self.edits.push(Edit::Insert {
+            at: site.entry,
+            len: align + ISLAND_BYTES,
+        });
+        let at = here.wrapping_add(align);
+        self.islands
+            .push((site.section, at.wrapping_sub(self.base)));
+        self.last_island = Some(at);
+        self.delta += (align + ISLAND_BYTES) as i64;
+        self.spent += align;
+        Ok(())
+    }
+
+    /// Bytes of padding that put `site`'s slot (cut as `cut`) where it must be: 4-byte
+    /// aligned at the residue the cut asks for, or at the function's own alignment.
+    fn slot_padding(&self, site: &PatchSite, cut: SlotLayout) -> Result<u64> {
+        let mut align = 4;
+        let residue = cut.required_residue(site.func_addr);
+        if let Some(&fa) = self.func_align.get(&site.func_addr) {
+            align = align.max(fa);
+        }
+        let residue = if align > 4 { 0 } else { residue };
+        // Where the symbol would land without padding.
+        let new_sym = (site.func_addr as i64)
+            .wrapping_add(self.delta)
+            .wrapping_sub(i64::from(cut.cut_pre));
+        let pad = (residue as i64)
+            .wrapping_sub(new_sym)
+            .rem_euclid(align as i64) as u64;
+        if !pad.is_multiple_of(self.unit) {
+            return Err(Error::refused(format!(
+                "cannot align the slot of the function at {:#x}: needs {pad} bytes of padding",
+                site.func_addr
+            )));
+        }
+        Ok(pad)
+    }
+
+    /// Keeps the code at alignment point `p` aligned, resizing the padding in front of it.
+    fn keep_aligned(&mut self, p: AlignPoint) -> Result<()> {
+        let unit = self.unit;
+        // Existing padding [pad_start, at) is resized if it is all nops; otherwise
+        // it stays and padding is only inserted in front of `at`.
+        let nops = (p.pad_start..p.at).step_by(unit as usize).all(|off| {
+            let o = off.wrapping_sub(self.base) as usize;
+            is_nop_at(self.data, o)
+        });
+        let (start, old_pad) = if nops {
+            (p.pad_start, p.at - p.pad_start)
+        } else {
+            (p.at, 0)
+        };
+        let new_start = (start as i64).wrapping_add(self.delta);
+        let need = new_start.wrapping_neg().rem_euclid(p.align as i64) as u64;
+        if !need.is_multiple_of(unit) {
+            return Err(Error::refused(format!(
+                "cannot keep the alignment of the code at {:#x}",
+                p.at
+            )));
+        }
+        if need < old_pad {
+            self.edits.push(Edit::Cut {
+                at: start,
+                len: old_pad - need,
+            });
+        } else if need > old_pad {
+            self.edits.push(Edit::Insert {
+                at: p.at,
+                len: need - old_pad,
+            });
+        }
+        self.delta += need as i64 - old_pad as i64;
+        self.spent += need;
+        Ok(())
+    }
 }
 
 /// True if a `c.nop` or `nop` starts at offset `o`.
@@ -425,271 +522,52 @@ fn place_sections(
     alignment_bytes: u64,
     opts: PlanOptions,
 ) -> Result<Plan> {
-    let ptr = file.ptr_size() as u64;
-    let page = file
-        .segments
-        .iter()
-        .filter(|s| s.p_type == elf::PT_LOAD.0)
-        .map(|s| s.align)
-        .max()
-        .unwrap_or(0x1000)
-        .max(1);
-    let mut sections: Vec<_> = file
-        .sections
-        .iter()
-        .filter(|s| {
-            if file.kind.is_linked() {
-                s.is_alloc()
-            } else {
-                s.size > 0 || s.is_exec()
-            }
-        })
-        .collect();
-    sections.sort_by_key(|s| (s.addr, s.index));
-    let is_tbss =
-        |s: &crate::elf::Section<'_>| s.is_nobits() && s.flags & u64::from(elf::SHF_TLS.0) != 0;
-    let load_of = |addr: u64| {
-        file.segments.iter().position(|g| {
-            g.p_type == elf::PT_LOAD.0
-                && addr >= g.vaddr
-                && addr < g.vaddr.saturating_add(g.memsz.max(1))
-        })
-    };
+    let sections = sections_to_place(file);
     // The load segment after whose last section the table goes: the one with the last
     // executable section.
     let table_segment = sections
         .iter()
-        .filter(|s| s.is_exec())
-        .last()
-        .and_then(|s| load_of(s.addr));
-    let last_in_table_segment = sections
-        .iter()
-        .filter(|s| load_of(s.addr) == table_segment && table_segment.is_some())
-        .map(|s| s.index)
-        .last();
-
-    let mut moves = Vec::with_capacity(sections.len());
-    let mut offsets = BTreeMap::new();
-    let mut free = BTreeMap::new();
-    let mut table = None;
-    // How far the current section moves down (negative: up, after a section grew).
-    let mut shift: i64 = 0;
-    // New end address, new end file offset and old end address of the last section placed.
-    let mut prev_end = (0u64, 0u64, 0u64);
-    let mut current_segment = None;
+        .rfind(|s| s.is_exec())
+        .and_then(|s| load_segment(file, s.addr));
+    let mut placer = Placer::new(file, &sections, table_segment, opts);
     for sec in &sections {
-        if !file.kind.is_linked() {
-            // Relocatable: every section starts at 0; only sizes change.
-            let edits = exec_edits.remove(&sec.index).unwrap_or_default();
-            moves.push(SectionMove::edited(sec.index, 0, sec.size, 0, edits));
-            continue;
-        }
         let edits = exec_edits.remove(&sec.index);
-        if opts.layout == Layout::InPlace {
-            let mv = match edits {
-                Some(e) => SectionMove::edited(sec.index, sec.addr, sec.size, sec.addr, e),
-                None => SectionMove::block(sec.index, sec.addr, sec.size, sec.addr),
-            };
-            if mv.new_size > sec.size {
-                return Err(Error::refused(format!(
-                    "in-place layout: section {} would grow by {} bytes (alignment padding exceeds the freed pads)",
-                    sec.name,
-                    mv.new_size - sec.size
-                )));
-            }
-            if sec.is_exec() {
-                free.insert(sec.index, sec.size - mv.new_size);
-            }
-            offsets.insert(sec.index, sec.offset);
-            moves.push(mv);
-            continue;
-        }
-        let segment = load_of(sec.addr);
-        if segment != current_segment && current_segment.is_some() && !is_tbss(sec) {
-            if shift >= 0 {
-                // Later segments move by whole pages: file offsets stay congruent with
-                // addresses, RELRO stays page-aligned, and no two segments share a page.
-                shift -= shift % page as i64;
-            } else {
-                // The previous segment grew (alignment of small pads cost more than they
-                // freed): later segments stay put when the growth fits the gap before them.
-                let (end_addr, end_off, old_end) = prev_end;
-                if end_addr > old_end.next_multiple_of(page) || end_off > sec.offset {
-                    return Err(Error::refused(format!(
-                        "the segment before section {} grows by {} bytes, more than the gap \
-                         before it; pack layout cannot place it",
-                        sec.name, -shift
-                    )));
-                }
-                shift = 0;
-            }
-        }
-        if !is_tbss(sec) {
-            current_segment = segment;
-        }
-        let align = sec.align.max(1) as i64;
-        // Whole multiples of the alignment, rounded toward moving less down / more up.
-        let s = if shift >= 0 {
-            shift - shift % align
+        if !file.kind.is_linked() {
+            placer.place_in_object(sec, edits);
+        } else if opts.layout == Layout::InPlace {
+            placer.place_in_place(sec, edits)?;
         } else {
-            -((shift.unsigned_abs().next_multiple_of(align as u64)) as i64)
-        };
-        let new_addr = sec.addr.wrapping_sub(s as u64);
-        let mv = match edits {
-            Some(e) => SectionMove::edited(sec.index, sec.addr, sec.size, new_addr, e),
-            None => SectionMove::block(sec.index, sec.addr, sec.size, new_addr),
-        };
-        if !is_tbss(sec) {
-            let new_end = new_addr.wrapping_add(mv.new_size);
-            shift = distance(sec.addr.wrapping_add(sec.size), new_end, sec.name)?;
-            if Some(sec.index) == last_in_table_segment && opts.table_bytes > 0 {
-                let at = new_end.checked_next_multiple_of(ptr).ok_or_else(|| {
-                    Error::refused(format!("section {} ends at the top of the space", sec.name))
-                })?;
-                let end = at.wrapping_add(opts.table_bytes);
-                shift = distance(sec.addr.wrapping_add(sec.size), end, sec.name)?;
-                if shift < 0 {
-                    return Err(Error::NoRoomForTable(
-                        "no room for the __mcount_loc table: the freed bytes do not cover it"
-                            .to_string(),
-                    ));
-                }
-                table = Some((at, 0)); // file offset fixed below
-            }
-            let new_off = sec.offset.wrapping_sub(s as u64);
-            prev_end = (
-                new_end,
-                if sec.is_nobits() {
-                    new_off
-                } else {
-                    new_off.wrapping_add(mv.new_size)
-                },
-                sec.addr.wrapping_add(sec.size),
-            );
-        }
-        // Wrapping: a NOBITS section's offset is not checked against the file (it has no
-        // bytes there), and a hostile one may sit anywhere; it is only carried over.
-        offsets.insert(
-            sec.index,
-            sec.offset.wrapping_add(new_addr).wrapping_sub(sec.addr),
-        );
-        // .tbss takes no address space of its own: addresses there belong to what follows.
-        moves.push(if is_tbss(sec) { mv.overlay() } else { mv });
-    }
-    if let Some((at, _)) = table {
-        // Fix the table's file offset: same displacement as the section before it.
-        if let Some(idx) = last_in_table_segment {
-            let sec = &file.sections[idx];
-            let new_addr = moves
-                .iter()
-                .find(|m| m.index == idx)
-                .map_or(sec.addr, |m| m.new_addr);
-            let off = offsets[&idx].wrapping_add(at.wrapping_sub(new_addr));
-            table = Some((at, off));
+            placer.place_packed(sec, edits)?;
         }
     }
+    placer.fix_table_offset();
     if opts.layout == Layout::InPlace && opts.table_bytes > 0 {
-        // The table takes the free tail of the executable section with the most room.
-        let (&idx, _) = free
-            .iter()
-            .filter(|(&i, &f)| f >= opts.table_bytes + ptr && file.sections[i].is_alloc())
-            .max_by_key(|(_, &f)| f)
-            .ok_or_else(|| {
-                Error::NoRoomForTable(
-                    "in-place layout: no executable section has room for the __mcount_loc table"
-                        .to_string(),
-                )
-            })?;
-        let sec = &file.sections[idx];
-        let mv = moves.iter().find(|m| m.index == idx).expect("moved");
-        // At the very end of the free tail, so that the section can end where the table
-        // starts: the free nops stay inside it, and no two sections overlap.
-        let at = sec.addr.wrapping_add(sec.size - opts.table_bytes) / ptr * ptr;
-        table = Some((at, sec.offset.wrapping_add(at.wrapping_sub(sec.addr))));
-        *free.get_mut(&idx).expect("free") = at.wrapping_sub(sec.addr.wrapping_add(mv.new_size));
+        placer.reserve_table_in_place()?;
     }
+    let Placer {
+        moves,
+        offsets,
+        free,
+        table,
+        ..
+    } = placer;
     let map = AddressMap::new(moves, file.sections.len());
     let segments = file
         .segments
         .iter()
         .map(|g| {
             if g.p_type == elf::PT_LOAD.0 && file.kind.is_linked() {
-                let members: Vec<_> = sections
-                    .iter()
-                    .filter(|s| load_of(s.addr) == load_of(g.vaddr) && !is_tbss(s))
-                    .collect();
-                let Some(first) = members.first() else {
-                    return (g.vaddr, g.offset, g.filesz, g.memsz);
-                };
-                let mv = map.section(first.index).expect("placed");
-                let d = first.addr.wrapping_sub(mv.new_addr);
-                let vaddr = g.vaddr.wrapping_sub(d);
-                let mut mem_end = vaddr;
-                let mut file_end = vaddr;
-                for s in &members {
-                    let m = map.section(s.index).expect("placed");
-                    let size = if opts.layout == Layout::InPlace {
-                        s.size
-                    } else {
-                        m.new_size
-                    };
-                    mem_end = mem_end.max(m.new_addr.saturating_add(size));
-                    if !s.is_nobits() {
-                        file_end = file_end.max(m.new_addr.saturating_add(size));
-                    }
-                }
-                if let Some((at, _)) = table {
-                    if load_of(g.vaddr) == table_segment && opts.layout == Layout::Pack {
-                        mem_end = mem_end.max(at.saturating_add(opts.table_bytes));
-                        file_end = file_end.max(at.saturating_add(opts.table_bytes));
-                    }
-                }
-                // Keep what the segment covered beyond its last section (rare) as it was.
-                // Saturating and wrapping: hostile sizes give a nonsense segment, which the
-                // read-back of the output then refuses, not an overflow here.
-                let end_of = |s: &&&crate::elf::Section<'_>| s.addr.saturating_add(s.size);
-                let old_tail_mem = g
-                    .vaddr
-                    .saturating_add(g.memsz)
-                    .saturating_sub(members.iter().map(end_of).max().unwrap_or(0));
-                let old_tail_file = g.vaddr.saturating_add(g.filesz).saturating_sub(
-                    members
-                        .iter()
-                        .filter(|s| !s.is_nobits())
-                        .map(end_of)
-                        .max()
-                        .unwrap_or(0),
-                );
-                (
-                    vaddr,
-                    g.offset.wrapping_sub(d),
-                    file_end.wrapping_add(old_tail_file).wrapping_sub(vaddr),
-                    mem_end.wrapping_add(old_tail_mem).wrapping_sub(vaddr),
-                )
+                let table = table.filter(|_| {
+                    opts.layout == Layout::Pack && load_segment(file, g.vaddr) == table_segment
+                });
+                placed_load_segment(file, &sections, &map, g, table, opts)
             } else if g.memsz == 0 && g.filesz == 0
                 || g.p_type == elf::PT_RISCV_ATTRIBUTES.0
                 || !file.kind.is_linked()
             {
                 (g.vaddr, g.offset, g.filesz, g.memsz)
             } else {
-                let vaddr = map.map(g.vaddr);
-                let d = g.vaddr.wrapping_sub(vaddr) as i64;
-                let mem_end = map.map_end(g.vaddr.saturating_add(g.memsz));
-                let file_end = map.map_end(g.vaddr.saturating_add(g.filesz));
-                // Saturating: a corrupt segment whose start lies outside every section maps
-                // its start unchanged and its end lower.
-                let filesz = file_end.saturating_sub(vaddr);
-                let memsz = if g.p_type == elf::PT_TLS.0 {
-                    g.memsz.saturating_sub(g.filesz.saturating_sub(filesz))
-                } else {
-                    mem_end.saturating_sub(vaddr)
-                };
-                (
-                    vaddr,
-                    (g.offset as i64).wrapping_sub(d) as u64,
-                    filesz,
-                    memsz,
-                )
+                mapped_segment(&map, g)
             }
         })
         .collect();
@@ -703,4 +581,347 @@ fn place_sections(
         segments,
         islands: Vec::new(),
     })
+}
+
+/// The sections the plan places, in address order: the allocated ones of a linked file,
+/// those with contents or code of an object.
+fn sections_to_place<'a, 'data>(file: &'a ElfFile<'data>) -> Vec<&'a Section<'data>> {
+    let mut sections: Vec<_> = file
+        .sections
+        .iter()
+        .filter(|s| {
+            if file.kind.is_linked() {
+                s.is_alloc()
+            } else {
+                s.size > 0 || s.is_exec()
+            }
+        })
+        .collect();
+    sections.sort_by_key(|s| (s.addr, s.index));
+    sections
+}
+
+/// The largest load segment alignment (a page at least 1; 0x1000 without load segments).
+fn page_size(file: &ElfFile<'_>) -> u64 {
+    file.segments
+        .iter()
+        .filter(|s| s.p_type == elf::PT_LOAD.0)
+        .map(|s| s.align)
+        .max()
+        .unwrap_or(0x1000)
+        .max(1)
+}
+
+/// True for a TLS NOBITS section (`.tbss`).
+fn is_tbss(s: &Section<'_>) -> bool {
+    s.is_nobits() && s.flags & elf::SHF_TLS.0 != 0
+}
+
+/// Index of the load segment whose memory holds original address `addr`.
+fn load_segment(file: &ElfFile<'_>, addr: u64) -> Option<usize> {
+    file.segments.iter().position(|g| {
+        g.p_type == elf::PT_LOAD.0
+            && addr >= g.vaddr
+            && addr < g.vaddr.saturating_add(g.memsz.max(1))
+    })
+}
+
+/// The sections placed one after another, and where the last one left the layout.
+struct Placer<'f, 'data> {
+    file: &'f ElfFile<'data>,
+    opts: PlanOptions,
+    /// Bytes of a pointer: the table's alignment.
+    ptr: u64,
+    /// What later load segments move by multiples of.
+    page: u64,
+    /// The section after which the table goes (pack layout).
+    last_in_table_segment: Option<usize>,
+    moves: Vec<SectionMove>,
+    offsets: BTreeMap<usize, u64>,
+    free: BTreeMap<usize, u64>,
+    table: Option<(u64, u64)>,
+    /// How far the current section moves down (negative: up, after a section grew).
+    shift: i64,
+    /// New end address, new end file offset and old end address of the last section placed.
+    prev_end: (u64, u64, u64),
+    /// The load segment of the last section placed.
+    current_segment: Option<usize>,
+}
+
+impl<'f, 'data> Placer<'f, 'data> {
+    /// A placer before the first of `sections`; the table goes in load segment
+    /// `table_segment`, after its last section.
+    fn new(
+        file: &'f ElfFile<'data>,
+        sections: &[&Section<'_>],
+        table_segment: Option<usize>,
+        opts: PlanOptions,
+    ) -> Self {
+        Placer {
+            file,
+            opts,
+            ptr: file.ptr_size() as u64,
+            page: page_size(file),
+            last_in_table_segment: sections
+                .iter()
+                .filter(|s| load_segment(file, s.addr) == table_segment && table_segment.is_some())
+                .map(|s| s.index)
+                .next_back(),
+            moves: Vec::with_capacity(sections.len()),
+            offsets: BTreeMap::new(),
+            free: BTreeMap::new(),
+            table: None,
+            shift: 0,
+            prev_end: (0, 0, 0),
+            current_segment: None,
+        }
+    }
+}
+
+impl Placer<'_, '_> {
+    /// Relocatable: every section starts at 0; only sizes change.
+    fn place_in_object(&mut self, sec: &Section<'_>, edits: Option<Vec<Edit>>) {
+        let edits = edits.unwrap_or_default();
+        self.moves
+            .push(SectionMove::edited(sec.index, 0, sec.size, 0, edits));
+    }
+
+    /// In-place layout: the section keeps its address and offset; what it freed is counted.
+    fn place_in_place(&mut self, sec: &Section<'_>, edits: Option<Vec<Edit>>) -> Result<()> {
+        let mv = match edits {
+            Some(e) => SectionMove::edited(sec.index, sec.addr, sec.size, sec.addr, e),
+            None => SectionMove::block(sec.index, sec.addr, sec.size, sec.addr),
+        };
+        if mv.new_size > sec.size {
+            return Err(Error::refused(format!(
+                "in-place layout: section {} would grow by {} bytes (alignment padding exceeds the freed pads)",
+                sec.name,
+                mv.new_size - sec.size
+            )));
+        }
+        if sec.is_exec() {
+            self.free.insert(sec.index, sec.size - mv.new_size);
+        }
+        self.offsets.insert(sec.index, sec.offset);
+        self.moves.push(mv);
+        Ok(())
+    }
+
+    /// Pack layout: the section moves by the shift so far, kept at its alignment.
+    fn place_packed(&mut self, sec: &Section<'_>, edits: Option<Vec<Edit>>) -> Result<()> {
+        let segment = load_segment(self.file, sec.addr);
+        if segment != self.current_segment && self.current_segment.is_some() && !is_tbss(sec) {
+            self.enter_segment(sec)?;
+        }
+        if !is_tbss(sec) {
+            self.current_segment = segment;
+        }
+        let align = sec.align.max(1) as i64;
+        let shift = self.shift;
+        // Whole multiples of the alignment, rounded toward moving less down / more up.
+        let s = if shift >= 0 {
+            shift - shift % align
+        } else {
+            -((shift.unsigned_abs().next_multiple_of(align as u64)) as i64)
+        };
+        let new_addr = sec.addr.wrapping_sub(s as u64);
+        let mv = match edits {
+            Some(e) => SectionMove::edited(sec.index, sec.addr, sec.size, new_addr, e),
+            None => SectionMove::block(sec.index, sec.addr, sec.size, new_addr),
+        };
+        if !is_tbss(sec) {
+            let new_end = new_addr.wrapping_add(mv.new_size);
+            self.shift = distance(sec.addr.wrapping_add(sec.size), new_end, sec.name)?;
+            if Some(sec.index) == self.last_in_table_segment && self.opts.table_bytes > 0 {
+                self.reserve_table_after(sec, new_end)?;
+            }
+            let new_off = sec.offset.wrapping_sub(s as u64);
+            self.prev_end = (
+                new_end,
+                if sec.is_nobits() {
+                    new_off
+                } else {
+                    new_off.wrapping_add(mv.new_size)
+                },
+                sec.addr.wrapping_add(sec.size),
+            );
+        }
+        // Wrapping: a NOBITS section's offset is not checked against the file (it has no
+        // bytes there), and a hostile one may sit anywhere; it is only carried over.
+        self.offsets.insert(
+            sec.index,
+            sec.offset.wrapping_add(new_addr).wrapping_sub(sec.addr),
+        );
+        // .tbss takes no address space of its own: addresses there belong to what follows.
+        self.moves
+            .push(if is_tbss(sec) { mv.overlay() } else { mv });
+        Ok(())
+    }
+
+    /// Sets the shift for `sec`, the first section of a new load segment.
+    fn enter_segment(&mut self, sec: &Section<'_>) -> Result<()> {
+        if self.shift >= 0 {
+            // Later segments move by whole pages: file offsets stay congruent with
+            // addresses, RELRO stays page-aligned, and no two segments share a page.
+            self.shift -= self.shift % self.page as i64;
+        } else {
+            // The previous segment grew (alignment of small pads cost more than they
+            // freed): later segments stay put when the growth fits the gap before them.
+            let (end_addr, end_off, old_end) = self.prev_end;
+            if end_addr > old_end.next_multiple_of(self.page) || end_off > sec.offset {
+                return Err(Error::refused(format!(
+                    "the segment before section {} grows by {} bytes, more than the gap \
+                     before it; pack layout cannot place it",
+                    sec.name, -self.shift
+                )));
+            }
+            self.shift = 0;
+        }
+        Ok(())
+    }
+
+    /// Reserves the table right after `sec` (now ending at `new_end`), out of the bytes the
+    /// segment freed.
+    fn reserve_table_after(&mut self, sec: &Section<'_>, new_end: u64) -> Result<()> {
+        let at = new_end.checked_next_multiple_of(self.ptr).ok_or_else(|| {
+            Error::refused(format!("section {} ends at the top of the space", sec.name))
+        })?;
+        let end = at.wrapping_add(self.opts.table_bytes);
+        self.shift = distance(sec.addr.wrapping_add(sec.size), end, sec.name)?;
+        if self.shift < 0 {
+            return Err(Error::NoRoomForTable(
+                "no room for the __mcount_loc table: the freed bytes do not cover it".to_string(),
+            ));
+        }
+        self.table = Some((at, 0)); // file offset fixed by `fix_table_offset`
+        Ok(())
+    }
+
+    /// Gives the table reserved after a section the file offset of its address: the same
+    /// displacement as that section's.
+    fn fix_table_offset(&mut self) {
+        let (Some((at, _)), Some(idx)) = (self.table, self.last_in_table_segment) else {
+            return;
+        };
+        let sec = &self.file.sections[idx];
+        let new_addr = self
+            .moves
+            .iter()
+            .find(|m| m.index == idx)
+            .map_or(sec.addr, |m| m.new_addr);
+        let off = self.offsets[&idx].wrapping_add(at.wrapping_sub(new_addr));
+        self.table = Some((at, off));
+    }
+
+    /// In-place layout: the table takes the free tail of the executable section with the
+    /// most room.
+    fn reserve_table_in_place(&mut self) -> Result<()> {
+        let (file, ptr, table_bytes) = (self.file, self.ptr, self.opts.table_bytes);
+        let (&idx, _) = self
+            .free
+            .iter()
+            .filter(|(&i, &f)| f >= table_bytes + ptr && file.sections[i].is_alloc())
+            .max_by_key(|(_, &f)| f)
+            .ok_or_else(|| {
+                Error::NoRoomForTable(
+                    "in-place layout: no executable section has room for the __mcount_loc table"
+                        .to_string(),
+                )
+            })?;
+        let sec = &file.sections[idx];
+        let mv = self.moves.iter().find(|m| m.index == idx).expect("moved");
+        // At the very end of the free tail, so that the section can end where the table
+        // starts: the free nops stay inside it, and no two sections overlap.
+        let at = sec.addr.wrapping_add(sec.size - table_bytes) / ptr * ptr;
+        let free = at.wrapping_sub(sec.addr.wrapping_add(mv.new_size));
+        self.table = Some((at, sec.offset.wrapping_add(at.wrapping_sub(sec.addr))));
+        *self.free.get_mut(&idx).expect("free") = free;
+        Ok(())
+    }
+}
+
+/// The new (vaddr, offset, filesz, memsz) of load segment `g` of a linked file: it spans
+/// its sections where they now are (and the table, if it goes in it).
+fn placed_load_segment(
+    file: &ElfFile<'_>,
+    sections: &[&Section<'_>],
+    map: &AddressMap,
+    g: &Segment,
+    table: Option<(u64, u64)>,
+    opts: PlanOptions,
+) -> (u64, u64, u64, u64) {
+    let segment = load_segment(file, g.vaddr);
+    let members: Vec<_> = sections
+        .iter()
+        .filter(|s| load_segment(file, s.addr) == segment && !is_tbss(s))
+        .collect();
+    let Some(first) = members.first() else {
+        return (g.vaddr, g.offset, g.filesz, g.memsz);
+    };
+    let mv = map.section(first.index).expect("placed");
+    let d = first.addr.wrapping_sub(mv.new_addr);
+    let vaddr = g.vaddr.wrapping_sub(d);
+    let mut mem_end = vaddr;
+    let mut file_end = vaddr;
+    for s in &members {
+        let m = map.section(s.index).expect("placed");
+        let size = if opts.layout == Layout::InPlace {
+            s.size
+        } else {
+            m.new_size
+        };
+        mem_end = mem_end.max(m.new_addr.saturating_add(size));
+        if !s.is_nobits() {
+            file_end = file_end.max(m.new_addr.saturating_add(size));
+        }
+    }
+    if let Some((at, _)) = table {
+        mem_end = mem_end.max(at.saturating_add(opts.table_bytes));
+        file_end = file_end.max(at.saturating_add(opts.table_bytes));
+    }
+    // Keep what the segment covered beyond its last section (rare) as it was.
+    // Saturating and wrapping: hostile sizes give a nonsense segment, which the
+    // read-back of the output then refuses, not an overflow here.
+    let end_of = |s: &&&Section<'_>| s.addr.saturating_add(s.size);
+    let old_tail_mem = g
+        .vaddr
+        .saturating_add(g.memsz)
+        .saturating_sub(members.iter().map(end_of).max().unwrap_or(0));
+    let old_tail_file = g.vaddr.saturating_add(g.filesz).saturating_sub(
+        members
+            .iter()
+            .filter(|s| !s.is_nobits())
+            .map(end_of)
+            .max()
+            .unwrap_or(0),
+    );
+    (
+        vaddr,
+        g.offset.wrapping_sub(d),
+        file_end.wrapping_add(old_tail_file).wrapping_sub(vaddr),
+        mem_end.wrapping_add(old_tail_mem).wrapping_sub(vaddr),
+    )
+}
+
+/// The new (vaddr, offset, filesz, memsz) of a segment other than a load segment: its
+/// start and ends go through the map.
+fn mapped_segment(map: &AddressMap, g: &Segment) -> (u64, u64, u64, u64) {
+    let vaddr = map.map(g.vaddr);
+    let d = g.vaddr.wrapping_sub(vaddr) as i64;
+    let mem_end = map.map_end(g.vaddr.saturating_add(g.memsz));
+    let file_end = map.map_end(g.vaddr.saturating_add(g.filesz));
+    // Saturating: a corrupt segment whose start lies outside every section maps
+    // its start unchanged and its end lower.
+    let filesz = file_end.saturating_sub(vaddr);
+    let memsz = if g.p_type == elf::PT_TLS.0 {
+        g.memsz.saturating_sub(g.filesz.saturating_sub(filesz))
+    } else {
+        mem_end.saturating_sub(vaddr)
+    };
+    (
+        vaddr,
+        (g.offset as i64).wrapping_sub(d) as u64,
+        filesz,
+        memsz,
+    )
 }

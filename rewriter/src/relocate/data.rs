@@ -5,7 +5,7 @@ use rustc_hash::FxHashSet as HashSet;
 
 use object::elf::*;
 
-use super::Image;
+use super::image::{Action, Image};
 use crate::elf::dwarf::read_uleb;
 use crate::elf::{read_uint, Reloc};
 use crate::error::{Error, Result};
@@ -207,14 +207,14 @@ pub(super) fn fix_dynamic(
     r: &Reloc,
     new: &mut Reloc,
     map_t: &dyn Fn(&Image<'_, '_>, u64) -> u64,
-) -> Option<super::Action> {
+) -> Option<Action> {
     if r.r_type == R_RISCV_RELATIVE.0 || r.r_type == R_RISCV_IRELATIVE.0 {
         let a_new = map_t(img, r.addend as u64);
         new.addend = a_new as i64;
         // If the linker also stored the value in the word, keep it in step.
         if let Some(sec) = img.file.alloc_section_at(r.offset).map(|s| s.index) {
             let w = img.file.ptr_size();
-            return Some(super::Action::WriteIfWord {
+            return Some(Action::WriteIfWord {
                 sec,
                 addr: img.map(r.offset),
                 len: w as u8,

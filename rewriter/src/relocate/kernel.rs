@@ -10,7 +10,7 @@
 //! Both are decoded from their bytes here, mapped, and written back. Because the address map
 //! never reorders code, both tables stay sorted.
 
-use super::Image;
+use super::image::Image;
 use crate::elf::read_uint;
 use crate::error::{Error, Result};
 

@@ -3,7 +3,8 @@
 //! and fixed from their decoded targets.
 
 use super::addr_set::AddrSet;
-use super::Image;
+use super::encode::reencode_pc;
+use super::image::Image;
 use crate::error::{Error, Result};
 use crate::riscv::{self, decode, hi_lo, Insn, Op};
 
@@ -192,7 +193,7 @@ fn sweep_into(
             let new_off = t_new.wrapping_sub(p_new) as i64;
             let old_off = target.wrapping_sub(at) as i64;
             if new_off != old_off && !img.plan.map.is_cut(at) {
-                let raw = super::reencode_pc(&insn, new_off, at)?;
+                let raw = reencode_pc(&insn, new_off, at)?;
                 puts.push((at, insn, raw));
             }
         } else if let Op::Auipc { rd, imm } = insn.op {

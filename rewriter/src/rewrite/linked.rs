@@ -114,14 +114,17 @@ pub fn rewrite_linked(
     // A linked file is written by patching its own bytes into place (see emit::patched);
     // only what that cannot express goes through `object`'s builder. Reading the original
     // into the builder needs nothing from the relocation pass: the two run side by side.
-    let source = (opts.writer == Writer::Patched)
-        .then(|| crate::emit::patched::Source::of(&file))
-        .flatten();
+    // `Err` carries why the patched writer cannot take this file (`None`: the builder was
+    // asked for by name).
+    let source = match opts.writer {
+        Writer::Patched => crate::emit::patched::Source::of(&file).map_err(Some),
+        Writer::Builder => Err(None),
+    };
     let (fixed, builder) = rayon::join(
         || phase("relocate", || relocate(&file, &scan.sites, &plan, &relocs)),
         || {
             source
-                .is_none()
+                .is_err()
                 .then(|| crate::emit::builder::read_builder(&file))
         },
     );
@@ -146,19 +149,19 @@ pub fn rewrite_linked(
         tables::empty_patch_table(&file, &relocs, &mut fixed);
     }
     let fixed_kernel = fixed.kernel;
-    let direct = source.as_ref().and_then(|src| {
+    let direct = source.and_then(|src| {
         phase("emit (patched)", || {
-            crate::emit::patched::emit_patched(&file, src, &plan, &fixed, table.as_ref())
+            crate::emit::patched::emit_patched(&file, &src, &plan, &fixed, table.as_ref())
         })
+        .map_err(Some)
     });
-    let writer = if direct.is_some() {
-        Writer::Patched
-    } else {
-        Writer::Builder
+    let (writer, fallback) = match &direct {
+        Ok(_) => (Writer::Patched, None),
+        Err(why) => (Writer::Builder, why.map(|w| w.to_string())),
     };
     let out = match direct {
-        Some(out) => out,
-        None => {
+        Ok(out) => out,
+        Err(_) => {
             let builder = match builder {
                 Some(b) => b,
                 None => crate::emit::builder::read_builder(&file)?,
@@ -177,6 +180,7 @@ pub fn rewrite_linked(
     complete_stats(&mut stats, &file, &plan, &fixed, out.len() as u64);
     stats.table = with_table && plan.table.is_some();
     stats.writer = Some(writer);
+    stats.writer_fallback = fallback;
     stats.kernel_tables = (file.kind == FileKind::Vmlinux).then_some(fixed_kernel);
     Ok((out, stats))
 }

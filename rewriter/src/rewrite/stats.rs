@@ -45,6 +45,9 @@ pub struct RewriteStats {
     /// The writer that wrote a linked file (none: output equals input, or an object file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writer: Option<Writer>,
+    /// Why the patched writer handed the file to the builder, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_fallback: Option<String>,
     /// Kernel tables rewritten from their bytes (`__ex_table`, kallsyms), in a vmlinux.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_tables: Option<crate::relocate::kernel::KernelTables>,
@@ -122,6 +125,7 @@ impl RewriteStats {
             table: false,
             islands: 0,
             writer: None,
+            writer_fallback: None,
             kernel_tables: None,
             pre_shortfall: None,
         }

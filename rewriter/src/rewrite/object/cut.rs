@@ -142,6 +142,8 @@ struct Walk<'a> {
     /// An `R_RISCV_ALIGN` reserve was added: the linker may move what follows.
     added_align: bool,
     alignment_bytes: u64,
+    /// New `sh_addralign` (raised to 4 for 4-byte slots).
+    align: u64,
 }
 
 impl Walk<'_> {
@@ -181,6 +183,181 @@ impl Walk<'_> {
             None
         }
     }
+
+    /// Cuts the pad of `site` as `cut` says: the removals around the kept bytes, and what
+    /// keeps the point and its 4-byte slot aligned.
+    fn cut_pad(
+        &mut self,
+        site: &PatchSite,
+        cut: SlotLayout,
+        opts: CutOptions,
+        facts: &SectionFacts<'_>,
+    ) -> Result<()> {
+        let entry = site.entry;
+        let func = entry + u64::from(site.pre_bytes);
+        let post = func + u64::from(cut.keep_slot);
+        let keep_from = entry + u64::from(cut.cut_pre);
+        let align_insert = self.keep_alignment(entry, keep_from);
+        if cut.cut_pre > 0 {
+            self.edits.push(Edit::Remove {
+                at: entry,
+                len: u64::from(cut.cut_pre),
+            });
+        }
+        self.delta -= i64::from(cut.cut_pre);
+        let mut insert = align_insert.map_or(0, |e| match e {
+            Edit::Insert { len, .. } => len,
+            Edit::Remove { .. } => 0,
+        });
+        let mut reserve = false;
+        if opts.slot == 4 && cut.keep_slot == 4 && !matches!(site.state, SiteState::Patched(_)) {
+            let (more, with_reserve) = self.align_slot(entry, func, cut, facts)?;
+            insert += more;
+            reserve = with_reserve;
+        }
+        if insert > 0 {
+            self.edits.push(Edit::Insert {
+                at: keep_from,
+                len: insert,
+                align: false,
+            });
+        }
+        if reserve {
+            self.edits.push(Edit::Insert {
+                at: keep_from,
+                len: ALIGN_RESERVE,
+                align: true,
+            });
+        }
+        if cut.cut_post > 0 {
+            self.edits.push(Edit::Remove {
+                at: post,
+                len: u64::from(cut.cut_post),
+            });
+        }
+        self.delta -= i64::from(cut.cut_post);
+        Ok(())
+    }
+
+    /// Keeps the 4-byte slot of the function at `func` (pad at `entry`) aligned through
+    /// the link: returns the padding to insert in front of it and whether an
+    /// `R_RISCV_ALIGN` reserve goes there (see the module comment).
+    fn align_slot(
+        &mut self,
+        entry: u64,
+        func: u64,
+        cut: SlotLayout,
+        facts: &SectionFacts<'_>,
+    ) -> Result<(u64, bool)> {
+        let name = facts.name;
+        self.align = self.align.max(4);
+        let new_slot = (func as i64 + self.delta) as u64;
+        if !facts.rvc {
+            if !new_slot.is_multiple_of(4) {
+                return Err(Error::refused(format!(
+                    "{name}+{func:#x}: slot would land at offset {new_slot:#x}, not 4-byte aligned"
+                )));
+            }
+        } else if self.relaxable_before(entry) {
+            if !facts.aligned_points.contains(&entry) || !cut.keep_pre.is_multiple_of(4) {
+                if !cut.keep_pre.is_multiple_of(4) {
+                    return Err(Error::refused(format!(
+                        "{name}+{func:#x}: cannot keep {} bytes before an aligned 4-byte slot \
+                         in code the linker relaxes (use --pre 0 or a multiple of 4)",
+                        cut.keep_pre
+                    )));
+                }
+                self.delta += ALIGN_RESERVE as i64;
+                self.alignment_bytes += ALIGN_RESERVE;
+                self.added_align = true;
+                return Ok((0, true));
+            }
+        } else if !new_slot.is_multiple_of(4) {
+            self.delta += 2;
+            self.alignment_bytes += 2;
+            return Ok((2, false));
+        }
+        Ok((0, false))
+    }
+}
+
+/// What the walk reads of a section besides its bytes.
+struct SectionFacts<'a> {
+    /// The section's name, for messages.
+    name: &'a str,
+    /// The file has the C extension.
+    rvc: bool,
+    /// (offset, type) of every relocation but `R_RISCV_NONE`, sorted.
+    relocated: Vec<(u64, u32)>,
+    /// The points an `R_RISCV_ALIGN` of at least 2 bytes already aligns.
+    aligned_points: HashSet<u64>,
+}
+
+impl<'a> SectionFacts<'a> {
+    /// The facts of section `name` with relocations `relocs`.
+    fn new(name: &'a str, rvc: bool, relocs: &[Reloc]) -> Self {
+        let mut relocated: Vec<(u64, u32)> = relocs
+            .iter()
+            .filter(|r| r.r_type != elf::R_RISCV_NONE.0)
+            .map(|r| (r.offset, r.r_type))
+            .collect();
+        relocated.sort_unstable();
+        let aligned_points = relocs
+            .iter()
+            .filter(|r| r.r_type == elf::R_RISCV_ALIGN.0 && r.addend >= 2)
+            .map(|r| r.offset.wrapping_add(r.addend as u64))
+            .collect();
+        SectionFacts {
+            name,
+            rvc,
+            relocated,
+            aligned_points,
+        }
+    }
+
+    /// The first relocation in [from, to).
+    fn reloc_in(&self, from: u64, to: u64) -> Option<(u64, u32)> {
+        let k = self.relocated.partition_point(|&(o, _)| o < from);
+        self.relocated.get(k).copied().filter(|&(o, _)| o < to)
+    }
+
+    /// How the pad of `site` is cut: as the options say (a patched site is kept whole),
+    /// refused if the kept bytes split a nop or a relocation lies in what goes, and the cut
+    /// after the slot stopped at the first relocation.
+    fn cut_of(&self, site: &PatchSite, opts: CutOptions) -> Result<SlotLayout> {
+        let name = self.name;
+        let mut cut = SlotLayout::for_site(site, opts.slot, opts.pre);
+        if matches!(site.state, SiteState::Patched(_)) {
+            // A patched site is one instruction, kept as it is.
+            cut = SlotLayout {
+                keep_pre: 0,
+                keep_slot: site.pad_bytes,
+                cut_pre: 0,
+                cut_post: 0,
+            };
+        }
+        let entry = site.entry;
+        let func = entry + u64::from(site.pre_bytes);
+        let unit = if site.nop_kind == NopKind::CNop { 2 } else { 4 };
+        if !cut.keep_pre.is_multiple_of(unit) {
+            return Err(Error::refused(format!(
+                "{name}+{func:#x}: cannot keep {} bytes of a pad made of {unit}-byte nops (--pre)",
+                cut.keep_pre
+            )));
+        }
+        if let Some((at, r_type)) = self.reloc_in(entry, entry + u64::from(cut.cut_pre)) {
+            return Err(Error::refused(format!(
+                "{name}+{at:#x}: relocation type {r_type} inside the pad of the function at {name}+{func:#x}"
+            )));
+        }
+        // The nop run may continue into alignment nops or relocated code: cut only up to
+        // the first relocation after the slot.
+        let post = func + u64::from(cut.keep_slot);
+        if let Some((at, _)) = self.reloc_in(post, post + u64::from(cut.cut_post)) {
+            cut.cut_post = (at - post) as u32;
+        }
+        Ok(cut)
+    }
 }
 
 /// One executable section and what refers to it.
@@ -205,9 +382,6 @@ pub fn plan_section(
     let (index, relocs) = (input.index, input.relocs);
     let sec = &file.sections[index];
     let old = file.section_data(sec)?;
-    let size = old.len() as u64;
-    let rvc = file.rvc();
-    let name = sec.name;
     let funcs: Vec<(u64, u64)> = input
         .symbols
         .iter()
@@ -217,11 +391,47 @@ pub fn plan_section(
         .collect();
     let mut func_ends: Vec<u64> = funcs.iter().map(|f| f.1).collect();
     func_ends.sort_unstable();
+    let points = walk_points(sites, site_ids, &funcs);
+    let mut walk = Walk {
+        first_relax: relocs.iter().filter(|r| relaxes(r)).map(|r| r.offset).min(),
+        evidence: AlignmentEvidence {
+            old,
+            section_align: sec.align,
+            func_ends,
+        },
+        edits: Vec::new(),
+        delta: 0,
+        added_align: false,
+        alignment_bytes: 0,
+        align: sec.align,
+    };
+    let facts = SectionFacts::new(sec.name, file.rvc(), relocs);
+    let mut cuts = Vec::with_capacity(site_ids.len());
+    for (_, point) in points {
+        match point {
+            Point::Site(i) => {
+                let cut = facts.cut_of(&sites[i], opts)?;
+                walk.cut_pad(&sites[i], cut, opts, &facts)?;
+                cuts.push((i, cut));
+            }
+            Point::Func(x) => {
+                if let Some(ins) = walk.keep_alignment(x, x) {
+                    walk.edits.push(ins);
+                }
+            }
+        }
+    }
+    Ok(finish_section(index, old, walk, sites, &cuts, opts))
+}
+
+/// The points of a section the walk handles, in offset order: the pads `site_ids`, and
+/// the functions `funcs` (start, end) that do not start inside a pad.
+fn walk_points(sites: &[PatchSite], site_ids: &[usize], funcs: &[(u64, u64)]) -> Vec<(u64, Point)> {
     let mut points: Vec<(u64, Point)> = site_ids
         .iter()
         .map(|&i| (sites[i].entry, Point::Site(i)))
         .collect();
-    for &(value, _) in &funcs {
+    for &(value, _) in funcs {
         // Sites are sorted by entry: the last one at or before `value` is the only one
         // whose pad can hold it.
         let k = site_ids.partition_point(|&i| sites[i].entry <= value);
@@ -235,153 +445,29 @@ pub fn plan_section(
     }
     points.sort_by_key(|p| p.0);
     points.dedup_by_key(|p| p.0);
-    let mut walk = Walk {
-        first_relax: relocs.iter().filter(|r| relaxes(r)).map(|r| r.offset).min(),
-        evidence: AlignmentEvidence {
-            old,
-            section_align: sec.align,
-            func_ends,
-        },
-        edits: Vec::new(),
-        delta: 0,
-        added_align: false,
-        alignment_bytes: 0,
-    };
-    let mut cuts = Vec::with_capacity(site_ids.len());
-    let mut align = sec.align;
-    let mut relocated: Vec<(u64, u32)> = relocs
-        .iter()
-        .filter(|r| r.r_type != elf::R_RISCV_NONE.0)
-        .map(|r| (r.offset, r.r_type))
-        .collect();
-    relocated.sort_unstable();
-    // The first relocation in [from, to).
-    let in_reloc = |from: u64, to: u64| {
-        let k = relocated.partition_point(|&(o, _)| o < from);
-        relocated.get(k).copied().filter(|&(o, _)| o < to)
-    };
-    let aligned_points: HashSet<u64> = relocs
-        .iter()
-        .filter(|r| r.r_type == elf::R_RISCV_ALIGN.0 && r.addend >= 2)
-        .map(|r| r.offset.wrapping_add(r.addend as u64))
-        .collect();
-    for (_, point) in points {
-        let i = match point {
-            Point::Site(i) => i,
-            Point::Func(x) => {
-                if let Some(ins) = walk.keep_alignment(x, x) {
-                    walk.edits.push(ins);
-                }
-                continue;
-            }
-        };
-        let site = &sites[i];
-        let patched = matches!(site.state, SiteState::Patched(_));
-        let mut cut = SlotLayout::for_site(site, opts.slot, opts.pre);
-        if patched {
-            // A patched site is one instruction, kept as it is.
-            cut = SlotLayout {
-                keep_pre: 0,
-                keep_slot: site.pad_bytes,
-                cut_pre: 0,
-                cut_post: 0,
-            };
-        }
-        let entry = site.entry;
-        let func = entry + u64::from(site.pre_bytes);
-        let unit = if site.nop_kind == NopKind::CNop { 2 } else { 4 };
-        if !cut.keep_pre.is_multiple_of(unit) {
-            return Err(Error::refused(format!(
-                "{name}+{func:#x}: cannot keep {} bytes of a pad made of {unit}-byte nops (--pre)",
-                cut.keep_pre
-            )));
-        }
-        if let Some((at, r_type)) = in_reloc(entry, entry + u64::from(cut.cut_pre)) {
-            return Err(Error::refused(format!(
-                "{name}+{at:#x}: relocation type {r_type} inside the pad of the function at {name}+{func:#x}"
-            )));
-        }
-        // The nop run may continue into alignment nops or relocated code: cut only up to
-        // the first relocation after the slot.
-        let post = func + u64::from(cut.keep_slot);
-        if let Some((at, _)) = in_reloc(post, post + u64::from(cut.cut_post)) {
-            cut.cut_post = (at - post) as u32;
-        }
-        let keep_from = entry + u64::from(cut.cut_pre);
-        let align_insert = walk.keep_alignment(entry, keep_from);
-        if cut.cut_pre > 0 {
-            walk.edits.push(Edit::Remove {
-                at: entry,
-                len: u64::from(cut.cut_pre),
-            });
-        }
-        walk.delta -= i64::from(cut.cut_pre);
-        let mut insert = align_insert.map_or(0, |e| match e {
-            Edit::Insert { len, .. } => len,
-            Edit::Remove { .. } => 0,
-        });
-        let mut reserve = false;
-        if opts.slot == 4 && cut.keep_slot == 4 && !patched {
-            align = align.max(4);
-            let new_slot = (func as i64 + walk.delta) as u64;
-            if !rvc {
-                if !new_slot.is_multiple_of(4) {
-                    return Err(Error::refused(format!(
-                        "{name}+{func:#x}: slot would land at offset {new_slot:#x}, not 4-byte aligned"
-                    )));
-                }
-            } else if walk.relaxable_before(entry) {
-                if !aligned_points.contains(&entry) || !cut.keep_pre.is_multiple_of(4) {
-                    if !cut.keep_pre.is_multiple_of(4) {
-                        return Err(Error::refused(format!(
-                            "{name}+{func:#x}: cannot keep {} bytes before an aligned 4-byte slot \
-                             in code the linker relaxes (use --pre 0 or a multiple of 4)",
-                            cut.keep_pre
-                        )));
-                    }
-                    reserve = true;
-                    walk.delta += ALIGN_RESERVE as i64;
-                    walk.alignment_bytes += ALIGN_RESERVE;
-                    walk.added_align = true;
-                }
-            } else if !new_slot.is_multiple_of(4) {
-                insert += 2;
-                walk.delta += 2;
-                walk.alignment_bytes += 2;
-            }
-        }
-        if insert > 0 {
-            walk.edits.push(Edit::Insert {
-                at: keep_from,
-                len: insert,
-                align: false,
-            });
-        }
-        if reserve {
-            walk.edits.push(Edit::Insert {
-                at: keep_from,
-                len: ALIGN_RESERVE,
-                align: true,
-            });
-        }
-        if cut.cut_post > 0 {
-            walk.edits.push(Edit::Remove {
-                at: post,
-                len: u64::from(cut.cut_post),
-            });
-        }
-        walk.delta -= i64::from(cut.cut_post);
-        cuts.push((i, cut));
-    }
+    points
+}
+
+/// The plan of section `index` (bytes `old`) once the walk is done: the offset map, the new
+/// bytes, and one 4-byte nop in each 4-byte slot.
+fn finish_section(
+    index: usize,
+    old: &[u8],
+    walk: Walk<'_>,
+    sites: &[PatchSite],
+    cuts: &[(usize, SlotLayout)],
+    opts: CutOptions,
+) -> SectionPlan {
     let Walk {
         mut edits,
         alignment_bytes,
+        align,
         ..
     } = walk;
     edits.sort_by_key(|e| e.at());
-    let (map, inserted) = OffsetMap::new(size, &edits);
+    let (map, inserted) = OffsetMap::new(old.len() as u64, &edits);
     let mut bytes = build_bytes(old, &edits);
-    for (i, cut) in cuts {
+    for &(i, cut) in cuts {
         let site = &sites[i];
         let slot = map.map(site.entry + u64::from(site.pre_bytes));
         if opts.slot == 4 && cut.keep_slot == 4 && !matches!(site.state, SiteState::Patched(_)) {
@@ -390,14 +476,14 @@ pub fn plan_section(
             bytes[at..at + 4].copy_from_slice(&NOP.to_le_bytes());
         }
     }
-    Ok(SectionPlan {
+    SectionPlan {
         index,
         map,
         inserted,
         bytes,
         align,
         alignment_bytes,
-    })
+    }
 }
 
 /// Applies `edits` (sorted) to `old`: removed bytes go, inserted ones are `c.nop`s.

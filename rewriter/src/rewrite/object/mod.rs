@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use object::elf;
 
 use crate::elf::reloc_name;
-use crate::elf::ElfFile;
+use crate::elf::{ElfFile, Reloc, RelocSection};
 use crate::error::{Error, Result};
 use crate::plan::Layout;
 use crate::rewrite::options::RewriteOptions;
@@ -45,20 +45,7 @@ pub fn rewrite_relocatable(
     opts: RewriteOptions,
 ) -> Result<(Vec<u8>, RewriteStats)> {
     let relocs = file.relocation_sections()?;
-    for rs in &relocs {
-        if file.sections[rs.index].sh_type != elf::SHT_RELA.0 {
-            return Err(Error::Unsupported(format!(
-                "{}: REL relocations (RISC-V objects use RELA)",
-                file.sections[rs.index].name
-            )));
-        }
-        if Some(rs.symtab) != file.symtab_index {
-            return Err(Error::malformed(format!(
-                "{}: relocations against a table other than .symtab",
-                file.sections[rs.index].name
-            )));
-        }
-    }
+    check_relocation_sections(file, &relocs)?;
     let text_before: u64 = exec_sections(file).map(|s| s.size).sum();
     let mut stats = RewriteStats::unchanged(
         scan.sites.len(),
@@ -69,53 +56,9 @@ pub fn rewrite_relocatable(
     );
 
     // 1. Cut the pads, section by section.
-    let cut = cut::CutOptions {
-        slot: opts.slot,
-        pre: opts.pre,
-    };
-    let mut by_section: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, s) in scan.sites.iter().enumerate() {
-        by_section.entry(s.section).or_default().push(i);
-    }
-    // Lookups by section, built once: objects with -ffunction-sections have thousands.
-    let by_target: HashMap<usize, usize> = relocs
-        .iter()
-        .enumerate()
-        .map(|(k, rs)| (rs.target, k))
-        .collect();
-    let relocs_of = |index: usize| -> &[crate::elf::Reloc] {
-        by_target
-            .get(&index)
-            .map_or(&[], |&k| relocs[k].relocs.as_slice())
-    };
-    let mut symbols_of: HashMap<usize, Vec<usize>> = HashMap::new();
-    for s in &file.symbols {
-        if let Some(sec) = s.section() {
-            symbols_of.entry(sec).or_default().push(s.index);
-        }
-    }
-    let symbols_in = |index: usize| symbols_of.get(&index).map_or(&[][..], Vec::as_slice);
-    let mut plans = BTreeMap::new();
-    for (&index, ids) in &by_section {
-        let section = cut::SectionInput {
-            index,
-            relocs: relocs_of(index),
-            symbols: symbols_in(index),
-        };
-        let plan = cut::plan_section(file, &section, &scan.sites, ids, cut)?;
-        if !plan.is_unchanged(file.sections[index].align) {
-            plans.insert(index, plan);
-        }
-    }
-    let emptied: BTreeSet<usize> = if opts.slot == 0 {
-        file.sections
-            .iter()
-            .filter(|s| s.name == TABLE_SECTION && s.size > 0)
-            .map(|s| s.index)
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
+    let lookup = BySection::new(file, &relocs);
+    let mut plans = cut_sections(file, scan, &lookup, opts)?;
+    let emptied = emptied_tables(file, opts);
     if plans.is_empty() && emptied.is_empty() {
         return Ok((file.data.to_vec(), stats));
     }
@@ -131,41 +74,12 @@ pub fn rewrite_relocatable(
     let moved = relocs::move_relocations(file, &relocs, &plans, &maps, &new_symbols, &emptied)?;
 
     // 3. What the assembler resolved without relocations.
-    let mut fixups = 0;
-    for plan in plans.values_mut() {
-        fixups +=
-            unrelocated::fix_section(file, plan, relocs_of(plan.index), symbols_in(plan.index))?;
-    }
     let mut changes = write::Changes::default();
-    for sec in file
-        .sections
-        .iter()
-        .filter(|s| s.name == ".eh_frame" || s.name == ".debug_frame")
-    {
-        let (bytes, n) = frames::fix_frame_section(file, sec.index, relocs_of(sec.index), &maps)?;
-        fixups += n;
-        if let Some(b) = bytes {
-            changes.data.insert(sec.index, b);
-        }
-    }
+    let fixups = fix_unrelocated(file, &lookup, &maps, &mut plans, &mut changes)?;
     debug::refuse_constant_distances(file, &relocs, &maps)?;
 
     // 4. Write.
-    for (&i, plan) in &plans {
-        changes.align.insert(i, plan.align);
-        changes.data.insert(i, plan.bytes.clone());
-    }
-    for &i in &emptied {
-        changes.data.insert(i, Vec::new());
-    }
-    for (&rela, entries) in &moved.by_section {
-        changes
-            .data
-            .insert(rela, write::encode_rela(file.is_64, entries));
-    }
-    if let Some((index, bytes)) = write::patch_symtab(file, &new_symbols)? {
-        changes.data.insert(index, bytes);
-    }
+    add_changes(file, &plans, &emptied, &moved, &new_symbols, &mut changes)?;
     let out = write::write_object(file, &changes)?;
 
     let text_after: u64 = exec_sections(file)
@@ -183,6 +97,173 @@ pub fn rewrite_relocatable(
         .collect();
     stats.unchanged = false;
     Ok((out, stats))
+}
+
+/// Refuses relocation sections this rewrite cannot move: `REL` ones, and those against a
+/// symbol table other than `.symtab`.
+fn check_relocation_sections(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Result<()> {
+    for rs in relocs {
+        if file.sections[rs.index].sh_type != elf::SHT_RELA.0 {
+            return Err(Error::Unsupported(format!(
+                "{}: REL relocations (RISC-V objects use RELA)",
+                file.sections[rs.index].name
+            )));
+        }
+        if Some(rs.symtab) != file.symtab_index {
+            return Err(Error::malformed(format!(
+                "{}: relocations against a table other than .symtab",
+                file.sections[rs.index].name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Lookups by section, built once: objects with -ffunction-sections have thousands.
+struct BySection<'r> {
+    relocs: &'r [RelocSection],
+    /// Index in `relocs` of the relocations of each section.
+    by_target: HashMap<usize, usize>,
+    /// The symbols defined in each section.
+    symbols: HashMap<usize, Vec<usize>>,
+}
+
+impl<'r> BySection<'r> {
+    /// The lookups of `file`, whose relocation sections are `relocs`.
+    fn new(file: &ElfFile<'_>, relocs: &'r [RelocSection]) -> Self {
+        let by_target = relocs
+            .iter()
+            .enumerate()
+            .map(|(k, rs)| (rs.target, k))
+            .collect();
+        let mut symbols: HashMap<usize, Vec<usize>> = HashMap::new();
+        for s in &file.symbols {
+            if let Some(sec) = s.section() {
+                symbols.entry(sec).or_default().push(s.index);
+            }
+        }
+        BySection {
+            relocs,
+            by_target,
+            symbols,
+        }
+    }
+
+    /// The relocations of section `index`.
+    fn relocs_of(&self, index: usize) -> &'r [Reloc] {
+        self.by_target
+            .get(&index)
+            .map_or(&[], |&k| self.relocs[k].relocs.as_slice())
+    }
+
+    /// The symbols defined in section `index`.
+    fn symbols_in(&self, index: usize) -> &[usize] {
+        self.symbols.get(&index).map_or(&[][..], Vec::as_slice)
+    }
+}
+
+/// Plans the cut of every executable section with pads; only the sections that change.
+fn cut_sections(
+    file: &ElfFile<'_>,
+    scan: &Scan,
+    lookup: &BySection<'_>,
+    opts: RewriteOptions,
+) -> Result<BTreeMap<usize, cut::SectionPlan>> {
+    let cut = cut::CutOptions {
+        slot: opts.slot,
+        pre: opts.pre,
+    };
+    let mut by_section: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, s) in scan.sites.iter().enumerate() {
+        by_section.entry(s.section).or_default().push(i);
+    }
+    let mut plans = BTreeMap::new();
+    for (&index, ids) in &by_section {
+        let section = cut::SectionInput {
+            index,
+            relocs: lookup.relocs_of(index),
+            symbols: lookup.symbols_in(index),
+        };
+        let plan = cut::plan_section(file, &section, &scan.sites, ids, cut)?;
+        if !plan.is_unchanged(file.sections[index].align) {
+            plans.insert(index, plan);
+        }
+    }
+    Ok(plans)
+}
+
+/// The patch tables `--slot 0` empties: nothing is left to patch.
+fn emptied_tables(file: &ElfFile<'_>, opts: RewriteOptions) -> BTreeSet<usize> {
+    if opts.slot == 0 {
+        file.sections
+            .iter()
+            .filter(|s| s.name == TABLE_SECTION && s.size > 0)
+            .map(|s| s.index)
+            .collect()
+    } else {
+        BTreeSet::new()
+    }
+}
+
+/// Fixes what the assembler resolved without relocations: PC-relative instructions in the
+/// cut sections, and call frame information (into `changes`). Returns how many were fixed.
+fn fix_unrelocated(
+    file: &ElfFile<'_>,
+    lookup: &BySection<'_>,
+    maps: &symbols::Maps,
+    plans: &mut BTreeMap<usize, cut::SectionPlan>,
+    changes: &mut write::Changes,
+) -> Result<usize> {
+    let mut fixups = 0;
+    for plan in plans.values_mut() {
+        fixups += unrelocated::fix_section(
+            file,
+            plan,
+            lookup.relocs_of(plan.index),
+            lookup.symbols_in(plan.index),
+        )?;
+    }
+    for sec in file
+        .sections
+        .iter()
+        .filter(|s| s.name == ".eh_frame" || s.name == ".debug_frame")
+    {
+        let (bytes, n) =
+            frames::fix_frame_section(file, sec.index, lookup.relocs_of(sec.index), maps)?;
+        fixups += n;
+        if let Some(b) = bytes {
+            changes.data.insert(sec.index, b);
+        }
+    }
+    Ok(fixups)
+}
+
+/// Adds the new contents to write: the cut sections (and their alignment), the emptied
+/// tables, the moved relocations and the symbol table.
+fn add_changes(
+    file: &ElfFile<'_>,
+    plans: &BTreeMap<usize, cut::SectionPlan>,
+    emptied: &BTreeSet<usize>,
+    moved: &relocs::MovedRelocs,
+    new_symbols: &[symbols::NewSymbol],
+    changes: &mut write::Changes,
+) -> Result<()> {
+    for (&i, plan) in plans {
+        changes.align.insert(i, plan.align);
+        changes.data.insert(i, plan.bytes.clone());
+    }
+    for &i in emptied {
+        changes.data.insert(i, Vec::new());
+    }
+    for (&rela, entries) in &moved.by_section {
+        changes
+            .data
+            .insert(rela, write::encode_rela(file.is_64, entries));
+    }
+    if let Some((index, bytes)) = write::patch_symtab(file, new_symbols)? {
+        changes.data.insert(index, bytes);
+    }
+    Ok(())
 }
 
 /// The executable sections with contents.
