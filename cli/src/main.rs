@@ -40,17 +40,19 @@ enum Command {
     Rewrite(rewrite_cmd::RewriteArgs),
     /// Prove a rewrite right: every instruction, reference, symbol and table maps (exit 1 if not).
     Verify(verify_cmd::VerifyArgs),
-    /// Run a RISC-V program linked with the padtrim runtime and record a trace.
+    /// Run a RISC-V program linked with the padtrim runtime, or rewritten and traced by the
+    /// preloaded runtime, and record a trace.
     ///
     /// PROGRAM must be a riscv64 ELF program: a missing file, a directory, a file that is not
-    /// ELF or an ELF file for another machine is refused (exit 2) before anything runs. The
+    /// ELF or an ELF file for another machine is refused (exit 2) before anything runs, and so
+    /// is a dynamically linked program with neither the runtime nor a slot table. The
     /// trace also gets the program's identity (build-id, size, a hash of its code), which
     /// `padtrim replay` checks against the program it takes symbols from.
     ///
     /// Exit status: the program's own, so `padtrim record` can stand in for the program in
     /// scripts; 128+N when signal N killed it (as shells report it); 2 when padtrim could not
-    /// run it, or when it wrote no trace (not linked with the padtrim runtime), whatever its
-    /// own status was (which the message then tells).
+    /// run it, or when it wrote no trace (a static program not linked with the padtrim
+    /// runtime), whatever its own status was (which the message then tells).
     Record(trace::RecordArgs),
     /// Print a recorded trace (text, chrome, folded, or --summary).
     Replay(trace::ReplayArgs),
