@@ -54,7 +54,7 @@ enum Command {
     /// run it, or when it wrote no trace (a static program not linked with the padtrim
     /// runtime), whatever its own status was (which the message then tells).
     Record(trace::RecordArgs),
-    /// Print a recorded trace (text, chrome, folded, or --summary).
+    /// Print a recorded trace (text, chrome, folded, uftrace, or --summary).
     Replay(trace::ReplayArgs),
 }
 
