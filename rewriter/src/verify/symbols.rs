@@ -9,7 +9,7 @@ use object::elf;
 use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
 use super::{is_tbss, Ctx};
-use crate::elf::{RelocSection, Symbol};
+use crate::elf::{RelocSection, Section, Symbol};
 use crate::error::Result;
 
 /// Runs the symbol, header and relocation checks.
@@ -66,6 +66,7 @@ pub(super) fn check(
 /// Old symbols, new symbols, and the new index of each old one.
 type Tables<'t, 'o, 'n> = (&'t [Symbol<'o>], &'t [Symbol<'n>], &'t [Option<usize>]);
 
+/// Checks one symbol table of the rewritten file against the original's, symbol by symbol.
 fn symbol_table(
     ctx: &Ctx<'_, '_, '_>,
     mapper: &Mapper,
@@ -84,10 +85,68 @@ fn symbol_table(
         );
         return;
     }
-    let min_insn = if ctx.old.rvc() { 2 } else { 4 };
-    let check_one = |k: usize, o: &Symbol<'_>, report: &mut VerifyReport| {
+    let checker = SymbolCheck {
+        ctx,
+        mapper,
+        new,
+        perm,
+        table,
+        fa,
+        min_insn: if ctx.old.rvc() { 2 } else { 4 },
+    };
+    // Symbols are checked in parallel chunks (a large program has 100,000s); the chunks'
+    // reports merge in symbol order, so the report is the same as one pass would give.
+    const CHUNK: usize = 8192;
+    let parts: Vec<VerifyReport> = {
+        use rayon::prelude::*;
+        old.par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let mut r = VerifyReport::default();
+                for (i, o) in chunk.iter().enumerate() {
+                    let k = c * CHUNK + i;
+                    if k > 0 {
+                        checker.one(k, o, &mut r);
+                    }
+                }
+                r
+            })
+            .collect()
+    };
+    for part in parts {
+        report.merge(part);
+    }
+}
+
+/// What checking the symbols of one table needs besides the old symbols.
+struct SymbolCheck<'c, 'o, 'n> {
+    ctx: &'c Ctx<'c, 'o, 'n>,
+    mapper: &'c Mapper,
+    /// The table's symbols in the rewritten file.
+    new: &'c [Symbol<'n>],
+    /// The new index of each old symbol.
+    perm: &'c [Option<usize>],
+    /// The table's name.
+    table: &'c str,
+    /// Function alignment by section (`ElfFile::function_alignment`).
+    fa: &'c BTreeMap<usize, u64>,
+    /// The smallest instruction: alignment to it needs no check.
+    min_insn: u64,
+}
+
+impl SymbolCheck<'_, '_, '_> {
+    /// Old symbol `k` (`o`) and its counterpart: the same name, kind, binding and section,
+    /// the image of its value and size, and its function's alignment.
+    fn one(&self, k: usize, o: &Symbol<'_>, report: &mut VerifyReport) {
+        let (ctx, table) = (self.ctx, self.table);
         report.counts.symbols += 1;
-        let Some(n) = perm.get(k).copied().flatten().and_then(|j| new.get(j)) else {
+        let Some(n) = self
+            .perm
+            .get(k)
+            .copied()
+            .flatten()
+            .and_then(|j| self.new.get(j))
+        else {
             report.mismatch(
                 "symbol",
                 Some(o.value),
@@ -112,12 +171,51 @@ fn symbol_table(
             return;
         }
         let section = o.section().and_then(|s| ctx.old.sections.get(s));
+        let (value, size) = self.expected(o, n, section);
+        if !value.accepts(n.value) || !size.accepts(n.size) {
+            let what = format!("{} {table}[{}] = {value}, size {size}", o.name, o.index);
+            let found = format!("{:#x}, size {:#x}", n.value, n.size);
+            // An absolute symbol is only read by tools, never by the loader or the code
+            // (which reaches the address through its own, checked, relocations).
+            if section.is_none() && o.shndx == u32::from(elf::SHN_ABS.0) {
+                report.warn("absolute symbol", Some(o.value), Some(n.value), what, found);
+            } else {
+                bad(report, what, found);
+            }
+            return;
+        }
+        if let Some(&a) = o.section().and_then(|s| self.fa.get(&s)) {
+            if o.kind == elf::STT_FUNC.0 && a > self.min_insn {
+                report.counts.alignment_points += 1;
+                if n.value % a != 0 {
+                    bad(
+                        report,
+                        format!(
+                            "{} aligned to {a} bytes, as every function of its section was",
+                            o.name
+                        ),
+                        format!("{:#x}", n.value),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The value and size old symbol `o` (in `section`, if any) must have in the rewritten
+    /// file, where its counterpart is `n`.
+    fn expected(
+        &self,
+        o: &Symbol<'_>,
+        n: &Symbol<'_>,
+        section: Option<&Section<'_>>,
+    ) -> (Mapped, Mapped) {
+        let (ctx, mapper) = (self.ctx, self.mapper);
         let moves = o.kind != elf::STT_TLS.0
             && o.kind != elf::STT_FILE.0
             && section.is_none_or(|s| s.is_alloc())
             && o.shndx != 0
             && o.shndx != u32::from(elf::SHN_COMMON.0);
-        let (value, size) = if !moves {
+        if !moves {
             (Mapped::Exact(o.value), Mapped::Exact(o.size))
         } else if o.kind == elf::STT_SECTION.0 {
             let addr = o
@@ -135,73 +233,28 @@ fn symbol_table(
                     _ => value,
                 },
             };
-            let size = if o.size > 0 && ctx.is_code(sec) {
-                match mapper
-                    .map_end_in(sec, o.value.wrapping_add(o.size))
-                    .interval()
-                {
-                    Some((lo, hi)) => {
-                        Mapped::Range(lo.wrapping_sub(n.value), hi.wrapping_sub(n.value))
-                    }
-                    None => Mapped::Unknown,
-                }
-            } else {
-                Mapped::Exact(o.size)
-            };
-            (value, size)
+            (value, self.expected_size(sec, o, n))
         } else {
             // Absolute symbols that hold addresses (`__global_pointer$`, `_DYNAMIC`, ...).
             (mapper.map(o.value), Mapped::Exact(o.size))
-        };
-        if !value.accepts(n.value) || !size.accepts(n.size) {
-            let what = format!("{} {table}[{}] = {value}, size {size}", o.name, o.index);
-            let found = format!("{:#x}, size {:#x}", n.value, n.size);
-            // An absolute symbol is only read by tools, never by the loader or the code
-            // (which reaches the address through its own, checked, relocations).
-            if section.is_none() && o.shndx == u32::from(elf::SHN_ABS.0) {
-                report.warn("absolute symbol", Some(o.value), Some(n.value), what, found);
-            } else {
-                bad(report, what, found);
-            }
-            return;
         }
-        if let Some(&a) = o.section().and_then(|s| fa.get(&s)) {
-            if o.kind == elf::STT_FUNC.0 && a > min_insn {
-                report.counts.alignment_points += 1;
-                if n.value % a != 0 {
-                    bad(
-                        report,
-                        format!(
-                            "{} aligned to {a} bytes, as every function of its section was",
-                            o.name
-                        ),
-                        format!("{:#x}", n.value),
-                    );
-                }
+    }
+
+    /// The size a moving symbol `o` of section `sec` must have: a function's reaches the
+    /// image of its end from its new value (`n`'s); any other's is unchanged.
+    fn expected_size(&self, sec: usize, o: &Symbol<'_>, n: &Symbol<'_>) -> Mapped {
+        if o.size > 0 && self.ctx.is_code(sec) {
+            match self
+                .mapper
+                .map_end_in(sec, o.value.wrapping_add(o.size))
+                .interval()
+            {
+                Some((lo, hi)) => Mapped::Range(lo.wrapping_sub(n.value), hi.wrapping_sub(n.value)),
+                None => Mapped::Unknown,
             }
+        } else {
+            Mapped::Exact(o.size)
         }
-    };
-    // Symbols are checked in parallel chunks (a large program has 100,000s); the chunks'
-    // reports merge in symbol order, so the report is the same as one pass would give.
-    const CHUNK: usize = 8192;
-    let parts: Vec<VerifyReport> = {
-        use rayon::prelude::*;
-        old.par_chunks(CHUNK)
-            .enumerate()
-            .map(|(c, chunk)| {
-                let mut r = VerifyReport::default();
-                for (i, o) in chunk.iter().enumerate() {
-                    let k = c * CHUNK + i;
-                    if k > 0 {
-                        check_one(k, o, &mut r);
-                    }
-                }
-                r
-            })
-            .collect()
-    };
-    for part in parts {
-        report.merge(part);
     }
 }
 
