@@ -241,15 +241,8 @@ pub(super) fn check(
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) {
-    let Some(s) = ctx
-        .old
-        .sections
-        .iter()
-        .find(|s| s.name == ".eh_frame" && s.is_alloc() && !s.is_nobits())
+    let Some((s, n)) = ctx.find_pair(|s| s.name == ".eh_frame" && s.is_alloc() && !s.is_nobits())
     else {
-        return;
-    };
-    let Some(n) = ctx.new_section(s.index) else {
         return;
     };
     let (old, new) = (ctx.old_data(s.index), ctx.new_data(s.index));

@@ -710,15 +710,7 @@ fn eh_frame_hdr(
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) {
-    let Some(s) = ctx
-        .old
-        .sections
-        .iter()
-        .find(|s| s.name == ".eh_frame_hdr" && s.is_alloc())
-    else {
-        return;
-    };
-    let Some(n) = ctx.new_section(s.index) else {
+    let Some((s, n)) = ctx.find_pair(|s| s.name == ".eh_frame_hdr" && s.is_alloc()) else {
         return;
     };
     let (old, new) = (ctx.old_data(s.index), ctx.new_data(s.index));

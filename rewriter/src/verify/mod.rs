@@ -195,6 +195,15 @@ impl<'o, 'n> Ctx<'_, 'o, 'n> {
             .map(|j| &self.new.sections[j])
     }
 
+    /// The first old section `pick` accepts and its new counterpart (`None` if it has none).
+    pub fn find_pair(
+        &self,
+        pick: impl Fn(&Section<'o>) -> bool,
+    ) -> Option<(&Section<'o>, &Section<'n>)> {
+        let s = self.old.sections.iter().find(|s| pick(s))?;
+        Some((s, self.new_section(s.index)?))
+    }
+
     /// Contents of old section `index` (empty if unreadable).
     pub fn old_data(&self, index: usize) -> &'o [u8] {
         self.old
