@@ -9,7 +9,7 @@ use object::elf;
 use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
 use super::{is_tbss, Ctx};
-use crate::elf::{RelocSection, Section, Symbol};
+use crate::elf::{RelocSection, Section, Segment, Symbol};
 use crate::error::Result;
 
 /// Runs the symbol, header and relocation checks.
@@ -328,70 +328,7 @@ fn segments(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
         return;
     }
     for (k, (og, ng)) in old.iter().zip(new).enumerate() {
-        report.counts.segments += 1;
-        let bad = |report: &mut VerifyReport, what: String, found: String| {
-            report.mismatch("segment", Some(og.vaddr), Some(ng.vaddr), what, found)
-        };
-        if og.p_type != ng.p_type || og.flags != ng.flags || og.align != ng.align {
-            bad(
-                report,
-                format!(
-                    "program header {k}: type {:#x} flags {:#x} align {:#x}",
-                    og.p_type, og.flags, og.align
-                ),
-                format!(
-                    "type {:#x} flags {:#x} align {:#x}",
-                    ng.p_type, ng.flags, ng.align
-                ),
-            );
-            continue;
-        }
-        if og.p_type != elf::PT_LOAD.0 {
-            if og.memsz > 0
-                && mapper.is_address(og.vaddr)
-                && !mapper.map(og.vaddr).accepts(ng.vaddr)
-            {
-                bad(
-                    report,
-                    format!("program header {k} at {}", mapper.map(og.vaddr)),
-                    format!("{:#x}", ng.vaddr),
-                );
-            }
-            continue;
-        }
-        let align = ng.align.max(1);
-        if ng.offset % align != ng.vaddr % align {
-            bad(
-                report,
-                format!("program header {k}: offset congruent to the address modulo {align:#x}"),
-                format!("offset {:#x}", ng.offset),
-            );
-        }
-        for s in ctx.old.sections.iter().filter(|s| {
-            s.is_alloc()
-                && s.size > 0
-                && !is_tbss(s)
-                && s.addr >= og.vaddr
-                && s.addr + s.size <= og.vaddr + og.memsz
-        }) {
-            let Some(n) = ctx.new_section(s.index) else {
-                continue;
-            };
-            let in_mem = n.addr >= ng.vaddr && n.addr + n.size <= ng.vaddr + ng.memsz;
-            let in_file = s.is_nobits()
-                || (n.addr + n.size <= ng.vaddr + ng.filesz
-                    && n.offset.wrapping_sub(ng.offset) == n.addr.wrapping_sub(ng.vaddr));
-            if !in_mem || !in_file {
-                bad(
-                    report,
-                    format!("program header {k} to load {} from its file offset", s.name),
-                    format!(
-                        "{} at {:#x} (offset {:#x}) outside {:#x}+{:#x} (offset {:#x}, {:#x} in the file)",
-                        n.name, n.addr, n.offset, ng.vaddr, ng.memsz, ng.offset, ng.filesz
-                    ),
-                );
-            }
-        }
+        segment(ctx, mapper, k, (og, ng), report);
     }
     if let Some(t) = ctx.table.map(|t| &ctx.new.sections[t]) {
         let loaded = new.iter().any(|g| {
@@ -407,6 +344,79 @@ fn segments(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
                 Some(t.addr),
                 "__mcount_loc inside a loadable segment",
                 "not loaded",
+            );
+        }
+    }
+}
+
+/// Program header `k` (`og`) and its counterpart: the same type, flags and alignment; a
+/// non-loadable one at the image of its address; a loadable one still loading each of its
+/// sections from its file offset.
+fn segment(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    k: usize,
+    (og, ng): (&Segment, &Segment),
+    report: &mut VerifyReport,
+) {
+    report.counts.segments += 1;
+    let bad = |report: &mut VerifyReport, what: String, found: String| {
+        report.mismatch("segment", Some(og.vaddr), Some(ng.vaddr), what, found)
+    };
+    if og.p_type != ng.p_type || og.flags != ng.flags || og.align != ng.align {
+        bad(
+            report,
+            format!(
+                "program header {k}: type {:#x} flags {:#x} align {:#x}",
+                og.p_type, og.flags, og.align
+            ),
+            format!(
+                "type {:#x} flags {:#x} align {:#x}",
+                ng.p_type, ng.flags, ng.align
+            ),
+        );
+        return;
+    }
+    if og.p_type != elf::PT_LOAD.0 {
+        if og.memsz > 0 && mapper.is_address(og.vaddr) && !mapper.map(og.vaddr).accepts(ng.vaddr) {
+            bad(
+                report,
+                format!("program header {k} at {}", mapper.map(og.vaddr)),
+                format!("{:#x}", ng.vaddr),
+            );
+        }
+        return;
+    }
+    let align = ng.align.max(1);
+    if ng.offset % align != ng.vaddr % align {
+        bad(
+            report,
+            format!("program header {k}: offset congruent to the address modulo {align:#x}"),
+            format!("offset {:#x}", ng.offset),
+        );
+    }
+    for s in ctx.old.sections.iter().filter(|s| {
+        s.is_alloc()
+            && s.size > 0
+            && !is_tbss(s)
+            && s.addr >= og.vaddr
+            && s.addr + s.size <= og.vaddr + og.memsz
+    }) {
+        let Some(n) = ctx.new_section(s.index) else {
+            continue;
+        };
+        let in_mem = n.addr >= ng.vaddr && n.addr + n.size <= ng.vaddr + ng.memsz;
+        let in_file = s.is_nobits()
+            || (n.addr + n.size <= ng.vaddr + ng.filesz
+                && n.offset.wrapping_sub(ng.offset) == n.addr.wrapping_sub(ng.vaddr));
+        if !in_mem || !in_file {
+            bad(
+                report,
+                format!("program header {k} to load {} from its file offset", s.name),
+                format!(
+                    "{} at {:#x} (offset {:#x}) outside {:#x}+{:#x} (offset {:#x}, {:#x} in the file)",
+                    n.name, n.addr, n.offset, ng.vaddr, ng.memsz, ng.offset, ng.filesz
+                ),
             );
         }
     }
@@ -523,8 +533,33 @@ fn alignment(
     fa: &BTreeMap<usize, u64>,
     report: &mut VerifyReport,
 ) {
+    let mut points = aligned_points(ctx, fa);
+    for (sec, pts) in points.iter_mut() {
+        pts.sort_unstable();
+        for &(at, align, _) in pts.iter() {
+            report.counts.alignment_points += 1;
+            match mapper.map_in(*sec, at) {
+                Mapped::Exact(v) if v % align != 0 => report.mismatch(
+                    "alignment",
+                    Some(at),
+                    Some(v),
+                    format!("an address aligned to {align} bytes"),
+                    format!("{v:#x}"),
+                ),
+                _ => {}
+            }
+        }
+    }
+    run_lengths(mapper, &points, report);
+}
+
+/// Aligned points per section: (address, alignment, start of its padding), from
+/// `R_RISCV_ALIGN` and from the functions of sections whose functions are all aligned.
+fn aligned_points(
+    ctx: &Ctx<'_, '_, '_>,
+    fa: &BTreeMap<usize, u64>,
+) -> BTreeMap<usize, Vec<(u64, u64, u64)>> {
     let min_insn: u64 = if ctx.old.rvc() { 2 } else { 4 };
-    // Aligned points per section: (address, alignment, start of its padding).
     let mut points: BTreeMap<usize, Vec<(u64, u64, u64)>> = BTreeMap::new();
     for rs in ctx
         .old_relocs
@@ -551,22 +586,16 @@ fn alignment(
             }
         }
     }
-    for (sec, pts) in points.iter_mut() {
-        pts.sort_unstable();
-        for &(at, align, _) in pts.iter() {
-            report.counts.alignment_points += 1;
-            match mapper.map_in(*sec, at) {
-                Mapped::Exact(v) if v % align != 0 => report.mismatch(
-                    "alignment",
-                    Some(at),
-                    Some(v),
-                    format!("an address aligned to {align} bytes"),
-                    format!("{v:#x}"),
-                ),
-                _ => {}
-            }
-        }
-    }
+    points
+}
+
+/// A nop run changes length only where a pad or an aligned point (of `points`, sorted)
+/// explains it.
+fn run_lengths(
+    mapper: &Mapper,
+    points: &BTreeMap<usize, Vec<(u64, u64, u64)>>,
+    report: &mut VerifyReport,
+) {
     // The in-place layout's free space is a nop tail that the last run absorbs.
     let in_place_tail = |cm: &super::map::CodeMap, k: usize| {
         k + 1 == cm.pieces.len() && cm.pieces[k].new_len > cm.pieces[k].old_len
