@@ -272,8 +272,7 @@ pub(super) fn check(
     }
 }
 
-/// One FDE (at `at`, old and new, in `.eh_frame`, old section `sec`) and its counterpart:
-/// its start and end are the images of the old ones, and so is each CFA row's location.
+/// One FDE and its counterpart: start, end and each CFA row's location are the old ones' images.
 fn check_fde(
     mapper: &Mapper,
     sec: usize,

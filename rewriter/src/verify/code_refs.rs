@@ -132,8 +132,7 @@ fn static_code<'c>(ctx: &'c Ctx<'_, '_, '_>) -> impl Iterator<Item = &'c RelocSe
         .filter(|rs| !ctx.is_dynamic(rs) && ctx.is_code(rs.target))
 }
 
-/// `%pcrel_lo` partners by the address of their auipc (with their section and address),
-/// and the auipcs that have relocations; both sorted.
+/// `%pcrel_lo` partners (by their auipc's address) and the relocated auipcs, sorted.
 fn pcrel_partners(ctx: &Ctx<'_, '_, '_>) -> (Vec<(u64, usize, u64)>, Vec<u64>) {
     let mut lows: Vec<(u64, usize, u64)> = Vec::new();
     let mut relocated_auipc: Vec<u64> = Vec::new();
@@ -152,8 +151,7 @@ fn pcrel_partners(ctx: &Ctx<'_, '_, '_>) -> (Vec<(u64, usize, u64)>, Vec<u64>) {
     (lows, relocated_auipc)
 }
 
-/// PC-relative instructions the walk found: branches and jumps reach the image of their
-/// old target; an `auipc` without a relocation is paired with its users by decoding.
+/// Branches and jumps the walk found reach their old target's image; unrelocated auipcs pair up.
 fn pc_relative(
     code: &Code<'_, '_, '_, '_>,
     walks: &[WalkResult],
@@ -184,8 +182,7 @@ fn pc_relative(
     }
 }
 
-/// Every instruction whose immediate changed must be one a reference check vouched for
-/// (`validated`, sorted).
+/// Every changed immediate must be one a reference check vouched for (`validated`, sorted).
 fn unexplained_immediates(
     code: &Code<'_, '_, '_, '_>,
     walks: &[WalkResult],
@@ -335,8 +332,7 @@ fn call(
     }
 }
 
-/// An `auipc` and each of its `%pcrel_lo` partners reach the image of their old target;
-/// without partners, its upper part reaches the image of `S + A`.
+/// An `auipc` and its `%pcrel_lo` partners reach their target's image (alone: that of `S + A`).
 fn auipc_pair(
     code: &Code<'_, '_, '_, '_>,
     at: &Relocated<'_>,

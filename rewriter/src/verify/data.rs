@@ -375,8 +375,7 @@ fn difference(
     }
 }
 
-/// How much a field built from the terms `group` (at `at`, old and new) must change: the
-/// sum of their moves, as an interval; `None` when a term's image is unknown.
+/// How much a field of the terms `group` must change: their moves summed (`None`: unknown).
 fn terms_moved(
     ctx: &Ctx<'_, '_, '_>,
     mapper: &Mapper,
@@ -408,9 +407,7 @@ fn terms_moved(
     Some((lo, hi))
 }
 
-/// Whether a field of kind `first` and `width` bytes, at `off` in `old` and `noff` in
-/// `new`, changed by some amount in `lo..=hi` (modulo its width), with its old and new
-/// values; `None` when it cannot be read.
+/// Whether the field changed by an amount in `lo..=hi` (mod its width), and its two values.
 fn field_moved(
     first: Field,
     width: usize,
@@ -568,8 +565,7 @@ fn dynamic_reloc(
     }
 }
 
-/// What a word that held `ow` must hold now: the same TLS offset or module id (`tls`),
-/// else the image of the address.
+/// What a word that held `ow` must hold now: the same TLS value (`tls`), else its image.
 fn word_image(mapper: &Mapper, tls: bool, ow: u64) -> Mapped {
     if tls {
         Mapped::Exact(ow)

@@ -122,8 +122,7 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
     Ok(report)
 }
 
-/// The checks that share the covered fields (code references, data, kernel tables, call
-/// frames, versions, hash tables), then every byte none of them covered.
+/// The checks that share the covered fields, then every byte none of them covered.
 fn check_contents(
     ctx: &Ctx<'_, '_, '_>,
     mapper: &Mapper,

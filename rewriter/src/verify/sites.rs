@@ -192,8 +192,7 @@ pub(super) fn check_sites(
     Ok(())
 }
 
-/// Old entry → new entry and the new entry's place, from the tables' positions, sorted;
-/// an old entry listed twice must have the same new entry both times.
+/// Old entry → (new entry, its place), sorted; a duplicated old entry must map one way.
 fn entry_map(old_t: &Table, new_t: &Table, report: &mut VerifyReport) -> Vec<(u64, u64, u64)> {
     let mut entry_map: Vec<(u64, u64, u64)> = old_t
         .values
@@ -256,8 +255,7 @@ fn body_nops(site: &PatchSite, run: &Piece) -> u64 {
     (run.old + run.old_len).saturating_sub(site.entry + u64::from(site.pad_bytes))
 }
 
-/// Finds each site's pad in the walk and its kept bytes in the new file (all counted as its
-/// slot here), with the bytes before its function the rewritten file claims, if it does.
+/// Each site's pad in the walk, its kept bytes (all slot so far) and its claimed pre bytes.
 fn place_sites(
     ctx: &Ctx<'_, '_, '_>,
     sites: &[PatchSite],
@@ -336,8 +334,7 @@ fn place_sites(
     (placed, claims)
 }
 
-/// Where the kept bytes of `site`'s pad (in `run`) end in the new file, when its new table
-/// entry `new_entry` lies among them.
+/// Where `site`'s kept bytes end in the new file, if its new entry `new_entry` is among them.
 fn kept_end(
     site: &PatchSite,
     run: &Piece,
@@ -368,8 +365,7 @@ fn kept_end(
     Some(kept_end)
 }
 
-/// Splits each pad's kept bytes into those before its function and its slot, and gives
-/// the code maps their site images.
+/// Splits kept bytes into pre bytes and slot, and gives the code maps their site images.
 fn split_kept(
     sites: &[PatchSite],
     placed: &mut [Placed],
@@ -408,8 +404,7 @@ fn split_kept(
     }
 }
 
-/// One slot size and one kept-pre size for all pads (each capped by what the pad had),
-/// then each pad's kept bytes; returns the slot size.
+/// One slot and one pre size for all pads (capped per pad), then each pad's bytes; the slot.
 fn check_slot_sizes(
     ctx: &Ctx<'_, '_, '_>,
     sites: &[PatchSite],

@@ -135,8 +135,7 @@ struct SymbolCheck<'c, 'o, 'n> {
 }
 
 impl SymbolCheck<'_, '_, '_> {
-    /// Old symbol `k` (`o`) and its counterpart: the same name, kind, binding and section,
-    /// the image of its value and size, and its function's alignment.
+    /// Symbol `k` (`o`) and its counterpart: identity, value, size, function alignment.
     fn one(&self, k: usize, o: &Symbol<'_>, report: &mut VerifyReport) {
         let (ctx, table) = (self.ctx, self.table);
         report.counts.symbols += 1;
@@ -201,8 +200,7 @@ impl SymbolCheck<'_, '_, '_> {
         }
     }
 
-    /// The value and size old symbol `o` (in `section`, if any) must have in the rewritten
-    /// file, where its counterpart is `n`.
+    /// The value and size old symbol `o` (in `section`) must have, given its counterpart `n`.
     fn expected(
         &self,
         o: &Symbol<'_>,
@@ -240,8 +238,7 @@ impl SymbolCheck<'_, '_, '_> {
         }
     }
 
-    /// The size a moving symbol `o` of section `sec` must have: a function's reaches the
-    /// image of its end from its new value (`n`'s); any other's is unchanged.
+    /// A moving symbol's size: a function's reaches the image of its end; others' is unchanged.
     fn expected_size(&self, sec: usize, o: &Symbol<'_>, n: &Symbol<'_>) -> Mapped {
         if o.size > 0 && self.ctx.is_code(sec) {
             match self
@@ -349,9 +346,7 @@ fn segments(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
     }
 }
 
-/// Program header `k` (`og`) and its counterpart: the same type, flags and alignment; a
-/// non-loadable one at the image of its address; a loadable one still loading each of its
-/// sections from its file offset.
+/// Program header `k` and its counterpart: same kind, at its image, still loading its sections.
 fn segment(
     ctx: &Ctx<'_, '_, '_>,
     mapper: &Mapper,
@@ -553,8 +548,7 @@ fn alignment(
     run_lengths(mapper, &points, report);
 }
 
-/// Aligned points per section: (address, alignment, start of its padding), from
-/// `R_RISCV_ALIGN` and from the functions of sections whose functions are all aligned.
+/// Aligned points by section: (address, alignment, start of its padding).
 fn aligned_points(
     ctx: &Ctx<'_, '_, '_>,
     fa: &BTreeMap<usize, u64>,
@@ -589,8 +583,7 @@ fn aligned_points(
     points
 }
 
-/// A nop run changes length only where a pad or an aligned point (of `points`, sorted)
-/// explains it.
+/// A nop run changes length only where a pad or an aligned point (`points`) explains it.
 fn run_lengths(
     mapper: &Mapper,
     points: &BTreeMap<usize, Vec<(u64, u64, u64)>>,

@@ -179,8 +179,7 @@ impl Walker<'_, '_> {
         })
     }
 
-    /// Matches the nop runs (and the islands inside the new one) that start here, however
-    /// long each is.
+    /// Matches the nop runs that start here (with the islands inside the new one), any length.
     fn nop_runs(&mut self, room: usize) {
         let (ob, nb, rvc) = (self.old.bytes, self.new.bytes, self.rvc);
         let (o, n) = (self.o, self.n);
@@ -290,8 +289,7 @@ impl Walker<'_, '_> {
         }
     }
 
-    /// Relocated data up to `end`: the same length on both sides; its value is checked by
-    /// the data checks.
+    /// Relocated data up to `end`: the same length on both sides (the data checks check it).
     fn data_field(&mut self, oa: u64, end: u64) -> Option<usize> {
         let end = end.min(self.old.addr + self.old.bytes.len() as u64);
         let len = (end - oa) as usize;
