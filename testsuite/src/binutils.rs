@@ -4,6 +4,7 @@
 //! Every function panics with the command and the offending line if binutils fails or
 //! prints something unexpected: these are test helpers, and a parse error is a test failure.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -124,6 +125,21 @@ impl Insn {
     pub fn is_nop(&self) -> bool {
         self.len == 4 && self.word == 0x0000_0013
     }
+}
+
+/// Everything readelf (given `readelf_args`) and objdump (given `objdump_args`) print on
+/// stderr for `path`: their warnings, empty for a well-formed file.
+pub fn warnings(path: &Path, readelf_args: &[&str], objdump_args: &[&str]) -> String {
+    let mut all = String::new();
+    for (tool, args) in [(READELF, readelf_args), (OBJDUMP, objdump_args)] {
+        let out = Command::new(tool)
+            .args(args)
+            .arg(path)
+            .output()
+            .expect("binutils");
+        all.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    all
 }
 
 /// Runs a binutils tool and returns its stdout; panics on failure.
@@ -369,6 +385,15 @@ pub fn disassemble(path: &Path) -> Vec<Insn> {
 /// Disassembly of one section (`objdump -d -w -j SECTION`).
 pub fn disassemble_section(path: &Path, section: &str) -> Vec<Insn> {
     parse_disassembly(&run(OBJDUMP, &["-d", "-w", "-j", section], path))
+}
+
+/// Where each instruction of `insns` is, by (section, address).
+pub fn insn_index(insns: &[Insn]) -> HashMap<(&str, u64), usize> {
+    insns
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ((n.section.as_str(), n.address), i))
+        .collect()
 }
 
 /// Parses objdump's `-d -w` output.

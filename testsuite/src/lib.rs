@@ -7,8 +7,10 @@
 //! `<target dir>/padtrim-corpus/`. Every linked artifact keeps its relocations (`-Wl,-q`).
 //! Run `scripts/setup` first to install the cross toolchain, qemu-user and clang.
 //!
-//! Helpers: [`corpus`] (the artifacts), [`run_qemu`], [`padtrim`] (the CLI under test),
-//! [`scratch_dir`], [`report_json`] and the [`binutils`] parsers.
+//! Helpers: [`corpus`] (the artifacts), [`run_qemu`], [`padtrim`] (the CLI under test) and
+//! its commands ([`check`], [`rewrite`], [`verify`], [`report_json`], [`save_baseline`]),
+//! [`describe`] for assertion messages, [`rewrite_json`], [`rewrite_stats`] and
+//! [`same_behaviour`] for rewrites, [`scratch_dir`], and the [`binutils`] parsers.
 
 pub mod artifact;
 pub mod binutils;
@@ -107,6 +109,20 @@ pub fn run_qemu_rv32(path: &Path) -> Output {
     run_with_timeout(cmd, QEMU_TIMEOUT)
 }
 
+/// Runs `cmd` to completion with captured output and asserts that it succeeded; `what`
+/// names it in the messages (with its stderr). Returns its output.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs a command to completion with captured output, killing it after `timeout`.
 fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     let desc = format!("{cmd:?}");
@@ -189,6 +205,18 @@ pub fn scratch_dir(test_name: &str) -> PathBuf {
 
 /// Runs `padtrim report --json FILE`, asserts exit status 0, and returns the parsed object.
 pub fn report_json(path: &Path) -> serde_json::Value {
+    let out = report_json_output(path);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "padtrim report --json {} printed invalid JSON: {e}\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Runs `padtrim report --json FILE` and asserts exit status 0.
+fn report_json_output(path: &Path) -> Output {
     let out = padtrim()
         .arg("report")
         .arg("--json")
@@ -202,11 +230,106 @@ pub fn report_json(path: &Path) -> serde_json::Value {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "padtrim report --json {} printed invalid JSON: {e}\n{}",
-            path.display(),
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    out
+}
+
+/// Exit status, stdout and stderr of a finished command, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `padtrim check FILE ARGS...`.
+pub fn check(file: &Path, args: &[&str]) -> Output {
+    padtrim()
+        .arg("check")
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("run padtrim check")
+}
+
+/// Runs `padtrim rewrite INPUT -o OUTPUT ARGS...`.
+pub fn rewrite(input: &Path, output: &Path, args: &[&str]) -> Output {
+    padtrim()
+        .arg("rewrite")
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .args(args)
+        .output()
+        .expect("run padtrim rewrite")
+}
+
+/// Runs `padtrim verify ORIGINAL REWRITTEN ARGS...`.
+pub fn verify(original: &Path, rewritten: &Path, args: &[&str]) -> Output {
+    padtrim()
+        .arg("verify")
+        .arg(original)
+        .arg(rewritten)
+        .args(args)
+        .output()
+        .expect("run padtrim verify")
+}
+
+/// Saves `padtrim report --json FILE` at `to`, for `--baseline`; asserts that the report
+/// succeeded.
+pub fn save_baseline(file: &Path, to: &Path) {
+    let out = report_json_output(file);
+    std::fs::write(to, &out.stdout).expect("write baseline");
+}
+
+/// Runs `padtrim rewrite INPUT -o OUTPUT --json`, asserts that it succeeded, and returns
+/// the statistics it printed.
+pub fn rewrite_json(input: &Path, output: &Path) -> serde_json::Value {
+    let rw = rewrite(input, output, &["--json"]);
+    assert!(
+        rw.status.success(),
+        "rewrite {}: {}",
+        input.display(),
+        describe(&rw)
+    );
+    serde_json::from_slice(&rw.stdout).expect("rewrite --json prints JSON")
+}
+
+/// What `rewrite --json` (run as `rw`) printed, checked to hold every statistic it
+/// promises; the error says which is missing, or why it is not JSON.
+pub fn rewrite_stats(rw: &Output) -> Result<serde_json::Value, String> {
+    let stats: serde_json::Value =
+        serde_json::from_slice(&rw.stdout).map_err(|e| format!("bad JSON: {e}"))?;
+    for key in [
+        "sites",
+        "bytes_removed",
+        "file_size_before",
+        "file_size_after",
+        "text_size_before",
+        "text_size_after",
+        "alignment_bytes",
+        "unrelocated_fixups",
+    ] {
+        if stats.get(key).is_none() {
+            return Err(format!("rewrite --json lacks {key}"));
+        }
+    }
+    Ok(stats)
+}
+
+/// The rewritten program behaved as the original did: the same stdout, stderr and exit
+/// status; the error describes both runs.
+pub fn same_behaviour(original: &Output, rewritten: &Output) -> Result<(), String> {
+    if original.stdout != rewritten.stdout
+        || original.stderr != rewritten.stderr
+        || original.status.code() != rewritten.status.code()
+    {
+        return Err(format!(
+            "behaviour differs\noriginal: {}\nrewritten: {}",
+            describe(original),
+            describe(rewritten)
+        ));
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use padtrim_testsuite::binutils;
-use padtrim_testsuite::{artifact, padtrim, program_without_table, scratch_dir};
+use padtrim_testsuite::{artifact, check, padtrim, program_without_table, scratch_dir};
 
 /// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -122,12 +122,7 @@ fn table_entry_outside_text() {
     assert_unusable_for(&path, "table entry 0x10", &REPORTS);
 
     // `check` counts invalid entries as a finding (exit 1) unless told to allow them.
-    let out = padtrim()
-        .arg("check")
-        .arg(&path)
-        .args(["--max-pad", "16"])
-        .output()
-        .expect("run padtrim");
+    let out = check(&path, &["--max-pad", "16"]);
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(!text.contains("panicked"), "check panicked:\n{text}");
@@ -140,12 +135,7 @@ fn table_entry_outside_text() {
         text.contains("0x10"),
         "check does not name the invalid entry:\n{text}"
     );
-    let out = padtrim()
-        .arg("check")
-        .arg(&path)
-        .args(["--max-pad", "16", "--allow-invalid-entries"])
-        .output()
-        .expect("run padtrim");
+    let out = check(&path, &["--max-pad", "16", "--allow-invalid-entries"]);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -1,28 +1,11 @@
 //! `padtrim check`: the CI gate's exit codes and findings on real corpus files.
 
 use std::path::Path;
-use std::process::Output;
 
 use padtrim_testsuite::binutils;
-use padtrim_testsuite::{artifact, corpus, padtrim, scratch_dir, Artifact, ArtifactKind};
-
-fn check(file: &Path, args: &[&str]) -> Output {
-    padtrim()
-        .arg("check")
-        .arg(file)
-        .args(args)
-        .output()
-        .expect("run padtrim check")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use padtrim_testsuite::{
+    artifact, check, corpus, describe, save_baseline, scratch_dir, Artifact, ArtifactKind,
+};
 
 /// Names of the functions whose pads the table records, from readelf (not from padtrim).
 fn padded_function_names(a: &Artifact) -> Vec<String> {
@@ -145,20 +128,8 @@ fn min_sites_is_exact() {
 
 /// Saves `padtrim report --json` of `a` as a baseline file.
 fn baseline_of(a: &Artifact, dir: &Path) -> std::path::PathBuf {
-    let out = padtrim()
-        .arg("report")
-        .arg("--json")
-        .arg(&a.path)
-        .output()
-        .expect("run padtrim report");
-    assert!(
-        out.status.success(),
-        "report --json {}: {}",
-        a.name,
-        describe(&out)
-    );
     let path = dir.join(format!("{}.json", a.name));
-    std::fs::write(&path, &out.stdout).expect("write baseline");
+    save_baseline(&a.path, &path);
     path
 }
 

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use padtrim_testsuite::binutils::{self, Insn, Section};
-use padtrim_testsuite::{artifact, corpus, padtrim, scratch_dir, Artifact, ArtifactKind};
+use padtrim_testsuite::{
+    artifact, check, corpus, describe, padtrim, save_baseline, scratch_dir, Artifact, ArtifactKind,
+};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -35,26 +37,8 @@ fn run(args: &[&str], file: &Path) -> Output {
         .expect("run padtrim")
 }
 
-fn check(file: &Path, args: &[&str]) -> Output {
-    padtrim()
-        .arg("check")
-        .arg(file)
-        .args(args)
-        .output()
-        .expect("run padtrim check")
-}
-
 fn all_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `report --json FILE`: the parsed object and the exit code (2 when entries are unusable).
@@ -93,18 +77,6 @@ fn offsets(v: &Value) -> BTreeMap<i64, u64> {
             )
         })
         .collect()
-}
-
-/// Saves `report --json` of an undamaged file as a baseline.
-fn save_baseline(file: &Path, to: &Path) {
-    let out = run(&["report", "--json"], file);
-    assert!(
-        out.status.success(),
-        "report --json {}: {}",
-        file.display(),
-        describe(&out)
-    );
-    std::fs::write(to, &out.stdout).expect("write baseline");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -134,11 +134,7 @@ fn every_table_entry_is_a_pad_of_the_requested_shape() {
         );
 
         let insns = binutils::disassemble(&a.path);
-        let index: HashMap<(&str, u64), usize> = insns
-            .iter()
-            .enumerate()
-            .map(|(i, n)| ((n.section.as_str(), n.address), i))
-            .collect();
+        let index = binutils::insn_index(&insns);
         let symbols = binutils::symbols(&a.path);
         let sections = binutils::sections(&a.path);
         for e in &entries {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use padtrim_testsuite::{artifact, padtrim_path, report_json, scratch_dir};
+use padtrim_testsuite::{artifact, padtrim_path, report_json, run_ok, scratch_dir};
 
 /// Address-space limit for every padtrim run, in KiB (the inputs are at most a few MB).
 const MEMORY_LIMIT_KIB: u64 = 512 * 1024;
@@ -789,29 +789,25 @@ fn vmlinux_with_erased_ex_table_relocations() {
     let dir = scratch_dir("hostile_erased_ex_table");
     std::fs::write(dir.join("k.c"), KERNEL_LIKE_C).expect("write source");
     std::fs::write(dir.join("k.lds"), KERNEL_LIKE_LDS).expect("write linker script");
-    let built = Command::new("riscv64-linux-gnu-gcc")
-        .current_dir(&dir)
-        .args([
-            "-O2",
-            "-march=rv64gc",
-            "-mabi=lp64d",
-            "-mcmodel=medany",
-            "-fpatchable-function-entry=8",
-            "-nostdlib",
-            "-static",
-            "-Wl,-q,--no-relax",
-            "-T",
-            "k.lds",
-            "k.c",
-            "-o",
-            "vmlinux",
-        ])
-        .output()
-        .expect("run riscv64-linux-gnu-gcc (run scripts/setup)");
-    assert!(
-        built.status.success(),
-        "build failed: {}",
-        String::from_utf8_lossy(&built.stderr)
+    run_ok(
+        Command::new("riscv64-linux-gnu-gcc")
+            .current_dir(&dir)
+            .args([
+                "-O2",
+                "-march=rv64gc",
+                "-mabi=lp64d",
+                "-mcmodel=medany",
+                "-fpatchable-function-entry=8",
+                "-nostdlib",
+                "-static",
+                "-Wl,-q,--no-relax",
+                "-T",
+                "k.lds",
+                "k.c",
+                "-o",
+                "vmlinux",
+            ]),
+        "riscv64-linux-gnu-gcc (run scripts/setup)",
     );
     let mut e = Elf::read(&dir.join("vmlinux"));
     let rela = e.shdr(e.find(".rela__ex_table"));

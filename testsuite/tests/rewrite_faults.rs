@@ -7,9 +7,9 @@
 //! KiB), which needs root; without it those cases are skipped with a printed reason.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use padtrim_testsuite::{artifact, padtrim, scratch_dir};
+use padtrim_testsuite::{artifact, rewrite, scratch_dir};
 
 /// A program the rewriter handles (a PIE with 16-byte pads).
 const INPUT: &str = "basic-rv64gc-p8-O2-pie";
@@ -19,16 +19,6 @@ fn input_copy(dir: &Path) -> PathBuf {
     let path = dir.join("input");
     std::fs::copy(&artifact(INPUT).path, &path).expect("copy input");
     path
-}
-
-fn rewrite(input: &Path, output: &Path) -> Output {
-    padtrim()
-        .arg("rewrite")
-        .arg(input)
-        .arg("-o")
-        .arg(output)
-        .output()
-        .expect("run padtrim rewrite")
 }
 
 /// Everything an input file is: its bytes and its modification time.
@@ -45,7 +35,7 @@ fn fingerprint(path: &Path) -> (Vec<u8>, std::time::SystemTime) {
 /// output, no temporary file).
 fn assert_fails_cleanly(input: &Path, output: &Path, reason: &str, dir: &Path, expected: &[&str]) {
     let before = fingerprint(input);
-    let out = rewrite(input, output);
+    let out = rewrite(input, output, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let what = format!("rewrite {} -o {}", input.display(), output.display());
     assert!(!stderr.contains("panicked"), "{what} panicked:\n{stderr}");
@@ -115,7 +105,7 @@ fn the_input_itself_succeeds_first() {
     // The other cases fail on writing, not on the input: the same input rewrites fine.
     let dir = scratch_dir("faults_control");
     let input = input_copy(&dir);
-    let out = rewrite(&input, &dir.join("out"));
+    let out = rewrite(&input, &dir.join("out"), &[]);
     assert!(
         out.status.success(),
         "control rewrite failed: {}",

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use padtrim_testsuite::{padtrim, scratch_dir, RISCV_SYSROOT};
+use padtrim_testsuite::{padtrim, rewrite_json, run_ok, scratch_dir, RISCV_SYSROOT};
 
 const SOURCE: &str = r#"
 #include <stdio.h>
@@ -25,14 +25,7 @@ int main(int argc, char **argv) {
 
 fn runtime_lib() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/runtime-lib");
-    let out = Command::new(script)
-        .output()
-        .expect("run scripts/runtime-lib");
-    assert!(
-        out.status.success(),
-        "runtime-lib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&mut Command::new(script), "runtime-lib");
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     PathBuf::from(stdout.lines().last().expect("a path").trim())
 }
@@ -73,18 +66,14 @@ fn far_slots_are_patched_through_islands() {
     let src = dir.join("big.c");
     std::fs::write(&src, SOURCE).unwrap();
     let exe = dir.join("big");
-    let out = Command::new("riscv64-linux-gnu-gcc")
-        .args(["-O2", "-fpatchable-function-entry=8"])
-        .arg(&src)
-        .arg(runtime_lib())
-        .args(["-Wl,-q", "-o"])
-        .arg(&exe)
-        .output()
-        .expect("run the cross compiler");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("riscv64-linux-gnu-gcc")
+            .args(["-O2", "-fpatchable-function-entry=8"])
+            .arg(&src)
+            .arg(runtime_lib())
+            .args(["-Wl,-q", "-o"])
+            .arg(&exe),
+        "the cross compiler",
     );
     let tramp = symbol(&exe, "padtrim_trampoline");
     assert!(
@@ -93,20 +82,7 @@ fn far_slots_are_patched_through_islands() {
     );
 
     let rewritten = dir.join("big.pt");
-    let rw = padtrim()
-        .arg("rewrite")
-        .arg(&exe)
-        .arg("-o")
-        .arg(&rewritten)
-        .arg("--json")
-        .output()
-        .expect("run padtrim rewrite");
-    assert!(
-        rw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rw.stderr)
-    );
-    let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).expect("JSON");
+    let stats = rewrite_json(&exe, &rewritten);
     let islands = stats["islands"].as_u64().expect("islands in the stats");
     assert!(islands >= 1, "no island added: {stats}");
 

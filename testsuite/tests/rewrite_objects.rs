@@ -23,27 +23,13 @@ use std::process::{Command, Output};
 
 use padtrim_testsuite::binutils;
 use padtrim_testsuite::{
-    corpus, padtrim, report_json, run_qemu, scratch_dir, Artifact, ArtifactKind, Linkage,
+    check, corpus, describe, report_json, rewrite, rewrite_stats, run_qemu, same_behaviour,
+    scratch_dir, Artifact, ArtifactKind, Linkage,
 };
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn rewrite(input: &Path, output: &Path, slot: u32) -> Output {
-    padtrim()
-        .arg("rewrite")
-        .arg(input)
-        .arg("-o")
-        .arg(output)
-        .args(["--slot", &slot.to_string(), "--json"])
-        .output()
-        .expect("run padtrim rewrite")
+/// `padtrim rewrite --slot SLOT --json`.
+fn rewrite_slot(input: &Path, output: &Path, slot: u32) -> Output {
+    rewrite(input, output, &["--slot", &slot.to_string(), "--json"])
 }
 
 fn run(cmd: &mut Command) -> Result<Output, String> {
@@ -57,22 +43,8 @@ fn run(cmd: &mut Command) -> Result<Output, String> {
 
 /// Everything readelf and objdump print on stderr for `path` (debug sections included).
 fn binutils_warnings(path: &Path) -> String {
-    let mut all = String::new();
-    for (tool, args) in [
-        (
-            "riscv64-linux-gnu-readelf",
-            &["-a", "-W", "--debug-dump=frames,info,line"][..],
-        ),
-        ("riscv64-linux-gnu-objdump", &["-dr"][..]),
-    ] {
-        let out = Command::new(tool)
-            .args(args)
-            .arg(path)
-            .output()
-            .expect("binutils");
-        all.push_str(&String::from_utf8_lossy(&out.stderr));
-    }
-    all
+    let readelf = ["-a", "-W", "--debug-dump=frames,info,line"];
+    binutils::warnings(path, &readelf, &["-dr"])
 }
 
 /// Pad bytes after the function symbol in an artifact built with `=N,M`.
@@ -337,26 +309,11 @@ struct Counts {
 fn check_object(a: &Artifact, slot: u32, counts: &mut Counts) -> Result<(), String> {
     let dir = scratch_dir(&format!("rewrite-obj-{}-{slot}", a.name));
     let new_obj = dir.join(format!("{}.o", a.name));
-    let rw = rewrite(&a.path, &new_obj, slot);
+    let rw = rewrite_slot(&a.path, &new_obj, slot);
     if !rw.status.success() {
         return Err(format!("rewrite failed\n{}", describe(&rw)));
     }
-    let stats: serde_json::Value =
-        serde_json::from_slice(&rw.stdout).map_err(|e| format!("bad JSON: {e}"))?;
-    for key in [
-        "sites",
-        "bytes_removed",
-        "file_size_before",
-        "file_size_after",
-        "text_size_before",
-        "text_size_after",
-        "alignment_bytes",
-        "unrelocated_fixups",
-    ] {
-        if stats.get(key).is_none() {
-            return Err(format!("rewrite --json lacks {key}"));
-        }
-    }
+    rewrite_stats(&rw)?;
     counts.rewritten += 1;
     let warnings = binutils_warnings(&new_obj);
     if !warnings.trim().is_empty() {
@@ -369,7 +326,7 @@ fn check_object(a: &Artifact, slot: u32, counts: &mut Counts) -> Result<(), Stri
     check_pads(&after, &before, slot, expect_pad, false).map_err(|e| format!("object: {e}"))?;
     // Rewriting again changes nothing.
     let again = dir.join("again.o");
-    let rw2 = rewrite(&new_obj, &again, slot);
+    let rw2 = rewrite_slot(&new_obj, &again, slot);
     if !rw2.status.success() || std::fs::read(&again).ok() != std::fs::read(&new_obj).ok() {
         return Err(format!("second rewrite is not a no-op\n{}", describe(&rw2)));
     }
@@ -390,12 +347,7 @@ fn check_object(a: &Artifact, slot: u32, counts: &mut Counts) -> Result<(), Stri
         .map_err(|e| format!("linked: {e}"))?;
     if slot > 0 {
         let max = slot.to_string();
-        let chk = padtrim()
-            .arg("check")
-            .arg(&new_bin)
-            .args(["--max-pad", &max])
-            .output()
-            .expect("check");
+        let chk = check(&new_bin, &["--max-pad", &max]);
         if !chk.status.success() {
             return Err(format!("check --max-pad {max} fails\n{}", describe(&chk)));
         }
@@ -418,16 +370,7 @@ fn check_object(a: &Artifact, slot: u32, counts: &mut Counts) -> Result<(), Stri
             describe(&original)
         ));
     }
-    if original.stdout != rewritten.stdout
-        || original.stderr != rewritten.stderr
-        || original.status.code() != rewritten.status.code()
-    {
-        return Err(format!(
-            "behaviour differs\noriginal: {}\nrewritten: {}",
-            describe(&original),
-            describe(&rewritten)
-        ));
-    }
+    same_behaviour(&original, &rewritten)?;
     counts.ran += 1;
     Ok(())
 }
@@ -535,7 +478,7 @@ fn slot4_alignment_survives_relaxation_and_no_relax() {
         .expect("an rv64gc object without -ffunction-sections");
     let dir = scratch_dir("rewrite-obj-align");
     let new_obj = dir.join("new.o");
-    let rw = rewrite(&a.path, &new_obj, 4);
+    let rw = rewrite_slot(&a.path, &new_obj, 4);
     assert!(rw.status.success(), "{}", describe(&rw));
     let aligns = binutils::relocations(&new_obj)
         .iter()
@@ -737,7 +680,7 @@ fn unrelocated_branches_and_cfa_advances_are_fixed() {
     );
     for slot in [4, 8, 0] {
         let new_obj = dir.join(format!("hand{slot}.o"));
-        let rw = rewrite(&obj, &new_obj, slot);
+        let rw = rewrite_slot(&obj, &new_obj, slot);
         assert!(rw.status.success(), "{}", describe(&rw));
         assert!(binutils_warnings(&new_obj).trim().is_empty());
         let bin = build_program(&dir, &new_obj, &format!("new{slot}"));
@@ -773,7 +716,7 @@ fn a_branch_that_no_longer_reaches_is_refused_with_its_address() {
         "c.beqz at +4: {dis:?}"
     );
     let out_path = dir.join("far4.o");
-    let rw = rewrite(&obj, &out_path, 4);
+    let rw = rewrite_slot(&obj, &out_path, 4);
     let err = String::from_utf8_lossy(&rw.stderr);
     assert_eq!(rw.status.code(), Some(2), "{}", describe(&rw));
     assert!(
@@ -782,7 +725,7 @@ fn a_branch_that_no_longer_reaches_is_refused_with_its_address() {
     );
     assert!(!out_path.exists(), "no output after a refusal");
     // Slot 8 keeps the pads: nothing moves and nothing is refused.
-    let rw = rewrite(&obj, &dir.join("far8.o"), 8);
+    let rw = rewrite_slot(&obj, &dir.join("far8.o"), 8);
     assert!(rw.status.success(), "{}", describe(&rw));
 }
 
@@ -791,7 +734,7 @@ fn constant_line_tables_are_refused_until_stripped() {
     let dir = scratch_dir("rewrite-obj-debug");
     let obj = assemble(&dir, "handg", HAND_ASM, &["-g"]);
     let out_path = dir.join("handg4.o");
-    let rw = rewrite(&obj, &out_path, 4);
+    let rw = rewrite_slot(&obj, &out_path, 4);
     let err = String::from_utf8_lossy(&rw.stderr);
     assert_eq!(rw.status.code(), Some(2), "{}", describe(&rw));
     assert!(
@@ -806,7 +749,7 @@ fn constant_line_tables_are_refused_until_stripped() {
         .arg("-o")
         .arg(&stripped))
     .unwrap();
-    let rw = rewrite(&stripped, &out_path, 4);
+    let rw = rewrite_slot(&stripped, &out_path, 4);
     assert!(rw.status.success(), "{}", describe(&rw));
 }
 
@@ -876,7 +819,7 @@ fn pre_bytes_stay_in_front_of_aligned_slots() {
     for a in with_pre.into_iter().chain([&relaxed_obj]) {
         let dir = scratch_dir(&format!("rewrite-obj-pre-{}", a.name));
         let new_obj = dir.join("new.o");
-        let rw = rewrite_with(&a.path, &new_obj, &["--slot", "4", "--pre", "4", "--json"]);
+        let rw = rewrite(&a.path, &new_obj, &["--slot", "4", "--pre", "4", "--json"]);
         assert!(rw.status.success(), "{}: {}", a.name, describe(&rw));
         let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).unwrap();
         if a.name == relaxed_obj.name {
@@ -901,22 +844,35 @@ fn pre_bytes_stay_in_front_of_aligned_slots() {
         assert_eq!(o.status.code(), n.status.code(), "{}", a.name);
         // Half a nop cannot be kept.
         if !a.rvc {
-            let rw = rewrite_with(&a.path, &dir.join("half.o"), &["--slot", "4", "--pre", "2"]);
+            let rw = rewrite(&a.path, &dir.join("half.o"), &["--slot", "4", "--pre", "2"]);
             assert_eq!(rw.status.code(), Some(2), "{}: {}", a.name, describe(&rw));
             assert!(String::from_utf8_lossy(&rw.stderr).contains("4-byte nops"));
         }
     }
 }
 
-fn rewrite_with(input: &Path, output: &Path, args: &[&str]) -> Output {
-    padtrim()
-        .arg("rewrite")
-        .arg(input)
-        .arg("-o")
-        .arg(output)
+/// Compiles the corpus program `basic` with `compiler` and `args` into the object `obj`.
+fn compile_basic(compiler: &str, args: &[&str], obj: &Path) {
+    let basic = objects()
+        .into_iter()
+        .find(|a| a.program == "basic")
+        .expect("basic");
+    run(Command::new(compiler)
         .args(args)
-        .output()
-        .expect("run padtrim rewrite")
+        .arg(&basic.sources[0])
+        .arg("-o")
+        .arg(obj))
+    .unwrap();
+}
+
+/// Links the object `obj` alone, with gcc and `args`, into the program `bin`.
+fn link_alone(obj: &Path, args: &[&str], bin: &Path) {
+    run(Command::new("riscv64-linux-gnu-gcc")
+        .arg(obj)
+        .args(args)
+        .arg("-o")
+        .arg(bin))
+    .unwrap();
 }
 
 /// Code the linker does not relax (clang `-mno-relax`) has no `R_RISCV_ALIGN` for its
@@ -924,24 +880,17 @@ fn rewrite_with(input: &Path, output: &Path, args: &[&str]) -> Output {
 /// every unrelocated branch still reaches its target.
 #[test]
 fn unrelaxed_objects_keep_aligned_functions_aligned() {
-    let basic = objects()
-        .into_iter()
-        .find(|a| a.program == "basic")
-        .expect("basic");
     let dir = scratch_dir("rewrite-obj-unrelaxed");
     let obj = dir.join("basic-clang-norelax.o");
-    run(Command::new("clang")
-        .args([
-            "--target=riscv64-linux-gnu",
-            "-march=rv64gc",
-            "-O2",
-            "-mno-relax",
-        ])
-        .args(["-fpatchable-function-entry=8", "-c"])
-        .arg(&basic.sources[0])
-        .arg("-o")
-        .arg(&obj))
-    .unwrap();
+    let args = [
+        "--target=riscv64-linux-gnu",
+        "-march=rv64gc",
+        "-O2",
+        "-mno-relax",
+        "-fpatchable-function-entry=8",
+        "-c",
+    ];
+    compile_basic("clang", &args, &obj);
     let aligned_at = |path: &Path| {
         binutils::symbols(path)
             .into_iter()
@@ -951,18 +900,14 @@ fn unrelaxed_objects_keep_aligned_functions_aligned() {
     };
     let link_run = |o: &Path, out: &str| {
         let bin = dir.join(out);
-        run(Command::new("riscv64-linux-gnu-gcc")
-            .arg(o)
-            .args(["-Wl,-q", "-o"])
-            .arg(&bin))
-        .unwrap();
+        link_alone(o, &["-Wl,-q"], &bin);
         (aligned_at(&bin), run_qemu(&bin, &[], &[]))
     };
     let (_, expected) = link_run(&obj, "orig");
     assert_eq!(expected.status.code(), Some(3), "{}", describe(&expected));
     for slot in [4, 8, 0] {
         let new_obj = dir.join(format!("new{slot}.o"));
-        let rw = rewrite(&obj, &new_obj, slot);
+        let rw = rewrite_slot(&obj, &new_obj, slot);
         assert!(rw.status.success(), "{}", describe(&rw));
         let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).unwrap();
         assert!(stats["unrelocated_fixups"].as_u64() > Some(0), "{stats}");
@@ -983,27 +928,19 @@ fn unrelaxed_objects_keep_aligned_functions_aligned() {
 /// and the decompressed object rewrites and runs.
 #[test]
 fn compressed_debug_sections_are_refused_until_decompressed() {
-    let basic = objects()
-        .into_iter()
-        .find(|a| a.program == "basic")
-        .expect("basic");
     let dir = scratch_dir("rewrite-obj-gz");
     let obj = dir.join("basic-gz.o");
-    run(Command::new("riscv64-linux-gnu-gcc")
-        .args([
-            "-march=rv64gc",
-            "-O0",
-            "-g",
-            "-gz",
-            "-fpatchable-function-entry=8",
-            "-c",
-        ])
-        .arg(&basic.sources[0])
-        .arg("-o")
-        .arg(&obj))
-    .unwrap();
+    let args = [
+        "-march=rv64gc",
+        "-O0",
+        "-g",
+        "-gz",
+        "-fpatchable-function-entry=8",
+        "-c",
+    ];
+    compile_basic("riscv64-linux-gnu-gcc", &args, &obj);
     let out = dir.join("new.o");
-    let rw = rewrite(&obj, &out, 4);
+    let rw = rewrite_slot(&obj, &out, 4);
     assert_eq!(rw.status.code(), Some(2), "{}", describe(&rw));
     assert!(String::from_utf8_lossy(&rw.stderr).contains("--decompress-debug-sections"));
     assert!(!out.exists());
@@ -1013,14 +950,10 @@ fn compressed_debug_sections_are_refused_until_decompressed() {
         .arg(&obj)
         .arg(&plain))
     .unwrap();
-    let rw = rewrite(&plain, &out, 4);
+    let rw = rewrite_slot(&plain, &out, 4);
     assert!(rw.status.success(), "{}", describe(&rw));
     let bin = dir.join("new");
-    run(Command::new("riscv64-linux-gnu-gcc")
-        .arg(&out)
-        .arg("-o")
-        .arg(&bin))
-    .unwrap();
+    link_alone(&out, &[], &bin);
     assert_eq!(run_qemu(&bin, &[], &[]).status.code(), Some(3));
 }
 

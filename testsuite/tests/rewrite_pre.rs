@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use padtrim_testsuite::{binutils, padtrim, run_qemu, scratch_dir, Compiler};
+use padtrim_testsuite::{
+    binutils, describe, padtrim, rewrite, run_qemu, scratch_dir, verify, Compiler,
+};
 use serde_json::Value;
 
 /// One input program: `basic.c` built with `-fpatchable-function-entry=N,M`.
@@ -102,35 +104,6 @@ fn input(name: &str) -> &'static Input {
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no input {name}"))
         .1
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn rewrite(input: &Path, output: &Path, args: &[&str]) -> Output {
-    padtrim()
-        .arg("rewrite")
-        .arg(input)
-        .arg("-o")
-        .arg(output)
-        .args(args)
-        .output()
-        .expect("run padtrim rewrite")
-}
-
-fn verify(original: &Path, rewritten: &Path, json: bool) -> Output {
-    let mut cmd = padtrim();
-    cmd.arg("verify").arg(original).arg(rewritten);
-    if json {
-        cmd.arg("--json");
-    }
-    cmd.output().expect("run padtrim verify")
 }
 
 /// One combination: refused with a clear message, or rewritten, verified (with what was
@@ -266,7 +239,7 @@ fn the_reported_rewrite_verifies_and_runs() {
     assert_eq!(rw.status.code(), Some(0), "{}", describe(&rw));
     let text = String::from_utf8_lossy(&rw.stdout);
     assert!(text.contains("no mismatches"), "{text}");
-    let v = verify(&inp.path, &out, false);
+    let v = verify(&inp.path, &out, &[]);
     assert_eq!(v.status.code(), Some(0), "{}", describe(&v));
     assert!(
         String::from_utf8_lossy(&v.stdout)
@@ -361,7 +334,7 @@ fn a_function_symbol_moved_within_its_kept_bytes_is_caught() {
     bytes[off..off + 8].copy_from_slice(&(value - 4).to_le_bytes());
     let bad = dir.join("bad");
     std::fs::write(&bad, &bytes).expect("write");
-    let v = verify(&inp.path, &bad, false);
+    let v = verify(&inp.path, &bad, &[]);
     assert_eq!(v.status.code(), Some(1), "{}", describe(&v));
     assert!(
         String::from_utf8_lossy(&v.stdout).contains("verification FAILED"),
@@ -476,7 +449,7 @@ fn verify_of_a_damaged_output_is_exit_1_in_plain_words() {
     bytes[at] ^= 0x20;
     let bad = dir.join("bad");
     std::fs::write(&bad, &bytes).expect("write");
-    let v = verify(&inp.path, &bad, false);
+    let v = verify(&inp.path, &bad, &[]);
     assert_eq!(v.status.code(), Some(1), "{}", describe(&v));
     let text = String::from_utf8_lossy(&v.stdout);
     assert!(
@@ -544,7 +517,7 @@ fn rewrite_and_verify_speak_plain_words() {
         }
         assert_plural_words(&text);
 
-        let v = verify(&inp.path, &out, false);
+        let v = verify(&inp.path, &out, &[]);
         assert_eq!(v.status.code(), Some(0), "{}", describe(&v));
         let vt = String::from_utf8_lossy(&v.stdout).into_owned();
         assert!(

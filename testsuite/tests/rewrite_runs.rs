@@ -7,43 +7,18 @@
 use std::path::Path;
 use std::process::Output;
 
-use padtrim_testsuite::{corpus, padtrim, scratch_dir, Artifact, ArtifactKind};
+use padtrim_testsuite::{
+    binutils, check, corpus, describe, padtrim, rewrite, rewrite_stats, same_behaviour,
+    scratch_dir, Artifact, ArtifactKind,
+};
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn rewrite(input: &Path, output: &Path, slot: u32, layout: &str, writer: &str) -> Output {
-    padtrim()
-        .arg("rewrite")
-        .arg(input)
-        .arg("-o")
-        .arg(output)
-        .args(["--slot", &slot.to_string(), "--layout", layout, "--json"])
-        .args(["--writer", writer])
-        .output()
-        .expect("run padtrim rewrite")
-}
-
-fn binutils_warnings(path: &Path) -> String {
-    let mut all = String::new();
-    for (tool, args) in [
-        ("riscv64-linux-gnu-readelf", vec!["-a", "-W"]),
-        ("riscv64-linux-gnu-objdump", vec!["-d"]),
-    ] {
-        let out = std::process::Command::new(tool)
-            .args(&args)
-            .arg(path)
-            .output()
-            .expect("binutils");
-        all.push_str(&String::from_utf8_lossy(&out.stderr));
-    }
-    all
+/// `padtrim rewrite --slot SLOT --layout LAYOUT --json --writer WRITER`.
+fn rewrite_as(input: &Path, output: &Path, slot: u32, layout: &str, writer: &str) -> Output {
+    let slot = slot.to_string();
+    let args = [
+        "--slot", &slot, "--layout", layout, "--json", "--writer", writer,
+    ];
+    rewrite(input, output, &args)
 }
 
 fn programs() -> Vec<&'static Artifact> {
@@ -56,7 +31,7 @@ fn programs() -> Vec<&'static Artifact> {
 fn check_program(a: &Artifact, slot: u32, layout: &str, writer: &str) -> Result<(), String> {
     let dir = scratch_dir(&format!("rewrite-{}-{slot}-{layout}-{writer}", a.name));
     let out_path = dir.join(&a.name);
-    let rw = rewrite(&a.path, &out_path, slot, layout, writer);
+    let rw = rewrite_as(&a.path, &out_path, slot, layout, writer);
     // 4-byte pads of c.nops hold a 4-byte slot only where they are 4-byte aligned; the
     // others need 2 bytes more, which the in-place layout cannot find: a refusal, not a bug.
     let must_grow =
@@ -75,22 +50,7 @@ fn check_program(a: &Artifact, slot: u32, layout: &str, writer: &str) -> Result<
             describe(&rw)
         ));
     }
-    let stats: serde_json::Value =
-        serde_json::from_slice(&rw.stdout).map_err(|e| format!("{}: bad JSON: {e}", a.name))?;
-    for key in [
-        "sites",
-        "bytes_removed",
-        "file_size_before",
-        "file_size_after",
-        "text_size_before",
-        "text_size_after",
-        "alignment_bytes",
-        "unrelocated_fixups",
-    ] {
-        if stats.get(key).is_none() {
-            return Err(format!("{}: rewrite --json lacks {key}", a.name));
-        }
-    }
+    let stats = rewrite_stats(&rw).map_err(|e| format!("{}: {e}", a.name))?;
     if stats["unchanged"] == false && stats["writer"] != writer {
         return Err(format!(
             "{} slot {slot} {layout}: asked for the {writer} writer, used {}",
@@ -107,18 +67,9 @@ fn check_program(a: &Artifact, slot: u32, layout: &str, writer: &str) -> Result<
     }
     let original = a.run(&[]);
     let rewritten = a.run_file(&out_path, &[]);
-    if original.stdout != rewritten.stdout
-        || original.stderr != rewritten.stderr
-        || original.status.code() != rewritten.status.code()
-    {
-        return Err(format!(
-            "{} slot {slot} {layout}: behaviour differs\noriginal: {}\nrewritten: {}",
-            a.name,
-            describe(&original),
-            describe(&rewritten)
-        ));
-    }
-    let warnings = binutils_warnings(&out_path);
+    same_behaviour(&original, &rewritten)
+        .map_err(|e| format!("{} slot {slot} {layout}: {e}", a.name))?;
+    let warnings = binutils::warnings(&out_path, &["-a", "-W"], &["-d"]);
     if !warnings.trim().is_empty() {
         return Err(format!(
             "{} slot {slot} {layout}: binutils warnings:\n{warnings}",
@@ -127,12 +78,7 @@ fn check_program(a: &Artifact, slot: u32, layout: &str, writer: &str) -> Result<
     }
     if slot > 0 {
         let max = (slot + a.pre_nops * a.nop_bytes()).to_string();
-        let chk = padtrim()
-            .arg("check")
-            .arg(&out_path)
-            .args(["--max-pad", &max])
-            .output()
-            .expect("check");
+        let chk = check(&out_path, &["--max-pad", &max]);
         if !chk.status.success() {
             return Err(format!(
                 "{} slot {slot} {layout}: check --max-pad {max} fails\n{}",
@@ -160,7 +106,7 @@ fn check_program(a: &Artifact, slot: u32, layout: &str, writer: &str) -> Result<
     }
     // Rewriting the output again changes nothing.
     let again = dir.join(format!("{}.again", a.name));
-    let rw2 = rewrite(&out_path, &again, slot, layout, writer);
+    let rw2 = rewrite_as(&out_path, &again, slot, layout, writer);
     if !rw2.status.success() || std::fs::read(&again).ok() != std::fs::read(&out_path).ok() {
         return Err(format!(
             "{} slot {slot} {layout}: second rewrite is not a no-op\n{}",
@@ -250,7 +196,7 @@ fn input_is_never_modified_and_bad_input_leaves_no_output() {
     let before = std::fs::read(&a.path).expect("read");
     let dir = scratch_dir("rewrite-no-output");
     let out = dir.join("out");
-    let rw = rewrite(&a.path, &out, 4, "pack", "patched");
+    let rw = rewrite_as(&a.path, &out, 4, "pack", "patched");
     assert!(rw.status.success(), "{}", describe(&rw));
     assert_eq!(
         std::fs::read(&a.path).expect("read"),
@@ -258,14 +204,14 @@ fn input_is_never_modified_and_bad_input_leaves_no_output() {
         "input changed"
     );
     // Same path as input: refused, input untouched.
-    let same = rewrite(&a.path, &a.path, 4, "pack", "patched");
+    let same = rewrite_as(&a.path, &a.path, 4, "pack", "patched");
     assert_eq!(same.status.code(), Some(2), "{}", describe(&same));
     assert_eq!(std::fs::read(&a.path).expect("read"), before);
     // Garbage input: exit 2, no output file.
     let junk = dir.join("junk");
     std::fs::write(&junk, b"\x7fELF not really").expect("write");
     let bad_out = dir.join("bad-out");
-    let bad = rewrite(&junk, &bad_out, 4, "pack", "patched");
+    let bad = rewrite_as(&junk, &bad_out, 4, "pack", "patched");
     assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
     assert!(!bad_out.exists(), "partial output left behind");
     // No relocations: refused with the link hint.
@@ -277,7 +223,7 @@ fn input_is_never_modified_and_bad_input_leaves_no_output() {
         .output()
         .expect("strip");
     assert!(strip.status.success());
-    let nr = rewrite(&stripped, &dir.join("nr-out"), 4, "pack", "patched");
+    let nr = rewrite_as(&stripped, &dir.join("nr-out"), 4, "pack", "patched");
     assert_eq!(nr.status.code(), Some(2), "{}", describe(&nr));
     assert!(
         String::from_utf8_lossy(&nr.stderr).contains("--emit-relocs"),

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use padtrim_testsuite::{padtrim, run_qemu_rv32, scratch_dir};
+use padtrim_testsuite::{check, rewrite, run_qemu_rv32, scratch_dir};
 
 /// (name, -march, -fpatchable-function-entry, -O, pad bytes per function).
 const VARIANTS: &[(&str, &str, &str, &str, u32)] = &[
@@ -62,15 +62,11 @@ fn rv32_programs_rewrite_and_run() {
                 for writer in ["patched", "builder"] {
                     let what = format!("{name} slot {slot} {layout} {writer}");
                     let out = dir.join(format!("{name}-{slot}-{layout}-{writer}"));
-                    let rw = padtrim()
-                        .arg("rewrite")
-                        .arg(&input)
-                        .arg("-o")
-                        .arg(&out)
-                        .args(["--slot", &slot.to_string(), "--layout", layout])
-                        .args(["--writer", writer, "--json"])
-                        .output()
-                        .expect("run padtrim rewrite");
+                    let slot_text = slot.to_string();
+                    let args = [
+                        "--slot", &slot_text, "--layout", layout, "--writer", writer, "--json",
+                    ];
+                    let rw = rewrite(&input, &out, &args);
                     assert!(
                         rw.status.success(),
                         "{what}: {}",
@@ -93,15 +89,11 @@ fn rv32_programs_rewrite_and_run() {
                         "{what}: exit status"
                     );
                     if slot > 0 {
-                        let check = padtrim()
-                            .args(["check", "--max-pad", &slot.to_string()])
-                            .arg(&out)
-                            .output()
-                            .expect("run padtrim check");
+                        let chk = check(&out, &["--max-pad", &slot.to_string()]);
                         assert!(
-                            check.status.success(),
+                            chk.status.success(),
                             "{what}: check --max-pad {slot}: {}",
-                            String::from_utf8_lossy(&check.stdout)
+                            String::from_utf8_lossy(&chk.stdout)
                         );
                     }
                     checked += 1;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use padtrim_testsuite::{padtrim, scratch_dir, RISCV_SYSROOT};
+use padtrim_testsuite::{rewrite_json, run_ok, scratch_dir, RISCV_SYSROOT};
 
 const LIBRARY: &str = "
 int helper(int x) { return x * 7; }
@@ -19,15 +19,11 @@ int main(void) { printf(\"api=%d\\n\", api(6)); return api(1) == 43 ? 0 : 1; }
 ";
 
 fn gcc(dir: &Path, args: &[&str]) {
-    let out = Command::new("riscv64-linux-gnu-gcc")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run the cross compiler");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("riscv64-linux-gnu-gcc")
+            .current_dir(dir)
+            .args(args),
+        "the cross compiler",
     );
 }
 
@@ -69,17 +65,7 @@ fn calls_through_a_shared_objects_own_plt_are_mapped() {
     );
     gcc(&dir, &["-O2", "use.c", "-L.", "-lpt", "-o", "use"]);
     std::fs::create_dir_all(dir.join("new")).unwrap();
-    let rw = padtrim()
-        .current_dir(&dir)
-        .args(["rewrite", "libpt.so", "-o", "new/libpt.so", "--json"])
-        .output()
-        .expect("run padtrim rewrite");
-    assert!(
-        rw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rw.stderr)
-    );
-    let stats: serde_json::Value = serde_json::from_slice(&rw.stdout).expect("JSON");
+    let stats = rewrite_json(&dir.join("libpt.so"), &dir.join("new/libpt.so"));
     assert_eq!(stats["sites"], 3, "{stats}");
     assert!(stats["bytes_removed"].as_i64().unwrap() > 0, "{stats}");
 

@@ -1,7 +1,7 @@
 //! `padtrim report` against binutils, for every corpus artifact: the JSON must agree with
 //! what readelf and objdump show, and with what the compiler flags asked for.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -144,11 +144,7 @@ fn check_artifact(a: &Artifact) -> Vec<String> {
 
     // Each row against objdump and the symbol table.
     let insns = binutils::disassemble(&a.path);
-    let index: HashMap<(&str, u64), usize> = insns
-        .iter()
-        .enumerate()
-        .map(|(i, n)| ((n.section.as_str(), n.address), i))
-        .collect();
+    let index = binutils::insn_index(&insns);
     let symbols = binutils::symbols(&a.path);
     let sections = binutils::sections(&a.path);
     let mut pad_sum = 0;

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use padtrim_testsuite::{artifact, binutils, corpus, padtrim, scratch_dir, Artifact, ArtifactKind};
+use padtrim_testsuite::{
+    artifact, binutils, corpus, describe, rewrite, scratch_dir, verify, Artifact, ArtifactKind,
+};
 use serde_json::Value;
 
 /// Slot sizes and layouts every linked corpus file is rewritten with.
@@ -27,39 +29,19 @@ const KNOWN_BUGS: &[(&str, &str, &str)] = &[];
 /// The program the corruption tests start from: a PIE with jump tables in `.rodata`.
 const BASE: &str = "basic-rv64gc-p8-O2-pie";
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn rewrite(input: &Path, output: &Path, slot: u32, layout: &str, verify: bool) -> Output {
-    let mut cmd = padtrim();
-    cmd.arg("rewrite").arg(input).arg("-o").arg(output).args([
-        "--slot",
-        &slot.to_string(),
-        "--layout",
-        layout,
-        "--json",
-    ]);
+/// `padtrim rewrite --slot SLOT --layout LAYOUT --json`, and `--no-verify` unless `verify`.
+fn rewrite_as(input: &Path, output: &Path, slot: u32, layout: &str, verify: bool) -> Output {
+    let slot = slot.to_string();
+    let mut args = vec!["--slot", &slot, "--layout", layout, "--json"];
     if !verify {
-        cmd.arg("--no-verify");
+        args.push("--no-verify");
     }
-    cmd.output().expect("run padtrim rewrite")
+    rewrite(input, output, &args)
 }
 
 /// Runs `padtrim verify --json`; returns the exit code and the report.
-fn verify(original: &Path, rewritten: &Path) -> (Option<i32>, Value, Output) {
-    let out = padtrim()
-        .arg("verify")
-        .arg(original)
-        .arg(rewritten)
-        .arg("--json")
-        .output()
-        .expect("run padtrim verify");
+fn verify_json(original: &Path, rewritten: &Path) -> (Option<i32>, Value, Output) {
+    let out = verify(original, rewritten, &["--json"]);
     let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.code(), report, out)
 }
@@ -101,14 +83,14 @@ fn every_corpus_rewrite_verifies() {
     for a in linked() {
         for &(slot, layout) in COMBOS {
             let out = dir.join(format!("{}-{slot}-{layout}", a.name));
-            let rw = rewrite(&a.path, &out, slot, layout, false);
+            let rw = rewrite_as(&a.path, &out, slot, layout, false);
             if !rw.status.success() {
                 // A refusal (e.g. 4-byte slots from 2-byte pads growing in place) is the
                 // rewrite tests' business; verify has nothing to check.
                 refused.push(format!("{} {slot} {layout}", a.name));
                 continue;
             }
-            let (code, report, raw) = verify(&a.path, &out);
+            let (code, report, raw) = verify_json(&a.path, &out);
             let n = report["mismatch_count"].as_u64();
             match (code, n) {
                 (Some(0), Some(0)) => {
@@ -194,9 +176,9 @@ impl Good {
         let a = artifact(BASE);
         let dir = scratch_dir(test);
         let path = dir.join("good");
-        let rw = rewrite(&a.path, &path, 4, "pack", true);
+        let rw = rewrite_as(&a.path, &path, 4, "pack", true);
         assert!(rw.status.success(), "{}", describe(&rw));
-        let (code, report, raw) = verify(&a.path, &path);
+        let (code, report, raw) = verify_json(&a.path, &path);
         assert_eq!(
             code,
             Some(0),
@@ -250,7 +232,7 @@ impl Good {
         assert_ne!(bytes, self.bytes, "{name}: the corruption changed nothing");
         let path = self.dir.join(name);
         std::fs::write(&path, &bytes).expect("write");
-        let (code, report, raw) = verify(&self.original, &path);
+        let (code, report, raw) = verify_json(&self.original, &path);
         assert_eq!(
             code,
             Some(1),
@@ -460,13 +442,13 @@ fn rewrite_verifies_before_writing() {
     let a = artifact(BASE);
     let dir = scratch_dir("verify-rewrite");
     let out = dir.join("out");
-    let rw = rewrite(&a.path, &out, 4, "pack", true);
+    let rw = rewrite_as(&a.path, &out, 4, "pack", true);
     assert!(rw.status.success(), "{}", describe(&rw));
     let stats: Value = serde_json::from_slice(&rw.stdout).expect("JSON");
     assert_eq!(stats["verify"]["mismatch_count"], 0, "{stats}");
     assert!(stats["verify"]["counts"]["instructions"].as_u64() > Some(0));
     assert!(stats["verify"]["counts"]["sites"].as_u64() > Some(0));
-    let unverified = rewrite(&a.path, &dir.join("out2"), 4, "pack", false);
+    let unverified = rewrite_as(&a.path, &dir.join("out2"), 4, "pack", false);
     let stats: Value = serde_json::from_slice(&unverified.stdout).expect("JSON");
     assert!(stats.get("verify").is_none(), "--no-verify: {stats}");
 
@@ -474,12 +456,12 @@ fn rewrite_verifies_before_writing() {
     // and leaves no output behind; once the bug is fixed, the rewrite verifies.
     for b in linked() {
         let target = dir.join(format!("{}.out", b.name));
-        let checked = rewrite(&b.path, &target, 4, "in-place", true);
-        let unchecked = rewrite(&b.path, &dir.join("x"), 4, "in-place", false);
+        let checked = rewrite_as(&b.path, &target, 4, "in-place", true);
+        let unchecked = rewrite_as(&b.path, &dir.join("x"), 4, "in-place", false);
         if !unchecked.status.success() {
             continue;
         }
-        let (code, _, _) = verify(&b.path, &dir.join("x"));
+        let (code, _, _) = verify_json(&b.path, &dir.join("x"));
         if code == Some(0) {
             assert!(
                 checked.status.success(),
@@ -516,14 +498,14 @@ fn unusable_input_is_exit_2_naming_the_file() {
     let dir = scratch_dir("verify-bad-input");
     let junk = dir.join("junk");
     std::fs::write(&junk, b"\x7fELF not really").expect("write");
-    let (code, _, raw) = verify(&a.path, &junk);
+    let (code, _, raw) = verify_json(&a.path, &junk);
     assert_eq!(code, Some(2), "{}", describe(&raw));
     let err = String::from_utf8_lossy(&raw.stderr);
     assert!(err.contains("junk") && err.lines().count() == 1, "{err}");
-    let (code, _, raw) = verify(&junk, &a.path);
+    let (code, _, raw) = verify_json(&junk, &a.path);
     assert_eq!(code, Some(2), "{}", describe(&raw));
     // A file is trivially a correct rewrite of itself.
-    let (code, report, raw) = verify(&a.path, &a.path);
+    let (code, report, raw) = verify_json(&a.path, &a.path);
     assert_eq!(code, Some(0), "{}", describe(&raw));
     assert!(count(&report, "instructions") > 0);
 }

@@ -241,15 +241,8 @@ pub(super) fn check(
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) {
-    let Some(s) = ctx
-        .old
-        .sections
-        .iter()
-        .find(|s| s.name == ".eh_frame" && s.is_alloc() && !s.is_nobits())
+    let Some((s, n)) = ctx.find_pair(|s| s.name == ".eh_frame" && s.is_alloc() && !s.is_nobits())
     else {
-        return;
-    };
-    let Some(n) = ctx.new_section(s.index) else {
         return;
     };
     let (old, new) = (ctx.old_data(s.index), ctx.new_data(s.index));
@@ -275,59 +268,71 @@ pub(super) fn check(
         };
         report.counts.call_frames += 1;
         let at = (s.addr + *off as u64, n.addr + *off as u64);
-        let bad = |report: &mut VerifyReport, what: String, m: Mapped, found: u64| {
-            report.mismatch(
-                "call frame information",
-                Some(at.0),
-                Some(at.1),
-                format!("{what} at {m}"),
-                format!("{found:#x}"),
-            )
-        };
-        let start = mapper.map(o.start);
-        if !start.accepts(nf.start) {
-            bad(
-                report,
-                format!("FDE start (old {:#x})", o.start),
-                start,
-                nf.start,
-            );
-            continue;
+        check_fde(mapper, s.index, at, (o, nf), covered, report);
+    }
+}
+
+/// One FDE and its counterpart: start, end and each CFA row's location are the old ones' images.
+fn check_fde(
+    mapper: &Mapper,
+    sec: usize,
+    at: (u64, u64),
+    (o, nf): (&Fde, &Fde),
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) {
+    let bad = |report: &mut VerifyReport, what: String, m: Mapped, found: u64| {
+        report.mismatch(
+            "call frame information",
+            Some(at.0),
+            Some(at.1),
+            format!("{what} at {m}"),
+            format!("{found:#x}"),
+        )
+    };
+    let start = mapper.map(o.start);
+    if !start.accepts(nf.start) {
+        bad(
+            report,
+            format!("FDE start (old {:#x})", o.start),
+            start,
+            nf.start,
+        );
+        return;
+    }
+    // The end label may be read as the end of the function or as the address after it
+    // (which padding inserted there moves along).
+    let old_end = o.start.wrapping_add(o.range);
+    let end = mapper.map_end_of(o.start, old_end);
+    let new_end = nf.start.wrapping_add(nf.range);
+    if !end.accepts(new_end) && !mapper.map(old_end).accepts(new_end) {
+        bad(
+            report,
+            format!("FDE end (old {:#x})", o.start + o.range),
+            end,
+            nf.start + nf.range,
+        );
+        return;
+    }
+    if o.rows.len() != nf.rows.len() || o.partial != nf.partial {
+        report.mismatch(
+            "call frame information",
+            Some(at.0),
+            Some(at.1),
+            format!("{} rows, as before", o.rows.len()),
+            format!("{} rows", nf.rows.len()),
+        );
+        return;
+    }
+    for (&(loc, a, b), &(nloc, _, _)) in o.rows.iter().zip(&nf.rows) {
+        let m = mapper.map(loc);
+        if !m.accepts(nloc) {
+            bad(report, format!("a CFA row (old {loc:#x})"), m, nloc);
+            break;
         }
-        // The end label may be read as the end of the function or as the address after it
-        // (which padding inserted there moves along).
-        let old_end = o.start.wrapping_add(o.range);
-        let end = mapper.map_end_of(o.start, old_end);
-        let new_end = nf.start.wrapping_add(nf.range);
-        if !end.accepts(new_end) && !mapper.map(old_end).accepts(new_end) {
-            bad(
-                report,
-                format!("FDE end (old {:#x})", o.start + o.range),
-                end,
-                nf.start + nf.range,
-            );
-            continue;
-        }
-        if o.rows.len() != nf.rows.len() || o.partial != nf.partial {
-            report.mismatch(
-                "call frame information",
-                Some(at.0),
-                Some(at.1),
-                format!("{} rows, as before", o.rows.len()),
-                format!("{} rows", nf.rows.len()),
-            );
-            continue;
-        }
-        for (&(loc, a, b), &(nloc, _, _)) in o.rows.iter().zip(&nf.rows) {
-            let m = mapper.map(loc);
-            if !m.accepts(nloc) {
-                bad(report, format!("a CFA row (old {loc:#x})"), m, nloc);
-                break;
-            }
-            covered.add(s.index, a as u64, (b - a) as u64);
-        }
-        for &(a, b) in &o.fields {
-            covered.add(s.index, a as u64, (b - a) as u64);
-        }
+        covered.add(sec, a as u64, (b - a) as u64);
+    }
+    for &(a, b) in &o.fields {
+        covered.add(sec, a as u64, (b - a) as u64);
     }
 }

@@ -11,7 +11,7 @@ use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
 use super::walk::WalkResult;
 use super::Ctx;
-use crate::elf::Reloc;
+use crate::elf::{Reloc, RelocSection};
 use crate::riscv::{auipc_value, decode, pc_target, Insn, Op};
 
 /// How many instructions after an unrelocated `auipc` are searched for its users.
@@ -97,32 +97,12 @@ pub(super) fn check(
     };
     let mut validated: Vec<u64> = Vec::new();
     let mut tls_got = Vec::new();
-    let static_code = || {
-        ctx.old_relocs
-            .iter()
-            .filter(|rs| !ctx.is_dynamic(rs) && ctx.is_code(rs.target))
-    };
-    // %pcrel_lo partners by the address of their auipc; the auipcs that have relocations.
-    let mut lows: Vec<(u64, usize, u64)> = Vec::new();
-    let mut relocated_auipc: Vec<u64> = Vec::new();
-    for rs in static_code() {
-        for r in &rs.relocs {
-            let t = r.r_type;
-            if t == elf::R_RISCV_PCREL_LO12_I.0 || t == elf::R_RISCV_PCREL_LO12_S.0 {
-                lows.push((target(ctx, r), rs.target, r.offset));
-            } else if is_hi_type(t) {
-                relocated_auipc.push(r.offset);
-            }
-        }
-    }
-    lows.sort_unstable();
-    relocated_auipc.sort_unstable();
+    let (lows, relocated_auipc) = pcrel_partners(ctx);
     let gp = (
         ctx.old.symbol_by_name("__global_pointer$").map(|s| s.value),
         ctx.new.symbol_by_name("__global_pointer$").map(|s| s.value),
     );
-
-    for rs in static_code() {
+    for rs in static_code(ctx) {
         let sec = rs.target;
         for r in &rs.relocs {
             check_reloc(
@@ -137,7 +117,49 @@ pub(super) fn check(
             );
         }
     }
-    for (cm, w) in mapper.code.iter().zip(walks) {
+    pc_relative(&code, walks, &relocated_auipc, &mut validated, report);
+    validated.sort_unstable();
+    unexplained_immediates(&code, walks, &validated, report);
+    tls_got.sort_unstable();
+    tls_got.dedup();
+    tls_got
+}
+
+/// The original's static relocation sections of code.
+fn static_code<'c>(ctx: &'c Ctx<'_, '_, '_>) -> impl Iterator<Item = &'c RelocSection> {
+    ctx.old_relocs
+        .iter()
+        .filter(|rs| !ctx.is_dynamic(rs) && ctx.is_code(rs.target))
+}
+
+/// `%pcrel_lo` partners (by their auipc's address) and the relocated auipcs, sorted.
+fn pcrel_partners(ctx: &Ctx<'_, '_, '_>) -> (Vec<(u64, usize, u64)>, Vec<u64>) {
+    let mut lows: Vec<(u64, usize, u64)> = Vec::new();
+    let mut relocated_auipc: Vec<u64> = Vec::new();
+    for rs in static_code(ctx) {
+        for r in &rs.relocs {
+            let t = r.r_type;
+            if t == elf::R_RISCV_PCREL_LO12_I.0 || t == elf::R_RISCV_PCREL_LO12_S.0 {
+                lows.push((target(ctx, r), rs.target, r.offset));
+            } else if is_hi_type(t) {
+                relocated_auipc.push(r.offset);
+            }
+        }
+    }
+    lows.sort_unstable();
+    relocated_auipc.sort_unstable();
+    (lows, relocated_auipc)
+}
+
+/// Branches and jumps the walk found reach their old target's image; unrelocated auipcs pair up.
+fn pc_relative(
+    code: &Code<'_, '_, '_, '_>,
+    walks: &[WalkResult],
+    relocated_auipc: &[u64],
+    validated: &mut Vec<u64>,
+    report: &mut VerifyReport,
+) {
+    for (cm, w) in code.mapper.code.iter().zip(walks) {
         let sec = cm.old_index;
         for &(oa, na) in &w.pc_relative {
             let Some(oi) = code.old_insn(sec, oa) else {
@@ -149,17 +171,25 @@ pub(super) fn check(
             if let (Some(t), Some(t2)) = (pc_target(&oi, oa), pc_target(&ni, na)) {
                 report.counts.branches += 1;
                 let (t, t2) = (code.wrap(t), code.wrap(t2));
-                expect(report, "branch", (oa, na), t, mapper.map(t), t2);
+                expect(report, "branch", (oa, na), t, code.mapper.map(t), t2);
                 validated.push(oa);
             } else if let Op::Auipc { rd, .. } = oi.op {
                 if relocated_auipc.binary_search(&oa).is_err() {
-                    unrelocated_auipc(&code, sec, oa, rd, &oi, &mut validated, report);
+                    unrelocated_auipc(code, sec, oa, rd, &oi, validated, report);
                 }
             }
         }
     }
-    validated.sort_unstable();
-    for (cm, w) in mapper.code.iter().zip(walks) {
+}
+
+/// Every changed immediate must be one a reference check vouched for (`validated`, sorted).
+fn unexplained_immediates(
+    code: &Code<'_, '_, '_, '_>,
+    walks: &[WalkResult],
+    validated: &[u64],
+    report: &mut VerifyReport,
+) {
+    for (cm, w) in code.mapper.code.iter().zip(walks) {
         for &(oa, na) in &w.changed {
             if validated.binary_search(&oa).is_err() {
                 let old = code.old_insn(cm.old_index, oa).map_or(0, |i| i.raw);
@@ -174,9 +204,6 @@ pub(super) fn check(
             }
         }
     }
-    tls_got.sort_unstable();
-    tls_got.dedup();
-    tls_got
 }
 
 /// Relocation types that sit on an `auipc` (or an `auipc` + `jalr` call).
@@ -207,6 +234,25 @@ fn mapped_target(code: &Code<'_, '_, '_, '_>, r: &Reloc) -> (u64, Mapped) {
     super::data::reloc_target(code.ctx, code.mapper, &code.ctx.old.symbols, r)
 }
 
+/// A relocated instruction of the original and its image.
+struct Relocated<'r> {
+    /// Its old section.
+    sec: usize,
+    /// The relocation on it.
+    r: &'r Reloc,
+    /// Its old address.
+    p: u64,
+    /// Its new address.
+    np: u64,
+    /// The old instruction.
+    oi: Insn,
+    /// The new instruction.
+    ni: Insn,
+}
+
+/// Checks the instruction under one static relocation of code, if it is a reference:
+/// a call, an `auipc` (with its `%pcrel_lo` partners), a `gp`-relative access or an
+/// absolute `%hi`/`%lo`.
 #[allow(clippy::too_many_arguments)]
 fn check_reloc(
     code: &Code<'_, '_, '_, '_>,
@@ -221,7 +267,6 @@ fn check_reloc(
     use elf::*;
     let t = r.r_type;
     let p = r.offset;
-    let ctx = code.ctx;
     let absolute = [
         R_RISCV_HI20.0,
         R_RISCV_LO12_I.0,
@@ -239,112 +284,164 @@ fn check_reloc(
         report.counts.unchecked += 1;
         return;
     };
+    let at = Relocated {
+        sec,
+        r,
+        p,
+        np,
+        oi,
+        ni,
+    };
     if t == R_RISCV_CALL.0 || t == R_RISCV_CALL_PLT.0 {
-        let (Some(oj), Some((nj_at, nj))) = (code.old_insn(sec, p + 4), code.new_insn(sec, p + 4))
-        else {
-            return;
+        call(code, &at, validated, report);
+    } else if is_hi_type(t) {
+        auipc_pair(code, &at, lows, validated, tls_got, report);
+    } else if gprel.contains(&t) {
+        gp_relative(code, &at, gp, validated, report);
+    } else {
+        absolute_hi_lo(code, &at, validated, report);
+    }
+}
+
+/// A call (`auipc` + `jalr`) reaches the image of its old target.
+fn call(
+    code: &Code<'_, '_, '_, '_>,
+    at: &Relocated<'_>,
+    validated: &mut Vec<u64>,
+    report: &mut VerifyReport,
+) {
+    let Relocated { sec, p, np, .. } = *at;
+    let (Some(oj), Some((nj_at, nj))) = (code.old_insn(sec, p + 4), code.new_insn(sec, p + 4))
+    else {
+        return;
+    };
+    let (Some(ov), Some(nv), Some(olo), Some(nlo)) = (
+        auipc_value(&at.oi, p),
+        auipc_value(&at.ni, np),
+        lo_imm(&oj),
+        lo_imm(&nj),
+    ) else {
+        report.mismatch("call", Some(p), Some(np), "auipc + jalr", "another pair");
+        return;
+    };
+    report.counts.auipc_pairs += 1;
+    let (tgt, found) = (code.add(ov, olo), code.add(nv, nlo));
+    if nj_at == np + 4 {
+        expect(report, "call", (p, np), tgt, code.mapper.map(tgt), found);
+        validated.extend([p, p + 4]);
+    }
+}
+
+/// An `auipc` and its `%pcrel_lo` partners reach their target's image (alone: that of `S + A`).
+fn auipc_pair(
+    code: &Code<'_, '_, '_, '_>,
+    at: &Relocated<'_>,
+    lows: &[(u64, usize, u64)],
+    validated: &mut Vec<u64>,
+    tls_got: &mut Vec<u64>,
+    report: &mut VerifyReport,
+) {
+    let Relocated { r, p, np, .. } = *at;
+    let t = r.r_type;
+    let (Some(ov), Some(nv)) = (auipc_value(&at.oi, p), auipc_value(&at.ni, np)) else {
+        report.mismatch(
+            "auipc",
+            Some(p),
+            Some(np),
+            "auipc",
+            format!("{:#x}", at.ni.raw),
+        );
+        return;
+    };
+    report.counts.auipc_pairs += 1;
+    let start = lows.partition_point(|l| l.0 < p);
+    let partners = lows[start..].iter().take_while(|l| l.0 == p);
+    let mut any = false;
+    for &(_, lsec, lp) in partners {
+        any = true;
+        let (Some(ol), Some((_, nl))) = (code.old_insn(lsec, lp), code.new_insn(lsec, lp)) else {
+            report.counts.unchecked += 1;
+            continue;
         };
-        let (Some(ov), Some(nv), Some(olo), Some(nlo)) = (
-            auipc_value(&oi, p),
-            auipc_value(&ni, np),
-            lo_imm(&oj),
-            lo_imm(&nj),
-        ) else {
-            report.mismatch("call", Some(p), Some(np), "auipc + jalr", "another pair");
-            return;
+        let (Some(olo), Some(nlo)) = (lo_imm(&ol), lo_imm(&nl)) else {
+            continue;
         };
-        report.counts.auipc_pairs += 1;
         let (tgt, found) = (code.add(ov, olo), code.add(nv, nlo));
-        if nj_at == np + 4 {
-            expect(report, "call", (p, np), tgt, code.mapper.map(tgt), found);
-            validated.extend([p, p + 4]);
+        // Initial-exec slots hold a TP offset; general-dynamic pairs a module id and
+        // an offset.
+        if t == elf::R_RISCV_TLS_GOT_HI20.0 {
+            tls_got.push(tgt);
+        } else if t == elf::R_RISCV_TLS_GD_HI20.0 {
+            tls_got.extend([tgt, tgt + code.ctx.ptr as u64]);
         }
-        return;
-    }
-    if is_hi_type(t) {
-        let (Some(ov), Some(nv)) = (auipc_value(&oi, p), auipc_value(&ni, np)) else {
-            report.mismatch(
-                "auipc",
-                Some(p),
-                Some(np),
-                "auipc",
-                format!("{:#x}", ni.raw),
-            );
-            return;
-        };
-        report.counts.auipc_pairs += 1;
-        let start = lows.partition_point(|l| l.0 < p);
-        let partners = lows[start..].iter().take_while(|l| l.0 == p);
-        let mut any = false;
-        for &(_, lsec, lp) in partners {
-            any = true;
-            let (Some(ol), Some((_, nl))) = (code.old_insn(lsec, lp), code.new_insn(lsec, lp))
-            else {
-                report.counts.unchecked += 1;
-                continue;
-            };
-            let (Some(olo), Some(nlo)) = (lo_imm(&ol), lo_imm(&nl)) else {
-                continue;
-            };
-            let (tgt, found) = (code.add(ov, olo), code.add(nv, nlo));
-            // Initial-exec slots hold a TP offset; general-dynamic pairs a module id and
-            // an offset.
-            if t == R_RISCV_TLS_GOT_HI20.0 {
-                tls_got.push(tgt);
-            } else if t == R_RISCV_TLS_GD_HI20.0 {
-                tls_got.extend([tgt, tgt + ctx.ptr as u64]);
-            }
-            expect(
-                report,
-                "auipc pair",
-                (p, np),
-                tgt,
-                code.mapper.map(tgt),
-                found,
-            );
-            validated.push(lp);
-        }
-        if !any {
-            // No %pcrel_lo: only the upper part can be checked, against S + A.
-            match mapped_target(code, r).1.exact() {
-                Some(v) => {
-                    let want = code.add(np, hi20(v.wrapping_sub(np) as i64));
-                    if want != nv {
-                        report.mismatch(
-                            "auipc",
-                            Some(p),
-                            Some(np),
-                            format!("%pcrel_hi of {v:#x}: {want:#x}"),
-                            format!("{nv:#x}"),
-                        );
-                    }
-                }
-                None => report.counts.unchecked += 1,
-            }
-        }
-        validated.push(p);
-        return;
-    }
-    if gprel.contains(&t) {
-        let (Some(g_old), Some(g_new), Some(olo), Some(nlo)) =
-            (gp.0, gp.1, lo_imm(&oi), lo_imm(&ni))
-        else {
-            return;
-        };
-        report.counts.gp_relative += 1;
-        let (tgt, found) = (code.add(g_old, olo), code.add(g_new, nlo));
         expect(
             report,
-            "gp-relative",
+            "auipc pair",
             (p, np),
             tgt,
             code.mapper.map(tgt),
             found,
         );
-        validated.push(p);
-        return;
+        validated.push(lp);
     }
-    // Absolute %hi / %lo of S + A.
+    if !any {
+        // No %pcrel_lo: only the upper part can be checked, against S + A.
+        match mapped_target(code, r).1.exact() {
+            Some(v) => {
+                let want = code.add(np, hi20(v.wrapping_sub(np) as i64));
+                if want != nv {
+                    report.mismatch(
+                        "auipc",
+                        Some(p),
+                        Some(np),
+                        format!("%pcrel_hi of {v:#x}: {want:#x}"),
+                        format!("{nv:#x}"),
+                    );
+                }
+            }
+            None => report.counts.unchecked += 1,
+        }
+    }
+    validated.push(p);
+}
+
+/// A `gp`-relative access reaches the image of its old target from the new `gp`.
+fn gp_relative(
+    code: &Code<'_, '_, '_, '_>,
+    at: &Relocated<'_>,
+    gp: (Option<u64>, Option<u64>),
+    validated: &mut Vec<u64>,
+    report: &mut VerifyReport,
+) {
+    let Relocated { p, np, .. } = *at;
+    let (Some(g_old), Some(g_new), Some(olo), Some(nlo)) =
+        (gp.0, gp.1, lo_imm(&at.oi), lo_imm(&at.ni))
+    else {
+        return;
+    };
+    report.counts.gp_relative += 1;
+    let (tgt, found) = (code.add(g_old, olo), code.add(g_new, nlo));
+    expect(
+        report,
+        "gp-relative",
+        (p, np),
+        tgt,
+        code.mapper.map(tgt),
+        found,
+    );
+    validated.push(p);
+}
+
+/// An absolute `%hi` / `%lo` of `S + A` holds that part of its image.
+fn absolute_hi_lo(
+    code: &Code<'_, '_, '_, '_>,
+    at: &Relocated<'_>,
+    validated: &mut Vec<u64>,
+    report: &mut VerifyReport,
+) {
+    use elf::*;
+    let Relocated { r, p, np, ni, .. } = *at;
+    let t = r.r_type;
     report.counts.absolute += 1;
     let (tgt, m) = mapped_target(code, r);
     let Some(v) = m.exact() else {

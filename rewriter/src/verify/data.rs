@@ -347,73 +347,14 @@ fn difference(
         Field::Uleb(_) => read_uleb(old.get(off as usize..).unwrap_or(&[])).map_or(1, |u| u.1),
     };
     covered.add(ti, off, width as u64);
-    let (mut lo, mut hi) = (0i128, 0i128);
-    for r in group {
-        let (t, m) = reloc_target(ctx, mapper, &ctx.old.symbols, r);
-        let Some(f) = field(r.r_type) else { continue };
-        let Some((dlo, dhi)) = delta(m, t) else {
-            report.counts.unchecked += 1;
-            return;
-        };
-        match f {
-            Field::Add(_) | Field::Add6 | Field::Uleb(true) => {
-                lo += dlo;
-                hi += dhi;
-            }
-            Field::Sub(_) | Field::Sub6 | Field::Uleb(false) => {
-                lo -= dhi;
-                hi -= dlo;
-            }
-            Field::PcRel => {
-                let dp = i128::from(at.1) - i128::from(at.0);
-                lo += dlo - dp;
-                hi += dhi - dp;
-            }
-            Field::Word(_) => {}
-        }
-    }
+    let Some((lo, hi)) = terms_moved(ctx, mapper, group, at) else {
+        report.counts.unchecked += 1;
+        return;
+    };
     report.counts.differences += 1;
-    let (ok, old_v, new_v) = match first {
-        Field::Add(w) | Field::Sub(w) => {
-            let (Some(a), Some(b)) = (
-                read_uint(old, off as usize, w),
-                read_uint(new, noff as usize, w),
-            ) else {
-                return;
-            };
-            let base = i128::from(a);
-            (accepts_mod(base + lo, base + hi, b, 8 * w as u32), a, b)
-        }
-        Field::PcRel => {
-            let (Some(a), Some(b)) = (
-                read_uint(old, off as usize, 4),
-                read_uint(new, noff as usize, 4),
-            ) else {
-                return;
-            };
-            let base = i128::from(a);
-            (accepts_mod(base + lo, base + hi, b, 32), a, b)
-        }
-        Field::Add6 | Field::Sub6 => {
-            let (Some(a), Some(b)) = (old.get(off as usize), new.get(noff as usize)) else {
-                return;
-            };
-            let base = i128::from(a & 0x3f);
-            let ok =
-                a & 0xc0 == b & 0xc0 && accepts_mod(base + lo, base + hi, u64::from(b & 0x3f), 6);
-            (ok, u64::from(*a), u64::from(*b))
-        }
-        Field::Uleb(_) => {
-            let (Some((a, la)), Some((b, lb))) = (
-                read_uleb(old.get(off as usize..).unwrap_or(&[])),
-                read_uleb(new.get(noff as usize..).unwrap_or(&[])),
-            ) else {
-                return;
-            };
-            let base = i128::from(a);
-            (la == lb && accepts_mod(base + lo, base + hi, b, 64), a, b)
-        }
-        Field::Word(_) => return,
+    let Some((ok, old_v, new_v)) = field_moved(first, width, (old, new), (off, noff), (lo, hi))
+    else {
+        return;
     };
     if !ok {
         report.mismatch(
@@ -432,6 +373,70 @@ fn difference(
             format!("{new_v:#x}"),
         );
     }
+}
+
+/// How much a field of the terms `group` must change: their moves summed (`None`: unknown).
+fn terms_moved(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    group: &[Reloc],
+    at: (u64, u64),
+) -> Option<(i128, i128)> {
+    let (mut lo, mut hi) = (0i128, 0i128);
+    for r in group {
+        let (t, m) = reloc_target(ctx, mapper, &ctx.old.symbols, r);
+        let Some(f) = field(r.r_type) else { continue };
+        let (dlo, dhi) = delta(m, t)?;
+        match f {
+            Field::Add(_) | Field::Add6 | Field::Uleb(true) => {
+                lo += dlo;
+                hi += dhi;
+            }
+            Field::Sub(_) | Field::Sub6 | Field::Uleb(false) => {
+                lo -= dhi;
+                hi -= dlo;
+            }
+            Field::PcRel => {
+                let dp = i128::from(at.1) - i128::from(at.0);
+                lo += dlo - dp;
+                hi += dhi - dp;
+            }
+            Field::Word(_) => {}
+        }
+    }
+    Some((lo, hi))
+}
+
+/// Whether the field changed by an amount in `lo..=hi` (mod its width), and its two values.
+fn field_moved(
+    first: Field,
+    width: usize,
+    (old, new): (&[u8], &[u8]),
+    (off, noff): (u64, u64),
+    (lo, hi): (i128, i128),
+) -> Option<(bool, u64, u64)> {
+    let (off, noff) = (off as usize, noff as usize);
+    Some(match first {
+        Field::Add(_) | Field::Sub(_) | Field::PcRel => {
+            let (a, b) = (read_uint(old, off, width)?, read_uint(new, noff, width)?);
+            let base = i128::from(a);
+            (accepts_mod(base + lo, base + hi, b, 8 * width as u32), a, b)
+        }
+        Field::Add6 | Field::Sub6 => {
+            let (a, b) = (old.get(off)?, new.get(noff)?);
+            let base = i128::from(a & 0x3f);
+            let ok =
+                a & 0xc0 == b & 0xc0 && accepts_mod(base + lo, base + hi, u64::from(b & 0x3f), 6);
+            (ok, u64::from(*a), u64::from(*b))
+        }
+        Field::Uleb(_) => {
+            let (a, la) = read_uleb(old.get(off..).unwrap_or(&[]))?;
+            let (b, lb) = read_uleb(new.get(noff..).unwrap_or(&[]))?;
+            let base = i128::from(a);
+            (la == lb && accepts_mod(base + lo, base + hi, b, 64), a, b)
+        }
+        Field::Word(_) => return None,
+    })
 }
 
 /// True for dynamic relocation types whose word holds a TLS module id or offset.
@@ -548,11 +553,7 @@ fn dynamic_reloc(
         return;
     }
     covered.add(sec.index, r.offset - sec.addr, ptr as u64);
-    let want = if is_tls_dynamic(r.r_type) {
-        Mapped::Exact(ow)
-    } else {
-        mapper.map(ow)
-    };
+    let want = word_image(mapper, is_tls_dynamic(r.r_type), ow);
     if !want.accepts(nw) {
         report.mismatch(
             "dynamic word",
@@ -561,6 +562,15 @@ fn dynamic_reloc(
             format!("{want} (from {ow:#x}) under relocation type {}", r.r_type),
             format!("{nw:#x}"),
         );
+    }
+}
+
+/// What a word that held `ow` must hold now: the same TLS value (`tls`), else its image.
+fn word_image(mapper: &Mapper, tls: bool, ow: u64) -> Mapped {
+    if tls {
+        Mapped::Exact(ow)
+    } else {
+        mapper.map(ow)
     }
 }
 
@@ -596,11 +606,7 @@ fn got(
                 break;
             };
             report.counts.got_words += 1;
-            let want = if tls_got.binary_search(&at).is_ok() {
-                Mapped::Exact(ow)
-            } else {
-                mapper.map(ow)
-            };
+            let want = word_image(mapper, tls_got.binary_search(&at).is_ok(), ow);
             if !want.accepts(nw) {
                 report.mismatch(
                     "GOT word",
@@ -710,15 +716,7 @@ fn eh_frame_hdr(
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) {
-    let Some(s) = ctx
-        .old
-        .sections
-        .iter()
-        .find(|s| s.name == ".eh_frame_hdr" && s.is_alloc())
-    else {
-        return;
-    };
-    let Some(n) = ctx.new_section(s.index) else {
+    let Some((s, n)) = ctx.find_pair(|s| s.name == ".eh_frame_hdr" && s.is_alloc()) else {
         return;
     };
     let (old, new) = (ctx.old_data(s.index), ctx.new_data(s.index));
@@ -729,16 +727,26 @@ fn eh_frame_hdr(
     covered.whole(s.index);
     let rd = |d: &[u8], o: usize| read_uint(d, o, 4).map_or(0, |v| v as u32 as i32 as i64);
     let (h_old, h_new) = (s.addr, n.addr);
+    // A mismatch in the field at offset `o` of the header.
+    let bad = |report: &mut VerifyReport, o: usize, what: String, found: String| {
+        let at = o as u64;
+        report.mismatch(
+            ".eh_frame_hdr",
+            Some(h_old + at),
+            Some(h_new + at),
+            what,
+            found,
+        )
+    };
     let one = |report: &mut VerifyReport, o: usize, base_old: u64, base_new: u64| {
         report.counts.eh_frame_hdr += 1;
         let t = base_old.wrapping_add(rd(old, o) as u64);
         let found = base_new.wrapping_add(rd(new, o) as u64);
         let m = mapper.map(t);
         if !m.accepts(found) {
-            report.mismatch(
-                ".eh_frame_hdr",
-                Some(h_old + o as u64),
-                Some(h_new + o as u64),
+            bad(
+                report,
+                o,
                 format!("a reference to {m} (the image of {t:#x})"),
                 format!("{found:#x}"),
             );
@@ -747,13 +755,8 @@ fn eh_frame_hdr(
     };
     one(report, 4, h_old + 4, h_new + 4);
     if old[8..12] != new[8..12] {
-        report.mismatch(
-            ".eh_frame_hdr",
-            Some(h_old + 8),
-            Some(h_new + 8),
-            format!("{} entries", rd(old, 8)),
-            format!("{}", rd(new, 8)),
-        );
+        let (want, found) = (rd(old, 8), rd(new, 8));
+        bad(report, 8, format!("{want} entries"), format!("{found}"));
         return;
     }
     let count = rd(old, 8) as u32 as usize;
@@ -763,13 +766,8 @@ fn eh_frame_hdr(
         let loc = one(report, o, h_old, h_new);
         one(report, o + 4, h_old, h_new);
         if k > 0 && loc < last {
-            report.mismatch(
-                ".eh_frame_hdr",
-                Some(h_old + o as u64),
-                Some(h_new + o as u64),
-                format!("a sorted table (at least {last:#x})"),
-                format!("{loc:#x}"),
-            );
+            let want = format!("a sorted table (at least {last:#x})");
+            bad(report, o, want, format!("{loc:#x}"));
         }
         last = loc;
     }

@@ -33,10 +33,7 @@ fn ex_table(
     covered: &mut Covered,
     report: &mut VerifyReport,
 ) {
-    let Some(s) = ctx.old.section_by_name("__ex_table") else {
-        return;
-    };
-    let Some(n) = ctx.new_section(s.index) else {
+    let Some((s, n)) = ctx.find_pair(|s| s.name == "__ex_table") else {
         return;
     };
     let (old, new) = (ctx.old_data(s.index), ctx.new_data(s.index));

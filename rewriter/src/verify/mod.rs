@@ -109,22 +109,7 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
     // Symbols need only the map; everything else shares the covered fields.
     let (refs, syms) = crate::timing::phase("verify: refs+syms", || {
         rayon::join(
-            || -> Result<VerifyReport> {
-                use crate::timing::phase;
-                let mut r = VerifyReport::default();
-                let tls_got = phase("verify: code refs", || {
-                    code_refs::check(&ctx, &mapper, &walks, &mut r)
-                });
-                phase("verify: data", || {
-                    data::check(&ctx, &mapper, &tls_got, &mut covered, &mut r)
-                })?;
-                kernel::check(&ctx, &mapper, &mut covered, &mut r);
-                cfi::check(&ctx, &mapper, &mut covered, &mut r);
-                versions::check(&ctx, &mut covered, &mut r);
-                versions::hash_tables(&ctx, &mut covered, &mut r)?;
-                phase("verify: bytes", || bytes::compare(&ctx, &covered, &mut r));
-                Ok(r)
-            },
+            || check_contents(&ctx, &mapper, &walks, &mut covered),
             || -> Result<VerifyReport> {
                 let mut r = VerifyReport::default();
                 crate::timing::phase("verify: symbols", || symbols::check(&ctx, &mapper, &mut r))?;
@@ -135,6 +120,29 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
     report.merge(refs?);
     report.merge(syms?);
     Ok(report)
+}
+
+/// The checks that share the covered fields, then every byte none of them covered.
+fn check_contents(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    walks: &[walk::WalkResult],
+    covered: &mut bytes::Covered,
+) -> Result<VerifyReport> {
+    use crate::timing::phase;
+    let mut r = VerifyReport::default();
+    let tls_got = phase("verify: code refs", || {
+        code_refs::check(ctx, mapper, walks, &mut r)
+    });
+    phase("verify: data", || {
+        data::check(ctx, mapper, &tls_got, covered, &mut r)
+    })?;
+    kernel::check(ctx, mapper, covered, &mut r);
+    cfi::check(ctx, mapper, covered, &mut r);
+    versions::check(ctx, covered, &mut r);
+    versions::hash_tables(ctx, covered, &mut r)?;
+    phase("verify: bytes", || bytes::compare(ctx, covered, &mut r));
+    Ok(r)
 }
 
 /// Parses both files and verifies; errors name which file is unusable.
@@ -193,6 +201,15 @@ impl<'o, 'n> Ctx<'_, 'o, 'n> {
             .copied()
             .flatten()
             .map(|j| &self.new.sections[j])
+    }
+
+    /// The first old section `pick` accepts and its new counterpart (`None` if it has none).
+    pub fn find_pair(
+        &self,
+        pick: impl Fn(&Section<'o>) -> bool,
+    ) -> Option<(&Section<'o>, &Section<'n>)> {
+        let s = self.old.sections.iter().find(|s| pick(s))?;
+        Some((s, self.new_section(s.index)?))
     }
 
     /// Contents of old section `index` (empty if unreadable).

@@ -91,6 +91,25 @@ pub struct Mismatch {
     pub found: String,
 }
 
+impl Mismatch {
+    /// A finding of `category`: `expected` at `old`, `found` at `new`.
+    fn new(
+        category: &'static str,
+        old: Option<u64>,
+        new: Option<u64>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Self {
+        Mismatch {
+            category,
+            old,
+            new,
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
+}
+
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.category)?;
@@ -139,13 +158,10 @@ impl VerifyReport {
         self.counts.add(&other.counts);
         self.slot_bytes = self.slot_bytes.or(other.slot_bytes);
         self.pre_bytes = self.pre_bytes.or(other.pre_bytes);
-        self.mismatch_count += other.mismatch_count;
-        let room = MAX_MISMATCHES.saturating_sub(self.mismatches.len());
-        self.mismatches
-            .extend(other.mismatches.into_iter().take(room));
-        self.warning_count += other.warning_count;
-        let room = MAX_MISMATCHES.saturating_sub(self.warnings.len());
-        self.warnings.extend(other.warnings.into_iter().take(room));
+        let mismatches = (&mut self.mismatch_count, &mut self.mismatches);
+        append(mismatches, other.mismatch_count, other.mismatches);
+        let warnings = (&mut self.warning_count, &mut self.warnings);
+        append(warnings, other.warning_count, other.warnings);
     }
 
     /// Records a warning.
@@ -157,16 +173,8 @@ impl VerifyReport {
         expected: impl Into<String>,
         found: impl Into<String>,
     ) {
-        self.warning_count += 1;
-        if self.warnings.len() < MAX_MISMATCHES {
-            self.warnings.push(Mismatch {
-                category,
-                old,
-                new,
-                expected: expected.into(),
-                found: found.into(),
-            });
-        }
+        let finding = || Mismatch::new(category, old, new, expected, found);
+        record((&mut self.warning_count, &mut self.warnings), finding);
     }
 
     /// Records a mismatch.
@@ -178,15 +186,25 @@ impl VerifyReport {
         expected: impl Into<String>,
         found: impl Into<String>,
     ) {
-        self.mismatch_count += 1;
-        if self.mismatches.len() < MAX_MISMATCHES {
-            self.mismatches.push(Mismatch {
-                category,
-                old,
-                new,
-                expected: expected.into(),
-                found: found.into(),
-            });
-        }
+        let finding = || Mismatch::new(category, old, new, expected, found);
+        record((&mut self.mismatch_count, &mut self.mismatches), finding);
     }
+}
+
+/// A list of findings (mismatches or warnings): how many there were, and the first ones.
+type Findings<'r> = (&'r mut usize, &'r mut Vec<Mismatch>);
+
+/// Counts one finding and keeps it while the list has room (built only then).
+fn record((count, kept): Findings<'_>, finding: impl FnOnce() -> Mismatch) {
+    *count += 1;
+    if kept.len() < MAX_MISMATCHES {
+        kept.push(finding());
+    }
+}
+
+/// Adds `count` findings, of which `more` are the first, to a list, keeping what has room.
+fn append((total, kept): Findings<'_>, count: usize, more: Vec<Mismatch>) {
+    *total += count;
+    let room = MAX_MISMATCHES.saturating_sub(kept.len());
+    kept.extend(more.into_iter().take(room));
 }

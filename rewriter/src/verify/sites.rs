@@ -14,13 +14,13 @@ use std::collections::BTreeMap;
 use object::elf;
 
 use super::bytes::Covered;
-use super::map::{Mapper, SiteImage};
+use super::map::{CodeMap, Mapper, Piece, SiteImage};
 use super::report::VerifyReport;
 use super::Ctx;
 use crate::elf::{read_uint, ElfFile, FileKind, RelocSection};
 use crate::error::Result;
 use crate::riscv::NOP;
-use crate::scan::{Scan, TABLE_SECTION};
+use crate::scan::{PatchSite, Scan, TABLE_SECTION};
 
 use padtrim_abi::{Descriptor as FilledDescriptor, DESCRIPTOR_MAGIC, DESCRIPTOR_SYMBOL};
 use padtrim_abi::{MCOUNT_SECTION, TRAMPOLINE_SYMBOL};
@@ -111,7 +111,7 @@ struct Placed {
 /// uses another still fails.
 fn claimed_function(
     ctx: &Ctx<'_, '_, '_>,
-    site: &crate::scan::PatchSite,
+    site: &PatchSite,
     kept: std::ops::RangeInclusive<u64>,
     sorted_mcount: Option<&[u64]>,
 ) -> Option<u64> {
@@ -157,7 +157,43 @@ pub(super) fn check_sites(
         );
         return Ok(());
     }
-    // Old entry → new entry, from the tables' positions.
+    let entries = Entries {
+        map: entry_map(&old_t, &new_t, report),
+        emptied,
+    };
+    let mcount = read_mcount(ctx);
+    let mut sorted_mcount: Vec<u64> = mcount.as_ref().map(|m| m.1.clone()).unwrap_or_default();
+    sorted_mcount.sort_unstable();
+    let sorted_mcount = mcount.is_some().then_some(&sorted_mcount[..]);
+    let (mut placed, claims) = place_sites(ctx, sites, mapper, &entries, sorted_mcount, report);
+    split_kept(sites, &mut placed, claims, mapper);
+    let slot = check_slot_sizes(ctx, sites, &placed, report);
+    check_islands(ctx, mapper, islands, &placed, slot, report);
+    if let Some((addr, values)) = &mcount {
+        check_mcount(*addr, values, &placed, islands, ctx.ptr, report);
+        let desc = Descriptor {
+            table_addr: *addr,
+            count: placed.len() as u64,
+            islands,
+            slot,
+        };
+        check_descriptor(ctx, mapper, &desc, covered, report);
+    } else if !islands.is_empty() {
+        report.mismatch(
+            "island",
+            None,
+            islands.first().copied(),
+            "islands only with a __mcount_loc table",
+            format!("{} islands", islands.len()),
+        );
+    } else if ctx.old.kind == FileKind::Vmlinux {
+        check_kernel_table_order(&old_t, &new_t, report);
+    }
+    Ok(())
+}
+
+/// Old entry → (new entry, its place), sorted; a duplicated old entry must map one way.
+fn entry_map(old_t: &Table, new_t: &Table, report: &mut VerifyReport) -> Vec<(u64, u64, u64)> {
     let mut entry_map: Vec<(u64, u64, u64)> = old_t
         .values
         .iter()
@@ -177,38 +213,67 @@ pub(super) fn check_sites(
             );
         }
     }
-    let mcount = ctx.table.map(|t| {
+    entry_map
+}
+
+/// The added `__mcount_loc`, if any: its address and entries.
+fn read_mcount(ctx: &Ctx<'_, '_, '_>) -> Option<(u64, Vec<u64>)> {
+    ctx.table.map(|t| {
         let s = &ctx.new.sections[t];
         let data = ctx.new.section_data(s).unwrap_or(&[]);
         let values: Vec<u64> = (0..data.len() / ctx.ptr)
             .map(|k| read_uint(data, k * ctx.ptr, ctx.ptr).unwrap_or(0))
             .collect();
         (s.addr, values)
-    });
-    let mut sorted_mcount: Vec<u64> = mcount.as_ref().map(|m| m.1.clone()).unwrap_or_default();
-    sorted_mcount.sort_unstable();
+    })
+}
 
+/// Where the rewritten file's patch table says each site's pad now starts.
+struct Entries {
+    /// From [`entry_map`].
+    map: Vec<(u64, u64, u64)>,
+    /// The table was emptied: the new entry is where the pad's kept bytes end instead.
+    emptied: bool,
+}
+
+impl Entries {
+    /// The new entry of `site`, whose pad is in code map `cm`.
+    fn new_entry(&self, site: &PatchSite, cm: &CodeMap) -> Option<u64> {
+        if self.emptied {
+            let run = cm.run_at(site.entry)?;
+            (run.new + run.new_len).checked_sub(body_nops(site, &run))
+        } else {
+            let map = &self.map;
+            let k = map.binary_search_by_key(&site.entry, |e| e.0).ok()?;
+            Some(map[k].1)
+        }
+    }
+}
+
+/// Nops after the pad in the same run: they belong to the function's code.
+fn body_nops(site: &PatchSite, run: &Piece) -> u64 {
+    (run.old + run.old_len).saturating_sub(site.entry + u64::from(site.pad_bytes))
+}
+
+/// Each site's pad in the walk, its kept bytes (all slot so far) and its claimed pre bytes.
+fn place_sites(
+    ctx: &Ctx<'_, '_, '_>,
+    sites: &[PatchSite],
+    mapper: &Mapper,
+    entries: &Entries,
+    sorted_mcount: Option<&[u64]>,
+    report: &mut VerifyReport,
+) -> (Vec<Placed>, Vec<Option<u64>>) {
     let mut placed = Vec::with_capacity(sites.len());
     // Bytes each pad kept before its function, where the rewritten file says so.
     let mut claims: Vec<Option<u64>> = Vec::with_capacity(sites.len());
-    let mut images: BTreeMap<usize, Vec<SiteImage>> = BTreeMap::new();
     let mut last_run: Option<(usize, u64)> = None;
     for (i, site) in sites.iter().enumerate() {
         let Some(code) = mapper.image(site.section).and_then(|s| s.code) else {
             continue;
         };
         let cm = &mapper.code[code];
-        let from_table = entry_map
-            .binary_search_by_key(&site.entry, |e| e.0)
-            .ok()
-            .map(|k| entry_map[k].1);
-        let from_run = || {
-            let run = cm.run_at(site.entry)?;
-            let body =
-                (run.old + run.old_len).saturating_sub(site.entry + u64::from(site.pad_bytes));
-            (run.new + run.new_len).checked_sub(body)
-        };
-        let Some(new_entry) = (if emptied { from_run() } else { from_table }) else {
+        let Some(new_entry) = entries.new_entry(site, cm) else {
             report.mismatch(
                 "site",
                 Some(site.entry),
@@ -243,42 +308,15 @@ pub(super) fn check_sites(
             continue;
         }
         last_run = Some((code, run.old));
-        let pad = u64::from(site.pad_bytes);
-        let pre = u64::from(site.pre_bytes);
-        // Nops after the pad in the same run belong to the function's code.
-        let body_nops = (run.old + run.old_len).saturating_sub(site.entry + pad);
-        let Some(kept_end) = (run.new + run.new_len).checked_sub(body_nops) else {
-            report.mismatch(
-                "site",
-                Some(site.entry),
-                Some(new_entry),
-                format!("{body_nops} nops after the pad, as before"),
-                format!("a run of {} bytes", run.new_len),
-            );
+        let Some(kept_end) = kept_end(site, &run, new_entry, report) else {
             continue;
         };
-        if new_entry < run.new || new_entry > kept_end {
-            report.mismatch(
-                "site",
-                Some(site.entry),
-                Some(new_entry),
-                format!("a table entry in {:#x}..={kept_end:#x}", run.new),
-                format!("{new_entry:#x}"),
-            );
-            continue;
-        }
-        let kept = kept_end - new_entry;
-        let post = pad - pre;
+        let pre = u64::from(site.pre_bytes);
         // Where the function now starts among the kept bytes (its slot's first byte).
         let func = if pre == 0 {
             Some(new_entry)
         } else {
-            claimed_function(
-                ctx,
-                site,
-                new_entry..=kept_end,
-                mcount.is_some().then_some(&sorted_mcount[..]),
-            )
+            claimed_function(ctx, site, new_entry..=kept_end, sorted_mcount)
         };
         claims.push(func.map(|f| f - new_entry));
         placed.push(Placed {
@@ -288,20 +326,62 @@ pub(super) fn check_sites(
             new_entry,
             new_func: new_entry,
             keep_pre: 0,
-            keep_slot: kept,
+            keep_slot: kept_end - new_entry,
             pre,
-            post,
+            post: u64::from(site.pad_bytes) - pre,
         });
     }
+    (placed, claims)
+}
+
+/// Where `site`'s kept bytes end in the new file, if its new entry `new_entry` is among them.
+fn kept_end(
+    site: &PatchSite,
+    run: &Piece,
+    new_entry: u64,
+    report: &mut VerifyReport,
+) -> Option<u64> {
+    let body_nops = body_nops(site, run);
+    let Some(kept_end) = (run.new + run.new_len).checked_sub(body_nops) else {
+        report.mismatch(
+            "site",
+            Some(site.entry),
+            Some(new_entry),
+            format!("{body_nops} nops after the pad, as before"),
+            format!("a run of {} bytes", run.new_len),
+        );
+        return None;
+    };
+    if new_entry < run.new || new_entry > kept_end {
+        report.mismatch(
+            "site",
+            Some(site.entry),
+            Some(new_entry),
+            format!("a table entry in {:#x}..={kept_end:#x}", run.new),
+            format!("{new_entry:#x}"),
+        );
+        return None;
+    }
+    Some(kept_end)
+}
+
+/// Splits kept bytes into pre bytes and slot, and gives the code maps their site images.
+fn split_kept(
+    sites: &[PatchSite],
+    placed: &mut [Placed],
+    claims: Vec<Option<u64>>,
+    mapper: &mut Mapper,
+) {
     // A pad without a claim (its function has no symbol and no __mcount_loc entry) keeps
     // as many bytes before its function as the others; with no claim anywhere, a pad that
     // kept more than its bytes after the function kept the difference before it.
     let claimed_pre = claims
         .iter()
-        .zip(&placed)
+        .zip(placed.iter())
         .filter(|(_, p)| p.pre > 0)
         .filter_map(|(c, _)| *c)
         .max();
+    let mut images: BTreeMap<usize, Vec<SiteImage>> = BTreeMap::new();
     for (p, claim) in placed.iter_mut().zip(claims) {
         let kept = p.keep_slot;
         let keep_pre = claim.unwrap_or_else(|| match claimed_pre {
@@ -322,13 +402,20 @@ pub(super) fn check_sites(
         v.sort_by_key(|s| s.old_entry);
         mapper.code[code].set_sites(v);
     }
+}
 
-    // One slot size and one kept-pre size for all pads (each capped by what the pad had).
+/// One slot and one pre size for all pads (capped per pad), then each pad's bytes; the slot.
+fn check_slot_sizes(
+    ctx: &Ctx<'_, '_, '_>,
+    sites: &[PatchSite],
+    placed: &[Placed],
+    report: &mut VerifyReport,
+) -> u64 {
     let slot = placed.iter().map(|p| p.keep_slot).max().unwrap_or(0);
     let keep_pre = placed.iter().map(|p| p.keep_pre).max().unwrap_or(0);
     report.slot_bytes = Some(slot as u32);
     report.pre_bytes = Some(keep_pre as u32);
-    for p in &placed {
+    for p in placed {
         let site = &sites[p.site];
         report.counts.sites += 1;
         if p.keep_slot != slot.min(p.post) || p.keep_pre != keep_pre.min(p.pre) {
@@ -347,39 +434,22 @@ pub(super) fn check_sites(
         }
         check_slot_bytes(ctx, p, slot, report);
     }
-    check_islands(ctx, mapper, islands, &placed, slot, report);
-    if let Some((addr, values)) = &mcount {
-        check_mcount(*addr, values, &placed, islands, ctx.ptr, report);
-        let desc = Descriptor {
-            table_addr: *addr,
-            count: placed.len() as u64,
-            islands,
-            slot,
-        };
-        check_descriptor(ctx, mapper, &desc, covered, report);
-    } else if !islands.is_empty() {
-        report.mismatch(
-            "island",
-            None,
-            islands.first().copied(),
-            "islands only with a __mcount_loc table",
-            format!("{} islands", islands.len()),
-        );
-    } else if ctx.old.kind == FileKind::Vmlinux {
-        // The kernel's own table stays sorted.
-        for (k, w) in new_t.values.windows(2).enumerate() {
-            if w[0] > w[1] && old_t.values[k] <= old_t.values[k + 1] {
-                report.mismatch(
-                    "mcount table",
-                    Some(old_t.places[k + 1]),
-                    Some(new_t.places[k + 1]),
-                    format!("sorted: at least {:#x}", w[0]),
-                    format!("{:#x}", w[1]),
-                );
-            }
+    slot
+}
+
+/// A kernel's own mcount table (no `__mcount_loc` added) stays sorted.
+fn check_kernel_table_order(old_t: &Table, new_t: &Table, report: &mut VerifyReport) {
+    for (k, w) in new_t.values.windows(2).enumerate() {
+        if w[0] > w[1] && old_t.values[k] <= old_t.values[k + 1] {
+            report.mismatch(
+                "mcount table",
+                Some(old_t.places[k + 1]),
+                Some(new_t.places[k + 1]),
+                format!("sorted: at least {:#x}", w[0]),
+                format!("{:#x}", w[1]),
+            );
         }
     }
-    Ok(())
 }
 
 /// The kept bytes of one pad: a 4-byte slot is one aligned `nop`; anything else is the

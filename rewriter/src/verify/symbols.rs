@@ -9,7 +9,7 @@ use object::elf;
 use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
 use super::{is_tbss, Ctx};
-use crate::elf::{RelocSection, Symbol};
+use crate::elf::{RelocSection, Section, Segment, Symbol};
 use crate::error::Result;
 
 /// Runs the symbol, header and relocation checks.
@@ -66,6 +66,7 @@ pub(super) fn check(
 /// Old symbols, new symbols, and the new index of each old one.
 type Tables<'t, 'o, 'n> = (&'t [Symbol<'o>], &'t [Symbol<'n>], &'t [Option<usize>]);
 
+/// Checks one symbol table of the rewritten file against the original's, symbol by symbol.
 fn symbol_table(
     ctx: &Ctx<'_, '_, '_>,
     mapper: &Mapper,
@@ -84,10 +85,67 @@ fn symbol_table(
         );
         return;
     }
-    let min_insn = if ctx.old.rvc() { 2 } else { 4 };
-    let check_one = |k: usize, o: &Symbol<'_>, report: &mut VerifyReport| {
+    let checker = SymbolCheck {
+        ctx,
+        mapper,
+        new,
+        perm,
+        table,
+        fa,
+        min_insn: if ctx.old.rvc() { 2 } else { 4 },
+    };
+    // Symbols are checked in parallel chunks (a large program has 100,000s); the chunks'
+    // reports merge in symbol order, so the report is the same as one pass would give.
+    const CHUNK: usize = 8192;
+    let parts: Vec<VerifyReport> = {
+        use rayon::prelude::*;
+        old.par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let mut r = VerifyReport::default();
+                for (i, o) in chunk.iter().enumerate() {
+                    let k = c * CHUNK + i;
+                    if k > 0 {
+                        checker.one(k, o, &mut r);
+                    }
+                }
+                r
+            })
+            .collect()
+    };
+    for part in parts {
+        report.merge(part);
+    }
+}
+
+/// What checking the symbols of one table needs besides the old symbols.
+struct SymbolCheck<'c, 'o, 'n> {
+    ctx: &'c Ctx<'c, 'o, 'n>,
+    mapper: &'c Mapper,
+    /// The table's symbols in the rewritten file.
+    new: &'c [Symbol<'n>],
+    /// The new index of each old symbol.
+    perm: &'c [Option<usize>],
+    /// The table's name.
+    table: &'c str,
+    /// Function alignment by section (`ElfFile::function_alignment`).
+    fa: &'c BTreeMap<usize, u64>,
+    /// The smallest instruction: alignment to it needs no check.
+    min_insn: u64,
+}
+
+impl SymbolCheck<'_, '_, '_> {
+    /// Symbol `k` (`o`) and its counterpart: identity, value, size, function alignment.
+    fn one(&self, k: usize, o: &Symbol<'_>, report: &mut VerifyReport) {
+        let (ctx, table) = (self.ctx, self.table);
         report.counts.symbols += 1;
-        let Some(n) = perm.get(k).copied().flatten().and_then(|j| new.get(j)) else {
+        let Some(n) = self
+            .perm
+            .get(k)
+            .copied()
+            .flatten()
+            .and_then(|j| self.new.get(j))
+        else {
             report.mismatch(
                 "symbol",
                 Some(o.value),
@@ -112,12 +170,50 @@ fn symbol_table(
             return;
         }
         let section = o.section().and_then(|s| ctx.old.sections.get(s));
+        let (value, size) = self.expected(o, n, section);
+        if !value.accepts(n.value) || !size.accepts(n.size) {
+            let what = format!("{} {table}[{}] = {value}, size {size}", o.name, o.index);
+            let found = format!("{:#x}, size {:#x}", n.value, n.size);
+            // An absolute symbol is only read by tools, never by the loader or the code
+            // (which reaches the address through its own, checked, relocations).
+            if section.is_none() && o.shndx == u32::from(elf::SHN_ABS.0) {
+                report.warn("absolute symbol", Some(o.value), Some(n.value), what, found);
+            } else {
+                bad(report, what, found);
+            }
+            return;
+        }
+        if let Some(&a) = o.section().and_then(|s| self.fa.get(&s)) {
+            if o.kind == elf::STT_FUNC.0 && a > self.min_insn {
+                report.counts.alignment_points += 1;
+                if n.value % a != 0 {
+                    bad(
+                        report,
+                        format!(
+                            "{} aligned to {a} bytes, as every function of its section was",
+                            o.name
+                        ),
+                        format!("{:#x}", n.value),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The value and size old symbol `o` (in `section`) must have, given its counterpart `n`.
+    fn expected(
+        &self,
+        o: &Symbol<'_>,
+        n: &Symbol<'_>,
+        section: Option<&Section<'_>>,
+    ) -> (Mapped, Mapped) {
+        let (ctx, mapper) = (self.ctx, self.mapper);
         let moves = o.kind != elf::STT_TLS.0
             && o.kind != elf::STT_FILE.0
             && section.is_none_or(|s| s.is_alloc())
             && o.shndx != 0
             && o.shndx != u32::from(elf::SHN_COMMON.0);
-        let (value, size) = if !moves {
+        if !moves {
             (Mapped::Exact(o.value), Mapped::Exact(o.size))
         } else if o.kind == elf::STT_SECTION.0 {
             let addr = o
@@ -135,73 +231,27 @@ fn symbol_table(
                     _ => value,
                 },
             };
-            let size = if o.size > 0 && ctx.is_code(sec) {
-                match mapper
-                    .map_end_in(sec, o.value.wrapping_add(o.size))
-                    .interval()
-                {
-                    Some((lo, hi)) => {
-                        Mapped::Range(lo.wrapping_sub(n.value), hi.wrapping_sub(n.value))
-                    }
-                    None => Mapped::Unknown,
-                }
-            } else {
-                Mapped::Exact(o.size)
-            };
-            (value, size)
+            (value, self.expected_size(sec, o, n))
         } else {
             // Absolute symbols that hold addresses (`__global_pointer$`, `_DYNAMIC`, ...).
             (mapper.map(o.value), Mapped::Exact(o.size))
-        };
-        if !value.accepts(n.value) || !size.accepts(n.size) {
-            let what = format!("{} {table}[{}] = {value}, size {size}", o.name, o.index);
-            let found = format!("{:#x}, size {:#x}", n.value, n.size);
-            // An absolute symbol is only read by tools, never by the loader or the code
-            // (which reaches the address through its own, checked, relocations).
-            if section.is_none() && o.shndx == u32::from(elf::SHN_ABS.0) {
-                report.warn("absolute symbol", Some(o.value), Some(n.value), what, found);
-            } else {
-                bad(report, what, found);
-            }
-            return;
         }
-        if let Some(&a) = o.section().and_then(|s| fa.get(&s)) {
-            if o.kind == elf::STT_FUNC.0 && a > min_insn {
-                report.counts.alignment_points += 1;
-                if n.value % a != 0 {
-                    bad(
-                        report,
-                        format!(
-                            "{} aligned to {a} bytes, as every function of its section was",
-                            o.name
-                        ),
-                        format!("{:#x}", n.value),
-                    );
-                }
+    }
+
+    /// A moving symbol's size: a function's reaches the image of its end; others' is unchanged.
+    fn expected_size(&self, sec: usize, o: &Symbol<'_>, n: &Symbol<'_>) -> Mapped {
+        if o.size > 0 && self.ctx.is_code(sec) {
+            match self
+                .mapper
+                .map_end_in(sec, o.value.wrapping_add(o.size))
+                .interval()
+            {
+                Some((lo, hi)) => Mapped::Range(lo.wrapping_sub(n.value), hi.wrapping_sub(n.value)),
+                None => Mapped::Unknown,
             }
+        } else {
+            Mapped::Exact(o.size)
         }
-    };
-    // Symbols are checked in parallel chunks (a large program has 100,000s); the chunks'
-    // reports merge in symbol order, so the report is the same as one pass would give.
-    const CHUNK: usize = 8192;
-    let parts: Vec<VerifyReport> = {
-        use rayon::prelude::*;
-        old.par_chunks(CHUNK)
-            .enumerate()
-            .map(|(c, chunk)| {
-                let mut r = VerifyReport::default();
-                for (i, o) in chunk.iter().enumerate() {
-                    let k = c * CHUNK + i;
-                    if k > 0 {
-                        check_one(k, o, &mut r);
-                    }
-                }
-                r
-            })
-            .collect()
-    };
-    for part in parts {
-        report.merge(part);
     }
 }
 
@@ -275,70 +325,7 @@ fn segments(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
         return;
     }
     for (k, (og, ng)) in old.iter().zip(new).enumerate() {
-        report.counts.segments += 1;
-        let bad = |report: &mut VerifyReport, what: String, found: String| {
-            report.mismatch("segment", Some(og.vaddr), Some(ng.vaddr), what, found)
-        };
-        if og.p_type != ng.p_type || og.flags != ng.flags || og.align != ng.align {
-            bad(
-                report,
-                format!(
-                    "program header {k}: type {:#x} flags {:#x} align {:#x}",
-                    og.p_type, og.flags, og.align
-                ),
-                format!(
-                    "type {:#x} flags {:#x} align {:#x}",
-                    ng.p_type, ng.flags, ng.align
-                ),
-            );
-            continue;
-        }
-        if og.p_type != elf::PT_LOAD.0 {
-            if og.memsz > 0
-                && mapper.is_address(og.vaddr)
-                && !mapper.map(og.vaddr).accepts(ng.vaddr)
-            {
-                bad(
-                    report,
-                    format!("program header {k} at {}", mapper.map(og.vaddr)),
-                    format!("{:#x}", ng.vaddr),
-                );
-            }
-            continue;
-        }
-        let align = ng.align.max(1);
-        if ng.offset % align != ng.vaddr % align {
-            bad(
-                report,
-                format!("program header {k}: offset congruent to the address modulo {align:#x}"),
-                format!("offset {:#x}", ng.offset),
-            );
-        }
-        for s in ctx.old.sections.iter().filter(|s| {
-            s.is_alloc()
-                && s.size > 0
-                && !is_tbss(s)
-                && s.addr >= og.vaddr
-                && s.addr + s.size <= og.vaddr + og.memsz
-        }) {
-            let Some(n) = ctx.new_section(s.index) else {
-                continue;
-            };
-            let in_mem = n.addr >= ng.vaddr && n.addr + n.size <= ng.vaddr + ng.memsz;
-            let in_file = s.is_nobits()
-                || (n.addr + n.size <= ng.vaddr + ng.filesz
-                    && n.offset.wrapping_sub(ng.offset) == n.addr.wrapping_sub(ng.vaddr));
-            if !in_mem || !in_file {
-                bad(
-                    report,
-                    format!("program header {k} to load {} from its file offset", s.name),
-                    format!(
-                        "{} at {:#x} (offset {:#x}) outside {:#x}+{:#x} (offset {:#x}, {:#x} in the file)",
-                        n.name, n.addr, n.offset, ng.vaddr, ng.memsz, ng.offset, ng.filesz
-                    ),
-                );
-            }
-        }
+        segment(ctx, mapper, k, (og, ng), report);
     }
     if let Some(t) = ctx.table.map(|t| &ctx.new.sections[t]) {
         let loaded = new.iter().any(|g| {
@@ -354,6 +341,77 @@ fn segments(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut VerifyReport) {
                 Some(t.addr),
                 "__mcount_loc inside a loadable segment",
                 "not loaded",
+            );
+        }
+    }
+}
+
+/// Program header `k` and its counterpart: same kind, at its image, still loading its sections.
+fn segment(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    k: usize,
+    (og, ng): (&Segment, &Segment),
+    report: &mut VerifyReport,
+) {
+    report.counts.segments += 1;
+    let bad = |report: &mut VerifyReport, what: String, found: String| {
+        report.mismatch("segment", Some(og.vaddr), Some(ng.vaddr), what, found)
+    };
+    if og.p_type != ng.p_type || og.flags != ng.flags || og.align != ng.align {
+        bad(
+            report,
+            format!(
+                "program header {k}: type {:#x} flags {:#x} align {:#x}",
+                og.p_type, og.flags, og.align
+            ),
+            format!(
+                "type {:#x} flags {:#x} align {:#x}",
+                ng.p_type, ng.flags, ng.align
+            ),
+        );
+        return;
+    }
+    if og.p_type != elf::PT_LOAD.0 {
+        if og.memsz > 0 && mapper.is_address(og.vaddr) && !mapper.map(og.vaddr).accepts(ng.vaddr) {
+            bad(
+                report,
+                format!("program header {k} at {}", mapper.map(og.vaddr)),
+                format!("{:#x}", ng.vaddr),
+            );
+        }
+        return;
+    }
+    let align = ng.align.max(1);
+    if ng.offset % align != ng.vaddr % align {
+        bad(
+            report,
+            format!("program header {k}: offset congruent to the address modulo {align:#x}"),
+            format!("offset {:#x}", ng.offset),
+        );
+    }
+    for s in ctx.old.sections.iter().filter(|s| {
+        s.is_alloc()
+            && s.size > 0
+            && !is_tbss(s)
+            && s.addr >= og.vaddr
+            && s.addr + s.size <= og.vaddr + og.memsz
+    }) {
+        let Some(n) = ctx.new_section(s.index) else {
+            continue;
+        };
+        let in_mem = n.addr >= ng.vaddr && n.addr + n.size <= ng.vaddr + ng.memsz;
+        let in_file = s.is_nobits()
+            || (n.addr + n.size <= ng.vaddr + ng.filesz
+                && n.offset.wrapping_sub(ng.offset) == n.addr.wrapping_sub(ng.vaddr));
+        if !in_mem || !in_file {
+            bad(
+                report,
+                format!("program header {k} to load {} from its file offset", s.name),
+                format!(
+                    "{} at {:#x} (offset {:#x}) outside {:#x}+{:#x} (offset {:#x}, {:#x} in the file)",
+                    n.name, n.addr, n.offset, ng.vaddr, ng.memsz, ng.offset, ng.filesz
+                ),
             );
         }
     }
@@ -470,8 +528,32 @@ fn alignment(
     fa: &BTreeMap<usize, u64>,
     report: &mut VerifyReport,
 ) {
+    let mut points = aligned_points(ctx, fa);
+    for (sec, pts) in points.iter_mut() {
+        pts.sort_unstable();
+        for &(at, align, _) in pts.iter() {
+            report.counts.alignment_points += 1;
+            match mapper.map_in(*sec, at) {
+                Mapped::Exact(v) if v % align != 0 => report.mismatch(
+                    "alignment",
+                    Some(at),
+                    Some(v),
+                    format!("an address aligned to {align} bytes"),
+                    format!("{v:#x}"),
+                ),
+                _ => {}
+            }
+        }
+    }
+    run_lengths(mapper, &points, report);
+}
+
+/// Aligned points by section: (address, alignment, start of its padding).
+fn aligned_points(
+    ctx: &Ctx<'_, '_, '_>,
+    fa: &BTreeMap<usize, u64>,
+) -> BTreeMap<usize, Vec<(u64, u64, u64)>> {
     let min_insn: u64 = if ctx.old.rvc() { 2 } else { 4 };
-    // Aligned points per section: (address, alignment, start of its padding).
     let mut points: BTreeMap<usize, Vec<(u64, u64, u64)>> = BTreeMap::new();
     for rs in ctx
         .old_relocs
@@ -498,22 +580,15 @@ fn alignment(
             }
         }
     }
-    for (sec, pts) in points.iter_mut() {
-        pts.sort_unstable();
-        for &(at, align, _) in pts.iter() {
-            report.counts.alignment_points += 1;
-            match mapper.map_in(*sec, at) {
-                Mapped::Exact(v) if v % align != 0 => report.mismatch(
-                    "alignment",
-                    Some(at),
-                    Some(v),
-                    format!("an address aligned to {align} bytes"),
-                    format!("{v:#x}"),
-                ),
-                _ => {}
-            }
-        }
-    }
+    points
+}
+
+/// A nop run changes length only where a pad or an aligned point (`points`) explains it.
+fn run_lengths(
+    mapper: &Mapper,
+    points: &BTreeMap<usize, Vec<(u64, u64, u64)>>,
+    report: &mut VerifyReport,
+) {
     // The in-place layout's free space is a nop tail that the last run absorbs.
     let in_place_tail = |cm: &super::map::CodeMap, k: usize| {
         k + 1 == cm.pieces.len() && cm.pieces[k].new_len > cm.pieces[k].old_len

@@ -9,7 +9,7 @@
 use super::insn::{imm_mask, nop_run};
 use super::map::{CodeMap, Piece};
 use super::report::VerifyReport;
-use crate::riscv::{decode, insn_len, DecodeError, Xlen};
+use crate::riscv::{decode, insn_len, DecodeError, Insn, Xlen};
 
 /// Bytes of a trampoline island (`auipc t1; jalr x0, lo(t1)`).
 pub const ISLAND_BYTES: usize = 8;
@@ -89,162 +89,34 @@ pub fn walk(
     xlen: Xlen,
     report: &mut VerifyReport,
 ) -> WalkResult {
-    let (ob, nb) = (old.bytes, new.bytes);
-    let NonCode { fields, islands } = non_code;
-    let mut out = WalkResult::default();
-    out.map.old_index = old_index;
-    let mut pieces = Vec::new();
-    let (mut o, mut n) = (0usize, 0usize);
-    let fail = |out: &mut WalkResult, report: &mut VerifyReport, o: usize, n: usize, why: &str| {
-        report.mismatch(
-            "code",
-            Some(old.addr + o as u64),
-            Some(new.addr + n as u64),
-            "corresponding code",
-            why.to_string(),
-        );
-        out.map.failed_at = Some(old.addr + o as u64);
+    let mut w = Walker {
+        old,
+        new,
+        non_code,
+        rvc,
+        xlen,
+        report,
+        out: WalkResult::default(),
+        pieces: Vec::new(),
+        o: 0,
+        n: 0,
+        f: 0,
     };
-    let mut f = 0usize;
+    w.out.map.old_index = old_index;
     loop {
-        let oa = old.addr + o as u64;
-        while f < fields.len() && fields[f].1 <= oa {
-            f += 1;
-        }
-        // Bytes before the next data field (nops and instructions stop there).
-        let field_at = fields.get(f).map(|x| x.0);
-        let room = field_at.map_or(ob.len(), |start| {
-            (start.saturating_sub(old.addr) as usize).min(ob.len())
-        });
-        let ro = if room > o {
-            nop_run(&ob[..room], o, rvc)
-        } else {
-            0
-        };
-        let mut rn = nop_run(nb, n, rvc);
-        while islands.binary_search(&(new.addr + (n + rn) as u64)).is_ok()
-            && n + rn + ISLAND_BYTES <= nb.len()
-        {
-            out.islands.push(new.addr + (n + rn) as u64);
-            rn += ISLAND_BYTES;
-            rn += nop_run(nb, n + rn, rvc);
-        }
-        if ro > 0 || rn > 0 {
-            pieces.push(Piece {
-                old: old.addr + o as u64,
-                old_len: ro as u64,
-                new: new.addr + n as u64,
-                new_len: rn as u64,
-                run: true,
-            });
-            report.counts.nop_runs += 1;
-            o += ro;
-            n += rn;
-        }
-        if o >= ob.len() {
-            if n < nb.len() {
-                // Free space must be whole nops: a cut one is not an instruction.
-                let why = if nb.len() - n < 4 && insn_len(nb[n] as u16) == 4 {
-                    "a nop cut in half at the end of the section's free space"
-                } else {
-                    "the rewritten section has code past the end of the original's"
-                };
-                fail(&mut out, report, o, n, why);
-            }
-            break;
-        }
-        if n >= nb.len() {
-            fail(
-                &mut out,
-                report,
-                o,
-                n,
-                "the rewritten section ends before the original's code does",
-            );
+        let room = w.room();
+        w.nop_runs(room);
+        if w.at_end() {
             break;
         }
         // One rigid instruction (or undecodable unit, or data field).
-        let (oa, na) = (old.addr + o as u64, new.addr + n as u64);
-        let in_field = fields.get(f).is_some_and(|x| x.0 <= oa && oa < x.1);
-        let decoded = if in_field {
-            Err(DecodeError::AllZero)
-        } else {
-            decode(&ob[o..room.max(o)], xlen)
+        let Some(len) = w.rigid(room) else {
+            break;
         };
-        let len = match decoded {
-            Ok(oi) => match decode(&nb[n..], xlen) {
-                Ok(ni) if ni.len == oi.len => {
-                    let mask = imm_mask(&oi);
-                    let same_kind =
-                        std::mem::discriminant(&oi.op) == std::mem::discriminant(&ni.op);
-                    if !same_kind || oi.raw & !mask != ni.raw & !mask {
-                        report.mismatch(
-                            "instruction",
-                            Some(oa),
-                            Some(na),
-                            format!("{:#010x} (same apart from its immediate)", oi.raw),
-                            format!("{:#010x}", ni.raw),
-                        );
-                    } else if oi.raw != ni.raw {
-                        out.changed.push((oa, na));
-                    }
-                    if oi.op.is_pc_relative() {
-                        out.pc_relative.push((oa, na));
-                    }
-                    usize::from(oi.len)
-                }
-                other => {
-                    let found = match other {
-                        Ok(ni) => format!("{}-byte instruction {:#010x}", ni.len, ni.raw),
-                        Err(e) => e.to_string(),
-                    };
-                    report.mismatch(
-                        "code",
-                        Some(oa),
-                        Some(na),
-                        format!("{}-byte instruction {:#010x}", oi.len, oi.raw),
-                        found,
-                    );
-                    out.map.failed_at = Some(oa);
-                    break;
-                }
-            },
-            Err(_) if in_field => {
-                // Relocated data: same length; its value is checked by the data checks.
-                let end = fields[f].1.min(old.addr + ob.len() as u64);
-                let len = (end - oa) as usize;
-                if n + len > nb.len() {
-                    fail(
-                        &mut out,
-                        report,
-                        o,
-                        n,
-                        "the rewritten section ends inside data",
-                    );
-                    break;
-                }
-                len
-            }
-            Err(e) => {
-                let len = unit_len(&ob[..room.max(o)], o, e).min(room.max(o + 1) - o);
-                let (a, b) = (&ob[o..(o + len).min(ob.len())], nb.get(n..n + len));
-                if b != Some(a) {
-                    report.mismatch(
-                        "code",
-                        Some(oa),
-                        Some(na),
-                        format!("bytes {a:02x?} (not an instruction, kept as is)"),
-                        format!("{:02x?}", b.unwrap_or(&[])),
-                    );
-                    out.map.failed_at = Some(oa);
-                    break;
-                }
-                len
-            }
-        };
-        report.counts.instructions += 1;
+        w.report.counts.instructions += 1;
+        let (oa, na) = (w.old.addr + w.o as u64, w.new.addr + w.n as u64);
         push_piece(
-            &mut pieces,
+            &mut w.pieces,
             Piece {
                 old: oa,
                 old_len: len as u64,
@@ -253,12 +125,199 @@ pub fn walk(
                 run: false,
             },
         );
-        o += len;
-        n += len;
+        w.o += len;
+        w.n += len;
     }
-    out.map.pieces = pieces;
+    let mut out = w.out;
+    out.map.pieces = w.pieces;
     out.map.index();
     out
+}
+
+/// A walk under way: both sides, what it passes over, and how far it has come.
+struct Walker<'a, 'r> {
+    old: Side<'a>,
+    new: Side<'a>,
+    non_code: NonCode<'a>,
+    rvc: bool,
+    xlen: Xlen,
+    report: &'r mut VerifyReport,
+    out: WalkResult,
+    pieces: Vec<Piece>,
+    /// Offset reached in the old bytes.
+    o: usize,
+    /// Offset reached in the new bytes.
+    n: usize,
+    /// Index of the first data field that does not end before `o`.
+    f: usize,
+}
+
+impl Walker<'_, '_> {
+    /// Records that the streams no longer match here, and why; the walk stops.
+    fn fail(&mut self, why: &str) {
+        let (o, n) = (self.o, self.n);
+        self.report.mismatch(
+            "code",
+            Some(self.old.addr + o as u64),
+            Some(self.new.addr + n as u64),
+            "corresponding code",
+            why.to_string(),
+        );
+        self.out.map.failed_at = Some(self.old.addr + o as u64);
+    }
+
+    /// Old bytes before the next data field (nops and instructions stop there).
+    fn room(&mut self) -> usize {
+        let (ob, fields) = (self.old.bytes, self.non_code.fields);
+        let oa = self.old.addr + self.o as u64;
+        while self.f < fields.len() && fields[self.f].1 <= oa {
+            self.f += 1;
+        }
+        let field_at = fields.get(self.f).map(|x| x.0);
+        field_at.map_or(ob.len(), |start| {
+            (start.saturating_sub(self.old.addr) as usize).min(ob.len())
+        })
+    }
+
+    /// Matches the nop runs that start here (with the islands inside the new one), any length.
+    fn nop_runs(&mut self, room: usize) {
+        let (ob, nb, rvc) = (self.old.bytes, self.new.bytes, self.rvc);
+        let (o, n) = (self.o, self.n);
+        let islands = self.non_code.islands;
+        let ro = if room > o {
+            nop_run(&ob[..room], o, rvc)
+        } else {
+            0
+        };
+        let mut rn = nop_run(nb, n, rvc);
+        while islands
+            .binary_search(&(self.new.addr + (n + rn) as u64))
+            .is_ok()
+            && n + rn + ISLAND_BYTES <= nb.len()
+        {
+            self.out.islands.push(self.new.addr + (n + rn) as u64);
+            rn += ISLAND_BYTES;
+            rn += nop_run(nb, n + rn, rvc);
+        }
+        if ro > 0 || rn > 0 {
+            self.pieces.push(Piece {
+                old: self.old.addr + o as u64,
+                old_len: ro as u64,
+                new: self.new.addr + n as u64,
+                new_len: rn as u64,
+                run: true,
+            });
+            self.report.counts.nop_runs += 1;
+            self.o += ro;
+            self.n += rn;
+        }
+    }
+
+    /// True when either side has run out: the walk is over (a mismatch unless both did).
+    fn at_end(&mut self) -> bool {
+        let (ob, nb, n) = (self.old.bytes, self.new.bytes, self.n);
+        if self.o >= ob.len() {
+            if n < nb.len() {
+                // Free space must be whole nops: a cut one is not an instruction.
+                let why = if nb.len() - n < 4 && insn_len(nb[n] as u16) == 4 {
+                    "a nop cut in half at the end of the section's free space"
+                } else {
+                    "the rewritten section has code past the end of the original's"
+                };
+                self.fail(why);
+            }
+            return true;
+        }
+        if n >= nb.len() {
+            self.fail("the rewritten section ends before the original's code does");
+            return true;
+        }
+        false
+    }
+
+    /// Matches one rigid unit here: its length, or `None` where the walk must stop.
+    fn rigid(&mut self, room: usize) -> Option<usize> {
+        let (ob, o) = (self.old.bytes, self.o);
+        let (oa, na) = (self.old.addr + o as u64, self.new.addr + self.n as u64);
+        let field = self.non_code.fields.get(self.f);
+        if let Some(&(_, end)) = field.filter(|x| x.0 <= oa && oa < x.1) {
+            return self.data_field(oa, end);
+        }
+        match decode(&ob[o..room.max(o)], self.xlen) {
+            Ok(oi) => self.instruction(&oi, oa, na),
+            Err(e) => self.undecodable(e, room, oa, na),
+        }
+    }
+
+    /// The same instruction on both sides, apart from its immediate.
+    fn instruction(&mut self, oi: &Insn, oa: u64, na: u64) -> Option<usize> {
+        match decode(&self.new.bytes[self.n..], self.xlen) {
+            Ok(ni) if ni.len == oi.len => {
+                let mask = imm_mask(oi);
+                let same_kind = std::mem::discriminant(&oi.op) == std::mem::discriminant(&ni.op);
+                if !same_kind || oi.raw & !mask != ni.raw & !mask {
+                    self.report.mismatch(
+                        "instruction",
+                        Some(oa),
+                        Some(na),
+                        format!("{:#010x} (same apart from its immediate)", oi.raw),
+                        format!("{:#010x}", ni.raw),
+                    );
+                } else if oi.raw != ni.raw {
+                    self.out.changed.push((oa, na));
+                }
+                if oi.op.is_pc_relative() {
+                    self.out.pc_relative.push((oa, na));
+                }
+                Some(usize::from(oi.len))
+            }
+            other => {
+                let found = match other {
+                    Ok(ni) => format!("{}-byte instruction {:#010x}", ni.len, ni.raw),
+                    Err(e) => e.to_string(),
+                };
+                self.report.mismatch(
+                    "code",
+                    Some(oa),
+                    Some(na),
+                    format!("{}-byte instruction {:#010x}", oi.len, oi.raw),
+                    found,
+                );
+                self.out.map.failed_at = Some(oa);
+                None
+            }
+        }
+    }
+
+    /// Relocated data up to `end`: the same length on both sides (the data checks check it).
+    fn data_field(&mut self, oa: u64, end: u64) -> Option<usize> {
+        let end = end.min(self.old.addr + self.old.bytes.len() as u64);
+        let len = (end - oa) as usize;
+        if self.n + len > self.new.bytes.len() {
+            self.fail("the rewritten section ends inside data");
+            return None;
+        }
+        Some(len)
+    }
+
+    /// Bytes that do not decode (`err`): kept as they are.
+    fn undecodable(&mut self, err: DecodeError, room: usize, oa: u64, na: u64) -> Option<usize> {
+        let (ob, nb, o, n) = (self.old.bytes, self.new.bytes, self.o, self.n);
+        let len = unit_len(&ob[..room.max(o)], o, err).min(room.max(o + 1) - o);
+        let (a, b) = (&ob[o..(o + len).min(ob.len())], nb.get(n..n + len));
+        if b != Some(a) {
+            self.report.mismatch(
+                "code",
+                Some(oa),
+                Some(na),
+                format!("bytes {a:02x?} (not an instruction, kept as is)"),
+                format!("{:02x?}", b.unwrap_or(&[])),
+            );
+            self.out.map.failed_at = Some(oa);
+            return None;
+        }
+        Some(len)
+    }
 }
 
 #[cfg(test)]
