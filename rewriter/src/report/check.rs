@@ -26,7 +26,8 @@ pub struct CheckOptions {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Finding {
     /// Short machine-readable kind: `pad-too-large`, `pad-grew`, `total-grew`,
-    /// `sites-lost`, `too-few-sites`, `empty-table`, `zero-entries`, `invalid-entries`.
+    /// `sites-lost`, `too-few-sites`, `empty-table`, `zero-entries`, `invalid-entries`,
+    /// `kernel-unpatchable`, `file-lost`.
     pub kind: String,
     /// Function concerned, if any.
     pub function: Option<String>,
@@ -143,6 +144,28 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
                 and_more(invalid.len())
             ),
         });
+    }
+    if let Some(k) = &report.kernel {
+        // Always on: a kernel that would write its ftrace patch over other code is broken
+        // whatever the limits say (a rewrite forced below the layout's minimum, say).
+        let bad = k.pads_too_small + k.misplaced_literals;
+        if bad > 0 {
+            findings.push(Finding {
+                kind: "kernel-unpatchable".into(),
+                function: None,
+                address: None,
+                message: format!(
+                    "{} of {} cannot take the kernel's ftrace patch ({} layout: {} bytes, {} of \
+                     them before the entry); first: {}",
+                    bad,
+                    counted(report.usable_sites() as u64, "site", "sites"),
+                    k.ftrace_layout.name(),
+                    k.min_pad_bytes,
+                    k.pre_entry_bytes,
+                    k.first_problem.as_deref().unwrap_or("?")
+                ),
+            });
+        }
     }
     Verdict {
         pass: findings.is_empty(),
@@ -278,6 +301,7 @@ mod tests {
             invalid_entries: 0,
             entry_offsets: [(0, names.len())].into_iter().collect(),
             problems: Vec::new(),
+            kernel: None,
         }
     }
 

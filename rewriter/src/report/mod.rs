@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::elf::{ElfFile, FileKind};
 use crate::plan::project_savings;
+use crate::scan::ftrace::{self, KernelFtrace};
 use crate::scan::{NopKind, Scan, SiteState, TableSource};
 
 /// Everything `padtrim report` says about one file. Also the baseline format of `check`.
@@ -58,6 +59,10 @@ pub struct Report {
     /// The zero and invalid entries, with reasons.
     #[serde(default)]
     pub problems: Vec<ProblemRow>,
+    /// A kernel's (vmlinux or module) ftrace layout and the smallest pad it can run with;
+    /// absent for any other file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelFtrace>,
 }
 
 fn default_source() -> TableSource {
@@ -204,6 +209,7 @@ impl Report {
                     reason: p.problem.to_string(),
                 })
                 .collect(),
+            kernel: ftrace::detect(file, scan),
         }
     }
 
@@ -262,6 +268,9 @@ impl Report {
                 counted(self.projected_saving_bytes.unsigned_abs(), "byte", "bytes"),
                 share(self.projected_saving_bytes),
             );
+        }
+        if let Some(k) = &self.kernel {
+            kernel_text(&mut out, k);
         }
         let _ = writeln!(out, "\npad histogram:");
         for (&size, &count) in &self.histogram {
@@ -404,6 +413,48 @@ impl Report {
             let _ = writeln!(out, "{}", cells.join(&sep.to_string()));
         }
         out
+    }
+}
+
+/// The kernel lines of the text report: layout, smallest pad, evidence, problems.
+fn kernel_text(out: &mut String, k: &KernelFtrace) {
+    let version = k
+        .version
+        .as_ref()
+        .map_or_else(String::new, |v| format!(", Linux {v}"));
+    let _ = writeln!(
+        out,
+        "kernel ({}{version}): ftrace layout {}: {}",
+        k.image,
+        k.ftrace_layout.name(),
+        k.ftrace_layout.describe()
+    );
+    let at_entry = k.min_pad_bytes - k.pre_entry_bytes;
+    if k.pre_entry_bytes > 0 {
+        let _ = writeln!(
+            out,
+            "  smallest pad it can run with: {} bytes: {} before each entry (8-byte aligned: the \
+             ftrace_ops pointer) and {at_entry} at it",
+            k.min_pad_bytes, k.pre_entry_bytes
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  smallest pad it can run with: {} bytes at each entry",
+            k.min_pad_bytes
+        );
+    }
+    for e in &k.evidence {
+        let _ = writeln!(out, "  evidence: {e}");
+    }
+    let bad = k.pads_too_small + k.misplaced_literals;
+    if bad > 0 {
+        let _ = writeln!(
+            out,
+            "  {} the kernel cannot patch (first: {})",
+            counted(bad as u64, "site", "sites"),
+            k.first_problem.as_deref().unwrap_or("?")
+        );
     }
 }
 
@@ -762,6 +813,7 @@ mod tests {
             invalid_entries: 0,
             entry_offsets: BTreeMap::new(),
             problems: Vec::new(),
+            kernel: None,
         }
     }
 
