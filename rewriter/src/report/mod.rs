@@ -1,6 +1,7 @@
 //! The pad report: totals, histograms, per-section and per-function rows; text and JSON.
 
 pub mod check;
+pub mod many;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -382,37 +383,88 @@ impl Report {
     /// when they hold a comma, a quote or a line break) or a tab (TSV: tabs, line breaks
     /// and backslashes in a field written `\t`, `\n`, `\r`, `\\`).
     pub fn functions_delimited(&self, table: &TableOptions, sep: char) -> String {
-        let field = |text: &str| -> String {
-            if sep == '\t' {
-                text.replace('\\', "\\\\")
-                    .replace('\t', "\\t")
-                    .replace('\n', "\\n")
-                    .replace('\r', "\\r")
-            } else if text.contains([sep, '"', '\n', '\r']) {
-                format!("\"{}\"", text.replace('"', "\"\""))
-            } else {
-                text.to_string()
-            }
-        };
         let mut out = String::new();
         let header: Vec<&str> = FUNCTION_COLUMNS.iter().map(|(name, _)| *name).collect();
         let _ = writeln!(out, "{}", header.join(&sep.to_string()));
-        for f in self.function_rows(table).0 {
-            let cells = [
-                field(&f.name),
-                field(&f.section),
-                format!("{:#x}", f.address),
-                format!("{:#x}", f.pad_address),
-                f.pad_bytes.to_string(),
-                f.pad_insns.to_string(),
-                f.pre_bytes.to_string(),
-                f.nop_kind.name().to_string(),
-                f.align.to_string(),
-                field(&f.state),
-            ];
-            let _ = writeln!(out, "{}", cells.join(&sep.to_string()));
+        for row in self.delimited_rows(table, sep) {
+            let _ = writeln!(out, "{row}");
         }
         out
+    }
+
+    /// The rows of [`Report::functions_delimited`], without the header and line ends.
+    pub fn delimited_rows(&self, table: &TableOptions, sep: char) -> Vec<String> {
+        let field = |text: &str| delimited_field(text, sep);
+        self.function_rows(table)
+            .0
+            .into_iter()
+            .map(|f| {
+                let cells = [
+                    field(&f.name),
+                    field(&f.section),
+                    format!("{:#x}", f.address),
+                    format!("{:#x}", f.pad_address),
+                    f.pad_bytes.to_string(),
+                    f.pad_insns.to_string(),
+                    f.pre_bytes.to_string(),
+                    f.nop_kind.name().to_string(),
+                    f.align.to_string(),
+                    field(&f.state),
+                ];
+                cells.join(&sep.to_string())
+            })
+            .collect()
+    }
+
+    /// What `report` says after the report when table entries are unusable (zero or
+    /// invalid): `FILE: N of M table entries are unusable (first: ...)`; `None` if all are
+    /// usable.
+    pub fn unusable_entries_message(&self) -> Option<String> {
+        let bad = self.zero_entries + self.invalid_entries;
+        let first = self.problems.first().filter(|_| bad > 0)?;
+        Some(format!(
+            "{}: {} of {} {} unusable (first: {:#x} {})",
+            self.file,
+            bad,
+            counted(self.sites as u64, "table entry", "table entries"),
+            if bad == 1 { "is" } else { "are" },
+            first.address,
+            first.reason
+        ))
+    }
+
+    /// This report with no sites: what a file that lost every site would report.
+    pub fn emptied(&self) -> Report {
+        Report {
+            sites: 0,
+            pad_bytes_total: 0,
+            histogram: BTreeMap::new(),
+            projected_saving_bytes: 0,
+            projected_alignment_bytes: 0,
+            pad_share_of_text: 0.0,
+            functions: Vec::new(),
+            zero_entries: 0,
+            invalid_entries: 0,
+            entry_offsets: BTreeMap::new(),
+            problems: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// One field of a delimited table: for CSV (`sep` `,`) quoted as RFC 4180 says when it
+/// holds a comma, a quote or a line break; for TSV, tabs, line breaks and backslashes
+/// written `\t`, `\n`, `\r`, `\\`.
+pub fn delimited_field(text: &str, sep: char) -> String {
+    if sep == '\t' {
+        text.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+    } else if text.contains([sep, '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
     }
 }
 
