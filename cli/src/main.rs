@@ -64,6 +64,9 @@ pub enum Outcome {
     Success,
     /// Exit 1: a check failed (details already printed).
     CheckFailed,
+    /// Exit 2: an input was unusable (details already printed; the other inputs were
+    /// still reported).
+    Unusable,
 }
 // Exit 2 is any other error (unusable input); exit 3 is a rewrite that failed its own
 // verification (`rewrite_cmd::VerificationFailed`).
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Ok(Outcome::Unusable) => ExitCode::from(2),
         Err(e) if e.is::<rewrite_cmd::VerificationFailed>() => {
             // padtrim's own fault: what happened, and what to send in a bug report.
             eprintln!("padtrim: {e}");

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use padtrim::report::check::{check as run_check, CheckOptions, Verdict};
+use padtrim::report::check::{
+    check as run_check, check_many, CheckOptions, ManyVerdict, Verdict, Worst,
+};
+use padtrim::report::many::{Baseline, ManyReports};
 use padtrim::report::{counted, Report, ReportDiff, SortKey, TableOptions};
 use padtrim::rewrite::parse_slot;
 
@@ -15,12 +18,17 @@ use crate::Outcome;
 #[derive(Args)]
 #[command(after_help = REPORT_AFTER_HELP, after_long_help = report_long_help())]
 pub struct ReportArgs {
-    /// The ELF file (object, executable, shared object or vmlinux).
-    pub file: PathBuf,
+    /// ELF files (object, executable, shared object, vmlinux, kernel module), or
+    /// directories to search for them. With more than one, or a directory: a report per
+    /// file and their total; files found in directories that are not RISC-V ELF files
+    /// with a patch table are skipped and counted.
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub files: Vec<PathBuf>,
     /// Slot size in bytes the savings projection assumes.
     #[arg(long, default_value_t = 4, value_parser = parse_slot)]
     pub slot: u32,
-    /// Print one JSON object (the whole report: every function) instead of the table.
+    /// Print one JSON object (the whole report: every function) instead of the table; for
+    /// many files, `{"files": [report...], "total": {...}}`.
     #[arg(long)]
     pub json: bool,
     /// How many functions the table lists; 0 lists them all [default: 20 in the text
@@ -52,7 +60,8 @@ pub struct ReportArgs {
     /// per function (columns: see --help).
     #[arg(long, conflicts_with_all = ["json", "baseline"])]
     pub tsv: bool,
-    /// Compare with a saved `report --json` and print the differences.
+    /// Compare with a saved `report --json` and print the differences (a many-file report
+    /// is matched to the files by path).
     #[arg(long, value_name = "OLD.json")]
     pub baseline: Option<PathBuf>,
 }
@@ -96,12 +105,16 @@ fn report_long_help() -> String {
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("gate").required(true).multiple(true).args(["max_pad", "baseline", "min_sites"])))]
 pub struct CheckArgs {
-    /// The ELF file to gate.
-    pub file: PathBuf,
+    /// The ELF files, or directories to search for them (recursively; what is not a RISC-V
+    /// ELF file with a patch table is skipped there). Exit status: the worst file's.
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub files: Vec<PathBuf>,
     /// Fail when any pad is larger than this many bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_pad: Option<u32>,
-    /// Fail when any function's pad grew, the total grew, or sites were lost versus this report.
+    /// Fail when any function's pad grew, the total grew, or sites were lost versus this
+    /// report (a many-file report is matched to the files by path; its files that are gone
+    /// fail too).
     #[arg(long, value_name = "REPORT.json")]
     pub baseline: Option<PathBuf>,
     /// Fail when fewer than N sites are found.
@@ -136,18 +149,66 @@ pub fn build_report(path: &std::path::Path, slot: u32) -> Result<Report> {
     padtrim::report(&input.name(), input.bytes(), slot).with_context(|| input.name())
 }
 
-fn load_baseline(path: &PathBuf) -> Result<Report> {
+fn load_baseline(path: &PathBuf) -> Result<Baseline> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read baseline", path.display()))?;
-    serde_json::from_str(&text)
+    Baseline::from_json(&text)
         .with_context(|| format!("{}: not a padtrim report --json", path.display()))
+}
+
+/// The one file, when one file (not a directory) is given: the command works as it always
+/// did on one file.
+fn single(files: &[PathBuf]) -> Option<&PathBuf> {
+    match files {
+        [file] if !file.is_dir() => Some(file),
+        _ => None,
+    }
+}
+
+/// The baseline report for one file (`path` is the baseline's path, for the message).
+fn baseline_for<'b>(
+    baseline: &'b Baseline,
+    path: &std::path::Path,
+    file: &str,
+) -> Result<&'b Report> {
+    baseline.for_single_file(file).with_context(|| {
+        format!(
+            "{}: the baseline has no report for {file} (it has {})",
+            path.display(),
+            counted(baseline.reports.len() as u64, "file", "files")
+        )
+    })
+}
+
+/// The function table options the flags ask for.
+fn table_options(args: &ReportArgs) -> TableOptions {
+    let delimited = args.csv || args.tsv;
+    TableOptions {
+        // The text report lists 20 by default, the machine-readable tables everything.
+        top: match (args.all, args.top) {
+            (true, _) | (false, Some(0)) => None,
+            (false, Some(n)) => Some(n),
+            (false, None) if delimited => None,
+            (false, None) => Some(20),
+        },
+        sort: match args.sort {
+            None | Some(SortArg::Size) => SortKey::Size,
+            Some(SortArg::Name) => SortKey::Name,
+            Some(SortArg::Address) => SortKey::Address,
+        },
+        patterns: args.functions.clone(),
+    }
 }
 
 /// `padtrim report`.
 pub fn report(args: &ReportArgs) -> Result<Outcome> {
-    let report = build_report(&args.file, args.slot)?;
+    let Some(file) = single(&args.files) else {
+        return report_several(args);
+    };
+    let report = build_report(file, args.slot)?;
     if let Some(base) = &args.baseline {
-        let diff = ReportDiff::new(&load_baseline(base)?, &report);
+        let baseline = load_baseline(base)?;
+        let diff = ReportDiff::new(baseline_for(&baseline, base, &report.file)?, &report);
         if args.json {
             println!("{}", serde_json::to_string_pretty(&diff)?);
         } else {
@@ -156,23 +217,8 @@ pub fn report(args: &ReportArgs) -> Result<Outcome> {
     } else if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let delimited = args.csv || args.tsv;
-        let table = TableOptions {
-            // The text report lists 20 by default, the machine-readable tables everything.
-            top: match (args.all, args.top) {
-                (true, _) | (false, Some(0)) => None,
-                (false, Some(n)) => Some(n),
-                (false, None) if delimited => None,
-                (false, None) => Some(20),
-            },
-            sort: match args.sort {
-                None | Some(SortArg::Size) => SortKey::Size,
-                Some(SortArg::Name) => SortKey::Name,
-                Some(SortArg::Address) => SortKey::Address,
-            },
-            patterns: args.functions.clone(),
-        };
-        if delimited {
+        let table = table_options(args);
+        if args.csv || args.tsv {
             print!(
                 "{}",
                 report.functions_delimited(&table, if args.csv { ',' } else { '\t' })
@@ -181,42 +227,99 @@ pub fn report(args: &ReportArgs) -> Result<Outcome> {
             print!("{}", report.to_text_with(&table));
         }
     }
-    let bad = report.zero_entries + report.invalid_entries;
-    if bad > 0 {
-        let first = &report.problems[0];
-        anyhow::bail!(
-            "{}: {} of {} {} unusable (first: {:#x} {})",
-            report.file,
-            bad,
-            counted(report.sites as u64, "table entry", "table entries"),
-            if bad == 1 { "is" } else { "are" },
-            first.address,
-            first.reason
-        );
+    if let Some(message) = report.unusable_entries_message() {
+        anyhow::bail!(message);
     }
     Ok(Outcome::Success)
 }
 
+/// `padtrim report` on many files or a directory: each file's report and the total.
+fn report_several(args: &ReportArgs) -> Result<Outcome> {
+    let baseline = args.baseline.as_ref().map(load_baseline).transpose()?;
+    let many = padtrim::report_many(&args.files, args.slot);
+    nothing_found(&many, &args.files)?;
+    if let Some(baseline) = &baseline {
+        let diffs = many.diff(baseline);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&diffs)?);
+        } else {
+            print!("{}", diffs.to_text());
+        }
+    } else if args.json {
+        println!("{}", serde_json::to_string_pretty(&many)?);
+    } else {
+        let table = table_options(args);
+        if args.csv || args.tsv {
+            print!(
+                "{}",
+                many.functions_delimited(&table, if args.csv { ',' } else { '\t' })
+            );
+        } else {
+            print!("{}", many.to_text_with(&table));
+        }
+    }
+    let mut unusable = false;
+    for e in &many.errors {
+        eprintln!("padtrim: {}: {}", e.file, e.error);
+        unusable = true;
+    }
+    for message in many
+        .files
+        .iter()
+        .filter_map(Report::unusable_entries_message)
+    {
+        eprintln!("padtrim: {message}");
+        unusable = true;
+    }
+    Ok(if unusable {
+        Outcome::Unusable
+    } else {
+        Outcome::Success
+    })
+}
+
+/// Paths that hold no file at all to report are unusable input.
+fn nothing_found(many: &ManyReports, paths: &[PathBuf]) -> Result<()> {
+    if many.files.is_empty() && many.errors.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        anyhow::bail!(
+            "{}: no RISC-V ELF file with a patch table{}",
+            names.join(", "),
+            many.total
+                .skipped
+                .describe()
+                .map_or_else(String::new, |s| format!(" ({s})"))
+        );
+    }
+    Ok(())
+}
+
 /// `padtrim check`.
 pub fn check(args: &CheckArgs) -> Result<Outcome> {
-    let inputs = build_report(&args.file, 4).and_then(|report| {
-        let baseline = args.baseline.as_ref().map(load_baseline).transpose()?;
+    let Some(file) = single(&args.files) else {
+        return check_several(args);
+    };
+    let inputs = build_report(file, 4).and_then(|report| {
+        let baseline = match &args.baseline {
+            Some(path) => {
+                let baseline = load_baseline(path)?;
+                Some(baseline_for(&baseline, path, &report.file)?.clone())
+            }
+            None => None,
+        };
         Ok((report, baseline))
     });
     let (report, baseline) = match inputs {
         Ok(inputs) => inputs,
         Err(e) => {
             // Unusable input (exit 2): CI formats still get a verdict to show.
-            print_unusable(&args.file, &e, args);
+            print_unusable(file, &e, args);
             return Err(e);
         }
     };
     let opts = CheckOptions {
-        max_pad: args.max_pad,
         baseline,
-        min_sites: args.min_sites,
-        allow_zero_entries: args.allow_zero_entries,
-        allow_invalid_entries: args.allow_invalid_entries,
+        ..check_options(args)
     };
     let verdict = run_check(&report, &opts);
     print_verdict(&report, &verdict, args);
@@ -225,6 +328,105 @@ pub fn check(args: &CheckArgs) -> Result<Outcome> {
     } else {
         Outcome::CheckFailed
     })
+}
+
+/// The gate the flags ask for (the baseline aside).
+fn check_options(args: &CheckArgs) -> CheckOptions {
+    CheckOptions {
+        max_pad: args.max_pad,
+        baseline: None,
+        min_sites: args.min_sites,
+        allow_zero_entries: args.allow_zero_entries,
+        allow_invalid_entries: args.allow_invalid_entries,
+    }
+}
+
+/// `padtrim check` on many files or a directory: every file gated, the worst one's exit.
+fn check_several(args: &CheckArgs) -> Result<Outcome> {
+    let inputs = args
+        .baseline
+        .as_ref()
+        .map(load_baseline)
+        .transpose()
+        .and_then(|baseline| {
+            let many = padtrim::report_many(&args.files, 4);
+            nothing_found(&many, &args.files)?;
+            Ok((many, baseline))
+        });
+    let (many, baseline) = match inputs {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            let names: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+            print_unusable(std::path::Path::new(&names.join(", ")), &e, args);
+            return Err(e);
+        }
+    };
+    let verdict = check_many(&many, &check_options(args), baseline.as_ref());
+    print_many_verdict(&verdict, args);
+    Ok(match verdict.worst {
+        Worst::Pass => Outcome::Success,
+        Worst::Failed => Outcome::CheckFailed,
+        Worst::Unusable => Outcome::Unusable,
+    })
+}
+
+fn print_many_verdict(verdict: &ManyVerdict, args: &CheckArgs) {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(verdict).unwrap_or_default()
+        );
+    }
+    for f in &verdict.files {
+        if let Some(error) = &f.error {
+            eprintln!("padtrim: {}: {error}", f.file);
+            if !args.json {
+                if let Format::Github = args.format {
+                    println!(
+                        "::error file={},title=padtrim check (unusable input)::{}",
+                        github_property(&f.file),
+                        github_escape(&format!("{}: {error}", f.file))
+                    );
+                }
+            }
+            continue;
+        }
+        if args.json {
+            continue;
+        }
+        for finding in &f.findings {
+            match args.format {
+                Format::Text => println!("{}: {}", f.file, finding.message),
+                Format::Github => println!(
+                    "::error file={},title=padtrim check ({})::{}",
+                    github_property(&f.file),
+                    finding.kind,
+                    github_escape(&finding.message)
+                ),
+            }
+        }
+        if f.pass {
+            println!(
+                "{}: ok: {}, {}",
+                f.file,
+                counted(f.usable_sites as u64, "site", "sites"),
+                counted(f.pad_bytes_total, "pad byte", "pad bytes")
+            );
+        } else {
+            eprintln!(
+                "{}: check failed: {}",
+                f.file,
+                counted(f.findings.len() as u64, "finding", "findings")
+            );
+        }
+    }
+    if !args.json {
+        if verdict.pass {
+            println!("{}", verdict.summary());
+        } else {
+            eprintln!("{}", verdict.summary());
+        }
+    }
 }
 
 /// `%`, CR and LF escaped for a GitHub Actions workflow command.

@@ -8,6 +8,7 @@
 //! | [`scan()`] | finds every patch site: its pad, its function, its table entry |
 //! | [`report()`] | what the pads cost: histogram, per section and function, projected saving |
 //! | [`check()`] | the CI gate over a report: pad limits, baselines, lost sites |
+//! | [`report_many()`] | [`report()`] over many files and directories, in parallel, with a total ([`report::check::check_many`] gates them) |
 //! | [`rewrite()`] | compacts every pad to a slot, moves the code, fixes every reference, and proves the result right |
 //! | [`verify()`] | proves one file a right rewrite of another (translation validation) |
 //!
@@ -58,10 +59,7 @@ pub fn report(name: &str, bytes: &[u8], slot: u32) -> Result<Report> {
     let file = elf::parse(bytes)?;
     let scan = scan::scan(&file)?;
     if scan.source == scan::TableSource::None {
-        return Err(Error::Unsupported(format!(
-            "no {} table (was it built with -fpatchable-function-entry?)",
-            scan::TABLE_SECTION
-        )));
+        return Err(report::many::no_table());
     }
     Ok(Report::new(name, &file, &scan, slot))
 }
@@ -69,6 +67,12 @@ pub fn report(name: &str, bytes: &[u8], slot: u32) -> Result<Report> {
 /// The CI gate's verdict on `report`.
 pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
     report::check::check(report, opts)
+}
+
+/// Reports every ELF file `paths` names (directories walked; see [`report::many`]), in
+/// parallel, with the total over them.
+pub fn report_many(paths: &[std::path::PathBuf], slot: u32) -> report::many::ManyReports {
+    report::many::report_many(paths, slot)
 }
 
 /// Rewrites the ELF file `input` as `opts` asks, and hands back only a proven-right image

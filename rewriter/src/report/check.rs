@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::many::{Baseline, ManyReports, Skipped};
 use super::{counted, functions_by_name, Report};
 use crate::scan::Problem;
 
@@ -25,8 +26,12 @@ pub struct CheckOptions {
 /// One reason the gate fails.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Finding {
+    /// The file concerned, when many files are checked at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Short machine-readable kind: `pad-too-large`, `pad-grew`, `total-grew`,
-    /// `sites-lost`, `too-few-sites`, `empty-table`, `zero-entries`, `invalid-entries`.
+    /// `sites-lost`, `too-few-sites`, `empty-table`, `zero-entries`, `invalid-entries`,
+    /// `kernel-unpatchable`, `file-lost`.
     pub kind: String,
     /// Function concerned, if any.
     pub function: Option<String>,
@@ -54,10 +59,16 @@ const LIST_LIMIT: usize = 20;
 
 /// Runs every enabled check on `report`.
 pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
+    check_against(report, opts, opts.baseline.as_ref())
+}
+
+/// [`check`] with `baseline` in place of `opts.baseline`.
+fn check_against(report: &Report, opts: &CheckOptions, baseline: Option<&Report>) -> Verdict {
     let mut findings = Vec::new();
     if let Some(max) = opts.max_pad {
         for f in report.functions.iter().filter(|f| f.pad_bytes > max) {
             findings.push(Finding {
+                file: None,
                 kind: "pad-too-large".into(),
                 function: Some(f.name.clone()),
                 address: Some(f.pad_address),
@@ -71,13 +82,14 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
             });
         }
     }
-    if let Some(base) = &opts.baseline {
+    if let Some(base) = baseline {
         compare_baseline(report, base, &mut findings);
     }
     if let Some(min) = opts.min_sites {
         // Usable sites: a table of zeros has entries but nothing to patch.
         if report.usable_sites() < min {
             findings.push(Finding {
+                file: None,
                 kind: "too-few-sites".into(),
                 function: None,
                 address: None,
@@ -94,6 +106,7 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
         // The table is there but empty: a build step emptied or dropped it, and nothing
         // can be traced. (A file with no table at all is unusable input instead.)
         findings.push(Finding {
+            file: None,
             kind: "empty-table".into(),
             function: None,
             address: None,
@@ -102,6 +115,7 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
     }
     if report.zero_entries > 0 && !opts.allow_zero_entries {
         findings.push(Finding {
+            file: None,
             kind: "zero-entries".into(),
             function: None,
             address: None,
@@ -129,6 +143,7 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
             .map(|p| format!("{:#x} {}", p.address, p.reason))
             .collect();
         findings.push(Finding {
+            file: None,
             kind: "invalid-entries".into(),
             function: None,
             address: invalid.first().map(|p| p.address),
@@ -143,6 +158,29 @@ pub fn check(report: &Report, opts: &CheckOptions) -> Verdict {
                 and_more(invalid.len())
             ),
         });
+    }
+    if let Some(k) = &report.kernel {
+        // Always on: a kernel that would write its ftrace patch over other code is broken
+        // whatever the limits say (a rewrite forced below the layout's minimum, say).
+        let bad = k.pads_too_small + k.misplaced_literals;
+        if bad > 0 {
+            findings.push(Finding {
+                file: None,
+                kind: "kernel-unpatchable".into(),
+                function: None,
+                address: None,
+                message: format!(
+                    "{} of {} cannot take the kernel's ftrace patch ({} layout: {} bytes, {} of \
+                     them before the entry); first: {}",
+                    bad,
+                    counted(report.usable_sites() as u64, "site", "sites"),
+                    k.ftrace_layout.name(),
+                    k.min_pad_bytes,
+                    k.pre_entry_bytes,
+                    k.first_problem.as_deref().unwrap_or("?")
+                ),
+            });
+        }
     }
     Verdict {
         pass: findings.is_empty(),
@@ -175,6 +213,7 @@ fn compare_baseline(report: &Report, base: &Report, findings: &mut Vec<Finding>)
             if bytes > old_bytes {
                 let name = &key.0;
                 findings.push(Finding {
+                    file: None,
                     kind: "pad-grew".into(),
                     function: Some(name.clone()),
                     address: Some(addr),
@@ -185,6 +224,7 @@ fn compare_baseline(report: &Report, base: &Report, findings: &mut Vec<Finding>)
     }
     if report.pad_bytes_total > base.pad_bytes_total {
         findings.push(Finding {
+            file: None,
             kind: "total-grew".into(),
             function: None,
             address: None,
@@ -213,6 +253,7 @@ fn compare_baseline(report: &Report, base: &Report, findings: &mut Vec<Finding>)
             .map(|(_, s)| s.as_str())
             .collect();
         findings.push(Finding {
+            file: None,
             kind: "sites-lost".into(),
             function: None,
             address: None,
@@ -230,6 +271,202 @@ fn compare_baseline(report: &Report, base: &Report, findings: &mut Vec<Finding>)
                 and_more(lost.len())
             ),
         });
+    }
+}
+
+/// One file's verdict when many files are checked at once.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileVerdict {
+    /// The file.
+    pub file: String,
+    /// True when nothing failed.
+    pub pass: bool,
+    /// Why the file could not be checked (unusable input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Table entries.
+    pub sites: usize,
+    /// Usable sites among them.
+    pub usable_sites: usize,
+    /// Zero entries.
+    pub zero_entries: usize,
+    /// Otherwise invalid entries.
+    pub invalid_entries: usize,
+    /// Bytes of all usable pads.
+    pub pad_bytes_total: u64,
+    /// Everything that failed, each naming the file.
+    pub findings: Vec<Finding>,
+}
+
+/// The worst outcome among many files: what the exit status says (0, 1, 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Worst {
+    /// Every file passed.
+    Pass,
+    /// A file failed a check.
+    Failed,
+    /// A file could not be checked.
+    Unusable,
+}
+
+/// The gate's verdict on many files.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManyVerdict {
+    /// True when every file passed.
+    pub pass: bool,
+    /// The worst file's outcome.
+    pub worst: Worst,
+    /// Each file's verdict: the reported files in order, then the unusable ones, then the
+    /// baseline's files that are gone.
+    pub files: Vec<FileVerdict>,
+    /// Counts over them.
+    pub total: CheckTotal,
+}
+
+/// Counts over many files' verdicts.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckTotal {
+    /// Files with a verdict.
+    pub files: usize,
+    /// Files that passed.
+    pub passed: usize,
+    /// Files that failed a check.
+    pub failed: usize,
+    /// Files that could not be checked.
+    pub unusable: usize,
+    /// Files found in directories and skipped.
+    pub skipped: Skipped,
+    /// Table entries, summed.
+    pub sites: usize,
+    /// Usable sites, summed.
+    pub usable_sites: usize,
+    /// Pad bytes, summed.
+    pub pad_bytes_total: u64,
+    /// Findings, summed.
+    pub findings: usize,
+}
+
+/// Runs every enabled check on each of `many`'s files; each file is compared with its own
+/// report in `baseline` (matched by path; `opts.baseline` is not used), and each baseline
+/// file that is no longer there fails (`file-lost`). Unusable files are the worst outcome.
+pub fn check_many(
+    many: &ManyReports,
+    opts: &CheckOptions,
+    baseline: Option<&Baseline>,
+) -> ManyVerdict {
+    let mut files: Vec<FileVerdict> = many
+        .files
+        .iter()
+        .map(|r| {
+            let base = baseline.and_then(|b| b.for_file(&r.file));
+            let verdict = check_against(r, opts, base);
+            FileVerdict {
+                file: r.file.clone(),
+                pass: verdict.pass,
+                error: None,
+                sites: r.sites,
+                usable_sites: r.usable_sites(),
+                zero_entries: r.zero_entries,
+                invalid_entries: r.invalid_entries,
+                pad_bytes_total: r.pad_bytes_total,
+                findings: verdict
+                    .findings
+                    .into_iter()
+                    .map(|f| Finding {
+                        file: Some(r.file.clone()),
+                        ..f
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    files.extend(many.errors.iter().map(|e| FileVerdict {
+        file: e.file.clone(),
+        pass: false,
+        error: Some(e.error.clone()),
+        sites: 0,
+        usable_sites: 0,
+        zero_entries: 0,
+        invalid_entries: 0,
+        pad_bytes_total: 0,
+        findings: Vec::new(),
+    }));
+    for old in baseline.map_or(&[][..], |b| &b.reports) {
+        if files
+            .iter()
+            .any(|f| super::many::same_path(&f.file, &old.file))
+        {
+            continue;
+        }
+        files.push(FileVerdict {
+            file: old.file.clone(),
+            pass: false,
+            error: None,
+            sites: 0,
+            usable_sites: 0,
+            zero_entries: 0,
+            invalid_entries: 0,
+            pad_bytes_total: 0,
+            findings: vec![Finding {
+                file: Some(old.file.clone()),
+                kind: "file-lost".into(),
+                function: None,
+                address: None,
+                message: format!(
+                    "in the baseline with {}, but not among the checked files",
+                    counted(old.usable_sites() as u64, "usable site", "usable sites")
+                ),
+            }],
+        });
+    }
+    let unusable = files.iter().filter(|f| f.error.is_some()).count();
+    let failed = files
+        .iter()
+        .filter(|f| !f.pass && f.error.is_none())
+        .count();
+    let worst = if unusable > 0 {
+        Worst::Unusable
+    } else if failed > 0 {
+        Worst::Failed
+    } else {
+        Worst::Pass
+    };
+    let total = CheckTotal {
+        files: files.len(),
+        passed: files.len() - failed - unusable,
+        failed,
+        unusable,
+        skipped: many.total.skipped,
+        sites: files.iter().map(|f| f.sites).sum(),
+        usable_sites: files.iter().map(|f| f.usable_sites).sum(),
+        pad_bytes_total: files.iter().map(|f| f.pad_bytes_total).sum(),
+        findings: files.iter().map(|f| f.findings.len()).sum(),
+    };
+    ManyVerdict {
+        pass: worst == Worst::Pass,
+        worst,
+        files,
+        total,
+    }
+}
+
+impl ManyVerdict {
+    /// One line: `checked 5 files: 3 ok, 1 failed, 1 unusable; 2 skipped (2 not ELF)`.
+    pub fn summary(&self) -> String {
+        let t = &self.total;
+        let mut line = format!(
+            "checked {}: {} ok, {} failed, {} unusable",
+            counted(t.files as u64, "file", "files"),
+            t.passed,
+            t.failed,
+            t.unusable
+        );
+        if let Some(s) = t.skipped.describe() {
+            line.push_str("; ");
+            line.push_str(&s);
+        }
+        line
     }
 }
 
@@ -278,6 +515,7 @@ mod tests {
             invalid_entries: 0,
             entry_offsets: [(0, names.len())].into_iter().collect(),
             problems: Vec::new(),
+            kernel: None,
         }
     }
 

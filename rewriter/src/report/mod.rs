@@ -1,6 +1,7 @@
 //! The pad report: totals, histograms, per-section and per-function rows; text and JSON.
 
 pub mod check;
+pub mod many;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::elf::{ElfFile, FileKind};
 use crate::plan::project_savings;
+use crate::scan::ftrace::{self, KernelFtrace};
 use crate::scan::{NopKind, Scan, SiteState, TableSource};
 
 /// Everything `padtrim report` says about one file. Also the baseline format of `check`.
@@ -58,6 +60,10 @@ pub struct Report {
     /// The zero and invalid entries, with reasons.
     #[serde(default)]
     pub problems: Vec<ProblemRow>,
+    /// A kernel's (vmlinux or module) ftrace layout and the smallest pad it can run with;
+    /// absent for any other file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelFtrace>,
 }
 
 fn default_source() -> TableSource {
@@ -204,6 +210,7 @@ impl Report {
                     reason: p.problem.to_string(),
                 })
                 .collect(),
+            kernel: ftrace::detect(file, scan),
         }
     }
 
@@ -262,6 +269,9 @@ impl Report {
                 counted(self.projected_saving_bytes.unsigned_abs(), "byte", "bytes"),
                 share(self.projected_saving_bytes),
             );
+        }
+        if let Some(k) = &self.kernel {
+            kernel_text(&mut out, k);
         }
         let _ = writeln!(out, "\npad histogram:");
         for (&size, &count) in &self.histogram {
@@ -373,37 +383,130 @@ impl Report {
     /// when they hold a comma, a quote or a line break) or a tab (TSV: tabs, line breaks
     /// and backslashes in a field written `\t`, `\n`, `\r`, `\\`).
     pub fn functions_delimited(&self, table: &TableOptions, sep: char) -> String {
-        let field = |text: &str| -> String {
-            if sep == '\t' {
-                text.replace('\\', "\\\\")
-                    .replace('\t', "\\t")
-                    .replace('\n', "\\n")
-                    .replace('\r', "\\r")
-            } else if text.contains([sep, '"', '\n', '\r']) {
-                format!("\"{}\"", text.replace('"', "\"\""))
-            } else {
-                text.to_string()
-            }
-        };
         let mut out = String::new();
         let header: Vec<&str> = FUNCTION_COLUMNS.iter().map(|(name, _)| *name).collect();
         let _ = writeln!(out, "{}", header.join(&sep.to_string()));
-        for f in self.function_rows(table).0 {
-            let cells = [
-                field(&f.name),
-                field(&f.section),
-                format!("{:#x}", f.address),
-                format!("{:#x}", f.pad_address),
-                f.pad_bytes.to_string(),
-                f.pad_insns.to_string(),
-                f.pre_bytes.to_string(),
-                f.nop_kind.name().to_string(),
-                f.align.to_string(),
-                field(&f.state),
-            ];
-            let _ = writeln!(out, "{}", cells.join(&sep.to_string()));
+        for row in self.delimited_rows(table, sep) {
+            let _ = writeln!(out, "{row}");
         }
         out
+    }
+
+    /// The rows of [`Report::functions_delimited`], without the header and line ends.
+    pub fn delimited_rows(&self, table: &TableOptions, sep: char) -> Vec<String> {
+        let field = |text: &str| delimited_field(text, sep);
+        self.function_rows(table)
+            .0
+            .into_iter()
+            .map(|f| {
+                let cells = [
+                    field(&f.name),
+                    field(&f.section),
+                    format!("{:#x}", f.address),
+                    format!("{:#x}", f.pad_address),
+                    f.pad_bytes.to_string(),
+                    f.pad_insns.to_string(),
+                    f.pre_bytes.to_string(),
+                    f.nop_kind.name().to_string(),
+                    f.align.to_string(),
+                    field(&f.state),
+                ];
+                cells.join(&sep.to_string())
+            })
+            .collect()
+    }
+
+    /// What `report` says after the report when table entries are unusable (zero or
+    /// invalid): `FILE: N of M table entries are unusable (first: ...)`; `None` if all are
+    /// usable.
+    pub fn unusable_entries_message(&self) -> Option<String> {
+        let bad = self.zero_entries + self.invalid_entries;
+        let first = self.problems.first().filter(|_| bad > 0)?;
+        Some(format!(
+            "{}: {} of {} {} unusable (first: {:#x} {})",
+            self.file,
+            bad,
+            counted(self.sites as u64, "table entry", "table entries"),
+            if bad == 1 { "is" } else { "are" },
+            first.address,
+            first.reason
+        ))
+    }
+
+    /// This report with no sites: what a file that lost every site would report.
+    pub fn emptied(&self) -> Report {
+        Report {
+            sites: 0,
+            pad_bytes_total: 0,
+            histogram: BTreeMap::new(),
+            projected_saving_bytes: 0,
+            projected_alignment_bytes: 0,
+            pad_share_of_text: 0.0,
+            functions: Vec::new(),
+            zero_entries: 0,
+            invalid_entries: 0,
+            entry_offsets: BTreeMap::new(),
+            problems: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// One field of a delimited table: for CSV (`sep` `,`) quoted as RFC 4180 says when it
+/// holds a comma, a quote or a line break; for TSV, tabs, line breaks and backslashes
+/// written `\t`, `\n`, `\r`, `\\`.
+pub fn delimited_field(text: &str, sep: char) -> String {
+    if sep == '\t' {
+        text.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+    } else if text.contains([sep, '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The kernel lines of the text report: layout, smallest pad, evidence, problems.
+fn kernel_text(out: &mut String, k: &KernelFtrace) {
+    let version = k
+        .version
+        .as_ref()
+        .map_or_else(String::new, |v| format!(", Linux {v}"));
+    let _ = writeln!(
+        out,
+        "kernel ({}{version}): ftrace layout {}: {}",
+        k.image,
+        k.ftrace_layout.name(),
+        k.ftrace_layout.describe()
+    );
+    let at_entry = k.min_pad_bytes - k.pre_entry_bytes;
+    if k.pre_entry_bytes > 0 {
+        let _ = writeln!(
+            out,
+            "  smallest pad it can run with: {} bytes: {} before each entry (8-byte aligned: the \
+             ftrace_ops pointer) and {at_entry} at it",
+            k.min_pad_bytes, k.pre_entry_bytes
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  smallest pad it can run with: {} bytes at each entry",
+            k.min_pad_bytes
+        );
+    }
+    for e in &k.evidence {
+        let _ = writeln!(out, "  evidence: {e}");
+    }
+    let bad = k.pads_too_small + k.misplaced_literals;
+    if bad > 0 {
+        let _ = writeln!(
+            out,
+            "  {} the kernel cannot patch (first: {})",
+            counted(bad as u64, "site", "sites"),
+            k.first_problem.as_deref().unwrap_or("?")
+        );
     }
 }
 
@@ -762,6 +865,7 @@ mod tests {
             invalid_entries: 0,
             entry_offsets: BTreeMap::new(),
             problems: Vec::new(),
+            kernel: None,
         }
     }
 

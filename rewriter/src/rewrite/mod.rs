@@ -167,13 +167,14 @@ fn rewrite_image(data: &[u8], opts: &RewriteOptions) -> Result<(Vec<u8>, Rewrite
     let scan = scan?;
     policy::require_usable_table(&scan)?;
     policy::require_whole_pre(&scan, opts)?;
+    let kernel = policy::require_kernel_layout(&file, &scan, opts)?;
     let pre_shortfall = PreShortfall::of(&scan.sites, opts.pre);
     if file.kind == FileKind::Relocatable {
         let (out, mut stats) = object::rewrite_relocatable(&file, &scan, *opts)?;
+        policy::require_literals_kept(kernel.as_ref(), &out)?;
         stats.pre_shortfall = pre_shortfall;
         return Ok((out, stats));
     }
-    policy::require_kernel_slot(&file, opts)?;
     policy::refuse_sizes_past_the_top(&file)?;
     let mut stats = RewriteStats::unchanged(
         scan.sites.len(),
@@ -188,5 +189,7 @@ fn rewrite_image(data: &[u8], opts: &RewriteOptions) -> Result<(Vec<u8>, Rewrite
     }
     let relocs = relocs?;
     policy::require_emit_relocs(&file, &scan, &relocs)?;
-    linked::rewrite_linked(file, scan, relocs, opts, stats)
+    let (out, stats) = linked::rewrite_linked(file, scan, relocs, opts, stats)?;
+    policy::require_literals_kept(kernel.as_ref(), &out)?;
+    Ok((out, stats))
 }

@@ -3,6 +3,8 @@
 
 use crate::elf::{ElfFile, FileKind, RelocSection};
 use crate::error::{Error, Result};
+use crate::plan::Layout;
+use crate::scan::ftrace::{self, FtraceLayout, KernelFtrace, OPS_LITERAL_BYTES};
 use crate::scan::{NopKind, Scan, TableSource};
 
 use super::RewriteOptions;
@@ -41,17 +43,85 @@ pub fn require_whole_pre(scan: &Scan, opts: &RewriteOptions) -> Result<()> {
     Ok(())
 }
 
-/// A kernel's slots hold its ftrace patch.
-pub fn require_kernel_slot(file: &ElfFile<'_>, opts: &RewriteOptions) -> Result<()> {
-    if file.kind == FileKind::Vmlinux && opts.slot < 8 && !opts.force {
+/// A kernel's pads hold its ftrace patch: the slot must take the call its layout writes
+/// (`--force` allows less), and a CALL_OPS kernel (Linux 6.16+) keeps the 8 bytes before
+/// each entry, 8-byte aligned, for its `ftrace_ops` pointer (nothing allows less: the
+/// kernel would write the pointer over code). Also for kernel modules. The layout found,
+/// for [`require_literals_kept`]; `None` for a file that is not a kernel.
+pub fn require_kernel_layout(
+    file: &ElfFile<'_>,
+    scan: &Scan,
+    opts: &RewriteOptions,
+) -> Result<Option<KernelFtrace>> {
+    let Some(kernel) = ftrace::detect(file, scan) else {
+        return Ok(None);
+    };
+    let layout = kernel.ftrace_layout;
+    if layout == FtraceLayout::CallOps {
+        let why = "this kernel keeps a pointer to each site's ftrace_ops in the 8 bytes before \
+                   each function, 8-byte aligned (DYNAMIC_FTRACE_WITH_CALL_OPS, Linux 6.16+)";
+        if let Some(first) = kernel
+            .first_problem
+            .as_ref()
+            .filter(|_| kernel.misplaced_literals > 0)
+        {
+            return Err(Error::refused(format!(
+                "{why}, but {} of its sites do not have them (first: {first}); check the input \
+                 with `padtrim report`",
+                kernel.misplaced_literals
+            )));
+        }
+        if opts.pre < OPS_LITERAL_BYTES {
+            return Err(Error::refused(format!(
+                "{why}; --pre {} would cut them. Use --pre 8 (and --slot 8)",
+                opts.pre
+            )));
+        }
+        if file.kind == FileKind::Vmlinux && opts.layout == Some(Layout::Pack) {
+            return Err(Error::refused(format!(
+                "{why}; --layout pack would move sections off the addresses their alignment was \
+                 laid out for. Use --layout in-place (the default for a kernel)"
+            )));
+        }
+    }
+    let min = layout.min_slot_bytes();
+    if opts.slot < min && !opts.force {
         return Err(Error::refused(format!(
-            "a {}-byte slot is smaller than the kernel's ftrace patch (8 bytes: auipc t0 + jalr t0, \
-             MCOUNT_INSN_SIZE in Linux 6.1); the kernel would overwrite the code after the slot. \
-             Use --slot 8, or --force if this kernel patches fewer bytes",
-            opts.slot
+            "a {}-byte slot is smaller than the kernel's ftrace patch ({min} bytes, {} layout: \
+             {}); the kernel would overwrite the code after the slot. Use --slot {min}, or \
+             --force if this kernel patches fewer bytes",
+            opts.slot,
+            layout.name(),
+            layout.describe()
         )));
     }
-    Ok(())
+    Ok(Some(kernel))
+}
+
+/// A CALL_OPS kernel's rewrite kept every `ftrace_ops` pointer's room: the output (`out`)
+/// is scanned again, and every pad must still start 8 bytes before its function on an
+/// 8-byte boundary. The planner aligns functions as the input does, so this holds when the
+/// input's functions are 8-byte aligned; when it does not, nothing is written.
+pub fn require_literals_kept(kernel: Option<&KernelFtrace>, out: &[u8]) -> Result<()> {
+    if kernel.map(|k| k.ftrace_layout) != Some(FtraceLayout::CallOps) {
+        return Ok(());
+    }
+    let file = super::read_back(out)?;
+    let scan = crate::scan::scan(&file)?;
+    let misplaced = ftrace::misplaced_literals(&file, &scan);
+    match misplaced.first() {
+        None => Ok(()),
+        Some(s) => Err(Error::refused(format!(
+            "the rewrite would leave {} of {} sites without their 8-byte aligned \
+             ftrace_ops pointer room before the function (first: the function at {:#x}, pad at \
+             {:#x}); the kernel (DYNAMIC_FTRACE_WITH_CALL_OPS) would write the pointer over \
+             code. Nothing written",
+            misplaced.len(),
+            scan.sites.len(),
+            s.func_addr,
+            s.entry
+        ))),
+    }
 }
 
 /// True when the input already has slots of the asked size: the output is the input, byte

@@ -4,6 +4,8 @@
 //! relocations in a `.o`, through `R_RISCV_RELATIVE` addends in a PIE or shared object,
 //! otherwise from the bytes) or, in a vmlinux, from `__start_mcount_loc..__stop_mcount_loc`.
 
+pub mod ftrace;
+
 use std::collections::{BTreeMap, HashSet};
 
 use object::elf;
