@@ -1052,13 +1052,13 @@ fn a_labelled_nop_right_after_a_pad_is_not_pad() {
 
     // The object, rewritten and linked; and the linked program, rewritten.
     let obj8 = dir.join("alt8.o");
-    let rw = rewrite(&obj, &obj8, 8);
+    let rw = rewrite_slot(&obj, &obj8, 8);
     assert!(rw.status.success(), "{}", describe(&rw));
     assert_eq!(alt_entry_pad(&obj8), 8, "the rewritten object's slot");
     let from_obj = dir.join("from-obj8");
     link(&obj8, &from_obj);
     let prog8 = dir.join("prog8");
-    let rw = rewrite(&orig, &prog8, 8);
+    let rw = rewrite_slot(&orig, &prog8, 8);
     assert!(rw.status.success(), "{}", describe(&rw));
     for bin in [&from_obj, &prog8] {
         let out = run_qemu(bin, &[], &[]);
@@ -1069,16 +1069,12 @@ fn a_labelled_nop_right_after_a_pad_is_not_pad() {
             bin.display(),
             describe(&out)
         );
-        let check = padtrim()
-            .args(["check", "--max-pad", "8"])
-            .arg(bin)
-            .output()
-            .unwrap();
+        let gate = check(bin, &["--max-pad", "8"]);
         assert!(
-            check.status.success(),
+            gate.status.success(),
             "{}: {}",
             bin.display(),
-            describe(&check)
+            describe(&gate)
         );
     }
 }
