@@ -919,17 +919,23 @@ impl CodeLabels {
             .map(|&(_, v)| v)
     }
 
-    /// The function a pad belongs to: the first label inside `[entry, entry + pad]`, else
-    /// the last label before `entry`.
+    /// The function a pad belongs to: the first function symbol inside
+    /// `[entry, entry + pad]`, else the first label there, else the last label before
+    /// `entry`. A function symbol wins over an untyped label earlier in the pad: a kernel's
+    /// linker-script markers (`_stext`, `__init_text_begin`, ...) can sit on the first
+    /// pre-entry nop of a `-fpatchable-function-entry=N,M` function.
     fn function_for(&self, section: usize, entry: u64, pad: u64) -> Option<Owner> {
         let i = self
             .sorted
             .partition_point(|&(s, v, _, _)| (s, v) < (section, entry));
-        match self.sorted.get(i) {
-            Some(&(s, v, _, idx)) if s == section && v <= entry.saturating_add(pad) => {
-                Some(Owner::Own(idx, v))
-            }
-            _ => self
+        let end = entry.saturating_add(pad);
+        let mut inside = self.sorted[i..]
+            .iter()
+            .take_while(|&&(s, v, _, _)| s == section && v <= end);
+        let first = inside.clone().next();
+        match inside.find(|&&(_, _, untyped, _)| !untyped).or(first) {
+            Some(&(_, v, _, idx)) => Some(Owner::Own(idx, v)),
+            None => self
                 .at_or_before(section, entry)
                 .map(|(_, v)| Owner::Before(v)),
         }
