@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use object::elf;
 
-use super::{AddressMap, Edit, SectionMove, SlotLayout};
+use super::address_map::{AddressMap, Edit, SectionMove};
+use super::slots::SlotLayout;
 use crate::elf::{ElfFile, Reloc, RelocSection, Section, Segment};
 use crate::error::{Error, Result};
 use crate::riscv::{insn_len, C_NOP, NOP};

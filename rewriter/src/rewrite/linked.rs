@@ -10,7 +10,10 @@ use crate::relocate::{relocate, Fixed};
 use crate::scan::Scan;
 use crate::timing::phase;
 
-use super::{RewriteOptions, RewriteStats, Writer, TRAMPOLINE_SYMBOL};
+use padtrim_abi::TRAMPOLINE_SYMBOL;
+
+use super::options::{RewriteOptions, Writer};
+use super::stats::RewriteStats;
 
 /// The layout a linked file gets unless one is asked for: in-place for a vmlinux (the
 /// kernel's tables and the boot code expect every section where it was), pack otherwise.

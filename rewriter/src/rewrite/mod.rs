@@ -18,6 +18,7 @@ pub mod stats;
 
 pub use options::{parse_slot, RewriteOptions, UnknownChoice, Writer, SLOT_SIZES};
 pub use padtrim_abi::{DESCRIPTOR_SYMBOL, MCOUNT_SECTION, TRAMPOLINE_SYMBOL};
+pub use policy::read_back;
 pub use stats::{PreShortfall, RewriteStats};
 
 use crate::elf::{self, FileKind};
@@ -118,15 +119,6 @@ impl Unverified {
             verification: None,
         })
     }
-}
-
-/// Parses a rewrite's output as any input is parsed; an error refuses the rewrite.
-pub fn read_back(out: &[u8]) -> Result<elf::ElfFile<'_>> {
-    elf::parse(out).map_err(|e| {
-        Error::refused(format!(
-            "the rewritten file would be malformed ({e}); nothing written"
-        ))
-    })
 }
 
 /// Translation validation of `bytes` against `input`.

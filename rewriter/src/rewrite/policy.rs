@@ -7,7 +7,7 @@ use crate::plan::Layout;
 use crate::scan::ftrace::{self, FtraceLayout, KernelFtrace, OPS_LITERAL_BYTES};
 use crate::scan::{NopKind, Scan, TableSource};
 
-use super::RewriteOptions;
+use super::options::RewriteOptions;
 
 /// The scan found a usable table: present, and every entry usable.
 pub fn require_usable_table(scan: &Scan) -> Result<()> {
@@ -106,7 +106,7 @@ pub fn require_literals_kept(kernel: Option<&KernelFtrace>, out: &[u8]) -> Resul
     if kernel.map(|k| k.ftrace_layout) != Some(FtraceLayout::CallOps) {
         return Ok(());
     }
-    let file = super::read_back(out)?;
+    let file = read_back(out)?;
     let scan = crate::scan::scan(&file)?;
     let misplaced = ftrace::misplaced_literals(&file, &scan);
     match misplaced.first() {
@@ -170,4 +170,13 @@ pub fn require_emit_relocs(file: &ElfFile<'_>, scan: &Scan, relocs: &[RelocSecti
         }
     }
     Ok(())
+}
+
+/// Parses a rewrite's output as any input is parsed; an error refuses the rewrite.
+pub fn read_back(out: &[u8]) -> Result<ElfFile<'_>> {
+    crate::elf::parse(out).map_err(|e| {
+        Error::refused(format!(
+            "the rewritten file would be malformed ({e}); nothing written"
+        ))
+    })
 }

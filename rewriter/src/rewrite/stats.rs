@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::plan::Layout;
 
-use super::Writer;
+use super::options::Writer;
 
 /// What a rewrite did, for `--json` and the report.
 #[derive(Debug, Clone, Serialize)]

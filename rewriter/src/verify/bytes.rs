@@ -3,8 +3,8 @@
 
 use object::elf;
 
+use super::ctx::Ctx;
 use super::report::VerifyReport;
-use super::Ctx;
 
 /// Fields (by old section index and offset) that another check verified.
 #[derive(Debug, Default)]

@@ -5,9 +5,9 @@
 //! written as constants by the assembler, which a rewrite must then change by itself.
 
 use super::bytes::Covered;
+use super::ctx::Ctx;
 use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
-use super::Ctx;
 use crate::elf::dwarf::{read_sleb, read_uleb};
 use crate::elf::read_uint;
 

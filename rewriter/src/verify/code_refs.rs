@@ -6,11 +6,11 @@
 
 use object::elf;
 
+use super::ctx::Ctx;
 use super::insn::{base_reg, hi20, is_control, lo12, lo_imm, writes, Writes};
 use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
 use super::walk::WalkResult;
-use super::Ctx;
 use crate::elf::{Reloc, RelocSection};
 use crate::riscv::{auipc_value, decode, pc_target, Insn, Op};
 

@@ -5,11 +5,11 @@
 use object::elf;
 
 use super::bytes::Covered;
+use super::ctx::Ctx;
 use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
 use super::sites::bytes_at;
 use super::versions::STRING_TAGS;
-use super::Ctx;
 use crate::elf::dwarf::read_uleb;
 use crate::elf::{read_uint, Reloc, Symbol};
 use crate::error::Result;

@@ -3,11 +3,11 @@
 //! (written by `scripts/kallsyms` relative to `kallsyms_relative_base`).
 
 use super::bytes::Covered;
+use super::ctx::Ctx;
 use super::data::accepts_mod;
 use super::map::Mapper;
 use super::report::VerifyReport;
 use super::sites::bytes_at;
-use super::Ctx;
 use crate::elf::{read_uint, FileKind};
 
 /// `struct exception_table_entry` on RISC-V: `int insn, fixup; short type, data;`.

@@ -20,6 +20,7 @@
 mod bytes;
 mod cfi;
 mod code_refs;
+mod ctx;
 mod data;
 mod insn;
 mod kernel;
@@ -33,12 +34,11 @@ mod walk;
 pub use map::Mapped;
 pub use report::{Counts, Mismatch, VerifyReport, MAX_MISMATCHES};
 
-use object::elf;
-
-use crate::elf::{ElfFile, FileKind, RelocSection, Section};
+use crate::elf::{ElfFile, FileKind};
 use crate::error::Result;
 use crate::riscv::Xlen;
 use crate::scan::scan;
+use ctx::{is_tbss, Ctx};
 use map::{Mapper, SectionImage};
 
 use padtrim_abi::MCOUNT_SECTION;
@@ -154,90 +154,6 @@ pub fn verify_bytes(original: &[u8], rewritten: &[u8]) -> Result<VerifyReport> {
     verify(&old, &new)
 }
 
-/// Everything the checks share.
-pub(crate) struct Ctx<'a, 'o, 'n> {
-    /// The original file.
-    pub old: &'a ElfFile<'o>,
-    /// The rewritten file.
-    pub new: &'a ElfFile<'n>,
-    /// New section index of each old section.
-    pub pairs: Vec<Option<usize>>,
-    /// New index of the added `__mcount_loc`, if any.
-    pub table: Option<usize>,
-    /// Relocation sections of the original.
-    pub old_relocs: Vec<RelocSection>,
-    /// Relocation sections of the rewritten file.
-    pub new_relocs: Vec<RelocSection>,
-    /// Register width.
-    pub xlen: Xlen,
-    /// Pointer size in bytes.
-    pub ptr: usize,
-    /// New `.dynsym` index of each old dynamic symbol (the writer may sort them again).
-    pub dyn_perm: Vec<Option<usize>>,
-}
-
-impl<'o, 'n> Ctx<'_, 'o, 'n> {
-    /// True when the rewrite emptied the patch table (every pad removed, `--slot 0`): the
-    /// original has `__patchable_function_entries` with entries, the output has it empty.
-    pub fn patch_table_emptied(&self) -> bool {
-        let named = |f: &ElfFile<'_>| {
-            f.sections
-                .iter()
-                .filter(|s| s.name == crate::scan::TABLE_SECTION)
-                .map(|s| s.size)
-                .collect::<Vec<_>>()
-        };
-        let (old, new) = (named(self.old), named(self.new));
-        self.old.kind.is_linked()
-            && old.iter().any(|&n| n > 0)
-            && old.len() == new.len()
-            && new.iter().all(|&n| n == 0)
-    }
-
-    /// The new section paired with old section `index`.
-    pub fn new_section(&self, index: usize) -> Option<&Section<'n>> {
-        self.pairs
-            .get(index)
-            .copied()
-            .flatten()
-            .map(|j| &self.new.sections[j])
-    }
-
-    /// The first old section `pick` accepts and its new counterpart (`None` if it has none).
-    pub fn find_pair(
-        &self,
-        pick: impl Fn(&Section<'o>) -> bool,
-    ) -> Option<(&Section<'o>, &Section<'n>)> {
-        let s = self.old.sections.iter().find(|s| pick(s))?;
-        Some((s, self.new_section(s.index)?))
-    }
-
-    /// Contents of old section `index` (empty if unreadable).
-    pub fn old_data(&self, index: usize) -> &'o [u8] {
-        self.old
-            .section_data(&self.old.sections[index])
-            .unwrap_or(&[])
-    }
-
-    /// Contents of the new section paired with old section `index`.
-    pub fn new_data(&self, index: usize) -> &'n [u8] {
-        self.new_section(index)
-            .and_then(|s| self.new.section_data(s).ok())
-            .unwrap_or(&[])
-    }
-
-    /// True if old section `index` is allocated executable code with contents.
-    pub fn is_code(&self, index: usize) -> bool {
-        let s = &self.old.sections[index];
-        s.is_alloc() && s.is_exec() && !s.is_nobits() && s.size > 0
-    }
-
-    /// True for a relocation section of the original that holds dynamic relocations.
-    pub fn is_dynamic(&self, rs: &RelocSection) -> bool {
-        self.old.sections[rs.index].is_alloc()
-    }
-}
-
 /// Pairs the sections of both files by position and name; the rewritten file may have one
 /// extra `__mcount_loc`. Returns `None` (with a mismatch) when they do not correspond.
 fn pair_sections(
@@ -292,11 +208,6 @@ fn pair_sections(
         }
     }
     Some((pairs, table))
-}
-
-/// True for `.tbss`: it takes no address space of its own.
-fn is_tbss(s: &Section<'_>) -> bool {
-    s.is_nobits() && s.flags & elf::SHF_TLS.0 != 0
 }
 
 /// Builds the address map: block moves for data, a parallel walk for every code section.

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use object::elf;
 
 use super::bytes::Covered;
+use super::ctx::Ctx;
 use super::map::{CodeMap, Mapper, Piece, SiteImage};
 use super::report::VerifyReport;
-use super::Ctx;
 use crate::elf::{read_uint, ElfFile, FileKind, RelocSection};
 use crate::error::Result;
 use crate::riscv::NOP;

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use object::elf;
 
+use super::ctx::is_tbss;
+use super::ctx::Ctx;
 use super::map::{Mapped, Mapper};
 use super::report::VerifyReport;
-use super::{is_tbss, Ctx};
 use crate::elf::{RelocSection, Section, Segment, Symbol};
 use crate::error::Result;
 

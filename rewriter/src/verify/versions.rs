@@ -4,8 +4,8 @@
 //! entries are checked here.
 
 use super::bytes::Covered;
+use super::ctx::Ctx;
 use super::report::VerifyReport;
-use super::Ctx;
 use crate::elf::{read_uint, ElfFile, Section};
 
 const SHT_GNU_VERDEF: u32 = 0x6fff_fffd;
