@@ -212,6 +212,13 @@ pub struct ElfFile<'data> {
 }
 
 impl<'data> ElfFile<'data> {
+    /// Whether relocation section `rs` applies to a section `pick` accepts, or to none that
+    /// exists: one whose target is unknown may be the one a command needs, so it is read
+    /// (and refused) rather than silently left out.
+    pub fn reloc_applies_to(&self, rs: &Section<'_>, pick: impl Fn(&Section<'_>) -> bool) -> bool {
+        self.sections.get(rs.info as usize).is_none_or(pick)
+    }
+
     /// The alignment every function symbol of each code section shares (a power of two,
     /// at most the section's alignment), by section index: code aligned more than the C
     /// extension needs stays so, and the verifier checks it did.

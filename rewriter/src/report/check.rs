@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::many::{Baseline, ManyReports, Skipped};
-use super::{counted, functions_by_name, Report};
+use super::model::{counted, functions_by_name, Report};
 use crate::scan::Problem;
 
 /// What the gate enforces.

@@ -14,7 +14,9 @@ use std::path::{Component, Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{counted, Report, ReportDiff, TableOptions, FUNCTION_COLUMNS};
+use super::diff::ReportDiff;
+use super::model::{counted, Report};
+use super::table::{TableOptions, FUNCTION_COLUMNS};
 use crate::error::Error;
 use crate::scan::{self, TableSource};
 
@@ -465,7 +467,7 @@ impl ManyReports {
             .collect();
         let _ = writeln!(out, "{}", header.join(&sep.to_string()));
         for r in &self.files {
-            let file = super::delimited_field(&r.file, sep);
+            let file = super::table::delimited_field(&r.file, sep);
             for row in r.delimited_rows(table, sep) {
                 let _ = writeln!(out, "{file}{sep}{row}");
             }

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{PatchSite, Scan};
+use super::model::{PatchSite, Scan};
 use crate::elf::{ElfFile, FileKind, Symbol};
 use crate::riscv::insn_len;
 
@@ -289,7 +289,7 @@ fn relaxed_alignment_ends(file: &ElfFile<'_>) -> HashSet<(usize, u64)> {
     // A relocation section that cannot be read aligns nothing; the scan has read the ones
     // it needs already.
     let relocs = file
-        .relocation_sections_where(|rs| super::applies_to(file, rs, |t| t.is_exec()))
+        .relocation_sections_where(|rs| file.reloc_applies_to(rs, |t| t.is_exec()))
         .unwrap_or_default();
     relocs
         .iter()
