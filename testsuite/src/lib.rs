@@ -233,6 +233,15 @@ fn report_json_output(path: &Path) -> Output {
     out
 }
 
+/// Runs `padtrim ARGS FILE` and returns what it did (any exit status).
+pub fn run_padtrim(args: &[&str], file: &Path) -> Output {
+    padtrim()
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run padtrim")
+}
+
 /// Exit status, stdout and stderr of a finished command, for assertion messages.
 pub fn describe(out: &Output) -> String {
     format!(

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use padtrim_testsuite::binutils::{self, Insn, Section};
+use padtrim_testsuite::run_padtrim as run;
 use padtrim_testsuite::{
     artifact, check, corpus, describe, padtrim, save_baseline, scratch_dir, Artifact, ArtifactKind,
 };
@@ -28,14 +29,6 @@ use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
 // Running padtrim
-
-fn run(args: &[&str], file: &Path) -> Output {
-    padtrim()
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("run padtrim")
-}
 
 fn all_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use padtrim_testsuite::describe;
 use padtrim_testsuite::{artifact, padtrim, report_json, scratch_dir, Compiler};
 use serde_json::Value;
 
@@ -153,15 +154,6 @@ fn run(args: &[&str], file: &Path, more: &[&str]) -> Output {
         .args(more)
         .output()
         .expect("run padtrim")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn text_report(file: &Path) -> String {

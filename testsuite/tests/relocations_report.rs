@@ -11,10 +11,11 @@
 //!   relocation section does not stop them, while `rewrite`, which needs them all, refuses.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use padtrim_testsuite::binutils;
 use padtrim_testsuite::{artifact, padtrim, report_json, run_qemu, scratch_dir};
+use padtrim_testsuite::{describe, run_padtrim as run};
 
 const PROGRAM: &str = r#"
 #include <stdio.h>
@@ -37,23 +38,6 @@ fn last_function(prefix: usize) -> String {
     }
     s.push_str("  .balign 8\n  addi a0,a0,1\n  tail twice\n  .size last_fn,.-last_fn\n");
     s
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run(args: &[&str], file: &Path) -> Output {
-    padtrim()
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("run padtrim")
 }
 
 /// `R_RISCV_NONE`s of `.rela.text` past the end of `.text` (readelf's view): (offset, end).

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use padtrim_testsuite::describe;
 use padtrim_testsuite::{artifact, padtrim, program_without_table, report_json, scratch_dir};
 use serde_json::Value;
 
@@ -47,15 +48,6 @@ fn run(args: &[&str], paths: &[&Path]) -> Output {
         .args(paths)
         .output()
         .expect("run padtrim")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn json(out: &Output) -> Value {

@@ -6,9 +6,10 @@
 //! and, for the program built here, from its source.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use padtrim_testsuite::{artifact, padtrim, report_json, scratch_dir};
+use padtrim_testsuite::{describe, run_padtrim as run};
 
 /// Five functions with five pad sizes (attributes), and `main` with the default `=2`:
 /// name, address and size orders all differ.
@@ -50,23 +51,7 @@ fn build(name: &str, source: &str, extra: &[&str]) -> PathBuf {
     exe
 }
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Runs `padtrim ARGS FILE` and returns its output (any exit status).
-fn run(args: &[&str], file: &Path) -> Output {
-    padtrim()
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("run padtrim")
-}
 
 /// Runs `padtrim report ARGS FILE`, asserts exit 0, returns stdout.
 fn report(args: &[&str], file: &Path) -> String {
