@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::diff::ReportDiff;
 use super::model::{counted, Report};
-use super::table::{TableOptions, FUNCTION_COLUMNS};
+use super::table::{write_histogram, write_summary, Summary, TableOptions, FUNCTION_COLUMNS};
 use crate::error::Error;
 use crate::scan::{self, TableSource};
 
@@ -411,50 +411,19 @@ impl ManyReports {
             t.text_bytes,
             t.projected_saving_bytes,
         );
-        let _ = writeln!(
-            out,
-            "sites: {}   pad bytes: {}   text: {} bytes   pads are {:.2}% of text",
-            t.sites,
-            t.pad_bytes_total,
-            t.text_bytes,
-            100.0 * t.pad_share_of_text
+        write_summary(
+            &mut out,
+            &Summary {
+                sites: t.sites,
+                pad_bytes_total: t.pad_bytes_total,
+                text_bytes: t.text_bytes,
+                pad_share_of_text: t.pad_share_of_text,
+                slot_bytes: t.slot_bytes,
+                projected_saving_bytes: t.projected_saving_bytes,
+                projected_alignment_bytes: t.projected_alignment_bytes,
+            },
         );
-        let share = |bytes: i64| {
-            if t.text_bytes == 0 {
-                0.0
-            } else {
-                100.0 * bytes as f64 / t.text_bytes as f64
-            }
-        };
-        let alignment = counted(t.projected_alignment_bytes, "byte", "bytes");
-        if t.projected_saving_bytes < 0 {
-            let _ = writeln!(
-                out,
-                "projected cost of {}-byte slots: text {} larger ({:.2}% of text; {alignment} of slot alignment)",
-                t.slot_bytes,
-                counted(t.projected_saving_bytes.unsigned_abs(), "byte", "bytes"),
-                share(t.projected_saving_bytes.saturating_neg()),
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "projected saving with {}-byte slots: {} ({:.2}% of text; {alignment} of slot alignment)",
-                t.slot_bytes,
-                counted(t.projected_saving_bytes.unsigned_abs(), "byte", "bytes"),
-                share(t.projected_saving_bytes),
-            );
-        }
-        let _ = writeln!(out, "pad histogram:");
-        for (&size, &count) in &t.histogram {
-            let _ = writeln!(
-                out,
-                "  {:>4} {:<5}  {:>8} {}",
-                size,
-                if size == 1 { "byte" } else { "bytes" },
-                count,
-                if count == 1 { "pad" } else { "pads" }
-            );
-        }
+        write_histogram(&mut out, &t.histogram);
         out
     }
 

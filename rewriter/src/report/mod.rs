@@ -131,55 +131,23 @@ impl Report {
             if self.rvc { " (C extension)" } else { "" },
             self.table_source.describe()
         );
-        let _ = writeln!(
-            out,
-            "sites: {}   pad bytes: {}   text: {} bytes   pads are {:.2}% of text",
-            self.sites,
-            self.pad_bytes_total,
-            self.text_bytes,
-            100.0 * self.pad_share_of_text
+        write_summary(
+            &mut out,
+            &Summary {
+                sites: self.sites,
+                pad_bytes_total: self.pad_bytes_total,
+                text_bytes: self.text_bytes,
+                pad_share_of_text: self.pad_share_of_text,
+                slot_bytes: self.slot_bytes,
+                projected_saving_bytes: self.projected_saving_bytes,
+                projected_alignment_bytes: self.projected_alignment_bytes,
+            },
         );
-        let share = |bytes: i64| {
-            if self.text_bytes == 0 {
-                0.0
-            } else {
-                100.0 * bytes as f64 / self.text_bytes as f64
-            }
-        };
-        let alignment = counted(self.projected_alignment_bytes, "byte", "bytes");
-        if self.projected_saving_bytes < 0 {
-            // Aligning the slots costs more than the pads give back: the text grows.
-            let grows = self.projected_saving_bytes.unsigned_abs();
-            let _ = writeln!(
-                out,
-                "projected cost of {}-byte slots: text {} larger ({:.2}% of text; {alignment} of slot alignment)",
-                self.slot_bytes,
-                counted(grows, "byte", "bytes"),
-                share(self.projected_saving_bytes.saturating_neg()),
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "projected saving with {}-byte slots: {} ({:.2}% of text; {alignment} of slot alignment)",
-                self.slot_bytes,
-                counted(self.projected_saving_bytes.unsigned_abs(), "byte", "bytes"),
-                share(self.projected_saving_bytes),
-            );
-        }
         if let Some(k) = &self.kernel {
             kernel_text(&mut out, k);
         }
-        let _ = writeln!(out, "\npad histogram:");
-        for (&size, &count) in &self.histogram {
-            let _ = writeln!(
-                out,
-                "  {:>4} {:<5}  {:>8} {}",
-                size,
-                if size == 1 { "byte" } else { "bytes" },
-                count,
-                if count == 1 { "pad" } else { "pads" }
-            );
-        }
+        let _ = writeln!(out);
+        write_histogram(&mut out, &self.histogram);
         let _ = writeln!(out, "\nexecutable sections:");
         let _ = writeln!(
             out,

@@ -1,4 +1,7 @@
-//! How the function table is shown: columns, sort keys, name globs, CSV/TSV fields.
+//! How a report is shown: summary lines, histogram, the function table's columns, sort keys,
+//! name globs, CSV/TSV fields.
+
+use super::model::counted;
 
 /// One field of a delimited table: for CSV (`sep` `,`) quoted as RFC 4180 says when it
 /// holds a comma, a quote or a line break; for TSV, tabs, line breaks and backslashes
@@ -190,5 +193,82 @@ impl Glob {
             }
         }
         self.items[p..].iter().all(|i| matches!(i, GlobItem::Star))
+    }
+}
+
+/// The numbers of a report's summary lines: one file's, or a total's.
+pub(super) struct Summary {
+    /// Patch sites.
+    pub sites: usize,
+    /// Bytes of all pads.
+    pub pad_bytes_total: u64,
+    /// Bytes of executable code.
+    pub text_bytes: u64,
+    /// Pads' share of the code.
+    pub pad_share_of_text: f64,
+    /// The slot size the projection assumes.
+    pub slot_bytes: u32,
+    /// Bytes the slots would save (negative: cost).
+    pub projected_saving_bytes: i64,
+    /// Bytes of slot alignment in that projection.
+    pub projected_alignment_bytes: u64,
+}
+
+/// The summary lines a report and a total share: sites, pad bytes, code, and what slots of
+/// the projected size would save or cost.
+pub(super) fn write_summary(out: &mut String, s: &Summary) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "sites: {}   pad bytes: {}   text: {} bytes   pads are {:.2}% of text",
+        s.sites,
+        s.pad_bytes_total,
+        s.text_bytes,
+        100.0 * s.pad_share_of_text
+    );
+    let share = |bytes: i64| {
+        if s.text_bytes == 0 {
+            0.0
+        } else {
+            100.0 * bytes as f64 / s.text_bytes as f64
+        }
+    };
+    let alignment = counted(s.projected_alignment_bytes, "byte", "bytes");
+    if s.projected_saving_bytes < 0 {
+        // Aligning the slots costs more than the pads give back: the text grows.
+        let _ = writeln!(
+            out,
+            "projected cost of {}-byte slots: text {} larger ({:.2}% of text; {alignment} of slot alignment)",
+            s.slot_bytes,
+            counted(s.projected_saving_bytes.unsigned_abs(), "byte", "bytes"),
+            share(s.projected_saving_bytes.saturating_neg()),
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "projected saving with {}-byte slots: {} ({:.2}% of text; {alignment} of slot alignment)",
+            s.slot_bytes,
+            counted(s.projected_saving_bytes.unsigned_abs(), "byte", "bytes"),
+            share(s.projected_saving_bytes),
+        );
+    }
+}
+
+/// The pad histogram: one line per pad size.
+pub(super) fn write_histogram(
+    out: &mut String,
+    histogram: &std::collections::BTreeMap<u32, usize>,
+) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "pad histogram:");
+    for (&size, &count) in histogram {
+        let _ = writeln!(
+            out,
+            "  {:>4} {:<5}  {:>8} {}",
+            size,
+            if size == 1 { "byte" } else { "bytes" },
+            count,
+            if count == 1 { "pad" } else { "pads" }
+        );
     }
 }
