@@ -160,17 +160,20 @@ pub fn containing(sorted: &[FuncSym], addr: u64) -> Option<FuncSym> {
     }
 }
 
-fn rd16(b: &[u8], at: usize) -> Option<u16> {
+/// Little-endian read at `at`; `None` past the end.
+pub(crate) fn rd16(b: &[u8], at: usize) -> Option<u16> {
     let s = b.get(at..at.checked_add(2)?)?;
     Some(u16::from_le_bytes([s[0], s[1]]))
 }
 
-fn rd32(b: &[u8], at: usize) -> Option<u32> {
+/// Little-endian read at `at`; `None` past the end.
+pub(crate) fn rd32(b: &[u8], at: usize) -> Option<u32> {
     let s = b.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
-fn rd64(b: &[u8], at: usize) -> Option<u64> {
+/// Little-endian read at `at`; `None` past the end.
+pub(crate) fn rd64(b: &[u8], at: usize) -> Option<u64> {
     let s = b.get(at..at.checked_add(8)?)?;
     let mut a = [0u8; 8];
     a.copy_from_slice(s);

@@ -9,6 +9,7 @@
 //! Portable and bounds-checked (a corrupt file yields `None`, never a fault), so it is
 //! unit-tested on the host.
 
+use crate::elf::{rd16, rd32, rd64};
 use crate::descriptor::Descriptor;
 use padtrim_abi::{DESCRIPTOR_MAGIC, DESCRIPTOR_VERSION, MCOUNT_SECTION};
 
@@ -325,23 +326,6 @@ pub fn far_jump_stub(target: u64) -> [u32; 6] {
         target as u32,
         (target >> 32) as u32,
     ]
-}
-
-fn rd16(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([s[0], s[1]]))
-}
-
-fn rd32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-fn rd64(b: &[u8], at: usize) -> Option<u64> {
-    let s = b.get(at..at.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    Some(u64::from_le_bytes(a))
 }
 
 #[cfg(test)]
