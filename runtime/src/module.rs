@@ -9,8 +9,8 @@
 //! Portable and bounds-checked (a corrupt file yields `None`, never a fault), so it is
 //! unit-tested on the host.
 
-use crate::elf::{rd16, rd32, rd64};
 use crate::descriptor::Descriptor;
+use crate::elf::{rd16, rd32, rd64};
 use padtrim_abi::{DESCRIPTOR_MAGIC, DESCRIPTOR_VERSION, MCOUNT_SECTION};
 
 /// ELF machine number of RISC-V.

@@ -1,6 +1,35 @@
 //! The process side: startup (`.init_array`), the entry/exit handlers the assembly calls,
 //! per-thread state, trace output, the exit flush (`.fini_array`) and the C API.
 
+/// The end of every entry trampoline (the linked one in `asm`, the per-module copies in
+/// `preload`): reload the registers the 160-byte entry frame saved, and pop it.
+macro_rules! restore_entry_frame {
+    () => {
+        concat!(
+            "ld ra, 0(sp)\n",
+            "ld t0, 8(sp)\n",
+            "ld t2, 16(sp)\n",
+            "ld a0, 24(sp)\n",
+            "ld a1, 32(sp)\n",
+            "ld a2, 40(sp)\n",
+            "ld a3, 48(sp)\n",
+            "ld a4, 56(sp)\n",
+            "ld a5, 64(sp)\n",
+            "ld a6, 72(sp)\n",
+            "ld a7, 80(sp)\n",
+            "fld fa0, 88(sp)\n",
+            "fld fa1, 96(sp)\n",
+            "fld fa2, 104(sp)\n",
+            "fld fa3, 112(sp)\n",
+            "fld fa4, 120(sp)\n",
+            "fld fa5, 128(sp)\n",
+            "fld fa6, 136(sp)\n",
+            "fld fa7, 144(sp)\n",
+            "addi sp, sp, 160"
+        )
+    };
+}
+
 pub mod asm;
 pub mod patch;
 #[cfg(padtrim_preload)]
