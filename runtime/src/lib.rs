@@ -21,6 +21,7 @@ pub mod format;
 pub mod glob;
 pub mod line;
 pub mod module;
+#[macro_use]
 pub mod thread;
 
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]

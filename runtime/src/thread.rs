@@ -17,6 +17,55 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::format::{Kind, Record, RECORD_SIZE};
 
+/// Byte offsets into a `ThreadState` (and into a `Frame`) that the assembly fast paths in
+/// `rv::asm` and `rv::preload` use, as string literals for `concat!` (the runtime is built with
+/// rustc 1.63, which has no `const` operands in `asm!`). `layout_is_what_the_fast_paths_use`
+/// checks every one against the structs.
+#[allow(unused_macros)]
+macro_rules! state_offset {
+    (busy) => {
+        "0"
+    };
+    (depth) => {
+        "12"
+    };
+    (cur) => {
+        "16"
+    };
+    (end) => {
+        "24"
+    };
+    (entry_word) => {
+        "32"
+    };
+    (exit_word) => {
+        "40"
+    };
+    // `frames[0]`; frame `i` is at `frames + 32 * i`.
+    (frames) => {
+        "56"
+    };
+    // The frame below `frames + 32 * depth`: the top frame's `sp`.
+    (top_sp) => {
+        "24"
+    };
+    (frame_sp) => {
+        "56"
+    };
+    (frame_ret) => {
+        "64"
+    };
+    (frame_func) => {
+        "72"
+    };
+    (frame_hooked) => {
+        "80"
+    };
+}
+
+/// `log2(size_of::<Frame>())`, as the fast paths index frames.
+pub const FRAME_SHIFT: u32 = 5;
+
 /// Deepest shadow stack kept per thread; deeper calls are counted as lost.
 pub const MAX_DEPTH: usize = 1024;
 /// Records buffered per thread before they are written out.
@@ -32,7 +81,8 @@ pub struct Frame {
     pub ret: u64,
     /// Link-time address of the function.
     pub func: u64,
-    /// 1 if `padtrim_return_hook` is in place of `ret`, 0 otherwise.
+    /// Not 0 if `padtrim_return_hook` is in place of `ret` (the assembly fast path stores the
+    /// entry sp there, the Rust path 1), 0 otherwise.
     pub hooked: u64,
 }
 
@@ -130,10 +180,10 @@ impl ThreadState {
         // SAFETY: `busy` is free and no other thread exists (our contract): this is the only
         // access to `shadow` until the state is held again.
         let shadow = unsafe { &mut *self.shadow.get() };
-        shadow.len = 0;
+        shadow.discard();
         shadow.lost = 0;
         if keep_frames {
-            shadow.tid = tid;
+            shadow.set_tid(tid);
             self.owner.store(tid, Ordering::Relaxed);
         } else {
             shadow.depth = 0;
@@ -175,15 +225,27 @@ impl Drop for Held<'_> {
 }
 
 /// A thread's record buffer and shadow stack: only used by whoever holds its `ThreadState`.
-/// All-zero bytes are a valid empty one.
+/// All-zero bytes are a valid empty one (`cur` 0: the buffer is set up on the first record).
+///
+/// The assembly fast paths (`rv::asm`) read and write `depth`, `cur`, `end`, the two record
+/// words and `frames` at the offsets `state_offset!` gives; `layout_is_what_the_fast_paths_use`
+/// checks them against this struct.
 #[repr(C)]
 pub struct Shadow {
-    /// Kernel thread id the records carry.
-    pub tid: u32,
+    /// Kernel thread id the records carry (set with `set_tid`, which keeps the record words).
+    tid: u32,
     /// Frames in use.
     pub depth: u32,
-    /// Records in `buf`.
-    pub len: u32,
+    /// Address in `buf` where the next record goes (0 before the first record).
+    cur: usize,
+    /// Address of the end of `buf` (0 before the first record): a record fits while
+    /// `cur + RECORD_SIZE <= end`, one comparison of pointers on the fast path.
+    end: usize,
+    /// The last 8 bytes of an `Entry` record of this thread at depth 0 (tid | kind << 48):
+    /// the fast path ORs the depth in (`depth << 32`).
+    entry_word: u64,
+    /// The same for an `Exit` record.
+    exit_word: u64,
     /// Records dropped (shadow stack full).
     pub lost: u64,
     /// The shadow stack.
@@ -196,12 +258,44 @@ impl Shadow {
     /// The hot path of every traced call: inlined, the flush kept out of line.
     #[inline(always)]
     fn push_record(&mut self, r: Record, flush: &mut dyn FnMut(&[u8])) {
-        if self.len as usize >= BUF_RECORDS {
+        if self.cur == 0 || self.cur + RECORD_SIZE > self.end {
             self.flush_full(flush);
         }
-        let at = self.len as usize * RECORD_SIZE;
+        let at = self.cur - self.buf.as_ptr() as usize;
         self.buf[at..at + RECORD_SIZE].copy_from_slice(&r.encode());
-        self.len += 1;
+        self.cur += RECORD_SIZE;
+    }
+
+    /// Kernel thread id the records carry.
+    pub fn tid(&self) -> u32 {
+        self.tid
+    }
+
+    /// Make `tid` the thread id of the records (and of the fast paths' record words).
+    pub fn set_tid(&mut self, tid: u32) {
+        self.tid = tid;
+        self.entry_word = u64::from(tid) | u64::from(Kind::Entry.to_u8()) << 48;
+        self.exit_word = u64::from(tid) | u64::from(Kind::Exit.to_u8()) << 48;
+    }
+
+    /// Records in the buffer.
+    pub fn len(&self) -> usize {
+        if self.cur == 0 {
+            0
+        } else {
+            (self.cur - self.buf.as_ptr() as usize) / RECORD_SIZE
+        }
+    }
+
+    /// No record is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forget the buffered records (a forked child's copy of its parent's).
+    pub fn discard(&mut self) {
+        self.cur = 0;
+        self.end = 0;
     }
 
     #[cold]
@@ -210,13 +304,15 @@ impl Shadow {
         self.flush(flush);
     }
 
-    /// Hand the buffered records to `flush` and empty the buffer.
+    /// Hand the buffered records to `flush` and empty the buffer (setting it up if it was
+    /// not).
     pub fn flush(&mut self, flush: &mut dyn FnMut(&[u8])) {
-        let n = self.len as usize * RECORD_SIZE;
+        let n = self.len() * RECORD_SIZE;
         if n > 0 {
             flush(&self.buf[..n]);
         }
-        self.len = 0;
+        self.cur = self.buf.as_ptr() as usize;
+        self.end = self.cur + self.buf.len();
     }
 
     #[inline(always)]
@@ -356,14 +452,14 @@ mod tests {
     fn a_held_state_is_held_once_and_given_back() {
         let st = new_thread_state();
         let mut held = st.try_hold(HELD_BY_OWNER).unwrap();
-        held.tid = 7;
+        held.set_tid(7);
         assert!(st.try_hold(HELD_BY_OTHER).is_none());
         assert!(st.try_hold(HELD_BY_OWNER).is_none());
         drop(held);
         assert_eq!(st.busy.load(Ordering::Relaxed), FREE);
         let held = st.try_hold(HELD_BY_OTHER).unwrap();
         assert_eq!(
-            (held.tid, st.busy.load(Ordering::Relaxed)),
+            (held.tid(), st.busy.load(Ordering::Relaxed)),
             (7, HELD_BY_OTHER)
         );
     }
@@ -503,6 +599,59 @@ mod tests {
             t.enter(i, 1000, i, &mut sink);
         }
         assert_eq!(flushed, BUF_RECORDS);
-        assert_eq!(t.len, 1);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn layout_is_what_the_fast_paths_use() {
+        let st = new_thread_state();
+        let base = &*st as *const ThreadState as usize;
+        // SAFETY: only addresses of fields are taken (no reads) of a live, zeroed state.
+        let shadow = unsafe { &*st.shadow.get() };
+        let off = |p: usize| p - base;
+        let num = |s: &str| s.parse::<usize>().unwrap();
+        assert_eq!(off(&st.busy as *const AtomicU32 as usize), num(state_offset!(busy)));
+        assert_eq!(off(core::ptr::addr_of!(shadow.depth) as usize), num(state_offset!(depth)));
+        assert_eq!(off(core::ptr::addr_of!(shadow.cur) as usize), num(state_offset!(cur)));
+        assert_eq!(off(core::ptr::addr_of!(shadow.end) as usize), num(state_offset!(end)));
+        assert_eq!(
+            off(core::ptr::addr_of!(shadow.entry_word) as usize),
+            num(state_offset!(entry_word))
+        );
+        assert_eq!(
+            off(core::ptr::addr_of!(shadow.exit_word) as usize),
+            num(state_offset!(exit_word))
+        );
+        let frames = off(core::ptr::addr_of!(shadow.frames) as usize);
+        assert_eq!(frames, num(state_offset!(frames)));
+        assert_eq!(frames - core::mem::size_of::<Frame>(), num(state_offset!(top_sp)));
+        assert_eq!(1usize << FRAME_SHIFT, core::mem::size_of::<Frame>());
+        let f = &shadow.frames[0];
+        assert_eq!(off(core::ptr::addr_of!(f.sp) as usize), num(state_offset!(frame_sp)));
+        assert_eq!(off(core::ptr::addr_of!(f.ret) as usize), num(state_offset!(frame_ret)));
+        assert_eq!(off(core::ptr::addr_of!(f.func) as usize), num(state_offset!(frame_func)));
+        assert_eq!(
+            off(core::ptr::addr_of!(f.hooked) as usize),
+            num(state_offset!(frame_hooked))
+        );
+        // The fast paths' record words are the last 8 bytes of an encoded record.
+        let mut held = st.try_hold(HELD_BY_OWNER).unwrap();
+        held.set_tid(0x1234);
+        let depth = 7u64;
+        for (word, kind) in [(held.entry_word, Kind::Entry), (held.exit_word, Kind::Exit)] {
+            let r = Record {
+                time: 1,
+                addr: 2,
+                tid: 0x1234,
+                depth: depth as u16,
+                kind,
+            };
+            assert_eq!(r.encode()[16..24], (word | depth << 32).to_le_bytes());
+        }
+        // A fresh (zeroed) state has no room: the fast paths leave its first record to Rust.
+        let fresh = new_state();
+        assert_eq!((fresh.cur, fresh.end), (0, 0));
+        // The buffer holds whole records, ending where the check puts `end`.
+        assert_eq!(core::mem::size_of_val(&fresh.buf) % RECORD_SIZE, 0);
     }
 }

@@ -6,9 +6,11 @@ use core::arch::{asm, global_asm};
 
 // Trampoline. Entered from a patched slot by `jal t0, padtrim_trampoline` (maybe through an
 // island that clobbers only t1): t0 = slot + 4, ra = the traced function's return address,
-// sp = its entry sp. Saves what a function may expect at entry (a0-a7, fa0-fa7, ra, t2 static
-// chain) plus t0, calls padtrim_on_entry(slot, &saved_ra, entry_sp), which may replace the
-// saved ra by padtrim_return_hook, and resumes the function with `jr t0`.
+// sp = its entry sp. The fast path (`fast_entry!`, with the words of `padtrim_fast`) records
+// the call without saving a register; the slow path saves what a function may expect at
+// entry (a0-a7, fa0-fa7, ra, t2 static chain) plus t0, calls padtrim_on_entry(slot,
+// &saved_ra, entry_sp), which may replace the saved ra by padtrim_return_hook, and resumes the
+// function with `jr t0`.
 // CFI: the "return address" of this frame is t0 (return column), so debuggers and unwinders
 // walking out of the handler land in the traced function with its ra restored.
 global_asm!(
@@ -19,6 +21,11 @@ global_asm!(
     "padtrim_trampoline:",
     ".cfi_startproc",
     ".cfi_return_column t0",
+    "lla t1, padtrim_fast",
+    "ld t3, 0(t1)",
+    "beqz t3, padtrim_trampoline_slow",
+    fast_entry!("8", "16", "24", "padtrim_trampoline_slow"),
+    "padtrim_trampoline_slow:",
     "addi sp, sp, -160",
     ".cfi_def_cfa_offset 160",
     "sd ra, 0(sp)",
@@ -53,9 +60,28 @@ global_asm!(
     ".size padtrim_trampoline, . - padtrim_trampoline",
 );
 
+// The words the linked trampoline's fast path reads (`fast_entry!`): the fast flag (0: take
+// the slow path; 1: entry mode; -1: graph mode), load bias + 4, the thread pointer offset of
+// `padtrim_tls_state`, and the address of `padtrim_return_hook`. Set by `set_fast_words` and
+// `update_fast`; hidden, so `lla` reaches it in a shared library too.
+global_asm!(
+    ".data",
+    ".p2align 3",
+    ".globl padtrim_fast",
+    ".hidden padtrim_fast",
+    ".type padtrim_fast, @object",
+    "padtrim_fast:",
+    ".zero 32",
+    ".size padtrim_fast, 32",
+    ".text",
+);
+
 // Return hook. A traced function "returns" here (graph mode) with sp = its entry sp and its
-// results in a0/a1/fa0/fa1. padtrim_on_exit(sp) records the exit, pops the shadow frame and
-// gives back the real return address, which we put in ra and return to.
+// results in a0/a1/fa0/fa1. The fast path pops the top shadow frame when it is the one this
+// sp entered, writes the exit record and returns to the frame's saved return address, using
+// only t1, t3-t6 (free at a return). Otherwise (buffer full or not set up, a frame to resync,
+// the state held) padtrim_on_exit(sp) records the exit, pops the shadow frame and gives back
+// the real return address, which we put in ra and return to.
 // The `nop` before the label keeps `hook - 1` (where unwinders look up a return address)
 // inside this function; see rv/unwind.rs for what C++ exceptions do about the hook.
 global_asm!(
@@ -70,7 +96,38 @@ global_asm!(
     ".cfi_undefined ra",
     "nop",
     "padtrim_return_hook:",
-    "addi sp, sp, -48",
+    "la.tls.ie t1, padtrim_tls_state",
+    "add t1, t1, tp",
+    "ld t1, 0(t1)",
+    "li t3, 1",
+    "amoor.w.aq t3, t3, (t1)",
+    "bnez t3, 2f",
+    concat!("ld t5, ", state_offset!(cur), "(t1)"),
+    concat!("ld t6, ", state_offset!(end), "(t1)"),
+    "addi t5, t5, 24",
+    "bltu t6, t5, 1f",
+    concat!("lw t3, ", state_offset!(depth), "(t1)"),
+    "beqz t3, 1f",
+    "addi t3, t3, -1",
+    "slli t4, t3, 5",
+    "add t4, t4, t1",
+    concat!("ld t6, ", state_offset!(frame_sp), "(t4)"),
+    "bne t6, sp, 1f",
+    concat!("ld ra, ", state_offset!(frame_ret), "(t4)"),
+    concat!("ld t6, ", state_offset!(frame_func), "(t4)"),
+    "sd t6, -16(t5)",
+    "rdtime t6",
+    "sd t6, -24(t5)",
+    concat!("sd t5, ", state_offset!(cur), "(t1)"),
+    concat!("sw t3, ", state_offset!(depth), "(t1)"),
+    concat!("ld t6, ", state_offset!(exit_word), "(t1)"),
+    "slli t3, t3, 32",
+    "or t6, t6, t3",
+    "sd t6, -8(t5)",
+    "amoswap.w.rl zero, zero, (t1)",
+    "ret",
+    "1: amoswap.w.rl zero, zero, (t1)",
+    "2: addi sp, sp, -48",
     ".cfi_def_cfa_offset 48",
     "sd a0, 0(sp)",
     "sd a1, 8(sp)",
@@ -130,6 +187,30 @@ pub fn trampoline_addr() -> usize {
         asm!("lla {0}, padtrim_trampoline", out(reg) p, options(pure, nomem, nostack));
     }
     p
+}
+
+/// The words of `padtrim_fast` (see the global_asm above): the fast flag, load bias + 4,
+/// the thread pointer offset of `padtrim_tls_state`, the return hook's address.
+#[inline(always)]
+pub fn fast_words() -> &'static [core::sync::atomic::AtomicU64; 4] {
+    let p: usize;
+    // SAFETY: `lla` only computes the address of `padtrim_fast`, defined above in this module
+    // (`pure, nomem, nostack`).
+    unsafe {
+        asm!("lla {0}, padtrim_fast", out(reg) p, options(pure, nomem, nostack));
+    }
+    // SAFETY: `padtrim_fast` is 32 bytes of writable, 8-byte aligned data that lives as long
+    // as the module, used only as atomics (here and by the fast path's plain loads).
+    unsafe { &*(p as *const [core::sync::atomic::AtomicU64; 4]) }
+}
+
+/// The offset of this thread's `padtrim_tls_state` from the thread pointer (the same for
+/// every thread: initial-exec TLS).
+pub fn tls_offset() -> u64 {
+    let tp: usize;
+    // SAFETY: reads the thread pointer register only.
+    unsafe { asm!("mv {0}, tp", out(reg) tp, options(nomem, nostack, preserves_flags)) };
+    (tls_slot() as u64).wrapping_sub(tp as u64)
 }
 
 /// Runtime address of `padtrim_return_hook` (PC-relative, like `trampoline_addr`).

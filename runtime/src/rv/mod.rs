@@ -30,6 +30,110 @@ macro_rules! restore_entry_frame {
     };
 }
 
+/// The fast path of every entry trampoline (the linked one in `asm`, the per-module copies in
+/// `preload`), in assembly: records an entry without saving a register or calling Rust.
+/// Entered with t0 = slot + 4, ra = the traced function's return address, sp = its entry sp,
+/// t1 = the base of the trampoline's words, t3 = the fast flag (not 0: 1 = entry mode, -1 =
+/// graph mode). The words at `$k`, `$tls` and `$hook` from t1: the number to subtract from
+/// t0 to get the function's address as the trace has it (load bias + 4, minus the module
+/// tag), the thread pointer offset of `padtrim_tls_state`, and `padtrim_return_hook`.
+/// Clobbers only t1, t3-t6 (free at a function's entry); jumps to `$slow` with every other
+/// register as it was at entry when the thread has no state yet, its buffer is full, its
+/// shadow stack needs more than pushing a frame, or ra is 0.
+///
+/// Entry mode: pops the frames a call at this sp ends (the shadow stack only tracks depth),
+/// pushes this one, and writes the 24-byte record with 3 stores. Graph mode: pushes a hooked
+/// frame (sp, ret, func) and swaps the return hook into ra. The state is held for the time
+/// of it with one `amoor` (`busy`: see `ThreadState`); if anyone holds it (a signal handler
+/// interrupted the thread inside a handler, or another thread flushes the buffer at exit),
+/// the call is not recorded, as on the Rust path.
+macro_rules! fast_entry {
+    ($k:literal, $tls:literal, $hook:literal, $slow:literal) => {
+        concat!(
+            "ld t4, ", $tls, "(t1)\n",
+            "add t4, t4, tp\n",
+            "ld t4, 0(t4)\n", // the thread's state (0: none yet, 1: none to be had)
+            "li t5, 2\n",
+            "bltu t4, t5, ", $slow, "\n",
+            "li t5, 1\n",
+            "amoor.w.aq t5, t5, (t4)\n", // hold it (busy = HELD_BY_OWNER) if free
+            "bnez t5, 8f\n",
+            "ld t5, ", $k, "(t1)\n",
+            "bltz t3, 5f\n",
+            // Entry mode. t1 = func, t5 = cur + 24 (the record goes below it).
+            "sub t1, t0, t5\n",
+            "ld t5, ", state_offset!(cur), "(t4)\n",
+            "ld t6, ", state_offset!(end), "(t4)\n",
+            "addi t5, t5, 24\n",
+            "bltu t6, t5, 7f\n",
+            "sd t1, -16(t5)\n",
+            "rdtime t1\n",
+            "sd t1, -24(t5)\n",
+            "sd t5, ", state_offset!(cur), "(t4)\n",
+            "lw t3, ", state_offset!(depth), "(t4)\n",
+            "slli t6, t3, 5\n",
+            "add t6, t6, t4\n",
+            // Pop the frames this call ends (their sp is not above ours).
+            "1: beqz t3, 2f\n",
+            "ld t1, ", state_offset!(top_sp), "(t6)\n",
+            "bltu sp, t1, 2f\n",
+            "addi t3, t3, -1\n",
+            "addi t6, t6, -32\n",
+            "j 1b\n",
+            "2: li t1, 1024\n", // MAX_DEPTH
+            "bgeu t3, t1, 4f\n",
+            "sd sp, ", state_offset!(frame_sp), "(t6)\n",
+            "addi t1, t3, 1\n",
+            "sw t1, ", state_offset!(depth), "(t4)\n",
+            "3: ld t1, ", state_offset!(entry_word), "(t4)\n",
+            "slli t3, t3, 32\n",
+            "or t1, t1, t3\n",
+            "sd t1, -8(t5)\n",
+            "amoswap.w.rl zero, zero, (t4)\n", // give the state back
+            "jr t0\n",
+            "4: sw t3, ", state_offset!(depth), "(t4)\n",
+            "j 3b\n",
+            // Graph mode. t3 = func, t5 = cur + 24, t6 = depth, t1 = frame base.
+            "5: sub t3, t0, t5\n",
+            "ld t5, ", state_offset!(cur), "(t4)\n",
+            "ld t6, ", state_offset!(end), "(t4)\n",
+            "addi t5, t5, 24\n",
+            "bltu t6, t5, 7f\n",
+            "beqz ra, 7f\n",
+            "lw t6, ", state_offset!(depth), "(t4)\n",
+            "sd t3, -16(t5)\n", // written before the record is, kept only if it is
+            "li t3, 1024\n",
+            "bgeu t6, t3, 7f\n",
+            "slli t3, t6, 5\n",
+            "add t3, t3, t4\n",
+            "sd ra, ", state_offset!(frame_ret), "(t3)\n",
+            "beqz t6, 6f\n",
+            "ld ra, ", state_offset!(top_sp), "(t3)\n",
+            "bltu ra, sp, 9f\n", // a frame below ours is dead (longjmp): Rust records it
+            "6: sd sp, ", state_offset!(frame_sp), "(t3)\n",
+            "sd sp, ", state_offset!(frame_hooked), "(t3)\n",
+            "ld ra, -16(t5)\n",
+            "sd ra, ", state_offset!(frame_func), "(t3)\n",
+            "rdtime ra\n",
+            "sd ra, -24(t5)\n",
+            "sd t5, ", state_offset!(cur), "(t4)\n",
+            "ld ra, ", state_offset!(entry_word), "(t4)\n",
+            "slli t3, t6, 32\n",
+            "or ra, ra, t3\n",
+            "sd ra, -8(t5)\n",
+            "addi t6, t6, 1\n",
+            "sw t6, ", state_offset!(depth), "(t4)\n",
+            "ld ra, ", $hook, "(t1)\n",
+            "amoswap.w.rl zero, zero, (t4)\n",
+            "jr t0\n",
+            "9: ld ra, ", state_offset!(frame_ret), "(t3)\n",
+            "7: amoswap.w.rl zero, zero, (t4)\n",
+            "j ", $slow, "\n",
+            "8: jr t0\n", // held: not recorded
+        )
+    };
+}
+
 pub mod asm;
 pub mod patch;
 #[cfg(padtrim_preload)]
@@ -82,6 +186,30 @@ static HANDLER_LOCK: AtomicBool = AtomicBool::new(false);
 
 fn mode() -> Mode {
     Mode::from_u32(MODE.load(Ordering::Relaxed)).unwrap_or(Mode::Off)
+}
+
+#[cfg_attr(padtrim_preload, allow(dead_code))]
+/// Set the fast paths' words that do not change once tracing starts (the linked trampoline's:
+/// `bias` is the program's load bias). Call before `update_fast` first turns them on.
+pub(crate) fn set_fast_words(bias: u64) {
+    let w = asm::fast_words();
+    w[1].store(bias.wrapping_add(4), Ordering::Relaxed);
+    w[2].store(asm::tls_offset(), Ordering::Relaxed);
+    w[3].store(asm::return_hook_addr() as u64, Ordering::Relaxed);
+}
+
+/// Recompute the fast flag from the mode, `ENABLED`, `FINISHED` and the registered handlers:
+/// the assembly fast paths record a call only when nothing but recording it is to be done.
+pub(crate) fn update_fast() {
+    let on = ENABLED.load(Ordering::Relaxed)
+        && !FINISHED.load(Ordering::Relaxed)
+        && HANDLER_COUNT.load(Ordering::Relaxed) == 0;
+    let flag: i64 = match mode() {
+        Mode::Entry if on => 1,
+        Mode::Graph if on => -1,
+        _ => 0,
+    };
+    asm::fast_words()[0].store(flag as u64, Ordering::Release);
 }
 
 /// Append bytes to the trace file, unless this is a forked child (which would duplicate
@@ -167,7 +295,7 @@ fn claim_state() -> *const ThreadState {
         let st = unsafe { &*p };
         st.owner.store(tid, Ordering::Relaxed);
         if let Some(mut held) = st.try_hold(HELD_BY_OWNER) {
-            held.tid = tid;
+            held.set_tid(tid);
         }
         // Release: whoever loads the entry sees the owner and tid written above.
         if entry
@@ -203,7 +331,7 @@ fn claim_state() -> *const ThreadState {
             held.flush(&mut flush_block);
             held.depth = 0;
             held.lost = 0;
-            held.tid = tid;
+            held.set_tid(tid);
             st.owner.store(tid, Ordering::Relaxed);
             return p;
         }
@@ -325,6 +453,7 @@ extern "C" fn padtrim_fini() {
         }
     }
     FINISHED.store(true, Ordering::Relaxed);
+    update_fast();
     if lost > 0 {
         let r = Record {
             time: sys::ticks(),
@@ -346,6 +475,7 @@ static FINI: extern "C" fn() = padtrim_fini;
 #[no_mangle]
 pub extern "C" fn padtrim_set_enabled(on: i32) {
     ENABLED.store(on != 0, Ordering::Relaxed);
+    update_fast();
 }
 
 /// Patch (`on` != 0) or unpatch the slot of the function at `func`. Returns 0 on success
@@ -432,6 +562,7 @@ pub extern "C" fn padtrim_register_handler(func: *const u8, handler: Option<Hand
             HANDLER_CB[n].store(cb, Ordering::Release);
             HANDLER_FN[n].store(key, Ordering::Release);
             HANDLER_COUNT.store(n as u32 + 1, Ordering::Release);
+            update_fast();
             0
         }
         None => -1,

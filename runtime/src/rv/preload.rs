@@ -123,11 +123,14 @@ static REAL_DLOPEN: AtomicUsize = AtomicUsize::new(0);
 static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 
 // The trampoline copied next to nothing in particular, once per traced module: like
-// `padtrim_trampoline`, but it calls `on_entry_module` through an absolute address and hands
-// it the module's load bias and id (tag), all three read from the literals at its start. It
-// refers to nothing outside itself (PC-relative to its own start, with relaxation off so the
-// linker leaves the `auipc/addi` pair as it is), so a byte copy works anywhere. Entered from
-// a stub with t0 = slot + 4, ra = the traced function's return address, sp = its entry sp.
+// `padtrim_trampoline` (the same fast path, `fast_entry!`), but it reads its words from the
+// literals at its start, and its slow path calls `on_entry_module` through an absolute
+// address and hands it the module's load bias and id (tag). The literals: `on_entry_module`,
+// load bias, module tag, the address of the fast flag (`padtrim_fast`), load bias + 4 minus
+// the tag, the thread pointer offset of `padtrim_tls_state`, `padtrim_return_hook`. It refers
+// to nothing outside itself (PC-relative to its own start, with relaxation off so the linker
+// leaves the `auipc/addi` pairs as they are), so a byte copy works anywhere. Entered from a
+// stub with t0 = slot + 4, ra = the traced function's return address, sp = its entry sp.
 global_asm!(
     ".pushsection .text.padtrim_copy,\"ax\",@progbits",
     ".option push",
@@ -139,9 +142,21 @@ global_asm!(
     ".dword 0", // on_entry_module
     ".dword 0", // load bias
     ".dword 0", // module tag
+    ".dword 0", // &padtrim_fast (the fast flag)
+    ".dword 0", // load bias + 4 - module tag
+    ".dword 0", // thread pointer offset of padtrim_tls_state
+    ".dword 0", // padtrim_return_hook
     ".globl padtrim_copy_entry",
     ".hidden padtrim_copy_entry",
     "padtrim_copy_entry:",
+    "padtrim_copy_fast_pc:",
+    "auipc t1, %pcrel_hi(padtrim_copy_start)",
+    "addi t1, t1, %pcrel_lo(padtrim_copy_fast_pc)",
+    "ld t3, 24(t1)",
+    "ld t3, 0(t3)",
+    "beqz t3, padtrim_copy_slow",
+    fast_entry!("32", "40", "48", "padtrim_copy_slow"),
+    "padtrim_copy_slow:",
     "addi sp, sp, -160",
     "sd ra, 0(sp)",
     "sd t0, 8(sp)",
@@ -638,7 +653,7 @@ static COPY_ENTRY_OFFSET: AtomicUsize = AtomicUsize::new(0);
 fn make_copy(bias: u64, module_tag: u64) -> Option<usize> {
     let (start, entry, end) = copy_template();
     let len = end.checked_sub(start)?;
-    if len > PAGE || entry < start + 24 {
+    if len > PAGE || entry < start + 56 {
         return None;
     }
     COPY_ENTRY_OFFSET.store(entry - start, Ordering::Relaxed);
@@ -649,13 +664,17 @@ fn make_copy(bias: u64, module_tag: u64) -> Option<usize> {
     let f: unsafe extern "C" fn(usize, *mut usize, usize, u64, u64) = on_entry_module;
     // SAFETY: `page` is a fresh anonymous read-write mapping of a page, ours alone; the
     // template is `len` (<= a page) readable bytes of this library's text. The literals are
-    // the first three 8-byte words (the template starts 8-byte aligned, as does the page).
+    // the first seven 8-byte words (the template starts 8-byte aligned, as does the page).
     unsafe {
         core::ptr::copy_nonoverlapping(start as *const u8, page, len);
         let lits = page as *mut u64;
         lits.write(f as usize as u64);
         lits.add(1).write(bias);
         lits.add(2).write(module_tag);
+        lits.add(3).write(asm::fast_words().as_ptr() as u64);
+        lits.add(4).write(bias.wrapping_add(4).wrapping_sub(module_tag));
+        lits.add(5).write(asm::tls_offset());
+        lits.add(6).write(asm::return_hook_addr() as u64);
     }
     // SAFETY: the page is ours alone (nobody jumps into it yet); read and execute is all
     // that will be done with it from now on.
@@ -1335,6 +1354,7 @@ extern "C" fn preload_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     let _ = super::thread_state();
     MODE.store(cfg.mode.to_u32(), Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
+    super::update_fast();
 }
 
 /// The program's load bias: that of the first object `dl_iterate_phdr` reports.

@@ -275,8 +275,10 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     // The main thread's state now, so its first traced call does not pay for the mmap (and
     // look slow in the trace).
     let _ = super::thread_state();
+    super::set_fast_words(slots.bias);
     MODE.store(cfg.mode.to_u32(), Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
+    super::update_fast();
 }
 
 /// `PADTRIM_DEBUG`: one line on stderr saying where the slot table came from and what
