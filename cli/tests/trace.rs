@@ -1881,3 +1881,129 @@ fn replay_streams_a_long_trace_in_little_memory() {
     }
     assert_eq!(uftrace_report(&data)["work"].0, 2 * rounds);
 }
+
+/// Guest instructions qemu-riscv64 executes for `exe ARGS` with `env` (exact: counted by the
+/// TCG plugin runtime/bench/insncount.c, built here with the host's gcc), and its stdout.
+fn count_instructions(
+    plugin: &Path,
+    exe: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (u64, String) {
+    let count = exe.with_extension(format!(
+        "{}.count",
+        env.iter().map(|e| e.1).collect::<Vec<_>>().join("-")
+    ));
+    let mut cmd = Command::new("qemu-riscv64");
+    cmd.args(["-L", "/usr/riscv64-linux-gnu", "-plugin"])
+        .arg(format!("{},out={}", plugin.display(), count.display()))
+        .arg(exe)
+        .args(args)
+        .env_remove("PADTRIM_DEBUG")
+        .env("PADTRIM_OUT", exe.with_extension("count.trace"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run qemu-riscv64");
+    assert!(
+        out.status.success(),
+        "{} {args:?} {env:?}: {}",
+        exe.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = std::fs::read_to_string(&count).expect("the plugin wrote its count");
+    (
+        n.trim().parse().expect("a count"),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+/// Build runtime/bench/fib.c as scripts/bench-runtime does: `-O2 -march=rv64gc`, with `pads`
+/// (`-fpatchable-function-entry=8` and the runtime, rewritten to 4-byte slots) or without.
+fn build_fib(dir: &Path, pads: bool) -> PathBuf {
+    let exe = dir.join(if pads { "fib-pads" } else { "fib-plain" });
+    let mut cmd = Command::new("riscv64-linux-gnu-gcc");
+    cmd.args(["-O2", "-march=rv64gc", "-mabi=lp64d"]);
+    if pads {
+        cmd.arg("-fpatchable-function-entry=8");
+    }
+    cmd.arg(repo().join("runtime/bench/fib.c"));
+    if pads {
+        cmd.arg(runtime_lib());
+    }
+    let out = cmd.args(["-Wl,-q", "-o"]).arg(&exe).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if pads {
+        rewrite(&exe)
+    } else {
+        exe
+    }
+}
+
+#[test]
+fn a_traced_call_costs_at_most_60_instructions_in_entry_mode_and_100_in_graph_mode() {
+    // Exact instruction counts under qemu (not a timing: deterministic), as
+    // scripts/bench-runtime measures them: the difference between fib(12) and fib(16) over
+    // the difference in calls, against the same program built without pads.
+    let dir = scratch("cost");
+    let plugin = dir.join("libinsncount.so");
+    let out = Command::new("gcc")
+        .args(["-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o"])
+        .arg(&plugin)
+        .arg(repo().join("runtime/bench/insncount.c"))
+        .output()
+        .expect("run the host gcc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = build_fib(&dir, false);
+    let traced = build_fib(&dir, true);
+    let calls = |stdout: &str| -> u64 {
+        stdout
+            .split("calls=")
+            .nth(1)
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no call count in {stdout:?}"))
+    };
+    let per_call = |exe: &Path, env: &[(&str, &str)]| -> f64 {
+        let (small, out_small) = count_instructions(&plugin, exe, &["12"], env);
+        let (big, out_big) = count_instructions(&plugin, exe, &["16"], env);
+        (big - small) as f64 / (calls(&out_big) - calls(&out_small)) as f64
+    };
+    let base = per_call(&plain, &[]);
+    let extra = |mode: &str| per_call(&traced, &[("PADTRIM_TRACE", mode)]) - base;
+    let (off, entry, graph) = (extra("off"), extra("entry"), extra("graph"));
+    eprintln!("extra instructions per call: off {off:.2}, entry {entry:.2}, graph {graph:.2}");
+    assert!(
+        off <= 1.0,
+        "tracing off costs {off:.2} instructions per call"
+    );
+    assert!(
+        entry <= 60.0,
+        "entry tracing costs {entry:.2} instructions per call"
+    );
+    assert!(
+        graph <= 100.0,
+        "graph tracing costs {graph:.2} instructions per call"
+    );
+    // And the fast paths recorded every call, across many full buffers (fib(20): 21891
+    // calls), in both modes.
+    for mode in ["entry", "graph"] {
+        let (stdout, code, trace) = record(&traced, mode, None);
+        assert_eq!(code, 0);
+        let n = calls(&stdout).to_string();
+        let summary = replay(&trace, &traced, &["--summary"]);
+        assert!(
+            summary
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(n.as_str()) && l.contains("fib")),
+            "{mode}: {n} calls of fib expected in\n{summary}"
+        );
+    }
+}

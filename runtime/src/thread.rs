@@ -610,10 +610,22 @@ mod tests {
         let shadow = unsafe { &*st.shadow.get() };
         let off = |p: usize| p - base;
         let num = |s: &str| s.parse::<usize>().unwrap();
-        assert_eq!(off(&st.busy as *const AtomicU32 as usize), num(state_offset!(busy)));
-        assert_eq!(off(core::ptr::addr_of!(shadow.depth) as usize), num(state_offset!(depth)));
-        assert_eq!(off(core::ptr::addr_of!(shadow.cur) as usize), num(state_offset!(cur)));
-        assert_eq!(off(core::ptr::addr_of!(shadow.end) as usize), num(state_offset!(end)));
+        assert_eq!(
+            off(&st.busy as *const AtomicU32 as usize),
+            num(state_offset!(busy))
+        );
+        assert_eq!(
+            off(core::ptr::addr_of!(shadow.depth) as usize),
+            num(state_offset!(depth))
+        );
+        assert_eq!(
+            off(core::ptr::addr_of!(shadow.cur) as usize),
+            num(state_offset!(cur))
+        );
+        assert_eq!(
+            off(core::ptr::addr_of!(shadow.end) as usize),
+            num(state_offset!(end))
+        );
         assert_eq!(
             off(core::ptr::addr_of!(shadow.entry_word) as usize),
             num(state_offset!(entry_word))
@@ -624,12 +636,24 @@ mod tests {
         );
         let frames = off(core::ptr::addr_of!(shadow.frames) as usize);
         assert_eq!(frames, num(state_offset!(frames)));
-        assert_eq!(frames - core::mem::size_of::<Frame>(), num(state_offset!(top_sp)));
+        assert_eq!(
+            frames - core::mem::size_of::<Frame>(),
+            num(state_offset!(top_sp))
+        );
         assert_eq!(1usize << FRAME_SHIFT, core::mem::size_of::<Frame>());
         let f = &shadow.frames[0];
-        assert_eq!(off(core::ptr::addr_of!(f.sp) as usize), num(state_offset!(frame_sp)));
-        assert_eq!(off(core::ptr::addr_of!(f.ret) as usize), num(state_offset!(frame_ret)));
-        assert_eq!(off(core::ptr::addr_of!(f.func) as usize), num(state_offset!(frame_func)));
+        assert_eq!(
+            off(core::ptr::addr_of!(f.sp) as usize),
+            num(state_offset!(frame_sp))
+        );
+        assert_eq!(
+            off(core::ptr::addr_of!(f.ret) as usize),
+            num(state_offset!(frame_ret))
+        );
+        assert_eq!(
+            off(core::ptr::addr_of!(f.func) as usize),
+            num(state_offset!(frame_func))
+        );
         assert_eq!(
             off(core::ptr::addr_of!(f.hooked) as usize),
             num(state_offset!(frame_hooked))

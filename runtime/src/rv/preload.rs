@@ -672,7 +672,8 @@ fn make_copy(bias: u64, module_tag: u64) -> Option<usize> {
         lits.add(1).write(bias);
         lits.add(2).write(module_tag);
         lits.add(3).write(asm::fast_words().as_ptr() as u64);
-        lits.add(4).write(bias.wrapping_add(4).wrapping_sub(module_tag));
+        lits.add(4)
+            .write(bias.wrapping_add(4).wrapping_sub(module_tag));
         lits.add(5).write(asm::tls_offset());
         lits.add(6).write(asm::return_hook_addr() as u64);
     }
