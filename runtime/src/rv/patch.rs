@@ -66,12 +66,7 @@ impl Slots {
         if at == 0 || at & 3 != 0 {
             return None;
         }
-        // SAFETY: `at` is 4-byte aligned and not null; by the slot table contract (see
-        // `find_slots`) a non-empty entry is the address of a function entry in the
-        // program's text, which stays mapped and readable for the life of the process. The
-        // load is atomic because another thread may be patching that word (`Patcher::store`,
-        // an atomic store); a relaxed atomic load of read-only memory is allowed.
-        Some(unsafe { (*(at as *const AtomicU32)).load(Ordering::Relaxed) })
+        Some(read_slot(at))
     }
 
     fn islands(&self) -> &'static [u64] {
@@ -83,6 +78,18 @@ impl Slots {
         // writes them.
         unsafe { core::slice::from_raw_parts(self.islands as *const u64, self.islands_count) }
     }
+}
+
+/// The instruction word in the slot at `at`, a non-empty, 4-byte aligned entry of the slot
+/// table.
+fn read_slot(at: usize) -> u32 {
+    debug_assert!(at != 0 && at & 3 == 0);
+    // SAFETY: `at` is 4-byte aligned and not null (callers check); by the slot table
+    // contract (see `find_slots`) a non-empty entry is the address of a function entry in
+    // the program's text, which stays mapped and readable for the life of the process. The
+    // load is atomic because another thread may be patching that word (`Patcher::store`, an
+    // atomic store); a relaxed atomic load of read-only memory is allowed.
+    unsafe { (*(at as *const AtomicU32)).load(Ordering::Relaxed) }
 }
 
 /// Can `count` 8-byte entries at runtime address `at` be a table (not null, aligned, no
@@ -296,7 +303,11 @@ impl Patcher {
     /// Store `insn` into slot `i`, whose current instruction `Slots::instruction` read (so
     /// the slot is 4-byte aligned and not empty).
     fn store(&mut self, slots: &Slots, i: usize, insn: u32) -> bool {
-        let addr = slots.slot(i);
+        self.store_at(slots.slot(i), insn)
+    }
+
+    /// `store` of the slot at runtime address `addr`, an entry of the slot table.
+    fn store_at(&mut self, addr: usize, insn: u32) -> bool {
         if addr == 0 || addr & 3 != 0 || !self.make_writable(addr) {
             return false;
         }
@@ -317,17 +328,21 @@ impl Patcher {
     /// only if it really forwards to the trampoline (a wrong island table must not send
     /// traced functions elsewhere).
     pub fn enable(&mut self, slots: &Slots, i: usize) -> bool {
-        let slot = slots.slot(i) as u64;
+        // The slot's address is read from the table once (startup patches every slot).
+        let slot = slots.slot(i);
         let tramp = asm::trampoline_addr() as u64;
-        let insn = if slots.instruction(i) == Some(NOP) {
-            pick_target(slot, tramp, slots.islands(), slots.bias)
-                .filter(|&t| t == tramp || island_reaches(t, tramp))
-                .and_then(|t| encode_jal_t0(slot, t))
+        let insn = if slot != 0 && slot & 3 == 0 && read_slot(slot) == NOP {
+            let slot = slot as u64;
+            encode_jal_t0(slot, tramp).or_else(|| {
+                pick_target(slot, tramp, slots.islands(), slots.bias)
+                    .filter(|&t| t == tramp || island_reaches(t, tramp))
+                    .and_then(|t| encode_jal_t0(slot, t))
+            })
         } else {
             None
         };
         match insn {
-            Some(insn) if self.store(slots, i, insn) => {
+            Some(insn) if self.store_at(slot, insn) => {
                 self.stats.patched += 1;
                 true
             }
