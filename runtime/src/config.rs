@@ -1,5 +1,5 @@
 //! Settings read from the environment at startup (`PADTRIM_TRACE`, `PADTRIM_FILTER`,
-//! `PADTRIM_OUT`, `PADTRIM_DEBUG`), parsed from raw `NAME=value` byte strings so no allocator is needed.
+//! `PADTRIM_ARGS`, `PADTRIM_OUT`, `PADTRIM_DEBUG`), parsed from raw `NAME=value` byte strings so no allocator is needed.
 
 use crate::format::Mode;
 
@@ -13,6 +13,8 @@ pub struct Config<'a> {
     pub mode: Mode,
     /// `PADTRIM_FILTER`, if set and not empty.
     pub filter: Option<&'a [u8]>,
+    /// `PADTRIM_ARGS` (see `args`), if set and not empty.
+    pub args: Option<&'a [u8]>,
     /// `PADTRIM_OUT`, or `DEFAULT_OUT`.
     pub out: &'a [u8],
     /// `PADTRIM_TRACE` had a value we do not understand (treated as off).
@@ -28,6 +30,7 @@ impl<'a> Config<'a> {
         let mut cfg = Config {
             mode: Mode::Off,
             filter: None,
+            args: None,
             out: DEFAULT_OUT,
             bad_mode: false,
             debug: false,
@@ -46,6 +49,8 @@ impl<'a> Config<'a> {
                 }
             } else if let Some(v) = value_of(entry, b"PADTRIM_FILTER") {
                 cfg.filter = if v.is_empty() { None } else { Some(v) };
+            } else if let Some(v) = value_of(entry, b"PADTRIM_ARGS") {
+                cfg.args = if v.is_empty() { None } else { Some(v) };
             } else if let Some(v) = value_of(entry, b"PADTRIM_DEBUG") {
                 cfg.debug = !v.is_empty() && v != b"0";
             } else if let Some(v) = value_of(entry, b"PADTRIM_OUT") {

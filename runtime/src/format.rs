@@ -105,6 +105,14 @@ pub enum Kind {
     /// A forked child started tracing into the same file: `tid` = the child's pid, `addr` =
     /// the parent's pid, `time` = when. The child's records carry its own thread ids.
     Fork,
+    /// Integer arguments of the call whose `Entry` record comes next on thread `tid`
+    /// (`PADTRIM_ARGS`): up to two values, `time` then `addr`; the low byte of `depth` is the
+    /// number of the first (1 for a0 ... 8 for a7), the high byte that of the second (0: none).
+    /// A call with more arguments has several such records.
+    Args,
+    /// The return value (a0) of the call whose `Exit` record comes next on thread `tid`:
+    /// `time` = the value, `addr` = the function, `depth` as in its `Exit`.
+    Return,
 }
 
 /// Which fact a `Module` record carries.
@@ -352,6 +360,8 @@ impl Kind {
             Kind::Identity => 6,
             Kind::Module => 7,
             Kind::Fork => 8,
+            Kind::Args => 9,
+            Kind::Return => 10,
         }
     }
     /// Inverse of `to_u8`.
@@ -366,6 +376,8 @@ impl Kind {
             6 => Some(Kind::Identity),
             7 => Some(Kind::Module),
             8 => Some(Kind::Fork),
+            9 => Some(Kind::Args),
+            10 => Some(Kind::Return),
             _ => None,
         }
     }
@@ -738,6 +750,8 @@ mod tests {
         assert_eq!(tag(1, 1 << 48), None);
         assert_eq!(tag(0x1_0000, 0), None);
         assert_eq!(Kind::from_u8(Kind::Fork.to_u8()), Some(Kind::Fork));
+        assert_eq!(Kind::from_u8(Kind::Args.to_u8()), Some(Kind::Args));
+        assert_eq!(Kind::from_u8(Kind::Return.to_u8()), Some(Kind::Return));
     }
 
     #[test]

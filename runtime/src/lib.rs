@@ -13,6 +13,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod args;
 pub mod builtins;
 pub mod config;
 pub mod descriptor;

@@ -86,6 +86,16 @@ pub struct Frame {
     pub hooked: u64,
 }
 
+/// The argument registers (a0 ... a7) of a call, and which of them to record (bit `n` for
+/// register `a<n>`, as `args::ARG1 << n`).
+#[derive(Clone, Copy, Debug)]
+pub struct CallArgs<'r> {
+    /// Which registers.
+    pub mask: u16,
+    /// a0 ... a7 at entry.
+    pub regs: &'r [u64; 8],
+}
+
 /// `ThreadState::busy`: nobody holds the state.
 pub const FREE: u32 = 0;
 /// `ThreadState::busy`: held by the thread the state belongs to (its handlers, its unwinder).
@@ -370,10 +380,62 @@ impl Shadow {
         self.record(Kind::ExitUnwound, func, self.depth, now, flush);
     }
 
+    /// `Args` records for the registers `args` selects, two values a record, then the
+    /// caller records the `Entry` they belong to.
+    fn record_args(&mut self, args: &CallArgs<'_>, flush: &mut dyn FnMut(&[u8])) {
+        let mut pending: Option<(u16, u64)> = None;
+        for (i, &v) in args.regs.iter().enumerate() {
+            if args.mask & (1 << i) == 0 {
+                continue;
+            }
+            let n = i as u16 + 1;
+            match pending.take() {
+                None => pending = Some((n, v)),
+                Some((first, fv)) => self.push_args_record(first, fv, n, v, flush),
+            }
+        }
+        if let Some((first, fv)) = pending {
+            self.push_args_record(first, fv, 0, 0, flush);
+        }
+    }
+
+    fn push_args_record(
+        &mut self,
+        n1: u16,
+        v1: u64,
+        n2: u16,
+        v2: u64,
+        flush: &mut dyn FnMut(&[u8]),
+    ) {
+        let r = Record {
+            time: v1,
+            addr: v2,
+            tid: self.tid,
+            depth: n1 | n2 << 8,
+            kind: Kind::Args,
+        };
+        self.push_record(r, flush);
+    }
+
     /// Entry-only mode: record the call; the shadow stack just tracks the depth.
     pub fn enter(&mut self, func: u64, sp: u64, now: u64, flush: &mut dyn FnMut(&[u8])) {
+        self.enter_args(func, sp, now, None, flush)
+    }
+
+    /// `enter`, recording the arguments `args` selects first.
+    pub fn enter_args(
+        &mut self,
+        func: u64,
+        sp: u64,
+        now: u64,
+        args: Option<CallArgs<'_>>,
+        flush: &mut dyn FnMut(&[u8]),
+    ) {
         self.resync(sp, now, flush);
         let depth = self.depth;
+        if let Some(a) = &args {
+            self.record_args(a, flush);
+        }
         self.record(Kind::Entry, func, depth, now, flush);
         if (depth as usize) < MAX_DEPTH {
             self.frames[depth as usize] = Frame {
@@ -396,11 +458,28 @@ impl Shadow {
         now: u64,
         flush: &mut dyn FnMut(&[u8]),
     ) -> bool {
+        self.enter_hooked_args(func, sp, ret, now, None, flush)
+    }
+
+    /// `enter_hooked`, recording the arguments `args` selects first (if the call is
+    /// recorded at all).
+    pub fn enter_hooked_args(
+        &mut self,
+        func: u64,
+        sp: u64,
+        ret: u64,
+        now: u64,
+        args: Option<CallArgs<'_>>,
+        flush: &mut dyn FnMut(&[u8]),
+    ) -> bool {
         self.resync(sp, now, flush);
         let depth = self.depth;
         if depth as usize >= MAX_DEPTH || ret == 0 {
             self.lost += 1;
             return false;
+        }
+        if let Some(a) = &args {
+            self.record_args(a, flush);
         }
         self.record(Kind::Entry, func, depth, now, flush);
         self.frames[depth as usize] = Frame {
@@ -416,6 +495,17 @@ impl Shadow {
     /// The return hook ran with stack pointer `sp`: record the exit and give back the
     /// original return address, or `None` if no hooked frame matches (state corrupt).
     pub fn exit_hooked(&mut self, sp: u64, now: u64, flush: &mut dyn FnMut(&[u8])) -> Option<u64> {
+        self.exit_hooked_ret(sp, now, None, flush)
+    }
+
+    /// `exit_hooked`, recording the return value `ret` (a `Return` record) before the exit.
+    pub fn exit_hooked_ret(
+        &mut self,
+        sp: u64,
+        now: u64,
+        value: Option<u64>,
+        flush: &mut dyn FnMut(&[u8]),
+    ) -> Option<u64> {
         self.resync(sp, now, flush);
         if self.depth == 0 {
             return None;
@@ -425,6 +515,16 @@ impl Shadow {
             return None;
         }
         self.depth -= 1;
+        if let Some(v) = value {
+            let r = Record {
+                time: v,
+                addr: top.func,
+                tid: self.tid,
+                depth: self.depth.min(u16::MAX as u32) as u16,
+                kind: Kind::Return,
+            };
+            self.push_record(r, flush);
+        }
         self.record(Kind::Exit, top.func, self.depth, now, flush);
         Some(top.ret)
     }
@@ -677,5 +777,40 @@ mod tests {
         assert_eq!((fresh.cur, fresh.end), (0, 0));
         // The buffer holds whole records, ending where the check puts `end`.
         assert_eq!(core::mem::size_of_val(&fresh.buf) % RECORD_SIZE, 0);
+    }
+
+    #[test]
+    fn arguments_and_return_values_come_right_before_their_entry_and_exit() {
+        let mut t = new_state();
+        t.set_tid(9);
+        let mut out = Vec::new();
+        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+        let regs = [10, 11, 12, 13, 14, 15, 16, 17];
+        let args = CallArgs {
+            mask: 0b1000_0101,
+            regs: &regs,
+        };
+        assert!(t.enter_hooked_args(0xa, 1000, 0x111, 1, Some(args), &mut sink));
+        assert_eq!(t.exit_hooked_ret(1000, 2, Some(42), &mut sink), Some(0x111));
+        t.flush(&mut sink);
+        let recs: Vec<Record> = out
+            .chunks(RECORD_SIZE)
+            .map(|c| Record::decode(c).unwrap())
+            .collect();
+        let got: Vec<(Kind, u64, u64, u16)> = recs
+            .iter()
+            .map(|r| (r.kind, r.time, r.addr, r.depth))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::Args, 10, 12, 1 | 3 << 8),
+                (Kind::Args, 17, 0, 8),
+                (Kind::Entry, 1, 0xa, 0),
+                (Kind::Return, 42, 0xa, 0),
+                (Kind::Exit, 2, 0xa, 0),
+            ]
+        );
+        assert!(recs.iter().all(|r| r.tid == 9));
     }
 }

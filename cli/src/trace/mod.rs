@@ -21,6 +21,12 @@ pub struct RecordArgs {
     /// Record exits too (function graph with durations), not only entries.
     #[arg(long)]
     pub graph: bool,
+    /// Record integer arguments and return values of the functions named: `;`-separated
+    /// rules `GLOBS@FIELDS`, GLOBS as for --filter, FIELDS a comma list of arg1..arg8 (the
+    /// registers a0..a7 at entry), args (all eight) and retval (a0 at return; needs --graph),
+    /// e.g. `fib@arg1,retval;str*,!strlen@arg1,arg2`. Default: PADTRIM_ARGS.
+    #[arg(long, value_name = "SPEC")]
+    pub args: Option<String>,
     /// Trace file to write (default padtrim.trace; with --uftrace, none is kept unless -o
     /// is given).
     #[arg(short = 'o', long = "output", value_name = "FILE")]

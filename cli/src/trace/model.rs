@@ -47,11 +47,65 @@ pub struct Startup {
     pub table: &'static str,
 }
 
+/// Integer arguments recorded with a call (`PADTRIM_ARGS`): bit `n` of `mask` says that
+/// `vals[n]` (register a`n`, argument `n + 1`) was recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgVals {
+    /// Which arguments.
+    pub mask: u8,
+    /// Their values.
+    pub vals: [u64; 8],
+}
+
+impl ArgVals {
+    /// (argument number from 1, value) of each recorded argument, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        (0..8)
+            .filter(|&i| self.mask & (1 << i) != 0)
+            .map(|i| (i + 1, self.vals[i]))
+    }
+
+    /// `(5, 0x10)`: the values as replay shows them, small ones in decimal.
+    pub fn list(&self) -> String {
+        let mut s = String::new();
+        for (k, (_, v)) in self.iter().enumerate() {
+            if k > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&show_value(v));
+        }
+        s
+    }
+
+    fn set(&mut self, n: u16, v: u64) {
+        if (1..=8).contains(&n) {
+            self.mask |= 1 << (n - 1);
+            self.vals[n as usize - 1] = v;
+        }
+    }
+}
+
+/// An integer register's value as replay shows it: signed decimal when it is small in
+/// magnitude (what an `int`, a count or an error code holds), hexadecimal otherwise (a
+/// pointer).
+pub fn show_value(v: u64) -> String {
+    let i = v as i64;
+    if (-0x10_0000..=0x10_0000).contains(&i) {
+        i.to_string()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
 /// One call event on a thread.
 #[derive(Clone, Copy, Debug)]
 pub struct Event {
     /// Entry, exit, unwound.
     pub kind: EventKind,
+    /// The arguments recorded at an entry.
+    pub args: Option<ArgVals>,
+    /// The return value recorded at an exit.
+    pub ret: Option<u64>,
     /// Index into `Trace::names`.
     pub func: usize,
     /// Depth recorded by the runtime.
@@ -65,6 +119,10 @@ pub struct Event {
 pub struct Span {
     /// Index into `Trace::names`.
     pub func: usize,
+    /// The arguments recorded at its entry.
+    pub args: Option<ArgVals>,
+    /// The return value recorded at its exit.
+    pub ret: Option<u64>,
     /// Nesting level on its thread (0 = outermost).
     pub level: usize,
     /// Entry time, ns since start.
@@ -239,8 +297,11 @@ impl Trace {
                 let Some(r) = Record::decode(raw) else {
                     continue;
                 };
+                let call = matches!(r.kind, Kind::Entry | Kind::Exit | Kind::ExitUnwound);
                 match r.kind {
                     Kind::Entry | Kind::Exit | Kind::ExitUnwound => {}
+                    // Read with the thread's events (they belong to the next entry or exit).
+                    Kind::Args | Kind::Return => {}
                     Kind::Lost => {
                         lost += r.addr;
                         continue;
@@ -282,9 +343,11 @@ impl Trace {
                         continue;
                     }
                 }
-                if let std::collections::hash_map::Entry::Vacant(v) = by_addr.entry(r.addr) {
-                    v.insert(addrs.len());
-                    addrs.push(r.addr);
+                if call {
+                    if let std::collections::hash_map::Entry::Vacant(v) = by_addr.entry(r.addr) {
+                        v.insert(addrs.len());
+                        addrs.push(r.addr);
+                    }
                 }
                 let t = *by_tid.entry(r.tid).or_insert_with(|| {
                     threads.push(Thread {
@@ -292,13 +355,16 @@ impl Trace {
                         first_ns: 0.0,
                         events: 0,
                         forked_from: None,
-                        first_tick: r.time,
+                        first_tick: if call { r.time } else { u64::MAX },
                         runs: Vec::new(),
                     });
                     threads.len() - 1
                 });
                 let th = &mut threads[t];
-                th.events += 1;
+                if call {
+                    th.events += 1;
+                    th.first_tick = th.first_tick.min(r.time);
+                }
                 if indexed {
                     match th.runs.last_mut() {
                         Some(run) if last_thread == t => run.1 = at + 1 - run.0,
@@ -398,6 +464,8 @@ impl Trace {
             pos: 0,
             by_addr,
             last_ns: 0.0,
+            pending_args: None,
+            pending_ret: None,
         })
     }
 }
@@ -463,6 +531,8 @@ pub struct Events<'a> {
     pos: usize,
     by_addr: IntMap<u64, usize>,
     last_ns: f64,
+    pending_args: Option<ArgVals>,
+    pending_ret: Option<u64>,
 }
 
 impl Events<'_> {
@@ -475,15 +545,34 @@ impl Events<'_> {
                 let Some(r) = Record::decode(raw) else {
                     continue;
                 };
+                if r.tid != self.tid {
+                    continue;
+                }
                 let kind = match r.kind {
                     Kind::Entry => EventKind::Entry,
                     Kind::Exit => EventKind::Exit,
                     Kind::ExitUnwound => EventKind::Unwound,
+                    Kind::Args => {
+                        let a = self.pending_args.get_or_insert_with(ArgVals::default);
+                        a.set(r.depth & 0xff, r.time);
+                        a.set(r.depth >> 8, r.addr);
+                        continue;
+                    }
+                    Kind::Return => {
+                        self.pending_ret = Some(r.time);
+                        continue;
+                    }
                     _ => continue,
                 };
-                if r.tid != self.tid {
-                    continue;
-                }
+                // Arguments come right before their entry, a return value right before its
+                // exit (on the same thread).
+                let (args, ret) = match kind {
+                    EventKind::Entry => (self.pending_args.take(), None),
+                    EventKind::Exit => (None, self.pending_ret.take()),
+                    EventKind::Unwound => (None, None),
+                };
+                self.pending_args = None;
+                self.pending_ret = None;
                 let Some(&func) = self.by_addr.get(&r.addr) else {
                     continue; // the file changed since it was indexed
                 };
@@ -491,6 +580,8 @@ impl Events<'_> {
                 self.last_ns = ns;
                 return Ok(Some(Event {
                     kind,
+                    args,
+                    ret,
                     func,
                     depth: r.depth,
                     ns,
@@ -539,6 +630,7 @@ impl Events<'_> {
 struct OpenSpan {
     ordinal: u64,
     func: usize,
+    args: Option<ArgVals>,
     start: f64,
     children: f64,
 }
@@ -570,6 +662,7 @@ impl Pairing {
         self.open.push(OpenSpan {
             ordinal,
             func: e.func,
+            args: e.args,
             start: e.ns,
             children: 0.0,
         });
@@ -585,12 +678,14 @@ impl Pairing {
             let Some(o) = self.open.pop() else { break };
             let is_target = self.open.len() == pos;
             let end = e.ns.max(o.start);
-            let end_kind = if is_target && e.kind == EventKind::Exit {
+            let returned = is_target && e.kind == EventKind::Exit;
+            let end_kind = if returned {
                 SpanEnd::Returned
             } else {
                 SpanEnd::Unwound
             };
-            self.finish(o, end, end_kind, &mut closed);
+            let ret = if returned { e.ret } else { None };
+            self.finish(o, end, end_kind, ret, &mut closed);
         }
     }
 
@@ -598,7 +693,7 @@ impl Pairing {
     pub fn close_all(&mut self, last: f64, mut closed: impl FnMut(Closed)) {
         while let Some(o) = self.open.pop() {
             let end = last.max(o.start);
-            self.finish(o, end, SpanEnd::Open, &mut closed);
+            self.finish(o, end, SpanEnd::Open, None, &mut closed);
         }
     }
 
@@ -612,6 +707,7 @@ impl Pairing {
         o: OpenSpan,
         end: f64,
         end_kind: SpanEnd,
+        ret: Option<u64>,
         closed: &mut impl FnMut(Closed),
     ) {
         let dur = end - o.start;
@@ -621,6 +717,8 @@ impl Pairing {
         let recursive = self.open.iter().any(|p| p.func == o.func);
         let span = Span {
             func: o.func,
+            args: o.args,
+            ret,
             level: self.open.len(),
             start: o.start,
             end,

@@ -15,6 +15,21 @@ use crate::input::Input;
 /// ELF machine number of RISC-V.
 const EM_RISCV: u16 = 243;
 
+/// Refuse an arguments spec (`--args`, `PADTRIM_ARGS`) the runtime would not follow, before
+/// the program runs: one that does not parse, or that asks for return values in entry mode
+/// (they are recorded by the return hook, which only graph mode installs).
+fn check_arg_spec(spec: &str, graph: bool) -> anyhow::Result<()> {
+    let parsed = padtrim_runtime::args::ArgSpec::parse(spec.as_bytes())
+        .map_err(|e| anyhow::anyhow!("record: --args {spec:?}: {}", e.message()))?;
+    if !graph && parsed.wants_retval() {
+        bail!(
+            "record: --args {spec:?}: retval needs --graph (return values are recorded at the \
+             return, which entry mode does not hook)"
+        );
+    }
+    Ok(())
+}
+
 /// Run the program (under qemu-riscv64 unless the host is riscv64) with PADTRIM_TRACE,
 /// PADTRIM_FILTER and PADTRIM_OUT set, and return its exit status (128 + N if signal N
 /// killed it). An error (exit 2) if the program is not a riscv64 program, cannot be run,
@@ -26,6 +41,14 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
             bail!("record: no program given (usage: padtrim record [OPTIONS] -- PROGRAM ARGS...)")
         }
     };
+    let arg_spec = args
+        .args
+        .clone()
+        .or_else(|| std::env::var("PADTRIM_ARGS").ok())
+        .filter(|s| !s.trim().is_empty());
+    if let Some(spec) = &arg_spec {
+        check_arg_spec(spec, args.graph)?;
+    }
     let input = check_program(Path::new(program))?;
     let identity = Identity::of(input.bytes());
     let carries_runtime = carries_runtime(input.bytes());
@@ -60,6 +83,9 @@ pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {
     ];
     if let Some(f) = &args.filter {
         env.push(("PADTRIM_FILTER", f.clone()));
+    }
+    if let Some(a) = &arg_spec {
+        env.push(("PADTRIM_ARGS", a.clone()));
     }
     // An old trace must not pass for a new one if the program fails before writing. Only
     // a regular file (or a link) is removed: never a device such as -o /dev/null, which

@@ -9,7 +9,7 @@ use std::io::Write;
 use padtrim_runtime::format::Mode;
 use serde::Serialize;
 
-use super::model::{EventKind, IntMap, Pairing, Span, SpanEnd, Spans, Trace};
+use super::model::{show_value, ArgVals, EventKind, IntMap, Pairing, Span, SpanEnd, Spans, Trace};
 
 /// "1 thread", "2 threads".
 fn count(n: u64, one: &str, many: &str) -> String {
@@ -112,7 +112,25 @@ impl Lines {
     }
 }
 
-/// ftrace function_graph style: one block per thread, indentation by depth, durations in us.
+/// `(5, 0x10)`: a call's recorded arguments, or `()`.
+fn push_args(line: &mut Vec<u8>, args: Option<&ArgVals>) {
+    line.push(b'(');
+    if let Some(a) = args {
+        line.extend_from_slice(a.list().as_bytes());
+    }
+    line.push(b')');
+}
+
+/// ` = 5`: a call's recorded return value, if any.
+fn push_ret(line: &mut Vec<u8>, ret: Option<u64>) {
+    if let Some(v) = ret {
+        line.extend_from_slice(b" = ");
+        line.extend_from_slice(show_value(v).as_bytes());
+    }
+}
+
+/// ftrace function_graph style: one block per thread, indentation by depth, durations in us;
+/// recorded arguments in the parentheses, a recorded return value after ` = `.
 pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(
         out,
@@ -136,7 +154,7 @@ pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                 }
                 let line = lines.start(Some(e.ns), e.depth as usize);
                 line.extend_from_slice(t.names[e.func].as_bytes());
-                line.extend_from_slice(b"()");
+                push_args(line, e.args.as_ref());
                 lines.finish(out)?;
             }
             continue;
@@ -150,7 +168,12 @@ pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                 SpanEnd::Open => b" (did not return)",
             };
             let line = lines.start(Some(s.end - s.start), s.level);
-            line.extend_from_slice(b"} /* ");
+            line.extend_from_slice(b"}");
+            if s.ret.is_some() {
+                push_ret(line, s.ret);
+                line.push(b';');
+            }
+            line.extend_from_slice(b" /* ");
             line.extend_from_slice(t.names[s.func].as_bytes());
             line.extend_from_slice(b" */");
             line.extend_from_slice(note);
@@ -176,13 +199,16 @@ pub fn text(t: &Trace, out: &mut dyn Write) -> anyhow::Result<()> {
                 };
                 let line = lines.start(Some(s.end - s.start), s.level);
                 line.extend_from_slice(t.names[s.func].as_bytes());
-                line.extend_from_slice(b"();");
+                push_args(line, s.args.as_ref());
+                push_ret(line, s.ret);
+                line.extend_from_slice(b";");
                 line.extend_from_slice(note);
                 lines.finish(out)?;
             } else {
                 let line = lines.start(None, s.level);
                 line.extend_from_slice(t.names[s.func].as_bytes());
-                line.extend_from_slice(b"() {");
+                push_args(line, s.args.as_ref());
+                line.extend_from_slice(b" {");
                 lines.finish(out)?;
                 open.push(s);
             }

@@ -143,8 +143,75 @@ global_asm!(
     "addi sp, sp, 48",
     ".cfi_def_cfa_offset 0",
     "ret",
+    // The return hook of calls whose return value is recorded (`PADTRIM_ARGS` retval):
+    // always through Rust, padtrim_on_exit_ret(sp, a0). In the same function as the hook,
+    // so unwinders treat it alike.
+    ".globl padtrim_return_hook_ret",
+    "padtrim_return_hook_ret:",
+    "addi sp, sp, -48",
+    ".cfi_def_cfa_offset 48",
+    "sd a0, 0(sp)",
+    "sd a1, 8(sp)",
+    "fsd fa0, 16(sp)",
+    "fsd fa1, 24(sp)",
+    "mv a1, a0",
+    "addi a0, sp, 48",
+    "call padtrim_on_exit_ret",
+    "mv ra, a0",
+    "ld a0, 0(sp)",
+    "ld a1, 8(sp)",
+    "fld fa0, 16(sp)",
+    "fld fa1, 24(sp)",
+    "addi sp, sp, 48",
+    ".cfi_def_cfa_offset 0",
+    "ret",
     ".cfi_endproc",
     ".size padtrim_return_hook, . - padtrim_return_hook",
+);
+
+// The trampoline of functions whose arguments are recorded (`PADTRIM_ARGS`): only their
+// slots jump here, so the others keep the fast path. Like the slow path of
+// `padtrim_trampoline`, calling padtrim_on_entry_args, which reads a0 ... a7 from the frame.
+global_asm!(
+    ".text",
+    ".globl padtrim_args_trampoline",
+    ".type padtrim_args_trampoline, @function",
+    ".p2align 2",
+    "padtrim_args_trampoline:",
+    ".cfi_startproc",
+    ".cfi_return_column t0",
+    "addi sp, sp, -160",
+    ".cfi_def_cfa_offset 160",
+    "sd ra, 0(sp)",
+    "sd t0, 8(sp)",
+    "sd t2, 16(sp)",
+    ".cfi_offset ra, -160",
+    ".cfi_offset t0, -152",
+    "sd a0, 24(sp)",
+    "sd a1, 32(sp)",
+    "sd a2, 40(sp)",
+    "sd a3, 48(sp)",
+    "sd a4, 56(sp)",
+    "sd a5, 64(sp)",
+    "sd a6, 72(sp)",
+    "sd a7, 80(sp)",
+    "fsd fa0, 88(sp)",
+    "fsd fa1, 96(sp)",
+    "fsd fa2, 104(sp)",
+    "fsd fa3, 112(sp)",
+    "fsd fa4, 120(sp)",
+    "fsd fa5, 128(sp)",
+    "fsd fa6, 136(sp)",
+    "fsd fa7, 144(sp)",
+    "addi a0, t0, -4",
+    "mv a1, sp",
+    "addi a2, sp, 160",
+    "call padtrim_on_entry_args",
+    restore_entry_frame!(),
+    ".cfi_def_cfa_offset 0",
+    "jr t0",
+    ".cfi_endproc",
+    ".size padtrim_args_trampoline, . - padtrim_args_trampoline",
 );
 
 // One pointer per thread (initial-exec TLS: valid in executables and in libraries loaded at
@@ -211,6 +278,28 @@ pub fn tls_offset() -> u64 {
     // SAFETY: reads the thread pointer register only.
     unsafe { asm!("mv {0}, tp", out(reg) tp, options(nomem, nostack, preserves_flags)) };
     (tls_slot() as u64).wrapping_sub(tp as u64)
+}
+
+/// Runtime address of `padtrim_args_trampoline` (PC-relative, like `trampoline_addr`).
+#[inline(always)]
+pub fn args_trampoline_addr() -> usize {
+    let p: usize;
+    // SAFETY: as in `trampoline_addr`: only computes an address (`pure, nomem, nostack`).
+    unsafe {
+        asm!("lla {0}, padtrim_args_trampoline", out(reg) p, options(pure, nomem, nostack));
+    }
+    p
+}
+
+/// Runtime address of `padtrim_return_hook_ret` (PC-relative, like `trampoline_addr`).
+#[inline(always)]
+pub fn return_hook_ret_addr() -> usize {
+    let p: usize;
+    // SAFETY: as in `trampoline_addr`: only computes an address (`pure, nomem, nostack`).
+    unsafe {
+        asm!("lla {0}, padtrim_return_hook_ret", out(reg) p, options(pure, nomem, nostack));
+    }
+    p
 }
 
 /// Runtime address of `padtrim_return_hook` (PC-relative, like `trampoline_addr`).

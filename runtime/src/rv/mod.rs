@@ -202,7 +202,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsiz
 
 use crate::descriptor::Descriptor;
 use crate::format::{Kind, Mode, Record};
-use crate::thread::{ThreadState, HELD_BY_OTHER, HELD_BY_OWNER};
+use crate::thread::{CallArgs, ThreadState, HELD_BY_OTHER, HELD_BY_OWNER};
 
 /// Filled in the file by `padtrim rewrite` (it must live in `.data`, not `.bss`).
 #[no_mangle]
@@ -425,18 +425,104 @@ pub unsafe extern "C" fn padtrim_on_entry(slot: usize, ret_slot: *mut usize, sp:
     let caller = unsafe { *ret_slot };
     let func = (slot as u64).wrapping_sub(BIAS.load(Ordering::Relaxed));
     // SAFETY: our contract includes `record_entry`'s.
-    unsafe { record_entry(func, ret_slot, sp, now) };
+    unsafe { record_entry(func, ret_slot, sp, now, 0) };
     if HANDLER_COUNT.load(Ordering::Relaxed) != 0 {
         call_registered_handler(slot, caller);
     }
 }
 
-/// Record the entry of the function `func` (its address as the trace has it).
+/// Slots whose calls record arguments (`PADTRIM_ARGS`): pairs of (runtime slot address,
+/// fields as `args` masks), `ARG_COUNT` of them filled, at most `MAX_ARG_SLOTS`; a mapping
+/// made once and never unmapped. Entries are only appended (under the patching lock), and
+/// a reader sees the ones `ARG_COUNT` published.
+static ARG_TABLE: AtomicUsize = AtomicUsize::new(0);
+static ARG_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Functions that can have their arguments recorded.
+pub(crate) const MAX_ARG_SLOTS: usize = 4096;
+
+/// Remember that the slot at runtime address `slot` records `mask`; false if the table is
+/// full (or cannot be had). Callers hold the patching lock (one appender at a time).
+pub(crate) fn add_arg_slot(slot: usize, mask: u16) -> bool {
+    let mut table = ARG_TABLE.load(Ordering::Acquire);
+    if table == 0 {
+        table = sys::mmap(MAX_ARG_SLOTS * 16, -1) as usize;
+        if table == 0 {
+            return false;
+        }
+        ARG_TABLE.store(table, Ordering::Release);
+    }
+    let n = ARG_COUNT.load(Ordering::Relaxed);
+    if n >= MAX_ARG_SLOTS {
+        return false;
+    }
+    // SAFETY: `table` is our mapping of `MAX_ARG_SLOTS` pairs of u64, `n` below that; the
+    // entry is not yet published (readers look only below `ARG_COUNT`), and appenders take
+    // turns (our caller's lock).
+    unsafe {
+        let e = (table as *mut u64).add(2 * n);
+        e.write(slot as u64);
+        e.add(1).write(u64::from(mask));
+    }
+    ARG_COUNT.store(n + 1, Ordering::Release);
+    true
+}
+
+/// The fields recorded for the slot at runtime address `slot` (0: none).
+fn arg_mask(slot: usize) -> u16 {
+    let n = ARG_COUNT.load(Ordering::Acquire);
+    let table = ARG_TABLE.load(Ordering::Acquire);
+    if table == 0 {
+        return 0;
+    }
+    // SAFETY: the first `n` pairs of the mapping were written before `ARG_COUNT` published
+    // them (Release/Acquire) and are never written again; the mapping is never unmapped.
+    let entries = unsafe { core::slice::from_raw_parts(table as *const u64, 2 * n) };
+    entries
+        .chunks_exact(2)
+        .rev()
+        .find(|e| e[0] == slot as u64)
+        .map_or(0, |e| e[1] as u16)
+}
+
+/// Called by `padtrim_args_trampoline` (and, through `on_entry_module_args`, by the
+/// preloaded runtime's copies) on every entry of a function whose arguments are recorded.
+///
+/// # Safety
+/// As `padtrim_on_entry`'s; the frame `ret_slot` points into also holds a0 ... a7 as the
+/// trampoline saved them (8 words from `ret_slot + 3`).
+#[no_mangle]
+pub unsafe extern "C" fn padtrim_on_entry_args(slot: usize, ret_slot: *mut usize, sp: usize) {
+    let now = sys::ticks();
+    let func = (slot as u64).wrapping_sub(BIAS.load(Ordering::Relaxed));
+    // SAFETY: our contract includes `record_entry`'s.
+    unsafe { record_entry(func, ret_slot, sp, now, arg_mask(slot)) };
+}
+
+/// Record the entry of `func` with the fields `mask` asks for, for `padtrim_on_entry_args`
+/// and the preloaded runtime.
+///
+/// # Safety
+/// As `padtrim_on_entry_args`.
+#[cfg_attr(not(padtrim_preload), allow(dead_code))]
+pub(crate) unsafe fn record_entry_args(
+    func: u64,
+    slot: usize,
+    ret_slot: *mut usize,
+    sp: usize,
+    now: u64,
+) {
+    // SAFETY: our contract.
+    unsafe { record_entry(func, ret_slot, sp, now, arg_mask(slot)) };
+}
+
+/// Record the entry of the function `func` (its address as the trace has it), with the
+/// argument registers and return value `mask` selects (`args`; 0 for none).
 ///
 /// # Safety
 /// `ret_slot` must be valid for reads and writes and used by nothing else during the call
-/// (the trampoline's saved ra); `sp` the traced function's entry sp.
-unsafe fn record_entry(func: u64, ret_slot: *mut usize, sp: usize, now: u64) {
+/// (the trampoline's saved ra); `sp` the traced function's entry sp. If `mask` selects any
+/// argument, the 8 words from `ret_slot + 3` must be a0 ... a7 as the trampoline saved them.
+pub(crate) unsafe fn record_entry(func: u64, ret_slot: *mut usize, sp: usize, now: u64, mask: u16) {
     let mode = mode();
     if mode == Mode::Off || !ENABLED.load(Ordering::Relaxed) || FINISHED.load(Ordering::Relaxed) {
         return;
@@ -450,15 +536,31 @@ unsafe fn record_entry(func: u64, ret_slot: *mut usize, sp: usize, now: u64) {
         Some(held) => held,
         None => return,
     };
+    let regs: [u64; 8];
+    let args = if mask & crate::args::ALL_ARGS != 0 {
+        // SAFETY: our contract: the trampoline's frame holds a0 ... a7 after ra, t0, t2.
+        regs = unsafe { core::ptr::read((ret_slot as *const u64).add(3) as *const [u64; 8]) };
+        Some(CallArgs {
+            mask: mask & crate::args::ALL_ARGS,
+            regs: &regs,
+        })
+    } else {
+        None
+    };
     if mode == Mode::Graph {
         // SAFETY: `ret_slot` is valid for reads and writes (our contract).
         let ret = unsafe { *ret_slot };
-        if st.enter_hooked(func, sp as u64, ret as u64, now, &mut flush_block) {
+        if st.enter_hooked_args(func, sp as u64, ret as u64, now, args, &mut flush_block) {
+            let hook = if mask & crate::args::RETVAL != 0 {
+                asm::return_hook_ret_addr()
+            } else {
+                asm::return_hook_addr()
+            };
             // SAFETY: as above.
-            unsafe { *ret_slot = asm::return_hook_addr() };
+            unsafe { *ret_slot = hook };
         }
     } else {
-        st.enter(func, sp as u64, now, &mut flush_block);
+        st.enter_args(func, sp as u64, now, args, &mut flush_block);
     }
 }
 
@@ -478,6 +580,31 @@ pub unsafe extern "C" fn padtrim_on_exit(sp: usize) -> usize {
     // SAFETY: `thread_state` is this thread's own state, and this is the return hook
     // (our contract).
     let ret = unsafe { st.hold_as_owner() }.exit_hooked(sp as u64, now, &mut flush_block);
+    match ret {
+        Some(r) => r as usize,
+        None => sys::fatal(b"padtrim: return hook found no matching shadow frame\n"),
+    }
+}
+
+/// Called by `padtrim_return_hook_ret` (the return hook of calls whose return value is
+/// recorded) with the sp at return and a0; returns the real return address.
+///
+/// # Safety
+/// As `padtrim_on_exit`.
+#[no_mangle]
+pub unsafe extern "C" fn padtrim_on_exit_ret(sp: usize, value: u64) -> usize {
+    let now = sys::ticks();
+    let st = match thread_state() {
+        Some(s) => s,
+        None => sys::fatal(b"padtrim: return hook reached without thread state\n"),
+    };
+    // SAFETY: as in `padtrim_on_exit`.
+    let ret = unsafe { st.hold_as_owner() }.exit_hooked_ret(
+        sp as u64,
+        now,
+        Some(value),
+        &mut flush_block,
+    );
     match ret {
         Some(r) => r as usize,
         None => sys::fatal(b"padtrim: return hook found no matching shadow frame\n"),

@@ -353,6 +353,24 @@ impl Patcher {
         }
     }
 
+    /// Turn the `nop` in slot `i` into `jal t0, target` (`target` in direct reach: islands
+    /// forward to the trampoline only).
+    pub fn enable_to(&mut self, slots: &Slots, i: usize, target: u64) -> bool {
+        let slot = slots.slot(i);
+        let insn = if slot != 0 && slot & 3 == 0 && read_slot(slot) == NOP {
+            encode_jal_t0(slot as u64, target)
+        } else {
+            None
+        };
+        match insn {
+            Some(insn) if self.store_at(slot, insn) => {
+                self.stats.patched += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Put the `nop` back if slot `i` holds a `jal t0` to the trampoline or an island.
     pub fn disable(&mut self, slots: &Slots, i: usize) -> bool {
         let slot = slots.slot(i) as u64;
@@ -365,6 +383,7 @@ impl Patcher {
         };
         let tramp = asm::trampoline_addr() as u64;
         let is_ours = target == tramp
+            || target == asm::args_trampoline_addr() as u64
             || slots
                 .islands()
                 .iter()

@@ -113,6 +113,11 @@ static DEBUG: AtomicBool = AtomicBool::new(false);
 /// length of bytes that are never written or unmapped afterwards (0, 0 when there is none).
 static FILTER_AT: AtomicUsize = AtomicUsize::new(0);
 static FILTER_LEN: AtomicUsize = AtomicUsize::new(0);
+/// `PADTRIM_ARGS`, copied at start-up like `PADTRIM_FILTER` (only if it parses), and the
+/// fields the mode can record (`startup::fields_for`).
+static ARGS_AT: AtomicUsize = AtomicUsize::new(0);
+static ARGS_LEN: AtomicUsize = AtomicUsize::new(0);
+static ARG_FIELDS: AtomicU32 = AtomicU32::new(0);
 /// Next module id: an `AtomicU32` in memory shared with forked children (so a child and its
 /// parent never give one id to two modules), or 0 before start-up; `NEXT_ID_LOCAL` if that
 /// page could not be had.
@@ -127,7 +132,8 @@ static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 // literals at its start, and its slow path calls `on_entry_module` through an absolute
 // address and hands it the module's load bias and id (tag). The literals: `on_entry_module`,
 // load bias, module tag, the address of the fast flag (`padtrim_fast`), load bias + 4 minus
-// the tag, the thread pointer offset of `padtrim_tls_state`, `padtrim_return_hook`. It refers
+// the tag, the thread pointer offset of `padtrim_tls_state`, `padtrim_return_hook`,
+// `on_entry_module_args` (for the args entry, `padtrim_copy_args_entry`). It refers
 // to nothing outside itself (PC-relative to its own start, with relaxation off so the linker
 // leaves the `auipc/addi` pairs as they are), so a byte copy works anywhere. Entered from a
 // stub with t0 = slot + 4, ra = the traced function's return address, sp = its entry sp.
@@ -146,6 +152,7 @@ global_asm!(
     ".dword 0", // load bias + 4 - module tag
     ".dword 0", // thread pointer offset of padtrim_tls_state
     ".dword 0", // padtrim_return_hook
+    ".dword 0", // on_entry_module_args
     ".globl padtrim_copy_entry",
     ".hidden padtrim_copy_entry",
     "padtrim_copy_entry:",
@@ -189,6 +196,44 @@ global_asm!(
     "jalr ra, 0(t1)",
     restore_entry_frame!(),
     "jr t0",
+    // The entry of the module's functions whose arguments are recorded (`PADTRIM_ARGS`):
+    // always the slow path, calling on_entry_module_args (which reads a0 ... a7 from the
+    // frame).
+    ".globl padtrim_copy_args_entry",
+    ".hidden padtrim_copy_args_entry",
+    "padtrim_copy_args_entry:",
+    "addi sp, sp, -160",
+    "sd ra, 0(sp)",
+    "sd t0, 8(sp)",
+    "sd t2, 16(sp)",
+    "sd a0, 24(sp)",
+    "sd a1, 32(sp)",
+    "sd a2, 40(sp)",
+    "sd a3, 48(sp)",
+    "sd a4, 56(sp)",
+    "sd a5, 64(sp)",
+    "sd a6, 72(sp)",
+    "sd a7, 80(sp)",
+    "fsd fa0, 88(sp)",
+    "fsd fa1, 96(sp)",
+    "fsd fa2, 104(sp)",
+    "fsd fa3, 112(sp)",
+    "fsd fa4, 120(sp)",
+    "fsd fa5, 128(sp)",
+    "fsd fa6, 136(sp)",
+    "fsd fa7, 144(sp)",
+    "addi a0, t0, -4",
+    "mv a1, sp",
+    "addi a2, sp, 160",
+    "padtrim_copy_args_pc:",
+    "auipc t1, %pcrel_hi(padtrim_copy_start)",
+    "addi t1, t1, %pcrel_lo(padtrim_copy_args_pc)",
+    "ld a3, 8(t1)",
+    "ld a4, 16(t1)",
+    "ld t1, 56(t1)",
+    "jalr ra, 0(t1)",
+    restore_entry_frame!(),
+    "jr t0",
     ".globl padtrim_copy_end",
     ".hidden padtrim_copy_end",
     "padtrim_copy_end:",
@@ -210,6 +255,17 @@ fn copy_template() -> (usize, usize, usize) {
     (start, entry, end)
 }
 
+/// Offset of `padtrim_copy_args_entry` from the start of the template.
+fn copy_args_offset() -> usize {
+    let (start, args): (usize, usize);
+    // SAFETY: as in `copy_template`.
+    unsafe {
+        core::arch::asm!("lla {0}, padtrim_copy_start", "lla {1}, padtrim_copy_args_entry",
+                         out(reg) start, out(reg) args, options(pure, nomem, nostack));
+    }
+    args - start
+}
+
 /// Called by a module's trampoline copy on every entry of a patched function of that module.
 ///
 /// # Safety
@@ -225,7 +281,25 @@ unsafe extern "C" fn on_entry_module(
     let now = sys::ticks();
     let func = (slot as u64).wrapping_sub(bias) | module_tag;
     // SAFETY: our contract is `record_entry`'s.
-    unsafe { super::record_entry(func, ret_slot, sp, now) };
+    unsafe { super::record_entry(func, ret_slot, sp, now, 0) };
+}
+
+/// Called by a module's trampoline copy (its args entry) on every entry of a function of
+/// that module whose arguments are recorded.
+///
+/// # Safety
+/// As `on_entry_module`'s; the frame also holds a0 ... a7 (see `padtrim_on_entry_args`).
+unsafe extern "C" fn on_entry_module_args(
+    slot: usize,
+    ret_slot: *mut usize,
+    sp: usize,
+    bias: u64,
+    module_tag: u64,
+) {
+    let now = sys::ticks();
+    let func = (slot as u64).wrapping_sub(bias) | module_tag;
+    // SAFETY: our contract is `record_entry_args`'s.
+    unsafe { super::record_entry_args(func, slot, ret_slot, sp, now) };
 }
 
 /// `struct dl_phdr_info` (glibc, 64-bit), the fields we read.
@@ -309,6 +383,18 @@ fn filter() -> Option<&'static [u8]> {
     Some(unsafe {
         core::slice::from_raw_parts(at as *const u8, FILTER_LEN.load(Ordering::Relaxed))
     })
+}
+
+/// `PADTRIM_ARGS` as copied at start-up (`None`: no arguments are recorded).
+fn arg_spec() -> Option<crate::args::ArgSpec<'static>> {
+    let at = ARGS_AT.load(Ordering::Acquire);
+    if at == 0 {
+        return None;
+    }
+    // SAFETY: as in `filter`, for `ARGS_AT`/`ARGS_LEN`.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(at as *const u8, ARGS_LEN.load(Ordering::Relaxed)) };
+    crate::args::ArgSpec::parse(bytes).ok()
 }
 
 fn lock_scan() {
@@ -569,20 +655,35 @@ unsafe fn load(
     m.copy.store(copy, Ordering::Relaxed);
     m.id.store(id, Ordering::Relaxed);
     m.traced.store(true, Ordering::Relaxed);
-    let symbols = if scan.filter.is_some() {
+    let args = arg_spec();
+    let symbols = if scan.filter.is_some() || args.is_some() {
         Symbols::of(file)
     } else {
         drop(file);
         None
     };
     let table_at = table.wrapping_add(bias) as usize;
-    let patched = {
-        let selects = |link: u64| match (&scan.filter, &symbols) {
-            (Some(f), Some(s)) => s.selects(f, link),
-            _ => false,
-        };
-        let selects: Option<&dyn Fn(u64) -> bool> = if scan.filter.is_some() {
-            Some(&selects)
+    let fields = ARG_FIELDS.load(Ordering::Relaxed) as u16;
+    let mask_of = |link: u64| match (&args, &symbols) {
+        (Some(a), Some(s)) => s.arg_mask(a, link) & fields,
+        _ => 0,
+    };
+    let filtered = |link: u64| match (&scan.filter, &symbols) {
+        (Some(f), Some(s)) => s.selects(f, link),
+        (Some(_), None) => false,
+        _ => true,
+    };
+    // Functions with arguments to record go to the copy's args entry, through stubs of their
+    // own (pages next to the module: the text's slack holds the other stubs); the rest to
+    // its fast entry.
+    let plain = |link: u64| filtered(link) && mask_of(link) == 0;
+    let with_args = |link: u64| {
+        let mask = if filtered(link) { mask_of(link) } else { 0 };
+        mask != 0 && super::add_arg_slot(link.wrapping_add(bias) as usize, mask)
+    };
+    let mut patched = {
+        let selects: Option<&dyn Fn(u64) -> bool> = if scan.filter.is_some() || args.is_some() {
+            Some(&plain)
         } else {
             None
         };
@@ -598,9 +699,29 @@ unsafe fn load(
                 bias,
                 copy + COPY_ENTRY_OFFSET.load(Ordering::Relaxed),
                 selects,
+                true,
             )
         }
     };
+    if args.is_some() {
+        // SAFETY: as above.
+        let more = unsafe {
+            patch_module(
+                m,
+                table_at,
+                count,
+                phdrs,
+                bias,
+                copy + copy_args_offset(),
+                Some(&with_args),
+                false,
+            )
+        };
+        // Slots outside the text or not holding a `nop` were counted by the first pass.
+        patched.patched += more.patched;
+        patched.unreachable += more.unreachable;
+        patched.stubs += more.stubs;
+    }
     drop(symbols);
     scan.traced += 1;
     scan.patched += patched.patched;
@@ -653,7 +774,7 @@ static COPY_ENTRY_OFFSET: AtomicUsize = AtomicUsize::new(0);
 fn make_copy(bias: u64, module_tag: u64) -> Option<usize> {
     let (start, entry, end) = copy_template();
     let len = end.checked_sub(start)?;
-    if len > PAGE || entry < start + 56 {
+    if len > PAGE || entry < start + 64 {
         return None;
     }
     COPY_ENTRY_OFFSET.store(entry - start, Ordering::Relaxed);
@@ -664,7 +785,7 @@ fn make_copy(bias: u64, module_tag: u64) -> Option<usize> {
     let f: unsafe extern "C" fn(usize, *mut usize, usize, u64, u64) = on_entry_module;
     // SAFETY: `page` is a fresh anonymous read-write mapping of a page, ours alone; the
     // template is `len` (<= a page) readable bytes of this library's text. The literals are
-    // the first seven 8-byte words (the template starts 8-byte aligned, as does the page).
+    // the first eight 8-byte words (the template starts 8-byte aligned, as does the page).
     unsafe {
         core::ptr::copy_nonoverlapping(start as *const u8, page, len);
         let lits = page as *mut u64;
@@ -676,6 +797,8 @@ fn make_copy(bias: u64, module_tag: u64) -> Option<usize> {
             .write(bias.wrapping_add(4).wrapping_sub(module_tag));
         lits.add(5).write(asm::tls_offset());
         lits.add(6).write(asm::return_hook_addr() as u64);
+        let fa: unsafe extern "C" fn(usize, *mut usize, usize, u64, u64) = on_entry_module_args;
+        lits.add(7).write(fa as usize as u64);
     }
     // SAFETY: the page is ours alone (nobody jumps into it yet); read and execute is all
     // that will be done with it from now on.
@@ -695,7 +818,8 @@ fn make_copy(bias: u64, module_tag: u64) -> Option<usize> {
 /// The module must be loaded for the whole call, `phdrs` being its loaded program headers,
 /// `bias` its load bias, and `table_at` the runtime address of `count` 8-byte aligned entries
 /// inside one of its loaded, file-backed segments. `target` must be the entry of a
-/// trampoline copy made for it.
+/// trampoline copy made for it. `use_slack`: stubs may go in the unused end of the text (only
+/// one pass over a module may put them there, as each pass starts from the same slack).
 unsafe fn patch_module(
     m: &Module,
     table_at: usize,
@@ -704,12 +828,17 @@ unsafe fn patch_module(
     bias: u64,
     target: usize,
     selects: Option<&dyn Fn(u64) -> bool>,
+    use_slack: bool,
 ) -> Patched {
     let mut out = Patched::default();
     let mut stubs = [0usize; MAX_STUBS];
     let mut nstubs = 0;
     let mut slack = [(0u64, 0u64); 4];
-    let nslack = text_slack(phdrs, PAGE as u64, STUB_SIZE, &mut slack);
+    let nslack = if use_slack {
+        text_slack(phdrs, PAGE as u64, STUB_SIZE, &mut slack)
+    } else {
+        0
+    };
     let mut slack_used = [false; 4];
     // The module's text (link-time [start, end) of its executable segments' file bytes).
     let mut text = [(0u64, 0u64); 8];
@@ -1297,6 +1426,19 @@ extern "C" fn preload_init(_argc: i32, _argv: *const *const u8, envp: *const *co
             unsafe { core::ptr::copy_nonoverlapping(f.as_ptr(), copy, f.len()) };
             FILTER_LEN.store(f.len(), Ordering::Relaxed);
             FILTER_AT.store(copy as usize, Ordering::Release);
+        }
+    }
+    if let Some(a) = super::startup::arg_spec(&cfg).and(cfg.args) {
+        let copy = sys::mmap(a.len(), -1);
+        if !copy.is_null() {
+            // SAFETY: as for the filter above.
+            unsafe { core::ptr::copy_nonoverlapping(a.as_ptr(), copy, a.len()) };
+            ARGS_LEN.store(a.len(), Ordering::Relaxed);
+            ARG_FIELDS.store(
+                u32::from(super::startup::fields_for(cfg.mode)),
+                Ordering::Relaxed,
+            );
+            ARGS_AT.store(copy as usize, Ordering::Release);
         }
     }
     let ids = sys::mmap_shared(PAGE);

@@ -178,6 +178,23 @@ impl Symbols {
             .iter()
             .any(|f| filter.selects(elf.name(f.index)))
     }
+
+    /// The `PADTRIM_ARGS` fields of the function whose entry is at link-time `addr` (those of
+    /// all its names).
+    pub(super) fn arg_mask(&self, spec: &crate::args::ArgSpec<'_>, addr: u64) -> u16 {
+        // SAFETY: as in `selects`.
+        let elf = match Elf::parse(unsafe { file_bytes(&self.file) }) {
+            Some(e) => e,
+            None => return 0,
+        };
+        // SAFETY: as in `selects`.
+        let funcs = unsafe {
+            core::slice::from_raw_parts(self.funcs.ptr as *const FuncSym, self.funcs_len)
+        };
+        at_address(funcs, addr)
+            .iter()
+            .fold(0, |m, f| m | spec.mask(elf.name(f.index)))
+    }
 }
 
 /// The bytes of the file mapping `file`, borrowed from it.
@@ -237,7 +254,8 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
         return;
     }
     let filter = cfg.filter.map(Filter::new).filter(|f| !f.is_everything());
-    let symbols = if filter.is_some() {
+    let args = arg_spec(&cfg);
+    let symbols = if filter.is_some() || args.is_some() {
         Symbols::load()
     } else {
         None
@@ -245,19 +263,31 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     if filter.is_some() && symbols.is_none() {
         sys::write_all(2, b"padtrim: cannot read the symbol table of /proc/self/exe; PADTRIM_FILTER selects nothing\n");
     }
+    let args_tramp = super::asm::args_trampoline_addr() as u64;
     let mut patcher = patch::Patcher::begin();
     for i in 0..slots.count() {
         let slot = slots.slot(i);
         if slot == 0 {
             continue;
         }
+        let link = (slot as u64).wrapping_sub(slots.bias);
         if let Some(f) = &filter {
-            let link = (slot as u64).wrapping_sub(slots.bias);
             if !symbols.as_ref().map_or(false, |s| s.selects(f, link)) {
                 continue;
             }
         }
-        patcher.enable(&slots, i);
+        let mask = match (&args, &symbols) {
+            (Some(a), Some(s)) => s.arg_mask(a, link) & fields_for(cfg.mode),
+            _ => 0,
+        };
+        // Functions with arguments to record jump to the args trampoline (when in reach; the
+        // others to the trampoline, without arguments).
+        if mask == 0
+            || !super::add_arg_slot(slot, mask)
+            || !patcher.enable_to(&slots, i, args_tramp)
+        {
+            patcher.enable(&slots, i);
+        }
     }
     let stats = patcher.finish();
     drop(symbols);
@@ -279,6 +309,31 @@ extern "C" fn padtrim_init(_argc: i32, _argv: *const *const u8, envp: *const *co
     MODE.store(cfg.mode.to_u32(), Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
     super::update_fast();
+}
+
+/// `PADTRIM_ARGS`, parsed; a spec that does not parse is reported on stderr and ignored.
+pub(super) fn arg_spec<'a>(cfg: &Config<'a>) -> Option<crate::args::ArgSpec<'a>> {
+    match crate::args::ArgSpec::parse(cfg.args?) {
+        Ok(a) if !a.is_empty() => Some(a),
+        Ok(_) => None,
+        Err(e) => {
+            let mut l = Line::new();
+            l.text(b"padtrim: PADTRIM_ARGS: ")
+                .text(e.message().as_bytes())
+                .text(b"; no arguments are recorded\n");
+            sys::write_all(2, l.as_bytes());
+            None
+        }
+    }
+}
+
+/// The `PADTRIM_ARGS` fields a mode can record: return values need the return hook.
+pub(super) fn fields_for(mode: Mode) -> u16 {
+    if mode == Mode::Graph {
+        crate::args::ALL_ARGS | crate::args::RETVAL
+    } else {
+        crate::args::ALL_ARGS
+    }
 }
 
 /// `PADTRIM_DEBUG`: one line on stderr saying where the slot table came from and what

@@ -176,6 +176,7 @@ unsafe fn restore_return_addresses(mut lower: u64) {
     // `hold_as_owner`).
     let mut st = unsafe { st.hold_as_owner() };
     let hook = asm::return_hook_addr() as u64;
+    let hook_ret = asm::return_hook_ret_addr() as u64;
     for i in (0..st.depth as usize).rev() {
         let f = st.frames[i];
         if f.hooked != 0 && f.sp > lower {
@@ -189,7 +190,8 @@ unsafe fn restore_return_addresses(mut lower: u64) {
                 // and by no code of this thread while we run. We replace only a word holding
                 // the hook address (the return address we swapped in for this frame, as the
                 // function saved it) by the address it replaced.
-                if unsafe { core::ptr::read_volatile(p) } == hook {
+                let v = unsafe { core::ptr::read_volatile(p) };
+                if v == hook || v == hook_ret {
                     // SAFETY: as above.
                     unsafe { core::ptr::write_volatile(p, f.ret) };
                     st.frames[i].hooked = 0;
