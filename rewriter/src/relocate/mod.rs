@@ -70,6 +70,8 @@ fn build_exec_sections(img: &mut Image<'_, '_>) -> Result<()> {
             match *e {
                 Edit::Cut { len, .. } => at += len as usize,
                 Edit::Insert { len, .. } => push_nops(&mut out, len, rvc),
+                // A slot is whole 4-byte nops (the plan keeps it 4-byte aligned).
+                Edit::Slot { len, .. } => push_nops(&mut out, len, false),
             }
         }
         out.extend_from_slice(old.get(at..).unwrap_or_default());
