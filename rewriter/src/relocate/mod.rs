@@ -9,6 +9,7 @@
 mod addr_set;
 mod data;
 mod encode;
+mod frames;
 mod image;
 pub mod kernel;
 mod resolve;
@@ -154,6 +155,7 @@ pub fn relocate(
     })?;
     data::fix_got(&mut img, &resolver.dyn_covered)?;
     data::fix_eh_frame_hdr(&mut img)?;
+    frames::fix_inserted_frames(&mut img, relocs)?;
     if file.kind == crate::elf::FileKind::Vmlinux {
         fixed.kernel = kernel::fix_kernel_tables(&mut img)?;
     }

@@ -462,7 +462,7 @@ fn output_relocations(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut Verif
         for (r, n) in rs.relocs.iter().zip(&nrs.relocs) {
             report.counts.output_relocations += 1;
             let place = if tsec.is_alloc() {
-                mapper.map_in(ti, r.offset)
+                mapper.map_place_in(ti, r.offset)
             } else {
                 Mapped::Exact(r.offset)
             };
@@ -604,7 +604,7 @@ fn run_lengths(
             let has_site = {
                 let i = cm.sites.partition_point(|s| s.old_entry < p.old);
                 cm.sites.get(i).is_some_and(|s| s.old_entry < end)
-            };
+            } || cm.inserted_at(end).is_some_and(|s| s.new_first == p.new + p.new_len);
             let i = pts.partition_point(|q| q.0 < p.old);
             let aligned = pts[i..]
                 .iter()
