@@ -841,6 +841,12 @@ impl Placer<'_, '_> {
                 },
                 sec.addr.wrapping_add(sec.size),
             );
+            // The table reserved after this section ends the segment's bytes.
+            if let Some((at, _)) = self.table.filter(|_| Some(sec.index) == self.last_in_table_segment) {
+                let end = at.wrapping_add(self.opts.table_bytes);
+                self.prev_end.0 = end;
+                self.prev_end.1 = new_off.wrapping_add(end.wrapping_sub(new_addr));
+            }
         }
         // Wrapping: a NOBITS section's offset is not checked against the file (it has no
         // bytes there), and a hostile one may sit anywhere; it is only carried over.

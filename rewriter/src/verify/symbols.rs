@@ -499,7 +499,11 @@ fn output_relocations(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut Verif
                 }
                 continue;
             }
-            let (t, want) = super::data::reloc_target(ctx, mapper, &ctx.old.symbols, r);
+            let (t, mut want) = super::data::reloc_target(ctx, mapper, &ctx.old.symbols, r);
+            // A `%pcrel_lo` names its auipc: a place (behind a slot inserted at an entry).
+            if r.r_type == elf::R_RISCV_PCREL_LO12_I.0 || r.r_type == elf::R_RISCV_PCREL_LO12_S.0 {
+                want = mapper.map_place_in(ti, t);
+            }
             let s_new = (r.sym != 0)
                 .then(|| ctx.new.symbols.get(r.sym as usize))
                 .flatten()
