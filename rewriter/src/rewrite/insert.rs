@@ -248,6 +248,42 @@ pub fn project_insert(file: &ElfFile<'_>, globs: &[String], slot: u32) -> Insert
     }
 }
 
+/// [`project_insert`] over the ELF file `bytes` (`report --insert`): refuses what
+/// `rewrite --insert` would refuse for its kind or its slot size.
+pub fn project_insert_bytes(bytes: &[u8], globs: &[String], slot: u32) -> Result<InsertProjection> {
+    InsertOptions {
+        slot,
+        ..InsertOptions::default()
+    }
+    .validate()?;
+    let file = elf::parse(bytes)?;
+    let relocs = file.relocation_sections()?;
+    refuse_input(&file, &relocs)?;
+    refuse_slotted(&file, &scan(&file)?)?;
+    Ok(project_insert(&file, globs, slot))
+}
+
+/// Refuses a file that already has pads or slots (a second insertion included).
+fn refuse_slotted(file: &ElfFile<'_>, scanned: &crate::scan::Scan) -> Result<()> {
+    if scanned.source != TableSource::None || !scanned.sites.is_empty() {
+        return Err(Error::refused(format!(
+            "the file already has patch sites ({} in its table): use `padtrim rewrite` without \
+             --insert to resize them",
+            scanned.sites.len()
+        )));
+    }
+    if file
+        .sections
+        .iter()
+        .any(|s| s.name == padtrim_abi::MCOUNT_SECTION)
+    {
+        return Err(Error::refused(
+            "the file already has a __mcount_loc table (slots inserted before?): nothing to insert",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses what `--insert` cannot take, with the reason.
 fn refuse_input(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Result<()> {
     match file.kind {
@@ -308,23 +344,7 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
     );
     let relocs = relocs?;
     refuse_input(&file, &relocs)?;
-    let scanned = scanned?;
-    if scanned.source != TableSource::None || !scanned.sites.is_empty() {
-        return Err(Error::refused(format!(
-            "the file already has patch sites ({} in its table): use `padtrim rewrite` without \
-             --insert to resize them",
-            scanned.sites.len()
-        )));
-    }
-    if file
-        .sections
-        .iter()
-        .any(|s| s.name == padtrim_abi::MCOUNT_SECTION)
-    {
-        return Err(Error::refused(
-            "the file already has a __mcount_loc table (slots inserted before?): nothing to insert",
-        ));
-    }
+    refuse_slotted(&file, &scanned?)?;
     crate::rewrite::policy::refuse_sizes_past_the_top(&file)?;
     let selection = select_functions(&file, &opts.functions);
     if selection.sites.is_empty() {

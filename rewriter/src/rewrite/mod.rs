@@ -17,7 +17,10 @@ pub mod options;
 mod policy;
 pub mod stats;
 
-pub use insert::{insert, prepare_insert, InsertOptions, InsertProjection, INSERT_SLOT_SIZES};
+pub use insert::{
+    insert, prepare_insert, project_insert_bytes, InsertOptions, InsertProjection,
+    INSERT_SLOT_SIZES,
+};
 pub use options::{parse_slot, RewriteOptions, UnknownChoice, Writer, SLOT_SIZES};
 pub use padtrim_abi::{DESCRIPTOR_SYMBOL, MCOUNT_SECTION, TRAMPOLINE_SYMBOL};
 pub use policy::read_back;
