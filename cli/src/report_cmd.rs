@@ -64,6 +64,11 @@ pub struct ReportArgs {
     /// is matched to the files by path).
     #[arg(long, value_name = "OLD.json")]
     pub baseline: Option<PathBuf>,
+    /// Project `rewrite --insert` on a file built without pads: the functions that would get
+    /// a slot (--slot 4 or 8; --functions selects them, `*` and `?` only), the bytes added
+    /// (slots and alignment), their share of the code, and the `__mcount_loc` bytes.
+    #[arg(long, conflicts_with_all = ["baseline", "csv", "tsv", "sort", "all", "top"])]
+    pub insert: bool,
 }
 
 /// `--sort` keys.
@@ -99,6 +104,43 @@ fn report_long_help() -> String {
          as \\t, \\n, \\r, \\\\.",
     );
     text
+}
+
+/// `padtrim report --insert`: what `rewrite --insert` would add, per file.
+fn report_insert(args: &ReportArgs) -> Result<Outcome> {
+    let mut all = Vec::new();
+    for path in &args.files {
+        let input = Input::open(path)?;
+        let p = padtrim::rewrite::project_insert_bytes(input.bytes(), &args.functions, args.slot)
+            .with_context(|| input.name())?;
+        if !args.json {
+            let share = if p.text_size > 0 {
+                100.0 * p.bytes_added as f64 / p.text_size as f64
+            } else {
+                0.0
+            };
+            println!("{}: rewrite --insert --slot {} would add", input.name(), args.slot);
+            println!(
+                "  slots:      {} functions ({} skipped: entry point, setjmp-like, runtime helpers)",
+                p.sites, p.skipped
+            );
+            println!(
+                "  code:       {} bytes ({} of slots, {} of alignment) = {share:.2}% of {} bytes",
+                p.bytes_added, p.slot_bytes, p.alignment, p.text_size
+            );
+            println!("  table:      {} bytes of __mcount_loc", p.table_bytes);
+        }
+        all.push((input.name(), p));
+    }
+    if args.json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|(name, p)| serde_json::json!({"file": name, "insert": p}))
+            .collect();
+        let v = if v.len() == 1 { v[0].clone() } else { serde_json::Value::Array(v) };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(Outcome::Success)
 }
 
 /// Arguments of `padtrim check`.
@@ -202,6 +244,9 @@ fn table_options(args: &ReportArgs) -> TableOptions {
 
 /// `padtrim report`.
 pub fn report(args: &ReportArgs) -> Result<Outcome> {
+    if args.insert {
+        return report_insert(args);
+    }
     let Some(file) = single(&args.files) else {
         return report_several(args);
     };

@@ -8,7 +8,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use padtrim::plan::Layout;
 use padtrim::rewrite::{
-    parse_slot, prepare, PreShortfall, RewriteOptions, RewriteStats, Rewritten, Writer,
+    parse_slot, prepare, prepare_insert, InsertOptions, PreShortfall, RewriteOptions, RewriteStats, Rewritten, Writer,
 };
 use padtrim::timing::phase;
 use padtrim::verify::VerifyReport;
@@ -47,6 +47,20 @@ pub struct RewriteArgs {
     /// Write the output without verifying it first (`padtrim verify` can check it later).
     #[arg(long)]
     pub no_verify: bool,
+    /// Give slots to a program built WITHOUT pads (no -fpatchable-function-entry), linked
+    /// with -Wl,-q: a 4-byte aligned slot of nops (--slot 4 or 8) goes in front of every
+    /// function's first instruction; code grows and every reference is fixed. Functions are
+    /// STT_FUNC symbols with a size; aliases share a slot. Calls, tail calls and function
+    /// pointers go through the slot; a jump back to a function's own entry from inside it
+    /// (a loop) goes behind it. No slot for: the entry point and _start, .init/.fini/PLT,
+    /// setjmp/longjmp/vfork/clone/*context, padtrim_* and memcpy/memmove/memset/memcmp/bcmp.
+    /// The output carries a sorted __mcount_loc, so `padtrim record` traces it. Refused: no
+    /// relocations, a vmlinux, object files (not supported yet), a file with pads or slots.
+    #[arg(long, conflicts_with_all = ["pre", "layout", "force"])]
+    pub insert: bool,
+    /// With --insert: only functions matching one of these globs (`*`, `?`; comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "insert")]
+    pub functions: Vec<String>,
 }
 
 /// `--layout`: the library's layouts, by their flag spellings.
@@ -70,15 +84,25 @@ pub fn rewrite(args: &RewriteArgs) -> Result<Outcome> {
             input.name()
         );
     }
-    let opts = RewriteOptions {
-        slot: args.slot,
-        pre: args.pre,
-        layout: args.layout,
-        force: args.force,
-        writer: args.writer,
-        verify: !args.no_verify,
+    let mut pending = if args.insert {
+        let opts = InsertOptions {
+            slot: args.slot,
+            functions: args.functions.clone(),
+            writer: args.writer,
+            verify: !args.no_verify,
+        };
+        prepare_insert(input.bytes(), &opts).with_context(|| input.name())?
+    } else {
+        let opts = RewriteOptions {
+            slot: args.slot,
+            pre: args.pre,
+            layout: args.layout,
+            force: args.force,
+            writer: args.writer,
+            verify: !args.no_verify,
+        };
+        prepare(input.bytes(), &opts).with_context(|| input.name())?
     };
-    let mut pending = prepare(input.bytes(), &opts).with_context(|| input.name())?;
     if let Some(short) = &pending.stats().pre_shortfall {
         eprintln!("padtrim: warning: {}: {}", input.name(), pre_warning(short));
     }
@@ -295,10 +319,17 @@ fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
         return;
     }
     println!("{input} -> {}", output.display());
-    println!(
-        "  sites rewritten:     {} ({}-byte slots, --layout {})",
-        s.sites, s.slot_bytes, s.layout
-    );
+    if s.bytes_removed < 0 {
+        println!(
+            "  slots inserted:      {} ({}-byte slots)",
+            s.sites, s.slot_bytes
+        );
+    } else {
+        println!(
+            "  sites rewritten:     {} ({}-byte slots, --layout {})",
+            s.sites, s.slot_bytes, s.layout
+        );
+    }
     if let Some(why) = &s.writer_fallback {
         println!(
             "  writer:              builder (the patched writer cannot take this file: {why})"

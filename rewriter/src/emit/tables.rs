@@ -80,6 +80,7 @@ pub fn mcount_table(
 ) -> Result<NewSection> {
     let ptr = file.ptr_size() as u64;
     let mut slots: Vec<u64> = plan.slots.iter().map(|s| s.slot_addr).collect();
+    slots.extend_from_slice(&plan.inserted);
     slots.sort_unstable();
     let mut bytes = Vec::with_capacity(table_bytes as usize);
     for s in slots.iter().chain(&plan.islands) {

@@ -22,20 +22,29 @@ pub enum Edit {
         /// Number of bytes inserted.
         len: u64,
     },
+    /// Insert a `len`-byte slot of nops at a function entry `at` (`rewrite --insert`): unlike
+    /// [`Edit::Insert`], `at` itself maps to the slot's first byte (references to the entry
+    /// go through the slot), and only the bytes after `at` move by `len`.
+    Slot {
+        /// The function entry the slot goes in front of.
+        at: u64,
+        /// Number of slot bytes.
+        len: u64,
+    },
 }
 
 impl Edit {
     /// The original address the edit happens at.
     pub fn at(&self) -> u64 {
         match *self {
-            Edit::Cut { at, .. } | Edit::Insert { at, .. } => at,
+            Edit::Cut { at, .. } | Edit::Insert { at, .. } | Edit::Slot { at, .. } => at,
         }
     }
     /// Net change in size (negative for cuts).
     pub fn delta(&self) -> i64 {
         match *self {
             Edit::Cut { len, .. } => -(len as i64),
-            Edit::Insert { len, .. } => len as i64,
+            Edit::Insert { len, .. } | Edit::Slot { len, .. } => len as i64,
         }
     }
 }
@@ -160,9 +169,22 @@ impl SectionMove {
         let before = self.delta_before[i - 1];
         let new = match e {
             Edit::Cut { at, len } if addr < at + len => at as i64 + before,
+            // The entry itself is the slot's first byte.
+            Edit::Slot { at, .. } if addr == at => at as i64 + before,
             _ => addr as i64 + before + e.delta(),
         };
         (new - self.old_addr as i64) as u64
+    }
+
+    /// Maps the original address of a byte of code or data to where that byte now is: as
+    /// [`SectionMove::map`], except that a function entry with an inserted slot is its first
+    /// instruction, behind the slot.
+    pub fn map_place(&self, addr: u64) -> u64 {
+        let i = self.edits_through(addr);
+        match i.checked_sub(1).map(|j| self.edits[j]) {
+            Some(Edit::Slot { at, len }) if at == addr => self.map(addr) + len,
+            _ => self.map(addr),
+        }
     }
 
     /// Maps an end address (one past a range): padding inserted exactly at `addr` is not
@@ -264,6 +286,17 @@ impl AddressMap {
         self.find(addr).map_or(addr, |m| m.map(addr))
     }
 
+    /// Maps the place of a byte (see [`SectionMove::map_place`]).
+    pub fn map_place(&self, addr: u64) -> u64 {
+        self.find(addr).map_or(addr, |m| m.map_place(addr))
+    }
+
+    /// Maps the place of a byte known to lie in section `index` (see
+    /// [`SectionMove::map_place`]).
+    pub fn map_place_in(&self, index: usize, addr: u64) -> u64 {
+        self.section(index).map_or(addr, |m| m.map_place(addr))
+    }
+
     /// Maps an end address (see [`SectionMove::map_end`]).
     pub fn map_end(&self, addr: u64) -> u64 {
         match addr.checked_sub(1).and_then(|a| self.find(a)) {
@@ -317,6 +350,29 @@ mod tests {
         assert_eq!(m.map(0x134), 0x134 - 12 + 2 - 4);
         assert_eq!(m.map(0x140), 0x100 + m.new_size);
         assert!(m.is_cut(0x10f) && !m.is_cut(0x110) && !m.is_cut(0x103));
+    }
+
+    #[test]
+    fn a_slot_takes_its_entry_and_moves_what_follows() {
+        // Section at 0x100: 2 bytes of alignment and a 4-byte slot at the entry 0x110.
+        let m = SectionMove::edited(
+            1,
+            0x100,
+            0x40,
+            0x100,
+            vec![
+                Edit::Insert { at: 0x110, len: 2 },
+                Edit::Slot { at: 0x110, len: 4 },
+            ],
+        );
+        assert_eq!(m.new_size, 0x46);
+        assert_eq!(m.map(0x10e), 0x10e);
+        assert_eq!(m.map(0x110), 0x112, "the entry is the slot's first byte");
+        assert_eq!(m.map(0x112), 0x118, "code after the entry moves by the slot");
+        assert_eq!(m.map_place(0x110), 0x116, "the entry's instruction is behind the slot");
+        assert_eq!(m.map_place(0x112), 0x118);
+        assert_eq!(m.map_end(0x110), 0x110, "the function before ends where it did");
+        assert_eq!(m.map_end(0x140), 0x146);
     }
 
     #[test]

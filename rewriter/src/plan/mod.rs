@@ -5,5 +5,8 @@ mod placement;
 mod slots;
 
 pub use address_map::{AddressMap, Edit, SectionMove};
-pub use placement::{plan, Layout, Plan, PlanOptions, PlannedSlot, ISLAND_BYTES, ISLAND_REACH};
+pub use placement::{
+    plan, plan_insert, InsertSite, Layout, Plan, PlanOptions, PlannedSlot, ISLAND_BYTES,
+    ISLAND_REACH,
+};
 pub use slots::{project_savings, Projection, SlotLayout};

@@ -36,6 +36,20 @@ pub struct PlanOptions {
     /// Original address of the runtime's trampoline: slots out of `jal` reach of it get a
     /// trampoline island in front of their function.
     pub trampoline: Option<u64>,
+    /// Code may grow (`rewrite --insert`): later load segments move up by whole pages when
+    /// the growth does not fit the gap before them, and the table needs no freed bytes.
+    pub grow: bool,
+}
+
+/// A function that gets a slot inserted at its entry (`rewrite --insert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsertSite {
+    /// Index of the executable section holding the function.
+    pub section: usize,
+    /// Original entry address (every alias of it shares the slot).
+    pub func: u64,
+    /// Original end of the function (entry + the largest size of its symbols).
+    pub end: u64,
 }
 
 /// Bytes of one trampoline island: `auipc t1, hi; jalr x0, lo(t1)`.
@@ -87,6 +101,21 @@ pub struct Plan {
     pub segments: Vec<(u64, u64, u64, u64)>,
     /// New addresses of the trampoline islands, sorted.
     pub islands: Vec<u64>,
+    /// New addresses of the inserted slots (`rewrite --insert`), sorted.
+    pub inserted: Vec<u64>,
+    /// The inserted functions by original entry: (original end, slot bytes). A jump that
+    /// does not link, from inside a function to its own entry, goes behind the slot.
+    pub slot_funcs: BTreeMap<u64, (u64, u64)>,
+}
+
+impl Plan {
+    /// The new target of a jump at original `from` to original `target` that does not link
+    /// (a branch, `j`, a `jr` tail): behind the slot when it loops back to its own
+    /// function's entry, `None` when the plain map applies.
+    pub fn behind_slot(&self, from: u64, target: u64) -> Option<u64> {
+        let &(end, len) = self.slot_funcs.get(&target)?;
+        (from >= target && from < end).then(|| self.map.map(target).wrapping_add(len))
+    }
 }
 
 /// Minimum instruction size of the file: 2 with the C extension, else 4.
@@ -105,6 +134,38 @@ pub fn plan(
     relocs: &[RelocSection],
     opts: PlanOptions,
 ) -> Result<Plan> {
+    plan_edits(file, sites, &[], relocs, opts)
+}
+
+/// Plans `rewrite --insert`: a `slot`-byte slot in front of every entry of `inserts`
+/// (sorted by entry, one per address), 4-byte aligned (or at the function's alignment);
+/// code grows and everything after it moves.
+pub fn plan_insert(
+    file: &ElfFile<'_>,
+    inserts: &[InsertSite],
+    relocs: &[RelocSection],
+    opts: PlanOptions,
+) -> Result<Plan> {
+    let mut plan = plan_edits(file, &[], inserts, relocs, opts)?;
+    let len = u64::from(opts.slot);
+    plan.inserted = inserts.iter().map(|f| plan.map.map(f.func)).collect();
+    plan.inserted.sort_unstable();
+    plan.slot_funcs = inserts.iter().map(|f| (f.func, (f.end, len))).collect();
+    Ok(plan)
+}
+
+/// [`plan`] and [`plan_insert`]: pads of `sites` cut, slots inserted at `inserts`.
+fn plan_edits(
+    file: &ElfFile<'_>,
+    sites: &[PatchSite],
+    inserts: &[InsertSite],
+    relocs: &[RelocSection],
+    opts: PlanOptions,
+) -> Result<Plan> {
+    let mut ins_by_section: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for f in inserts {
+        ins_by_section.entry(f.section).or_default().push(f.func);
+    }
     let mut points = align_points(file, relocs)?;
     let mut by_section: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, s) in sites.iter().enumerate() {
@@ -124,7 +185,8 @@ pub fn plan(
         let mut pts = points.remove(&sec.index).unwrap_or_default();
         pts.sort_by_key(|p| p.at);
         let site_ids = by_section.remove(&sec.index).unwrap_or_default();
-        let done = section_edits(file, sec.addr, data, sites, &site_ids, &pts, opts)?;
+        let ins = ins_by_section.remove(&sec.index).unwrap_or_default();
+        let done = section_edits(file, sec.addr, data, (sites, &site_ids), &ins, &pts, opts)?;
         alignment_bytes += done.spent;
         slots.extend(done.placed);
         islands.extend(done.islands);
@@ -241,6 +303,7 @@ fn check_island_reach(plan: &Plan, trampoline: u64) -> Result<()> {
 enum Step {
     Site(usize),
     Align(AlignPoint),
+    Insert(u64),
 }
 
 /// What the walk over one executable section produced.
@@ -260,8 +323,8 @@ fn section_edits(
     file: &ElfFile<'_>,
     base: u64,
     data: &[u8],
-    sites: &[PatchSite],
-    site_ids: &[usize],
+    (sites, site_ids): (&[PatchSite], &[usize]),
+    inserts: &[u64],
     points: &[AlignPoint],
     opts: PlanOptions,
 ) -> Result<SectionEdits> {
@@ -282,10 +345,11 @@ fn section_edits(
         islands: Vec::new(),
         last_island: None,
     };
-    for (_, _, step) in walk_steps(sites, site_ids, points) {
+    for (_, _, step) in walk_steps(sites, site_ids, inserts, points) {
         match step {
             Step::Site(i) => walk.place_site(i, &sites[i])?,
             Step::Align(p) => walk.keep_aligned(p)?,
+            Step::Insert(at) => walk.insert_slot(at)?,
         }
     }
     // Generated in address order already; a stable sort keeps an insert before a cut at
@@ -304,15 +368,23 @@ fn section_edits(
 fn walk_steps(
     sites: &[PatchSite],
     site_ids: &[usize],
+    inserts: &[u64],
     points: &[AlignPoint],
 ) -> Vec<(u64, u8, Step)> {
-    let mut steps: Vec<(u64, u8, Step)> = Vec::with_capacity(site_ids.len() + points.len());
+    let mut steps: Vec<(u64, u8, Step)> =
+        Vec::with_capacity(site_ids.len() + inserts.len() + points.len());
     for &i in site_ids {
         steps.push((sites[i].entry, 1, Step::Site(i)));
     }
+    for &at in inserts {
+        steps.push((at, 1, Step::Insert(at)));
+    }
     for p in points {
-        // A function alignment point at a site is folded into the site.
-        if site_ids.iter().any(|&i| sites[i].func_addr == p.at) && p.pad_start == p.at {
+        // A function alignment point at a site (or an inserted slot) is folded into it.
+        if p.pad_start == p.at
+            && (site_ids.iter().any(|&i| sites[i].func_addr == p.at)
+                || inserts.binary_search(&p.at).is_ok())
+        {
             continue;
         }
         steps.push((p.pad_start, 0, Step::Align(*p)));
@@ -389,6 +461,27 @@ impl SectionWalk<'_> {
             slot_addr,
             entry,
         });
+        Ok(())
+    }
+
+    /// Inserts a slot in front of the function entry `at` (`rewrite --insert`), after the
+    /// padding that puts it 4-byte aligned (or at the function's own alignment).
+    fn insert_slot(&mut self, at: u64) -> Result<()> {
+        let align = self.func_align.get(&at).copied().unwrap_or(4).max(4);
+        let new_sym = (at as i64).wrapping_add(self.delta);
+        let pad = new_sym.wrapping_neg().rem_euclid(align as i64) as u64;
+        if !pad.is_multiple_of(self.unit) {
+            return Err(Error::refused(format!(
+                "cannot align the slot of the function at {at:#x}: needs {pad} bytes of padding"
+            )));
+        }
+        if pad > 0 {
+            self.edits.push(Edit::Insert { at, len: pad });
+        }
+        let len = u64::from(self.opts.slot);
+        self.edits.push(Edit::Slot { at, len });
+        self.delta += (pad + len) as i64;
+        self.spent += pad;
         Ok(())
     }
 
@@ -581,6 +674,8 @@ fn place_sections(
         free,
         segments,
         islands: Vec::new(),
+        inserted: Vec::new(),
+        slot_funcs: BTreeMap::new(),
     })
 }
 
@@ -746,6 +841,12 @@ impl Placer<'_, '_> {
                 },
                 sec.addr.wrapping_add(sec.size),
             );
+            // The table reserved after this section ends the segment's bytes.
+            if let Some((at, _)) = self.table.filter(|_| Some(sec.index) == self.last_in_table_segment) {
+                let end = at.wrapping_add(self.opts.table_bytes);
+                self.prev_end.0 = end;
+                self.prev_end.1 = new_off.wrapping_add(end.wrapping_sub(new_addr));
+            }
         }
         // Wrapping: a NOBITS section's offset is not checked against the file (it has no
         // bytes there), and a hostile one may sit anywhere; it is only carried over.
@@ -769,7 +870,18 @@ impl Placer<'_, '_> {
             // The previous segment grew (alignment of small pads cost more than they
             // freed): later segments stay put when the growth fits the gap before them.
             let (end_addr, end_off, old_end) = self.prev_end;
-            if end_addr > old_end.next_multiple_of(self.page) || end_off > sec.offset {
+            let fits = end_addr <= old_end.next_multiple_of(self.page) && end_off <= sec.offset;
+            if !fits && self.opts.grow {
+                // Code grew (`--insert`): this and every later segment move up by whole
+                // pages, past the new end in memory and in the file.
+                let past = |end: u64, start: u64| end.saturating_sub(start);
+                let need = past(end_addr, old_end.next_multiple_of(self.page))
+                    .max(past(end_off, sec.offset))
+                    .next_multiple_of(self.page);
+                self.shift = -(need as i64);
+                return Ok(());
+            }
+            if !fits {
                 return Err(Error::refused(format!(
                     "the segment before section {} grows by {} bytes, more than the gap \
                      before it; pack layout cannot place it",
@@ -789,7 +901,7 @@ impl Placer<'_, '_> {
         })?;
         let end = at.wrapping_add(self.opts.table_bytes);
         self.shift = distance(sec.addr.wrapping_add(sec.size), end, sec.name)?;
-        if self.shift < 0 {
+        if self.shift < 0 && !self.opts.grow {
             return Err(Error::NoRoomForTable(
                 "no room for the __mcount_loc table: the freed bytes do not cover it".to_string(),
             ));

@@ -45,7 +45,8 @@ impl<'a, 'data> Image<'a, 'data> {
         }
     }
 
-    /// New address of original address `addr` in section `sec`.
+    /// New place of the byte at original address `addr` in section `sec` (an instruction at
+    /// an entry with an inserted slot is behind the slot).
     pub fn map_in(&self, sec: usize, addr: u64) -> u64 {
         let s = &self.file.sections[sec];
         if !self.file.kind.is_linked() {
@@ -59,15 +60,21 @@ impl<'a, 'data> Image<'a, 'data> {
         } else if addr < s.addr {
             // Not in the section after all (a relocation a post-link tool zeroed): map it
             // as any address, which leaves it alone if no section holds it.
-            self.plan.map.map(addr)
+            self.plan.map.map_place(addr)
         } else {
-            self.plan.map.map_in(sec, addr)
+            self.plan.map.map_place_in(sec, addr)
         }
     }
 
     /// New address of an original target address (any section).
     pub fn map(&self, addr: u64) -> u64 {
         self.plan.map.map(addr)
+    }
+
+    /// New place of the byte at original address `addr` (any section; see
+    /// [`crate::plan::AddressMap::map_place`]).
+    pub fn map_place(&self, addr: u64) -> u64 {
+        self.plan.map.map_place(addr)
     }
 
     /// True if original address `addr` lies in a PLT section.

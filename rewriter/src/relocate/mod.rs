@@ -9,6 +9,7 @@
 mod addr_set;
 mod data;
 mod encode;
+mod frames;
 mod image;
 pub mod kernel;
 mod resolve;
@@ -70,6 +71,8 @@ fn build_exec_sections(img: &mut Image<'_, '_>) -> Result<()> {
             match *e {
                 Edit::Cut { len, .. } => at += len as usize,
                 Edit::Insert { len, .. } => push_nops(&mut out, len, rvc),
+                // A slot is whole 4-byte nops (the plan keeps it 4-byte aligned).
+                Edit::Slot { len, .. } => push_nops(&mut out, len, false),
             }
         }
         out.extend_from_slice(old.get(at..).unwrap_or_default());
@@ -152,6 +155,7 @@ pub fn relocate(
     })?;
     data::fix_got(&mut img, &resolver.dyn_covered)?;
     data::fix_eh_frame_hdr(&mut img)?;
+    frames::fix_inserted_frames(&mut img, relocs)?;
     if file.kind == crate::elf::FileKind::Vmlinux {
         fixed.kernel = kernel::fix_kernel_tables(&mut img)?;
     }

@@ -272,7 +272,14 @@ impl SectionCtx<'_, '_> {
             _ => (0, 0),
         };
         let t_old = t_old.wrapping_add(gp);
-        let t_new = self.map_target(img, r, t_old);
+        // A `%pcrel_lo` names its auipc: a place, behind a slot inserted at an entry.
+        let t_new = if r.r_type == elf::R_RISCV_PCREL_LO12_I.0
+            || r.r_type == elf::R_RISCV_PCREL_LO12_S.0
+        {
+            img.map_place(t_old)
+        } else {
+            self.map_target(img, r, t_old)
+        };
         if defined {
             new.addend = t_new.wrapping_sub(gp_new).wrapping_sub(s_new) as i64;
         }
@@ -369,6 +376,18 @@ impl SectionCtx<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// A `jal` (relaxed from a call by the linker) that no longer reaches its target once code
+/// grew (`rewrite --insert`) is refused with the way out; other errors pass unchanged.
+fn relaxed_out_of_reach(img: &Image<'_, '_>, insn: &Insn, e: Error) -> Error {
+    if img.plan.inserted.is_empty() || !matches!(insn.op, Op::Jal { .. }) {
+        return e;
+    }
+    Error::refused(format!(
+        "{e}: a jal the linker relaxed from a call no longer reaches its target once slots \
+         are inserted; relink with -Wl,--no-relax"
+    ))
 }
 
 /// Refuses a relocation at `p` of section `sec` (other than a marker without a value)
@@ -475,7 +494,14 @@ impl RelocFix<'_, '_, '_> {
                 "branch at {p:#x} goes to {old_target:#x} but its relocation says {t_old:#x}"
             )));
         }
-        let raw = reencode_pc(&insn, t_new.wrapping_sub(self.p_new) as i64, p)?;
+        let links = matches!(insn.op, Op::Jal { rd, .. } if rd != 0) || matches!(insn.op, Op::CJal { .. });
+        let t_new = if links {
+            t_new
+        } else {
+            img.plan.behind_slot(p, t_old).unwrap_or(t_new)
+        };
+        let raw = reencode_pc(&insn, t_new.wrapping_sub(self.p_new) as i64, p)
+            .map_err(|e| relaxed_out_of_reach(img, &insn, e))?;
         actions.push(put_insn(img, sec, p, &insn, raw));
         actions.push(Action::Handled(p));
         Ok(())
@@ -498,6 +524,11 @@ impl RelocFix<'_, '_, '_> {
                 "call at {p:#x} goes to {old_target:#x} but its relocation says {t_old:#x}"
             )));
         }
+        // A tail call (`jr`) of its own function is a loop: behind the slot.
+        let t_new = match jalr.op {
+            Op::Jalr { rd: 0, .. } => img.plan.behind_slot(p, t_old).unwrap_or(t_new),
+            _ => t_new,
+        };
         let (hi, lo) = hi_lo(t_new.wrapping_sub(self.p_new) as i64).map_err(range(p, "call"))?;
         let a = riscv::with_u_imm(auipc.raw, hi).map_err(range(p, "call"))?;
         let j = riscv::with_i_imm(jalr.raw, lo).map_err(range(p, "call"))?;

@@ -112,6 +112,7 @@ pub fn rewrite_linked(
         layout,
         table_bytes: request.bytes,
         trampoline: request.trampoline,
+        grow: false,
     };
     let (plan, with_table) = plan_with_table(&file, &scan, &relocs, options, &request)?;
     // A linked file is written by patching its own bytes into place (see emit::patched);

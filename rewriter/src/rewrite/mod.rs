@@ -10,12 +10,17 @@
 //!    only a verified image (or, when [`RewriteOptions::verify`] is off, one that at least
 //!    parses again). [`prepare`] + [`Unverified`] let a caller do other work meanwhile.
 
+pub mod insert;
 mod linked;
 pub mod object;
 pub mod options;
 mod policy;
 pub mod stats;
 
+pub use insert::{
+    insert, prepare_insert, project_insert_bytes, InsertOptions, InsertProjection,
+    INSERT_SLOT_SIZES,
+};
 pub use options::{parse_slot, RewriteOptions, UnknownChoice, Writer, SLOT_SIZES};
 pub use padtrim_abi::{DESCRIPTOR_SYMBOL, MCOUNT_SECTION, TRAMPOLINE_SYMBOL};
 pub use policy::read_back;

@@ -70,14 +70,19 @@ struct Cie {
 
 /// One decoded FDE: its start, its length, and the row locations with the byte range of the
 /// operand that set each one.
-struct Fde {
-    start: u64,
-    range: u64,
-    rows: Vec<(u64, usize, usize)>,
+pub(crate) struct Fde {
+    /// Where the FDE starts (its `pc_begin`).
+    pub(crate) start: u64,
+    /// Its `pc_range`.
+    pub(crate) range: u64,
+    /// Row locations, with the byte range of the operand that set each.
+    pub(crate) rows: Vec<(u64, usize, usize)>,
     /// Byte ranges of the start and length fields.
-    fields: Vec<(usize, usize)>,
+    pub(crate) fields: Vec<(usize, usize)>,
     /// The CFA program could not be decoded to its end.
     partial: bool,
+    /// The CIE's code alignment factor.
+    pub(crate) code_align: u64,
 }
 
 fn parse_cie(r: &mut Reader<'_>, end: usize) -> Option<Cie> {
@@ -135,6 +140,7 @@ fn parse_fde(r: &mut Reader<'_>, cie: Cie, end: usize, ptr: usize) -> Option<Fde
         rows: Vec::new(),
         fields: vec![(s0, s1), (s1, r.pos)],
         partial: false,
+        code_align: cie.code_align,
     };
     if cie.has_augmentation_data {
         let len = r.uleb()? as usize;
@@ -204,7 +210,7 @@ fn parse_fde(r: &mut Reader<'_>, cie: Cie, end: usize, ptr: usize) -> Option<Fde
 }
 
 /// Every FDE of a `.eh_frame`, by offset (`None` where decoding failed).
-fn fdes(data: &[u8], addr: u64, ptr: usize) -> Vec<(usize, Option<Fde>)> {
+pub(crate) fn fdes(data: &[u8], addr: u64, ptr: usize) -> Vec<(usize, Option<Fde>)> {
     let mut out = Vec::new();
     let mut cies: Vec<(usize, Cie)> = Vec::new();
     let mut r = Reader { data, addr, pos: 0 };

@@ -83,6 +83,20 @@ pub struct SiteImage {
     pub new_func: u64,
 }
 
+/// A slot inserted in front of a function's first instruction (`rewrite --insert`): a
+/// reference to the entry maps to the slot; the instruction itself is behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsertedSlot {
+    /// Old function entry.
+    pub old_func: u64,
+    /// Old end of the function (its symbols' largest size).
+    pub old_end: u64,
+    /// New slot address (the new function address).
+    pub new_slot: u64,
+    /// New address of the function's first instruction (behind the slot).
+    pub new_first: u64,
+}
+
 /// The inferred map of one executable section.
 #[derive(Debug, Clone, Default)]
 pub struct CodeMap {
@@ -94,6 +108,8 @@ pub struct CodeMap {
     pub failed_at: Option<u64>,
     /// Sites of this section, sorted by old entry.
     pub sites: Vec<SiteImage>,
+    /// Slots inserted at function entries (`rewrite --insert`), sorted by old entry.
+    pub inserted: Vec<InsertedSlot>,
     /// Old start of every piece (a compact copy for searching).
     starts: Vec<u64>,
     /// For every `BUCKET` bytes of the section: how many pieces start before that point.
@@ -161,8 +177,26 @@ impl CodeMap {
         }
     }
 
-    /// Maps an address in `[start, end]` of the section (`end` = one past the last byte).
+    /// The slot inserted at old function entry `x`, if there is one.
+    pub fn inserted_at(&self, x: u64) -> Option<&InsertedSlot> {
+        let i = self.inserted.binary_search_by_key(&x, |s| s.old_func).ok()?;
+        self.inserted.get(i)
+    }
+
+    /// Maps an address in `[start, end]` of the section (`end` = one past the last byte), as
+    /// a reference: a function entry with an inserted slot maps to the slot.
     pub fn map(&self, x: u64) -> Mapped {
+        if !self.inserted.is_empty() {
+            if let Some(s) = self.inserted_at(x) {
+                return Mapped::Exact(s.new_slot);
+            }
+        }
+        self.map_place(x)
+    }
+
+    /// Maps the place of the byte at `x`: as [`CodeMap::map`], except that the first
+    /// instruction of a function with an inserted slot is behind the slot.
+    pub fn map_place(&self, x: u64) -> Mapped {
         if self.failed_at.is_some_and(|f| x >= f) {
             return Mapped::Unknown;
         }
@@ -293,6 +327,27 @@ impl Mapper {
     pub fn is_address(&self, x: u64) -> bool {
         let i = self.sections.partition_point(|s| s.old_addr <= x);
         i > 0 && x <= self.sections[i - 1].old_addr + self.sections[i - 1].old_size
+    }
+
+    /// Maps the place of a byte of section `index` (see [`CodeMap::map_place`]).
+    pub fn map_place_in(&self, index: usize, x: u64) -> Mapped {
+        match self.by_index.get(index).copied().flatten() {
+            Some(i) => {
+                let s = &self.sections[i];
+                match s.code {
+                    Some(c) => self.code[c].map_place(x),
+                    None => self.map_in_image(s, x),
+                }
+            }
+            None => self.map(x),
+        }
+    }
+
+    /// The slot inserted at old function entry `x` (`rewrite --insert`), if any.
+    pub fn inserted_at(&self, x: u64) -> Option<&InsertedSlot> {
+        let i = self.sections.partition_point(|s| s.old_addr <= x);
+        let s = self.sections.get(i.checked_sub(1)?)?;
+        self.code.get(s.code?)?.inserted_at(x)
     }
 
     /// Maps an address relative to section `index` (which may be its end).

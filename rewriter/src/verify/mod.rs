@@ -18,11 +18,12 @@
 //! Relocatable objects are not verified (the report says so).
 
 mod bytes;
-mod cfi;
+pub(crate) mod cfi;
 mod code_refs;
 mod ctx;
 mod data;
 mod insn;
+mod inserted;
 mod kernel;
 mod map;
 mod report;
@@ -96,16 +97,21 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
     });
     report.merge(walked);
     let mut covered = bytes::Covered::default();
+    let scanned = scanned?;
     crate::timing::phase("verify: sites", || {
         sites::check_sites(
             &ctx,
-            &scanned?,
+            &scanned,
             &mut mapper,
             &islands,
             &mut covered,
             &mut report,
         )
     })?;
+    // An original without pads: the slots `rewrite --insert` put in front of functions.
+    if scanned.sites.is_empty() {
+        inserted::check(&ctx, &mut mapper, &mut report);
+    }
     // Symbols need only the map; everything else shares the covered fields.
     let (refs, syms) = crate::timing::phase("verify: refs+syms", || {
         rayon::join(

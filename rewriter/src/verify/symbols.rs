@@ -462,7 +462,7 @@ fn output_relocations(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut Verif
         for (r, n) in rs.relocs.iter().zip(&nrs.relocs) {
             report.counts.output_relocations += 1;
             let place = if tsec.is_alloc() {
-                mapper.map_in(ti, r.offset)
+                mapper.map_place_in(ti, r.offset)
             } else {
                 Mapped::Exact(r.offset)
             };
@@ -499,7 +499,11 @@ fn output_relocations(ctx: &Ctx<'_, '_, '_>, mapper: &Mapper, report: &mut Verif
                 }
                 continue;
             }
-            let (t, want) = super::data::reloc_target(ctx, mapper, &ctx.old.symbols, r);
+            let (t, mut want) = super::data::reloc_target(ctx, mapper, &ctx.old.symbols, r);
+            // A `%pcrel_lo` names its auipc: a place (behind a slot inserted at an entry).
+            if r.r_type == elf::R_RISCV_PCREL_LO12_I.0 || r.r_type == elf::R_RISCV_PCREL_LO12_S.0 {
+                want = mapper.map_place_in(ti, t);
+            }
             let s_new = (r.sym != 0)
                 .then(|| ctx.new.symbols.get(r.sym as usize))
                 .flatten()
@@ -604,7 +608,7 @@ fn run_lengths(
             let has_site = {
                 let i = cm.sites.partition_point(|s| s.old_entry < p.old);
                 cm.sites.get(i).is_some_and(|s| s.old_entry < end)
-            };
+            } || cm.inserted_at(end).is_some_and(|s| s.new_first == p.new + p.new_len);
             let i = pts.partition_point(|q| q.0 < p.old);
             let aligned = pts[i..]
                 .iter()

@@ -1,0 +1,463 @@
+//! `rewrite --insert`: slots for programs built without pads (no
+//! `-fpatchable-function-entry`), linked with their relocations (`-Wl,-q`).
+//!
+//! The same plan → relocate → emit pipeline as a compaction, run the other way: each selected
+//! function gets a slot ([`Edit::Slot`](crate::plan::Edit::Slot)) in front of its first
+//! instruction, code grows, later segments move up by whole pages, and every reference is
+//! re-resolved. The output carries a sorted `__mcount_loc` of the slots (and fills the
+//! runtime's descriptor when the program carries it), so `verify`, `record` and the runtime
+//! treat it as a compacted file.
+//!
+//! Decisions:
+//! - a function is a `STT_FUNC` symbol with a size in an executable section; aliases (one
+//!   address) share one slot;
+//! - calls and tail calls, and every data pointer, target the slot (the new function
+//!   address); a jump that does not link from inside a function to its own entry (a loop made
+//!   from a tail call) goes behind the slot, to the first real instruction (only where a
+//!   relocation marks the jump); a linking self-call goes through the slot;
+//! - skipped (no slot): the ELF entry and `_start`, functions in `.init`, `.fini` and the
+//!   PLT, `setjmp`/`longjmp`/`vfork`/`clone`/`*context` (they must not gain a frame or a
+//!   call), the runtime's own code (`padtrim_*`), and `memcpy`/`memmove`/`memset`/`memcmp`/
+//!   `bcmp` (the runtime calls them).
+
+use serde::Serialize;
+
+use crate::elf::{self, ElfFile, FileKind, RelocSection};
+use crate::emit::tables;
+use crate::error::{Error, Result};
+use crate::plan::{plan_insert, InsertSite, Layout, Plan, PlanOptions};
+use crate::relocate::relocate;
+use crate::scan::{scan, TableSource};
+use crate::timing::phase;
+
+use super::options::Writer;
+use super::stats::RewriteStats;
+use super::Unverified;
+
+/// Slot sizes `--insert` can give: one 4-byte nop, or two.
+pub const INSERT_SLOT_SIZES: [u32; 2] = [4, 8];
+
+/// Names (exact, or a prefix ending in `*`) of functions that never get a slot.
+const SKIPPED_NAMES: &[&str] = &[
+    "_start",
+    "setjmp",
+    "_setjmp",
+    "__setjmp",
+    "sigsetjmp",
+    "__sigsetjmp",
+    "longjmp",
+    "_longjmp",
+    "__longjmp",
+    "siglongjmp",
+    "__longjmp_chk",
+    "vfork",
+    "__vfork",
+    "clone",
+    "__clone",
+    "__clone3",
+    "__clone_internal",
+    "memcpy",
+    "memmove",
+    "memset",
+    "memcmp",
+    "bcmp",
+    "padtrim_*",
+];
+
+/// Sections whose functions never get a slot.
+const SKIPPED_SECTIONS: &[&str] = &[".init", ".fini", ".plt", ".iplt"];
+
+/// What `rewrite --insert` is asked to do.
+#[derive(Debug, Clone)]
+pub struct InsertOptions {
+    /// Slot bytes inserted at each selected entry (see [`INSERT_SLOT_SIZES`]).
+    pub slot: u32,
+    /// Globs (`*`, `?`) naming the functions to give slots; empty: every function.
+    pub functions: Vec<String>,
+    /// How the file is written.
+    pub writer: Writer,
+    /// Prove the output right before handing it back.
+    pub verify: bool,
+}
+
+impl Default for InsertOptions {
+    fn default() -> Self {
+        InsertOptions {
+            slot: 4,
+            functions: Vec::new(),
+            writer: Writer::Patched,
+            verify: true,
+        }
+    }
+}
+
+impl InsertOptions {
+    /// Refuses a slot size `--insert` cannot give.
+    pub fn validate(&self) -> Result<()> {
+        if !INSERT_SLOT_SIZES.contains(&self.slot) {
+            return Err(Error::Unsupported(format!(
+                "--insert --slot {}: inserted slots are 4 or 8 bytes",
+                self.slot
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The functions an insertion gives slots to, and those it skips on purpose.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// One per entry address, sorted.
+    pub sites: Vec<InsertSite>,
+    /// Functions matched but skipped (name, why), in symbol order.
+    pub skipped: Vec<(String, &'static str)>,
+}
+
+/// Matches `name` against a glob of `*` (any run) and `?` (any one character).
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    let (g, n): (Vec<char>, Vec<char>) = (glob.chars().collect(), name.chars().collect());
+    let (mut gi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if gi < g.len() && (g[gi] == '?' || g[gi] == n[ni]) {
+            gi += 1;
+            ni += 1;
+        } else if gi < g.len() && g[gi] == '*' {
+            star = Some((gi, ni));
+            gi += 1;
+        } else if let Some((sg, sn)) = star {
+            gi = sg + 1;
+            ni = sn + 1;
+            star = Some((sg, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    g[gi..].iter().all(|&c| c == '*')
+}
+
+/// Why a function named `name` in section `section` never gets a slot, if it does not.
+fn skip_reason(file: &ElfFile<'_>, name: &str, section: &str, addr: u64) -> Option<&'static str> {
+    if addr == file.entry {
+        return Some("the ELF entry point runs before the runtime can");
+    }
+    if SKIPPED_SECTIONS.contains(&section) {
+        return Some("in .init, .fini or the PLT");
+    }
+    if name.ends_with("context") {
+        return Some("switches contexts: must not gain a call");
+    }
+    let named = SKIPPED_NAMES.iter().any(|s| match s.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == *s,
+    });
+    named.then_some(match name {
+        "_start" => "the ELF entry point runs before the runtime can",
+        n if n.starts_with("padtrim_") => "the runtime's own code",
+        n if n.starts_with("mem") || n == "bcmp" => "called by the runtime",
+        _ => "returns twice or switches stacks: must not gain a call",
+    })
+}
+
+/// The functions of `file` that get a slot: `STT_FUNC` symbols with a size in an allocated
+/// executable section, matching one of `globs` (all when empty), minus those skipped; one per
+/// address (an alias skipped by name skips its address).
+pub fn select_functions(file: &ElfFile<'_>, globs: &[String]) -> Selection {
+    use std::collections::BTreeMap;
+    let mut by_addr: BTreeMap<u64, InsertSite> = BTreeMap::new();
+    let mut skipped_addr: std::collections::BTreeSet<u64> = Default::default();
+    let mut skipped = Vec::new();
+    for s in &file.symbols {
+        if s.kind != object::elf::STT_FUNC.0 || s.size == 0 {
+            continue;
+        }
+        let Some(sec) = s.section().and_then(|i| file.sections.get(i)) else {
+            continue;
+        };
+        if !sec.is_exec() || !sec.is_alloc() || s.value < sec.addr || s.value >= sec.end() {
+            continue;
+        }
+        if !globs.is_empty() && !globs.iter().any(|g| glob_match(g, s.name)) {
+            continue;
+        }
+        if let Some(why) = skip_reason(file, s.name, &sec.name, s.value) {
+            skipped.push((s.name.to_string(), why));
+            skipped_addr.insert(s.value);
+            continue;
+        }
+        let end = s.value.saturating_add(s.size).min(sec.end());
+        let site = by_addr.entry(s.value).or_insert(InsertSite {
+            section: sec.index,
+            func: s.value,
+            end,
+        });
+        site.end = site.end.max(end);
+    }
+    for a in &skipped_addr {
+        by_addr.remove(a);
+    }
+    Selection {
+        sites: by_addr.into_values().collect(),
+        skipped,
+    }
+}
+
+/// What `--insert` would cost, projected from the symbols alone (`report --insert`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InsertProjection {
+    /// Functions that would get a slot.
+    pub sites: usize,
+    /// Functions matched but skipped.
+    pub skipped: usize,
+    /// Slot bytes inserted.
+    pub slot_bytes: u64,
+    /// Bytes of alignment padding in front of slots (simulated per section).
+    pub alignment: u64,
+    /// Bytes added in all (slots plus alignment).
+    pub bytes_added: u64,
+    /// Bytes of code before.
+    pub text_size: u64,
+    /// `__mcount_loc` bytes added.
+    pub table_bytes: u64,
+}
+
+/// Projects `--insert --slot slot` over `file` (functions matching `globs`).
+pub fn project_insert(file: &ElfFile<'_>, globs: &[String], slot: u32) -> InsertProjection {
+    let sel = select_functions(file, globs);
+    let mut alignment = 0u64;
+    let mut section = usize::MAX;
+    let mut shift = 0u64;
+    for f in &sel.sites {
+        if f.section != section {
+            section = f.section;
+            shift = 0;
+        }
+        let pad = (4 - (f.func.wrapping_add(shift)) % 4) % 4;
+        alignment += pad;
+        shift += pad + u64::from(slot);
+    }
+    let slot_bytes = sel.sites.len() as u64 * u64::from(slot);
+    InsertProjection {
+        sites: sel.sites.len(),
+        skipped: sel.skipped.len(),
+        slot_bytes,
+        alignment,
+        bytes_added: slot_bytes + alignment,
+        text_size: super::linked::text_size(file),
+        table_bytes: sel.sites.len() as u64 * file.ptr_size() as u64,
+    }
+}
+
+/// [`project_insert`] over the ELF file `bytes` (`report --insert`): refuses what
+/// `rewrite --insert` would refuse for its kind or its slot size.
+pub fn project_insert_bytes(bytes: &[u8], globs: &[String], slot: u32) -> Result<InsertProjection> {
+    InsertOptions {
+        slot,
+        ..InsertOptions::default()
+    }
+    .validate()?;
+    let file = elf::parse(bytes)?;
+    let relocs = file.relocation_sections()?;
+    refuse_input(&file, &relocs)?;
+    refuse_slotted(&file, &scan(&file)?)?;
+    Ok(project_insert(&file, globs, slot))
+}
+
+/// Refuses a file that already has pads or slots (a second insertion included).
+fn refuse_slotted(file: &ElfFile<'_>, scanned: &crate::scan::Scan) -> Result<()> {
+    if scanned.source != TableSource::None || !scanned.sites.is_empty() {
+        return Err(Error::refused(format!(
+            "the file already has patch sites ({} in its table): use `padtrim rewrite` without \
+             --insert to resize them",
+            scanned.sites.len()
+        )));
+    }
+    if file
+        .sections
+        .iter()
+        .any(|s| s.name == padtrim_abi::MCOUNT_SECTION)
+    {
+        return Err(Error::refused(
+            "the file already has a __mcount_loc table (slots inserted before?): nothing to insert",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses what `--insert` cannot take, with the reason.
+fn refuse_input(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Result<()> {
+    match file.kind {
+        FileKind::Relocatable => {
+            return Err(Error::Unsupported(
+                "--insert on an object file (.o/.ko) is not supported yet: insert into the \
+                 linked program"
+                    .into(),
+            ))
+        }
+        FileKind::Vmlinux => {
+            return Err(Error::Unsupported(
+                "--insert on a vmlinux: a kernel's code cannot grow in place (build it with \
+                 -fpatchable-function-entry instead)"
+                    .into(),
+            ))
+        }
+        _ => {}
+    }
+    let has_static = relocs.iter().any(|r| {
+        !file.sections[r.index].is_alloc()
+            && file
+                .sections
+                .get(r.target)
+                .is_some_and(|t| t.is_exec() && t.is_alloc())
+    });
+    if !has_static {
+        return Err(Error::refused(
+            "--insert needs the link's relocations to move code: the file has none for its \
+             code; link with -Wl,-q (--emit-relocs)",
+        ));
+    }
+    Ok(())
+}
+
+/// Stages 1 to 3 of an insertion: the new image and what was done, unverified.
+pub fn prepare_insert(input: &[u8], opts: &InsertOptions) -> Result<Unverified> {
+    let (bytes, stats) = phase("rewrite (total)", || insert_image(input, opts))?;
+    Ok(Unverified { bytes, stats })
+}
+
+/// Inserts slots into `input` as `opts` asks and (unless told not to) proves the result.
+pub fn insert(input: &[u8], opts: &InsertOptions) -> Result<super::Rewritten> {
+    let pending = prepare_insert(input, opts)?;
+    if opts.verify {
+        pending.verify(input)
+    } else {
+        pending.skip_verification()
+    }
+}
+
+fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteStats)> {
+    opts.validate()?;
+    let file = phase("parse", || elf::parse(data))?;
+    let (scanned, relocs) = rayon::join(
+        || phase("scan", || scan(&file)),
+        || phase("relocations", || file.relocation_sections()),
+    );
+    let relocs = relocs?;
+    refuse_input(&file, &relocs)?;
+    refuse_slotted(&file, &scanned?)?;
+    crate::rewrite::policy::refuse_sizes_past_the_top(&file)?;
+    let selection = select_functions(&file, &opts.functions);
+    if selection.sites.is_empty() {
+        return Err(Error::refused(
+            "no function to give a slot to (STT_FUNC symbols with a size, matching --functions)",
+        ));
+    }
+    let mut stats = RewriteStats::unchanged(
+        selection.sites.len(),
+        data.len() as u64,
+        super::linked::text_size(&file),
+        Layout::Pack,
+        opts.slot,
+    );
+    let table_bytes = selection.sites.len() as u64 * file.ptr_size() as u64;
+    let options = PlanOptions {
+        slot: opts.slot,
+        pre: 0,
+        layout: Layout::Pack,
+        table_bytes,
+        trampoline: None,
+        grow: true,
+    };
+    let plan = phase("plan", || plan_insert(&file, &selection.sites, &relocs, options))?;
+    let mut fixed = phase("relocate", || relocate(&file, &[], &plan, &relocs))?;
+    let place = plan
+        .table
+        .ok_or_else(|| Error::refused("no place for the __mcount_loc table"))?;
+    let table = tables::mcount_table(
+        &file,
+        &plan,
+        &mut fixed,
+        place,
+        table_bytes,
+        None,
+        Layout::Pack,
+        opts.slot,
+    )?;
+    let (out, writer, fallback) = emit(&file, &plan, &mut fixed, table, opts.writer)?;
+    let text_after: u64 = plan
+        .map
+        .moves()
+        .iter()
+        .filter(|m| file.sections[m.index].is_exec())
+        .map(|m| m.new_size)
+        .sum();
+    stats.bytes_removed = stats.text_size_before as i64 - text_after as i64;
+    stats.text_size_after = text_after;
+    stats.file_size_after = out.len() as u64;
+    stats.alignment_bytes = plan.alignment_bytes;
+    stats.unrelocated_fixups = fixed.unrelocated_fixups;
+    stats.relocation_types = fixed
+        .types
+        .iter()
+        .map(|(t, n)| (elf::reloc_name(*t), *n))
+        .collect();
+    stats.unchanged = false;
+    stats.table = true;
+    stats.writer = Some(writer);
+    stats.writer_fallback = fallback;
+    Ok((out, stats))
+}
+
+/// Writes the file: patched in place when it can, else through the builder.
+fn emit(
+    file: &ElfFile<'_>,
+    plan: &Plan,
+    fixed: &mut crate::relocate::Fixed,
+    table: crate::emit::NewSection,
+    writer: Writer,
+) -> Result<(Vec<u8>, Writer, Option<String>)> {
+    use crate::emit::{builder, patched};
+    if writer == Writer::Patched {
+        match patched::Source::of(file) {
+            Ok(src) => {
+                match phase("emit (patched)", || {
+                    patched::emit_patched(file, &src, plan, fixed, Some(&table))
+                }) {
+                    Ok(out) => return Ok((out, Writer::Patched, None)),
+                    Err(why) => return build(file, plan, fixed, table, Some(why.to_string())),
+                }
+            }
+            Err(why) => return build(file, plan, fixed, table, Some(why.to_string())),
+        }
+    }
+    fn build(
+        file: &ElfFile<'_>,
+        plan: &Plan,
+        fixed: &mut crate::relocate::Fixed,
+        table: crate::emit::NewSection,
+        why: Option<String>,
+    ) -> Result<(Vec<u8>, Writer, Option<String>)> {
+        let b = builder::read_builder(file)?;
+        let b = phase("emit", || builder::prepare(file, b, plan, fixed, Some(table)))?;
+        let out = phase("emit: write", || builder::write(file, b))?;
+        Ok((out, Writer::Builder, why))
+    }
+    build(file, plan, fixed, table, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_stars_and_marks() {
+        assert!(glob_match("*", "main"));
+        assert!(glob_match("fib*", "fib_iter"));
+        assert!(glob_match("f?b", "fib"));
+        assert!(glob_match("*_iter", "fib_iter"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("fib", "fib_iter"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+        assert!(!glob_match("?", ""));
+    }
+}

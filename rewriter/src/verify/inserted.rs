@@ -1,0 +1,120 @@
+//! Slots inserted by `rewrite --insert` into a program that had no pads: every
+//! `__mcount_loc` entry must be a slot of whole 4-byte nops that the walk found as new nops
+//! right in front of the first instruction of a function of the original (a `STT_FUNC`
+//! symbol with a size), 4-byte aligned, all of one size (4 or 8 bytes), sorted. Each one
+//! proven is recorded in its code map: from then on a reference to the old entry must reach
+//! the slot, and the entry's instruction is behind it.
+
+use padtrim_abi::MCOUNT_SECTION;
+
+use super::ctx::Ctx;
+use super::map::{InsertedSlot, Mapper};
+use super::report::VerifyReport;
+use crate::elf::read_uint;
+use crate::riscv::NOP;
+
+/// Checks the inserted slots the rewritten file's `__mcount_loc` claims (an original without
+/// patch sites) and records them in `mapper`.
+pub(super) fn check(ctx: &Ctx<'_, '_, '_>, mapper: &mut Mapper, report: &mut VerifyReport) {
+    let Some(t) = ctx.table else {
+        return;
+    };
+    let table = &ctx.new.sections[t];
+    let data = ctx.new.section_data(table).unwrap_or(&[]);
+    let values: Vec<u64> = (0..data.len() / ctx.ptr)
+        .filter_map(|k| read_uint(data, k * ctx.ptr, ctx.ptr))
+        .collect();
+    // Old function entry -> old end (the largest size among its symbols).
+    let mut funcs: Vec<(u64, u64)> = ctx
+        .old
+        .symbols
+        .iter()
+        .filter(|s| s.kind == object::elf::STT_FUNC.0 && s.size > 0 && s.section().is_some())
+        .map(|s| (s.value, s.value.saturating_add(s.size)))
+        .collect();
+    funcs.sort_unstable();
+    let mut slot_len = None;
+    let mut found: Vec<Vec<InsertedSlot>> = vec![Vec::new(); mapper.code.len()];
+    for (k, &v) in values.iter().enumerate() {
+        let at = table.addr + (k * ctx.ptr) as u64;
+        report.counts.mcount_entries += 1;
+        let bad = |report: &mut VerifyReport, what: &str| {
+            report.mismatch(
+                MCOUNT_SECTION,
+                None,
+                Some(at),
+                format!("entry {k}: an inserted slot ({what})"),
+                format!("{v:#x}"),
+            )
+        };
+        if k > 0 && values[k - 1] >= v {
+            bad(report, "entries sorted");
+            continue;
+        }
+        let Some((c, slot)) = find_slot(ctx, mapper, &funcs, v) else {
+            bad(report, "new nops in front of a function's first instruction");
+            continue;
+        };
+        let len = slot.new_first - slot.new_slot;
+        if v % 4 != 0 || !(len == 4 || len == 8) || *slot_len.get_or_insert(len) != len {
+            bad(report, "4-byte aligned, 4 or 8 bytes, one size for all");
+            continue;
+        }
+        found[c].push(slot);
+    }
+    for (cm, mut slots) in mapper.code.iter_mut().zip(found) {
+        slots.sort_unstable_by_key(|s| s.old_func);
+        cm.inserted = slots;
+    }
+}
+
+/// The code map and slot of the `__mcount_loc` entry `v`: new nops of the walk ending right
+/// at a rigid piece whose old start is a function entry; the slot's bytes are `nop`s.
+fn find_slot(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    funcs: &[(u64, u64)],
+    v: u64,
+) -> Option<(usize, InsertedSlot)> {
+    let (c, cm, i) = mapper.code.iter().enumerate().find_map(|(c, cm)| {
+        let i = cm
+            .pieces
+            .iter()
+            .position(|p| p.run && v >= p.new && v < p.new + p.new_len)?;
+        Some((c, cm, i))
+    })?;
+    {
+        let (run, next) = (cm.pieces[i], *cm.pieces.get(i + 1)?);
+        if next.run || next.new != run.new + run.new_len || next.old != run.old + run.old_len {
+            return None;
+        }
+        let old_func = next.old;
+        let j = funcs.partition_point(|f| f.0 < old_func);
+        let &(_, _) = funcs.get(j).filter(|f| f.0 == old_func)?;
+        let old_end = funcs[j..]
+            .iter()
+            .take_while(|f| f.0 == old_func)
+            .map(|f| f.1)
+            .max()?;
+        let new_sec = ctx.new_section(cm.old_index)?;
+        let bytes = ctx.new_data(cm.old_index);
+        let off = usize::try_from(v.checked_sub(new_sec.addr)?).ok()?;
+        let end = usize::try_from(next.new.checked_sub(new_sec.addr)?).ok()?;
+        let nops = bytes
+            .get(off..end)?
+            .chunks(4)
+            .all(|w| w.len() == 4 && u32::from_le_bytes([w[0], w[1], w[2], w[3]]) == NOP);
+        if !nops {
+            return None;
+        }
+        Some((
+            c,
+            InsertedSlot {
+                old_func,
+                old_end,
+                new_slot: v,
+                new_first: next.new,
+            },
+        ))
+    }
+}
