@@ -10,6 +10,7 @@
 //!    only a verified image (or, when [`RewriteOptions::verify`] is off, one that at least
 //!    parses again). [`prepare`] + [`Unverified`] let a caller do other work meanwhile.
 
+mod kernel_slot;
 mod linked;
 pub mod object;
 pub mod options;
