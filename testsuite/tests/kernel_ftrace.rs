@@ -9,12 +9,20 @@
 //! `FUNCTION_ALIGNMENT_8B` makes them, with the symbols a kernel of each layout has
 //! (`ftrace_list_ops` for CALL_OPS, an `ftrace_caller` that returns through `t0` or `ra`),
 //! and module-shaped objects (`.gnu.linkonce.this_module`).
+//!
+//! A kernel built with padtrim's ftrace patch series (`runtime/kernel/`, issue 19) traces
+//! through 4-byte slots: the last tests build a program shaped like one, over 2 MiB of text
+//! with `ftrace_jal_caller` at its start and `riscv_ftrace_islands` in `.data`, that does
+//! what the patched kernel does (enable each site with `jal t0` to the caller or to an island
+//! from the table when the table is filled, else with `auipc t0; jalr t0`; disable with
+//! nops; the callers record `t0 - t3`), and run it under qemu before and after
+//! `rewrite --slot 4`.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use padtrim_testsuite::describe;
-use padtrim_testsuite::{artifact, padtrim, report_json, scratch_dir, Compiler};
+use padtrim_testsuite::{artifact, padtrim, report_json, run_qemu, scratch_dir, Compiler};
 use serde_json::Value;
 
 /// Functions with pads, and (with `-DCALL_OPS`) the objects only CALL_OPS kernels define.
@@ -56,6 +64,190 @@ ENTRY(_start)
 SECTIONS {
   . = 0x80200000;
   .text : { *(.text .text.*) }
+  .rodata : { *(.rodata .rodata.*) }
+  .init.data : ALIGN(8) {
+    __start_mcount_loc = .; KEEP(*(__patchable_function_entries)) __stop_mcount_loc = .;
+  }
+  .data : { *(.data .data.* .sdata .sdata.*) }
+  .bss : { *(.bss .bss.* .sbss .sbss.*) }
+}
+"#;
+
+/// The patched kernel's ftrace in miniature (`-DUNPATCHED`: the unpatched one).
+const SLOT_RT_C: &str = r#"/* The kernel's side of a 4-byte slot, in miniature (arch/riscv/kernel/ftrace.c with padtrim's
+ * patch): each traced function's entry is enabled with jal t0 (to ftrace_jal_caller or an
+ * island from riscv_ftrace_islands) when the table is filled, else with auipc t0 + jalr t0 to
+ * ftrace_caller, and disabled with nops; the callers record t0 - t3. */
+#define NOP4 0x00000013u
+#define JAL_T0 0x000002efu
+#define ISLANDS 8
+extern unsigned long __start_mcount_loc[], __stop_mcount_loc[];
+extern char _stext[], _etext[];
+#ifndef UNPATCHED
+unsigned long riscv_ftrace_islands[ISLANDS] __attribute__((section(".data"), aligned(8)));
+void ftrace_jal_caller(void);
+#endif
+void ftrace_caller(void);
+volatile unsigned long traced_func, traced_calls;
+
+static long sys3(long n, long a, long b, long c)
+{
+	register long a7 asm("a7") = n, a0 asm("a0") = a, a1 asm("a1") = b, a2 asm("a2") = c;
+	asm volatile("ecall" : "+r"(a0) : "r"(a1), "r"(a2), "r"(a7) : "memory");
+	return a0;
+}
+static void put(const char *s) { long n = 0; while (s[n]) n++; sys3(64, 1, (long)s, n); }
+static void put_err(const char *s) { long n = 0; while (s[n]) n++; sys3(64, 2, (long)s, n); }
+static void put_num(long v)
+{
+	char b[24]; int i = 23; unsigned long u = v < 0 ? -v : v;
+	b[i] = 0;
+	do { b[--i] = '0' + u % 10; u /= 10; } while (u);
+	if (v < 0) b[--i] = '-';
+	put(b + i);
+}
+static void write_text(unsigned long ip, const unsigned int *w, int n)
+{
+	for (int i = 0; i < n; i++)
+		((volatile unsigned int *)ip)[i] = w[i];
+	asm volatile("fence.i" ::: "memory");
+}
+static int reaches(unsigned long pc, unsigned long to)
+{
+	long off = to - pc;
+	return off >= -(1L << 20) && off < (1L << 20);
+}
+static int slot4(void)
+{
+#ifdef UNPATCHED
+	return 0;
+#else
+	return riscv_ftrace_islands[0] != 0;
+#endif
+}
+static int enable(unsigned long ip)
+{
+	unsigned int w[2];
+	if (slot4()) {
+#ifndef UNPATCHED
+		unsigned long to = (unsigned long)ftrace_jal_caller, off;
+		for (int i = 0; !reaches(ip, to); i++) {
+			if (i == ISLANDS || !riscv_ftrace_islands[i])
+				return -1;
+			to = riscv_ftrace_islands[i];
+		}
+		off = to - ip;
+		w[0] = (((off >> 20) & 1) << 31) | (((off >> 1) & 0x3ff) << 21) |
+		       (((off >> 11) & 1) << 20) | (((off >> 12) & 0xff) << 12) | JAL_T0;
+		write_text(ip, w, 1);
+#endif
+		return 0;
+	}
+	unsigned int off = (unsigned long)ftrace_caller - ip;
+	w[0] = ((off & 0x800) ? (off & 0xfffff000) + 0x1000 : (off & 0xfffff000)) | 0x297;
+	w[1] = ((off & 0xfff) << 20) | 0x282e7;
+	write_text(ip, w, 2);
+	return 0;
+}
+static void disable(unsigned long ip)
+{
+	unsigned int w[2] = { NOP4, NOP4 };
+	write_text(ip, w, slot4() ? 1 : 2);
+}
+int main(void)
+{
+	unsigned long lo = (unsigned long)_stext & ~4095UL;
+	int bad = 0;
+	if (sys3(226, lo, (unsigned long)_etext - lo, 7)) { /* mprotect RWX */
+		put("mprotect failed\n");
+		return 3;
+	}
+	put_err(slot4() ? "slot 4\n" : "slot 8\n");
+	for (unsigned long *e = __start_mcount_loc; e < __stop_mcount_loc; e++) {
+		int (*f)(int) = (int (*)(int))*e;
+		long k = e - __start_mcount_loc;
+		disable(*e);
+		int plain = f(3);
+		if (enable(*e)) {
+			put("function "); put_num(k); put(": no island in reach\n");
+			bad = 1;
+			continue;
+		}
+		unsigned long calls = traced_calls;
+		traced_func = 0;
+		int traced = f(3);
+		int ok = traced == plain && traced_calls == calls + 1 && traced_func == *e;
+		disable(*e);
+		f(3);
+		ok = ok && traced_calls == calls + 1;
+		put("function "); put_num(k); put(": f(3) = "); put_num(plain);
+		put(ok ? ", traced once at its entry\n" : ", NOT traced right\n");
+		bad |= !ok;
+	}
+	put("traced "); put_num(__stop_mcount_loc - __start_mcount_loc); put(" functions\n");
+	return bad;
+}
+void _start(void)
+{
+	sys3(93, main(), 0, 0);
+}
+"#;
+
+/// `ftrace_jal_caller` (t3 = 4) and `ftrace_caller` (t3 = 8): record t0 - t3, count, return.
+const SLOT_CALLER_S: &str = "	.text
+#ifndef UNPATCHED
+	.globl ftrace_jal_caller
+	.type ftrace_jal_caller, @function
+ftrace_jal_caller:
+	li	t3, 4
+	j	1f
+	.size ftrace_jal_caller, .-ftrace_jal_caller
+#endif
+	.globl ftrace_caller
+	.type ftrace_caller, @function
+ftrace_caller:
+	li	t3, 8
+1:	sub	t3, t0, t3
+	la	t4, traced_func
+	sd	t3, 0(t4)
+	la	t4, traced_calls
+	ld	t3, 0(t4)
+	addi	t3, t3, 1
+	sd	t3, 0(t4)
+	jr	t0
+	.size ftrace_caller, .-ftrace_caller
+";
+
+/// Traced functions near the callers.
+const SLOT_NEAR_C: &str = "int near_a(int x) { return 2 * x + 1; }
+int near_b(int x) { return near_a(x) * 3; }
+static int hidden(int x) { return x ^ 5; }
+int near_c(int x) { return hidden(x) + near_b(x); }
+";
+
+/// Traced functions out of `jal` reach of the callers (after the filler).
+const SLOT_FAR_C: &str = "extern int near_a(int);
+int far_a(int x) { return near_a(x) - 7; }
+int far_b(int x) { return x * x; }
+int far_c(int x) { return far_a(x) + far_b(x); }
+";
+
+/// FILL words of `addi t6, t6, 0`: code between the near and the far functions.
+const SLOT_FILLER_S: &str = "	.text
+	.globl filler
+	.type filler, @function
+filler:
+	.fill FILL, 4, 0x000f8f93
+	ret
+	.size filler, .-filler
+";
+
+/// KERNEL_LDS with `_stext` / `_etext` (the program makes its text writable, as the kernel
+/// patches its own).
+const SLOT_LDS: &str = r#"ENTRY(_start)
+SECTIONS {
+  . = 0x80200000;
+  .text : { _stext = .; *(.text .text.*) _etext = .; }
   .rodata : { *(.rodata .rodata.*) }
   .init.data : ALIGN(8) {
     __start_mcount_loc = .; KEEP(*(__patchable_function_entries)) __stop_mcount_loc = .;
@@ -500,4 +692,161 @@ fn check_fails_a_kernel_whose_ftrace_cannot_patch_its_pads() {
         "{m}"
     );
     assert!(m.contains("4 bytes at the entry, 8 needed"), "{m}");
+}
+
+/// The patched-kernel-shaped program (or, with `patched` false, the unpatched one): the
+/// callers and the runtime (no pads) first, four traced functions, 2.4 MB of other code, four
+/// more traced functions.
+fn slot_kernel(name: &str, patched: bool) -> PathBuf {
+    let dir = scratch_dir(&format!("kernel-ftrace-{name}"));
+    for (file, text) in [
+        ("rt.c", SLOT_RT_C),
+        ("caller.S", SLOT_CALLER_S),
+        ("near.c", SLOT_NEAR_C),
+        ("far.c", SLOT_FAR_C),
+        ("filler.S", SLOT_FILLER_S),
+        ("k.lds", SLOT_LDS),
+    ] {
+        std::fs::write(dir.join(file), text).expect("write source");
+    }
+    let common = [
+        "-O2",
+        "-march=rv64gc",
+        "-mabi=lp64d",
+        "-mcmodel=medany",
+        "-ffreestanding",
+    ];
+    let define = if patched { "-DPATCHED" } else { "-DUNPATCHED" };
+    let steps: [&[&str]; 3] = [
+        &["-c", define, "rt.c", "caller.S", "-DFILL=600000", "filler.S"],
+        &[
+            "-c",
+            "-fpatchable-function-entry=8",
+            "-falign-functions=8",
+            "near.c",
+            "far.c",
+        ],
+        &[
+            "-nostdlib",
+            "-static",
+            "-Wl,-q,--no-relax,--no-warn-rwx-segments",
+            "-T",
+            "k.lds",
+            "caller.o",
+            "rt.o",
+            "near.o",
+            "filler.o",
+            "far.o",
+            "-o",
+            "vmlinux",
+        ],
+    ];
+    for args in steps {
+        let out = Compiler::Gcc
+            .command()
+            .current_dir(&dir)
+            .args(common)
+            .args(args)
+            .output()
+            .expect("run riscv64-linux-gnu-gcc (run scripts/setup)");
+        assert!(out.status.success(), "build failed: {}", describe(&out));
+    }
+    dir.join("vmlinux")
+}
+
+/// Runs the program; its stdout (one line per traced function, then the count) and which
+/// slot it patched (stderr), after asserting it succeeded.
+fn run_slot_kernel(file: &Path) -> (String, String) {
+    let out = run_qemu(file, &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}: {}", file.display(), describe(&out));
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_patched_kernel_traces_through_4_byte_slots_after_rewrite() {
+    let input = slot_kernel("jal-slot", true);
+    let k = kernel(&input);
+    assert_eq!(k["ftrace_layout"], "jal-slot", "{k:#}");
+    assert_eq!(k["min_pad_bytes"], 4, "{k:#}");
+    let text = text_report(&input);
+    assert!(
+        text.contains("ftrace layout jal-slot: padtrim's kernel patch"),
+        "{text}"
+    );
+    // The original: 16-byte pads, patched 8 bytes at a time (the island table is empty).
+    let (before, how) = run_slot_kernel(&input);
+    assert_eq!(how, "slot 8\n");
+    // The sites, from the table's bounds (nm), as the kernel counts them.
+    let syms = padtrim_testsuite::binutils::symbols(&input);
+    let at = |n: &str| syms.iter().find(|s| s.name == n).map(|s| s.value).expect(n);
+    let sites = (at("__stop_mcount_loc") - at("__start_mcount_loc")) / 8;
+    assert!(sites >= 6, "{sites} sites");
+    assert!(before.contains(&format!("traced {sites} functions\n")), "{before}");
+    assert!(!before.contains("NOT traced"), "{before}");
+    assert_eq!(run(&["check"], &input, &["--max-pad", "4"]).status.code(), Some(1));
+
+    let (output, out) = rewrite(&input, &["--slot", "4", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stats: Value = serde_json::from_slice(&out.stdout).expect("rewrite --json");
+    // The far functions are 2.4 MB from ftrace_jal_caller: at least one island.
+    let islands = stats["islands"].as_u64().expect("islands");
+    assert!(islands >= 1, "{stats:#}");
+    let (after, how) = run_slot_kernel(&output);
+    assert_eq!(how, "slot 4\n", "the rewritten program did not find its islands");
+    assert_eq!(after, before);
+    let out = run(&["check"], &output, &["--max-pad", "4"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = report_json(&output);
+    assert_eq!(report["histogram"], serde_json::json!({ "4": sites }), "{report:#}");
+
+    // The island table is the rewriter's claim: verify checks it. Pointed at a function
+    // instead of the island, the program would jump into that function; verify must say so.
+    let new_syms = padtrim_testsuite::binutils::symbols(&output);
+    let new_at = |n: &str| new_syms.iter().find(|s| s.name == n).map(|s| s.value).expect(n);
+    let data = padtrim_testsuite::binutils::sections(&output)
+        .into_iter()
+        .find(|s| s.name == ".data")
+        .expect(".data");
+    let at = (data.offset + new_at("riscv_ftrace_islands") - data.address) as usize;
+    let mut bytes = std::fs::read(&output).expect("read output");
+    assert_ne!(bytes[at..at + 8], [0; 8]);
+    bytes[at..at + 8].copy_from_slice(&new_at("far_b").to_le_bytes());
+    let tampered = output.with_extension("tampered");
+    std::fs::write(&tampered, &bytes).expect("write tampered copy");
+    let out = run(&["verify"], &input, &[tampered.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "island at new {:#x}: expected an island inside the nops",
+            new_at("far_b")
+        )),
+        "{}",
+        describe(&out)
+    );
+    let out = run(&["verify"], &input, &[output.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+#[test]
+fn an_unpatched_kernel_keeps_refusing_4_byte_slots() {
+    let input = slot_kernel("no-jal-slot", false);
+    assert_eq!(kernel(&input)["ftrace_layout"], "auipc-jalr");
+    assert_refused(
+        &input,
+        &["--slot", "4"],
+        &["auipc-jalr layout", "--slot 8", "padtrim's patch series"],
+    );
+    // 8-byte slots still work, and run as before.
+    let (before, how) = run_slot_kernel(&input);
+    assert_eq!(how, "slot 8\n");
+    let (output, out) = rewrite(&input, &["--slot", "8"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(run_slot_kernel(&output), (before, how));
+    // A module, even of a patched kernel, keeps 8-byte slots.
+    let m = module("module-jal-slot", &Shape::new("rv64gc", "8"), false);
+    assert_refused(&m, &["--slot", "4"], &["modules keep 8-byte slots"]);
 }

@@ -50,11 +50,15 @@ impl TableRequest {
         let wanted = opts.slot >= 4 && file.kind != FileKind::Vmlinux;
         // Programs that carry the runtime get trampoline islands where slots are out of reach
         // of its trampoline; their addresses follow the slots in the table.
+        // A patched kernel's islands reach its ftrace_jal_caller (no table of ours).
         let trampoline = file
             .symbol_by_name(TRAMPOLINE_SYMBOL)
             .filter(|s| wanted && opts.slot >= 4 && s.section().is_some())
-            .map(|s| s.value);
-        let island_reserve = trampoline.map_or(0, |t| tables::island_bound(file, t));
+            .map(|s| s.value)
+            .or_else(|| super::kernel_slot::jal_caller(file, opts));
+        let island_reserve = trampoline
+            .filter(|_| wanted)
+            .map_or(0, |t| tables::island_bound(file, t));
         let bytes = if wanted {
             (scan.sites.len() as u64 + island_reserve) * file.ptr_size() as u64
         } else {
@@ -147,6 +151,9 @@ pub fn rewrite_linked(
         )?),
         _ => None,
     };
+    if let Some(caller) = super::kernel_slot::jal_caller(&file, opts) {
+        super::kernel_slot::fill_islands(&file, &plan, &mut fixed, caller)?;
+    }
     // Pads removed entirely (`--slot 0 --pre 0`): the table would list entries that now
     // hold code, which a tool trusting it would overwrite. Empty it, and its relocations.
     if opts.slot == 0 && opts.pre == 0 && file.kind != FileKind::Vmlinux {

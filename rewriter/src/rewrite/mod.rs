@@ -11,6 +11,7 @@
 //!    parses again). [`prepare`] + [`Unverified`] let a caller do other work meanwhile.
 
 pub mod insert;
+mod kernel_slot;
 mod linked;
 pub mod object;
 pub mod options;

@@ -86,10 +86,18 @@ pub fn require_kernel_layout(
     }
     let min = layout.min_slot_bytes();
     if opts.slot < min && !opts.force {
+        // 4-byte slots need the kernel to patch a jal: padtrim's patch series does.
+        let hint = match (opts.slot, kernel.image.as_str()) {
+            (4, "module") => " (modules keep 8-byte slots, even under a kernel with padtrim's \
+                              patch series)",
+            (4, _) => " (a vmlinux built with padtrim's patch series, runtime/kernel/, takes \
+                       --slot 4)",
+            _ => "",
+        };
         return Err(Error::refused(format!(
             "a {}-byte slot is smaller than the kernel's ftrace patch ({min} bytes, {} layout: \
              {}); the kernel would overwrite the code after the slot. Use --slot {min}, or \
-             --force if this kernel patches fewer bytes",
+             --force if this kernel patches fewer bytes{hint}",
             opts.slot,
             layout.name(),
             layout.describe()

@@ -8,6 +8,7 @@
 //! | [`FtraceLayout::Detour16`] (before 6.1) | `=8` (16 / 32 bytes) | `sd ra; auipc ra; jalr ra; ld ra` at the entry | 16 |
 //! | [`FtraceLayout::AuipcJalr`] (6.1 to 6.15) | `=4` / `=2` (8 bytes) | `auipc t0; jalr t0` at the entry | 8 |
 //! | [`FtraceLayout::CallOps`] (6.16 and later, `DYNAMIC_FTRACE_WITH_CALL_OPS`) | `=8,4` / `=4,2` (16 bytes) | a pointer to the site's `ftrace_ops` in the 8 bytes before the entry, `auipc t0; jalr t0` at it | 16: 8 before the entry, 8-byte aligned, and 8 at it |
+//! | [`FtraceLayout::JalSlot`] (6.1 / 6.12 with padtrim's patch, `runtime/kernel/`) | any | `jal t0` to `ftrace_jal_caller` or to an island at the entry, once the islands are filled in | 4 (8 until then) |
 //!
 //! With CALL_OPS the kernel finds the literal from the table entry (the pad's first byte,
 //! rounded down to 8: `ALIGN_DOWN(rec->ip - 12, 8)`) and `ftrace_caller` loads it from the
@@ -15,6 +16,8 @@
 //! function, on an 8-byte boundary (`FUNCTION_ALIGNMENT_8B`).
 //!
 //! What tells them apart, in order (each finding is kept as evidence, in words):
+//! 0. `ftrace_jal_caller` and `riscv_ftrace_islands` in a vmlinux: padtrim's patch series,
+//!    which traces through 4-byte slots (`rewrite --slot 4` places the islands);
 //! 1. `ftrace_list_ops` / `ftrace_nop_ops`: defined only with
 //!    `CONFIG_DYNAMIC_FTRACE_WITH_CALL_OPS` (`kernel/trace/ftrace.c`), so CALL_OPS;
 //! 2. 8 pad bytes before every function: the literal's room, so CALL_OPS (treated so even
@@ -37,6 +40,12 @@ use crate::riscv::insn_len;
 /// Bytes of the `ftrace_ops` pointer CALL_OPS keeps before each entry (and its alignment).
 pub const OPS_LITERAL_BYTES: u32 = 8;
 
+/// The entry a 4-byte slot's `jal t0` reaches, in a kernel with padtrim's patch series.
+pub const JAL_CALLER_SYMBOL: &str = "ftrace_jal_caller";
+/// The patched kernel's island table: zeros until `rewrite --slot 4` fills in the islands'
+/// addresses (a zero ends the list).
+pub const ISLANDS_SYMBOL: &str = "riscv_ftrace_islands";
+
 /// The section every kernel module has (its `struct module`).
 pub const MODULE_SECTION: &str = ".gnu.linkonce.this_module";
 
@@ -50,6 +59,9 @@ pub enum FtraceLayout {
     /// Linux 6.1 to 6.15 (and later kernels without CALL_OPS): `auipc t0; jalr t0` at the
     /// entry.
     AuipcJalr,
+    /// Linux 6.1 / 6.12 with padtrim's patch series (`runtime/kernel/`): a 4-byte slot
+    /// becomes `jal t0` to `ftrace_jal_caller` or to an island within reach.
+    JalSlot,
     /// Kernels before 6.1: `sd ra; auipc ra; jalr ra; ld ra`, 16 bytes at the entry.
     #[serde(rename = "detour-16")]
     Detour16,
@@ -64,6 +76,7 @@ impl FtraceLayout {
         match self {
             FtraceLayout::CallOps => "call-ops",
             FtraceLayout::AuipcJalr => "auipc-jalr",
+            FtraceLayout::JalSlot => "jal-slot",
             FtraceLayout::Detour16 => "detour-16",
             FtraceLayout::Unknown => "unknown",
         }
@@ -79,6 +92,10 @@ impl FtraceLayout {
             FtraceLayout::AuipcJalr => {
                 "Linux 6.1 to 6.15 (or later without CALL_OPS): auipc t0 + jalr t0 at each entry"
             }
+            FtraceLayout::JalSlot => {
+                "padtrim's kernel patch: jal t0 to ftrace_jal_caller or an island at each entry \
+                 (4-byte slots; auipc t0 + jalr t0 where the islands are not filled in)"
+            }
             FtraceLayout::Detour16 => {
                 "Linux before 6.1: sd ra; auipc ra; jalr ra; ld ra (16 bytes) at each entry"
             }
@@ -92,6 +109,7 @@ impl FtraceLayout {
     pub fn min_slot_bytes(self) -> u32 {
         match self {
             FtraceLayout::Detour16 => 16,
+            FtraceLayout::JalSlot => 4,
             FtraceLayout::CallOps | FtraceLayout::AuipcJalr | FtraceLayout::Unknown => 8,
         }
     }
@@ -167,7 +185,17 @@ pub fn detect(file: &ElfFile<'_>, scan: &Scan) -> Option<KernelFtrace> {
         .symbol_by_name("ftrace_caller")
         .and_then(|s| returns_through(file, s));
 
-    let layout = if let Some(name) = ops_symbol {
+    let jal_slot = image == "vmlinux"
+        && file.symbol_by_name(JAL_CALLER_SYMBOL).is_some()
+        && file.symbol_by_name(ISLANDS_SYMBOL).is_some();
+
+    let layout = if jal_slot {
+        evidence.push(format!(
+            "defines {JAL_CALLER_SYMBOL} and {ISLANDS_SYMBOL}: padtrim's kernel patch, which \
+             traces through 4-byte slots"
+        ));
+        FtraceLayout::JalSlot
+    } else if let Some(name) = ops_symbol {
         evidence.push(format!(
             "defines {name}, which only CONFIG_DYNAMIC_FTRACE_WITH_CALL_OPS builds"
         ));
@@ -384,11 +412,13 @@ mod tests {
         assert_eq!(FtraceLayout::AuipcJalr.min_pad_bytes(), 8);
         assert_eq!(FtraceLayout::Detour16.min_pad_bytes(), 16);
         assert_eq!(FtraceLayout::Unknown.min_slot_bytes(), 8);
+        assert_eq!(FtraceLayout::JalSlot.min_pad_bytes(), 4);
         let json = serde_json::to_string(&FtraceLayout::CallOps).expect("serialises");
         assert_eq!(json, "\"call-ops\"");
         for l in [
             FtraceLayout::CallOps,
             FtraceLayout::AuipcJalr,
+            FtraceLayout::JalSlot,
             FtraceLayout::Detour16,
             FtraceLayout::Unknown,
         ] {

@@ -229,7 +229,10 @@ fn classify(
         }),
         // No label of its own (an overridden weak function, a stripped static one): an
         // anonymous pad, unless it continues a nop run, i.e. the entry points into a pad.
-        Some(Owner::Before(..)) => previous.is_some_and(is_nop),
+        // (One c.nop of alignment before a 4-byte slot's aligned nop does not count.)
+        Some(Owner::Before(..)) => {
+            previous.is_some_and(|p| is_nop(p) && !aligns_slot(p, entry, here))
+        }
         None => false,
     };
     let symbol = match owner {
@@ -647,6 +650,13 @@ fn continues_cnop_run(previous: u32, entry: u64) -> bool {
     previous == u32::from(C_NOP) && !entry.is_multiple_of(4)
 }
 
+/// A `c.nop` right before an aligned 4-byte `nop` at `entry` (`here`): the alignment a
+/// `--slot 4` rewrite puts before a slot whose function followed 2-byte aligned code, not
+/// the end of a run of `c.nop` pads (those hold no 4-byte `nop`).
+fn aligns_slot(previous: u32, entry: u64, here: &[u8]) -> bool {
+    previous == u32::from(C_NOP) && entry.is_multiple_of(4) && read_insn(here) == NOP
+}
+
 /// Whose pad a site is: a label inside the pad (symbol index, address), or only one before
 /// it (address).
 enum Owner {
@@ -917,6 +927,22 @@ mod tests {
             code.extend(CRET);
         }
         (code, vec![0, 2, 14])
+    }
+
+    #[test]
+    fn one_cnop_of_alignment_before_an_anonymous_4_byte_slot_is_not_its_pad() {
+        // f0 `c.ret` at 0, a `c.nop` of alignment at 2, then a function without a symbol (a
+        // kernel's static function after `--slot 4`): its slot, one aligned `nop`, at 4.
+        let code = [CRET.to_vec(), CNOP.to_vec(), NOP4.to_vec(), CRET.to_vec()].concat();
+        let scan = scan_bytes(&elf_file(&code, &[0], Table::Words(vec![4])));
+        assert!(scan.problems.is_empty(), "{:?}", kinds(&scan));
+        assert_eq!(scan.sites.len(), 1);
+        assert_eq!((scan.sites[0].entry, scan.sites[0].pad_bytes), (4, 4));
+        // An entry 4-aligned inside a run of `c.nop` pads still points into the pad.
+        let code = [CRET.to_vec(), CNOP.repeat(4), CRET.to_vec()].concat();
+        let scan = scan_bytes(&elf_file(&code, &[0], Table::Words(vec![4])));
+        assert!(scan.sites.is_empty());
+        assert_eq!(kinds(&scan), [(4, "not-run-start")]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::report::VerifyReport;
 use crate::elf::{read_uint, ElfFile, FileKind, RelocSection};
 use crate::error::Result;
 use crate::riscv::NOP;
+use crate::scan::ftrace::{ISLANDS_SYMBOL, JAL_CALLER_SYMBOL};
 use crate::scan::{PatchSite, Scan, TABLE_SECTION};
 
 use padtrim_abi::{Descriptor as FilledDescriptor, DESCRIPTOR_MAGIC, DESCRIPTOR_SYMBOL};
@@ -178,6 +179,9 @@ pub(super) fn check_sites(
             slot,
         };
         check_descriptor(ctx, mapper, &desc, covered, report);
+    } else if ctx.old.kind == FileKind::Vmlinux {
+        check_kernel_table_order(&old_t, &new_t, report);
+        check_kernel_islands(ctx, islands, covered, report);
     } else if !islands.is_empty() {
         report.mismatch(
             "island",
@@ -601,9 +605,11 @@ fn check_islands(
     slot: u64,
     report: &mut VerifyReport,
 ) {
+    // A patched kernel's islands jump to its ftrace_jal_caller.
     let tramp = ctx
         .old
         .symbol_by_name(TRAMPOLINE_SYMBOL)
+        .or_else(|| kernel_jal_caller(ctx.old))
         .filter(|s| s.section().is_some())
         .and_then(|s| mapper.map(s.value).exact());
     for &at in islands {
@@ -644,7 +650,7 @@ fn check_islands(
         }
     }
     let Some(tramp) = tramp else { return };
-    if slot != 4 || ctx.table.is_none() {
+    if slot != 4 || (ctx.table.is_none() && ctx.old.kind != FileKind::Vmlinux) {
         return;
     }
     // jal reaches [-1 MiB, +1 MiB - 2].
@@ -677,10 +683,75 @@ struct Descriptor<'a> {
     slot: u64,
 }
 
-/// The islands the rewritten file claims, from its filled runtime descriptor (sorted).
+/// `ftrace_jal_caller` of a vmlinux built with padtrim's kernel patch series.
+fn kernel_jal_caller<'f>(file: &'f ElfFile<'_>) -> Option<&'f crate::elf::Symbol<'f>> {
+    (file.kind == FileKind::Vmlinux && file.symbol_by_name(ISLANDS_SYMBOL).is_some())
+        .then(|| file.symbol_by_name(JAL_CALLER_SYMBOL))
+        .flatten()
+}
+
+/// A patched kernel's island table (`riscv_ftrace_islands`): (its address, its entries up
+/// to the first zero).
+fn kernel_island_table(file: &ElfFile<'_>, ptr: usize) -> Option<(u64, Vec<u64>)> {
+    kernel_jal_caller(file)?;
+    let sym = file.symbol_by_name(ISLANDS_SYMBOL)?;
+    let entries = (0..sym.size / ptr as u64)
+        .map_while(|k| {
+            bytes_at(file, sym.value + k * ptr as u64, ptr).and_then(|b| read_uint(b, 0, ptr))
+        })
+        .take_while(|&v| v != 0)
+        .collect();
+    Some((sym.value, entries))
+}
+
+/// A patched kernel's island table: empty in the original, and in the rewritten file the
+/// islands (the walk checks each one), sorted, then zeros. The rewriter fills it: its bytes
+/// are covered here.
+fn check_kernel_islands(
+    ctx: &Ctx<'_, '_, '_>,
+    islands: &[u64],
+    covered: &mut Covered,
+    report: &mut VerifyReport,
+) {
+    let (Some((old_addr, old)), Some((new_addr, new))) = (
+        kernel_island_table(ctx.old, ctx.ptr),
+        kernel_island_table(ctx.new, ctx.ptr),
+    ) else {
+        return;
+    };
+    if !old.is_empty() && old != new {
+        report.mismatch(
+            "island table",
+            Some(old_addr),
+            Some(new_addr),
+            format!("{} entries, as in the original", old.len()),
+            format!("{} entries", new.len()),
+        );
+    }
+    if new != islands || !new.is_sorted() {
+        report.mismatch(
+            "island table",
+            Some(old_addr),
+            Some(new_addr),
+            format!("the {} islands, sorted", islands.len()),
+            format!("{} entries", new.len()),
+        );
+    }
+    if let Some(sym) = ctx.old.symbol_by_name(ISLANDS_SYMBOL) {
+        if let Some(sec) = sym.section() {
+            covered.add(sec, sym.value - ctx.old.sections[sec].addr, sym.size);
+        }
+    }
+}
+
+/// The islands the rewritten file claims, from its filled runtime descriptor, or a patched
+/// kernel's island table (sorted).
 pub(super) fn claimed_islands(ctx: &Ctx<'_, '_, '_>) -> Vec<u64> {
     let Some(sym) = ctx.new.symbol_by_name(DESCRIPTOR_SYMBOL) else {
-        return Vec::new();
+        return kernel_island_table(ctx.new, ctx.ptr).map_or(Vec::new(), |(_, mut v)| {
+            v.sort_unstable();
+            v
+        });
     };
     let Some(desc) =
         bytes_at(ctx.new, sym.value, FilledDescriptor::SIZE).and_then(FilledDescriptor::from_bytes)
