@@ -1017,3 +1017,57 @@ fn every_format_and_the_uftrace_export_name_library_functions() {
     assert_eq!(offsets, [2, 5], "plugin_entry and plugin_leaf: {calls:?}");
     assert_eq!((calls["lib_entry"], calls["lib_leaf"]), (1, 2));
 }
+
+#[test]
+fn arguments_and_return_values_are_recorded_in_shared_library_modules() {
+    let dir = scratch("args");
+    let (exe, plugin) = build_main(&dir);
+    let rw = exe.parent().unwrap();
+    let trace = exe.with_extension("args.trace");
+    // Through the environment, as `padtrim record` passes it on (PADTRIM_ARGS).
+    let out = Command::new(env!("CARGO_BIN_EXE_padtrim"))
+        .args(["record", "--graph", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&exe)
+        .arg(&plugin)
+        .env("LD_LIBRARY_PATH", rw)
+        .env(
+            "PADTRIM_ARGS",
+            "lib_leaf@arg1,retval;plugin_*,!plugin_entry@arg1,retval;plugin_entry@arg1;main_leaf@arg1",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        (text(&out.stdout), out.status.code()),
+        ("a=15 b=39 c=9\n".to_string(), Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+    let lines: Vec<String> = replay(&trace, &[])
+        .lines()
+        .filter_map(|l| l.split_once('|').map(|(_, call)| call.trim().to_string()))
+        .collect();
+    // lib_leaf(x) = 3x, plugin_leaf(x) = x + 7, plugin_entry(n) sums plugin_leaf(0..n).
+    for want in [
+        "lib_entry() {",
+        "lib_leaf(2) = 6;",
+        "lib_leaf(3) = 9;",
+        "} /* lib_entry */",
+        "plugin_entry(3) {",
+        "plugin_leaf(0) = 7;",
+        "plugin_leaf(2) = 9;",
+        "plugin_entry(2) {",
+        "plugin_leaf(1) = 8;",
+        "main_leaf(5);",
+        "main_leaf(6);",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "no {want:?} in {lines:#?}");
+    }
+    // Every call of the selected functions carries its fields, and no other call has any.
+    let count = |pat: &str| lines.iter().filter(|l| l.starts_with(pat)).count();
+    assert_eq!(count("plugin_leaf("), 5);
+    assert_eq!(count("plugin_leaf() "), 0);
+    assert_eq!(count("lib_leaf("), 2);
+    assert_eq!(count("main() {"), 1);
+}

@@ -2007,3 +2007,181 @@ fn a_traced_call_costs_at_most_60_instructions_in_entry_mode_and_100_in_graph_mo
         );
     }
 }
+
+/// The call column of `padtrim replay` or `uftrace replay` text: what follows the `|`.
+fn call_column(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('|').map(|(_, call)| call.trim().to_string()))
+        .collect()
+}
+
+/// Build runtime/tests/programs/args.c with 16-byte pads and the runtime, rewritten.
+fn build_args(dir: &Path) -> PathBuf {
+    rewrite(&build_padded(dir, "args.c", Link::Pie))
+}
+
+fn record_args(exe: &Path, graph: bool, spec: &str) -> std::process::Output {
+    let trace = exe.with_extension(if graph {
+        "args-graph.trace"
+    } else {
+        "args-entry.trace"
+    });
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_padtrim"));
+    cmd.arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args(["--args", spec]);
+    if graph {
+        cmd.arg("--graph");
+    }
+    cmd.arg("--").arg(exe).output().unwrap()
+}
+
+#[test]
+fn arguments_and_return_values_show_in_replay_and_in_uftrace_replay() {
+    let dir = scratch("args-graph");
+    let exe = build_args(&dir);
+    let out = record_args(
+        &exe,
+        true,
+        "fib@arg1,retval;add3@arg1,arg2,arg3;neg@arg1,retval",
+    );
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.code()
+        ),
+        (
+            "thread fib(3)=2\nfib(5)=5 add3=321 neg=-7\n".to_string(),
+            Some(0)
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = exe.with_extension("args-graph.trace");
+    let ours = call_column(&replay(&trace, &exe, &[]));
+    for want in [
+        "fib(5) {",
+        "} = 5; /* fib */",
+        "fib(3) {",
+        "} = 2; /* fib */",
+        "fib(1) = 1;",
+        "fib(0) = 0;",
+        "add3(1, 20, 300);",
+        "neg(7) = -7;",
+        "} /* main */",
+    ] {
+        assert!(ours.iter().any(|l| l == want), "no {want:?} in {ours:#?}");
+    }
+    // Every fib call shows fib(n) and returns fib(n): each leaf and each closing line.
+    let fib = |n: u64| -> u64 { (0..n).fold((0, 1), |(a, b), _| (b, a + b)).0 };
+    let mut open: Vec<u64> = Vec::new();
+    let mut fib_calls = 0;
+    for l in &ours {
+        if let Some(rest) = l.strip_prefix("fib(") {
+            fib_calls += 1;
+            let (n, tail) = rest.split_once(')').unwrap();
+            let n: u64 = n.parse().unwrap();
+            if tail == " {" {
+                open.push(n);
+            } else {
+                assert_eq!(tail, format!(" = {};", fib(n)), "{l}");
+            }
+        } else if l.ends_with("/* fib */") {
+            let n = open.pop().unwrap();
+            assert_eq!(l, &format!("}} = {}; /* fib */", fib(n)));
+        }
+    }
+    // fib(5) makes 15 calls, fib(3) on the thread 5.
+    assert_eq!(fib_calls, 20, "{ours:#?}");
+
+    // uftrace's own replay shows the same calls, arguments and return values.
+    let dir_u = dir.join("uftrace.data");
+    let out = padtrim(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--elf",
+        exe.to_str().unwrap(),
+        "--format",
+        "uftrace",
+        "-o",
+        dir_u.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = call_column(&uftrace("replay", &dir_u, &[]));
+    let mut a = ours.clone();
+    let mut b = theirs.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "padtrim:\n{ours:#?}\nuftrace:\n{theirs:#?}");
+    let info = uftrace("info", &dir_u, &[]);
+    assert!(
+        info.contains("fib@arg1;") && info.contains("fib@retval;"),
+        "{info}"
+    );
+}
+
+#[test]
+fn entry_traces_carry_arguments_and_bad_argument_specs_are_refused() {
+    let dir = scratch("args-entry");
+    let exe = build_args(&dir);
+    let out = record_args(&exe, false, "fib@arg1;add3@args");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = exe.with_extension("args-entry.trace");
+    let ours = call_column(&replay(&trace, &exe, &[]));
+    for want in ["main()", "fib(5)", "fib(4)", "fib(0)", "neg()", "worker()"] {
+        assert!(ours.iter().any(|l| l == want), "no {want:?} in {ours:#?}");
+    }
+    // `args`: all eight registers, the first three being add3's arguments.
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("add3(1, 20, 300, ") && l.matches(", ").count() == 7),
+        "{ours:#?}"
+    );
+    assert_eq!(ours.iter().filter(|l| l.starts_with("fib(")).count(), 20);
+    // Entry traces export their arguments too.
+    let dir_u = dir.join("uftrace.data");
+    let out = padtrim(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--elf",
+        exe.to_str().unwrap(),
+        "--format",
+        "uftrace",
+        "-o",
+        dir_u.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = call_column(&uftrace("replay", &dir_u, &[]));
+    assert!(theirs.iter().any(|l| l == "fib(5) {"), "{theirs:#?}");
+
+    // Refused before the program runs (exit 2, saying why): return values in entry mode,
+    // and specs that do not parse.
+    for (spec, graph, why) in [
+        ("fib@retval", false, "retval needs --graph"),
+        ("fib@arg1,retval", false, "retval needs --graph"),
+        ("fib@arg9", true, "unknown field"),
+        ("fib", true, "no @FIELDS"),
+        ("@arg1", true, "names no function"),
+    ] {
+        let out = record_args(&exe, graph, spec);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {err}");
+        assert!(err.contains(why) && err.contains(spec), "{spec}: {err}");
+        assert!(out.stdout.is_empty(), "{spec}: the program ran");
+    }
+}
