@@ -1892,18 +1892,26 @@ fn count_instructions(
 ) -> (u64, String) {
     let count = exe.with_extension(format!(
         "{}.count",
-        env.iter().map(|e| e.1).collect::<Vec<_>>().join("-")
+        env.iter()
+            .map(|e| e.1.rsplit('/').next().unwrap_or(e.1))
+            .collect::<Vec<_>>()
+            .join("-")
     ));
     let mut cmd = Command::new("qemu-riscv64");
     cmd.args(["-L", "/usr/riscv64-linux-gnu", "-plugin"])
-        .arg(format!("{},out={}", plugin.display(), count.display()))
-        .arg(exe)
+        .arg(format!("{},out={}", plugin.display(), count.display()));
+    for (k, v) in env {
+        if *k == "LD_PRELOAD" {
+            // For the guest, not for qemu itself.
+            cmd.arg("-E").arg(format!("LD_PRELOAD={v}"));
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    cmd.arg(exe)
         .args(args)
         .env_remove("PADTRIM_DEBUG")
         .env("PADTRIM_OUT", exe.with_extension("count.trace"));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     let out = cmd.output().expect("run qemu-riscv64");
     assert!(
         out.status.success(),
@@ -1918,17 +1926,47 @@ fn count_instructions(
     )
 }
 
+/// The preloadable runtime (`scripts/runtime-lib --shared`).
+fn preload_lib() -> PathBuf {
+    let out = Command::new(repo().join("scripts/runtime-lib"))
+        .arg("--shared")
+        .output()
+        .expect("run scripts/runtime-lib --shared");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    )
+}
+
 /// Build runtime/bench/fib.c as scripts/bench-runtime does: `-O2 -march=rv64gc`, with `pads`
 /// (`-fpatchable-function-entry=8` and the runtime, rewritten to 4-byte slots) or without.
 fn build_fib(dir: &Path, pads: bool) -> PathBuf {
-    let exe = dir.join(if pads { "fib-pads" } else { "fib-plain" });
+    build_fib_as(dir, pads, pads)
+}
+
+/// `build_fib`, with the runtime linked in or not (`linked`).
+fn build_fib_as(dir: &Path, pads: bool, linked: bool) -> PathBuf {
+    let exe = dir.join(match (pads, linked) {
+        (false, _) => "fib-plain",
+        (true, true) => "fib-pads",
+        (true, false) => "fib-pads-unlinked",
+    });
     let mut cmd = Command::new("riscv64-linux-gnu-gcc");
     cmd.args(["-O2", "-march=rv64gc", "-mabi=lp64d"]);
     if pads {
         cmd.arg("-fpatchable-function-entry=8");
     }
     cmd.arg(repo().join("runtime/bench/fib.c"));
-    if pads {
+    if linked {
         cmd.arg(runtime_lib());
     }
     let out = cmd.args(["-Wl,-q", "-o"]).arg(&exe).output().unwrap();
@@ -1991,6 +2029,29 @@ fn a_traced_call_costs_at_most_60_instructions_in_entry_mode_and_100_in_graph_mo
     assert!(
         graph <= 100.0,
         "graph tracing costs {graph:.2} instructions per call"
+    );
+    // The preloaded runtime's per-module trampoline copies have the same fast path (plus
+    // the far-jump stub between slot and copy).
+    let preload = preload_lib();
+    let unlinked = build_fib_as(&dir, true, false);
+    let extra_preloaded = |mode: &str| {
+        per_call(
+            &unlinked,
+            &[
+                ("PADTRIM_TRACE", mode),
+                ("LD_PRELOAD", preload.to_str().unwrap()),
+            ],
+        ) - base
+    };
+    let (pentry, pgraph) = (extra_preloaded("entry"), extra_preloaded("graph"));
+    eprintln!("preloaded: entry {pentry:.2}, graph {pgraph:.2}");
+    assert!(
+        pentry <= 60.0,
+        "preloaded entry tracing costs {pentry:.2} per call"
+    );
+    assert!(
+        pgraph <= 100.0,
+        "preloaded graph tracing costs {pgraph:.2} per call"
     );
     // And the fast paths recorded every call, across many full buffers (fib(20): 21891
     // calls), in both modes.
