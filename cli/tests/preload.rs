@@ -1073,4 +1073,19 @@ fn arguments_and_return_values_are_recorded_in_shared_library_modules() {
     assert_eq!(count("plugin_leaf() "), 0);
     assert_eq!(count("lib_leaf("), 2);
     assert_eq!(count("main() {"), 1);
+    // uftrace's own replay of the export shows the same lines.
+    let (u, _) = export_uftrace(&trace, dir.join("args.uftrace"));
+    let mut theirs: Vec<String> = uftrace("replay", &u)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('|').map(|(_, call)| call.trim().to_string()))
+        .collect();
+    let mut ours: Vec<String> = lines
+        .iter()
+        .filter(|l| *l != "FUNCTION CALLS")
+        .cloned()
+        .collect();
+    theirs.sort();
+    ours.sort();
+    assert_eq!(ours, theirs);
 }
