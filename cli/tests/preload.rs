@@ -606,12 +606,15 @@ fn a_library_linked_with_the_runtime_is_traced_once_by_the_preloaded_copy() {
     // possibly listed after its slots); the program does not.
     let lib = dir.join("libpreload_lib.so");
     let source = programs().join("preload_lib.c");
+    // Four more (uncalled) pads, so the table always finds room (see preload_lib_more.c).
+    let more = programs().join("preload_lib_more.c");
     let runtime = runtime_lib();
     let mut args: Vec<&std::ffi::OsStr> = PADS.iter().map(|s| os(s)).collect();
     args.extend([
         os("-shared"),
         os("-fPIC"),
         source.as_os_str(),
+        more.as_os_str(),
         runtime.as_os_str(),
         os("-o"),
         lib.as_os_str(),
@@ -636,7 +639,7 @@ fn a_library_linked_with_the_runtime_is_traced_once_by_the_preloaded_copy() {
     assert_eq!(m["linked-runtime"], "yes");
     assert_eq!(
         (&m["entries"][..], &m["patched"][..]),
-        ("2", "2"),
+        ("6", "6"),
         "{}",
         r.stderr
     );
@@ -1016,4 +1019,73 @@ fn every_format_and_the_uftrace_export_name_library_functions() {
     offsets.sort_unstable();
     assert_eq!(offsets, [2, 5], "plugin_entry and plugin_leaf: {calls:?}");
     assert_eq!((calls["lib_entry"], calls["lib_leaf"]), (1, 2));
+}
+
+#[test]
+fn arguments_and_return_values_are_recorded_in_shared_library_modules() {
+    let dir = scratch("args");
+    let (exe, plugin) = build_main(&dir);
+    let rw = exe.parent().unwrap();
+    let trace = exe.with_extension("args.trace");
+    // Through the environment, as `padtrim record` passes it on (PADTRIM_ARGS).
+    let out = Command::new(env!("CARGO_BIN_EXE_padtrim"))
+        .args(["record", "--graph", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&exe)
+        .arg(&plugin)
+        .env("LD_LIBRARY_PATH", rw)
+        .env(
+            "PADTRIM_ARGS",
+            "lib_leaf@arg1,retval;plugin_*,!plugin_entry@arg1,retval;plugin_entry@arg1;main_leaf@arg1",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        (text(&out.stdout), out.status.code()),
+        ("a=15 b=39 c=9\n".to_string(), Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+    let lines: Vec<String> = replay(&trace, &[])
+        .lines()
+        .filter_map(|l| l.split_once('|').map(|(_, call)| call.trim().to_string()))
+        .collect();
+    // lib_leaf(x) = 3x, plugin_leaf(x) = x + 7, plugin_entry(n) sums plugin_leaf(0..n).
+    for want in [
+        "lib_entry() {",
+        "lib_leaf(2) = 6;",
+        "lib_leaf(3) = 9;",
+        "} /* lib_entry */",
+        "plugin_entry(3) {",
+        "plugin_leaf(0) = 7;",
+        "plugin_leaf(2) = 9;",
+        "plugin_entry(2) {",
+        "plugin_leaf(1) = 8;",
+        "main_leaf(5);",
+        "main_leaf(6);",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "no {want:?} in {lines:#?}");
+    }
+    // Every call of the selected functions carries its fields, and no other call has any.
+    let count = |pat: &str| lines.iter().filter(|l| l.starts_with(pat)).count();
+    assert_eq!(count("plugin_leaf("), 5);
+    assert_eq!(count("plugin_leaf() "), 0);
+    assert_eq!(count("lib_leaf("), 2);
+    assert_eq!(count("main() {"), 1);
+    // uftrace's own replay of the export shows the same lines.
+    let (u, _) = export_uftrace(&trace, dir.join("args.uftrace"));
+    let mut theirs: Vec<String> = uftrace("replay", &u)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('|').map(|(_, call)| call.trim().to_string()))
+        .collect();
+    let mut ours: Vec<String> = lines
+        .iter()
+        .filter(|l| *l != "FUNCTION CALLS")
+        .cloned()
+        .collect();
+    theirs.sort();
+    ours.sort();
+    assert_eq!(ours, theirs);
 }

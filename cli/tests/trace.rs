@@ -1892,18 +1892,26 @@ fn count_instructions(
 ) -> (u64, String) {
     let count = exe.with_extension(format!(
         "{}.count",
-        env.iter().map(|e| e.1).collect::<Vec<_>>().join("-")
+        env.iter()
+            .map(|e| e.1.rsplit('/').next().unwrap_or(e.1))
+            .collect::<Vec<_>>()
+            .join("-")
     ));
     let mut cmd = Command::new("qemu-riscv64");
     cmd.args(["-L", "/usr/riscv64-linux-gnu", "-plugin"])
-        .arg(format!("{},out={}", plugin.display(), count.display()))
-        .arg(exe)
+        .arg(format!("{},out={}", plugin.display(), count.display()));
+    for (k, v) in env {
+        if *k == "LD_PRELOAD" {
+            // For the guest, not for qemu itself.
+            cmd.arg("-E").arg(format!("LD_PRELOAD={v}"));
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    cmd.arg(exe)
         .args(args)
         .env_remove("PADTRIM_DEBUG")
         .env("PADTRIM_OUT", exe.with_extension("count.trace"));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     let out = cmd.output().expect("run qemu-riscv64");
     assert!(
         out.status.success(),
@@ -1918,17 +1926,47 @@ fn count_instructions(
     )
 }
 
+/// The preloadable runtime (`scripts/runtime-lib --shared`).
+fn preload_lib() -> PathBuf {
+    let out = Command::new(repo().join("scripts/runtime-lib"))
+        .arg("--shared")
+        .output()
+        .expect("run scripts/runtime-lib --shared");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    )
+}
+
 /// Build runtime/bench/fib.c as scripts/bench-runtime does: `-O2 -march=rv64gc`, with `pads`
 /// (`-fpatchable-function-entry=8` and the runtime, rewritten to 4-byte slots) or without.
 fn build_fib(dir: &Path, pads: bool) -> PathBuf {
-    let exe = dir.join(if pads { "fib-pads" } else { "fib-plain" });
+    build_fib_as(dir, pads, pads)
+}
+
+/// `build_fib`, with the runtime linked in or not (`linked`).
+fn build_fib_as(dir: &Path, pads: bool, linked: bool) -> PathBuf {
+    let exe = dir.join(match (pads, linked) {
+        (false, _) => "fib-plain",
+        (true, true) => "fib-pads",
+        (true, false) => "fib-pads-unlinked",
+    });
     let mut cmd = Command::new("riscv64-linux-gnu-gcc");
     cmd.args(["-O2", "-march=rv64gc", "-mabi=lp64d"]);
     if pads {
         cmd.arg("-fpatchable-function-entry=8");
     }
     cmd.arg(repo().join("runtime/bench/fib.c"));
-    if pads {
+    if linked {
         cmd.arg(runtime_lib());
     }
     let out = cmd.args(["-Wl,-q", "-o"]).arg(&exe).output().unwrap();
@@ -1992,6 +2030,29 @@ fn a_traced_call_costs_at_most_60_instructions_in_entry_mode_and_100_in_graph_mo
         graph <= 100.0,
         "graph tracing costs {graph:.2} instructions per call"
     );
+    // The preloaded runtime's per-module trampoline copies have the same fast path (plus
+    // the far-jump stub between slot and copy).
+    let preload = preload_lib();
+    let unlinked = build_fib_as(&dir, true, false);
+    let extra_preloaded = |mode: &str| {
+        per_call(
+            &unlinked,
+            &[
+                ("PADTRIM_TRACE", mode),
+                ("LD_PRELOAD", preload.to_str().unwrap()),
+            ],
+        ) - base
+    };
+    let (pentry, pgraph) = (extra_preloaded("entry"), extra_preloaded("graph"));
+    eprintln!("preloaded: entry {pentry:.2}, graph {pgraph:.2}");
+    assert!(
+        pentry <= 60.0,
+        "preloaded entry tracing costs {pentry:.2} per call"
+    );
+    assert!(
+        pgraph <= 100.0,
+        "preloaded graph tracing costs {pgraph:.2} per call"
+    );
     // And the fast paths recorded every call, across many full buffers (fib(20): 21891
     // calls), in both modes.
     for mode in ["entry", "graph"] {
@@ -2005,5 +2066,183 @@ fn a_traced_call_costs_at_most_60_instructions_in_entry_mode_and_100_in_graph_mo
                 .any(|l| l.split_whitespace().next() == Some(n.as_str()) && l.contains("fib")),
             "{mode}: {n} calls of fib expected in\n{summary}"
         );
+    }
+}
+
+/// The call column of `padtrim replay` or `uftrace replay` text: what follows the `|`.
+fn call_column(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('|').map(|(_, call)| call.trim().to_string()))
+        .collect()
+}
+
+/// Build runtime/tests/programs/args.c with 16-byte pads and the runtime, rewritten.
+fn build_args(dir: &Path) -> PathBuf {
+    rewrite(&build_padded(dir, "args.c", Link::Pie))
+}
+
+fn record_args(exe: &Path, graph: bool, spec: &str) -> std::process::Output {
+    let trace = exe.with_extension(if graph {
+        "args-graph.trace"
+    } else {
+        "args-entry.trace"
+    });
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_padtrim"));
+    cmd.arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args(["--args", spec]);
+    if graph {
+        cmd.arg("--graph");
+    }
+    cmd.arg("--").arg(exe).output().unwrap()
+}
+
+#[test]
+fn arguments_and_return_values_show_in_replay_and_in_uftrace_replay() {
+    let dir = scratch("args-graph");
+    let exe = build_args(&dir);
+    let out = record_args(
+        &exe,
+        true,
+        "fib@arg1,retval;add3@arg1,arg2,arg3;neg@arg1,retval",
+    );
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.code()
+        ),
+        (
+            "thread fib(3)=2\nfib(5)=5 add3=321 neg=-7\n".to_string(),
+            Some(0)
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = exe.with_extension("args-graph.trace");
+    let ours = call_column(&replay(&trace, &exe, &[]));
+    for want in [
+        "fib(5) {",
+        "} = 5; /* fib */",
+        "fib(3) {",
+        "} = 2; /* fib */",
+        "fib(1) = 1;",
+        "fib(0) = 0;",
+        "add3(1, 20, 300);",
+        "neg(7) = -7;",
+        "} /* main */",
+    ] {
+        assert!(ours.iter().any(|l| l == want), "no {want:?} in {ours:#?}");
+    }
+    // Every fib call shows fib(n) and returns fib(n): each leaf and each closing line.
+    let fib = |n: u64| -> u64 { (0..n).fold((0, 1), |(a, b), _| (b, a + b)).0 };
+    let mut open: Vec<u64> = Vec::new();
+    let mut fib_calls = 0;
+    for l in &ours {
+        if let Some(rest) = l.strip_prefix("fib(") {
+            fib_calls += 1;
+            let (n, tail) = rest.split_once(')').unwrap();
+            let n: u64 = n.parse().unwrap();
+            if tail == " {" {
+                open.push(n);
+            } else {
+                assert_eq!(tail, format!(" = {};", fib(n)), "{l}");
+            }
+        } else if l.ends_with("/* fib */") {
+            let n = open.pop().unwrap();
+            assert_eq!(l, &format!("}} = {}; /* fib */", fib(n)));
+        }
+    }
+    // fib(5) makes 15 calls, fib(3) on the thread 5.
+    assert_eq!(fib_calls, 20, "{ours:#?}");
+
+    // uftrace's own replay shows the same calls, arguments and return values.
+    let dir_u = dir.join("uftrace.data");
+    let out = padtrim(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--elf",
+        exe.to_str().unwrap(),
+        "--format",
+        "uftrace",
+        "-o",
+        dir_u.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = call_column(&uftrace("replay", &dir_u, &[]));
+    let mut a = ours.clone();
+    let mut b = theirs.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "padtrim:\n{ours:#?}\nuftrace:\n{theirs:#?}");
+    let info = uftrace("info", &dir_u, &[]);
+    assert!(
+        info.contains("fib@arg1;") && info.contains("fib@retval;"),
+        "{info}"
+    );
+}
+
+#[test]
+fn entry_traces_carry_arguments_and_bad_argument_specs_are_refused() {
+    let dir = scratch("args-entry");
+    let exe = build_args(&dir);
+    let out = record_args(&exe, false, "fib@arg1;add3@args");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = exe.with_extension("args-entry.trace");
+    let ours = call_column(&replay(&trace, &exe, &[]));
+    for want in ["main()", "fib(5)", "fib(4)", "fib(0)", "neg()", "worker()"] {
+        assert!(ours.iter().any(|l| l == want), "no {want:?} in {ours:#?}");
+    }
+    // `args`: all eight registers, the first three being add3's arguments.
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("add3(1, 20, 300, ") && l.matches(", ").count() == 7),
+        "{ours:#?}"
+    );
+    assert_eq!(ours.iter().filter(|l| l.starts_with("fib(")).count(), 20);
+    // Entry traces export their arguments too.
+    let dir_u = dir.join("uftrace.data");
+    let out = padtrim(&[
+        "replay",
+        trace.to_str().unwrap(),
+        "--elf",
+        exe.to_str().unwrap(),
+        "--format",
+        "uftrace",
+        "-o",
+        dir_u.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = call_column(&uftrace("replay", &dir_u, &[]));
+    assert!(theirs.iter().any(|l| l == "fib(5) {"), "{theirs:#?}");
+
+    // Refused before the program runs (exit 2, saying why): return values in entry mode,
+    // and specs that do not parse.
+    for (spec, graph, why) in [
+        ("fib@retval", false, "retval needs --graph"),
+        ("fib@arg1,retval", false, "retval needs --graph"),
+        ("fib@arg9", true, "unknown field"),
+        ("fib", true, "no @FIELDS"),
+        ("@arg1", true, "names no function"),
+    ] {
+        let out = record_args(&exe, graph, spec);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {err}");
+        assert!(err.contains(why) && err.contains(spec), "{spec}: {err}");
+        assert!(out.stdout.is_empty(), "{spec}: the program ran");
     }
 }

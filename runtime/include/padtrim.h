@@ -3,7 +3,8 @@
  * Link the program with the runtime (`scripts/runtime-lib` prints the library), build it with
  * -fpatchable-function-entry and rewrite it with `padtrim rewrite --slot 4`. Settings come
  * from the environment at startup: PADTRIM_TRACE=off|entry|graph, PADTRIM_FILTER,
- * PADTRIM_OUT, PADTRIM_DEBUG=1 (one line on stderr: where the slot table was found, how many
+ * PADTRIM_ARGS (arguments and return values to record, see README.md), PADTRIM_OUT,
+ * PADTRIM_DEBUG=1 (one line on stderr: where the slot table was found, how many
  * slots were patched).
  *
  * The functions below are safe to call whatever PADTRIM_TRACE says; with tracing off nothing

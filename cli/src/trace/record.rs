@@ -31,7 +31,7 @@ fn check_arg_spec(spec: &str, graph: bool) -> anyhow::Result<()> {
 }
 
 /// Run the program (under qemu-riscv64 unless the host is riscv64) with PADTRIM_TRACE,
-/// PADTRIM_FILTER and PADTRIM_OUT set, and return its exit status (128 + N if signal N
+/// PADTRIM_FILTER, PADTRIM_ARGS and PADTRIM_OUT set, and return its exit status (128 + N if signal N
 /// killed it). An error (exit 2) if the program is not a riscv64 program, cannot be run,
 /// or wrote no trace.
 pub fn record(args: &RecordArgs) -> anyhow::Result<i32> {

@@ -34,6 +34,11 @@
 //!   an outer depth on its thread (or at the thread's last entry), so that uftrace shows the
 //!   nesting and counts every call; those durations are the time to the next call at that
 //!   depth, not measured ones.
+//! - Arguments and return values (`record --args`): a record with the `more` bit (bit 2 of
+//!   its second word) is followed by its values, 8 bytes each (uftrace reads each integer
+//!   argument as a `long`, 8-byte aligned), in the order of its function's spec; `info` gets
+//!   the ARG_SPEC lines (`argspec:` and `retspec:`, one exact name per function with the
+//!   fields it carries), `pattern_type:simple`, and the ARGUMENT and RETVAL feature bits.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -45,7 +50,7 @@ use padtrim_runtime::format::Mode;
 use padtrim_runtime::format::untag;
 
 use super::identity::Identity;
-use super::model::{EventKind, IntMap, Pairing, Symbols, Trace};
+use super::model::{ArgVals, EventKind, IntMap, Pairing, Symbols, Trace};
 
 /// What `padtrim record` knows about the run (a trace alone does not say).
 #[derive(Clone, Debug, Default)]
@@ -63,6 +68,8 @@ const ELFDATA2LSB: u8 = 1;
 const ELFCLASS64: u8 = 2;
 // Feature bits (uftrace.h, `enum uftrace_feat_bits`).
 const TASK_SESSION: u64 = 1 << 1;
+const ARGUMENT: u64 = 1 << 3;
+const RETVAL: u64 = 1 << 4;
 const SYM_REL_ADDR: u64 = 1 << 5;
 const MAX_STACK: u64 = 1 << 6;
 // Info bits (`enum uftrace_info_bits`), in the order their lines must come.
@@ -71,11 +78,15 @@ const EXE_BUILD_ID: u64 = 1 << 1;
 const EXIT_STATUS: u64 = 1 << 2;
 const CMDLINE: u64 = 1 << 3;
 const TASKINFO: u64 = 1 << 7;
+const ARG_SPEC: u64 = 1 << 10;
+const PATTERN_TYPE: u64 = 1 << 12;
 const VERSION: u64 = 1 << 13;
 /// uftrace's record magic (RECORD_MAGIC_V4), in bits 3..6 of a record's second word.
 const RECORD_MAGIC: u64 = 5;
 const UFTRACE_ENTRY: u64 = 0;
 const UFTRACE_EXIT: u64 = 1;
+/// The record's `more` bit: argument or return value data follows it.
+const MORE: u64 = 1 << 2;
 /// Depth is a 10-bit field.
 const MAX_DEPTH: usize = 1023;
 /// Addresses are 48-bit, and must stay below the kernel boundary uftrace takes from the
@@ -597,17 +608,60 @@ pub fn export(trace: &Trace, dir: &Path, run: &RunInfo) -> anyhow::Result<()> {
         let l = mapping_of.get(&id).unwrap_or(&program.layout);
         l.base + (link - l.link_base)
     };
+    // Arguments and return values (`record --args`): the `more` bit on the record, then the
+    // values, 8 bytes each, in the order of the function's spec (`info`'s argspec and
+    // retspec, written at the end from what was met here). A function's fields are those of
+    // its first recorded call (the spec gives every call the same ones).
+    let mut arg_masks: IntMap<usize, u8> = IntMap::default();
+    let mut ret_funcs: Vec<usize> = Vec::new();
+    let speccable = |func: usize| {
+        let n = &trace.names[func];
+        !n.is_empty() && !n.contains(['@', ';', ',', ' ', '\n'])
+    };
     for (ti, th) in trace.threads.iter().enumerate() {
         let (path, mut w) = file(&format!("{}.dat", th.tid))?;
         let mut error = None;
-        let mut put = |w: &mut BufWriter<File>, kind: u64, ns: f64, depth: usize, func: usize| {
-            let word =
-                kind | RECORD_MAGIC << 3 | (depth.min(MAX_DEPTH) as u64) << 6 | addr_of(func) << 16;
-            let mut rec = [0u8; 16];
-            rec[..8].copy_from_slice(&abs(ns).to_le_bytes());
-            rec[8..].copy_from_slice(&word.to_le_bytes());
+        let mut put = |w: &mut BufWriter<File>,
+                       kind: u64,
+                       ns: f64,
+                       depth: usize,
+                       func: usize,
+                       data: &[u64]| {
+            let more = if data.is_empty() { 0 } else { MORE };
+            let word = kind
+                | more
+                | RECORD_MAGIC << 3
+                | (depth.min(MAX_DEPTH) as u64) << 6
+                | addr_of(func) << 16;
+            let mut rec = Vec::with_capacity(16 + 8 * data.len());
+            rec.extend_from_slice(&abs(ns).to_le_bytes());
+            rec.extend_from_slice(&word.to_le_bytes());
+            for v in data {
+                rec.extend_from_slice(&v.to_le_bytes());
+            }
             if let Err(e) = w.write_all(&rec) {
                 error.get_or_insert(e);
+            }
+        };
+        let mut entry_data = |func: usize, args: Option<ArgVals>| -> Vec<u64> {
+            let Some(a) = args.filter(|a| a.mask != 0 && speccable(func)) else {
+                return Vec::new();
+            };
+            let mask = *arg_masks.entry(func).or_insert(a.mask);
+            (0..8)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| if a.mask & (1 << i) != 0 { a.vals[i] } else { 0 })
+                .collect()
+        };
+        let mut exit_data = |func: usize, ret: Option<u64>| -> Vec<u64> {
+            match ret {
+                Some(v) if speccable(func) => {
+                    if !ret_funcs.contains(&func) {
+                        ret_funcs.push(func);
+                    }
+                    vec![v]
+                }
+                _ => Vec::new(),
             }
         };
         let mut events = trace.events(ti)?;
@@ -616,15 +670,31 @@ pub fn export(trace: &Trace, dir: &Path, run: &RunInfo) -> anyhow::Result<()> {
             while let Some(e) = events.next_event()? {
                 if e.kind == EventKind::Entry {
                     let (_, level, _) = pairing.enter(&e);
-                    put(&mut w, UFTRACE_ENTRY, e.ns, level, e.func);
+                    let data = entry_data(e.func, e.args);
+                    put(&mut w, UFTRACE_ENTRY, e.ns, level, e.func, &data);
                 } else {
                     pairing.leave(&e, |c| {
-                        put(&mut w, UFTRACE_EXIT, c.span.end, c.span.level, c.span.func)
+                        let data = exit_data(c.span.func, c.span.ret);
+                        put(
+                            &mut w,
+                            UFTRACE_EXIT,
+                            c.span.end,
+                            c.span.level,
+                            c.span.func,
+                            &data,
+                        )
                     });
                 }
             }
             pairing.close_all(events.last_ns(), |c| {
-                put(&mut w, UFTRACE_EXIT, c.span.end, c.span.level, c.span.func)
+                put(
+                    &mut w,
+                    UFTRACE_EXIT,
+                    c.span.end,
+                    c.span.level,
+                    c.span.func,
+                    &[],
+                )
             });
         } else {
             let mut stack: Vec<usize> = Vec::new();
@@ -634,14 +704,15 @@ pub fn export(trace: &Trace, dir: &Path, run: &RunInfo) -> anyhow::Result<()> {
                 }
                 while stack.len() > e.depth as usize {
                     let func = stack.pop().unwrap_or_default();
-                    put(&mut w, UFTRACE_EXIT, e.ns, stack.len(), func);
+                    put(&mut w, UFTRACE_EXIT, e.ns, stack.len(), func, &[]);
                 }
-                put(&mut w, UFTRACE_ENTRY, e.ns, stack.len(), e.func);
+                let data = entry_data(e.func, e.args);
+                put(&mut w, UFTRACE_ENTRY, e.ns, stack.len(), e.func, &data);
                 stack.push(e.func);
             }
             let last = events.last_ns();
             while let Some(func) = stack.pop() {
-                put(&mut w, UFTRACE_EXIT, last, stack.len(), func);
+                put(&mut w, UFTRACE_EXIT, last, stack.len(), func, &[]);
             }
         }
         if let Some(e) = error {
@@ -675,6 +746,45 @@ pub fn export(trace: &Trace, dir: &Path, run: &RunInfo) -> anyhow::Result<()> {
         tids.len(),
         tids.join(",")
     );
+    let mut feat = TASK_SESSION | SYM_REL_ADDR | MAX_STACK;
+    if !arg_masks.is_empty() || !ret_funcs.is_empty() {
+        // Exact names (pattern_type simple: no glob characters in them), each with the
+        // fields its records carry.
+        let mut args: Vec<(&str, u8)> = arg_masks
+            .iter()
+            .map(|(&f, &m)| (trace.names[f].as_str(), m))
+            .collect();
+        args.sort();
+        let argspec: String = args
+            .iter()
+            .map(|(name, m)| {
+                let fields: Vec<String> = (0..8)
+                    .filter(|i| m & (1 << i) != 0)
+                    .map(|i| format!("arg{}", i + 1))
+                    .collect();
+                format!("{name}@{};", fields.join(","))
+            })
+            .collect();
+        let mut rets: Vec<&str> = ret_funcs.iter().map(|&f| trace.names[f].as_str()).collect();
+        rets.sort();
+        let retspec: String = rets.iter().map(|n| format!("{n}@retval;")).collect();
+        let mut lines = Vec::new();
+        if !argspec.is_empty() {
+            feat |= ARGUMENT;
+            lines.push(format!("argspec:{argspec}"));
+        }
+        if !retspec.is_empty() {
+            feat |= RETVAL;
+            lines.push(format!("retspec:{retspec}"));
+        }
+        info_mask |= ARG_SPEC | PATTERN_TYPE;
+        text += &format!("argspec:lines={}\n", lines.len());
+        for l in lines {
+            text += &l;
+            text.push('\n');
+        }
+        text += "pattern_type:simple\n";
+    }
     text += &format!(
         "uftrace_version:v0.13 (written by padtrim {} from a riscv64 trace, mode {})\n",
         env!("CARGO_PKG_VERSION"),
@@ -686,7 +796,7 @@ pub fn export(trace: &Trace, dir: &Path, run: &RunInfo) -> anyhow::Result<()> {
     header.extend_from_slice(&HEADER_SIZE.to_le_bytes());
     header.push(ELFDATA2LSB);
     header.push(ELFCLASS64);
-    header.extend_from_slice(&(TASK_SESSION | SYM_REL_ADDR | MAX_STACK).to_le_bytes());
+    header.extend_from_slice(&feat.to_le_bytes());
     header.extend_from_slice(&info_mask.to_le_bytes());
     header.extend_from_slice(&((MAX_DEPTH + 1) as u16).to_le_bytes());
     header.extend_from_slice(&[0u8; 6]);

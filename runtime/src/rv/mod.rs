@@ -536,13 +536,12 @@ pub(crate) unsafe fn record_entry(func: u64, ret_slot: *mut usize, sp: usize, no
         Some(held) => held,
         None => return,
     };
-    let regs: [u64; 8];
     let args = if mask & crate::args::ALL_ARGS != 0 {
-        // SAFETY: our contract: the trampoline's frame holds a0 ... a7 after ra, t0, t2.
-        regs = unsafe { core::ptr::read((ret_slot as *const u64).add(3) as *const [u64; 8]) };
         Some(CallArgs {
             mask: mask & crate::args::ALL_ARGS,
-            regs: &regs,
+            // SAFETY: our contract: the trampoline's frame holds a0 ... a7 (8-byte aligned)
+            // after ra, t0 and t2, and nothing writes them until we return.
+            regs: unsafe { &*((ret_slot as *const u64).add(3) as *const [u64; 8]) },
         })
     } else {
         None
