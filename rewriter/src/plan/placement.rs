@@ -41,6 +41,20 @@ pub struct PlanOptions {
     pub grow: bool,
 }
 
+/// Code whose alignment an insertion keeps although no relocation asks for it (a linked file
+/// keeps no `R_RISCV_ALIGN`): a function entry with alignment nops in front of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptAlignment {
+    /// Index of the executable section.
+    pub section: usize,
+    /// The original address that stays aligned.
+    pub at: u64,
+    /// Its alignment (a power of two).
+    pub align: u64,
+    /// Start of the nops in front of it.
+    pub pad_start: u64,
+}
+
 /// A function that gets a slot inserted at its entry (`rewrite --insert`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InsertSite {
@@ -134,7 +148,7 @@ pub fn plan(
     relocs: &[RelocSection],
     opts: PlanOptions,
 ) -> Result<Plan> {
-    plan_edits(file, sites, &[], relocs, opts)
+    plan_edits(file, sites, (&[], &[]), relocs, opts)
 }
 
 /// Plans `rewrite --insert`: a `slot`-byte slot in front of every entry of `inserts`
@@ -143,10 +157,11 @@ pub fn plan(
 pub fn plan_insert(
     file: &ElfFile<'_>,
     inserts: &[InsertSite],
+    kept: &[KeptAlignment],
     relocs: &[RelocSection],
     opts: PlanOptions,
 ) -> Result<Plan> {
-    let mut plan = plan_edits(file, &[], inserts, relocs, opts)?;
+    let mut plan = plan_edits(file, &[], (inserts, kept), relocs, opts)?;
     let len = u64::from(opts.slot);
     plan.inserted = inserts.iter().map(|f| plan.map.map(f.func)).collect();
     plan.inserted.sort_unstable();
@@ -158,7 +173,7 @@ pub fn plan_insert(
 fn plan_edits(
     file: &ElfFile<'_>,
     sites: &[PatchSite],
-    inserts: &[InsertSite],
+    (inserts, kept): (&[InsertSite], &[KeptAlignment]),
     relocs: &[RelocSection],
     opts: PlanOptions,
 ) -> Result<Plan> {
@@ -167,6 +182,13 @@ fn plan_edits(
         ins_by_section.entry(f.section).or_default().push(f.func);
     }
     let mut points = align_points(file, relocs)?;
+    for k in kept {
+        points.entry(k.section).or_default().push(AlignPoint {
+            at: k.at,
+            align: k.align,
+            pad_start: k.pad_start,
+        });
+    }
     let mut by_section: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, s) in sites.iter().enumerate() {
         by_section.entry(s.section).or_default().push(i);
@@ -812,7 +834,13 @@ impl Placer<'_, '_> {
         if !is_tbss(sec) {
             self.current_segment = segment;
         }
-        let align = sec.align.max(1) as i64;
+        // Growing code (`--insert`) keeps each code section's address modulo 64: the slots
+        // and aligned entries in it were planned from its old addresses.
+        let align = if self.opts.grow && sec.is_exec() {
+            sec.align.max(64) as i64
+        } else {
+            sec.align.max(1) as i64
+        };
         let shift = self.shift;
         // Whole multiples of the alignment, rounded toward moving less down / more up.
         let s = if shift >= 0 {
