@@ -573,10 +573,20 @@ impl SectionWalk<'_> {
         let unit = self.unit;
         // Existing padding [pad_start, at) is resized if it is all nops; otherwise
         // it stays and padding is only inserted in front of `at`.
-        let nops = (p.pad_start..p.at).step_by(unit as usize).all(|off| {
-            let o = off.wrapping_sub(self.base) as usize;
-            is_nop_at(self.data, o)
-        });
+        let nops = if self.opts.grow {
+            // Insertion: nops of both sizes, mixed, walked instruction by instruction.
+            let mut off = p.pad_start;
+            while off < p.at && is_nop_at(self.data, off.wrapping_sub(self.base) as usize) {
+                let o = off.wrapping_sub(self.base) as usize;
+                off += if self.data.get(o..o + 2) == Some(&C_NOP.to_le_bytes()) { 2 } else { 4 };
+            }
+            off == p.at
+        } else {
+            (p.pad_start..p.at).step_by(unit as usize).all(|off| {
+                let o = off.wrapping_sub(self.base) as usize;
+                is_nop_at(self.data, o)
+            })
+        };
         let (start, old_pad) = if nops {
             (p.pad_start, p.at - p.pad_start)
         } else {

@@ -309,8 +309,9 @@ pub struct InsertProjection {
     pub skipped: usize,
     /// Slot bytes inserted.
     pub slot_bytes: u64,
-    /// Bytes of alignment padding in front of slots (simulated per section).
-    pub alignment: u64,
+    /// Bytes of alignment padding in front of slots and aligned entries, net (simulated per
+    /// section as the plan walks it; negative when aligned entries' nops shrink).
+    pub alignment: i64,
     /// Bytes added in all (slots plus alignment).
     pub bytes_added: u64,
     /// Bytes of code before.
@@ -322,32 +323,47 @@ pub struct InsertProjection {
 /// Projects `--insert --slot slot` over `file` (functions matching `globs`).
 pub fn project_insert(file: &ElfFile<'_>, globs: &[String], slot: u32) -> InsertProjection {
     let sel = select_functions(file, globs, slot);
-    let mut alignment = 0u64;
+    // The plan's walk, simulated: per section in address order, kept alignment (its nops
+    // resized) before the slot at the same entry, then the slot's own 4-byte alignment.
+    let mut events: Vec<(usize, u64, u8, u64, u64)> = kept_alignment(file)
+        .into_iter()
+        .map(|k| (k.section, k.pad_start, 0, k.align, k.at - k.pad_start))
+        .collect();
+    events.extend(sel.sites.iter().map(|f| (f.section, f.func, 1, 4, 0)));
+    events.sort_unstable();
+    let mut added = 0i64;
     let mut section = usize::MAX;
-    let mut shift = 0u64;
-    for f in &sel.sites {
-        if f.section != section {
-            section = f.section;
+    let mut shift = 0i64;
+    for (sec, at, kind, align, old_pad) in events {
+        if sec != section {
+            section = sec;
             shift = 0;
         }
-        let pad = (4 - (f.func.wrapping_add(shift)) % 4) % 4;
-        alignment += pad;
-        shift += pad + u64::from(slot);
+        let here = (at as i64).wrapping_add(shift);
+        let need = here.wrapping_neg().rem_euclid(align as i64);
+        let grow = if kind == 0 {
+            need - old_pad as i64
+        } else {
+            need + i64::from(slot)
+        };
+        shift += grow;
+        added += grow;
     }
     let slot_bytes = sel.sites.len() as u64 * u64::from(slot);
+    let bytes_added = added.max(0) as u64;
     InsertProjection {
         sites: sel.sites.len(),
         skipped: sel.skipped.len(),
         slot_bytes,
-        alignment,
-        bytes_added: slot_bytes + alignment,
+        alignment: bytes_added as i64 - slot_bytes as i64,
+        bytes_added,
         text_size: super::linked::text_size(file),
         table_bytes: sel.sites.len() as u64 * file.ptr_size() as u64,
     }
 }
 
 /// [`project_insert`] over the ELF file `bytes` (`report --insert`): refuses what
-/// `rewrite --insert` would refuse for its kind or its slot size.
+/// `rewrite --insert` would refuse for its kind, its pads or its slot size.
 pub fn project_insert_bytes(bytes: &[u8], globs: &[String], slot: u32) -> Result<InsertProjection> {
     InsertOptions {
         slot,
