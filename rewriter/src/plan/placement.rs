@@ -600,7 +600,15 @@ impl SectionWalk<'_> {
                 p.at
             )));
         }
-        if need < old_pad {
+        if need < old_pad && self.opts.grow && need > 0 {
+            // Mixed nop sizes: cutting part of the run could split a nop; the whole run
+            // goes and fresh nops take its place.
+            self.edits.push(Edit::Cut {
+                at: start,
+                len: old_pad,
+            });
+            self.edits.push(Edit::Insert { at: p.at, len: need });
+        } else if need < old_pad {
             self.edits.push(Edit::Cut {
                 at: start,
                 len: old_pad - need,
