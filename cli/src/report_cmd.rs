@@ -125,7 +125,7 @@ fn report_insert(args: &ReportArgs) -> Result<Outcome> {
                 p.sites, p.skipped
             );
             println!(
-                "  code:       {} bytes ({} of slots, {} of alignment) = {share:.2}% of {} bytes",
+                "  code:       {} bytes ({} of slots, {} of alignment, net) = {share:.2}% of {} bytes",
                 p.bytes_added, p.slot_bytes, p.alignment, p.text_size
             );
             println!("  table:      {} bytes of __mcount_loc", p.table_bytes);

@@ -41,6 +41,20 @@ pub struct PlanOptions {
     pub grow: bool,
 }
 
+/// Code whose alignment an insertion keeps although no relocation asks for it (a linked file
+/// keeps no `R_RISCV_ALIGN`): a function entry with alignment nops in front of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptAlignment {
+    /// Index of the executable section.
+    pub section: usize,
+    /// The original address that stays aligned.
+    pub at: u64,
+    /// Its alignment (a power of two).
+    pub align: u64,
+    /// Start of the nops in front of it.
+    pub pad_start: u64,
+}
+
 /// A function that gets a slot inserted at its entry (`rewrite --insert`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InsertSite {
@@ -134,7 +148,7 @@ pub fn plan(
     relocs: &[RelocSection],
     opts: PlanOptions,
 ) -> Result<Plan> {
-    plan_edits(file, sites, &[], relocs, opts)
+    plan_edits(file, sites, (&[], &[]), relocs, opts)
 }
 
 /// Plans `rewrite --insert`: a `slot`-byte slot in front of every entry of `inserts`
@@ -143,10 +157,11 @@ pub fn plan(
 pub fn plan_insert(
     file: &ElfFile<'_>,
     inserts: &[InsertSite],
+    kept: &[KeptAlignment],
     relocs: &[RelocSection],
     opts: PlanOptions,
 ) -> Result<Plan> {
-    let mut plan = plan_edits(file, &[], inserts, relocs, opts)?;
+    let mut plan = plan_edits(file, &[], (inserts, kept), relocs, opts)?;
     let len = u64::from(opts.slot);
     plan.inserted = inserts.iter().map(|f| plan.map.map(f.func)).collect();
     plan.inserted.sort_unstable();
@@ -158,7 +173,7 @@ pub fn plan_insert(
 fn plan_edits(
     file: &ElfFile<'_>,
     sites: &[PatchSite],
-    inserts: &[InsertSite],
+    (inserts, kept): (&[InsertSite], &[KeptAlignment]),
     relocs: &[RelocSection],
     opts: PlanOptions,
 ) -> Result<Plan> {
@@ -167,6 +182,13 @@ fn plan_edits(
         ins_by_section.entry(f.section).or_default().push(f.func);
     }
     let mut points = align_points(file, relocs)?;
+    for k in kept {
+        points.entry(k.section).or_default().push(AlignPoint {
+            at: k.at,
+            align: k.align,
+            pad_start: k.pad_start,
+        });
+    }
     let mut by_section: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, s) in sites.iter().enumerate() {
         by_section.entry(s.section).or_default().push(i);
@@ -551,10 +573,20 @@ impl SectionWalk<'_> {
         let unit = self.unit;
         // Existing padding [pad_start, at) is resized if it is all nops; otherwise
         // it stays and padding is only inserted in front of `at`.
-        let nops = (p.pad_start..p.at).step_by(unit as usize).all(|off| {
-            let o = off.wrapping_sub(self.base) as usize;
-            is_nop_at(self.data, o)
-        });
+        let nops = if self.opts.grow {
+            // Insertion: nops of both sizes, mixed, walked instruction by instruction.
+            let mut off = p.pad_start;
+            while off < p.at && is_nop_at(self.data, off.wrapping_sub(self.base) as usize) {
+                let o = off.wrapping_sub(self.base) as usize;
+                off += if self.data.get(o..o + 2) == Some(&C_NOP.to_le_bytes()) { 2 } else { 4 };
+            }
+            off == p.at
+        } else {
+            (p.pad_start..p.at).step_by(unit as usize).all(|off| {
+                let o = off.wrapping_sub(self.base) as usize;
+                is_nop_at(self.data, o)
+            })
+        };
         let (start, old_pad) = if nops {
             (p.pad_start, p.at - p.pad_start)
         } else {
@@ -568,7 +600,15 @@ impl SectionWalk<'_> {
                 p.at
             )));
         }
-        if need < old_pad {
+        if need < old_pad && self.opts.grow && need > 0 {
+            // Mixed nop sizes: cutting part of the run could split a nop; the whole run
+            // goes and fresh nops take its place.
+            self.edits.push(Edit::Cut {
+                at: start,
+                len: old_pad,
+            });
+            self.edits.push(Edit::Insert { at: p.at, len: need });
+        } else if need < old_pad {
             self.edits.push(Edit::Cut {
                 at: start,
                 len: old_pad - need,
@@ -812,7 +852,13 @@ impl Placer<'_, '_> {
         if !is_tbss(sec) {
             self.current_segment = segment;
         }
-        let align = sec.align.max(1) as i64;
+        // Growing code (`--insert`) keeps each code section's address modulo 64: the slots
+        // and aligned entries in it were planned from its old addresses.
+        let align = if self.opts.grow && sec.is_exec() {
+            sec.align.max(64) as i64
+        } else {
+            sec.align.max(1) as i64
+        };
         let shift = self.shift;
         // Whole multiples of the alignment, rounded toward moving less down / more up.
         let s = if shift >= 0 {

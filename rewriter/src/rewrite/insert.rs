@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::elf::{self, ElfFile, FileKind, RelocSection};
 use crate::emit::tables;
 use crate::error::{Error, Result};
-use crate::plan::{plan_insert, InsertSite, Layout, Plan, PlanOptions};
+use crate::plan::{plan_insert, InsertSite, KeptAlignment, Layout, Plan, PlanOptions};
 use crate::relocate::relocate;
 use crate::scan::{scan, TableSource};
 use crate::timing::phase;
@@ -162,8 +162,9 @@ fn skip_reason(file: &ElfFile<'_>, name: &str, section: &str, addr: u64) -> Opti
 /// The functions of `file` that get a slot: `STT_FUNC` symbols with a size in an allocated
 /// executable section, matching one of `globs` (all when empty), minus those skipped; one per
 /// address (an alias skipped by name skips its address).
-pub fn select_functions(file: &ElfFile<'_>, globs: &[String]) -> Selection {
+pub fn select_functions(file: &ElfFile<'_>, globs: &[String], slot: u32) -> Selection {
     use std::collections::BTreeMap;
+    let far_rows = frames_too_tight(file, slot);
     let mut by_addr: BTreeMap<u64, InsertSite> = BTreeMap::new();
     let mut skipped_addr: std::collections::BTreeSet<u64> = Default::default();
     let mut skipped = Vec::new();
@@ -180,7 +181,12 @@ pub fn select_functions(file: &ElfFile<'_>, globs: &[String]) -> Selection {
         if !globs.is_empty() && !globs.iter().any(|g| glob_match(g, s.name)) {
             continue;
         }
-        if let Some(why) = skip_reason(file, s.name, &sec.name, s.value) {
+        let why = skip_reason(file, s.name, &sec.name, s.value).or_else(|| {
+            far_rows.contains(&s.value).then_some(
+                "its first .eh_frame row is too far in for its advance to take the slot",
+            )
+        });
+        if let Some(why) = why {
             skipped.push((s.name.to_string(), why));
             skipped_addr.insert(s.value);
             continue;
@@ -202,6 +208,98 @@ pub fn select_functions(file: &ElfFile<'_>, globs: &[String]) -> Selection {
     }
 }
 
+/// Function entries with alignment nops in front of them (from the end of the function
+/// before): a linked file keeps no `R_RISCV_ALIGN`, so the alignment those nops made (the
+/// smallest power of two above their length that the entry has) is kept by the plan.
+pub fn kept_alignment(file: &ElfFile<'_>) -> Vec<KeptAlignment> {
+    let mut funcs: Vec<(usize, u64, u64)> = file
+        .symbols
+        .iter()
+        .filter(|s| s.kind == object::elf::STT_FUNC.0 && s.size > 0)
+        .filter_map(|s| Some((s.section()?, s.value, s.value.saturating_add(s.size))))
+        .filter(|(sec, _, _)| file.sections.get(*sec).is_some_and(|x| x.is_exec() && x.is_alloc()))
+        .collect();
+    funcs.sort_unstable();
+    let mut out = Vec::new();
+    for w in funcs.windows(2) {
+        let ((sa, _, end), (sb, at, _)) = (w[0], w[1]);
+        if sa != sb || end >= at || at - end >= 64 {
+            continue;
+        }
+        let sec = &file.sections[sb];
+        let Ok(data) = file.section_data(sec) else { continue };
+        let (lo, hi) = ((end - sec.addr) as usize, (at - sec.addr) as usize);
+        let Some(gap) = data.get(lo..hi) else { continue };
+        if !all_nops(gap) {
+            continue;
+        }
+        let align = (at - end + 1).next_power_of_two();
+        if at % align == 0 && align > 4 {
+            out.push(KeptAlignment {
+                section: sb,
+                at,
+                align,
+                pad_start: end,
+            });
+        }
+    }
+    out
+}
+
+/// Function entries whose FDE's first CFA row is an advance from the entry that could not
+/// grow by `slot` bytes in its operand (a 6-bit `DW_CFA_advance_loc` 60 bytes in, say).
+fn frames_too_tight(file: &ElfFile<'_>, slot: u32) -> std::collections::BTreeSet<u64> {
+    let mut out = std::collections::BTreeSet::new();
+    let Some(sec) = file
+        .sections
+        .iter()
+        .find(|s| s.name == ".eh_frame" && s.is_alloc() && !s.is_nobits())
+    else {
+        return out;
+    };
+    let Ok(data) = file.section_data(sec) else {
+        return out;
+    };
+    for (_, fde) in crate::verify::cfi::fdes(data, sec.addr, file.ptr_size()) {
+        let Some(fde) = fde else { continue };
+        let Some(&(loc, a, b)) = fde.rows.first() else {
+            continue;
+        };
+        if loc == fde.start || fde.code_align == 0 {
+            continue;
+        }
+        // DW_CFA_advance_loc holds 6 bits in its opcode (the operand range is the opcode);
+        // advance_loc1/2/4 (0x02..0x04) follow their opcode.
+        let op_before = a.checked_sub(1).and_then(|i| data.get(i)).copied();
+        let max = match (b - a, op_before) {
+            (1, Some(0x02)) => 0xff,
+            (1, _) => 0x3f,
+            (2, _) => 0xffff,
+            _ => u64::from(u32::MAX),
+        };
+        let units = loc.wrapping_sub(fde.start) / fde.code_align + u64::from(slot) / fde.code_align;
+        if units > max {
+            out.insert(fde.start);
+        }
+    }
+    out
+}
+
+/// True if `bytes` are whole `nop`s and `c.nop`s.
+fn all_nops(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes.get(at..at + 2) == Some(&[0x01, 0x00]) {
+            at += 2;
+        } else if bytes.get(at..at + 4) == Some(&[0x13, 0x00, 0x00, 0x00]) {
+            at += 4;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
 /// What `--insert` would cost, projected from the symbols alone (`report --insert`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct InsertProjection {
@@ -211,8 +309,9 @@ pub struct InsertProjection {
     pub skipped: usize,
     /// Slot bytes inserted.
     pub slot_bytes: u64,
-    /// Bytes of alignment padding in front of slots (simulated per section).
-    pub alignment: u64,
+    /// Bytes of alignment padding in front of slots and aligned entries, net (simulated per
+    /// section as the plan walks it; negative when aligned entries' nops shrink).
+    pub alignment: i64,
     /// Bytes added in all (slots plus alignment).
     pub bytes_added: u64,
     /// Bytes of code before.
@@ -223,33 +322,48 @@ pub struct InsertProjection {
 
 /// Projects `--insert --slot slot` over `file` (functions matching `globs`).
 pub fn project_insert(file: &ElfFile<'_>, globs: &[String], slot: u32) -> InsertProjection {
-    let sel = select_functions(file, globs);
-    let mut alignment = 0u64;
+    let sel = select_functions(file, globs, slot);
+    // The plan's walk, simulated: per section in address order, kept alignment (its nops
+    // resized) before the slot at the same entry, then the slot's own 4-byte alignment.
+    let mut events: Vec<(usize, u64, u8, u64, u64)> = kept_alignment(file)
+        .into_iter()
+        .map(|k| (k.section, k.pad_start, 0, k.align, k.at - k.pad_start))
+        .collect();
+    events.extend(sel.sites.iter().map(|f| (f.section, f.func, 1, 4, 0)));
+    events.sort_unstable();
+    let mut added = 0i64;
     let mut section = usize::MAX;
-    let mut shift = 0u64;
-    for f in &sel.sites {
-        if f.section != section {
-            section = f.section;
+    let mut shift = 0i64;
+    for (sec, at, kind, align, old_pad) in events {
+        if sec != section {
+            section = sec;
             shift = 0;
         }
-        let pad = (4 - (f.func.wrapping_add(shift)) % 4) % 4;
-        alignment += pad;
-        shift += pad + u64::from(slot);
+        let here = (at as i64).wrapping_add(shift);
+        let need = here.wrapping_neg().rem_euclid(align as i64);
+        let grow = if kind == 0 {
+            need - old_pad as i64
+        } else {
+            need + i64::from(slot)
+        };
+        shift += grow;
+        added += grow;
     }
     let slot_bytes = sel.sites.len() as u64 * u64::from(slot);
+    let bytes_added = added.max(0) as u64;
     InsertProjection {
         sites: sel.sites.len(),
         skipped: sel.skipped.len(),
         slot_bytes,
-        alignment,
-        bytes_added: slot_bytes + alignment,
+        alignment: bytes_added as i64 - slot_bytes as i64,
+        bytes_added,
         text_size: super::linked::text_size(file),
         table_bytes: sel.sites.len() as u64 * file.ptr_size() as u64,
     }
 }
 
 /// [`project_insert`] over the ELF file `bytes` (`report --insert`): refuses what
-/// `rewrite --insert` would refuse for its kind or its slot size.
+/// `rewrite --insert` would refuse for its kind, its pads or its slot size.
 pub fn project_insert_bytes(bytes: &[u8], globs: &[String], slot: u32) -> Result<InsertProjection> {
     InsertOptions {
         slot,
@@ -346,7 +460,7 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
     refuse_input(&file, &relocs)?;
     refuse_slotted(&file, &scanned?)?;
     crate::rewrite::policy::refuse_sizes_past_the_top(&file)?;
-    let selection = select_functions(&file, &opts.functions);
+    let selection = select_functions(&file, &opts.functions, opts.slot);
     if selection.sites.is_empty() {
         return Err(Error::refused(
             "no function to give a slot to (STT_FUNC symbols with a size, matching --functions)",
@@ -368,7 +482,10 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
         trampoline: None,
         grow: true,
     };
-    let plan = phase("plan", || plan_insert(&file, &selection.sites, &relocs, options))?;
+    let kept = kept_alignment(&file);
+    let plan = phase("plan", || {
+        plan_insert(&file, &selection.sites, &kept, &relocs, options)
+    })?;
     let mut fixed = phase("relocate", || relocate(&file, &[], &plan, &relocs))?;
     let place = plan
         .table

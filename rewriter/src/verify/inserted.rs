@@ -77,10 +77,15 @@ fn find_slot(
     v: u64,
 ) -> Option<(usize, InsertedSlot)> {
     let (c, cm, i) = mapper.code.iter().enumerate().find_map(|(c, cm)| {
-        let i = cm
-            .pieces
-            .iter()
-            .position(|p| p.run && v >= p.new && v < p.new + p.new_len)?;
+        // Pieces are in address order, new addresses too: the last one starting at or
+        // before `v` (a zero-length piece may share its start, so look one further back).
+        let k = cm.pieces.partition_point(|p| p.new <= v);
+        let i = (k.saturating_sub(2)..k)
+            .rev()
+            .find(|&i| {
+                let p = cm.pieces[i];
+                p.run && v >= p.new && v < p.new + p.new_len
+            })?;
         Some((c, cm, i))
     })?;
     {

@@ -585,6 +585,15 @@ fn aligned_points(
             }
         }
     }
+    // An original without pads (`rewrite --insert`): entries behind alignment nops keep it.
+    if ctx.old.section_by_name(crate::scan::TABLE_SECTION).is_none() {
+        for k in crate::rewrite::insert::kept_alignment(ctx.old) {
+            points
+                .entry(k.section)
+                .or_default()
+                .push((k.at, k.align, k.pad_start));
+        }
+    }
     points
 }
 

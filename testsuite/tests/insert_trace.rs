@@ -1,0 +1,132 @@
+//! A program built with no tracing support at all (no pads, no runtime; only -Wl,-q) is
+//! given slots by `padtrim rewrite --insert`, then traced by `padtrim record` with the
+//! preloaded runtime, in entry and in graph mode. Every function's call count in the trace
+//! must be the count the program itself kept (or the number of calls in its source), and a
+//! loop made from a jump back to a function's own entry (a branch, a `j`) must stay a loop:
+//! one call, not one per iteration.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use padtrim_testsuite::{describe, padtrim, run_ok, scratch_dir};
+
+const PROGRAM: &str = r#"
+#include <stdio.h>
+static volatile int leaf_calls, fib_calls;
+__attribute__((noinline)) int leaf(int x) { leaf_calls++; return x * 3 + 1; }
+__attribute__((noinline)) int fib(int n) {
+    fib_calls++;
+    return n < 2 ? n : fib(n - 1) + fib(n - 2);
+}
+/* Loops made from jumps back to the function's own entry: a branch, and a `j`. */
+__asm__(".text\n.globl countdown\n.type countdown,@function\n.p2align 2\ncountdown:\n"
+        " addi a0,a0,-1\n bnez a0,countdown\n ret\n.size countdown,.-countdown\n");
+__asm__(".text\n.globl spin\n.type spin,@function\n.p2align 2\nspin:\n"
+        " addi a0,a0,-1\n beqz a0,1f\n j spin\n1: ret\n.size spin,.-spin\n");
+int countdown(int);
+int spin(int);
+int main(void) {
+    int s = 0;
+    for (int i = 0; i < 5; i++) s += leaf(i);
+    s += fib(12);
+    s += countdown(7) + spin(9) + countdown(3);
+    printf("sum=%d leaf=%d fib=%d\n", s, leaf_calls, fib_calls);
+    return 0;
+}
+"#;
+
+/// `padtrim ARGS`, asserting success.
+fn padtrim_ok(args: &[&std::ffi::OsStr]) -> Output {
+    let out = padtrim().args(args).output().expect("run padtrim");
+    assert!(out.status.success(), "padtrim {args:?}: {}", describe(&out));
+    out
+}
+
+/// The program's own counts, from its output line `sum=.. leaf=N fib=M`.
+fn own_counts(stdout: &str) -> BTreeMap<String, u64> {
+    stdout
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| *k != "sum")
+        .map(|(k, v)| (k.to_string(), v.parse().expect("a count")))
+        .collect()
+}
+
+/// Calls per function from `replay --summary` (functions a compiler cloned, `fib.part.0`,
+/// count under their source name).
+fn traced_counts(trace: &Path, exe: &Path) -> BTreeMap<String, u64> {
+    let out = padtrim_ok(&[
+        "replay".as_ref(),
+        trace.as_os_str(),
+        "--elf".as_ref(),
+        exe.as_os_str(),
+        "--summary".as_ref(),
+    ]);
+    let mut counts = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(n), Some(name)) = (f.first().and_then(|n| n.parse::<u64>().ok()), f.last())
+        else {
+            continue;
+        };
+        let name = name.split('.').next().unwrap_or(name).to_string();
+        *counts.entry(name).or_insert(0) += n;
+    }
+    counts
+}
+
+#[test]
+fn a_program_built_without_pads_is_traced_after_insert_in_entry_and_graph_mode() {
+    let dir = scratch_dir("insert-trace");
+    std::fs::write(dir.join("loops.c"), PROGRAM).unwrap();
+    run_ok(
+        Command::new("riscv64-linux-gnu-gcc")
+            .current_dir(&dir)
+            // No sibling-call optimisation: every call the program counts is a real call
+            // (gcc would make part of fib's recursion a loop).
+            .args(["-O2", "-fno-optimize-sibling-calls", "-Wl,-q", "loops.c", "-o", "loops"]),
+        "the cross compiler",
+    );
+    let (exe, ins) = (dir.join("loops"), dir.join("loops.ins"));
+    padtrim_ok(&[
+        "rewrite".as_ref(),
+        "--insert".as_ref(),
+        exe.as_os_str(),
+        "-o".as_ref(),
+        ins.as_os_str(),
+    ]);
+    for mode in ["entry", "graph"] {
+        let trace = dir.join(format!("{mode}.trace"));
+        let mut args = vec!["record".as_ref(), "-o".as_ref(), trace.as_os_str()];
+        if mode == "graph" {
+            args.push("--graph".as_ref());
+        }
+        args.extend(["--".as_ref(), ins.as_os_str()]);
+        let rec = padtrim_ok(&args);
+        let own = own_counts(&String::from_utf8_lossy(&rec.stdout));
+        assert!(own["fib"] > 1 && own["leaf"] == 5, "{own:?}");
+        let traced = traced_counts(&trace, &ins);
+        assert_eq!(traced.get("fib"), own.get("fib"), "{mode}: {traced:?}");
+        assert_eq!(traced.get("leaf"), own.get("leaf"), "{mode}: {traced:?}");
+        assert_eq!(traced.get("main"), Some(&1), "{mode}: {traced:?}");
+        // The source calls them twice and once; their loops jump behind the slot.
+        assert_eq!(traced.get("countdown"), Some(&2), "{mode}: {traced:?}");
+        assert_eq!(traced.get("spin"), Some(&1), "{mode}: {traced:?}");
+    }
+    // Graph mode nests them under main, each a leaf call.
+    let text = padtrim_ok(&[
+        "replay".as_ref(),
+        dir.join("graph.trace").as_os_str(),
+        "--elf".as_ref(),
+        ins.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("main() {"), "{text}");
+    for leaf in ["countdown();", "spin();", "leaf();"] {
+        assert!(
+            text.lines().any(|l| l.trim_end().ends_with(&format!("|    {leaf}"))),
+            "{leaf} directly under main:\n{text}"
+        );
+    }
+}
