@@ -190,8 +190,6 @@ pub(super) fn check_sites(
             "islands only with a __mcount_loc table",
             format!("{} islands", islands.len()),
         );
-    } else if ctx.old.kind == FileKind::Vmlinux {
-        check_kernel_table_order(&old_t, &new_t, report);
     }
     Ok(())
 }
