@@ -718,7 +718,14 @@ fn slot_kernel(name: &str, patched: bool) -> PathBuf {
     ];
     let define = if patched { "-DPATCHED" } else { "-DUNPATCHED" };
     let steps: [&[&str]; 3] = [
-        &["-c", define, "rt.c", "caller.S", "-DFILL=600000", "filler.S"],
+        &[
+            "-c",
+            define,
+            "rt.c",
+            "caller.S",
+            "-DFILL=600000",
+            "filler.S",
+        ],
         &[
             "-c",
             "-fpatchable-function-entry=8",
@@ -758,7 +765,13 @@ fn slot_kernel(name: &str, patched: bool) -> PathBuf {
 /// slot it patched (stderr), after asserting it succeeded.
 fn run_slot_kernel(file: &Path) -> (String, String) {
     let out = run_qemu(file, &[], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}: {}", file.display(), describe(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}: {}",
+        file.display(),
+        describe(&out)
+    );
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -784,9 +797,15 @@ fn a_patched_kernel_traces_through_4_byte_slots_after_rewrite() {
     let at = |n: &str| syms.iter().find(|s| s.name == n).map(|s| s.value).expect(n);
     let sites = (at("__stop_mcount_loc") - at("__start_mcount_loc")) / 8;
     assert!(sites >= 6, "{sites} sites");
-    assert!(before.contains(&format!("traced {sites} functions\n")), "{before}");
+    assert!(
+        before.contains(&format!("traced {sites} functions\n")),
+        "{before}"
+    );
     assert!(!before.contains("NOT traced"), "{before}");
-    assert_eq!(run(&["check"], &input, &["--max-pad", "4"]).status.code(), Some(1));
+    assert_eq!(
+        run(&["check"], &input, &["--max-pad", "4"]).status.code(),
+        Some(1)
+    );
 
     let (output, out) = rewrite(&input, &["--slot", "4", "--json"]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -795,17 +814,30 @@ fn a_patched_kernel_traces_through_4_byte_slots_after_rewrite() {
     let islands = stats["islands"].as_u64().expect("islands");
     assert!(islands >= 1, "{stats:#}");
     let (after, how) = run_slot_kernel(&output);
-    assert_eq!(how, "slot 4\n", "the rewritten program did not find its islands");
+    assert_eq!(
+        how, "slot 4\n",
+        "the rewritten program did not find its islands"
+    );
     assert_eq!(after, before);
     let out = run(&["check"], &output, &["--max-pad", "4"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let report = report_json(&output);
-    assert_eq!(report["histogram"], serde_json::json!({ "4": sites }), "{report:#}");
+    assert_eq!(
+        report["histogram"],
+        serde_json::json!({ "4": sites }),
+        "{report:#}"
+    );
 
     // The island table is the rewriter's claim: verify checks it. Pointed at a function
     // instead of the island, the program would jump into that function; verify must say so.
     let new_syms = padtrim_testsuite::binutils::symbols(&output);
-    let new_at = |n: &str| new_syms.iter().find(|s| s.name == n).map(|s| s.value).expect(n);
+    let new_at = |n: &str| {
+        new_syms
+            .iter()
+            .find(|s| s.name == n)
+            .map(|s| s.value)
+            .expect(n)
+    };
     let data = padtrim_testsuite::binutils::sections(&output)
         .into_iter()
         .find(|s| s.name == ".data")
@@ -816,7 +848,11 @@ fn a_patched_kernel_traces_through_4_byte_slots_after_rewrite() {
     bytes[at..at + 8].copy_from_slice(&new_at("far_b").to_le_bytes());
     let tampered = output.with_extension("tampered");
     std::fs::write(&tampered, &bytes).expect("write tampered copy");
-    let out = run(&["verify"], &input, &[tampered.to_str().expect("utf-8 path")]);
+    let out = run(
+        &["verify"],
+        &input,
+        &[tampered.to_str().expect("utf-8 path")],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -56,7 +56,10 @@ pub fn fill_islands(file: &ElfFile<'_>, plan: &Plan, fixed: &mut Fixed, caller: 
         .map_err(|_| Error::refused(format!("{ISLANDS_SYMBOL} is out of reach")))?;
     let len = (capacity * ptr) as usize;
     let original = file.section_data(sec)?;
-    if original.get(start..start + len).is_none_or(|t| t.iter().any(|&b| b != 0)) {
+    if original
+        .get(start..start + len)
+        .is_none_or(|t| t.iter().any(|&b| b != 0))
+    {
         return Err(Error::refused(format!(
             "{ISLANDS_SYMBOL} is not empty in the input: this kernel was rewritten with 4-byte \
              slots already"

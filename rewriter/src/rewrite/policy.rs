@@ -88,10 +88,14 @@ pub fn require_kernel_layout(
     if opts.slot < min && !opts.force {
         // 4-byte slots need the kernel to patch a jal: padtrim's patch series does.
         let hint = match (opts.slot, kernel.image.as_str()) {
-            (4, "module") => " (modules keep 8-byte slots, even under a kernel with padtrim's \
-                              patch series)",
-            (4, _) => " (a vmlinux built with padtrim's patch series, runtime/kernel/, takes \
-                       --slot 4)",
+            (4, "module") => {
+                " (modules keep 8-byte slots, even under a kernel with padtrim's \
+                              patch series)"
+            }
+            (4, _) => {
+                " (a vmlinux built with padtrim's patch series, runtime/kernel/, takes \
+                       --slot 4)"
+            }
             _ => "",
         };
         return Err(Error::refused(format!(
