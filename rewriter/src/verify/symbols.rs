@@ -533,7 +533,7 @@ fn alignment(
     fa: &BTreeMap<usize, u64>,
     report: &mut VerifyReport,
 ) {
-    let mut points = aligned_points(ctx, fa);
+    let mut points = aligned_points(ctx, mapper, fa);
     for (sec, pts) in points.iter_mut() {
         pts.sort_unstable();
         for &(at, align, _) in pts.iter() {
@@ -556,6 +556,7 @@ fn alignment(
 /// Aligned points by section: (address, alignment, start of its padding).
 fn aligned_points(
     ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
     fa: &BTreeMap<usize, u64>,
 ) -> BTreeMap<usize, Vec<(u64, u64, u64)>> {
     let min_insn: u64 = if ctx.old.rvc() { 2 } else { 4 };
@@ -585,8 +586,10 @@ fn aligned_points(
             }
         }
     }
-    // An original without pads (`rewrite --insert`): entries behind alignment nops keep it.
-    if ctx.old.section_by_name(crate::scan::TABLE_SECTION).is_none() {
+    // Slots were inserted (`rewrite --insert`): entries behind alignment nops keep it. Not
+    // "the original has no __patchable_function_entries": a vmlinux has none either, and its
+    // compaction keeps no such alignment.
+    if mapper.code.iter().any(|c| !c.inserted.is_empty()) {
         for k in crate::rewrite::insert::kept_alignment(ctx.old) {
             points
                 .entry(k.section)
