@@ -72,8 +72,12 @@ impl TableRequest {
     }
 }
 
-/// Plans the new layout. The table needs room in the freed bytes; when there is none (small
-/// slots gain little over the pad), the file is planned without it, and the flag says so.
+/// Plans the new layout. The table goes in the freed bytes; when they are too few (a few
+/// sites, or slots that gain little over the pad: 8-byte pads at 4-byte slots free half of
+/// what their table needs), the pack layout lets the code segment grow past them and moves
+/// later segments by whole pages, as `--insert` does: a program without a table could not
+/// be traced. Only when that cannot be planned either (or the layout is in-place) is the
+/// file planned without a table, and the flag says so.
 fn plan_with_table(
     file: &ElfFile<'_>,
     scan: &Scan,
@@ -82,19 +86,23 @@ fn plan_with_table(
     table: &TableRequest,
 ) -> Result<(Plan, bool)> {
     match phase("plan", || plan(file, &scan.sites, relocs, options)) {
-        Err(Error::NoRoomForTable(_)) if table.wanted => Ok((
-            plan(
-                file,
-                &scan.sites,
-                relocs,
-                PlanOptions {
-                    table_bytes: 0,
-                    trampoline: None,
+        Err(Error::NoRoomForTable(_)) if table.wanted => {
+            if options.layout == Layout::Pack {
+                let grown = PlanOptions {
+                    grow: true,
                     ..options
-                },
-            )?,
-            false,
-        )),
+                };
+                if let Ok(p) = phase("plan", || plan(file, &scan.sites, relocs, grown)) {
+                    return Ok((p, true));
+                }
+            }
+            let bare = PlanOptions {
+                table_bytes: 0,
+                trampoline: None,
+                ..options
+            };
+            Ok((plan(file, &scan.sites, relocs, bare)?, false))
+        }
         other => Ok((other?, table.wanted)),
     }
 }
