@@ -119,7 +119,11 @@ fn report_insert(args: &ReportArgs) -> Result<Outcome> {
             } else {
                 0.0
             };
-            println!("{}: rewrite --insert --slot {} would add", input.name(), args.slot);
+            println!(
+                "{}: rewrite --insert --slot {} would add",
+                input.name(),
+                args.slot
+            );
             println!(
                 "  slots:      {} functions ({} skipped: entry point, setjmp-like, runtime helpers)",
                 p.sites, p.skipped
@@ -137,7 +141,11 @@ fn report_insert(args: &ReportArgs) -> Result<Outcome> {
             .iter()
             .map(|(name, p)| serde_json::json!({"file": name, "insert": p}))
             .collect();
-        let v = if v.len() == 1 { v[0].clone() } else { serde_json::Value::Array(v) };
+        let v = if v.len() == 1 {
+            v[0].clone()
+        } else {
+            serde_json::Value::Array(v)
+        };
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(Outcome::Success)

@@ -8,7 +8,8 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use padtrim::plan::Layout;
 use padtrim::rewrite::{
-    parse_slot, prepare, prepare_insert, InsertOptions, PreShortfall, RewriteOptions, RewriteStats, Rewritten, Writer,
+    parse_slot, prepare, prepare_insert, InsertOptions, PreShortfall, RewriteOptions, RewriteStats,
+    Rewritten, Writer,
 };
 use padtrim::timing::phase;
 use padtrim::verify::VerifyReport;

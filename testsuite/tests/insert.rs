@@ -52,10 +52,18 @@ fn insert_ok(input: &Path, output: &Path, extra: &[&str]) -> serde_json::Value {
     );
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert!(stats["sites"].as_u64().unwrap() > 0, "{stats}");
-    assert!(stats["bytes_removed"].as_i64().unwrap() < 0, "code grows: {stats}");
+    assert!(
+        stats["bytes_removed"].as_i64().unwrap() < 0,
+        "code grows: {stats}"
+    );
     assert!(stats["verify"].is_object(), "verified on the way: {stats}");
     let v = verify(input, output, &[]);
-    assert!(v.status.success(), "verify {}: {}", output.display(), describe(&v));
+    assert!(
+        v.status.success(),
+        "verify {}: {}",
+        output.display(),
+        describe(&v)
+    );
     stats
 }
 
@@ -84,7 +92,11 @@ fn check_table(output: &Path, sites: u64) {
         .map(|s| s.value)
         .collect();
     for e in &entries {
-        assert!(funcs.contains(e), "{e:#x} is not a function of {}", output.display());
+        assert!(
+            funcs.contains(e),
+            "{e:#x} is not a function of {}",
+            output.display()
+        );
         assert_eq!(e % 4, 0, "slot {e:#x} is 4-byte aligned");
     }
     let insns = binutils::disassemble(output);
@@ -92,7 +104,9 @@ fn check_table(output: &Path, sites: u64) {
         insns.iter().map(|i| (i.address, i)).collect();
     let mut nops = 0;
     for e in &entries {
-        let insn = at.get(e).unwrap_or_else(|| panic!("no instruction at slot {e:#x}"));
+        let insn = at
+            .get(e)
+            .unwrap_or_else(|| panic!("no instruction at slot {e:#x}"));
         assert!(insn.is_nop(), "slot at {e:#x} is a nop: {insn:?}");
         nops += 1;
     }
@@ -176,7 +190,13 @@ fn inserted_cxx_with_exceptions_and_threads_run_as_the_originals() {
         &["-O0", "-march=rv64g", "-mabi=lp64d", "-static"],
         "cxx-rv64g-O0-static",
     );
-    build_insert_run(&dir, "riscv64-linux-gnu-gcc", "threads.c", &["-O2"], "threads-O2");
+    build_insert_run(
+        &dir,
+        "riscv64-linux-gnu-gcc",
+        "threads.c",
+        &["-O2"],
+        "threads-O2",
+    );
 }
 
 #[test]
@@ -188,20 +208,51 @@ fn an_inserted_shared_object_and_its_program_run_as_the_originals() {
     cc(
         &dir,
         "riscv64-linux-gnu-gcc",
-        &["-O2", "-fPIC", "-shared", "-Wl,-q", lib.to_str().unwrap(), "-o", "libshared.so"],
+        &[
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-Wl,-q",
+            lib.to_str().unwrap(),
+            "-o",
+            "libshared.so",
+        ],
     );
     cc(
         &dir,
         "riscv64-linux-gnu-gcc",
-        &["-O2", "-Wl,-q", prog.to_str().unwrap(), "-L.", "-lshared", "-o", "use"],
+        &[
+            "-O2",
+            "-Wl,-q",
+            prog.to_str().unwrap(),
+            "-L.",
+            "-lshared",
+            "-o",
+            "use",
+        ],
     );
-    let stats = insert_ok(&dir.join("libshared.so"), &dir.join("new/libshared.so"), &[]);
-    check_table(&dir.join("new/libshared.so"), stats["sites"].as_u64().unwrap());
+    let stats = insert_ok(
+        &dir.join("libshared.so"),
+        &dir.join("new/libshared.so"),
+        &[],
+    );
+    check_table(
+        &dir.join("new/libshared.so"),
+        stats["sites"].as_u64().unwrap(),
+    );
     insert_ok(&dir.join("use"), &dir.join("new/use"), &[]);
     let original = run(&dir.join("use"), Some(&dir));
     assert!(original.status.code().is_some(), "{}", describe(&original));
-    same(&original, &run(&dir.join("use"), Some(&dir.join("new"))), "library");
-    same(&original, &run(&dir.join("new/use"), Some(&dir.join("new"))), "both");
+    same(
+        &original,
+        &run(&dir.join("use"), Some(&dir.join("new"))),
+        "library",
+    );
+    same(
+        &original,
+        &run(&dir.join("new/use"), Some(&dir.join("new"))),
+        "both",
+    );
 }
 
 #[test]
@@ -257,7 +308,11 @@ fn eight_byte_slots_and_selected_functions() {
         assert!(rep.status.success(), "{}", describe(&rep));
         let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).expect("JSON");
         assert_eq!(rep["insert"]["sites"], done["sites"], "{rep}");
-        assert_eq!(rep["insert"]["bytes_added"].as_i64().unwrap(), grew(done), "{rep}");
+        assert_eq!(
+            rep["insert"]["bytes_added"].as_i64().unwrap(),
+            grew(done),
+            "{rep}"
+        );
     }
 }
 
@@ -265,7 +320,10 @@ fn eight_byte_slots_and_selected_functions() {
 fn refused(out: &Output, file: &str, why: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}", describe(out));
-    assert!(err.contains(file) && err.contains(why), "{file}: {why}?\n{err}");
+    assert!(
+        err.contains(file) && err.contains(why),
+        "{file}: {why}?\n{err}"
+    );
 }
 
 #[test]
@@ -275,16 +333,47 @@ fn inputs_insert_cannot_take_are_refused_with_the_reason() {
     let src = src.to_str().unwrap();
     let gcc = "riscv64-linux-gnu-gcc";
     cc(&dir, gcc, &["-O2", src, "-o", "norelocs"]);
-    cc(&dir, gcc, &["-O2", "-fpatchable-function-entry=4", "-Wl,-q", src, "-o", "padded"]);
+    cc(
+        &dir,
+        gcc,
+        &[
+            "-O2",
+            "-fpatchable-function-entry=4",
+            "-Wl,-q",
+            src,
+            "-o",
+            "padded",
+        ],
+    );
     cc(&dir, gcc, &["-O2", "-c", src, "-o", "basic.o"]);
     cc(&dir, gcc, &["-O2", "-Wl,-q", src, "-o", "plain"]);
     let x = dir.join("out");
-    refused(&insert(&dir.join("norelocs"), &x, &[]), "norelocs", "-Wl,-q");
-    refused(&insert(&dir.join("padded"), &x, &[]), "padded", "already has patch sites");
-    refused(&insert(&dir.join("basic.o"), &x, &[]), "basic.o", "not supported yet");
-    refused(&insert(&dir.join("plain"), &x, &["--slot", "16"]), "plain", "4 or 8 bytes");
+    refused(
+        &insert(&dir.join("norelocs"), &x, &[]),
+        "norelocs",
+        "-Wl,-q",
+    );
+    refused(
+        &insert(&dir.join("padded"), &x, &[]),
+        "padded",
+        "already has patch sites",
+    );
+    refused(
+        &insert(&dir.join("basic.o"), &x, &[]),
+        "basic.o",
+        "not supported yet",
+    );
+    refused(
+        &insert(&dir.join("plain"), &x, &["--slot", "16"]),
+        "plain",
+        "4 or 8 bytes",
+    );
     insert_ok(&dir.join("plain"), &dir.join("plain.ins"), &[]);
-    refused(&insert(&dir.join("plain.ins"), &x, &[]), "plain.ins", "__mcount_loc");
+    refused(
+        &insert(&dir.join("plain.ins"), &x, &[]),
+        "plain.ins",
+        "__mcount_loc",
+    );
     assert!(!x.exists(), "nothing written on a refusal");
     let rep = padtrim()
         .args(["report", "--insert"])

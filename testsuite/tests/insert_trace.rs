@@ -85,7 +85,14 @@ fn a_program_built_without_pads_is_traced_after_insert_in_entry_and_graph_mode()
             .current_dir(&dir)
             // No sibling-call optimisation: every call the program counts is a real call
             // (gcc would make part of fib's recursion a loop).
-            .args(["-O2", "-fno-optimize-sibling-calls", "-Wl,-q", "loops.c", "-o", "loops"]),
+            .args([
+                "-O2",
+                "-fno-optimize-sibling-calls",
+                "-Wl,-q",
+                "loops.c",
+                "-o",
+                "loops",
+            ]),
         "the cross compiler",
     );
     let (exe, ins) = (dir.join("loops"), dir.join("loops.ins"));
@@ -125,7 +132,8 @@ fn a_program_built_without_pads_is_traced_after_insert_in_entry_and_graph_mode()
     assert!(text.contains("main() {"), "{text}");
     for leaf in ["countdown();", "spin();", "leaf();"] {
         assert!(
-            text.lines().any(|l| l.trim_end().ends_with(&format!("|    {leaf}"))),
+            text.lines()
+                .any(|l| l.trim_end().ends_with(&format!("|    {leaf}"))),
             "{leaf} directly under main:\n{text}"
         );
     }

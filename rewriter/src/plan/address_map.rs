@@ -368,10 +368,22 @@ mod tests {
         assert_eq!(m.new_size, 0x46);
         assert_eq!(m.map(0x10e), 0x10e);
         assert_eq!(m.map(0x110), 0x112, "the entry is the slot's first byte");
-        assert_eq!(m.map(0x112), 0x118, "code after the entry moves by the slot");
-        assert_eq!(m.map_place(0x110), 0x116, "the entry's instruction is behind the slot");
+        assert_eq!(
+            m.map(0x112),
+            0x118,
+            "code after the entry moves by the slot"
+        );
+        assert_eq!(
+            m.map_place(0x110),
+            0x116,
+            "the entry's instruction is behind the slot"
+        );
         assert_eq!(m.map_place(0x112), 0x118);
-        assert_eq!(m.map_end(0x110), 0x110, "the function before ends where it did");
+        assert_eq!(
+            m.map_end(0x110),
+            0x110,
+            "the function before ends where it did"
+        );
         assert_eq!(m.map_end(0x140), 0x146);
     }
 

@@ -6,7 +6,7 @@ mod slots;
 
 pub use address_map::{AddressMap, Edit, SectionMove};
 pub use placement::{
-    plan, plan_insert, InsertSite, KeptAlignment, Layout, Plan, PlanOptions, PlannedSlot, ISLAND_BYTES,
-    ISLAND_REACH,
+    plan, plan_insert, InsertSite, KeptAlignment, Layout, Plan, PlanOptions, PlannedSlot,
+    ISLAND_BYTES, ISLAND_REACH,
 };
 pub use slots::{project_savings, Projection, SlotLayout};

@@ -578,7 +578,11 @@ impl SectionWalk<'_> {
             let mut off = p.pad_start;
             while off < p.at && is_nop_at(self.data, off.wrapping_sub(self.base) as usize) {
                 let o = off.wrapping_sub(self.base) as usize;
-                off += if self.data.get(o..o + 2) == Some(&C_NOP.to_le_bytes()) { 2 } else { 4 };
+                off += if self.data.get(o..o + 2) == Some(&C_NOP.to_le_bytes()) {
+                    2
+                } else {
+                    4
+                };
             }
             off == p.at
         } else {
@@ -607,7 +611,10 @@ impl SectionWalk<'_> {
                 at: start,
                 len: old_pad,
             });
-            self.edits.push(Edit::Insert { at: p.at, len: need });
+            self.edits.push(Edit::Insert {
+                at: p.at,
+                len: need,
+            });
         } else if need < old_pad {
             self.edits.push(Edit::Cut {
                 at: start,
@@ -888,7 +895,10 @@ impl Placer<'_, '_> {
                 sec.addr.wrapping_add(sec.size),
             );
             // The table reserved after this section ends the segment's bytes.
-            if let Some((at, _)) = self.table.filter(|_| Some(sec.index) == self.last_in_table_segment) {
+            if let Some((at, _)) = self
+                .table
+                .filter(|_| Some(sec.index) == self.last_in_table_segment)
+            {
                 let end = at.wrapping_add(self.opts.table_bytes);
                 self.prev_end.0 = end;
                 self.prev_end.1 = new_off.wrapping_add(end.wrapping_sub(new_addr));

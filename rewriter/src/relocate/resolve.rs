@@ -273,13 +273,12 @@ impl SectionCtx<'_, '_> {
         };
         let t_old = t_old.wrapping_add(gp);
         // A `%pcrel_lo` names its auipc: a place, behind a slot inserted at an entry.
-        let t_new = if r.r_type == elf::R_RISCV_PCREL_LO12_I.0
-            || r.r_type == elf::R_RISCV_PCREL_LO12_S.0
-        {
-            img.map_place(t_old)
-        } else {
-            self.map_target(img, r, t_old)
-        };
+        let t_new =
+            if r.r_type == elf::R_RISCV_PCREL_LO12_I.0 || r.r_type == elf::R_RISCV_PCREL_LO12_S.0 {
+                img.map_place(t_old)
+            } else {
+                self.map_target(img, r, t_old)
+            };
         if defined {
             new.addend = t_new.wrapping_sub(gp_new).wrapping_sub(s_new) as i64;
         }
@@ -498,7 +497,8 @@ impl RelocFix<'_, '_, '_> {
                 "branch at {p:#x} goes to {old_target:#x} but its relocation says {t_old:#x}"
             )));
         }
-        let links = matches!(insn.op, Op::Jal { rd, .. } if rd != 0) || matches!(insn.op, Op::CJal { .. });
+        let links =
+            matches!(insn.op, Op::Jal { rd, .. } if rd != 0) || matches!(insn.op, Op::CJal { .. });
         let t_new = if links {
             t_new
         } else {

@@ -181,10 +181,10 @@ pub fn select_functions(file: &ElfFile<'_>, globs: &[String], slot: u32) -> Sele
         if !globs.is_empty() && !globs.iter().any(|g| glob_match(g, s.name)) {
             continue;
         }
-        let why = skip_reason(file, s.name, &sec.name, s.value).or_else(|| {
-            far_rows.contains(&s.value).then_some(
-                "its first .eh_frame row is too far in for its advance to take the slot",
-            )
+        let why = skip_reason(file, s.name, sec.name, s.value).or_else(|| {
+            far_rows
+                .contains(&s.value)
+                .then_some("its first .eh_frame row is too far in for its advance to take the slot")
         });
         if let Some(why) = why {
             skipped.push((s.name.to_string(), why));
@@ -217,7 +217,11 @@ pub fn kept_alignment(file: &ElfFile<'_>) -> Vec<KeptAlignment> {
         .iter()
         .filter(|s| s.kind == object::elf::STT_FUNC.0 && s.size > 0)
         .filter_map(|s| Some((s.section()?, s.value, s.value.saturating_add(s.size))))
-        .filter(|(sec, _, _)| file.sections.get(*sec).is_some_and(|x| x.is_exec() && x.is_alloc()))
+        .filter(|(sec, _, _)| {
+            file.sections
+                .get(*sec)
+                .is_some_and(|x| x.is_exec() && x.is_alloc())
+        })
         .collect();
     funcs.sort_unstable();
     let mut out = Vec::new();
@@ -227,9 +231,13 @@ pub fn kept_alignment(file: &ElfFile<'_>) -> Vec<KeptAlignment> {
             continue;
         }
         let sec = &file.sections[sb];
-        let Ok(data) = file.section_data(sec) else { continue };
+        let Ok(data) = file.section_data(sec) else {
+            continue;
+        };
         let (lo, hi) = ((end - sec.addr) as usize, (at - sec.addr) as usize);
-        let Some(gap) = data.get(lo..hi) else { continue };
+        let Some(gap) = data.get(lo..hi) else {
+            continue;
+        };
         if !all_nops(gap) {
             continue;
         }
@@ -555,7 +563,9 @@ fn emit(
         why: Option<String>,
     ) -> Result<(Vec<u8>, Writer, Option<String>)> {
         let b = builder::read_builder(file)?;
-        let b = phase("emit", || builder::prepare(file, b, plan, fixed, Some(table)))?;
+        let b = phase("emit", || {
+            builder::prepare(file, b, plan, fixed, Some(table))
+        })?;
         let out = phase("emit: write", || builder::write(file, b))?;
         Ok((out, Writer::Builder, why))
     }

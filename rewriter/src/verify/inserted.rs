@@ -52,7 +52,10 @@ pub(super) fn check(ctx: &Ctx<'_, '_, '_>, mapper: &mut Mapper, report: &mut Ver
             continue;
         }
         let Some((c, slot)) = find_slot(ctx, mapper, &funcs, v) else {
-            bad(report, "new nops in front of a function's first instruction");
+            bad(
+                report,
+                "new nops in front of a function's first instruction",
+            );
             continue;
         };
         let len = slot.new_first - slot.new_slot;
@@ -80,12 +83,10 @@ fn find_slot(
         // Pieces are in address order, new addresses too: the last one starting at or
         // before `v` (a zero-length piece may share its start, so look one further back).
         let k = cm.pieces.partition_point(|p| p.new <= v);
-        let i = (k.saturating_sub(2)..k)
-            .rev()
-            .find(|&i| {
-                let p = cm.pieces[i];
-                p.run && v >= p.new && v < p.new + p.new_len
-            })?;
+        let i = (k.saturating_sub(2)..k).rev().find(|&i| {
+            let p = cm.pieces[i];
+            p.run && v >= p.new && v < p.new + p.new_len
+        })?;
         Some((c, cm, i))
     })?;
     {

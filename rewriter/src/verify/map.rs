@@ -179,7 +179,10 @@ impl CodeMap {
 
     /// The slot inserted at old function entry `x`, if there is one.
     pub fn inserted_at(&self, x: u64) -> Option<&InsertedSlot> {
-        let i = self.inserted.binary_search_by_key(&x, |s| s.old_func).ok()?;
+        let i = self
+            .inserted
+            .binary_search_by_key(&x, |s| s.old_func)
+            .ok()?;
         self.inserted.get(i)
     }
 

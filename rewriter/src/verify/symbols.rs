@@ -586,7 +586,11 @@ fn aligned_points(
         }
     }
     // An original without pads (`rewrite --insert`): entries behind alignment nops keep it.
-    if ctx.old.section_by_name(crate::scan::TABLE_SECTION).is_none() {
+    if ctx
+        .old
+        .section_by_name(crate::scan::TABLE_SECTION)
+        .is_none()
+    {
         for k in crate::rewrite::insert::kept_alignment(ctx.old) {
             points
                 .entry(k.section)
@@ -617,7 +621,9 @@ fn run_lengths(
             let has_site = {
                 let i = cm.sites.partition_point(|s| s.old_entry < p.old);
                 cm.sites.get(i).is_some_and(|s| s.old_entry < end)
-            } || cm.inserted_at(end).is_some_and(|s| s.new_first == p.new + p.new_len);
+            } || cm
+                .inserted_at(end)
+                .is_some_and(|s| s.new_first == p.new + p.new_len);
             let i = pts.partition_point(|q| q.0 < p.old);
             let aligned = pts[i..]
                 .iter()
