@@ -383,8 +383,12 @@ fn relaxed_out_of_reach(img: &Image<'_, '_>, insn: &Insn, e: Error) -> Error {
     if img.plan.inserted.is_empty() || !matches!(insn.op, Op::Jal { .. }) {
         return e;
     }
+    let why = match e {
+        Error::Refused(m) => m,
+        other => other.to_string(),
+    };
     Error::refused(format!(
-        "{e}: a jal the linker relaxed from a call no longer reaches its target once slots \
+        "{why}: a jal the linker relaxed from a call no longer reaches its target once slots \
          are inserted; relink with -Wl,--no-relax"
     ))
 }

@@ -181,7 +181,7 @@ pub fn select_functions(file: &ElfFile<'_>, globs: &[String], slot: u32) -> Sele
         if !globs.is_empty() && !globs.iter().any(|g| glob_match(g, s.name)) {
             continue;
         }
-        let why = skip_reason(file, s.name, &sec.name, s.value).or_else(|| {
+        let why = skip_reason(file, s.name, sec.name, s.value).or_else(|| {
             far_rows
                 .contains(&s.value)
                 .then_some("its first .eh_frame row is too far in for its advance to take the slot")
