@@ -51,8 +51,6 @@ fn build(name: &str, source: &str, extra: &[&str]) -> PathBuf {
     exe
 }
 
-/// Runs `padtrim ARGS FILE` and returns its output (any exit status).
-
 /// Runs `padtrim report ARGS FILE`, asserts exit 0, returns stdout.
 fn report(args: &[&str], file: &Path) -> String {
     let mut all = vec!["report"];

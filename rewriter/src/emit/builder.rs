@@ -172,7 +172,7 @@ fn insert_section(
     let slot = b.sections.get_mut(all[at]);
     slot.name = t.name.as_bytes().to_vec().into();
     slot.sh_type = elf::SHT_PROGBITS;
-    slot.sh_flags = elf::SectionFlags(u64::from(elf::SHF_ALLOC.0));
+    slot.sh_flags = elf::SectionFlags(elf::SHF_ALLOC.0);
     slot.sh_addr = t.addr;
     slot.sh_offset = t.offset;
     slot.sh_size = t.data.len() as u64;
