@@ -5,7 +5,7 @@
 //! eight) and `retval` (a0 at return; graph mode only). A function gets the fields of every
 //! rule that selects it, e.g. `fib@arg1,retval;str*,!strlen@arg1,arg2`.
 
-use crate::glob::Filter;
+use crate::glob::{trim, Filter};
 
 /// `arg1` in a mask (bit `n - 1` is `argN`).
 pub const ARG1: u16 = 1;
@@ -78,18 +78,6 @@ fn field_mask(f: &[u8]) -> Option<u16> {
         [b'a', b'r', b'g', d @ b'1'..=b'8'] => Some(ARG1 << (d - b'1')),
         _ => None,
     }
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let mut a = 0;
-    let mut b = s.len();
-    while a < b && s[a] == b' ' {
-        a += 1;
-    }
-    while b > a && s[b - 1] == b' ' {
-        b -= 1;
-    }
-    &s[a..b]
 }
 
 impl<'a> ArgSpec<'a> {

@@ -72,7 +72,8 @@ impl<'a> Filter<'a> {
     }
 }
 
-fn trim(s: &[u8]) -> &[u8] {
+/// `s` without its leading and trailing spaces.
+pub(crate) fn trim(s: &[u8]) -> &[u8] {
     let mut a = 0;
     let mut b = s.len();
     while a < b && s[a] == b' ' {

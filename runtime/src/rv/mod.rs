@@ -1,6 +1,36 @@
 //! The process side: startup (`.init_array`), the entry/exit handlers the assembly calls,
 //! per-thread state, trace output, the exit flush (`.fini_array`) and the C API.
 
+/// The middle of every entry trampoline's slow path (the linked ones in `asm`, the
+/// per-module copies in `preload`), after it has made the 160-byte entry frame and saved ra,
+/// t0 and t2: save the argument registers, then load `padtrim_on_entry`'s arguments (the
+/// slot's address, the frame, the entry sp). [`restore_entry_frame`] undoes it.
+macro_rules! save_arguments {
+    () => {
+        concat!(
+            "sd a0, 24(sp)\n",
+            "sd a1, 32(sp)\n",
+            "sd a2, 40(sp)\n",
+            "sd a3, 48(sp)\n",
+            "sd a4, 56(sp)\n",
+            "sd a5, 64(sp)\n",
+            "sd a6, 72(sp)\n",
+            "sd a7, 80(sp)\n",
+            "fsd fa0, 88(sp)\n",
+            "fsd fa1, 96(sp)\n",
+            "fsd fa2, 104(sp)\n",
+            "fsd fa3, 112(sp)\n",
+            "fsd fa4, 120(sp)\n",
+            "fsd fa5, 128(sp)\n",
+            "fsd fa6, 136(sp)\n",
+            "fsd fa7, 144(sp)\n",
+            "addi a0, t0, -4\n",
+            "mv a1, sp\n",
+            "addi a2, sp, 160"
+        )
+    };
+}
+
 /// The end of every entry trampoline (the linked one in `asm`, the per-module copies in
 /// `preload`): reload the registers the 160-byte entry frame saved, and pop it.
 macro_rules! restore_entry_frame {
