@@ -368,8 +368,9 @@ fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
     }
     if s.slot_bytes >= 4 && s.writer.is_some() && s.kernel_tables.is_none() && !s.table {
         println!(
-            "  slot table:          none added (the freed bytes leave no room for \
-             __mcount_loc; the padtrim runtime will find no slots)"
+            "  slot table:          none added (--layout in-place keeps every address and the \
+             freed bytes leave no room for __mcount_loc; --layout pack grows the code for it; \
+             without it the padtrim runtime will find no slots)"
         );
     }
     println!(
