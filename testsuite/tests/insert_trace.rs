@@ -3,7 +3,9 @@
 //! preloaded runtime, in entry and in graph mode. Every function's call count in the trace
 //! must be the count the program itself kept (or the number of calls in its source), and a
 //! loop made from a jump back to a function's own entry (a branch, a `j`) must stay a loop:
-//! one call, not one per iteration.
+//! one call, not one per iteration. A second program calls through pointers (qsort
+//! callbacks called back from the C library, a table of function pointers) and recurses
+//! (mutually, and fib): its own counts must be the trace's, in both modes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -136,5 +138,86 @@ fn a_program_built_without_pads_is_traced_after_insert_in_entry_and_graph_mode()
                 .any(|l| l.trim_end().ends_with(&format!("|    {leaf}"))),
             "{leaf} directly under main:\n{text}"
         );
+    }
+}
+
+/// Calls through pointers and back from the C library: qsort callbacks, a table of function
+/// pointers, mutual recursion. Each function counts its own calls and the program prints
+/// them as `name=count`.
+const CALLBACKS: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+static volatile int by_value_calls, by_parity_calls, twice_calls, negate_calls;
+static volatile int is_even_calls, is_odd_calls, fib_calls;
+__attribute__((noinline)) static int by_value(const void *a, const void *b) {
+    by_value_calls++;
+    return *(const int *)a - *(const int *)b;
+}
+__attribute__((noinline)) static int by_parity(const void *a, const void *b) {
+    by_parity_calls++;
+    return *(const int *)a % 2 - *(const int *)b % 2;
+}
+__attribute__((noinline)) int twice(int x) { twice_calls++; return 2 * x; }
+__attribute__((noinline)) int negate(int x) { negate_calls++; return -x; }
+int (*volatile table[])(int) = {twice, negate, twice};
+__attribute__((noinline)) int is_odd(int n);
+__attribute__((noinline)) int is_even(int n) { is_even_calls++; return n == 0 ? 1 : is_odd(n - 1); }
+__attribute__((noinline)) int is_odd(int n) { is_odd_calls++; return n == 0 ? 0 : is_even(n - 1); }
+__attribute__((noinline)) int fib(int n) { fib_calls++; return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+int main(void) {
+    int v[] = {53, 18, 91, 2, 77, 40, 6, 64, 35, 12, 9, 88};
+    int n = sizeof v / sizeof v[0], s = 0;
+    int (*sorts[])(const void *, const void *) = {by_value, by_parity};
+    for (int k = 0; k < 2; k++) qsort(v, n, sizeof v[0], sorts[k]);
+    for (int i = 0; i < 10; i++) s += table[i % 3](i);
+    s += is_even(31) + fib(11);
+    printf("sum=%d by_value=%d by_parity=%d twice=%d negate=%d is_even=%d is_odd=%d fib=%d\n",
+           s, by_value_calls, by_parity_calls, twice_calls, negate_calls, is_even_calls,
+           is_odd_calls, fib_calls);
+    return 0;
+}
+"#;
+
+#[test]
+fn qsort_callbacks_pointer_calls_and_recursion_are_counted_exactly_after_insert() {
+    let dir = scratch_dir("insert-trace-callbacks");
+    std::fs::write(dir.join("callbacks.c"), CALLBACKS).unwrap();
+    run_ok(
+        Command::new("riscv64-linux-gnu-gcc")
+            .current_dir(&dir)
+            .args([
+                "-O2",
+                "-fno-optimize-sibling-calls",
+                "-Wl,-q",
+                "callbacks.c",
+                "-o",
+                "callbacks",
+            ]),
+        "the cross compiler",
+    );
+    let (exe, ins) = (dir.join("callbacks"), dir.join("callbacks.ins"));
+    padtrim_ok(&[
+        "rewrite".as_ref(),
+        "--insert".as_ref(),
+        exe.as_os_str(),
+        "-o".as_ref(),
+        ins.as_os_str(),
+    ]);
+    for mode in ["entry", "graph"] {
+        let trace = dir.join(format!("{mode}.trace"));
+        let mut args = vec!["record".as_ref(), "-o".as_ref(), trace.as_os_str()];
+        if mode == "graph" {
+            args.push("--graph".as_ref());
+        }
+        args.extend(["--".as_ref(), ins.as_os_str()]);
+        let rec = padtrim_ok(&args);
+        let own = own_counts(&String::from_utf8_lossy(&rec.stdout));
+        assert_eq!(own.len(), 7, "{own:?}");
+        assert!(own.values().all(|&n| n > 0), "{own:?}");
+        let traced = traced_counts(&trace, &ins);
+        for (name, n) in &own {
+            assert_eq!(traced.get(name), Some(n), "{mode}: {name}: {traced:?}");
+        }
+        assert_eq!(traced.get("main"), Some(&1), "{mode}: {traced:?}");
     }
 }
