@@ -703,9 +703,7 @@ fn a_relaxed_jal_pushed_out_of_reach_is_refused_with_the_no_relax_advice() {
 }
 
 #[test]
-#[ignore = "bug: an inserted output has __mcount_loc but no __patchable_function_entries \
-            table, so `check` and `report` refuse it (\"no __patchable_function_entries table\")"]
-fn check_min_sites_passes_on_inserted_outputs() {
+fn check_and_report_read_inserted_outputs_and_rewrite_refuses_them() {
     let dir = scratch_dir("insert-check");
     std::fs::write(dir.join("shapes.c"), SHAPES).unwrap();
     cc(
@@ -752,5 +750,27 @@ fn check_min_sites_passes_on_inserted_outputs() {
             .output()
             .expect("run padtrim");
         assert!(rep.status.success(), "{tag}: report: {}", describe(&rep));
+        // report reads the slots from padtrim's own __mcount_loc, and says so.
+        let text = String::from_utf8_lossy(&rep.stdout);
+        assert!(text.contains("table from __mcount_loc"), "{tag}: {text}");
+        assert!(text.contains(&format!("sites: {sites} ")), "{tag}: {text}");
+        // A plain rewrite of it is refused: the compiler's table is not there to resize.
+        let again = padtrim()
+            .arg("rewrite")
+            .arg(&out)
+            .arg("-o")
+            .arg(exe.with_extension("again"))
+            .output()
+            .expect("run padtrim");
+        assert_eq!(again.status.code(), Some(2), "{tag}: {}", describe(&again));
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("rewrite the original instead"),
+            "{tag}: {}",
+            describe(&again)
+        );
+        assert!(
+            !exe.with_extension("again").exists(),
+            "{tag}: wrote an output"
+        );
     }
 }

@@ -387,6 +387,13 @@ pub fn project_insert_bytes(bytes: &[u8], globs: &[String], slot: u32) -> Result
 
 /// Refuses a file that already has pads or slots (a second insertion included).
 fn refuse_slotted(file: &ElfFile<'_>, scanned: &crate::scan::Scan) -> Result<()> {
+    if scanned.source == TableSource::InsertedMcountLoc {
+        return Err(Error::refused(format!(
+            "the file already has a __mcount_loc table ({} slots inserted before): nothing to \
+             insert; insert into the original to choose other slots",
+            scanned.sites.len()
+        )));
+    }
     if scanned.source != TableSource::None || !scanned.sites.is_empty() {
         return Err(Error::refused(format!(
             "the file already has patch sites ({} in its table): use `padtrim rewrite` without \

@@ -16,6 +16,12 @@ pub fn require_usable_table(scan: &Scan) -> Result<()> {
             "no __patchable_function_entries table: nothing to rewrite".into(),
         ));
     }
+    if scan.source == TableSource::InsertedMcountLoc {
+        return Err(Error::refused(
+            "its slots were inserted by `padtrim rewrite --insert` (its table is padtrim's \
+             __mcount_loc, not the compiler's): rewrite the original instead",
+        ));
+    }
     if let Some(p) = scan.problems.first() {
         return Err(Error::refused(format!(
             "{} unusable table entries (first: {:#x} {}); check the input with `padtrim report`",

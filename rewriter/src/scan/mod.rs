@@ -281,7 +281,7 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
         .filter(|s| s.name == TABLE_SECTION)
         .collect();
     if tables.is_empty() {
-        return Ok((Vec::new(), TableSource::None, None));
+        return read_inserted_table(file);
     }
     let ptr = file.ptr_size();
     for table in &tables {
@@ -412,6 +412,37 @@ fn check_table_shape(file: &ElfFile<'_>, table: &crate::elf::Section<'_>) -> Res
         )));
     }
     Ok(())
+}
+
+/// A linked file without `__patchable_function_entries` whose slots `padtrim rewrite
+/// --insert` added: their table is the `__mcount_loc` it wrote (link-time addresses, sorted,
+/// read by the runtime with the load bias added), so `report`, `check` and the runtime see
+/// the same slots. Any other file without the compiler's table has none.
+fn read_inserted_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<u64>)> {
+    let table = file
+        .sections
+        .iter()
+        .find(|s| s.name == padtrim_abi::MCOUNT_SECTION)
+        .filter(|_| file.kind.is_linked());
+    let Some(table) = table else {
+        return Ok((Vec::new(), TableSource::None, None));
+    };
+    let ptr = file.ptr_size();
+    let what = format!("{} ([{}])", padtrim_abi::MCOUNT_SECTION, table.index);
+    if table.is_nobits() || !table.size.is_multiple_of(ptr as u64) {
+        return Err(Error::malformed(format!(
+            "{what} is not a whole number of {ptr}-byte entries with bytes in the file"
+        )));
+    }
+    let data = file.section_data(table)?;
+    let out = data
+        .chunks_exact(ptr)
+        .map(|chunk| RawEntry {
+            section: None,
+            address: read_uint(chunk, 0, ptr).unwrap_or(0),
+        })
+        .collect();
+    Ok((out, TableSource::InsertedMcountLoc, Some(table.addr)))
 }
 
 fn read_kernel_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<u64>)> {

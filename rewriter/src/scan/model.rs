@@ -153,6 +153,9 @@ pub enum TableSource {
     Section,
     /// The kernel's `__start_mcount_loc..__stop_mcount_loc`.
     KernelMcountLoc,
+    /// The `__mcount_loc` that `padtrim rewrite --insert` wrote into a linked file that has
+    /// no `__patchable_function_entries` (its slots were inserted, not left by a compiler).
+    InsertedMcountLoc,
     /// No table in the file.
     None,
 }
@@ -164,6 +167,7 @@ impl TableSource {
             TableSource::Relocations => "the relocations of __patchable_function_entries",
             TableSource::Section => "__patchable_function_entries",
             TableSource::KernelMcountLoc => "__mcount_loc (__start_mcount_loc..__stop_mcount_loc)",
+            TableSource::InsertedMcountLoc => "__mcount_loc (slots padtrim rewrite --insert added)",
             TableSource::None => "nowhere (no table)",
         }
     }
