@@ -54,7 +54,8 @@ pub struct RewriteArgs {
     /// STT_FUNC symbols with a size; aliases share a slot. Calls, tail calls and function
     /// pointers go through the slot; a jump back to a function's own entry from inside it
     /// (a loop) goes behind it. No slot for: the entry point and _start, .init/.fini/PLT,
-    /// setjmp/longjmp/vfork/clone/*context, padtrim_* and memcpy/memmove/memset/memcmp/bcmp.
+    /// setjmp/longjmp/vfork/clone/*context, the runtime's functions (padtrim_*, its mangled
+    /// Rust ones) and memcpy/memmove/memset/memcmp/bcmp.
     /// The output carries a sorted __mcount_loc, so `padtrim record` traces it. A program
     /// whose own code has pads (linked with code that has none, a static libc say): its pads
     /// are cut to slots of the same size as a plain rewrite cuts them, the functions without

@@ -17,8 +17,8 @@
 //!   relocation marks the jump); a linking self-call goes through the slot;
 //! - skipped (no slot): the ELF entry and `_start`, functions in `.init`, `.fini` and the
 //!   PLT, `setjmp`/`longjmp`/`vfork`/`clone`/`*context` (they must not gain a frame or a
-//!   call), the runtime's own code (`padtrim_*`), and `memcpy`/`memmove`/`memset`/`memcmp`/
-//!   `bcmp` (the runtime calls them).
+//!   call), the runtime's own code (`padtrim_*` and its mangled Rust functions), and
+//!   `memcpy`/`memmove`/`memset`/`memcmp`/`bcmp` (the runtime calls them).
 //! - mixed inputs (a program whose own code was built with `-fpatchable-function-entry`,
 //!   linked with code that was not, a static libc say): the pads are cut to slots of the same
 //!   size in the same plan, exactly as `padtrim rewrite` would (`--pre 0`, each pad's own
