@@ -132,6 +132,13 @@ fn report_insert(args: &ReportArgs) -> Result<Outcome> {
                 "  code:       {} bytes ({} of slots, {} of alignment, net) = {share:.2}% of {} bytes",
                 p.bytes_added, p.slot_bytes, p.alignment, p.text_size
             );
+            if p.compacted > 0 {
+                println!(
+                    "  pads:       {} already there, cut to {}-byte slots alongside ({} bytes freed, \
+                     before alignment)",
+                    p.compacted, args.slot, p.pad_bytes_freed
+                );
+            }
             println!("  table:      {} bytes of __mcount_loc", p.table_bytes);
         }
         all.push((input.name(), p));

@@ -54,9 +54,14 @@ pub struct RewriteArgs {
     /// STT_FUNC symbols with a size; aliases share a slot. Calls, tail calls and function
     /// pointers go through the slot; a jump back to a function's own entry from inside it
     /// (a loop) goes behind it. No slot for: the entry point and _start, .init/.fini/PLT,
-    /// setjmp/longjmp/vfork/clone/*context, padtrim_* and memcpy/memmove/memset/memcmp/bcmp.
-    /// The output carries a sorted __mcount_loc, so `padtrim record` traces it. Refused: no
-    /// relocations, a vmlinux, object files (not supported yet), a file with pads or slots.
+    /// setjmp/longjmp/vfork/clone/*context, the runtime's functions (padtrim_*, its mangled
+    /// Rust ones) and memcpy/memmove/memset/memcmp/bcmp.
+    /// The output carries a sorted __mcount_loc, so `padtrim record` traces it. A program
+    /// whose own code has pads (linked with code that has none, a static libc say): its pads
+    /// are cut to slots of the same size as a plain rewrite cuts them, the functions without
+    /// a pad get slots inserted, and the table lists both (--functions selects only where
+    /// slots are inserted). Refused: no relocations, a vmlinux, object files (not supported
+    /// yet), a file already rewritten or inserted (it has a __mcount_loc).
     #[arg(long, conflicts_with_all = ["pre", "layout", "force"])]
     pub insert: bool,
     /// With --insert: only functions matching one of these globs (`*`, `?`; comma-separated).
@@ -320,11 +325,17 @@ fn print_stats(input: &str, output: &Path, s: &RewriteStats) {
         return;
     }
     println!("{input} -> {}", output.display());
-    if s.bytes_removed < 0 {
+    if s.bytes_removed < 0 || s.compacted > 0 {
         println!(
             "  slots inserted:      {} ({}-byte slots)",
             s.sites, s.slot_bytes
         );
+        if s.compacted > 0 {
+            println!(
+                "  pads compacted:      {} (to {}-byte slots, alongside)",
+                s.compacted, s.slot_bytes
+            );
+        }
     } else {
         println!(
             "  sites rewritten:     {} ({}-byte slots, --layout {})",

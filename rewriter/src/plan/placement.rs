@@ -153,15 +153,18 @@ pub fn plan(
 
 /// Plans `rewrite --insert`: a `slot`-byte slot in front of every entry of `inserts`
 /// (sorted by entry, one per address), 4-byte aligned (or at the function's alignment);
-/// code grows and everything after it moves.
+/// code grows and everything after it moves. The pads of `sites` (a program whose own code
+/// has pads, linked with code that has none) are cut to slots in the same walk, as
+/// [`plan`] cuts them; no entry of `inserts` may be the function of a site.
 pub fn plan_insert(
     file: &ElfFile<'_>,
+    sites: &[PatchSite],
     inserts: &[InsertSite],
     kept: &[KeptAlignment],
     relocs: &[RelocSection],
     opts: PlanOptions,
 ) -> Result<Plan> {
-    let mut plan = plan_edits(file, &[], (inserts, kept), relocs, opts)?;
+    let mut plan = plan_edits(file, sites, (inserts, kept), relocs, opts)?;
     let len = u64::from(opts.slot);
     plan.inserted = inserts.iter().map(|f| plan.map.map(f.func)).collect();
     plan.inserted.sort_unstable();

@@ -17,8 +17,15 @@
 //!   relocation marks the jump); a linking self-call goes through the slot;
 //! - skipped (no slot): the ELF entry and `_start`, functions in `.init`, `.fini` and the
 //!   PLT, `setjmp`/`longjmp`/`vfork`/`clone`/`*context` (they must not gain a frame or a
-//!   call), the runtime's own code (`padtrim_*`), and `memcpy`/`memmove`/`memset`/`memcmp`/
-//!   `bcmp` (the runtime calls them).
+//!   call), the runtime's own code (`padtrim_*` and its mangled Rust functions), and
+//!   `memcpy`/`memmove`/`memset`/`memcmp`/`bcmp` (the runtime calls them).
+//! - mixed inputs (a program whose own code was built with `-fpatchable-function-entry`,
+//!   linked with code that was not, a static libc say): the pads are cut to slots of the same
+//!   size in the same plan, exactly as `padtrim rewrite` would (`--pre 0`, each pad's own
+//!   layout), every selected function without a pad gets a slot inserted, and one sorted
+//!   `__mcount_loc` lists both. `--functions` selects only where slots are inserted: every
+//!   pad is compacted. A file that already has a `__mcount_loc` (rewritten or inserted
+//!   before) is refused: it has its slots.
 
 use serde::Serialize;
 
@@ -27,7 +34,7 @@ use crate::emit::tables;
 use crate::error::{Error, Result};
 use crate::plan::{plan_insert, InsertSite, KeptAlignment, Layout, Plan, PlanOptions};
 use crate::relocate::relocate;
-use crate::scan::{scan, TableSource};
+use crate::scan::{scan, PatchSite, TableSource};
 use crate::timing::phase;
 
 use super::options::Writer;
@@ -62,6 +69,7 @@ const SKIPPED_NAMES: &[&str] = &[
     "memcmp",
     "bcmp",
     "padtrim_*",
+    "_ZN15padtrim_runtime*",
 ];
 
 /// Sections whose functions never get a slot.
@@ -153,7 +161,7 @@ fn skip_reason(file: &ElfFile<'_>, name: &str, section: &str, addr: u64) -> Opti
     });
     named.then_some(match name {
         "_start" => "the ELF entry point runs before the runtime can",
-        n if n.starts_with("padtrim_") => "the runtime's own code",
+        n if n.contains("padtrim_") => "the runtime's own code",
         n if n.starts_with("mem") || n == "bcmp" => "called by the runtime",
         _ => "returns twice or switches stacks: must not gain a call",
     })
@@ -161,8 +169,14 @@ fn skip_reason(file: &ElfFile<'_>, name: &str, section: &str, addr: u64) -> Opti
 
 /// The functions of `file` that get a slot: `STT_FUNC` symbols with a size in an allocated
 /// executable section, matching one of `globs` (all when empty), minus those skipped; one per
-/// address (an alias skipped by name skips its address).
-pub fn select_functions(file: &ElfFile<'_>, globs: &[String], slot: u32) -> Selection {
+/// address (an alias skipped by name skips its address). Functions in `padded` (sorted
+/// entries of functions that have a pad) are left out: their pads become their slots.
+pub fn select_functions(
+    file: &ElfFile<'_>,
+    globs: &[String],
+    slot: u32,
+    padded: &[u64],
+) -> Selection {
     use std::collections::BTreeMap;
     let far_rows = frames_too_tight(file, slot);
     let mut by_addr: BTreeMap<u64, InsertSite> = BTreeMap::new();
@@ -178,7 +192,9 @@ pub fn select_functions(file: &ElfFile<'_>, globs: &[String], slot: u32) -> Sele
         if !sec.is_exec() || !sec.is_alloc() || s.value < sec.addr || s.value >= sec.end() {
             continue;
         }
-        if !globs.is_empty() && !globs.iter().any(|g| glob_match(g, s.name)) {
+        if padded.binary_search(&s.value).is_ok()
+            || (!globs.is_empty() && !globs.iter().any(|g| glob_match(g, s.name)))
+        {
             continue;
         }
         let why = skip_reason(file, s.name, sec.name, s.value).or_else(|| {
@@ -326,11 +342,22 @@ pub struct InsertProjection {
     pub text_size: u64,
     /// `__mcount_loc` bytes added.
     pub table_bytes: u64,
+    /// Pads the file already has, cut to slots alongside (a mixed input; 0 otherwise).
+    pub compacted: usize,
+    /// Pad bytes those cuts free (pad minus slot, before alignment; 0 otherwise).
+    pub pad_bytes_freed: u64,
 }
 
-/// Projects `--insert --slot slot` over `file` (functions matching `globs`).
-pub fn project_insert(file: &ElfFile<'_>, globs: &[String], slot: u32) -> InsertProjection {
-    let sel = select_functions(file, globs, slot);
+/// Projects `--insert --slot slot` over `file` (functions matching `globs`); `sites` are the
+/// pads the file already has (a mixed input), cut to slots alongside.
+pub fn project_insert(
+    file: &ElfFile<'_>,
+    globs: &[String],
+    slot: u32,
+    sites: &[PatchSite],
+) -> InsertProjection {
+    let padded = padded_functions(sites);
+    let sel = select_functions(file, globs, slot, &padded);
     // The plan's walk, simulated: per section in address order, kept alignment (its nops
     // resized) before the slot at the same entry, then the slot's own 4-byte alignment.
     let mut events: Vec<(usize, u64, u8, u64, u64)> = kept_alignment(file)
@@ -366,8 +393,21 @@ pub fn project_insert(file: &ElfFile<'_>, globs: &[String], slot: u32) -> Insert
         alignment: bytes_added as i64 - slot_bytes as i64,
         bytes_added,
         text_size: super::linked::text_size(file),
-        table_bytes: sel.sites.len() as u64 * file.ptr_size() as u64,
+        table_bytes: (sel.sites.len() + sites.len()) as u64 * file.ptr_size() as u64,
+        compacted: sites.len(),
+        pad_bytes_freed: sites
+            .iter()
+            .map(|s| u64::from(s.pad_bytes.saturating_sub(slot)))
+            .sum(),
     }
+}
+
+/// The sorted function entries of `sites` (the functions that keep their pads as slots).
+fn padded_functions(sites: &[PatchSite]) -> Vec<u64> {
+    let mut padded: Vec<u64> = sites.iter().map(|s| s.func_addr).collect();
+    padded.sort_unstable();
+    padded.dedup();
+    padded
 }
 
 /// [`project_insert`] over the ELF file `bytes` (`report --insert`): refuses what
@@ -381,23 +421,18 @@ pub fn project_insert_bytes(bytes: &[u8], globs: &[String], slot: u32) -> Result
     let file = elf::parse(bytes)?;
     let relocs = file.relocation_sections()?;
     refuse_input(&file, &relocs)?;
-    refuse_slotted(&file, &scan(&file)?)?;
-    Ok(project_insert(&file, globs, slot))
+    let scanned = scan(&file)?;
+    refuse_slotted(&file, &scanned)?;
+    Ok(project_insert(&file, globs, slot, &scanned.sites))
 }
 
-/// Refuses a file that already has pads or slots (a second insertion included).
+/// Refuses a file that already has slots (rewritten or inserted before), or whose pads a
+/// rewrite could not use. Pads themselves are welcome: they are cut to slots alongside.
 fn refuse_slotted(file: &ElfFile<'_>, scanned: &crate::scan::Scan) -> Result<()> {
     if scanned.source == TableSource::InsertedMcountLoc {
         return Err(Error::refused(format!(
             "the file already has a __mcount_loc table ({} slots inserted before): nothing to \
              insert; insert into the original to choose other slots",
-            scanned.sites.len()
-        )));
-    }
-    if scanned.source != TableSource::None || !scanned.sites.is_empty() {
-        return Err(Error::refused(format!(
-            "the file already has patch sites ({} in its table): use `padtrim rewrite` without \
-             --insert to resize them",
             scanned.sites.len()
         )));
     }
@@ -407,8 +442,12 @@ fn refuse_slotted(file: &ElfFile<'_>, scanned: &crate::scan::Scan) -> Result<()>
         .any(|s| s.name == padtrim_abi::MCOUNT_SECTION)
     {
         return Err(Error::refused(
-            "the file already has a __mcount_loc table (slots inserted before?): nothing to insert",
+            "the file already has a __mcount_loc table (rewritten or slots inserted before): \
+             its functions have their slots; insert into the original instead",
         ));
+    }
+    if scanned.source != TableSource::None && !scanned.sites.is_empty() {
+        crate::rewrite::policy::require_usable_table(scanned)?;
     }
     Ok(())
 }
@@ -473,13 +512,27 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
     );
     let relocs = relocs?;
     refuse_input(&file, &relocs)?;
-    refuse_slotted(&file, &scanned?)?;
+    let scanned = scanned?;
+    refuse_slotted(&file, &scanned)?;
     crate::rewrite::policy::refuse_sizes_past_the_top(&file)?;
-    let selection = select_functions(&file, &opts.functions, opts.slot);
+    // The pads the file has (a mixed input) are cut as a rewrite with --pre 0 cuts them.
+    let sites = &scanned.sites;
+    crate::rewrite::policy::require_whole_pre(
+        &scanned,
+        &crate::rewrite::RewriteOptions {
+            slot: opts.slot,
+            pre: 0,
+            ..Default::default()
+        },
+    )?;
+    let selection = select_functions(&file, &opts.functions, opts.slot, &padded_functions(sites));
     if selection.sites.is_empty() {
-        return Err(Error::refused(
-            "no function to give a slot to (STT_FUNC symbols with a size, matching --functions)",
-        ));
+        return Err(Error::refused(if sites.is_empty() {
+            "no function to give a slot to (STT_FUNC symbols with a size, matching --functions)"
+        } else {
+            "every function matching --functions already has a pad: nothing to insert; use \
+             `padtrim rewrite` without --insert to resize the pads"
+        }));
     }
     let mut stats = RewriteStats::unchanged(
         selection.sites.len(),
@@ -488,7 +541,8 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
         Layout::Pack,
         opts.slot,
     );
-    let table_bytes = selection.sites.len() as u64 * file.ptr_size() as u64;
+    stats.compacted = sites.len();
+    let table_bytes = (selection.sites.len() + sites.len()) as u64 * file.ptr_size() as u64;
     let options = PlanOptions {
         slot: opts.slot,
         pre: 0,
@@ -499,9 +553,9 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
     };
     let kept = kept_alignment(&file);
     let plan = phase("plan", || {
-        plan_insert(&file, &selection.sites, &kept, &relocs, options)
+        plan_insert(&file, sites, &selection.sites, &kept, &relocs, options)
     })?;
-    let mut fixed = phase("relocate", || relocate(&file, &[], &plan, &relocs))?;
+    let mut fixed = phase("relocate", || relocate(&file, sites, &plan, &relocs))?;
     let place = plan
         .table
         .ok_or_else(|| Error::refused("no place for the __mcount_loc table"))?;

@@ -11,8 +11,10 @@ use super::options::Writer;
 /// What a rewrite did, for `--json` and the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RewriteStats {
-    /// Patch sites rewritten.
+    /// Patch sites rewritten (`--insert`: slots inserted).
     pub sites: usize,
+    /// `--insert` on a file with some pads: the pads cut to slots alongside (0 otherwise).
+    pub compacted: usize,
     /// Net bytes removed from executable sections (before free space in-place).
     pub bytes_removed: i64,
     /// Input size.
@@ -110,6 +112,7 @@ impl RewriteStats {
     ) -> RewriteStats {
         RewriteStats {
             sites,
+            compacted: 0,
             bytes_removed: 0,
             file_size_before: file_size,
             file_size_after: file_size,

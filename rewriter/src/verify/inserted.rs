@@ -1,5 +1,6 @@
-//! Slots inserted by `rewrite --insert` into a program that had no pads: every
-//! `__mcount_loc` entry must be a slot of whole 4-byte nops that the walk found as new nops
+//! Slots inserted by `rewrite --insert` into a program's functions that had no pads (all of
+//! them, or those beside the pads of a mixed input): every `__mcount_loc` entry that is not
+//! a compacted pad's slot or an island must be a slot of whole 4-byte nops that the walk found as new nops
 //! right in front of the first instruction of a function of the original (a `STT_FUNC`
 //! symbol with a size), 4-byte aligned, all of one size (4 or 8 bytes), sorted. Each one
 //! proven is recorded in its code map: from then on a reference to the old entry must reach
@@ -13,16 +14,25 @@ use super::report::VerifyReport;
 use crate::elf::read_uint;
 use crate::riscv::NOP;
 
-/// Checks the inserted slots the rewritten file's `__mcount_loc` claims (an original without
-/// patch sites) and records them in `mapper`.
-pub(super) fn check(ctx: &Ctx<'_, '_, '_>, mapper: &mut Mapper, report: &mut VerifyReport) {
+/// Checks the inserted slots the rewritten file's `__mcount_loc` claims and records them in
+/// `mapper`: every entry of an original without patch sites, else (a mixed input) the
+/// nonzero entries that are not in `known` (sorted: the compacted pads' slots and the
+/// islands, checked by the sites' checks). Returns the slots proven: (new slot address,
+/// slot bytes), sorted.
+pub(super) fn check(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &mut Mapper,
+    report: &mut VerifyReport,
+    known: Option<&[u64]>,
+) -> Vec<(u64, u64)> {
     let Some(t) = ctx.table else {
-        return;
+        return Vec::new();
     };
     let table = &ctx.new.sections[t];
     let data = ctx.new.section_data(table).unwrap_or(&[]);
-    let values: Vec<u64> = (0..data.len() / ctx.ptr)
-        .filter_map(|k| read_uint(data, k * ctx.ptr, ctx.ptr))
+    let values: Vec<(usize, u64)> = (0..data.len() / ctx.ptr)
+        .filter_map(|k| Some((k, read_uint(data, k * ctx.ptr, ctx.ptr)?)))
+        .filter(|&(_, v)| known.is_none_or(|known| v != 0 && known.binary_search(&v).is_err()))
         .collect();
     // Old function entry -> old end (the largest size among its symbols).
     let mut funcs: Vec<(u64, u64)> = ctx
@@ -35,7 +45,8 @@ pub(super) fn check(ctx: &Ctx<'_, '_, '_>, mapper: &mut Mapper, report: &mut Ver
     funcs.sort_unstable();
     let mut slot_len = None;
     let mut found: Vec<Vec<InsertedSlot>> = vec![Vec::new(); mapper.code.len()];
-    for (k, &v) in values.iter().enumerate() {
+    let mut proven = Vec::new();
+    for (n, &(k, v)) in values.iter().enumerate() {
         let at = table.addr + (k * ctx.ptr) as u64;
         report.counts.mcount_entries += 1;
         let bad = |report: &mut VerifyReport, what: &str| {
@@ -47,7 +58,7 @@ pub(super) fn check(ctx: &Ctx<'_, '_, '_>, mapper: &mut Mapper, report: &mut Ver
                 format!("{v:#x}"),
             )
         };
-        if k > 0 && values[k - 1] >= v {
+        if n > 0 && values[n - 1].1 >= v {
             bad(report, "entries sorted");
             continue;
         }
@@ -63,12 +74,14 @@ pub(super) fn check(ctx: &Ctx<'_, '_, '_>, mapper: &mut Mapper, report: &mut Ver
             bad(report, "4-byte aligned, 4 or 8 bytes, one size for all");
             continue;
         }
+        proven.push((v, len));
         found[c].push(slot);
     }
     for (cm, mut slots) in mapper.code.iter_mut().zip(found) {
         slots.sort_unstable_by_key(|s| s.old_func);
         cm.inserted = slots;
     }
+    proven
 }
 
 /// The code map and slot of the `__mcount_loc` entry `v`: new nops of the walk ending right

@@ -108,9 +108,10 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
             &mut report,
         )
     })?;
-    // An original without pads: the slots `rewrite --insert` put in front of functions.
+    // An original without pads: the slots `rewrite --insert` put in front of functions (the
+    // sites' checks look for them beside the pads of a mixed input).
     if scanned.sites.is_empty() {
-        inserted::check(&ctx, &mut mapper, &mut report);
+        inserted::check(&ctx, &mut mapper, &mut report, None);
     }
     // Symbols need only the map; everything else shares the covered fields.
     let (refs, syms) = crate::timing::phase("verify: refs+syms", || {

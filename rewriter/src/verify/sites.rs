@@ -171,10 +171,18 @@ pub(super) fn check_sites(
     let slot = check_slot_sizes(ctx, sites, &placed, report);
     check_islands(ctx, mapper, islands, &placed, slot, report);
     if let Some((addr, values)) = &mcount {
-        check_mcount(*addr, values, &placed, islands, ctx.ptr, report);
+        let inserted = inserted_beside(ctx, mapper, values, &placed, islands, slot, report);
+        check_mcount(
+            *addr,
+            values,
+            (&placed, &inserted),
+            islands,
+            ctx.ptr,
+            report,
+        );
         let desc = Descriptor {
             table_addr: *addr,
-            count: placed.len() as u64,
+            count: (placed.len() + inserted.len()) as u64,
             islands,
             slot,
         };
@@ -524,17 +532,57 @@ fn check_slot_bytes(ctx: &Ctx<'_, '_, '_>, p: &Placed, slot: u64, report: &mut V
     }
 }
 
-/// `__mcount_loc`: one entry per site (its slot address), sorted, then the islands
-/// (sorted), then zeros (room reserved for islands).
+/// A mixed input's `rewrite --insert` (pads compacted, slots inserted into the functions
+/// without one): when `__mcount_loc` has more nonzero entries than pads and islands, the
+/// others must be inserted slots (proven and recorded by [`super::inserted::check`]), of
+/// the pads' slot size or more (a pad shorter than the slot keeps its own size). Returns
+/// their addresses, sorted.
+fn inserted_beside(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &mut Mapper,
+    values: &[u64],
+    placed: &[Placed],
+    islands: &[u64],
+    slot: u64,
+    report: &mut VerifyReport,
+) -> Vec<u64> {
+    let nonzero = values.iter().filter(|&&v| v != 0).count();
+    if nonzero <= placed.len() + islands.len() {
+        return Vec::new();
+    }
+    let mut known: Vec<u64> = placed.iter().map(|p| p.new_func).collect();
+    known.extend_from_slice(islands);
+    known.sort_unstable();
+    let proven = super::inserted::check(ctx, mapper, report, Some(&known));
+    for &(at, len) in &proven {
+        if len < slot {
+            report.mismatch(
+                "slot size",
+                None,
+                Some(at),
+                format!("an inserted slot of {slot} bytes, like the pads' slots"),
+                format!("{len} bytes"),
+            );
+        }
+    }
+    let mut at: Vec<u64> = proven.into_iter().map(|(at, _)| at).collect();
+    at.sort_unstable();
+    at
+}
+
+/// `__mcount_loc`: one entry per site (its slot address) and per inserted slot (a mixed
+/// `rewrite --insert`), sorted, then the islands (sorted), then zeros (room reserved for
+/// islands).
 fn check_mcount(
     addr: u64,
     values: &[u64],
-    placed: &[Placed],
+    (placed, inserted): (&[Placed], &[u64]),
     islands: &[u64],
     ptr: usize,
     report: &mut VerifyReport,
 ) {
     let mut expected: Vec<u64> = placed.iter().map(|p| p.new_func).collect();
+    expected.extend_from_slice(inserted);
     expected.sort_unstable();
     let slots = expected.len();
     expected.extend_from_slice(islands);
@@ -561,7 +609,10 @@ fn check_mcount(
             }
             continue;
         };
-        report.counts.mcount_entries += 1;
+        // An inserted slot's entry was counted when it was proven.
+        if inserted.binary_search(&e).is_err() {
+            report.counts.mcount_entries += 1;
+        }
         if k > 0 && k != slots && values[k - 1] >= v {
             report.mismatch(
                 MCOUNT_SECTION,
