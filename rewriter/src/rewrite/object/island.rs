@@ -61,6 +61,9 @@ pub fn add(
     sections: &[usize],
     changes: &mut Changes,
 ) -> Result<usize> {
+    if sections.is_empty() {
+        return Ok(0);
+    }
     let symtab = file
         .symtab_index
         .ok_or_else(|| Error::refused("a module without a symbol table"))?;
