@@ -546,10 +546,13 @@ fn modules_are_kernels_too() {
         assert!(out.status.success(), "{name}: {}", describe(&out));
         assert_eq!(kernel(&output)["misplaced_literals"], 0);
     }
-    // A module of a 6.1-6.15 kernel: its 8-byte pads take no 4-byte slot either.
+    // A module of a 6.1-6.15 kernel: its 8-byte pads take a 4-byte slot only with islands of
+    // its own, for padtrim's kernel patch series (no other kernel loads it).
     let m = module("module-61", &Shape::new("rv64gc", "4"), false);
     assert_eq!(kernel(&m)["ftrace_layout"], "auipc-jalr");
-    assert_refused(&m, &["--slot", "4"], &["auipc-jalr layout", "--slot 8"]);
+    let (output, out) = rewrite(&m, &["--slot", "4"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(islands(&output).len(), 1);
 }
 
 #[test]
@@ -882,7 +885,125 @@ fn an_unpatched_kernel_keeps_refusing_4_byte_slots() {
     let (output, out) = rewrite(&input, &["--slot", "8"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(run_slot_kernel(&output), (before, how));
-    // A module, even of a patched kernel, keeps 8-byte slots.
+}
+
+/// The `ftrace_jal_island` symbols of an object, from readelf: (value, section index).
+fn islands(file: &Path) -> Vec<(u64, String)> {
+    readelf(&["-s", "-W"], file)
+        .lines()
+        .filter(|l| l.trim_end().ends_with(" ftrace_jal_island"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let value = u64::from_str_radix(f[1], 16).expect("symbol value");
+            assert_eq!(&f[3..6], ["NOTYPE", "GLOBAL", "DEFAULT"], "{l}");
+            (value, f[6].to_string())
+        })
+        .collect()
+}
+
+fn readelf(args: &[&str], file: &Path) -> String {
+    let out = std::process::Command::new("riscv64-linux-gnu-readelf")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run riscv64-linux-gnu-readelf (run scripts/setup)");
+    assert!(out.status.success(), "readelf: {}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_module_at_4_byte_slots_carries_its_own_island() {
+    // 16-byte pads (=8), as the kernels padtrim's patch series is built with.
     let m = module("module-jal-slot", &Shape::new("rv64gc", "8"), false);
-    assert_refused(&m, &["--slot", "4"], &["modules keep 8-byte slots"]);
+    assert!(islands(&m).is_empty());
+    let (output, out) = rewrite(&m, &["--slot", "4"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let sites = report_json(&m)["sites"].as_u64().expect("sites");
+    assert!(sites >= 3);
+    let report = report_json(&output);
+    assert_eq!(
+        report["histogram"],
+        serde_json::json!({"4": sites}),
+        "{report:#}"
+    );
+    let out = run(&["check", "--max-pad", "4"], &output, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = run(&["verify"], &m, &[output.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // One island, the last 8 bytes of .text: auipc t1 + jr t1.
+    let found = islands(&output);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (at, shndx) = found[0].clone();
+    let sections = readelf(&["-S", "-W"], &output);
+    let text = sections
+        .lines()
+        .find(|l| l.contains(&format!("[{shndx:>2}] .text ")))
+        .unwrap_or_else(|| panic!("the island is not in .text (section {shndx}): {sections}"));
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let size = u64::from_str_radix(
+        f[f.iter().position(|w| *w == "PROGBITS").expect("type") + 3],
+        16,
+    )
+    .expect("size");
+    assert_eq!(at + 8, size, "{text}");
+    let dump = std::process::Command::new("riscv64-linux-gnu-objdump")
+        .args(["-d", "-j", ".text"])
+        .arg(&output)
+        .output()
+        .expect("run riscv64-linux-gnu-objdump");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    let insn = |addr: u64| {
+        dump.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{addr:x}:")))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(2)
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(insn(at), "auipc t1,0x0", "{dump}");
+    assert!(insn(at + 4).starts_with("jr t1"), "{dump}");
+
+    // The loader resolves the auipc against ftrace_jal_caller (undefined: only the patched
+    // kernel exports it) and the jalr against the island's own auipc.
+    let relocs = readelf(&["-r", "-W"], &output);
+    let rela_text: Vec<&str> = relocs
+        .split("Relocation section ")
+        .find(|s| s.starts_with("'.rela.text'"))
+        .expect(".rela.text")
+        .lines()
+        .collect();
+    let entry = |offset: u64| {
+        rela_text
+            .iter()
+            .find(|l| l.starts_with(&format!("{offset:016x}")))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no relocation at {offset:#x}: {rela_text:?}"))
+    };
+    assert_eq!(entry(at)[2], "R_RISCV_PCREL_HI20");
+    assert_eq!(entry(at)[4], "ftrace_jal_caller");
+    assert_eq!(entry(at + 4)[2], "R_RISCV_PCREL_LO12_I");
+    assert_eq!(entry(at + 4)[4], "ftrace_jal_island");
+    assert_eq!(u64::from_str_radix(entry(at + 4)[3], 16), Ok(at));
+    let syms = readelf(&["-s", "-W"], &output);
+    assert!(
+        syms.lines()
+            .any(|l| l.ends_with(" UND ftrace_jal_caller") && l.contains("GLOBAL")),
+        "{syms}"
+    );
+
+    // Rewriting the output again adds no second island.
+    let copy = output.with_extension("slot4.ko");
+    std::fs::copy(&output, &copy).expect("copy the output");
+    let (again, out) = rewrite(&copy, &["--slot", "4"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(islands(&again).len(), 1);
+    // --slot 8 adds none.
+    let (eight, out) = rewrite(&m, &["--slot", "8"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(islands(&eight).is_empty());
 }

@@ -52,7 +52,8 @@ pub fn require_whole_pre(scan: &Scan, opts: &RewriteOptions) -> Result<()> {
 /// A kernel's pads hold its ftrace patch: the slot must take the call its layout writes
 /// (`--force` allows less), and a CALL_OPS kernel (Linux 6.16+) keeps the 8 bytes before
 /// each entry, 8-byte aligned, for its `ftrace_ops` pointer (nothing allows less: the
-/// kernel would write the pointer over code). Also for kernel modules. The layout found,
+/// kernel would write the pointer over code). Also for kernel modules, except that a module
+/// takes `--slot 4` with islands of its own for padtrim's kernel patch series. The layout found,
 /// for [`require_literals_kept`]; `None` for a file that is not a kernel.
 pub fn require_kernel_layout(
     file: &ElfFile<'_>,
@@ -91,13 +92,13 @@ pub fn require_kernel_layout(
         }
     }
     let min = layout.min_slot_bytes();
-    if opts.slot < min && !opts.force {
+    // A module at 4-byte slots gets its own islands (rewrite/object/island.rs), which only a
+    // kernel with padtrim's patch series loads (ftrace_jal_caller is unknown to others).
+    let module_islands =
+        opts.slot == 4 && kernel.image == "module" && layout != FtraceLayout::CallOps && min <= 8;
+    if opts.slot < min && !opts.force && !module_islands {
         // 4-byte slots need the kernel to patch a jal: padtrim's patch series does.
         let hint = match (opts.slot, kernel.image.as_str()) {
-            (4, "module") => {
-                " (modules keep 8-byte slots, even under a kernel with padtrim's \
-                              patch series)"
-            }
             (4, _) => {
                 " (a vmlinux built with padtrim's patch series, runtime/kernel/, takes \
                        --slot 4)"

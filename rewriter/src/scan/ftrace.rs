@@ -46,6 +46,10 @@ pub const JAL_CALLER_SYMBOL: &str = "ftrace_jal_caller";
 /// addresses (a zero ends the list).
 pub const ISLANDS_SYMBOL: &str = "riscv_ftrace_islands";
 
+/// The symbol at each island of a module rewritten with `--slot 4` for padtrim's kernel
+/// patch series (`rewrite/object/island.rs`), which the patched module loader looks for.
+pub const MODULE_ISLAND_SYMBOL: &str = "ftrace_jal_island";
+
 /// The section every kernel module has (its `struct module`).
 pub const MODULE_SECTION: &str = ".gnu.linkonce.this_module";
 
@@ -188,11 +192,23 @@ pub fn detect(file: &ElfFile<'_>, scan: &Scan) -> Option<KernelFtrace> {
     let jal_slot = image == "vmlinux"
         && file.symbol_by_name(JAL_CALLER_SYMBOL).is_some()
         && file.symbol_by_name(ISLANDS_SYMBOL).is_some();
+    let module_islands = image == "module"
+        && file.symbol_by_name(JAL_CALLER_SYMBOL).is_some()
+        && file
+            .symbols
+            .iter()
+            .any(|s| s.name == MODULE_ISLAND_SYMBOL && s.section().is_some());
 
     let layout = if jal_slot {
         evidence.push(format!(
             "defines {JAL_CALLER_SYMBOL} and {ISLANDS_SYMBOL}: padtrim's kernel patch, which \
              traces through 4-byte slots"
+        ));
+        FtraceLayout::JalSlot
+    } else if module_islands {
+        evidence.push(format!(
+            "defines {MODULE_ISLAND_SYMBOL} and refers to {JAL_CALLER_SYMBOL}: a module with \
+             islands of its own for padtrim's kernel patch, which traces through 4-byte slots"
         ));
         FtraceLayout::JalSlot
     } else if let Some(name) = ops_symbol {

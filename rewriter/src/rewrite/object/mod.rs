@@ -18,6 +18,7 @@
 mod cut;
 mod debug;
 mod frames;
+pub mod island;
 pub mod offsets;
 mod relocs;
 mod symbols;
@@ -34,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::plan::Layout;
 use crate::rewrite::options::RewriteOptions;
 use crate::rewrite::stats::RewriteStats;
+use crate::scan::ftrace::MODULE_SECTION;
 use crate::scan::{Scan, TABLE_SECTION};
 
 pub use cut::ALIGN_RESERVE;
@@ -59,7 +61,8 @@ pub fn rewrite_relocatable(
     let lookup = BySection::new(file, &relocs);
     let mut plans = cut_sections(file, scan, &lookup, opts)?;
     let emptied = emptied_tables(file, opts);
-    if plans.is_empty() && emptied.is_empty() {
+    let island_sections = module_island_sections(file, scan, opts)?;
+    if plans.is_empty() && emptied.is_empty() && island_sections.is_empty() {
         return Ok((file.data.to_vec(), stats));
     }
 
@@ -80,10 +83,22 @@ pub fn rewrite_relocatable(
 
     // 4. Write.
     add_changes(file, &plans, &emptied, &moved, &new_symbols, &mut changes)?;
+    stats.islands = island::add(
+        file,
+        &relocs,
+        &moved.by_section,
+        &island_sections,
+        &mut changes,
+    )?;
     let out = write::write_object(file, &changes)?;
 
     let text_after: u64 = exec_sections(file)
-        .map(|s| plans.get(&s.index).map_or(s.size, |p| p.bytes.len() as u64))
+        .map(|s| {
+            changes
+                .data
+                .get(&s.index)
+                .map_or(s.size, |b| b.len() as u64)
+        })
         .sum();
     stats.bytes_removed = text_before as i64 - text_after as i64;
     stats.text_size_after = text_after;
@@ -190,6 +205,45 @@ fn cut_sections(
         }
     }
     Ok(plans)
+}
+
+/// The executable sections that get an island, in a kernel module rewritten with `--slot 4`
+/// that has no islands yet (see [`island`]): the module loader puts every `.init*` section
+/// in one allocation and every other in another, so one island each (in the first section
+/// with slots) is in `jal` reach of all their slots while each group is under 1 MiB.
+fn module_island_sections(
+    file: &ElfFile<'_>,
+    scan: &Scan,
+    opts: RewriteOptions,
+) -> Result<Vec<usize>> {
+    if opts.slot != 4 || file.section_by_name(MODULE_SECTION).is_none() || island::has_islands(file)
+    {
+        return Ok(Vec::new());
+    }
+    let with_slots: BTreeSet<usize> = scan.sites.iter().map(|s| s.section).collect();
+    let mut picked = Vec::new();
+    for init in [false, true] {
+        let group = |s: &&crate::elf::Section<'_>| s.name.starts_with(".init") == init;
+        let total: u64 = exec_sections(file)
+            .filter(group)
+            .map(|s| s.size.next_multiple_of(s.align.max(1)))
+            .sum();
+        if let Some(first) = exec_sections(file)
+            .filter(group)
+            .find(|s| with_slots.contains(&s.index))
+        {
+            if total >= island::REACH {
+                return Err(Error::refused(format!(
+                    "the module's {} text is {total} bytes: one island in {} would not be \
+                     within jal reach (1 MiB) of every 4-byte slot. Use --slot 8",
+                    if init { "init" } else { "core" },
+                    first.name
+                )));
+            }
+            picked.push(first.index);
+        }
+    }
+    Ok(picked)
 }
 
 /// The patch tables `--slot 0` empties: nothing is left to patch.
