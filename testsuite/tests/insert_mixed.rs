@@ -303,3 +303,34 @@ fn a_mixed_static_program_is_traced_with_exact_counts_in_its_code_and_libc() {
         );
     }
 }
+
+#[test]
+fn a_program_whose_every_function_has_a_pad_is_refused_by_insert() {
+    let dir = scratch_dir("insert-mixed-all-padded");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/basic.c");
+    run_ok(
+        Command::new("riscv64-linux-gnu-gcc")
+            .current_dir(&dir)
+            .args(["-O2", "-fpatchable-function-entry=4", "-Wl,-q"])
+            .arg(&src)
+            .args(["-o", "padded"]),
+        "the cross compiler",
+    );
+    for cmd in [
+        vec!["rewrite", "--insert", "padded", "-o", "out"],
+        vec!["report", "--insert", "padded"],
+    ] {
+        let out = padtrim()
+            .current_dir(&dir)
+            .args(&cmd)
+            .output()
+            .expect("run padtrim");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(
+            err.contains("padded") && err.contains("already has a pad"),
+            "{err}"
+        );
+    }
+    assert!(!dir.join("out").exists(), "nothing written on a refusal");
+}

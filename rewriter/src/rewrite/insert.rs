@@ -423,8 +423,17 @@ pub fn project_insert_bytes(bytes: &[u8], globs: &[String], slot: u32) -> Result
     refuse_input(&file, &relocs)?;
     let scanned = scan(&file)?;
     refuse_slotted(&file, &scanned)?;
-    Ok(project_insert(&file, globs, slot, &scanned.sites))
+    let p = project_insert(&file, globs, slot, &scanned.sites);
+    if p.sites == 0 && p.compacted > 0 {
+        return Err(Error::refused(ALL_PADDED));
+    }
+    Ok(p)
 }
+
+/// Why a file whose every selected function has a pad is refused.
+const ALL_PADDED: &str = "every function (matching --functions, not skipped) already has a pad: \
+                          nothing to insert; use `padtrim rewrite` without --insert to resize \
+                          the pads";
 
 /// Refuses a file that already has slots (rewritten or inserted before), or whose pads a
 /// rewrite could not use. Pads themselves are welcome: they are cut to slots alongside.
@@ -530,8 +539,7 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
         return Err(Error::refused(if sites.is_empty() {
             "no function to give a slot to (STT_FUNC symbols with a size, matching --functions)"
         } else {
-            "every function matching --functions already has a pad: nothing to insert; use \
-             `padtrim rewrite` without --insert to resize the pads"
+            ALL_PADDED
         }));
     }
     let mut stats = RewriteStats::unchanged(
