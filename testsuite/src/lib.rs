@@ -342,3 +342,54 @@ pub fn same_behaviour(original: &Output, rewritten: &Output) -> Result<(), Strin
     }
     Ok(())
 }
+
+/// `padtrim ARGS`, asserting success.
+pub fn padtrim_ok(args: &[&std::ffi::OsStr]) -> Output {
+    let out = padtrim().args(args).output().expect("run padtrim");
+    assert!(out.status.success(), "padtrim {args:?}: {}", describe(&out));
+    out
+}
+
+/// The `__mcount_loc` entries of `path` (4 or 8 bytes each, as its ELF class), in table
+/// order; `None` when it has no such section.
+pub fn mcount_entries(path: &Path) -> Option<Vec<u64>> {
+    let table = binutils::sections(path)
+        .into_iter()
+        .find(|s| s.name == "__mcount_loc")?;
+    // ELFCLASS32 files hold 4-byte entries.
+    let elf32 = std::fs::read(path).expect("read the file").get(4) == Some(&1);
+    let width = if elf32 { 4 } else { 8 };
+    Some(
+        binutils::section_data(path, &table)
+            .chunks(width)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(b)
+            })
+            .collect(),
+    )
+}
+
+/// Calls per function in `padtrim replay TRACE --elf EXE --summary`; functions a compiler
+/// cloned (`fib.part.0`, `fib.constprop.0`) count under their source name.
+pub fn replay_call_counts(trace: &Path, exe: &Path) -> std::collections::BTreeMap<String, u64> {
+    let out = padtrim_ok(&[
+        "replay".as_ref(),
+        trace.as_os_str(),
+        "--elf".as_ref(),
+        exe.as_os_str(),
+        "--summary".as_ref(),
+    ]);
+    let mut counts = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(n), Some(name)) = (f.first().and_then(|n| n.parse::<u64>().ok()), f.last())
+        else {
+            continue;
+        };
+        let name = name.split('.').next().unwrap_or(name).to_string();
+        *counts.entry(name).or_insert(0) += n;
+    }
+    counts
+}

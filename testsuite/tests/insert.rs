@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use padtrim_testsuite::{
-    binutils, describe, padtrim, run_ok, run_qemu, scratch_dir, verify, RISCV_SYSROOT,
+    binutils, describe, mcount_entries, padtrim, run_ok, run_qemu, scratch_dir, verify,
+    RISCV_SYSROOT,
 };
 
 /// The corpus source `name`.
@@ -71,30 +72,10 @@ fn insert_ok(input: &Path, output: &Path, extra: &[&str]) -> serde_json::Value {
     stats
 }
 
-/// The `__mcount_loc` entries of `path` (4 or 8 bytes each, as its class), in table order.
-fn mcount_entries(path: &Path) -> Vec<u64> {
-    let sections = binutils::sections(path);
-    let table = sections
-        .iter()
-        .find(|s| s.name == "__mcount_loc")
-        .unwrap_or_else(|| panic!("{} has no __mcount_loc", path.display()));
-    // ELFCLASS32 files hold 4-byte entries.
-    let elf32 = std::fs::read(path).expect("read the file")[4] == 1;
-    let width = if elf32 { 4 } else { 8 };
-    binutils::section_data(path, table)
-        .chunks(width)
-        .map(|c| {
-            let mut b = [0u8; 8];
-            b[..width].copy_from_slice(c);
-            u64::from_le_bytes(b)
-        })
-        .collect()
-}
-
 /// Every table entry is the new address of a function of `output` (the slot is the new
 /// function address), sorted, one per address; the slot holds nops (objdump says so).
 fn check_table(output: &Path, sites: u64) {
-    let entries = mcount_entries(output);
+    let entries = mcount_entries(output).expect("a __mcount_loc table");
     assert_eq!(entries.len() as u64, sites, "{}", output.display());
     assert!(entries.windows(2).all(|w| w[0] < w[1]), "sorted, distinct");
     let funcs: std::collections::BTreeSet<u64> = binutils::symbols(output)

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use padtrim_testsuite::{binutils, describe, padtrim, run_ok, run_qemu, scratch_dir, verify};
+use padtrim_testsuite::{
+    binutils, describe, mcount_entries, padtrim, padtrim_ok, replay_call_counts, run_ok, run_qemu,
+    scratch_dir, verify,
+};
 
 const PROGRAM: &str = r#"
 #include <stdio.h>
@@ -62,13 +65,6 @@ fn build(dir: &Path, pads: u32, extra: &[&str], name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// `padtrim ARGS`, asserting success.
-fn padtrim_ok(args: &[&std::ffi::OsStr]) -> Output {
-    let out = padtrim().args(args).output().expect("run padtrim");
-    assert!(out.status.success(), "padtrim {args:?}: {}", describe(&out));
-    out
-}
-
 /// `rewrite --insert --json --slot SLOT IN -o OUT`, verified; its JSON.
 fn insert(input: &Path, output: &Path, slot: &str) -> serde_json::Value {
     let out = padtrim_ok(&[
@@ -86,19 +82,6 @@ fn insert(input: &Path, output: &Path, slot: &str) -> serde_json::Value {
     let v = verify(input, output, &[]);
     assert!(v.status.success(), "verify: {}", describe(&v));
     stats
-}
-
-/// The `__mcount_loc` entries of `path`.
-fn mcount_entries(path: &Path) -> Vec<u64> {
-    let sections = binutils::sections(path);
-    let table = sections
-        .iter()
-        .find(|s| s.name == "__mcount_loc")
-        .unwrap_or_else(|| panic!("{} has no __mcount_loc", path.display()));
-    binutils::section_data(path, table)
-        .chunks(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect()
 }
 
 /// Address of every sized function symbol of `path`, by name.
@@ -160,7 +143,7 @@ fn a_static_program_with_pads_gets_slots_in_its_padless_libc_too() {
         same(&run_qemu(&exe, &[], &[]), &run_qemu(&out, &[], &[]), &tag);
 
         // One sorted table: the slots of both kinds.
-        let entries = mcount_entries(&out);
+        let entries = mcount_entries(&out).expect("a __mcount_loc table");
         assert_eq!(entries.len() as u64, inserted + compacted, "{tag}");
         assert!(entries.windows(2).all(|w| w[0] < w[1]), "{tag}: sorted");
         let (old_funcs, new_funcs) = (functions(&exe), functions(&out));
@@ -231,27 +214,6 @@ fn runtime_lib() -> PathBuf {
     PathBuf::from(stdout.lines().last().expect("a path").trim())
 }
 
-/// Calls per function from `replay --summary`.
-fn traced_counts(trace: &Path, exe: &Path) -> BTreeMap<String, u64> {
-    let out = padtrim_ok(&[
-        "replay".as_ref(),
-        trace.as_os_str(),
-        "--elf".as_ref(),
-        exe.as_os_str(),
-        "--summary".as_ref(),
-    ]);
-    let mut counts = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(n), Some(name)) = (f.first().and_then(|n| n.parse::<u64>().ok()), f.last())
-        else {
-            continue;
-        };
-        *counts.entry(name.to_string()).or_insert(0) += n;
-    }
-    counts
-}
-
 /// The program's own counts, from its output line `sum=.. leaf=N fib=M len=..`.
 fn own_counts(stdout: &str) -> BTreeMap<String, u64> {
     stdout
@@ -287,7 +249,7 @@ fn a_mixed_static_program_is_traced_with_exact_counts_in_its_code_and_libc() {
         assert!(trace.exists(), "{mode}: no trace: {}", describe(&rec));
         let own = own_counts(&String::from_utf8_lossy(&rec.stdout));
         assert!(own["fib"] > 1 && own["leaf"] == 5, "{own:?}");
-        let traced = traced_counts(&trace, &ins);
+        let traced = replay_call_counts(&trace, &ins);
         // The program's compacted slots.
         assert_eq!(traced.get("fib"), own.get("fib"), "{mode}: {traced:?}");
         assert_eq!(traced.get("leaf"), own.get("leaf"), "{mode}: {traced:?}");

@@ -8,10 +8,9 @@
 //! (mutually, and fib): its own counts must be the trace's, in both modes.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use padtrim_testsuite::{describe, padtrim, run_ok, scratch_dir};
+use padtrim_testsuite::{padtrim_ok, replay_call_counts, run_ok, scratch_dir};
 
 const PROGRAM: &str = r#"
 #include <stdio.h>
@@ -38,13 +37,6 @@ int main(void) {
 }
 "#;
 
-/// `padtrim ARGS`, asserting success.
-fn padtrim_ok(args: &[&std::ffi::OsStr]) -> Output {
-    let out = padtrim().args(args).output().expect("run padtrim");
-    assert!(out.status.success(), "padtrim {args:?}: {}", describe(&out));
-    out
-}
-
 /// The program's own counts, from its output line `sum=.. leaf=N fib=M`.
 fn own_counts(stdout: &str) -> BTreeMap<String, u64> {
     stdout
@@ -53,29 +45,6 @@ fn own_counts(stdout: &str) -> BTreeMap<String, u64> {
         .filter(|(k, _)| *k != "sum")
         .map(|(k, v)| (k.to_string(), v.parse().expect("a count")))
         .collect()
-}
-
-/// Calls per function from `replay --summary` (functions a compiler cloned, `fib.part.0`,
-/// count under their source name).
-fn traced_counts(trace: &Path, exe: &Path) -> BTreeMap<String, u64> {
-    let out = padtrim_ok(&[
-        "replay".as_ref(),
-        trace.as_os_str(),
-        "--elf".as_ref(),
-        exe.as_os_str(),
-        "--summary".as_ref(),
-    ]);
-    let mut counts = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(n), Some(name)) = (f.first().and_then(|n| n.parse::<u64>().ok()), f.last())
-        else {
-            continue;
-        };
-        let name = name.split('.').next().unwrap_or(name).to_string();
-        *counts.entry(name).or_insert(0) += n;
-    }
-    counts
 }
 
 #[test]
@@ -115,7 +84,7 @@ fn a_program_built_without_pads_is_traced_after_insert_in_entry_and_graph_mode()
         let rec = padtrim_ok(&args);
         let own = own_counts(&String::from_utf8_lossy(&rec.stdout));
         assert!(own["fib"] > 1 && own["leaf"] == 5, "{own:?}");
-        let traced = traced_counts(&trace, &ins);
+        let traced = replay_call_counts(&trace, &ins);
         assert_eq!(traced.get("fib"), own.get("fib"), "{mode}: {traced:?}");
         assert_eq!(traced.get("leaf"), own.get("leaf"), "{mode}: {traced:?}");
         assert_eq!(traced.get("main"), Some(&1), "{mode}: {traced:?}");
@@ -214,7 +183,7 @@ fn qsort_callbacks_pointer_calls_and_recursion_are_counted_exactly_after_insert(
         let own = own_counts(&String::from_utf8_lossy(&rec.stdout));
         assert_eq!(own.len(), 7, "{own:?}");
         assert!(own.values().all(|&n| n > 0), "{own:?}");
-        let traced = traced_counts(&trace, &ins);
+        let traced = replay_call_counts(&trace, &ins);
         for (name, n) in &own {
             assert_eq!(traced.get(name), Some(n), "{mode}: {name}: {traced:?}");
         }

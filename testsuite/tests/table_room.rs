@@ -8,12 +8,11 @@
 //! Every output must run as its original (stdout, exit status), verify, and, where it has a
 //! table, be traced by `padtrim record` with the exact number of calls.
 
-use std::path::Path;
 use std::process::Command;
 
 use padtrim_testsuite::{
-    binutils, describe, padtrim, rewrite, rewrite_stats, run_ok, run_qemu, same_behaviour,
-    scratch_dir, verify,
+    describe, mcount_entries, padtrim, replay_call_counts, rewrite, rewrite_stats, run_ok,
+    run_qemu, same_behaviour, scratch_dir, verify,
 };
 
 const PROGRAM: &str = r#"
@@ -26,36 +25,6 @@ int main(int argc, char **argv) {
     return fib(5);
 }
 "#;
-
-/// Calls of `name` in `padtrim replay --summary` of `trace`.
-fn traced_calls(trace: &Path, exe: &Path, name: &str) -> Option<u64> {
-    let out = padtrim()
-        .args(["replay".as_ref(), trace.as_os_str(), "--elf".as_ref()])
-        .arg(exe)
-        .arg("--summary")
-        .output()
-        .expect("run padtrim replay");
-    assert!(out.status.success(), "replay: {}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.last() == Some(&name)).then(|| f.first()?.parse().ok())?
-    })
-}
-
-/// The words of `exe`'s `__mcount_loc` section (8-byte little-endian), if it has one.
-fn mcount_entries(exe: &Path) -> Option<Vec<u64>> {
-    let sec = binutils::sections(exe)
-        .into_iter()
-        .find(|s| s.name == "__mcount_loc")?;
-    let bytes = std::fs::read(exe).expect("read the output");
-    let words = bytes.get(sec.offset as usize..(sec.offset + sec.size) as usize)?;
-    Some(
-        words
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect(),
-    )
-}
 
 #[test]
 fn slots_whose_freed_bytes_cannot_hold_the_table_still_get_one() {
@@ -142,9 +111,10 @@ fn slots_whose_freed_bytes_cannot_hold_the_table_still_get_one() {
                 .output()
                 .expect("run padtrim record");
             assert_eq!(rec.status.code(), Some(5), "{name}: {}", describe(&rec));
-            assert_eq!(traced_calls(&trace, &out, "fib"), Some(fib_calls), "{name}");
-            assert_eq!(traced_calls(&trace, &out, "add"), Some(add_calls), "{name}");
-            assert_eq!(traced_calls(&trace, &out, "main"), Some(1), "{name}");
+            let calls = replay_call_counts(&trace, &out);
+            assert_eq!(calls.get("fib"), Some(&fib_calls), "{name}: {calls:?}");
+            assert_eq!(calls.get("add"), Some(&add_calls), "{name}: {calls:?}");
+            assert_eq!(calls.get("main"), Some(&1), "{name}: {calls:?}");
         }
     }
 }
