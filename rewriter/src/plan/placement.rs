@@ -37,7 +37,8 @@ pub struct PlanOptions {
     /// trampoline island in front of their function.
     pub trampoline: Option<u64>,
     /// Code may grow (`rewrite --insert`): later load segments move up by whole pages when
-    /// the growth does not fit the gap before them, and the table needs no freed bytes.
+    /// the growth does not fit the gap before them, code sections keep their addresses
+    /// modulo 64, and runs of mixed-size nops before aligned entries are resized whole.
     pub grow: bool,
 }
 
@@ -792,6 +793,8 @@ struct Placer<'f, 'data> {
     prev_end: (u64, u64, u64),
     /// The load segment of the last section placed.
     current_segment: Option<usize>,
+    /// The table did not fit the bytes its segment freed, so that segment grew for it.
+    table_grew: bool,
 }
 
 impl<'f, 'data> Placer<'f, 'data> {
@@ -820,6 +823,7 @@ impl<'f, 'data> Placer<'f, 'data> {
             shift: 0,
             prev_end: (0, 0, 0),
             current_segment: None,
+            table_grew: false,
         }
     }
 }
@@ -930,9 +934,10 @@ impl Placer<'_, '_> {
             // freed): later segments stay put when the growth fits the gap before them.
             let (end_addr, end_off, old_end) = self.prev_end;
             let fits = end_addr <= old_end.next_multiple_of(self.page) && end_off <= sec.offset;
-            if !fits && self.opts.grow {
-                // Code grew (`--insert`): this and every later segment move up by whole
-                // pages, past the new end in memory and in the file.
+            if !fits && (self.opts.grow || self.table_grew) {
+                // Code grew (`--insert`), or the table did not fit the freed bytes: this and
+                // every later segment move up by whole pages, past the new end in memory and
+                // in the file.
                 let past = |end: u64, start: u64| end.saturating_sub(start);
                 let need = past(end_addr, old_end.next_multiple_of(self.page))
                     .max(past(end_off, sec.offset))
@@ -952,19 +957,17 @@ impl Placer<'_, '_> {
         Ok(())
     }
 
-    /// Reserves the table right after `sec` (now ending at `new_end`), out of the bytes the
-    /// segment freed.
+    /// Reserves the table right after `sec` (now ending at `new_end`): in the bytes the
+    /// segment freed when they hold it, else the segment grows for it (a few sites, or slots
+    /// that free less than their table entry: 8-byte pads at 4-byte slots) and later
+    /// segments move up by whole pages. A program without its table could not be traced.
     fn reserve_table_after(&mut self, sec: &Section<'_>, new_end: u64) -> Result<()> {
         let at = new_end.checked_next_multiple_of(self.ptr).ok_or_else(|| {
             Error::refused(format!("section {} ends at the top of the space", sec.name))
         })?;
         let end = at.wrapping_add(self.opts.table_bytes);
         self.shift = distance(sec.addr.wrapping_add(sec.size), end, sec.name)?;
-        if self.shift < 0 && !self.opts.grow {
-            return Err(Error::NoRoomForTable(
-                "no room for the __mcount_loc table: the freed bytes do not cover it".to_string(),
-            ));
-        }
+        self.table_grew = self.shift < 0;
         self.table = Some((at, 0)); // file offset fixed by `fix_table_offset`
         Ok(())
     }

@@ -72,12 +72,9 @@ impl TableRequest {
     }
 }
 
-/// Plans the new layout. The table goes in the freed bytes; when they are too few (a few
-/// sites, or slots that gain little over the pad: 8-byte pads at 4-byte slots free half of
-/// what their table needs), the pack layout lets the code segment grow past them and moves
-/// later segments by whole pages, as `--insert` does: a program without a table could not
-/// be traced. Only when that cannot be planned either (or the layout is in-place) is the
-/// file planned without a table, and the flag says so.
+/// Plans the new layout. Only the in-place layout can lack room for the table (it keeps
+/// every address, and the freed bytes may be too few): the file is then planned without it,
+/// and the flag says so. The pack layout grows the code segment for it (see the planner).
 fn plan_with_table(
     file: &ElfFile<'_>,
     scan: &Scan,
@@ -87,15 +84,6 @@ fn plan_with_table(
 ) -> Result<(Plan, bool)> {
     match phase("plan", || plan(file, &scan.sites, relocs, options)) {
         Err(Error::NoRoomForTable(_)) if table.wanted => {
-            if options.layout == Layout::Pack {
-                let grown = PlanOptions {
-                    grow: true,
-                    ..options
-                };
-                if let Ok(p) = phase("plan", || plan(file, &scan.sites, relocs, grown)) {
-                    return Ok((p, true));
-                }
-            }
             let bare = PlanOptions {
                 table_bytes: 0,
                 trampoline: None,
@@ -204,8 +192,8 @@ pub fn rewrite_linked(
     Ok((out, stats))
 }
 
-/// Fills in what the plan and the relocation pass did.
-fn complete_stats(
+/// Fills in what the plan and the relocation pass did (a compaction's or an insertion's).
+pub(super) fn complete_stats(
     stats: &mut RewriteStats,
     file: &ElfFile<'_>,
     plan: &Plan,
