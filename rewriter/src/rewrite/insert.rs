@@ -578,24 +578,7 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
         opts.slot,
     )?;
     let (out, writer, fallback) = emit(&file, &plan, &mut fixed, table, opts.writer)?;
-    let text_after: u64 = plan
-        .map
-        .moves()
-        .iter()
-        .filter(|m| file.sections[m.index].is_exec())
-        .map(|m| m.new_size)
-        .sum();
-    stats.bytes_removed = stats.text_size_before as i64 - text_after as i64;
-    stats.text_size_after = text_after;
-    stats.file_size_after = out.len() as u64;
-    stats.alignment_bytes = plan.alignment_bytes;
-    stats.unrelocated_fixups = fixed.unrelocated_fixups;
-    stats.relocation_types = fixed
-        .types
-        .iter()
-        .map(|(t, n)| (elf::reloc_name(*t), *n))
-        .collect();
-    stats.unchanged = false;
+    super::linked::complete_stats(&mut stats, &file, &plan, &fixed, out.len() as u64);
     stats.table = true;
     stats.writer = Some(writer);
     stats.writer_fallback = fallback;
