@@ -2158,22 +2158,7 @@ fn arguments_and_return_values_show_in_replay_and_in_uftrace_replay() {
     assert_eq!(fib_calls, 20, "{ours:#?}");
 
     // uftrace's own replay shows the same calls, arguments and return values.
-    let dir_u = dir.join("uftrace.data");
-    let out = padtrim(&[
-        "replay",
-        trace.to_str().unwrap(),
-        "--elf",
-        exe.to_str().unwrap(),
-        "--format",
-        "uftrace",
-        "-o",
-        dir_u.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir_u = export_uftrace(&trace, &exe, "uftrace.data");
     let theirs = call_column(&uftrace("replay", &dir_u, &[]));
     let mut a = ours.clone();
     let mut b = theirs.clone();
@@ -2211,22 +2196,7 @@ fn entry_traces_carry_arguments_and_bad_argument_specs_are_refused() {
     );
     assert_eq!(ours.iter().filter(|l| l.starts_with("fib(")).count(), 20);
     // Entry traces export their arguments too.
-    let dir_u = dir.join("uftrace.data");
-    let out = padtrim(&[
-        "replay",
-        trace.to_str().unwrap(),
-        "--elf",
-        exe.to_str().unwrap(),
-        "--format",
-        "uftrace",
-        "-o",
-        dir_u.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir_u = export_uftrace(&trace, &exe, "uftrace.data");
     let theirs = call_column(&uftrace("replay", &dir_u, &[]));
     assert!(theirs.iter().any(|l| l == "fib(5) {"), "{theirs:#?}");
 

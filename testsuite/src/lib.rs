@@ -393,3 +393,32 @@ pub fn replay_call_counts(trace: &Path, exe: &Path) -> std::collections::BTreeMa
     }
     counts
 }
+
+/// `padtrim record -o TRACE [--graph] -- EXE` (any exit status: record passes the program's
+/// own on).
+pub fn record_trace(trace: &Path, exe: &Path, graph: bool) -> Output {
+    let mut cmd = padtrim();
+    cmd.arg("record").arg("-o").arg(trace);
+    if graph {
+        cmd.arg("--graph");
+    }
+    cmd.arg("--").arg(exe).output().expect("run padtrim record")
+}
+
+/// Asserts the same stdout and exit status (an inserted or rewritten program against its
+/// original; stderr may differ).
+pub fn assert_same_output(original: &Output, inserted: &Output, what: &str) {
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&original.stdout),
+            original.status.code()
+        ),
+        (
+            String::from_utf8_lossy(&inserted.stdout),
+            inserted.status.code()
+        ),
+        "{what}: the inserted program behaves differently\noriginal: {}\ninserted: {}",
+        describe(original),
+        describe(inserted)
+    );
+}

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use padtrim_testsuite::{
-    binutils, describe, mcount_entries, padtrim, run_ok, run_qemu, scratch_dir, verify,
-    RISCV_SYSROOT,
+    assert_same_output, binutils, describe, mcount_entries, padtrim, run_ok, run_qemu, scratch_dir,
+    verify, RISCV_SYSROOT,
 };
 
 /// The corpus source `name`.
@@ -115,23 +115,6 @@ fn run(path: &Path, libdir: Option<&Path>) -> Output {
     run_qemu(path, &[], &env)
 }
 
-/// Same stdout and exit status.
-fn same(original: &Output, inserted: &Output, what: &str) {
-    assert_eq!(
-        (
-            String::from_utf8_lossy(&original.stdout),
-            original.status.code()
-        ),
-        (
-            String::from_utf8_lossy(&inserted.stdout),
-            inserted.status.code()
-        ),
-        "{what}: the inserted program behaves differently\noriginal: {}\ninserted: {}",
-        describe(original),
-        describe(inserted)
-    );
-}
-
 /// Builds `source` with `flags`, inserts, runs both, compares, checks the table.
 fn build_insert_run(dir: &Path, compiler: &str, source: &str, flags: &[&str], tag: &str) {
     let exe = dir.join(tag);
@@ -147,7 +130,7 @@ fn build_insert_run(dir: &Path, compiler: &str, source: &str, flags: &[&str], ta
     let out = dir.join(format!("{tag}.ins"));
     let stats = insert_ok(&exe, &out, &[]);
     check_table(&out, stats["sites"].as_u64().unwrap());
-    same(&run(&exe, None), &run(&out, None), tag);
+    assert_same_output(&run(&exe, None), &run(&out, None), tag);
 }
 
 #[test]
@@ -235,12 +218,12 @@ fn an_inserted_shared_object_and_its_program_run_as_the_originals() {
     insert_ok(&dir.join("use"), &dir.join("new/use"), &[]);
     let original = run(&dir.join("use"), Some(&dir));
     assert!(original.status.code().is_some(), "{}", describe(&original));
-    same(
+    assert_same_output(
         &original,
         &run(&dir.join("use"), Some(&dir.join("new"))),
         "library",
     );
-    same(
+    assert_same_output(
         &original,
         &run(&dir.join("new/use"), Some(&dir.join("new"))),
         "both",
@@ -264,7 +247,7 @@ fn eight_byte_slots_and_selected_functions() {
     assert_eq!(all["sites"], four["sites"]);
     let grew = |s: &serde_json::Value| -s["bytes_removed"].as_i64().unwrap();
     assert!(grew(&all) > grew(&four), "{all}\n{four}");
-    same(&original, &run(&dir.join("basic.8"), None), "--slot 8");
+    assert_same_output(&original, &run(&dir.join("basic.8"), None), "--slot 8");
 
     // Only the functions a glob names get a slot.
     let some = insert_ok(&exe, &dir.join("basic.fib"), &["--functions", "fib,cmp_*"]);
@@ -279,7 +262,7 @@ fn eight_byte_slots_and_selected_functions() {
     assert!(expected >= 2, "the corpus has fib and comparators");
     assert_eq!(some["sites"].as_u64().unwrap(), expected, "{some}");
     check_table(&dir.join("basic.fib"), expected);
-    same(&original, &run(&dir.join("basic.fib"), None), "--functions");
+    assert_same_output(&original, &run(&dir.join("basic.fib"), None), "--functions");
     // The over-aligned function keeps its 64-byte alignment, slot or none (a linked file
     // keeps no R_RISCV_ALIGN: the nops in front of it say so).
     for out in ["basic.4", "basic.8", "basic.fib"] {
@@ -437,7 +420,7 @@ fn insert_run(exe: &Path, runner: Runner, tag: &str) -> u64 {
         "{tag}: {}",
         describe(&original)
     );
-    same(&original, &runner(&out), tag);
+    assert_same_output(&original, &runner(&out), tag);
     sites
 }
 
@@ -653,7 +636,7 @@ fn a_relaxed_jal_pushed_out_of_reach_is_refused_with_the_no_relax_advice() {
         stats["sites"].as_u64().unwrap() as usize >= BETWEEN + 3,
         "{stats}"
     );
-    same(
+    assert_same_output(
         &original,
         &run(&dir.join("norelax.ins"), None),
         "--no-relax",

@@ -8,11 +8,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use padtrim_testsuite::{
-    binutils, describe, mcount_entries, padtrim, padtrim_ok, replay_call_counts, run_ok, run_qemu,
-    scratch_dir, verify,
+    assert_same_output, binutils, describe, mcount_entries, padtrim, padtrim_ok, record_trace,
+    replay_call_counts, run_ok, run_qemu, scratch_dir, verify,
 };
 
 const PROGRAM: &str = r#"
@@ -102,23 +102,6 @@ fn nop_bytes(insns: &HashMap<u64, &binutils::Insn>, addr: u64) -> u64 {
     at - addr
 }
 
-/// Same stdout and exit status.
-fn same(original: &Output, inserted: &Output, what: &str) {
-    assert_eq!(
-        (
-            String::from_utf8_lossy(&original.stdout),
-            original.status.code()
-        ),
-        (
-            String::from_utf8_lossy(&inserted.stdout),
-            inserted.status.code()
-        ),
-        "{what}: the inserted program behaves differently\noriginal: {}\ninserted: {}",
-        describe(original),
-        describe(inserted)
-    );
-}
-
 #[test]
 fn a_static_program_with_pads_gets_slots_in_its_padless_libc_too() {
     let dir = scratch_dir("insert-mixed");
@@ -140,7 +123,7 @@ fn a_static_program_with_pads_gets_slots_in_its_padless_libc_too() {
             "{tag}: {inserted} slots inserted, {compacted} pads compacted, text {} -> {} bytes",
             stats["text_size_before"], stats["text_size_after"]
         );
-        same(&run_qemu(&exe, &[], &[]), &run_qemu(&out, &[], &[]), &tag);
+        assert_same_output(&run_qemu(&exe, &[], &[]), &run_qemu(&out, &[], &[]), &tag);
 
         // One sorted table: the slots of both kinds.
         let entries = mcount_entries(&out).expect("a __mcount_loc table");
@@ -232,20 +215,15 @@ fn a_mixed_static_program_is_traced_with_exact_counts_in_its_code_and_libc() {
     let ins = dir.join("traced.ins");
     let stats = insert(&exe, &ins, "4");
     assert!(stats["compacted"].as_u64().unwrap() >= OWN.len() as u64);
-    same(
+    assert_same_output(
         &run_qemu(&exe, &[], &[]),
         &run_qemu(&ins, &[], &[]),
         "with the runtime",
     );
     for mode in ["entry", "graph"] {
         let trace = dir.join(format!("{mode}.trace"));
-        let mut args = vec!["record".as_ref(), "-o".as_ref(), trace.as_os_str()];
-        if mode == "graph" {
-            args.push("--graph".as_ref());
-        }
-        args.extend(["--".as_ref(), ins.as_os_str()]);
         // The program exits with its sum mod 7: record passes the status on.
-        let rec = padtrim().args(&args).output().expect("run padtrim");
+        let rec = record_trace(&trace, &ins, mode == "graph");
         assert!(trace.exists(), "{mode}: no trace: {}", describe(&rec));
         let own = own_counts(&String::from_utf8_lossy(&rec.stdout));
         assert!(own["fib"] > 1 && own["leaf"] == 5, "{own:?}");

@@ -8,9 +8,12 @@
 //! (mutually, and fib): its own counts must be the trace's, in both modes.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 
-use padtrim_testsuite::{padtrim_ok, replay_call_counts, run_ok, scratch_dir};
+use padtrim_testsuite::{
+    describe, padtrim_ok, record_trace, replay_call_counts, run_ok, scratch_dir,
+};
 
 const PROGRAM: &str = r#"
 #include <stdio.h>
@@ -47,6 +50,17 @@ fn own_counts(stdout: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// `padtrim rewrite --insert EXE -o INS`, asserting success.
+fn insert(exe: &Path, ins: &Path) {
+    padtrim_ok(&[
+        "rewrite".as_ref(),
+        "--insert".as_ref(),
+        exe.as_os_str(),
+        "-o".as_ref(),
+        ins.as_os_str(),
+    ]);
+}
+
 #[test]
 fn a_program_built_without_pads_is_traced_after_insert_in_entry_and_graph_mode() {
     let dir = scratch_dir("insert-trace");
@@ -67,21 +81,11 @@ fn a_program_built_without_pads_is_traced_after_insert_in_entry_and_graph_mode()
         "the cross compiler",
     );
     let (exe, ins) = (dir.join("loops"), dir.join("loops.ins"));
-    padtrim_ok(&[
-        "rewrite".as_ref(),
-        "--insert".as_ref(),
-        exe.as_os_str(),
-        "-o".as_ref(),
-        ins.as_os_str(),
-    ]);
+    insert(&exe, &ins);
     for mode in ["entry", "graph"] {
         let trace = dir.join(format!("{mode}.trace"));
-        let mut args = vec!["record".as_ref(), "-o".as_ref(), trace.as_os_str()];
-        if mode == "graph" {
-            args.push("--graph".as_ref());
-        }
-        args.extend(["--".as_ref(), ins.as_os_str()]);
-        let rec = padtrim_ok(&args);
+        let rec = record_trace(&trace, &ins, mode == "graph");
+        assert!(rec.status.success(), "{mode}: {}", describe(&rec));
         let own = own_counts(&String::from_utf8_lossy(&rec.stdout));
         assert!(own["fib"] > 1 && own["leaf"] == 5, "{own:?}");
         let traced = replay_call_counts(&trace, &ins);
@@ -165,21 +169,11 @@ fn qsort_callbacks_pointer_calls_and_recursion_are_counted_exactly_after_insert(
         "the cross compiler",
     );
     let (exe, ins) = (dir.join("callbacks"), dir.join("callbacks.ins"));
-    padtrim_ok(&[
-        "rewrite".as_ref(),
-        "--insert".as_ref(),
-        exe.as_os_str(),
-        "-o".as_ref(),
-        ins.as_os_str(),
-    ]);
+    insert(&exe, &ins);
     for mode in ["entry", "graph"] {
         let trace = dir.join(format!("{mode}.trace"));
-        let mut args = vec!["record".as_ref(), "-o".as_ref(), trace.as_os_str()];
-        if mode == "graph" {
-            args.push("--graph".as_ref());
-        }
-        args.extend(["--".as_ref(), ins.as_os_str()]);
-        let rec = padtrim_ok(&args);
+        let rec = record_trace(&trace, &ins, mode == "graph");
+        assert!(rec.status.success(), "{mode}: {}", describe(&rec));
         let own = own_counts(&String::from_utf8_lossy(&rec.stdout));
         assert_eq!(own.len(), 7, "{own:?}");
         assert!(own.values().all(|&n| n > 0), "{own:?}");
