@@ -418,6 +418,9 @@ mod tests {
         assert!(m("a\\*", "a*") && !m("a\\*", "ab"));
         assert!(m("a[b", "a[b"), "an unclosed [ is literal");
         assert!(m("_Z*3foo*", "_ZN2ns3fooEv"));
+        // What `rewrite --insert --functions` relied on when it had a matcher of its own.
+        assert!(m("fib*", "fib_iter") && m("f?b", "fib") && m("*_iter", "fib_iter"));
+        assert!(!m("fib", "fib_iter") && !m("a*b*c", "axxbyy") && !m("?", ""));
         // Backtracking stays linear enough for long names.
         let long = "a".repeat(5000);
         assert!(!m("*a*a*a*a*a*b", &long));

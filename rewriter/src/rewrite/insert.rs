@@ -34,6 +34,7 @@ use crate::emit::tables;
 use crate::error::{Error, Result};
 use crate::plan::{plan_insert, InsertSite, KeptAlignment, Layout, Plan, PlanOptions};
 use crate::relocate::relocate;
+use crate::report::Glob;
 use crate::scan::{scan, PatchSite, TableSource};
 use crate::timing::phase;
 
@@ -121,29 +122,6 @@ pub struct Selection {
     pub skipped: Vec<(String, &'static str)>,
 }
 
-/// Matches `name` against a glob of `*` (any run) and `?` (any one character).
-pub fn glob_match(glob: &str, name: &str) -> bool {
-    let (g, n): (Vec<char>, Vec<char>) = (glob.chars().collect(), name.chars().collect());
-    let (mut gi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if gi < g.len() && (g[gi] == '?' || g[gi] == n[ni]) {
-            gi += 1;
-            ni += 1;
-        } else if gi < g.len() && g[gi] == '*' {
-            star = Some((gi, ni));
-            gi += 1;
-        } else if let Some((sg, sn)) = star {
-            gi = sg + 1;
-            ni = sn + 1;
-            star = Some((sg, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    g[gi..].iter().all(|&c| c == '*')
-}
-
 /// Why a function named `name` in section `section` never gets a slot, if it does not.
 fn skip_reason(file: &ElfFile<'_>, name: &str, section: &str, addr: u64) -> Option<&'static str> {
     if addr == file.entry {
@@ -179,6 +157,8 @@ pub fn select_functions(
 ) -> Selection {
     use std::collections::BTreeMap;
     let far_rows = frames_too_tight(file, slot);
+    // The same shell globs as `report --functions`.
+    let globs: Vec<Glob> = globs.iter().map(|g| Glob::new(g)).collect();
     let mut by_addr: BTreeMap<u64, InsertSite> = BTreeMap::new();
     let mut skipped_addr: std::collections::BTreeSet<u64> = Default::default();
     let mut skipped = Vec::new();
@@ -193,7 +173,7 @@ pub fn select_functions(
             continue;
         }
         if padded.binary_search(&s.value).is_ok()
-            || (!globs.is_empty() && !globs.iter().any(|g| glob_match(g, s.name)))
+            || (!globs.is_empty() && !globs.iter().any(|g| g.matches(s.name)))
         {
             continue;
         }
@@ -622,21 +602,4 @@ fn emit(
         Ok((out, Writer::Builder, why))
     }
     build(file, plan, fixed, table, None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs_match_stars_and_marks() {
-        assert!(glob_match("*", "main"));
-        assert!(glob_match("fib*", "fib_iter"));
-        assert!(glob_match("f?b", "fib"));
-        assert!(glob_match("*_iter", "fib_iter"));
-        assert!(glob_match("a*b*c", "axxbyyc"));
-        assert!(!glob_match("fib", "fib_iter"));
-        assert!(!glob_match("a*b*c", "axxbyy"));
-        assert!(!glob_match("?", ""));
-    }
 }
