@@ -64,7 +64,8 @@ pub struct RewriteArgs {
     /// yet), a file already rewritten or inserted (it has a __mcount_loc).
     #[arg(long, conflicts_with_all = ["pre", "layout", "force"])]
     pub insert: bool,
-    /// With --insert: only functions matching one of these globs (shell globs as `report --functions` takes: `*`, `?`, `[a-z]`; comma-separated).
+    /// With --insert: only functions matching one of these globs (shell globs as
+    /// `report --functions` takes: `*`, `?`, `[a-z]`; comma-separated).
     #[arg(long, value_delimiter = ',', requires = "insert")]
     pub functions: Vec<String>,
 }
