@@ -182,10 +182,22 @@ fn rewrite_image(data: &[u8], opts: &RewriteOptions) -> Result<(Vec<u8>, Rewrite
         opts.slot,
     );
     stats.pre_shortfall = pre_shortfall;
-    if policy::already_done(&scan, opts) {
+    // Slots of the asked size already: the output is the input, unless the program lacks
+    // the `__mcount_loc` table the runtime reads (built with 4-byte pads, or linked from
+    // objects `rewrite --insert` gave slots) and carries the relocations to add it.
+    let relocs = relocs.ok();
+    if policy::already_done(&scan, opts)
+        && !(policy::wants_table(&file, &scan, opts)
+            && relocs
+                .as_deref()
+                .is_some_and(|r| policy::require_emit_relocs(&file, &scan, r).is_ok()))
+    {
         return Ok((data.to_vec(), stats));
     }
-    let relocs = relocs?;
+    let relocs = match relocs {
+        Some(r) => r,
+        None => file.relocation_sections()?,
+    };
     policy::require_emit_relocs(&file, &scan, &relocs)?;
     let (out, stats) = linked::rewrite_linked(file, scan, relocs, opts, stats)?;
     policy::require_literals_kept(kernel.as_ref(), &out)?;

@@ -156,6 +156,15 @@ pub fn already_done(scan: &Scan, opts: &RewriteOptions) -> bool {
             .all(|s| s.func_addr % 4 == 0 && s.nop_kind != NopKind::CNop))
 }
 
+/// True when a rewrite of the linked program `file` with `opts` would add a `__mcount_loc`
+/// table it does not have yet (a program, not a kernel, with slots of at least 4 bytes).
+pub fn wants_table(file: &ElfFile<'_>, scan: &Scan, opts: &RewriteOptions) -> bool {
+    opts.slot >= 4
+        && file.kind != crate::elf::FileKind::Vmlinux
+        && !scan.sites.is_empty()
+        && file.section_by_name(padtrim_abi::MCOUNT_SECTION).is_none()
+}
+
 /// A symbol of the image whose size runs past the top of the address space has no new size
 /// that would be true (a corrupt `st_size`): refused, naming the symbol, rather than written
 /// with a size that only the verification would catch.
