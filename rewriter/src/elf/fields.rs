@@ -31,6 +31,8 @@ pub struct ClassFields {
     pub sh_offset: usize,
     /// `sh_size` in a section header.
     pub sh_size: usize,
+    /// `sh_info` in a section header (4 bytes).
+    pub sh_info: usize,
     /// `sh_addralign` in a section header.
     pub sh_addralign: usize,
     /// Bytes of a program header.
@@ -72,6 +74,7 @@ pub const ELF64: ClassFields = ClassFields {
     sh_addr: 16,
     sh_offset: 24,
     sh_size: 32,
+    sh_info: 44,
     sh_addralign: 48,
     phdr_size: 56,
     p_offset: 8,
@@ -101,6 +104,7 @@ pub const ELF32: ClassFields = ClassFields {
     sh_addr: 12,
     sh_offset: 16,
     sh_size: 20,
+    sh_info: 28,
     sh_addralign: 32,
     phdr_size: 32,
     p_offset: 4,
@@ -160,6 +164,8 @@ mod tests {
         assert_eq!(ELF64.sh_addr, offset_of!(SectionHeader64<LE>, sh_addr));
         assert_eq!(ELF64.sh_offset, offset_of!(SectionHeader64<LE>, sh_offset));
         assert_eq!(ELF64.sh_size, offset_of!(SectionHeader64<LE>, sh_size));
+        assert_eq!(ELF64.sh_info, offset_of!(SectionHeader64<LE>, sh_info));
+        assert_eq!(ELF32.sh_info, offset_of!(SectionHeader32<LE>, sh_info));
         assert_eq!(
             ELF64.sh_addralign,
             offset_of!(SectionHeader64<LE>, sh_addralign)

@@ -124,7 +124,7 @@ pub struct Selection {
 
 /// Why a function named `name` in section `section` never gets a slot, if it does not.
 fn skip_reason(file: &ElfFile<'_>, name: &str, section: &str, addr: u64) -> Option<&'static str> {
-    if addr == file.entry {
+    if addr == file.entry && file.kind.is_linked() {
         return Some("the ELF entry point runs before the runtime can");
     }
     if SKIPPED_SECTIONS.contains(&section) {
@@ -159,8 +159,9 @@ pub fn select_functions(
     let far_rows = frames_too_tight(file, slot);
     // The same shell globs as `report --functions`.
     let globs: Vec<Glob> = globs.iter().map(|g| Glob::new(g)).collect();
-    let mut by_addr: BTreeMap<u64, InsertSite> = BTreeMap::new();
-    let mut skipped_addr: std::collections::BTreeSet<u64> = Default::default();
+    // By (section, entry): in an object every section starts at 0.
+    let mut by_addr: BTreeMap<(usize, u64), InsertSite> = BTreeMap::new();
+    let mut skipped_addr: std::collections::BTreeSet<(usize, u64)> = Default::default();
     let mut skipped = Vec::new();
     for s in &file.symbols {
         if s.kind != object::elf::STT_FUNC.0 || s.size == 0 {
@@ -184,11 +185,11 @@ pub fn select_functions(
         });
         if let Some(why) = why {
             skipped.push((s.name.to_string(), why));
-            skipped_addr.insert(s.value);
+            skipped_addr.insert((sec.index, s.value));
             continue;
         }
         let end = s.value.saturating_add(s.size).min(sec.end());
-        let site = by_addr.entry(s.value).or_insert(InsertSite {
+        let site = by_addr.entry((sec.index, s.value)).or_insert(InsertSite {
             section: sec.index,
             func: s.value,
             end,
@@ -444,13 +445,17 @@ fn refuse_slotted(file: &ElfFile<'_>, scanned: &crate::scan::Scan) -> Result<()>
 /// Refuses what `--insert` cannot take, with the reason.
 fn refuse_input(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Result<()> {
     match file.kind {
-        FileKind::Relocatable => {
+        FileKind::Relocatable if file.section_by_name(".modinfo").is_some() => {
             return Err(Error::Unsupported(
-                "--insert on an object file (.o/.ko) is not supported yet: insert into the \
-                 linked program"
+                "--insert on a kernel module: the kernel's ftrace patches the pads its own \
+                 build gives (build the module with the kernel's ftrace flags, then `padtrim \
+                 rewrite` it)"
                     .into(),
             ))
         }
+        // An object's code refers to itself through relocations (or the assembler resolved
+        // the distance, which the rewrite decodes): there is nothing more to require.
+        FileKind::Relocatable => return Ok(()),
         FileKind::Vmlinux => {
             return Err(Error::Unsupported(
                 "--insert on a vmlinux: a kernel's code cannot grow in place (build it with \
@@ -514,6 +519,12 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
             ..Default::default()
         },
     )?;
+    if file.kind == FileKind::Relocatable && !sites.is_empty() {
+        return Err(Error::refused(format!(
+            "the object already has pads ({} functions): use `padtrim rewrite` to resize them",
+            sites.len()
+        )));
+    }
     let selection = select_functions(&file, &opts.functions, opts.slot, &padded_functions(sites));
     if selection.sites.is_empty() {
         return Err(Error::refused(if sites.is_empty() {
@@ -521,6 +532,9 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
         } else {
             ALL_PADDED
         }));
+    }
+    if file.kind == FileKind::Relocatable {
+        return insert_object(&file, &scanned, &selection, opts);
     }
     let mut stats = RewriteStats::unchanged(
         selection.sites.len(),
@@ -562,6 +576,34 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
     stats.table = true;
     stats.writer = Some(writer);
     stats.writer_fallback = fallback;
+    Ok((out, stats))
+}
+
+/// Inserts the slots of `selection` into the relocatable object `file` (no pads): the
+/// object rewrite's edit → symbols → relocations → write pipeline, with new
+/// `__patchable_function_entries` tables the linker gathers as it gathers the compiler's.
+fn insert_object(
+    file: &ElfFile<'_>,
+    scanned: &crate::scan::Scan,
+    selection: &Selection,
+    opts: &InsertOptions,
+) -> Result<(Vec<u8>, RewriteStats)> {
+    let mut inserts = super::object::Inserts::new();
+    for site in &selection.sites {
+        inserts
+            .entry(site.section)
+            .or_default()
+            .push((site.func, site.end));
+    }
+    let rewrite = crate::rewrite::RewriteOptions {
+        slot: opts.slot,
+        pre: 0,
+        ..Default::default()
+    };
+    let (out, mut stats) = phase("rewrite object", || {
+        super::object::insert_relocatable(file, scanned, &inserts, rewrite)
+    })?;
+    stats.sites = selection.sites.len();
     Ok((out, stats))
 }
 

@@ -129,6 +129,8 @@ enum Point {
     Site(usize),
     /// A function without a pad, whose alignment may need keeping.
     Func(u64),
+    /// A function that gets a slot inserted (`rewrite --insert`): its entry and end.
+    Slot(u64, u64),
 }
 
 /// The walk over one section: edits so far and the running size change.
@@ -207,7 +209,7 @@ impl Walk<'_> {
         self.delta -= i64::from(cut.cut_pre);
         let mut insert = align_insert.map_or(0, |e| match e {
             Edit::Insert { len, .. } => len,
-            Edit::Remove { .. } => 0,
+            Edit::Remove { .. } | Edit::Slot { .. } => 0,
         });
         let mut reserve = false;
         if opts.slot == 4 && cut.keep_slot == 4 && !matches!(site.state, SiteState::Patched(_)) {
@@ -236,6 +238,51 @@ impl Walk<'_> {
             });
         }
         self.delta -= i64::from(cut.cut_post);
+        Ok(())
+    }
+
+    /// Inserts a `slot`-byte slot in front of the function at `func` (ending at `end`): the
+    /// function keeps the alignment it had, now at the slot, and the slot is 4-byte aligned
+    /// through the link (padding or an `R_RISCV_ALIGN` reserve in front of it).
+    fn insert_slot(
+        &mut self,
+        func: u64,
+        end: u64,
+        slot: u32,
+        facts: &SectionFacts<'_>,
+    ) -> Result<()> {
+        let mut insert = match self.keep_alignment(func, func) {
+            Some(Edit::Insert { len, .. }) => len,
+            _ => 0,
+        };
+        let whole = SlotLayout {
+            keep_pre: 0,
+            keep_slot: slot,
+            cut_pre: 0,
+            cut_post: 0,
+        };
+        let (more, reserve) = self.align_slot(func, func, whole, facts)?;
+        insert += more;
+        if insert > 0 {
+            self.edits.push(Edit::Insert {
+                at: func,
+                len: insert,
+                align: false,
+            });
+        }
+        if reserve {
+            self.edits.push(Edit::Insert {
+                at: func,
+                len: ALIGN_RESERVE,
+                align: true,
+            });
+        }
+        self.edits.push(Edit::Slot {
+            at: func,
+            len: u64::from(slot),
+            end,
+        });
+        self.delta += i64::from(slot);
         Ok(())
     }
 
@@ -368,6 +415,8 @@ pub struct SectionInput<'a> {
     pub relocs: &'a [Reloc],
     /// Indices of the symbols defined in it.
     pub symbols: &'a [usize],
+    /// Functions (entry, end) that get a slot inserted (`rewrite --insert`), sorted.
+    pub inserts: &'a [(u64, u64)],
 }
 
 /// Plans the edits of executable section `input`, whose pads are `site_ids` (sorted by
@@ -391,7 +440,7 @@ pub fn plan_section(
         .collect();
     let mut func_ends: Vec<u64> = funcs.iter().map(|f| f.1).collect();
     func_ends.sort_unstable();
-    let points = walk_points(sites, site_ids, &funcs);
+    let points = walk_points(sites, site_ids, &funcs, input.inserts);
     let mut walk = Walk {
         first_relax: relocs.iter().filter(|r| relaxes(r)).map(|r| r.offset).min(),
         evidence: AlignmentEvidence {
@@ -419,18 +468,27 @@ pub fn plan_section(
                     walk.edits.push(ins);
                 }
             }
+            Point::Slot(x, end) => walk.insert_slot(x, end, opts.slot, &facts)?,
         }
     }
     Ok(finish_section(index, old, walk, sites, &cuts, opts))
 }
 
-/// The points of a section the walk handles, in offset order: the pads `site_ids`, and
-/// the functions `funcs` (start, end) that do not start inside a pad.
-fn walk_points(sites: &[PatchSite], site_ids: &[usize], funcs: &[(u64, u64)]) -> Vec<(u64, Point)> {
+/// The points of a section the walk handles, in offset order: the pads `site_ids`, the
+/// functions `inserts` (entry, end) that get a slot, and the other functions `funcs`
+/// (start, end) that do not start inside a pad.
+fn walk_points(
+    sites: &[PatchSite],
+    site_ids: &[usize],
+    funcs: &[(u64, u64)],
+    inserts: &[(u64, u64)],
+) -> Vec<(u64, Point)> {
     let mut points: Vec<(u64, Point)> = site_ids
         .iter()
         .map(|&i| (sites[i].entry, Point::Site(i)))
         .collect();
+    // Before the plain functions: the dedup below keeps the first point at an offset.
+    points.extend(inserts.iter().map(|&(at, end)| (at, Point::Slot(at, end))));
     for &(value, _) in funcs {
         // Sites are sorted by entry: the last one at or before `value` is the only one
         // whose pad can hold it.
@@ -443,6 +501,7 @@ fn walk_points(sites: &[PatchSite], site_ids: &[usize], funcs: &[(u64, u64)]) ->
             points.push((value, Point::Func(value)));
         }
     }
+    // Stable: at one offset a pad or a slot stays in front of a plain function.
     points.sort_by_key(|p| p.0);
     points.dedup_by_key(|p| p.0);
     points
@@ -486,7 +545,8 @@ fn finish_section(
     }
 }
 
-/// Applies `edits` (sorted) to `old`: removed bytes go, inserted ones are `c.nop`s.
+/// Applies `edits` (sorted) to `old`: removed bytes go, inserted ones are `c.nop`s (4-byte
+/// `nop`s where they fit), slots are 4-byte `nop`s.
 fn build_bytes(old: &[u8], edits: &[Edit]) -> Vec<u8> {
     let mut out = Vec::with_capacity(old.len());
     let mut at = 0usize;
@@ -498,6 +558,11 @@ fn build_bytes(old: &[u8], edits: &[Edit]) -> Vec<u8> {
         }
         match *e {
             Edit::Remove { len, .. } => at = (at + len as usize).min(old.len()),
+            Edit::Slot { len, .. } => {
+                for _ in 0..len / 4 {
+                    out.extend_from_slice(&NOP.to_le_bytes());
+                }
+            }
             Edit::Insert { len, .. } => {
                 let mut left = len;
                 while left >= 4 {

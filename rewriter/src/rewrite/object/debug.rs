@@ -56,9 +56,10 @@ impl LineWalk<'_, '_> {
         };
         if by != 0 {
             if let Some(map) = self.maps.get(&sec) {
+                // A row at a function entry with an inserted slot is at the slot.
                 let moved = map
                     .map_signed(off.wrapping_add(by))
-                    .wrapping_sub(map.map_signed(off));
+                    .wrapping_sub(map.map_signed_reference(off));
                 if moved != by {
                     return Err(Error::refused(format!(
                         ".debug_line+{at:#x}: the line table advances over moved code by a \

@@ -172,7 +172,8 @@ impl Frames<'_, '_> {
             } else {
                 map.map_signed(end)
             };
-            let new = new_end - map.map_signed(begin);
+            // The FDE starts at its function's slot when one was inserted.
+            let new = new_end - map.map_signed_reference(begin);
             if new != range as i64 {
                 let v = new as u64;
                 self.bytes[range_at..range_at + size].copy_from_slice(&v.to_le_bytes()[..size]);
@@ -207,9 +208,13 @@ impl Frames<'_, '_> {
             if let Some((at, width, delta)) = advance {
                 let old = (delta as i64).wrapping_mul(caf);
                 if !self.relocated(at) {
-                    let new = map
-                        .map_signed(loc.wrapping_add(old))
-                        .wrapping_sub(map.map_signed(loc));
+                    // Rows start at the FDE's start, the slot when one was inserted.
+                    let from = if loc == begin {
+                        map.map_signed_reference(loc)
+                    } else {
+                        map.map_signed(loc)
+                    };
+                    let new = map.map_signed(loc.wrapping_add(old)).wrapping_sub(from);
                     if new != old {
                         self.put_advance(pos, at, width, new, caf)?;
                     }

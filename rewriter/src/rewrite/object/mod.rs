@@ -22,6 +22,7 @@ pub mod island;
 pub mod offsets;
 mod relocs;
 mod symbols;
+mod table;
 mod unrelocated;
 mod write;
 
@@ -40,10 +41,36 @@ use crate::scan::{Scan, TABLE_SECTION};
 
 pub use cut::ALIGN_RESERVE;
 
+/// Functions that get a slot inserted (`rewrite --insert`), by section index: (entry, end)
+/// in section offsets, sorted.
+pub type Inserts = BTreeMap<usize, Vec<(u64, u64)>>;
+
 /// Rewrites the relocatable object `file` (already scanned: `scan` has no problems).
 pub fn rewrite_relocatable(
     file: &ElfFile<'_>,
     scan: &Scan,
+    opts: RewriteOptions,
+) -> Result<(Vec<u8>, RewriteStats)> {
+    edit_relocatable(file, scan, &Inserts::new(), opts)
+}
+
+/// Inserts a slot of `opts.slot` bytes at each function of `inserts` in the relocatable
+/// object `file` (which has no pads), and lists the slots in new
+/// `__patchable_function_entries` sections, as the compiler would have.
+pub fn insert_relocatable(
+    file: &ElfFile<'_>,
+    scan: &Scan,
+    inserts: &Inserts,
+    opts: RewriteOptions,
+) -> Result<(Vec<u8>, RewriteStats)> {
+    edit_relocatable(file, scan, inserts, opts)
+}
+
+/// Cuts the pads of `scan` and inserts the slots of `inserts` (see the module comment).
+fn edit_relocatable(
+    file: &ElfFile<'_>,
+    scan: &Scan,
+    inserts: &Inserts,
     opts: RewriteOptions,
 ) -> Result<(Vec<u8>, RewriteStats)> {
     let relocs = file.relocation_sections()?;
@@ -59,7 +86,7 @@ pub fn rewrite_relocatable(
 
     // 1. Cut the pads, section by section.
     let lookup = BySection::new(file, &relocs);
-    let mut plans = cut_sections(file, scan, &lookup, opts)?;
+    let mut plans = cut_sections(file, scan, inserts, &lookup, opts)?;
     let emptied = emptied_tables(file, opts);
     let island_sections = module_island_sections(file, scan, opts)?;
     if plans.is_empty() && emptied.is_empty() && island_sections.is_empty() {
@@ -83,6 +110,9 @@ pub fn rewrite_relocatable(
 
     // 4. Write.
     add_changes(file, &plans, &emptied, &moved, &new_symbols, &mut changes)?;
+    if !inserts.is_empty() {
+        table::add_tables(file, &relocs, &plans, &moved.by_section, &new_symbols, &mut changes)?;
+    }
     stats.islands = island::add(
         file,
         &relocs,
@@ -177,10 +207,12 @@ impl<'r> BySection<'r> {
     }
 }
 
-/// Plans the cut of every executable section with pads; only the sections that change.
+/// Plans the cut of every executable section with pads or slots to insert; only the
+/// sections that change.
 fn cut_sections(
     file: &ElfFile<'_>,
     scan: &Scan,
+    inserts: &Inserts,
     lookup: &BySection<'_>,
     opts: RewriteOptions,
 ) -> Result<BTreeMap<usize, cut::SectionPlan>> {
@@ -188,7 +220,8 @@ fn cut_sections(
         slot: opts.slot,
         pre: opts.pre,
     };
-    let mut by_section: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut by_section: BTreeMap<usize, Vec<usize>> =
+        inserts.keys().map(|&k| (k, Vec::new())).collect();
     for (i, s) in scan.sites.iter().enumerate() {
         by_section.entry(s.section).or_default().push(i);
     }
@@ -198,6 +231,7 @@ fn cut_sections(
             index,
             relocs: lookup.relocs_of(index),
             symbols: lookup.symbols_in(index),
+            inserts: inserts.get(&index).map_or(&[][..], Vec::as_slice),
         };
         let plan = cut::plan_section(file, &section, &scan.sites, ids, cut)?;
         if !plan.is_unchanged(file.sections[index].align) {

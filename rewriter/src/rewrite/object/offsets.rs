@@ -6,6 +6,11 @@
 //! label at a removed pad byte lands on what now follows (the slot or the first real
 //! instruction), and a label in front of an inserted nop lands after the nop, where the
 //! code it named now is.
+//!
+//! `rewrite --insert` adds a third edit, [`Edit::Slot`]: a slot of nops in front of a
+//! function's first instruction. Bytes still map behind it ([`OffsetMap::map`]: a relocation
+//! on the first instruction stays on it), but a *reference* to the entry goes through the
+//! slot ([`OffsetMap::map_reference`]): the function symbol, a call, a pointer.
 
 /// One edit of a section, in original offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,13 +31,22 @@ pub enum Edit {
         /// The nops are an `R_RISCV_ALIGN` reserve the linker trims (else fixed padding).
         align: bool,
     },
+    /// Insert a `len`-byte slot of 4-byte nops in front of the function entry `at`.
+    Slot {
+        /// The function entry (its first instruction) the slot goes in front of.
+        at: u64,
+        /// Number of slot bytes (a multiple of 4).
+        len: u64,
+        /// End of the function (one past its last byte, original offsets).
+        end: u64,
+    },
 }
 
 impl Edit {
     /// The original offset the edit happens at.
     pub fn at(&self) -> u64 {
         match *self {
-            Edit::Remove { at, .. } | Edit::Insert { at, .. } => at,
+            Edit::Remove { at, .. } | Edit::Insert { at, .. } | Edit::Slot { at, .. } => at,
         }
     }
 }
@@ -45,12 +59,26 @@ struct Run {
     new_start: u64,
 }
 
+/// An inserted slot: where its function starts and ends (original offsets) and where the
+/// slot starts now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotAt {
+    /// The function's entry (original offset).
+    pub old: u64,
+    /// One past the function's last byte (original offset).
+    pub old_end: u64,
+    /// New offset of the slot's first byte.
+    pub new: u64,
+}
+
 /// Old → new offsets of one section.
 #[derive(Debug, Clone)]
 pub struct OffsetMap {
     runs: Vec<Run>,
     old_size: u64,
     new_size: u64,
+    /// The inserted slots, sorted by entry.
+    slots: Vec<SlotAt>,
 }
 
 /// Where an inserted range went: its new offset, length and kind.
@@ -75,6 +103,7 @@ impl OffsetMap {
             }],
             old_size: size,
             new_size: size,
+            slots: Vec::new(),
         }
     }
 
@@ -84,6 +113,7 @@ impl OffsetMap {
     pub fn new(size: u64, edits: &[Edit]) -> (Self, Vec<Inserted>) {
         let mut runs = Vec::new();
         let mut inserted = Vec::new();
+        let mut slots = Vec::new();
         let (mut old, mut new) = (0u64, 0u64);
         for e in edits {
             let at = e.at().min(size);
@@ -106,6 +136,14 @@ impl OffsetMap {
                     });
                     new += len;
                 }
+                Edit::Slot { at, len, end } => {
+                    slots.push(SlotAt {
+                        old: at,
+                        old_end: end,
+                        new,
+                    });
+                    new += len;
+                }
             }
         }
         if size > old {
@@ -120,6 +158,7 @@ impl OffsetMap {
             runs,
             old_size: size,
             new_size: new,
+            slots,
         };
         (map, inserted)
     }
@@ -132,6 +171,38 @@ impl OffsetMap {
     /// Size of the section before the edits.
     pub fn old_size(&self) -> u64 {
         self.old_size
+    }
+
+    /// The inserted slots, sorted by entry.
+    pub fn slots(&self) -> &[SlotAt] {
+        &self.slots
+    }
+
+    /// The slot inserted at the function entry `off`, if there is one.
+    pub fn slot_at(&self, off: u64) -> Option<SlotAt> {
+        let k = self.slots.partition_point(|s| s.old < off);
+        self.slots.get(k).copied().filter(|s| s.old == off)
+    }
+
+    /// Maps the target of a reference (a symbol, a call, a pointer): as [`OffsetMap::map`],
+    /// except that a function entry with an inserted slot is the slot's first byte.
+    pub fn map_reference(&self, off: u64) -> u64 {
+        self.slot_at(off).map_or_else(|| self.map(off), |s| s.new)
+    }
+
+    /// [`OffsetMap::map_signed`] for the target of a reference ([`OffsetMap::map_reference`]).
+    pub fn map_signed_reference(&self, off: i64) -> i64 {
+        match u64::try_from(off).ok().and_then(|o| self.slot_at(o)) {
+            Some(s) => s.new as i64,
+            None => self.map_signed(off),
+        }
+    }
+
+    /// True if a jump that does not link, at original offset `from`, to the entry `target`
+    /// loops back inside its own function: it goes behind the slot, not through it.
+    pub fn loops_to_own_entry(&self, from: u64, target: u64) -> bool {
+        self.slot_at(target)
+            .is_some_and(|s| from >= s.old && from < s.old_end)
     }
 
     /// True if nothing moves.
@@ -244,5 +315,37 @@ mod tests {
         assert_eq!(m.map(4), 0);
         assert_eq!(m.map(6), 2);
         assert_eq!(m.map_end(4), 0);
+    }
+
+    #[test]
+    fn a_slot_takes_references_to_its_entry_and_bytes_stay_behind_it() {
+        // Functions at 0 (to 0x10) and 0x10 (to 0x20); a reserve of 2 and a 4-byte slot at 0x10.
+        let (m, ins) = OffsetMap::new(
+            0x20,
+            &[
+                Edit::Insert {
+                    at: 0x10,
+                    len: 2,
+                    align: true,
+                },
+                Edit::Slot {
+                    at: 0x10,
+                    len: 4,
+                    end: 0x20,
+                },
+            ],
+        );
+        assert_eq!(m.new_size(), 0x26);
+        assert_eq!(ins.len(), 1, "a slot is not an alignment reserve");
+        assert_eq!(m.map(0x10), 0x16, "the first instruction is behind the slot");
+        assert_eq!(m.map_reference(0x10), 0x12, "the entry is the slot");
+        assert_eq!(m.map_signed_reference(0x10), 0x12);
+        assert_eq!(m.map_reference(0x14), 0x1a);
+        assert_eq!(m.map_end(0x10), 0x10, "the function before ends before the reserve");
+        assert_eq!(m.map_end(0x20), 0x26);
+        assert!(m.loops_to_own_entry(0x18, 0x10));
+        assert!(!m.loops_to_own_entry(0x8, 0x10), "from another function: a call");
+        assert!(!m.loops_to_own_entry(0x20, 0x10));
+        assert!(!m.is_identity());
     }
 }

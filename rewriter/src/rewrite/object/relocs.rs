@@ -7,7 +7,7 @@ use object::elf;
 
 use super::cut::SectionPlan;
 use super::offsets::Inserted;
-use super::symbols::{map_addend, Maps, NewSymbol};
+use super::symbols::{map_addend, Maps, NewSymbol, RelocAt};
 use crate::elf::{ElfFile, Reloc, RelocSection};
 use crate::error::{Error, Result};
 
@@ -30,6 +30,21 @@ fn align_entry(ins: &Inserted) -> Reloc {
     }
 }
 
+/// True if the relocation `r` of the code `code` is a branch or a jump that does not link
+/// (`jal x0`, `c.j`): one back to its own function's entry is a loop, not a call.
+fn jumps_without_link(code: &[u8], r: &Reloc) -> bool {
+    let at = r.offset as usize;
+    let half = |k: usize| code.get(at + k..at + k + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    match r.r_type {
+        t if t == elf::R_RISCV_BRANCH.0 || t == elf::R_RISCV_RVC_BRANCH.0 => true,
+        // rd (bits 7..11) is zero.
+        t if t == elf::R_RISCV_JAL.0 => half(0).is_some_and(|lo| (lo >> 7) & 0x1f == 0),
+        // c.j is funct3 101; c.jal (RV32) is 001 and links.
+        t if t == elf::R_RISCV_RVC_JUMP.0 => half(0).is_some_and(|h| h >> 13 == 0b101),
+        _ => false,
+    }
+}
+
 /// Rewrites every relocation section. Relocation sections applying to a section in
 /// `emptied` lose all their entries (the `__patchable_function_entries` tables of a
 /// `--slot 0` rewrite).
@@ -49,6 +64,11 @@ pub fn move_relocations(
             continue;
         }
         let map = maps.get(&target);
+        let code = file
+            .sections
+            .get(target)
+            .filter(|s| s.is_exec())
+            .and_then(|s| file.section_data(s).ok());
         let mut changed = false;
         let mut entries = Vec::with_capacity(rs.relocs.len() + 4);
         for r in &rs.relocs {
@@ -64,7 +84,18 @@ pub fn move_relocations(
                 new.offset = map.map(r.offset);
                 touched = true;
             }
-            if let Some(addend) = map_addend(file, maps, new_symbols, r.r_type, r.sym, r.addend) {
+            let at = RelocAt {
+                section: target,
+                offset: r.offset,
+                jump: code.is_some_and(|c| jumps_without_link(c, r)),
+            };
+            if let Some(addend) = map_addend(
+                file,
+                maps,
+                new_symbols,
+                (r.r_type, r.sym, r.addend),
+                at,
+            ) {
                 new.addend = addend;
                 touched = true;
             }

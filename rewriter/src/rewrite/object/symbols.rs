@@ -7,6 +7,12 @@
 //! and *end labels*: local labels used only as the minuend of a difference (`ADD*`/`SET*`
 //! of a pair, e.g. `.LFE0` in an FDE's `pc_range` or a `DW_AT_high_pc`), so that a
 //! function's range does not swallow the alignment nops in front of the next one.
+//!
+//! A function entry with an inserted slot (`rewrite --insert`) is named two ways: what
+//! *refers* to the function (its `STT_FUNC` symbol, a call, a pointer, the start of its
+//! FDE or line rows) goes to the slot ([`OffsetMap::map_reference`]); what names its first
+//! instruction (a `%pcrel_lo` naming the `auipc` there, a jump that loops back from inside
+//! the function, the end of a difference) stays behind the slot.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -78,6 +84,8 @@ pub fn map_symbols(file: &ElfFile<'_>, maps: &Maps, ends: &HashSet<u32>) -> Vec<
             }
             let value = if is_mapping_symbol(s) || ends.contains(&(s.index as u32)) {
                 map.map_end(s.value)
+            } else if is_function(s) {
+                map.map_reference(s.value)
             } else {
                 map.map(s.value)
             };
@@ -92,29 +100,64 @@ pub fn map_symbols(file: &ElfFile<'_>, maps: &Maps, ends: &HashSet<u32>) -> Vec<
         .collect()
 }
 
-/// The new addend of a relocation of type `r_type` against symbol `sym` with `addend`, so
-/// that the new symbol value plus the new addend names the mapped target (the end side of
-/// inserted nops for the end of a difference). `None` if the symbol's section did not move.
+/// A function symbol: its value is the entry every reference goes to.
+fn is_function(s: &Symbol<'_>) -> bool {
+    s.kind == elf::STT_FUNC.0 || s.kind == elf::STT_GNU_IFUNC.0
+}
+
+/// The relocation types that name an instruction, not a function: `%pcrel_lo` names the
+/// `auipc` carrying the high part.
+fn names_an_instruction(t: u32) -> bool {
+    t == elf::R_RISCV_PCREL_LO12_I.0 || t == elf::R_RISCV_PCREL_LO12_S.0
+}
+
+/// Where a relocation sits: section index and offset, and whether it is a jump or branch
+/// that does not link (one that loops back to its own function's entry is not a call).
+#[derive(Debug, Clone, Copy)]
+pub struct RelocAt {
+    /// Section the relocation applies to.
+    pub section: usize,
+    /// Its offset there.
+    pub offset: u64,
+    /// A branch or a jump that does not link.
+    pub jump: bool,
+}
+
+/// The new addend of a relocation of type `r_type` against symbol `sym` with `addend`, at
+/// `at`, so that the new symbol value plus the new addend names the mapped target (the end
+/// side of inserted nops for the end of a difference; the slot or the instruction behind it
+/// for a function entry with an inserted slot, see the module comment). `None` if the
+/// symbol's section did not move.
 pub fn map_addend(
     file: &ElfFile<'_>,
     maps: &Maps,
     new_symbols: &[NewSymbol],
-    r_type: u32,
-    sym: u32,
-    addend: i64,
+    (r_type, sym, addend): (u32, u32, i64),
+    at: RelocAt,
 ) -> Option<i64> {
     if sym == 0 {
         return None;
     }
     let s = file.symbols.get(sym as usize)?;
-    let map = maps.get(&s.section()?)?;
+    let section = s.section()?;
+    let map = maps.get(&section)?;
     let target = (s.value as i64).wrapping_add(addend);
     let new_value = if s.kind == elf::STT_SECTION.0 {
         s.value
     } else {
         new_symbols[sym as usize].value
     };
-    let new_target = if addend == 0 && s.kind != elf::STT_SECTION.0 {
+    let slot = u64::try_from(target).ok().and_then(|t| map.slot_at(t));
+    let new_target = if let Some(slot) = slot {
+        let loops = at.jump && at.section == section && map.loops_to_own_entry(at.offset, slot.old);
+        if is_difference_end(r_type) {
+            map.map_end(slot.old) as i64
+        } else if loops || names_an_instruction(r_type) {
+            map.map(slot.old) as i64
+        } else {
+            slot.new as i64
+        }
+    } else if addend == 0 && s.kind != elf::STT_SECTION.0 {
         // Exactly the symbol: follow it (an end label already mapped as an end).
         new_value as i64
     } else if is_difference_end(r_type) && target >= 0 && target as u64 <= map.old_size() {

@@ -81,19 +81,33 @@ impl Sweep<'_> {
     }
 
     /// New distance from the instruction at `at` to old offset `target` in this section.
-    fn new_distance(&self, at: u64, target: i64) -> Result<i64> {
+    /// A function entry with an inserted slot is the slot, unless `jump` (a branch or jump
+    /// that does not link) loops back to it from inside the function.
+    fn new_distance(&self, at: u64, target: i64, jump: bool) -> Result<i64> {
         if target < 0 || target as u64 > self.plan.map.old_size() {
             return Err(self.refuse(
                 at,
                 format!("PC-relative reference without a relocation leaves its section (to {target:#x})"),
             ));
         }
-        Ok(self.plan.map.map(target as u64) as i64 - self.plan.map.map(at) as i64)
+        let map = &self.plan.map;
+        let target = target as u64;
+        let new_target = if jump && map.loops_to_own_entry(at, target) {
+            map.map(target)
+        } else {
+            map.map_reference(target)
+        };
+        Ok(new_target as i64 - map.map(at) as i64)
     }
 
     /// Fixes a branch or jump; returns whether it changed.
     fn branch(&mut self, at: u64, insn: &Insn, offset: i64) -> Result<bool> {
-        let new = self.new_distance(at, at as i64 + offset)?;
+        let links = match insn.op {
+            Op::Jal { rd, .. } => rd != 0,
+            Op::CJal { .. } => true,
+            _ => false,
+        };
+        let new = self.new_distance(at, at as i64 + offset, !links)?;
         if new == offset {
             return Ok(false);
         }
@@ -142,7 +156,7 @@ impl Sweep<'_> {
         }
         if users.is_empty() {
             let page = at as i64 + imm;
-            if self.new_distance(at, page).ok() != Some(imm) {
+            if self.new_distance(at, page, false).ok() != Some(imm) {
                 return Err(self.refuse(
                     at,
                     "auipc without a relocation and without a recognisable user: its target cannot be trusted",
@@ -151,8 +165,9 @@ impl Sweep<'_> {
             return Ok(0);
         }
         let mut news = Vec::with_capacity(users.len());
-        for &(_, _, lo) in &users {
-            news.push(self.new_distance(at, at as i64 + imm + lo)?);
+        for &(_, i, lo) in &users {
+            let jump = matches!(i.op, Op::Jalr { rd: 0, .. });
+            news.push(self.new_distance(at, at as i64 + imm + lo, jump)?);
         }
         if users.iter().zip(&news).all(|(u, &n)| n == imm + u.2) {
             return Ok(0);

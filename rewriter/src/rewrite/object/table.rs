@@ -1,0 +1,298 @@
+//! The `__patchable_function_entries` tables of an object whose slots were inserted
+//! (`rewrite --insert`), written as the compiler writes them for
+//! `-fpatchable-function-entry`, so the linker gathers them with every other object's:
+//!
+//! - one table per code section with slots, `SHF_LINK_ORDER` with `sh_link` naming that
+//!   section (the linker refuses to mix ordered and unordered input sections of one name,
+//!   and drops a table with its code under `--gc-sections`), in the section's COMDAT group
+//!   when it has one (discarded with it);
+//! - one address-sized entry per slot, set by a `R_RISCV_64` (`R_RISCV_32` on RV32) against
+//!   a local symbol at the slot: the linker moves symbols when its relaxation deletes bytes,
+//!   not a section symbol's addend. A static function's own symbol serves; elsewhere a new
+//!   local label does (a global function's symbol could be preempted in a shared library),
+//!   as the compiler's `.LPFE` labels do. New locals go after the old ones (locals come
+//!   first in `.symtab`), so every later symbol index moves up: every relocation, group
+//!   signature and `.llvm_addrsig` entry is renumbered.
+
+use std::collections::{BTreeMap, HashMap};
+
+use object::elf;
+
+use super::cut::SectionPlan;
+use super::symbols::NewSymbol;
+use super::write::{encode_rela, AddedSection, Changes};
+use crate::elf::fields::ClassFields;
+use crate::elf::{ElfFile, Reloc, RelocSection};
+use crate::error::{Error, Result};
+use crate::scan::TABLE_SECTION;
+
+/// Name of the local labels added at slots that no local function symbol names.
+const LABEL: &str = ".Lpadtrim_slot";
+
+/// `SHT_LLVM_ADDRSIG`: clang's list of address-significant symbols (ULEB128 indices).
+const SHT_LLVM_ADDRSIG: u32 = 0x6fff_4c03;
+
+/// Appends a table (and its relocations) for every section of `plans` with inserted slots to
+/// `changes` (which holds the edited sections, the moved relocations `moved` and the new
+/// symbol table), with the local labels they need, and adds them to the COMDAT groups of
+/// their sections.
+pub fn add_tables(
+    file: &ElfFile<'_>,
+    relocs: &[RelocSection],
+    plans: &BTreeMap<usize, SectionPlan>,
+    moved: &BTreeMap<usize, Vec<Reloc>>,
+    new_symbols: &[NewSymbol],
+    changes: &mut Changes,
+) -> Result<()> {
+    let symtab = file
+        .symtab_index
+        .ok_or_else(|| Error::malformed("an object with code but no symbol table"))?;
+    let first_global = file.sections[symtab].info;
+    let ptr = file.ptr_size();
+    let r_type = if file.is_64 {
+        elf::R_RISCV_64.0
+    } else {
+        elf::R_RISCV_32.0
+    };
+    let groups = groups_of(file)?;
+    let local_functions = local_functions(file, new_symbols);
+    // (section, new offset) of every label to add, in symbol order.
+    let mut labels: Vec<(usize, u64)> = Vec::new();
+    let mut tables: Vec<(usize, Vec<Reloc>)> = Vec::new();
+    for plan in plans.values() {
+        let slots = plan.map.slots();
+        if slots.is_empty() {
+            continue;
+        }
+        let code = plan.index;
+        let entries = slots
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let sym = match local_functions.get(&(code, s.new)) {
+                    Some(&sym) => sym,
+                    None => {
+                        labels.push((code, s.new));
+                        first_global + labels.len() as u32 - 1
+                    }
+                };
+                Reloc {
+                    offset: (k * ptr) as u64,
+                    r_type,
+                    sym,
+                    addend: 0,
+                }
+            })
+            .collect();
+        tables.push((code, entries));
+    }
+    if !labels.is_empty() {
+        add_labels(file, symtab, relocs, moved, &labels, changes)?;
+    }
+    let mut group_data: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    let mut next = file.sections.len() + changes.added.len();
+    for (code, entries) in tables {
+        let group = groups.get(&code).copied();
+        let flag_group = if group.is_some() {
+            u64::from(elf::SHF_GROUP.0)
+        } else {
+            0
+        };
+        let (table, rela) = (next, next + 1);
+        next += 2;
+        changes.added.push(AddedSection {
+            name: TABLE_SECTION.to_string(),
+            sh_type: elf::SHT_PROGBITS.0,
+            flags: u64::from(elf::SHF_ALLOC.0 | elf::SHF_WRITE.0 | elf::SHF_LINK_ORDER.0)
+                | flag_group,
+            link: code as u32,
+            info: 0,
+            align: ptr as u64,
+            entsize: 0,
+            data: vec![0; entries.len() * ptr],
+        });
+        changes.added.push(AddedSection {
+            name: format!(".rela{TABLE_SECTION}"),
+            sh_type: elf::SHT_RELA.0,
+            flags: u64::from(elf::SHF_INFO_LINK.0) | flag_group,
+            link: symtab as u32,
+            info: table as u32,
+            align: ptr as u64,
+            entsize: ClassFields::of(file.is_64).rela_size as u64,
+            data: encode_rela(file.is_64, &entries),
+        });
+        if let Some(g) = group {
+            let members = match group_data.entry(g) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(file.section_data(&file.sections[g])?.to_vec())
+                }
+            };
+            members.extend_from_slice(&(table as u32).to_le_bytes());
+            members.extend_from_slice(&(rela as u32).to_le_bytes());
+        }
+    }
+    changes.data.extend(group_data);
+    Ok(())
+}
+
+/// The local function symbols by (section, new value): the linker moves them with the code.
+fn local_functions(file: &ElfFile<'_>, new_symbols: &[NewSymbol]) -> HashMap<(usize, u64), u32> {
+    let mut out = HashMap::new();
+    for s in &file.symbols {
+        let is_function = s.kind == elf::STT_FUNC.0 || s.kind == elf::STT_GNU_IFUNC.0;
+        if let (Some(sec), true, true) = (s.section(), is_function, s.bind == elf::STB_LOCAL.0) {
+            out.entry((sec, new_symbols[s.index].value))
+                .or_insert(s.index as u32);
+        }
+    }
+    out
+}
+
+/// Adds the local labels `labels` (section, value) after the last local symbol and
+/// renumbers every later symbol where it is named: relocations, group signatures,
+/// `.llvm_addrsig`.
+fn add_labels(
+    file: &ElfFile<'_>,
+    symtab: usize,
+    relocs: &[RelocSection],
+    moved: &BTreeMap<usize, Vec<Reloc>>,
+    labels: &[(usize, u64)],
+    changes: &mut Changes,
+) -> Result<()> {
+    let first_global = file.sections[symtab].info;
+    let added = u32::try_from(labels.len()).map_err(|_| Error::malformed("too many slots"))?;
+    let renumber = |sym: u32| if sym >= first_global { sym + added } else { sym };
+    if file
+        .sections
+        .iter()
+        .any(|s| s.sh_type == elf::SHT_SYMTAB_SHNDX.0)
+    {
+        return Err(Error::Unsupported(
+            "--insert into an object with extended section indices (SHT_SYMTAB_SHNDX)".into(),
+        ));
+    }
+    // The name, once, at the end of the string table.
+    let strtab = file.sections[symtab].link as usize;
+    let strtab_sec = file
+        .sections
+        .get(strtab)
+        .ok_or_else(|| Error::malformed(".symtab names no string table"))?;
+    let mut names = match changes.data.get(&strtab) {
+        Some(d) => d.clone(),
+        None => file.section_data(strtab_sec)?.to_vec(),
+    };
+    let name = u32::try_from(names.len()).map_err(|_| Error::malformed("string table over 4 GiB"))?;
+    names.extend_from_slice(LABEL.as_bytes());
+    names.push(0);
+    changes.data.insert(strtab, names);
+
+    // The symbols: the labels go in at the first global.
+    let f = ClassFields::of(file.is_64);
+    let mut syms = match changes.data.get(&symtab) {
+        Some(d) => d.clone(),
+        None => file.section_data(&file.sections[symtab])?.to_vec(),
+    };
+    let split = (first_global as usize)
+        .checked_mul(f.sym_size)
+        .filter(|&n| n <= syms.len())
+        .ok_or_else(|| Error::malformed(".symtab: sh_info past its symbols"))?;
+    let mut new_entries = Vec::with_capacity(labels.len() * f.sym_size);
+    for &(section, value) in labels {
+        let shndx = u16::try_from(section)
+            .ok()
+            .filter(|&n| n < elf::SHN_LORESERVE)
+            .ok_or_else(|| Error::Unsupported("a section index past 0xff00".into()))?;
+        new_entries.extend_from_slice(&symbol_entry(file.is_64, name, shndx, value));
+    }
+    syms.splice(split..split, new_entries);
+    changes.data.insert(symtab, syms);
+    changes.info.insert(symtab, first_global + added);
+
+    // Every relocation section (moved or not) with its symbols renumbered.
+    for rs in relocs {
+        let entries = moved.get(&rs.index).unwrap_or(&rs.relocs);
+        let renumbered: Vec<Reloc> = entries
+            .iter()
+            .map(|r| Reloc {
+                sym: renumber(r.sym),
+                ..*r
+            })
+            .collect();
+        changes
+            .data
+            .insert(rs.index, encode_rela(file.is_64, &renumbered));
+    }
+    for g in file
+        .sections
+        .iter()
+        .filter(|s| s.sh_type == elf::SHT_GROUP.0)
+    {
+        changes.info.insert(g.index, renumber(g.info));
+    }
+    for a in file.sections.iter().filter(|s| s.sh_type == SHT_LLVM_ADDRSIG) {
+        let data = file.section_data(a)?;
+        let mut out = Vec::with_capacity(data.len() + 4);
+        let mut at = 0;
+        while at < data.len() {
+            let (v, n) = crate::elf::dwarf::read_uleb(&data[at..]).ok_or_else(|| {
+                Error::malformed(format!("{}: truncated ULEB128 at {at:#x}", a.name))
+            })?;
+            at += n;
+            let v = u32::try_from(v)
+                .map_err(|_| Error::malformed(format!("{}: symbol index {v}", a.name)))?;
+            write_uleb(&mut out, u64::from(renumber(v)));
+        }
+        changes.data.insert(a.index, out);
+    }
+    Ok(())
+}
+
+/// Appends `v` as ULEB128.
+fn write_uleb(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A local `STT_NOTYPE` symbol named at `name`, in section `shndx`, at `value`.
+fn symbol_entry(is_64: bool, name: u32, shndx: u16, value: u64) -> Vec<u8> {
+    let info = (elf::STB_LOCAL.0 << 4) | elf::STT_NOTYPE.0;
+    let mut e = Vec::with_capacity(24);
+    e.extend_from_slice(&name.to_le_bytes());
+    if is_64 {
+        e.extend_from_slice(&[info, 0]);
+        e.extend_from_slice(&shndx.to_le_bytes());
+        e.extend_from_slice(&value.to_le_bytes());
+        e.extend_from_slice(&0u64.to_le_bytes());
+    } else {
+        e.extend_from_slice(&(value as u32).to_le_bytes());
+        e.extend_from_slice(&0u32.to_le_bytes());
+        e.extend_from_slice(&[info, 0]);
+        e.extend_from_slice(&shndx.to_le_bytes());
+    }
+    e
+}
+
+/// The COMDAT group (its `SHT_GROUP` section index) of every section in one.
+fn groups_of(file: &ElfFile<'_>) -> Result<BTreeMap<usize, usize>> {
+    let mut out = BTreeMap::new();
+    for g in file
+        .sections
+        .iter()
+        .filter(|s| s.sh_type == elf::SHT_GROUP.0)
+    {
+        let data = file.section_data(g)?;
+        for member in data.chunks_exact(4).skip(1) {
+            let m = u32::from_le_bytes([member[0], member[1], member[2], member[3]]);
+            out.insert(m as usize, g.index);
+        }
+    }
+    Ok(out)
+}
