@@ -157,6 +157,7 @@ pub fn select_functions(
 ) -> Selection {
     use std::collections::BTreeMap;
     let far_rows = frames_too_tight(file, slot);
+    let far_object_rows = object_frames_too_tight(file, slot);
     // The same shell globs as `report --functions`.
     let globs: Vec<Glob> = globs.iter().map(|g| Glob::new(g)).collect();
     // By (section, entry): in an object every section starts at 0.
@@ -179,8 +180,7 @@ pub fn select_functions(
             continue;
         }
         let why = skip_reason(file, s.name, sec.name, s.value).or_else(|| {
-            far_rows
-                .contains(&s.value)
+            (far_rows.contains(&s.value) || far_object_rows.contains(&(sec.index, s.value)))
                 .then_some("its first .eh_frame row is too far in for its advance to take the slot")
         });
         if let Some(why) = why {
@@ -285,6 +285,53 @@ fn frames_too_tight(file: &ElfFile<'_>, slot: u32) -> std::collections::BTreeSet
         let units = loc.wrapping_sub(fde.start) / fde.code_align + u64::from(slot) / fde.code_align;
         if units > max {
             out.insert(fde.start);
+        }
+    }
+    out
+}
+
+/// In an object: (section, entry) of functions whose call frame information has an advance
+/// from the entry, set by the linker (`R_RISCV_SET6`/`8`/`16` minus a `SUB` of the same
+/// width), that a `slot`-byte slot would push out of its field: the linker would write it
+/// truncated, silently (the assembler chose the width for the distance it saw).
+fn object_frames_too_tight(
+    file: &ElfFile<'_>,
+    slot: u32,
+) -> std::collections::BTreeSet<(usize, u64)> {
+    use object::elf::{
+        R_RISCV_SET16, R_RISCV_SET6, R_RISCV_SET8, R_RISCV_SUB16, R_RISCV_SUB6, R_RISCV_SUB8,
+    };
+    let mut out = std::collections::BTreeSet::new();
+    if file.kind != FileKind::Relocatable {
+        return out;
+    }
+    let frames = |t: &crate::elf::Section<'_>| t.name == ".eh_frame" || t.name == ".debug_frame";
+    let Ok(relocs) = file.relocation_sections_where(|rs| file.reloc_applies_to(rs, frames)) else {
+        return out;
+    };
+    let target = |r: &crate::elf::Reloc| {
+        let s = file.symbols.get(r.sym as usize)?;
+        Some((s.section()?, s.value.wrapping_add(r.addend as u64)))
+    };
+    for rs in &relocs {
+        // A pair is a SET and a SUB at one offset, the SET first.
+        for w in rs.relocs.windows(2) {
+            let (set, sub) = (&w[0], &w[1]);
+            let max: u64 = match (set.r_type, sub.r_type) {
+                (a, b) if a == R_RISCV_SET6.0 && b == R_RISCV_SUB6.0 => 0x3f,
+                (a, b) if a == R_RISCV_SET8.0 && b == R_RISCV_SUB8.0 => 0xff,
+                (a, b) if a == R_RISCV_SET16.0 && b == R_RISCV_SUB16.0 => 0xffff,
+                _ => continue,
+            };
+            if set.offset != sub.offset {
+                continue;
+            }
+            let (Some((se, end)), Some((ss, start))) = (target(set), target(sub)) else {
+                continue;
+            };
+            if se == ss && end.wrapping_sub(start).saturating_add(u64::from(slot)) > max {
+                out.insert((ss, start));
+            }
         }
     }
     out
@@ -450,6 +497,16 @@ fn refuse_input(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Result<()> {
                 "--insert on a kernel module: the kernel's ftrace patches the pads its own \
                  build gives (build the module with the kernel's ftrace flags, then `padtrim \
                  rewrite` it)"
+                    .into(),
+            ))
+        }
+        // C++ exception tables count call sites from the function's start, and the assembler
+        // leaves some of those offsets as plain constants that a slot would shift: this
+        // rewrite does not re-encode them yet (the linked program's tables it does).
+        FileKind::Relocatable if file.section_by_name(".gcc_except_table").is_some() => {
+            return Err(Error::Unsupported(
+                "--insert on an object with C++ exception tables (.gcc_except_table) is not \
+                 supported yet: insert into the linked program (-Wl,-q) instead"
                     .into(),
             ))
         }

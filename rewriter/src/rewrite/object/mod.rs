@@ -101,7 +101,20 @@ fn edit_relocatable(
         .collect();
     let ends = symbols::end_labels(file, &relocs);
     let new_symbols = symbols::map_symbols(file, &maps, &ends);
-    let moved = relocs::move_relocations(file, &relocs, &plans, &maps, &new_symbols, &emptied)?;
+    let labels = if inserts.is_empty() {
+        None
+    } else {
+        Some(table::SlotLabels::new(file, &plans, &new_symbols)?)
+    };
+    let moved = relocs::move_relocations(
+        file,
+        &relocs,
+        &plans,
+        &maps,
+        &new_symbols,
+        &emptied,
+        labels.as_ref(),
+    )?;
 
     // 3. What the assembler resolved without relocations.
     let mut changes = write::Changes::default();
@@ -110,8 +123,8 @@ fn edit_relocatable(
 
     // 4. Write.
     add_changes(file, &plans, &emptied, &moved, &new_symbols, &mut changes)?;
-    if !inserts.is_empty() {
-        table::add_tables(file, &relocs, &plans, &moved.by_section, &new_symbols, &mut changes)?;
+    if let Some(labels) = &labels {
+        table::add_tables(file, &plans, labels, &mut changes)?;
     }
     stats.islands = island::add(
         file,

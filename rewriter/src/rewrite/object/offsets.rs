@@ -337,14 +337,25 @@ mod tests {
         );
         assert_eq!(m.new_size(), 0x26);
         assert_eq!(ins.len(), 1, "a slot is not an alignment reserve");
-        assert_eq!(m.map(0x10), 0x16, "the first instruction is behind the slot");
+        assert_eq!(
+            m.map(0x10),
+            0x16,
+            "the first instruction is behind the slot"
+        );
         assert_eq!(m.map_reference(0x10), 0x12, "the entry is the slot");
         assert_eq!(m.map_signed_reference(0x10), 0x12);
         assert_eq!(m.map_reference(0x14), 0x1a);
-        assert_eq!(m.map_end(0x10), 0x10, "the function before ends before the reserve");
+        assert_eq!(
+            m.map_end(0x10),
+            0x10,
+            "the function before ends before the reserve"
+        );
         assert_eq!(m.map_end(0x20), 0x26);
         assert!(m.loops_to_own_entry(0x18, 0x10));
-        assert!(!m.loops_to_own_entry(0x8, 0x10), "from another function: a call");
+        assert!(
+            !m.loops_to_own_entry(0x8, 0x10),
+            "from another function: a call"
+        );
         assert!(!m.loops_to_own_entry(0x20, 0x10));
         assert!(!m.is_identity());
     }

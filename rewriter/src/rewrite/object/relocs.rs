@@ -8,6 +8,7 @@ use object::elf;
 use super::cut::SectionPlan;
 use super::offsets::Inserted;
 use super::symbols::{map_addend, Maps, NewSymbol, RelocAt};
+use super::table::SlotLabels;
 use crate::elf::{ElfFile, Reloc, RelocSection};
 use crate::error::{Error, Result};
 
@@ -34,7 +35,10 @@ fn align_entry(ins: &Inserted) -> Reloc {
 /// (`jal x0`, `c.j`): one back to its own function's entry is a loop, not a call.
 fn jumps_without_link(code: &[u8], r: &Reloc) -> bool {
     let at = r.offset as usize;
-    let half = |k: usize| code.get(at + k..at + k + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let half = |k: usize| {
+        code.get(at + k..at + k + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
     match r.r_type {
         t if t == elf::R_RISCV_BRANCH.0 || t == elf::R_RISCV_RVC_BRANCH.0 => true,
         // rd (bits 7..11) is zero.
@@ -45,7 +49,29 @@ fn jumps_without_link(code: &[u8], r: &Reloc) -> bool {
     }
 }
 
-/// Rewrites every relocation section. Relocation sections applying to a section in
+/// The label (new numbering) and zero addend a relocation against old symbol `sym` with new
+/// addend `addend` is made against when it names the start of an inserted slot through
+/// another symbol (see [`SlotLabels::retarget`]).
+fn slot_label(
+    file: &ElfFile<'_>,
+    new_symbols: &[NewSymbol],
+    labels: &SlotLabels,
+    sym: u32,
+    addend: i64,
+) -> Option<(u32, i64)> {
+    let s = file.symbols.get(sym as usize).filter(|_| sym != 0)?;
+    let value = if s.kind == elf::STT_SECTION.0 {
+        s.value
+    } else {
+        new_symbols.get(sym as usize)?.value
+    };
+    let target = u64::try_from((value as i64).checked_add(addend)?).ok()?;
+    let label = labels.retarget(s.section()?, target)?;
+    (label != labels.renumber(sym) || addend != 0).then_some((label, 0))
+}
+
+/// Rewrites every relocation section. With `labels` (slots were inserted), symbols are
+/// renumbered and references to slots are made against their labels. Relocation sections applying to a section in
 /// `emptied` lose all their entries (the `__patchable_function_entries` tables of a
 /// `--slot 0` rewrite).
 pub fn move_relocations(
@@ -55,6 +81,7 @@ pub fn move_relocations(
     maps: &Maps,
     new_symbols: &[NewSymbol],
     emptied: &BTreeSet<usize>,
+    labels: Option<&SlotLabels>,
 ) -> Result<MovedRelocs> {
     let mut out = MovedRelocs::default();
     for rs in relocs {
@@ -89,15 +116,20 @@ pub fn move_relocations(
                 offset: r.offset,
                 jump: code.is_some_and(|c| jumps_without_link(c, r)),
             };
-            if let Some(addend) = map_addend(
-                file,
-                maps,
-                new_symbols,
-                (r.r_type, r.sym, r.addend),
-                at,
-            ) {
+            if let Some(addend) =
+                map_addend(file, maps, new_symbols, (r.r_type, r.sym, r.addend), at)
+            {
                 new.addend = addend;
                 touched = true;
+            }
+            if let Some(labels) = labels {
+                new.sym = labels.renumber(r.sym);
+                if let Some((sym, addend)) =
+                    slot_label(file, new_symbols, labels, r.sym, new.addend)
+                {
+                    (new.sym, new.addend) = (sym, addend);
+                    touched = true;
+                }
             }
             if touched {
                 *out.types.entry(r.r_type).or_insert(0) += 1;

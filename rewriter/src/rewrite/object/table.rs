@@ -22,7 +22,7 @@ use super::cut::SectionPlan;
 use super::symbols::NewSymbol;
 use super::write::{encode_rela, AddedSection, Changes};
 use crate::elf::fields::ClassFields;
-use crate::elf::{ElfFile, Reloc, RelocSection};
+use crate::elf::{ElfFile, Reloc};
 use crate::error::{Error, Result};
 use crate::scan::TABLE_SECTION;
 
@@ -32,22 +32,86 @@ const LABEL: &str = ".Lpadtrim_slot";
 /// `SHT_LLVM_ADDRSIG`: clang's list of address-significant symbols (ULEB128 indices).
 const SHT_LLVM_ADDRSIG: u32 = 0x6fff_4c03;
 
+/// The symbols that name the slots: a static function's own symbol where it has one, else a
+/// new local label. Built before the relocations move: a reference to a slot is made
+/// against its symbol with no addend (see [`SlotLabels::retarget`]), and adding locals
+/// renumbers every global ([`SlotLabels::renumber`]).
+pub struct SlotLabels {
+    /// `sh_info` of `.symtab` before: the first global symbol.
+    first_global: u32,
+    /// (section, new offset) of each new label, in the order they are added.
+    added: Vec<(usize, u64)>,
+    /// (section, new offset) of every slot → the (renumbered) symbol naming it.
+    by_slot: HashMap<(usize, u64), u32>,
+}
+
+impl SlotLabels {
+    /// The labels of the slots of `plans` in `file`, whose symbols' new values are
+    /// `new_symbols`.
+    pub fn new(
+        file: &ElfFile<'_>,
+        plans: &BTreeMap<usize, SectionPlan>,
+        new_symbols: &[NewSymbol],
+    ) -> Result<Self> {
+        let symtab = file
+            .symtab_index
+            .ok_or_else(|| Error::malformed("an object with code but no symbol table"))?;
+        let first_global = file.sections[symtab].info;
+        let local_functions = local_functions(file, new_symbols);
+        let mut added = Vec::new();
+        let mut by_slot = HashMap::new();
+        for plan in plans.values() {
+            for s in plan.map.slots() {
+                let key = (plan.index, s.new);
+                let sym = match local_functions.get(&key) {
+                    Some(&sym) => sym,
+                    None => {
+                        added.push(key);
+                        first_global + added.len() as u32 - 1
+                    }
+                };
+                by_slot.insert(key, sym);
+            }
+        }
+        Ok(SlotLabels {
+            first_global,
+            added,
+            by_slot,
+        })
+    }
+
+    /// The new index of the symbol that was `sym`.
+    pub fn renumber(&self, sym: u32) -> u32 {
+        if sym >= self.first_global {
+            sym + self.added.len() as u32
+        } else {
+            sym
+        }
+    }
+
+    /// The symbol (new numbering) a reference to new offset `at` of `section` should be made
+    /// against, with no addend, if a slot starts there. The linker moves a symbol through
+    /// its relaxation and computes every relocation type from symbol plus addend, but BFD's
+    /// `R_RISCV_SUB*` mishandles a negative addend: a label behind the slot minus the slot
+    /// bytes gave FDEs negative ranges. The compiler never writes one; neither do we.
+    pub fn retarget(&self, section: usize, at: u64) -> Option<u32> {
+        self.by_slot.get(&(section, at)).copied()
+    }
+}
+
 /// Appends a table (and its relocations) for every section of `plans` with inserted slots to
-/// `changes` (which holds the edited sections, the moved relocations `moved` and the new
-/// symbol table), with the local labels they need, and adds them to the COMDAT groups of
-/// their sections.
+/// `changes` (which holds the edited sections, the moved and renumbered relocations and the
+/// new symbol table), adds the new labels of `labels`, and adds the tables to the COMDAT
+/// groups of their sections.
 pub fn add_tables(
     file: &ElfFile<'_>,
-    relocs: &[RelocSection],
     plans: &BTreeMap<usize, SectionPlan>,
-    moved: &BTreeMap<usize, Vec<Reloc>>,
-    new_symbols: &[NewSymbol],
+    labels: &SlotLabels,
     changes: &mut Changes,
 ) -> Result<()> {
     let symtab = file
         .symtab_index
         .ok_or_else(|| Error::malformed("an object with code but no symbol table"))?;
-    let first_global = file.sections[symtab].info;
     let ptr = file.ptr_size();
     let r_type = if file.is_64 {
         elf::R_RISCV_64.0
@@ -55,9 +119,6 @@ pub fn add_tables(
         elf::R_RISCV_32.0
     };
     let groups = groups_of(file)?;
-    let local_functions = local_functions(file, new_symbols);
-    // (section, new offset) of every label to add, in symbol order.
-    let mut labels: Vec<(usize, u64)> = Vec::new();
     let mut tables: Vec<(usize, Vec<Reloc>)> = Vec::new();
     for plan in plans.values() {
         let slots = plan.map.slots();
@@ -69,25 +130,24 @@ pub fn add_tables(
             .iter()
             .enumerate()
             .map(|(k, s)| {
-                let sym = match local_functions.get(&(code, s.new)) {
-                    Some(&sym) => sym,
-                    None => {
-                        labels.push((code, s.new));
-                        first_global + labels.len() as u32 - 1
-                    }
-                };
-                Reloc {
+                let sym = labels.retarget(code, s.new).ok_or_else(|| {
+                    Error::malformed(format!(
+                        "{}: a slot without a label",
+                        file.sections[code].name
+                    ))
+                })?;
+                Ok(Reloc {
                     offset: (k * ptr) as u64,
                     r_type,
                     sym,
                     addend: 0,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         tables.push((code, entries));
     }
-    if !labels.is_empty() {
-        add_labels(file, symtab, relocs, moved, &labels, changes)?;
+    if !labels.added.is_empty() {
+        add_labels(file, symtab, labels, changes)?;
     }
     let mut group_data: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
     let mut next = file.sections.len() + changes.added.len();
@@ -149,20 +209,19 @@ fn local_functions(file: &ElfFile<'_>, new_symbols: &[NewSymbol]) -> HashMap<(us
     out
 }
 
-/// Adds the local labels `labels` (section, value) after the last local symbol and
-/// renumbers every later symbol where it is named: relocations, group signatures,
-/// `.llvm_addrsig`.
+/// Adds the new local labels of `labels` after the last local symbol and renumbers every
+/// later symbol where it is named outside relocations (which the relocation pass renumbered):
+/// group signatures, `.llvm_addrsig`.
 fn add_labels(
     file: &ElfFile<'_>,
     symtab: usize,
-    relocs: &[RelocSection],
-    moved: &BTreeMap<usize, Vec<Reloc>>,
-    labels: &[(usize, u64)],
+    labels: &SlotLabels,
     changes: &mut Changes,
 ) -> Result<()> {
-    let first_global = file.sections[symtab].info;
-    let added = u32::try_from(labels.len()).map_err(|_| Error::malformed("too many slots"))?;
-    let renumber = |sym: u32| if sym >= first_global { sym + added } else { sym };
+    let first_global = labels.first_global;
+    let added =
+        u32::try_from(labels.added.len()).map_err(|_| Error::malformed("too many slots"))?;
+    let renumber = |sym: u32| labels.renumber(sym);
     if file
         .sections
         .iter()
@@ -182,7 +241,8 @@ fn add_labels(
         Some(d) => d.clone(),
         None => file.section_data(strtab_sec)?.to_vec(),
     };
-    let name = u32::try_from(names.len()).map_err(|_| Error::malformed("string table over 4 GiB"))?;
+    let name =
+        u32::try_from(names.len()).map_err(|_| Error::malformed("string table over 4 GiB"))?;
     names.extend_from_slice(LABEL.as_bytes());
     names.push(0);
     changes.data.insert(strtab, names);
@@ -197,8 +257,8 @@ fn add_labels(
         .checked_mul(f.sym_size)
         .filter(|&n| n <= syms.len())
         .ok_or_else(|| Error::malformed(".symtab: sh_info past its symbols"))?;
-    let mut new_entries = Vec::with_capacity(labels.len() * f.sym_size);
-    for &(section, value) in labels {
+    let mut new_entries = Vec::with_capacity(labels.added.len() * f.sym_size);
+    for &(section, value) in &labels.added {
         let shndx = u16::try_from(section)
             .ok()
             .filter(|&n| n < elf::SHN_LORESERVE)
@@ -209,20 +269,6 @@ fn add_labels(
     changes.data.insert(symtab, syms);
     changes.info.insert(symtab, first_global + added);
 
-    // Every relocation section (moved or not) with its symbols renumbered.
-    for rs in relocs {
-        let entries = moved.get(&rs.index).unwrap_or(&rs.relocs);
-        let renumbered: Vec<Reloc> = entries
-            .iter()
-            .map(|r| Reloc {
-                sym: renumber(r.sym),
-                ..*r
-            })
-            .collect();
-        changes
-            .data
-            .insert(rs.index, encode_rela(file.is_64, &renumbered));
-    }
     for g in file
         .sections
         .iter()
@@ -230,7 +276,11 @@ fn add_labels(
     {
         changes.info.insert(g.index, renumber(g.info));
     }
-    for a in file.sections.iter().filter(|s| s.sh_type == SHT_LLVM_ADDRSIG) {
+    for a in file
+        .sections
+        .iter()
+        .filter(|s| s.sh_type == SHT_LLVM_ADDRSIG)
+    {
         let data = file.section_data(a)?;
         let mut out = Vec::with_capacity(data.len() + 4);
         let mut at = 0;

@@ -53,7 +53,10 @@ pub struct AddedSection {
 
 /// The section name table with the names of `added` appended, and the offset of each name
 /// in it (an original name is not reused: appending keeps every original offset valid).
-fn names_appended(file: &ElfFile<'_>, added: &[AddedSection]) -> Result<(usize, Vec<u8>, Vec<u32>)> {
+fn names_appended(
+    file: &ElfFile<'_>,
+    added: &[AddedSection],
+) -> Result<(usize, Vec<u8>, Vec<u32>)> {
     let f = ClassFields::of(file.is_64);
     let index = read_uint(file.data, f.e_shstrndx, 2).unwrap_or(0) as usize;
     if index == 0 || index >= file.sections.len() || index == usize::from(elf::SHN_XINDEX.0) {
@@ -78,10 +81,32 @@ fn added_header(is_64: bool, a: &AddedSection, name: u32, offset: u64) -> Vec<u8
     // (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info,
     // sh_addralign, sh_entsize): each field's (offset, width) in the class's header.
     let (layout, size): ([(usize, usize); 10], usize) = if is_64 {
-        let l = [(0, 4), (4, 4), (8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4), (48, 8), (56, 8)];
+        let l = [
+            (0, 4),
+            (4, 4),
+            (8, 8),
+            (16, 8),
+            (24, 8),
+            (32, 8),
+            (40, 4),
+            (44, 4),
+            (48, 8),
+            (56, 8),
+        ];
         (l, 64)
     } else {
-        let l = [(0, 4), (4, 4), (8, 4), (12, 4), (16, 4), (20, 4), (24, 4), (28, 4), (32, 4), (36, 4)];
+        let l = [
+            (0, 4),
+            (4, 4),
+            (8, 4),
+            (12, 4),
+            (16, 4),
+            (20, 4),
+            (24, 4),
+            (28, 4),
+            (32, 4),
+            (36, 4),
+        ];
         (l, 40)
     };
     let values = [
