@@ -125,7 +125,7 @@ pub(super) fn check_record(
         return;
     }
     let data = ctx.new.section_data(s).unwrap_or(&[]);
-    if s.is_alloc() || s.addr != 0 || s.align != ptr || data.len() as u64 % ptr != 0 {
+    if s.is_alloc() || s.addr != 0 || s.align != ptr || !(data.len() as u64).is_multiple_of(ptr) {
         report.mismatch(
             TABLE_SECTION,
             None,

@@ -163,6 +163,10 @@ pub fn verify_bytes(original: &[u8], rewritten: &[u8]) -> Result<VerifyReport> {
     verify(&old, &new)
 }
 
+/// New section index of each old section, and of the added `__mcount_loc` and
+/// non-allocated `__patchable_function_entries`, if any.
+type Pairing = (Vec<Option<usize>>, Option<usize>, Option<usize>);
+
 /// Pairs the sections of both files by position and name; the rewritten file may have one
 /// extra `__mcount_loc` and, after every other section, one extra non-allocated
 /// `__patchable_function_entries`. Returns `None` (with a mismatch) when they do not
@@ -171,7 +175,7 @@ fn pair_sections(
     old: &ElfFile<'_>,
     new: &ElfFile<'_>,
     report: &mut VerifyReport,
-) -> Option<(Vec<Option<usize>>, Option<usize>, Option<usize>)> {
+) -> Option<Pairing> {
     let mut pairs = vec![None; old.sections.len()];
     let mut table = None;
     let mut record = None;
