@@ -56,10 +56,11 @@ pub struct RewriteArgs {
     /// (a loop) goes behind it. No slot for: the entry point and _start, .init/.fini/PLT,
     /// setjmp/longjmp/vfork/clone/*context, the runtime's functions (padtrim_*, its mangled
     /// Rust ones) and memcpy/memmove/memset/memcmp/bcmp.
-    /// The output carries a sorted __mcount_loc, so `padtrim record` traces it. A program
+    /// The output carries a sorted __mcount_loc, so `padtrim record` traces it, and a
+    /// non-allocated __patchable_function_entries of the same slots. A program
     /// whose own code has pads (linked with code that has none, a static libc say): its pads
     /// are cut to slots of the same size as a plain rewrite cuts them, the functions without
-    /// a pad get slots inserted, and the table lists both (--functions selects only where
+    /// a pad get slots inserted, and both tables list both (--functions selects only where
     /// slots are inserted). Refused: no relocations, a vmlinux, object files (not supported
     /// yet), a file already rewritten or inserted (it has a __mcount_loc).
     #[arg(long, conflicts_with_all = ["pre", "layout", "force"])]

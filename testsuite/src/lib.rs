@@ -371,6 +371,42 @@ pub fn mcount_entries(path: &Path) -> Option<Vec<u64>> {
     )
 }
 
+/// The entries of the non-allocated `__patchable_function_entries` that `padtrim rewrite
+/// --insert` adds to `path` (one per slot, like a compacted file's table), in table order;
+/// `None` when it has none. Asserts what makes it harmless to the loaded image and readable
+/// to tools: `PROGBITS`, no flags (not allocated), no address, pointer-aligned entries.
+pub fn inserted_patch_entries(path: &Path) -> Option<Vec<u64>> {
+    let table = binutils::sections(path)
+        .into_iter()
+        .find(|s| s.name == binutils::TABLE_SECTION && !s.flags.contains('A'))?;
+    let width = binutils::header(path).pointer_size();
+    assert_eq!(table.kind, "PROGBITS", "{}: {table:?}", path.display());
+    assert_eq!(
+        table.flags,
+        "",
+        "{}: not allocated: {table:?}",
+        path.display()
+    );
+    assert_eq!(
+        table.address,
+        0,
+        "{}: no address: {table:?}",
+        path.display()
+    );
+    assert_eq!(table.align, width, "{}: {table:?}", path.display());
+    assert_eq!(table.size % width, 0, "{}: {table:?}", path.display());
+    Some(
+        binutils::section_data(path, &table)
+            .chunks(width as usize)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(b)
+            })
+            .collect(),
+    )
+}
+
 /// Calls per function in `padtrim replay TRACE --elf EXE --summary`; functions a compiler
 /// cloned (`fib.part.0`, `fib.constprop.0`) count under their source name.
 pub fn replay_call_counts(trace: &Path, exe: &Path) -> std::collections::BTreeMap<String, u64> {

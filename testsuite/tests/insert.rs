@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use padtrim_testsuite::{
-    assert_same_output, binutils, describe, mcount_entries, padtrim, run_ok, run_qemu, scratch_dir,
-    verify, RISCV_SYSROOT,
+    assert_same_output, binutils, describe, inserted_patch_entries, mcount_entries, padtrim,
+    run_ok, run_qemu, scratch_dir, verify, RISCV_SYSROOT,
 };
 
 /// The corpus source `name`.
@@ -73,11 +73,18 @@ fn insert_ok(input: &Path, output: &Path, extra: &[&str]) -> serde_json::Value {
 }
 
 /// Every table entry is the new address of a function of `output` (the slot is the new
-/// function address), sorted, one per address; the slot holds nops (objdump says so).
+/// function address), sorted, one per address; the slot holds nops (objdump says so). The
+/// added `__patchable_function_entries` lists the same slots.
 fn check_table(output: &Path, sites: u64) {
     let entries = mcount_entries(output).expect("a __mcount_loc table");
     assert_eq!(entries.len() as u64, sites, "{}", output.display());
     assert!(entries.windows(2).all(|w| w[0] < w[1]), "sorted, distinct");
+    assert_eq!(
+        inserted_patch_entries(output).as_ref(),
+        Some(&entries),
+        "{}: __patchable_function_entries lists the slots of __mcount_loc",
+        output.display()
+    );
     let funcs: std::collections::BTreeSet<u64> = binutils::symbols(output)
         .iter()
         .filter(|s| s.kind == "FUNC" && s.size > 0)
@@ -288,6 +295,108 @@ fn eight_byte_slots_and_selected_functions() {
             grew(done),
             "{rep}"
         );
+    }
+}
+
+/// `verify ORIGINAL BAD` fails, and only on the added `__patchable_function_entries`.
+fn verify_fails_on_the_patch_table(original: &Path, bad: &Path) {
+    let v = verify(original, bad, &["--json"]);
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "{}: {}",
+        bad.display(),
+        describe(&v)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&v.stdout).expect("JSON");
+    let found = report["mismatches"].as_array().expect("mismatches");
+    assert!(
+        !found.is_empty()
+            && found
+                .iter()
+                .all(|m| m["category"] == "__patchable_function_entries"),
+        "{}: {report}",
+        bad.display()
+    );
+}
+
+/// An inserted PIE, static program and shared object carry a `__patchable_function_entries`
+/// through either writer: not allocated, its entries the slots of `__mcount_loc`
+/// (`check_table`), read by readelf and objdump without a warning, the programs running as
+/// the originals; `verify` fails on a copy without it (objcopy -R) or with two of its
+/// entries swapped.
+#[test]
+fn both_writers_add_a_patch_table_of_the_slots_that_verify_proves() {
+    let dir = scratch_dir("insert-patch-table");
+    let (basic, lib) = (corpus("basic.c"), corpus("shared_lib.c"));
+    let (basic, lib) = (basic.to_str().unwrap(), lib.to_str().unwrap());
+    let gcc = "riscv64-linux-gnu-gcc";
+    cc(
+        &dir,
+        gcc,
+        &["-O2", "-fPIE", "-pie", "-Wl,-q", basic, "-o", "pie"],
+    );
+    cc(
+        &dir,
+        gcc,
+        &["-O2", "-static", "-Wl,-q", basic, "-o", "static"],
+    );
+    cc(
+        &dir,
+        gcc,
+        &[
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-Wl,-q",
+            lib,
+            "-o",
+            "libshared.so",
+        ],
+    );
+    for input in ["pie", "static", "libshared.so"] {
+        let exe = dir.join(input);
+        for writer in ["patched", "builder"] {
+            let out = dir.join(format!("{input}.{writer}"));
+            let stats = insert_ok(&exe, &out, &["--writer", writer]);
+            assert_eq!(stats["writer"], writer, "{input}: {stats}");
+            check_table(&out, stats["sites"].as_u64().unwrap());
+            let warnings = binutils::warnings(&out, &["-a", "-W"], &["-d"]);
+            assert!(warnings.is_empty(), "{input} ({writer}): {warnings}");
+            if input != "libshared.so" {
+                assert_same_output(&run(&exe, None), &run(&out, None), input);
+            }
+        }
+    }
+    for (input, out) in [
+        ("pie", "pie.patched"),
+        ("static", "static.builder"),
+        ("libshared.so", "libshared.so.patched"),
+    ] {
+        let (exe, out) = (dir.join(input), dir.join(out));
+        let without = out.with_extension("without");
+        run_ok(
+            Command::new("riscv64-linux-gnu-objcopy")
+                .args(["-R", binutils::TABLE_SECTION])
+                .arg(&out)
+                .arg(&without),
+            "objcopy",
+        );
+        assert!(inserted_patch_entries(&without).is_none());
+        verify_fails_on_the_patch_table(&exe, &without);
+
+        let table = binutils::sections(&out)
+            .into_iter()
+            .find(|s| s.name == binutils::TABLE_SECTION)
+            .expect("the added table");
+        let width = binutils::header(&out).pointer_size() as usize;
+        let mut bytes = std::fs::read(&out).unwrap();
+        let at = table.offset as usize;
+        let (first, second) = bytes[at..at + 2 * width].split_at_mut(width);
+        first.swap_with_slice(second);
+        let swapped = out.with_extension("swapped");
+        std::fs::write(&swapped, &bytes).unwrap();
+        verify_fails_on_the_patch_table(&exe, &swapped);
     }
 }
 

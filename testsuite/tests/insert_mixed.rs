@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use padtrim_testsuite::{
-    assert_same_output, binutils, describe, mcount_entries, padtrim, padtrim_ok, record_trace,
-    replay_call_counts, run_ok, run_qemu, scratch_dir, verify,
+    assert_same_output, binutils, describe, inserted_patch_entries, mcount_entries, padtrim,
+    padtrim_ok, record_trace, replay_call_counts, run_ok, run_qemu, scratch_dir, verify,
 };
 
 const PROGRAM: &str = r#"
@@ -129,6 +129,13 @@ fn a_static_program_with_pads_gets_slots_in_its_padless_libc_too() {
         let entries = mcount_entries(&out).expect("a __mcount_loc table");
         assert_eq!(entries.len() as u64, inserted + compacted, "{tag}");
         assert!(entries.windows(2).all(|w| w[0] < w[1]), "{tag}: sorted");
+        // The added __patchable_function_entries lists them too (the program's own table
+        // stays beside it, its entries moved to the pads' slots).
+        assert_eq!(
+            inserted_patch_entries(&out).as_ref(),
+            Some(&entries),
+            "{tag}: __patchable_function_entries lists every slot"
+        );
         let (old_funcs, new_funcs) = (functions(&exe), functions(&out));
         let old_insns = binutils::disassemble(&exe);
         let new_insns = binutils::disassemble(&out);

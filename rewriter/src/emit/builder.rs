@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::plan::{AddressMap, Plan};
 use crate::relocate::Fixed;
 
-use super::common::{mapped_symbols, NewSection, ADDRESS_TAGS};
+use super::common::{mapped_symbols, NewRecord, NewSection, ADDRESS_TAGS};
 
 fn err(e: object::build::Error) -> Error {
     Error::Malformed(format!("ELF writer: {e}"))
@@ -25,13 +25,16 @@ pub fn read_builder<'data>(file: &ElfFile<'data>) -> Result<Builder<'data>> {
 
 /// Puts the plan and the fixed contents into the builder (taking them out of `fixed`), so
 /// that a caller can free what only the preparation needed (symbols, relocations) before
-/// [`write()`] allocates the output: the peak of a rewrite's memory.
+/// [`write()`] allocates the output: the peak of a rewrite's memory. Adds the new allocated
+/// `table` (`__mcount_loc`) and the new non-allocated `record` (an insertion's
+/// `__patchable_function_entries`, the last section), when given.
 pub fn prepare<'data>(
     file: &ElfFile<'data>,
     mut b: Builder<'data>,
     plan: &Plan,
     fixed: &mut Fixed,
     table: Option<NewSection>,
+    record: Option<NewRecord>,
 ) -> Result<Builder<'data>> {
     // sh_addralign 0 means "no constraint", like 1; the writer's layout divides by it.
     for s in b.sections.iter_mut() {
@@ -114,6 +117,16 @@ pub fn prepare<'data>(
     }
     if let Some(t) = table {
         insert_section(&mut b, &ids, t)?;
+    }
+    if let Some(r) = record {
+        // Non-allocated: the writer places it after the allocated sections, in table order.
+        let s = b.sections.add();
+        s.name = r.name.as_bytes().to_vec().into();
+        s.sh_type = elf::SHT_PROGBITS;
+        s.sh_flags = elf::SectionFlags(0);
+        s.sh_addralign = r.align.max(1);
+        s.sh_entsize = r.align;
+        s.data = SectionData::Data(r.data.into());
     }
     Ok(b)
 }

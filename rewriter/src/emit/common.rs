@@ -20,6 +20,19 @@ pub struct NewSection {
     pub after: usize,
 }
 
+/// A new non-allocated section to add after every other section (the
+/// `__patchable_function_entries` of a `rewrite --insert`, see
+/// [`super::tables::entries_record`]): it takes no address and no room in a segment, so the
+/// loaded image does not change.
+pub struct NewRecord {
+    /// Section name.
+    pub name: &'static str,
+    /// Contents.
+    pub data: Vec<u8>,
+    /// `sh_addralign` and `sh_entsize` (the pointer size: an array of addresses).
+    pub align: u64,
+}
+
 /// Dynamic tags whose value is an address in the image (both writers move them).
 pub const ADDRESS_TAGS: &[u64] = &[
     elf::DT_PLTGOT.0 as u64,

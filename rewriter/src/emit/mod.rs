@@ -8,4 +8,4 @@ mod common;
 pub mod patched;
 pub mod tables;
 
-pub use common::NewSection;
+pub use common::{NewRecord, NewSection};

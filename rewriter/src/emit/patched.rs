@@ -13,6 +13,8 @@
 //! - the `__mcount_loc` table, if any, at the plan's offset, with its header appended at the
 //!   end of the section table (as `objcopy --add-section` does: no index changes, so no
 //!   `st_shndx`, `sh_link` or `sh_info` is renumbered), its name appended to `.shstrtab`;
+//! - an insertion's non-allocated `__patchable_function_entries`, if any, after that block,
+//!   its header after the table's;
 //! - the section header table at the end.
 //!
 //! Going through the builder instead re-reads every symbol and relocation, holds them a
@@ -30,7 +32,7 @@ use crate::elf::{read_uint, ElfFile, Section};
 use crate::plan::{AddressMap, Plan};
 use crate::relocate::Fixed;
 
-use super::common::{mapped_symbol, NewSection, ADDRESS_TAGS};
+use super::common::{mapped_symbol, NewRecord, NewSection, ADDRESS_TAGS};
 
 /// The file header fields this writer reads and rewrites.
 #[derive(Clone, Copy)]
@@ -240,20 +242,23 @@ struct Placed {
     size: u64,
 }
 
-/// The rewritten file, or why a change does not fit this writer.
+/// The rewritten file, or why a change does not fit this writer: with the new allocated
+/// `table` (`__mcount_loc`) and the new non-allocated `record` (an insertion's
+/// `__patchable_function_entries`), when given.
 pub fn emit_patched(
     file: &ElfFile<'_>,
     src: &Source,
     plan: &Plan,
     fixed: &Fixed,
     table: Option<&NewSection>,
+    record: Option<&NewRecord>,
 ) -> Result<Vec<u8>, Fallback> {
     if changes_fit(file, fixed, ClassFields::of(file.is_64)).is_none() {
         return Err(Fallback(
             "a non-allocated section grew, or a dynamic relocation table changed length",
         ));
     }
-    write_patched(file, src, plan, fixed, table).ok_or(Fallback(
+    write_patched(file, src, plan, fixed, table, record).ok_or(Fallback(
         "a new place or size does not fit the file's fields",
     ))
 }
@@ -265,6 +270,7 @@ fn write_patched(
     plan: &Plan,
     fixed: &Fixed,
     table: Option<&NewSection>,
+    record: Option<&NewRecord>,
 ) -> Option<Vec<u8>> {
     let class = ClassFields::of(file.is_64);
     let h = src.header;
@@ -273,9 +279,23 @@ fn write_patched(
     let headers_end = h.headers_end(class)?;
     let new_end = new_image_end(file, plan, &placed, table, headers_end)?;
     let (new_lo, mut end) = place_block(file, src, new_end, &mut placed)?;
-    let (table_name, shstr_new) = name_table(file, src, table, &mut placed, &mut end)?;
+    let names: Vec<&str> = table
+        .map(|t| t.name)
+        .into_iter()
+        .chain(record.map(|r| r.name))
+        .collect();
+    let (name_at, shstr_new) = name_sections(file, src, &names, &mut placed, &mut end)?;
+    // The record follows everything else, aligned as its header says.
+    let record_at = match record {
+        Some(r) => {
+            let at = end.next_multiple_of(r.align.max(1));
+            end = at.checked_add(r.data.len() as u64)?;
+            Some(at)
+        }
+        None => None,
+    };
     let shoff = end.next_multiple_of(class.word as u64);
-    let shnum = h.shnum + usize::from(table.is_some());
+    let shnum = h.shnum + usize::from(table.is_some()) + usize::from(record.is_some());
     let total = usize::try_from(shoff)
         .ok()?
         .checked_add(shnum * class.shdr_size)?;
@@ -290,12 +310,20 @@ fn write_patched(
     if let Some(grown) = &shstr_new {
         put_bytes(&mut out, placed[src.shstrndx].offset, grown)?;
     }
+    if let (Some(r), Some(at)) = (record, record_at) {
+        put_bytes(&mut out, at, &r.data)?;
+    }
     patch_tables(file, map, fixed, &placed, class, &mut out)?;
 
     write_section_headers(file, h, &placed, shoff as usize, class, &mut out)?;
+    let mut header_at = shoff as usize + h.shnum * class.shdr_size;
+    let mut names = name_at.into_iter();
     if let Some(t) = table {
-        let at = shoff as usize + h.shnum * class.shdr_size;
-        write_table_header(t, table_name, at, class, &mut out)?;
+        write_table_header(t, names.next()?, header_at, class, &mut out)?;
+        header_at += class.shdr_size;
+    }
+    if let (Some(r), Some(at)) = (record, record_at) {
+        write_record_header(r, names.next()?, at, header_at, class, &mut out)?;
     }
     // File header: entry, section table place and count.
     let w = class.word;
@@ -400,38 +428,41 @@ fn place_block(
     Some((new_lo, end))
 }
 
-/// The table's name in `.shstrtab`: reused if `.shstrtab` has it, else appended to it (in
-/// place when it is the last section of the block, else in a copy after the block, moving
-/// `end`). Returns its offset there and the grown `.shstrtab`, if it grew.
-fn name_table(
+/// The new sections' `names` in `.shstrtab`: each reused if `.shstrtab` has it, else
+/// appended to it (in place when it is the last section of the block, else in a copy after
+/// the block, moving `end`). Returns their offsets there and the grown `.shstrtab`, if it
+/// grew.
+fn name_sections(
     file: &ElfFile<'_>,
     src: &Source,
-    table: Option<&NewSection>,
+    names: &[&str],
     placed: &mut [Placed],
     end: &mut u64,
-) -> Option<(u64, Option<Vec<u8>>)> {
+) -> Option<(Vec<u64>, Option<Vec<u8>>)> {
     let shstr = file.sections.get(src.shstrndx)?;
     let shstr_old = file.section_data(shstr).ok()?;
-    let Some(table) = table else {
-        return Some((0, None));
-    };
-    let name: Vec<u8> = table.name.bytes().chain([0]).collect();
-    if let Some(at) = shstr_old
-        .windows(name.len())
-        .position(|w| w == name.as_slice())
-    {
-        return Some((at as u64, None));
+    let mut grown: Option<Vec<u8>> = None;
+    let mut offsets = Vec::with_capacity(names.len());
+    for name in names {
+        let name: Vec<u8> = name.bytes().chain([0]).collect();
+        let have = grown.as_deref().unwrap_or(shstr_old);
+        if let Some(at) = have.windows(name.len()).position(|w| w == name.as_slice()) {
+            offsets.push(at as u64);
+            continue;
+        }
+        let g = grown.get_or_insert_with(|| shstr_old.to_vec());
+        offsets.push(g.len() as u64);
+        g.extend_from_slice(&name);
     }
-    let mut grown = shstr_old.to_vec();
-    let table_name = grown.len() as u64;
-    grown.extend_from_slice(&name);
-    let p = &mut placed[src.shstrndx];
-    if shstr.offset + shstr.size != src.block.1 || shstr.is_alloc() {
-        p.offset = *end;
+    if let Some(g) = &grown {
+        let p = &mut placed[src.shstrndx];
+        if shstr.offset + shstr.size != src.block.1 || shstr.is_alloc() {
+            p.offset = *end;
+        }
+        p.size = g.len() as u64;
+        *end = (*end).max(p.offset + p.size);
     }
-    p.size = grown.len() as u64;
-    *end = (*end).max(p.offset + p.size);
-    Some((table_name, Some(grown)))
+    Some((offsets, grown))
 }
 
 /// End of the bytes before the first section that moved or changed size: they are the
@@ -543,6 +574,28 @@ fn write_table_header(
     // sh_link and sh_info stay 0; then sh_addralign and sh_entsize.
     put(out, at + f_size + w + 8, w, ptr)?;
     put(out, at + f_size + 2 * w + 8, w, ptr)?;
+    Some(())
+}
+
+/// The record's section header at `at`, its name at `name` in `.shstrtab`, its bytes at
+/// `offset`: not allocated, no address.
+fn write_record_header(
+    r: &NewRecord,
+    name: u64,
+    offset: u64,
+    at: usize,
+    class: &ClassFields,
+    out: &mut [u8],
+) -> Option<()> {
+    let (f_offset, f_size) = (class.sh_offset, class.sh_size);
+    let w = class.word;
+    put(out, at, 4, name)?;
+    put(out, at + 4, 4, u64::from(elf::SHT_PROGBITS.0))?;
+    // sh_flags, sh_addr, sh_link and sh_info stay 0.
+    put(out, at + f_offset, w, offset)?;
+    put(out, at + f_size, w, r.data.len() as u64)?;
+    put(out, at + f_size + w + 8, w, r.align)?;
+    put(out, at + f_size + 2 * w + 8, w, r.align)?;
     Some(())
 }
 

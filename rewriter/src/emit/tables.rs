@@ -10,7 +10,7 @@ use crate::plan::{Layout, Plan, ISLAND_REACH};
 use crate::relocate::Fixed;
 use crate::scan::TABLE_SECTION;
 
-use super::NewSection;
+use super::{NewRecord, NewSection};
 
 /// Most islands a file can need: none when all code is near the trampoline, else one per
 /// `ISLAND_REACH` of code plus one per section.
@@ -79,9 +79,7 @@ pub fn mcount_table(
     slot: u32,
 ) -> Result<NewSection> {
     let ptr = file.ptr_size() as u64;
-    let mut slots: Vec<u64> = plan.slots.iter().map(|s| s.slot_addr).collect();
-    slots.extend_from_slice(&plan.inserted);
-    slots.sort_unstable();
+    let slots = sorted_slots(plan);
     let mut bytes = Vec::with_capacity(table_bytes as usize);
     for s in slots.iter().chain(&plan.islands) {
         bytes.extend_from_slice(&s.to_le_bytes()[..ptr as usize]);
@@ -120,6 +118,44 @@ pub fn mcount_table(
         data: bytes,
         after,
     })
+}
+
+/// Every slot's address (the compacted pads' and the inserted ones), sorted: the first
+/// entries of `__mcount_loc`.
+fn sorted_slots(plan: &Plan) -> Vec<u64> {
+    let mut slots: Vec<u64> = plan.slots.iter().map(|s| s.slot_addr).collect();
+    slots.extend_from_slice(&plan.inserted);
+    slots.sort_unstable();
+    slots
+}
+
+/// The `__patchable_function_entries` of a `rewrite --insert` output: one pointer-sized
+/// entry per slot (inserted, and a mixed input's compacted pads), its address (the
+/// function's new address: slots have nothing before the function), sorted, so the output
+/// carries the table a compacted file keeps (`verify` proves it lists exactly the slots of
+/// `__mcount_loc`).
+///
+/// Not allocated (`SHT_PROGBITS`, no `SHF_ALLOC`, no address, after every other section):
+/// it holds link-time addresses for the tools that read the file (padtrim's own `verify`,
+/// readelf, objdump), never changes the loaded image, and needs no room in a segment. An
+/// allocated table would need a place in a load segment (moving what follows) and, in a PIE
+/// or shared object, one `R_RISCV_RELATIVE` per entry in a dynamic relocation table that
+/// cannot grow in place; nothing loaded reads it: the runtime takes its slots from
+/// `__mcount_loc` through the descriptor. A mixed input's own (allocated) table stays as a
+/// compaction leaves it, its entries moved to the pads' slots; `scan` ignores a
+/// non-allocated table in a linked file and reads an inserted output's `__mcount_loc`.
+pub fn entries_record(file: &ElfFile<'_>, plan: &Plan) -> NewRecord {
+    let ptr = file.ptr_size();
+    let slots = sorted_slots(plan);
+    let mut data = Vec::with_capacity(slots.len() * ptr);
+    for s in &slots {
+        data.extend_from_slice(&s.to_le_bytes()[..ptr]);
+    }
+    NewRecord {
+        name: TABLE_SECTION,
+        data,
+        align: ptr as u64,
+    }
 }
 
 /// Empties every `__patchable_function_entries` section and its static relocations (the

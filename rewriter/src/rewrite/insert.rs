@@ -5,8 +5,10 @@
 //! function gets a slot ([`Edit::Slot`](crate::plan::Edit::Slot)) in front of its first
 //! instruction, code grows, later segments move up by whole pages, and every reference is
 //! re-resolved. The output carries a sorted `__mcount_loc` of the slots (and fills the
-//! runtime's descriptor when the program carries it), so `verify`, `record` and the runtime
-//! treat it as a compacted file.
+//! runtime's descriptor when the program carries it) and a non-allocated
+//! `__patchable_function_entries` listing the same slots (see
+//! [`tables::entries_record`]), so `verify`, `record` and the runtime treat it as a
+//! compacted file.
 //!
 //! Decisions:
 //! - a function is a `STT_FUNC` symbol with a size in an executable section; aliases (one
@@ -628,7 +630,8 @@ fn insert_image(data: &[u8], opts: &InsertOptions) -> Result<(Vec<u8>, RewriteSt
         Layout::Pack,
         opts.slot,
     )?;
-    let (out, writer, fallback) = emit(&file, &plan, &mut fixed, table, opts.writer)?;
+    let record = tables::entries_record(&file, &plan);
+    let (out, writer, fallback) = emit(&file, &plan, &mut fixed, (table, record), opts.writer)?;
     super::linked::complete_stats(&mut stats, &file, &plan, &fixed, out.len() as u64);
     stats.table = true;
     stats.writer = Some(writer);
@@ -664,12 +667,15 @@ fn insert_object(
     Ok((out, stats))
 }
 
+/// The new sections of an insertion: `__mcount_loc` and `__patchable_function_entries`.
+type Added = (crate::emit::NewSection, crate::emit::NewRecord);
+
 /// Writes the file: patched in place when it can, else through the builder.
 fn emit(
     file: &ElfFile<'_>,
     plan: &Plan,
     fixed: &mut crate::relocate::Fixed,
-    table: crate::emit::NewSection,
+    added: Added,
     writer: Writer,
 ) -> Result<(Vec<u8>, Writer, Option<String>)> {
     use crate::emit::{builder, patched};
@@ -677,28 +683,28 @@ fn emit(
         match patched::Source::of(file) {
             Ok(src) => {
                 match phase("emit (patched)", || {
-                    patched::emit_patched(file, &src, plan, fixed, Some(&table))
+                    patched::emit_patched(file, &src, plan, fixed, Some(&added.0), Some(&added.1))
                 }) {
                     Ok(out) => return Ok((out, Writer::Patched, None)),
-                    Err(why) => return build(file, plan, fixed, table, Some(why.to_string())),
+                    Err(why) => return build(file, plan, fixed, added, Some(why.to_string())),
                 }
             }
-            Err(why) => return build(file, plan, fixed, table, Some(why.to_string())),
+            Err(why) => return build(file, plan, fixed, added, Some(why.to_string())),
         }
     }
     fn build(
         file: &ElfFile<'_>,
         plan: &Plan,
         fixed: &mut crate::relocate::Fixed,
-        table: crate::emit::NewSection,
+        (table, record): Added,
         why: Option<String>,
     ) -> Result<(Vec<u8>, Writer, Option<String>)> {
         let b = builder::read_builder(file)?;
         let b = phase("emit", || {
-            builder::prepare(file, b, plan, fixed, Some(table))
+            builder::prepare(file, b, plan, fixed, Some(table), Some(record))
         })?;
         let out = phase("emit: write", || builder::write(file, b))?;
         Ok((out, Writer::Builder, why))
     }
-    build(file, plan, fixed, table, None)
+    build(file, plan, fixed, added, None)
 }

@@ -158,7 +158,7 @@ pub fn rewrite_linked(
     let fixed_kernel = fixed.kernel;
     let direct = source.and_then(|src| {
         phase("emit (patched)", || {
-            crate::emit::patched::emit_patched(&file, &src, &plan, &fixed, table.as_ref())
+            crate::emit::patched::emit_patched(&file, &src, &plan, &fixed, table.as_ref(), None)
         })
         .map_err(Some)
     });
@@ -174,7 +174,7 @@ pub fn rewrite_linked(
                 None => crate::emit::builder::read_builder(&file)?,
             };
             let b = phase("emit", || {
-                crate::emit::builder::prepare(&file, builder, &plan, &mut fixed, table)
+                crate::emit::builder::prepare(&file, builder, &plan, &mut fixed, table, None)
             })?;
             // The writer's output is the peak of the rewrite's memory: free first what
             // only the passes before it needed.

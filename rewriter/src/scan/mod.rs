@@ -275,10 +275,14 @@ fn read_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<
     if file.kind == FileKind::Vmlinux {
         return read_kernel_table(file);
     }
+    // In a linked file a non-allocated `__patchable_function_entries` is the record
+    // `rewrite --insert` adds (the compiler's is always allocated, so the loader can
+    // relocate it): that file's table is its `__mcount_loc`, read below, which `verify`
+    // proves lists the same slots.
     let tables: Vec<_> = file
         .sections
         .iter()
-        .filter(|s| s.name == TABLE_SECTION)
+        .filter(|s| s.name == TABLE_SECTION && (s.is_alloc() || !file.kind.is_linked()))
         .collect();
     if tables.is_empty() {
         return read_inserted_table(file);
@@ -414,10 +418,11 @@ fn check_table_shape(file: &ElfFile<'_>, table: &crate::elf::Section<'_>) -> Res
     Ok(())
 }
 
-/// A linked file without `__patchable_function_entries` whose slots `padtrim rewrite
-/// --insert` added: their table is the `__mcount_loc` it wrote (link-time addresses, sorted,
-/// read by the runtime with the load bias added), so `report`, `check` and the runtime see
-/// the same slots. Any other file without the compiler's table has none.
+/// A linked file without the compiler's (allocated) `__patchable_function_entries` whose
+/// slots `padtrim rewrite --insert` added: their table is the `__mcount_loc` it wrote
+/// (link-time addresses, sorted, read by the runtime with the load bias added), so `report`,
+/// `check` and the runtime see the same slots. Any other file without the compiler's table
+/// has none.
 fn read_inserted_table(file: &ElfFile<'_>) -> Result<(Vec<RawEntry>, TableSource, Option<u64>)> {
     let table = file
         .sections

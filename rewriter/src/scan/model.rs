@@ -154,7 +154,8 @@ pub enum TableSource {
     /// The kernel's `__start_mcount_loc..__stop_mcount_loc`.
     KernelMcountLoc,
     /// The `__mcount_loc` that `padtrim rewrite --insert` wrote into a linked file that has
-    /// no `__patchable_function_entries` (its slots were inserted, not left by a compiler).
+    /// no allocated `__patchable_function_entries` (its slots were inserted, not left by a
+    /// compiler; the non-allocated copy it also wrote lists the same slots).
     InsertedMcountLoc,
     /// No table in the file.
     None,

@@ -14,6 +14,9 @@ pub(crate) struct Ctx<'a, 'o, 'n> {
     pub pairs: Vec<Option<usize>>,
     /// New index of the added `__mcount_loc`, if any.
     pub table: Option<usize>,
+    /// New index of the added non-allocated `__patchable_function_entries` (the slots of a
+    /// `rewrite --insert`), if any.
+    pub record: Option<usize>,
     /// Relocation sections of the original.
     pub old_relocs: Vec<RelocSection>,
     /// Relocation sections of the rewritten file.
@@ -30,14 +33,14 @@ impl<'o, 'n> Ctx<'_, 'o, 'n> {
     /// True when the rewrite emptied the patch table (every pad removed, `--slot 0`): the
     /// original has `__patchable_function_entries` with entries, the output has it empty.
     pub fn patch_table_emptied(&self) -> bool {
-        let named = |f: &ElfFile<'_>| {
+        let named = |f: &ElfFile<'_>, record: Option<usize>| {
             f.sections
                 .iter()
-                .filter(|s| s.name == crate::scan::TABLE_SECTION)
+                .filter(|s| s.name == crate::scan::TABLE_SECTION && Some(s.index) != record)
                 .map(|s| s.size)
                 .collect::<Vec<_>>()
         };
-        let (old, new) = (named(self.old), named(self.new));
+        let (old, new) = (named(self.old, None), named(self.new, self.record));
         self.old.kind.is_linked()
             && old.iter().any(|&n| n > 0)
             && old.len() == new.len()

@@ -8,6 +8,8 @@
 
 use padtrim_abi::MCOUNT_SECTION;
 
+use crate::scan::TABLE_SECTION;
+
 use super::ctx::Ctx;
 use super::map::{InsertedSlot, Mapper};
 use super::report::VerifyReport;
@@ -82,6 +84,96 @@ pub(super) fn check(
         cm.inserted = slots;
     }
     proven
+}
+
+/// The non-allocated `__patchable_function_entries` an insertion adds (see
+/// [`crate::emit::tables::entries_record`]): there exactly when slots were inserted, not
+/// allocated and at no address (so it changes nothing loaded), of whole pointer-aligned
+/// entries, and listing the slots of `__mcount_loc` (its nonzero entries that are not
+/// islands, each proven a slot by the sites' and insertions' checks) in the same order:
+/// sorted, one per slot.
+pub(super) fn check_record(
+    ctx: &Ctx<'_, '_, '_>,
+    mapper: &Mapper,
+    islands: &[u64],
+    report: &mut VerifyReport,
+) {
+    let inserted = mapper.code.iter().any(|c| !c.inserted.is_empty());
+    let Some(r) = ctx.record else {
+        if inserted {
+            report.mismatch(
+                TABLE_SECTION,
+                None,
+                None,
+                "a non-allocated __patchable_function_entries listing the slots (inserted \
+                 slots were found)",
+                "none",
+            );
+        }
+        return;
+    };
+    let s = &ctx.new.sections[r];
+    let ptr = ctx.ptr as u64;
+    if !inserted {
+        report.mismatch(
+            TABLE_SECTION,
+            None,
+            None,
+            "no added __patchable_function_entries (no slots were inserted)",
+            format!("section {} of {} bytes", s.index, s.size),
+        );
+        return;
+    }
+    let data = ctx.new.section_data(s).unwrap_or(&[]);
+    if s.is_alloc() || s.addr != 0 || s.align != ptr || !(data.len() as u64).is_multiple_of(ptr) {
+        report.mismatch(
+            TABLE_SECTION,
+            None,
+            Some(s.addr),
+            format!("not allocated, at no address, {ptr}-byte aligned, whole {ptr}-byte entries"),
+            format!(
+                "flags {:#x}, address {:#x}, alignment {}, {} bytes",
+                s.flags,
+                s.addr,
+                s.align,
+                data.len()
+            ),
+        );
+        return;
+    }
+    let values: Vec<u64> = data
+        .chunks_exact(ctx.ptr)
+        .filter_map(|c| read_uint(c, 0, ctx.ptr))
+        .collect();
+    let mcount = ctx
+        .table
+        .map(|t| ctx.new.section_data(&ctx.new.sections[t]).unwrap_or(&[]))
+        .unwrap_or(&[]);
+    let slots: Vec<u64> = mcount
+        .chunks_exact(ctx.ptr)
+        .filter_map(|c| read_uint(c, 0, ctx.ptr))
+        .filter(|&v| v != 0 && islands.binary_search(&v).is_err())
+        .collect();
+    if values.len() != slots.len() {
+        report.mismatch(
+            TABLE_SECTION,
+            None,
+            None,
+            format!("{} entries, one per slot of {MCOUNT_SECTION}", slots.len()),
+            format!("{} entries", values.len()),
+        );
+    }
+    for (k, (&v, &e)) in values.iter().zip(&slots).enumerate() {
+        if v != e || (k > 0 && values[k - 1] >= v) {
+            report.mismatch(
+                TABLE_SECTION,
+                None,
+                None,
+                format!("entry {k} = slot {e:#x} (sorted, as {MCOUNT_SECTION} lists them)"),
+                format!("{v:#x}"),
+            );
+        }
+    }
 }
 
 /// The code map and slot of the `__mcount_loc` entry `v`: new nops of the walk ending right

@@ -38,7 +38,7 @@ pub use report::{Counts, Mismatch, VerifyReport, MAX_MISMATCHES};
 use crate::elf::{ElfFile, FileKind};
 use crate::error::Result;
 use crate::riscv::Xlen;
-use crate::scan::scan;
+use crate::scan::{scan, TABLE_SECTION};
 use ctx::{is_tbss, Ctx};
 use map::{Mapper, SectionImage};
 
@@ -64,7 +64,7 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
         );
         return Ok(report);
     }
-    let Some((pairs, table)) = pair_sections(original, rewritten, &mut report) else {
+    let Some((pairs, table, record)) = pair_sections(original, rewritten, &mut report) else {
         return Ok(report);
     };
     report.counts.sections = pairs.iter().filter(|p| p.is_some()).count() as u64;
@@ -73,6 +73,7 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
         new: rewritten,
         pairs,
         table,
+        record,
         old_relocs: crate::timing::phase("verify: relocations", || original.relocation_sections())?,
         new_relocs: rewritten.relocation_sections()?,
         xlen: if original.is_64 {
@@ -113,6 +114,7 @@ pub fn verify(original: &ElfFile<'_>, rewritten: &ElfFile<'_>) -> Result<VerifyR
     if scanned.sites.is_empty() {
         inserted::check(&ctx, &mut mapper, &mut report, None);
     }
+    inserted::check_record(&ctx, &mapper, &islands, &mut report);
     // Symbols need only the map; everything else shares the covered fields.
     let (refs, syms) = crate::timing::phase("verify: refs+syms", || {
         rayon::join(
@@ -161,15 +163,22 @@ pub fn verify_bytes(original: &[u8], rewritten: &[u8]) -> Result<VerifyReport> {
     verify(&old, &new)
 }
 
+/// New section index of each old section, and of the added `__mcount_loc` and
+/// non-allocated `__patchable_function_entries`, if any.
+type Pairing = (Vec<Option<usize>>, Option<usize>, Option<usize>);
+
 /// Pairs the sections of both files by position and name; the rewritten file may have one
-/// extra `__mcount_loc`. Returns `None` (with a mismatch) when they do not correspond.
+/// extra `__mcount_loc` and, after every other section, one extra non-allocated
+/// `__patchable_function_entries`. Returns `None` (with a mismatch) when they do not
+/// correspond.
 fn pair_sections(
     old: &ElfFile<'_>,
     new: &ElfFile<'_>,
     report: &mut VerifyReport,
-) -> Option<(Vec<Option<usize>>, Option<usize>)> {
+) -> Option<Pairing> {
     let mut pairs = vec![None; old.sections.len()];
     let mut table = None;
+    let mut record = None;
     let mut j = 1;
     for (i, s) in old.sections.iter().enumerate().skip(1) {
         while new
@@ -201,8 +210,10 @@ fn pair_sections(
         }
     }
     for n in &new.sections[j.min(new.sections.len())..] {
-        if n.name == MCOUNT_SECTION && table.is_none() {
+        if n.name == MCOUNT_SECTION && table.is_none() && record.is_none() {
             table = Some(n.index);
+        } else if n.name == TABLE_SECTION && !n.is_alloc() && record.is_none() {
+            record = Some(n.index);
         } else {
             report.mismatch(
                 "section",
@@ -214,7 +225,7 @@ fn pair_sections(
             return None;
         }
     }
-    Some((pairs, table))
+    Some((pairs, table, record))
 }
 
 /// Builds the address map: block moves for data, a parallel walk for every code section.

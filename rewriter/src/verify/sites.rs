@@ -33,8 +33,10 @@ struct Table {
 }
 
 /// Reads the patch table of a linked file: `__patchable_function_entries` (with the
-/// loader's `R_RISCV_RELATIVE` addends where it has them), or a kernel's mcount table.
-fn read_table(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Table {
+/// loader's `R_RISCV_RELATIVE` addends where it has them), or a kernel's mcount table. The
+/// non-allocated one an insertion adds (section `record`) is not part of it: it lists every
+/// slot, and is checked on its own.
+fn read_table(file: &ElfFile<'_>, relocs: &[RelocSection], record: Option<usize>) -> Table {
     let ptr = file.ptr_size();
     let mut t = Table {
         values: Vec::new(),
@@ -62,7 +64,11 @@ fn read_table(file: &ElfFile<'_>, relocs: &[RelocSection]) -> Table {
         .map(|r| (r.offset, r.addend as u64))
         .collect();
     relative.sort_unstable();
-    for s in file.sections.iter().filter(|s| s.name == TABLE_SECTION) {
+    for s in file
+        .sections
+        .iter()
+        .filter(|s| s.name == TABLE_SECTION && Some(s.index) != record)
+    {
         let data = file.section_data(s).unwrap_or(&[]);
         for off in (0..data.len()).step_by(ptr) {
             let at = s.addr + off as u64;
@@ -142,8 +148,8 @@ pub(super) fn check_sites(
     if sites.is_empty() {
         return Ok(());
     }
-    let old_t = read_table(ctx.old, &ctx.old_relocs);
-    let new_t = read_table(ctx.new, &ctx.new_relocs);
+    let old_t = read_table(ctx.old, &ctx.old_relocs, None);
+    let new_t = read_table(ctx.new, &ctx.new_relocs, ctx.record);
     // An emptied table (`--slot 0`): each site's new entry is where its run ends, past the
     // nops before it (alignment padding, whose size the layout may change, so the kept
     // bytes cannot be told from alignment here: the rewriter empties only with slot 0).
