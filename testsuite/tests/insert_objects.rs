@@ -232,7 +232,7 @@ fn objects_round_trip(
         originals.push(o);
         inserted.push(ins);
     }
-    let (exe, exe_ins) = (format!("{tag}"), format!("{tag}.ins"));
+    let (exe, exe_ins) = (tag.to_string(), format!("{tag}.ins"));
     for (objects, out) in [(&originals, &exe), (&inserted, &exe_ins)] {
         // The compiler driver links, with the flags that choose the target.
         let mut argv: Vec<&str> = compile

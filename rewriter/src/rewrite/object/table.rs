@@ -153,18 +153,13 @@ pub fn add_tables(
     let mut next = file.sections.len() + changes.added.len();
     for (code, entries) in tables {
         let group = groups.get(&code).copied();
-        let flag_group = if group.is_some() {
-            u64::from(elf::SHF_GROUP.0)
-        } else {
-            0
-        };
+        let flag_group = if group.is_some() { elf::SHF_GROUP.0 } else { 0 };
         let (table, rela) = (next, next + 1);
         next += 2;
         changes.added.push(AddedSection {
             name: TABLE_SECTION.to_string(),
             sh_type: elf::SHT_PROGBITS.0,
-            flags: u64::from(elf::SHF_ALLOC.0 | elf::SHF_WRITE.0 | elf::SHF_LINK_ORDER.0)
-                | flag_group,
+            flags: (elf::SHF_ALLOC.0 | elf::SHF_WRITE.0 | elf::SHF_LINK_ORDER.0) | flag_group,
             link: code as u32,
             info: 0,
             align: ptr as u64,
@@ -174,7 +169,7 @@ pub fn add_tables(
         changes.added.push(AddedSection {
             name: format!(".rela{TABLE_SECTION}"),
             sh_type: elf::SHT_RELA.0,
-            flags: u64::from(elf::SHF_INFO_LINK.0) | flag_group,
+            flags: elf::SHF_INFO_LINK.0 | flag_group,
             link: symtab as u32,
             info: table as u32,
             align: ptr as u64,
