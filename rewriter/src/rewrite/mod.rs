@@ -185,13 +185,20 @@ fn rewrite_image(data: &[u8], opts: &RewriteOptions) -> Result<(Vec<u8>, Rewrite
     // Slots of the asked size already: the output is the input, unless the program lacks
     // the `__mcount_loc` table the runtime reads (built with 4-byte pads, or linked from
     // objects `rewrite --insert` gave slots) and carries the relocations to add it.
+    // The table is a bonus there: when the layout cannot take it (in place, say), the
+    // output stays the input, as it always was.
     let relocs = relocs.ok();
-    if policy::already_done(&scan, opts)
-        && !(policy::wants_table(&file, &scan, opts)
-            && relocs
-                .as_deref()
-                .is_some_and(|r| policy::require_emit_relocs(&file, &scan, r).is_ok()))
-    {
+    if policy::already_done(&scan, opts) {
+        let usable = relocs
+            .as_deref()
+            .is_some_and(|r| policy::require_emit_relocs(&file, &scan, r).is_ok());
+        if let (true, Some(relocs)) = (usable && policy::wants_table(&file, &scan, opts), relocs) {
+            if let Ok((out, stats)) =
+                linked::rewrite_linked(file, scan, relocs, opts, stats.clone())
+            {
+                return Ok((out, stats));
+            }
+        }
         return Ok((data.to_vec(), stats));
     }
     let relocs = match relocs {
