@@ -661,7 +661,7 @@ fn insert_object(
         ..Default::default()
     };
     let (out, mut stats) = phase("rewrite object", || {
-        super::object::insert_relocatable(file, scanned, &inserts, rewrite)
+        super::object::edit_relocatable(file, scanned, &inserts, rewrite)
     })?;
     stats.sites = selection.sites.len();
     Ok((out, stats))

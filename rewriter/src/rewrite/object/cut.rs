@@ -217,20 +217,7 @@ impl Walk<'_> {
             insert += more;
             reserve = with_reserve;
         }
-        if insert > 0 {
-            self.edits.push(Edit::Insert {
-                at: keep_from,
-                len: insert,
-                align: false,
-            });
-        }
-        if reserve {
-            self.edits.push(Edit::Insert {
-                at: keep_from,
-                len: ALIGN_RESERVE,
-                align: true,
-            });
-        }
+        self.push_alignment(keep_from, insert, reserve);
         if cut.cut_post > 0 {
             self.edits.push(Edit::Remove {
                 at: post,
@@ -239,6 +226,25 @@ impl Walk<'_> {
         }
         self.delta -= i64::from(cut.cut_post);
         Ok(())
+    }
+
+    /// Pushes what keeps a slot in front of the byte `at` aligned: `padding` bytes of fixed
+    /// nops, then (with `reserve`) an `R_RISCV_ALIGN` reserve, in that order.
+    fn push_alignment(&mut self, at: u64, padding: u64, reserve: bool) {
+        if padding > 0 {
+            self.edits.push(Edit::Insert {
+                at,
+                len: padding,
+                align: false,
+            });
+        }
+        if reserve {
+            self.edits.push(Edit::Insert {
+                at,
+                len: ALIGN_RESERVE,
+                align: true,
+            });
+        }
     }
 
     /// Inserts a `slot`-byte slot in front of the function at `func` (ending at `end`): the
@@ -251,7 +257,7 @@ impl Walk<'_> {
         slot: u32,
         facts: &SectionFacts<'_>,
     ) -> Result<()> {
-        let mut insert = match self.keep_alignment(func, func) {
+        let insert = match self.keep_alignment(func, func) {
             Some(Edit::Insert { len, .. }) => len,
             _ => 0,
         };
@@ -262,21 +268,7 @@ impl Walk<'_> {
             cut_post: 0,
         };
         let (more, reserve) = self.align_slot(func, func, whole, facts)?;
-        insert += more;
-        if insert > 0 {
-            self.edits.push(Edit::Insert {
-                at: func,
-                len: insert,
-                align: false,
-            });
-        }
-        if reserve {
-            self.edits.push(Edit::Insert {
-                at: func,
-                len: ALIGN_RESERVE,
-                align: true,
-            });
-        }
+        self.push_alignment(func, insert + more, reserve);
         self.edits.push(Edit::Slot {
             at: func,
             len: u64::from(slot),

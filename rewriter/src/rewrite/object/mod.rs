@@ -54,20 +54,10 @@ pub fn rewrite_relocatable(
     edit_relocatable(file, scan, &Inserts::new(), opts)
 }
 
-/// Inserts a slot of `opts.slot` bytes at each function of `inserts` in the relocatable
-/// object `file` (which has no pads), and lists the slots in new
-/// `__patchable_function_entries` sections, as the compiler would have.
-pub fn insert_relocatable(
-    file: &ElfFile<'_>,
-    scan: &Scan,
-    inserts: &Inserts,
-    opts: RewriteOptions,
-) -> Result<(Vec<u8>, RewriteStats)> {
-    edit_relocatable(file, scan, inserts, opts)
-}
-
-/// Cuts the pads of `scan` and inserts the slots of `inserts` (see the module comment).
-fn edit_relocatable(
+/// Cuts the pads of `scan` and inserts a slot of `opts.slot` bytes at each function of
+/// `inserts` (`rewrite --insert`, on an object without pads), listing those slots in new
+/// `__patchable_function_entries` tables as the compiler would have (see the module comment).
+pub fn edit_relocatable(
     file: &ElfFile<'_>,
     scan: &Scan,
     inserts: &Inserts,

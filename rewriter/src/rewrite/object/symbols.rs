@@ -101,7 +101,7 @@ pub fn map_symbols(file: &ElfFile<'_>, maps: &Maps, ends: &HashSet<u32>) -> Vec<
 }
 
 /// A function symbol: its value is the entry every reference goes to.
-fn is_function(s: &Symbol<'_>) -> bool {
+pub fn is_function(s: &Symbol<'_>) -> bool {
     s.kind == elf::STT_FUNC.0 || s.kind == elf::STT_GNU_IFUNC.0
 }
 

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use object::elf;
 
 use super::cut::SectionPlan;
-use super::symbols::NewSymbol;
+use super::symbols::{is_function, NewSymbol};
 use super::write::{encode_rela, AddedSection, Changes};
 use crate::elf::fields::ClassFields;
 use crate::elf::{ElfFile, Reloc};
@@ -195,8 +195,8 @@ pub fn add_tables(
 fn local_functions(file: &ElfFile<'_>, new_symbols: &[NewSymbol]) -> HashMap<(usize, u64), u32> {
     let mut out = HashMap::new();
     for s in &file.symbols {
-        let is_function = s.kind == elf::STT_FUNC.0 || s.kind == elf::STT_GNU_IFUNC.0;
-        if let (Some(sec), true, true) = (s.section(), is_function, s.bind == elf::STB_LOCAL.0) {
+        let local = s.bind == elf::STB_LOCAL.0;
+        if let (Some(sec), true, true) = (s.section(), is_function(s), local) {
             out.entry((sec, new_symbols[s.index].value))
                 .or_insert(s.index as u32);
         }

@@ -200,15 +200,12 @@ pub fn write_object(file: &ElfFile<'_>, changes: &Changes) -> Result<Vec<u8>> {
             "adding sections to an object with {count} sections (extended section numbering)"
         )));
     }
-    let mut names = None;
-    let mut new_data: BTreeMap<usize, &[u8]> = BTreeMap::new();
-    if !changes.added.is_empty() {
-        let (index, bytes, offsets) = names_appended(file, &changes.added)?;
-        names = Some((index, bytes, offsets));
-    }
-    if let Some((index, bytes, _)) = &names {
-        new_data.insert(*index, bytes);
-    }
+    // The section name table grows by the added sections' names.
+    let names = if changes.added.is_empty() {
+        None
+    } else {
+        Some(names_appended(file, &changes.added)?)
+    };
     let table_len = shentsize
         .checked_mul(count)
         .filter(|&n| shoff.checked_add(n).is_some_and(|e| e <= data.len()))
@@ -230,10 +227,10 @@ pub fn write_object(file: &ElfFile<'_>, changes: &Changes) -> Result<Vec<u8>> {
             put(&mut headers, h + align_at, word, align);
             continue;
         }
-        let bytes: &[u8] = match (new_data.get(&i), changes.data.get(&i)) {
-            (Some(d), _) => d,
-            (None, Some(d)) => d,
-            (None, None) => file.section_data(s)?,
+        let bytes: &[u8] = match (&names, changes.data.get(&i)) {
+            (Some((index, d, _)), _) if *index == i => d,
+            (_, Some(d)) => d,
+            _ => file.section_data(s)?,
         };
         let pad = (out.len() as u64).next_multiple_of(align.min(1 << 12)) as usize - out.len();
         out.resize(out.len() + pad, 0);
